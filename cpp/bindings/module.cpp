@@ -1,0 +1,8 @@
+// nanonet._core: the compiled kernels. Python code reaches it only through nanonet.ops.
+#include "bindings/common.hpp"
+
+PYBIND11_MODULE(_core, m) {
+  m.doc() = "nanonet compiled kernels (C++17 + OpenMP). Use nanonet.ops, not this module.";
+  nanonet::register_runtime(m);
+  nanonet::register_gemm(m);
+}

@@ -1,0 +1,490 @@
+#include "nanonet/gemm.hpp"
+
+#include <algorithm>
+#include <cstdlib>
+#include <cstring>
+#include <memory>
+#include <new>
+#include <vector>
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#include <immintrin.h>
+#define NN_HAVE_X86 1
+#define NN_TARGET_AVX2 __attribute__((target("avx2,fma")))
+#define NN_TARGET_AVX512 __attribute__((target("avx512f,avx512dq,avx512vl,avx512bw,fma")))
+#else
+#define NN_HAVE_X86 0
+#endif
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+namespace nanonet {
+
+namespace {
+
+// ---------------------------------------------------------------------------------------------
+// Aligned scratch buffers, reused across calls on each thread.
+struct AlignedFree {
+  void operator()(void* p) const { std::free(p); }
+};
+
+template <typename T>
+T* scratch(std::unique_ptr<void, AlignedFree>& holder, size_t& capacity, size_t count) {
+  size_t bytes = ((count * sizeof(T) + 63) / 64) * 64;
+  if (bytes > capacity) {
+    void* p = std::aligned_alloc(64, bytes);
+    if (!p) throw std::bad_alloc();
+    holder.reset(p);
+    capacity = bytes;
+  }
+  return static_cast<T*>(holder.get());
+}
+
+template <typename T>
+T* thread_scratch(int slot, size_t count) {
+  // slot 0: packed B (shared, owned by the calling thread), 1: packed A
+  thread_local std::unique_ptr<void, AlignedFree> holder[2];
+  thread_local size_t capacity[2] = {0, 0};
+  return scratch<T>(holder[slot], capacity[slot], count);
+}
+
+// Write an MR x NR tile held in t (row stride ldt) into C[0:m, 0:n] with beta.
+template <typename T>
+inline void store_tile(const T* t, index_t ldt, T* c, index_t ldc, T beta, index_t m, index_t n) {
+  for (index_t r = 0; r < m; ++r) {
+    const T* t_r = t + r * ldt;
+    T* c_r = c + r * ldc;
+    if (beta == T(0)) {
+      for (index_t j = 0; j < n; ++j) c_r[j] = t_r[j];
+    } else {
+      for (index_t j = 0; j < n; ++j) c_r[j] = t_r[j] + beta * c_r[j];
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Portable micro-kernel: the same tile shapes as AVX2, written so a compiler may vectorise it.
+template <typename T, int MR, int NR>
+void ukernel_ref(index_t kc, const T* a, const T* b, T* c, index_t ldc, T beta, index_t m,
+                 index_t n) {
+  T acc[MR * NR] = {};
+  for (index_t k = 0; k < kc; ++k) {
+    const T* a_k = a + k * MR;
+    const T* b_k = b + k * NR;
+    for (int r = 0; r < MR; ++r)
+      for (int j = 0; j < NR; ++j) acc[r * NR + j] += a_k[r] * b_k[j];
+  }
+  store_tile(acc, NR, c, ldc, beta, m, n);
+}
+
+#if NN_HAVE_X86
+// ---------------------------------------------------------------------------------------------
+// AVX2 + FMA, float, 6 x 16: 12 accumulators (6 rows x 2 ymm), 2 B loads, 1 broadcast.
+#define NN_ROW_AVX2_F32(r)                        \
+  {                                               \
+    __m256 a_r = _mm256_broadcast_ss(a + r);      \
+    c##r##0 = _mm256_fmadd_ps(a_r, b0, c##r##0);  \
+    c##r##1 = _mm256_fmadd_ps(a_r, b1, c##r##1);  \
+  }
+#define NN_STORE_AVX2_F32(r)                                                              \
+  if (beta == 0.0f) {                                                                     \
+    _mm256_storeu_ps(c + r * ldc, c##r##0);                                               \
+    _mm256_storeu_ps(c + r * ldc + 8, c##r##1);                                           \
+  } else {                                                                                \
+    _mm256_storeu_ps(c + r * ldc, _mm256_fmadd_ps(vbeta, _mm256_loadu_ps(c + r * ldc), c##r##0)); \
+    _mm256_storeu_ps(c + r * ldc + 8,                                                     \
+                     _mm256_fmadd_ps(vbeta, _mm256_loadu_ps(c + r * ldc + 8), c##r##1));  \
+  }
+
+NN_TARGET_AVX2 void ukernel_avx2_6x16(index_t kc, const float* a, const float* b, float* c,
+                                      index_t ldc, float beta, index_t m, index_t n) {
+  __m256 c00 = _mm256_setzero_ps(), c01 = _mm256_setzero_ps();
+  __m256 c10 = _mm256_setzero_ps(), c11 = _mm256_setzero_ps();
+  __m256 c20 = _mm256_setzero_ps(), c21 = _mm256_setzero_ps();
+  __m256 c30 = _mm256_setzero_ps(), c31 = _mm256_setzero_ps();
+  __m256 c40 = _mm256_setzero_ps(), c41 = _mm256_setzero_ps();
+  __m256 c50 = _mm256_setzero_ps(), c51 = _mm256_setzero_ps();
+  for (index_t k = 0; k < kc; ++k) {
+    __m256 b0 = _mm256_load_ps(b);
+    __m256 b1 = _mm256_load_ps(b + 8);
+    _mm_prefetch(reinterpret_cast<const char*>(b + 128), _MM_HINT_T0);
+    NN_ROW_AVX2_F32(0) NN_ROW_AVX2_F32(1) NN_ROW_AVX2_F32(2)
+    NN_ROW_AVX2_F32(3) NN_ROW_AVX2_F32(4) NN_ROW_AVX2_F32(5)
+    a += 6;
+    b += 16;
+  }
+  if (m == 6 && n == 16) {
+    __m256 vbeta = _mm256_set1_ps(beta);
+    NN_STORE_AVX2_F32(0) NN_STORE_AVX2_F32(1) NN_STORE_AVX2_F32(2)
+    NN_STORE_AVX2_F32(3) NN_STORE_AVX2_F32(4) NN_STORE_AVX2_F32(5)
+  } else {
+    alignas(32) float t[6 * 16];
+    _mm256_store_ps(t + 0, c00);  _mm256_store_ps(t + 8, c01);
+    _mm256_store_ps(t + 16, c10); _mm256_store_ps(t + 24, c11);
+    _mm256_store_ps(t + 32, c20); _mm256_store_ps(t + 40, c21);
+    _mm256_store_ps(t + 48, c30); _mm256_store_ps(t + 56, c31);
+    _mm256_store_ps(t + 64, c40); _mm256_store_ps(t + 72, c41);
+    _mm256_store_ps(t + 80, c50); _mm256_store_ps(t + 88, c51);
+    store_tile(t, 16, c, ldc, beta, m, n);
+  }
+}
+
+// AVX2 + FMA, double, 6 x 8.
+#define NN_ROW_AVX2_F64(r)                        \
+  {                                               \
+    __m256d a_r = _mm256_broadcast_sd(a + r);     \
+    c##r##0 = _mm256_fmadd_pd(a_r, b0, c##r##0);  \
+    c##r##1 = _mm256_fmadd_pd(a_r, b1, c##r##1);  \
+  }
+#define NN_STORE_AVX2_F64(r)                                                              \
+  if (beta == 0.0) {                                                                      \
+    _mm256_storeu_pd(c + r * ldc, c##r##0);                                               \
+    _mm256_storeu_pd(c + r * ldc + 4, c##r##1);                                           \
+  } else {                                                                                \
+    _mm256_storeu_pd(c + r * ldc, _mm256_fmadd_pd(vbeta, _mm256_loadu_pd(c + r * ldc), c##r##0)); \
+    _mm256_storeu_pd(c + r * ldc + 4,                                                     \
+                     _mm256_fmadd_pd(vbeta, _mm256_loadu_pd(c + r * ldc + 4), c##r##1));  \
+  }
+
+NN_TARGET_AVX2 void ukernel_avx2_6x8(index_t kc, const double* a, const double* b, double* c,
+                                     index_t ldc, double beta, index_t m, index_t n) {
+  __m256d c00 = _mm256_setzero_pd(), c01 = _mm256_setzero_pd();
+  __m256d c10 = _mm256_setzero_pd(), c11 = _mm256_setzero_pd();
+  __m256d c20 = _mm256_setzero_pd(), c21 = _mm256_setzero_pd();
+  __m256d c30 = _mm256_setzero_pd(), c31 = _mm256_setzero_pd();
+  __m256d c40 = _mm256_setzero_pd(), c41 = _mm256_setzero_pd();
+  __m256d c50 = _mm256_setzero_pd(), c51 = _mm256_setzero_pd();
+  for (index_t k = 0; k < kc; ++k) {
+    __m256d b0 = _mm256_load_pd(b);
+    __m256d b1 = _mm256_load_pd(b + 4);
+    NN_ROW_AVX2_F64(0) NN_ROW_AVX2_F64(1) NN_ROW_AVX2_F64(2)
+    NN_ROW_AVX2_F64(3) NN_ROW_AVX2_F64(4) NN_ROW_AVX2_F64(5)
+    a += 6;
+    b += 8;
+  }
+  if (m == 6 && n == 8) {
+    __m256d vbeta = _mm256_set1_pd(beta);
+    NN_STORE_AVX2_F64(0) NN_STORE_AVX2_F64(1) NN_STORE_AVX2_F64(2)
+    NN_STORE_AVX2_F64(3) NN_STORE_AVX2_F64(4) NN_STORE_AVX2_F64(5)
+  } else {
+    alignas(32) double t[6 * 8];
+    _mm256_store_pd(t + 0, c00);  _mm256_store_pd(t + 4, c01);
+    _mm256_store_pd(t + 8, c10);  _mm256_store_pd(t + 12, c11);
+    _mm256_store_pd(t + 16, c20); _mm256_store_pd(t + 20, c21);
+    _mm256_store_pd(t + 24, c30); _mm256_store_pd(t + 28, c31);
+    _mm256_store_pd(t + 32, c40); _mm256_store_pd(t + 36, c41);
+    _mm256_store_pd(t + 40, c50); _mm256_store_pd(t + 44, c51);
+    store_tile(t, 8, c, ldc, beta, m, n);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// AVX-512F, float 12 x 32 and double 12 x 16: 24 accumulators (12 rows x 2 zmm).
+#define NN_ROW_AVX512(r, SET1, FMA)          \
+  {                                          \
+    auto a_r = SET1(a[r]);                   \
+    c##r##0 = FMA(a_r, b0, c##r##0);         \
+    c##r##1 = FMA(a_r, b1, c##r##1);         \
+  }
+#define NN_ROWS_AVX512(SET1, FMA)                                                        \
+  NN_ROW_AVX512(0, SET1, FMA) NN_ROW_AVX512(1, SET1, FMA) NN_ROW_AVX512(2, SET1, FMA)    \
+  NN_ROW_AVX512(3, SET1, FMA) NN_ROW_AVX512(4, SET1, FMA) NN_ROW_AVX512(5, SET1, FMA)    \
+  NN_ROW_AVX512(6, SET1, FMA) NN_ROW_AVX512(7, SET1, FMA) NN_ROW_AVX512(8, SET1, FMA)    \
+  NN_ROW_AVX512(9, SET1, FMA) NN_ROW_AVX512(10, SET1, FMA) NN_ROW_AVX512(11, SET1, FMA)
+#define NN_DECL_AVX512(V, ZERO)                                                           \
+  V c00 = ZERO(), c01 = ZERO(), c10 = ZERO(), c11 = ZERO(), c20 = ZERO(), c21 = ZERO();   \
+  V c30 = ZERO(), c31 = ZERO(), c40 = ZERO(), c41 = ZERO(), c50 = ZERO(), c51 = ZERO();   \
+  V c60 = ZERO(), c61 = ZERO(), c70 = ZERO(), c71 = ZERO(), c80 = ZERO(), c81 = ZERO();   \
+  V c90 = ZERO(), c91 = ZERO(), c100 = ZERO(), c101 = ZERO(), c110 = ZERO(), c111 = ZERO();
+#define NN_SPILL_AVX512(STORE, W)                                                         \
+  STORE(t + 0 * W, c00); STORE(t + 1 * W, c01); STORE(t + 2 * W, c10);                    \
+  STORE(t + 3 * W, c11); STORE(t + 4 * W, c20); STORE(t + 5 * W, c21);                    \
+  STORE(t + 6 * W, c30); STORE(t + 7 * W, c31); STORE(t + 8 * W, c40);                    \
+  STORE(t + 9 * W, c41); STORE(t + 10 * W, c50); STORE(t + 11 * W, c51);                  \
+  STORE(t + 12 * W, c60); STORE(t + 13 * W, c61); STORE(t + 14 * W, c70);                 \
+  STORE(t + 15 * W, c71); STORE(t + 16 * W, c80); STORE(t + 17 * W, c81);                 \
+  STORE(t + 18 * W, c90); STORE(t + 19 * W, c91); STORE(t + 20 * W, c100);                \
+  STORE(t + 21 * W, c101); STORE(t + 22 * W, c110); STORE(t + 23 * W, c111);
+
+NN_TARGET_AVX512 void ukernel_avx512_12x32(index_t kc, const float* a, const float* b, float* c,
+                                           index_t ldc, float beta, index_t m, index_t n) {
+  NN_DECL_AVX512(__m512, _mm512_setzero_ps)
+  for (index_t k = 0; k < kc; ++k) {
+    __m512 b0 = _mm512_load_ps(b);
+    __m512 b1 = _mm512_load_ps(b + 16);
+    NN_ROWS_AVX512(_mm512_set1_ps, _mm512_fmadd_ps)
+    a += 12;
+    b += 32;
+  }
+  alignas(64) float t[12 * 32];
+  NN_SPILL_AVX512(_mm512_store_ps, 16)
+  if (m == 12 && n == 32 && beta == 0.0f) {
+    for (int r = 0; r < 12; ++r) {
+      _mm512_storeu_ps(c + r * ldc, _mm512_load_ps(t + r * 32));
+      _mm512_storeu_ps(c + r * ldc + 16, _mm512_load_ps(t + r * 32 + 16));
+    }
+  } else {
+    store_tile(t, 32, c, ldc, beta, m, n);
+  }
+}
+
+NN_TARGET_AVX512 void ukernel_avx512_12x16(index_t kc, const double* a, const double* b, double* c,
+                                           index_t ldc, double beta, index_t m, index_t n) {
+  NN_DECL_AVX512(__m512d, _mm512_setzero_pd)
+  for (index_t k = 0; k < kc; ++k) {
+    __m512d b0 = _mm512_load_pd(b);
+    __m512d b1 = _mm512_load_pd(b + 8);
+    NN_ROWS_AVX512(_mm512_set1_pd, _mm512_fmadd_pd)
+    a += 12;
+    b += 16;
+  }
+  alignas(64) double t[12 * 16];
+  NN_SPILL_AVX512(_mm512_store_pd, 8)
+  if (m == 12 && n == 16 && beta == 0.0) {
+    for (int r = 0; r < 12; ++r) {
+      _mm512_storeu_pd(c + r * ldc, _mm512_load_pd(t + r * 16));
+      _mm512_storeu_pd(c + r * ldc + 8, _mm512_load_pd(t + r * 16 + 8));
+    }
+  } else {
+    store_tile(t, 16, c, ldc, beta, m, n);
+  }
+}
+#endif  // NN_HAVE_X86
+
+// ---------------------------------------------------------------------------------------------
+// Packing. alpha is folded into A.
+
+// A block (rows ic.., m rows; cols pc.., kc) -> panels of MR rows: ap[p*MR*kc + k*MR + r].
+// Panels [p0, p1) only, so threads can split the work.
+template <typename T>
+void pack_a_mc_kc(bool trans_a, const T* A, index_t lda, index_t ic, index_t pc, index_t m,
+                  index_t kc, index_t mr, T alpha, T* ap, index_t p0, index_t p1) {
+  for (index_t p = p0; p < p1; ++p) {
+    T* ap_p = ap + p * mr * kc;
+    index_t i0 = ic + p * mr;
+    index_t rows = std::min(mr, ic + m - i0);
+    if (!trans_a) {
+      for (index_t r = 0; r < rows; ++r) {
+        const T* a_r = A + (i0 + r) * lda + pc;
+        for (index_t k = 0; k < kc; ++k) ap_p[k * mr + r] = alpha * a_r[k];
+      }
+      for (index_t r = rows; r < mr; ++r)
+        for (index_t k = 0; k < kc; ++k) ap_p[k * mr + r] = T(0);
+    } else {
+      for (index_t k = 0; k < kc; ++k) {
+        const T* a_k = A + (pc + k) * lda + i0;
+        T* d = ap_p + k * mr;
+        index_t r = 0;
+        for (; r < rows; ++r) d[r] = alpha * a_k[r];
+        for (; r < mr; ++r) d[r] = T(0);
+      }
+    }
+  }
+}
+
+// B block (rows pc.., kc; cols jc.., n) -> panels of NR columns: bp[q*NR*kc + k*NR + j].
+template <typename T>
+void pack_b_kc_nc(bool trans_b, const T* B, index_t ldb, index_t pc, index_t jc, index_t kc,
+                  index_t n, index_t nr, T* bp, index_t q) {
+  T* bp_q = bp + q * nr * kc;
+  index_t j0 = jc + q * nr;
+  index_t cols = std::min(nr, jc + n - j0);
+  if (!trans_b) {
+    for (index_t k = 0; k < kc; ++k) {
+      const T* b_k = B + (pc + k) * ldb + j0;
+      T* d = bp_q + k * nr;
+      index_t j = 0;
+      for (; j < cols; ++j) d[j] = b_k[j];
+      for (; j < nr; ++j) d[j] = T(0);
+    }
+  } else {
+    for (index_t j = 0; j < cols; ++j) {
+      const T* b_j = B + (j0 + j) * ldb + pc;
+      for (index_t k = 0; k < kc; ++k) bp_q[k * nr + j] = b_j[k];
+    }
+    for (index_t j = cols; j < nr; ++j)
+      for (index_t k = 0; k < kc; ++k) bp_q[k * nr + j] = T(0);
+  }
+}
+
+template <typename T>
+inline index_t ceil_div(index_t a, index_t b) {
+  return (a + b - 1) / b;
+}
+
+// Compute the tiles of one packed A block (m rows) against packed B panels [q0, q1).
+template <typename T>
+inline void macro_kernel(const UKernel<T>& uk, const T* ap, const T* bp, index_t m, index_t n,
+                         index_t kc, index_t q0, index_t q1, T* c, index_t ldc, T beta,
+                         const GemmEpilogue<T>* epi, index_t row0, index_t col0) {
+  const index_t mr = uk.mr, nr = uk.nr;
+  for (index_t q = q0; q < q1; ++q) {  // jr loop: NR panels of B
+    index_t nq = std::min(nr, n - q * nr);
+    const T* bp_q = bp + q * nr * kc;
+    for (index_t p = 0; p * mr < m; ++p) {  // ir loop: MR panels of A -> micro-kernel
+      index_t mp = std::min(mr, m - p * mr);
+      uk.fn(kc, ap + p * mr * kc, bp_q, c + p * mr * ldc + q * nr, ldc, beta, mp, nq);
+    }
+    if (epi) epi->fn(c + q * nr, ldc, m, nq, row0, col0 + q * nr, epi->ctx);
+  }
+}
+
+template <typename T>
+void scale_c(T* C, index_t ldc, index_t M, index_t N, T beta) {
+  for (index_t i = 0; i < M; ++i) {
+    T* c_i = C + i * ldc;
+    if (beta == T(0))
+      std::fill(c_i, c_i + N, T(0));
+    else
+      for (index_t j = 0; j < N; ++j) c_i[j] *= beta;
+  }
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------------------------------------
+template <>
+const UKernel<float>& gemm_ukernel_for<float>(Isa isa) {
+  static const UKernel<float> ref{ukernel_ref<float, 6, 16>, kBlockRefF32.mr, kBlockRefF32.nr,
+                                  kBlockRefF32.mc, kBlockRefF32.kc, kBlockRefF32.nc,
+                                  "ukernel_ref_6x16"};
+#if NN_HAVE_X86
+  static const UKernel<float> avx2{ukernel_avx2_6x16, kBlockAvx2F32.mr, kBlockAvx2F32.nr,
+                                   kBlockAvx2F32.mc, kBlockAvx2F32.kc, kBlockAvx2F32.nc,
+                                   "ukernel_avx2_6x16"};
+  static const UKernel<float> avx512{ukernel_avx512_12x32, kBlockAvx512F32.mr, kBlockAvx512F32.nr,
+                                     kBlockAvx512F32.mc, kBlockAvx512F32.kc, kBlockAvx512F32.nc,
+                                     "ukernel_avx512_12x32"};
+  if (isa == Isa::avx512) return avx512;
+  if (isa == Isa::avx2) return avx2;
+#endif
+  return ref;
+}
+
+template <>
+const UKernel<double>& gemm_ukernel_for<double>(Isa isa) {
+  static const UKernel<double> ref{ukernel_ref<double, 6, 8>, kBlockRefF64.mr, kBlockRefF64.nr,
+                                   kBlockRefF64.mc, kBlockRefF64.kc, kBlockRefF64.nc,
+                                   "ukernel_ref_6x8"};
+#if NN_HAVE_X86
+  static const UKernel<double> avx2{ukernel_avx2_6x8, kBlockAvx2F64.mr, kBlockAvx2F64.nr,
+                                    kBlockAvx2F64.mc, kBlockAvx2F64.kc, kBlockAvx2F64.nc,
+                                    "ukernel_avx2_6x8"};
+  static const UKernel<double> avx512{ukernel_avx512_12x16, kBlockAvx512F64.mr,
+                                      kBlockAvx512F64.nr, kBlockAvx512F64.mc, kBlockAvx512F64.kc,
+                                      kBlockAvx512F64.nc, "ukernel_avx512_12x16"};
+  if (isa == Isa::avx512) return avx512;
+  if (isa == Isa::avx2) return avx2;
+#endif
+  return ref;
+}
+
+template <typename T>
+const UKernel<T>& gemm_ukernel() {
+  return gemm_ukernel_for<T>(active_isa());
+}
+
+template <typename T>
+void gemm(bool trans_a, bool trans_b, index_t M, index_t N, index_t K, T alpha, const T* A,
+          index_t lda, const T* B, index_t ldb, T beta, T* C, index_t ldc,
+          const GemmEpilogue<T>* epi) {
+  if (M <= 0 || N <= 0) return;
+  if (K <= 0 || alpha == T(0)) {
+    scale_c(C, ldc, M, N, beta);
+    if (epi) epi->fn(C, ldc, M, N, 0, 0, epi->ctx);
+    return;
+  }
+  const UKernel<T>& uk = gemm_ukernel<T>();
+  const index_t mr = uk.mr, nr = uk.nr, KC = uk.kc, NC = uk.nc;
+
+  int nthreads = get_num_threads();
+  if (2.0 * double(M) * double(N) * double(K) < kGemmParallelFlops) nthreads = 1;
+
+  // Row blocks: split M into n_ic blocks of mc rows (multiple of mr), balanced across threads.
+  index_t n_ic = ceil_div<T>(M, uk.mc);
+  bool split_ic = nthreads > 1 && n_ic >= nthreads;
+  if (split_ic) n_ic = ceil_div<T>(n_ic, nthreads) * nthreads;
+  index_t mc = ceil_div<T>(ceil_div<T>(M, n_ic), mr) * mr;
+  n_ic = ceil_div<T>(M, mc);
+
+  const index_t nc_max = std::min(NC, ceil_div<T>(N, nr) * nr);
+  const index_t kc_max = std::min(KC, K);
+  T* bp = thread_scratch<T>(0, size_t(nc_max) * size_t(kc_max));
+  // Shared packed A for the jr-split mode lives in the caller's second slot.
+  T* ap_shared = split_ic ? nullptr : thread_scratch<T>(1, size_t(mc) * size_t(kc_max));
+
+#pragma omp parallel num_threads(nthreads) if (nthreads > 1)
+  {
+    T* ap_own = split_ic ? thread_scratch<T>(1, size_t(mc) * size_t(kc_max)) : nullptr;
+    for (index_t jc = 0; jc < N; jc += NC) {  // jc loop: NC columns of C
+      const index_t nc = std::min(NC, N - jc);
+      const index_t n_q = ceil_div<T>(nc, nr);
+      for (index_t pc = 0; pc < K; pc += KC) {  // pc loop: KC of the inner dimension, pack B
+        const index_t kc = std::min(KC, K - pc);
+        const T beta_pc = pc == 0 ? beta : T(1);
+        const GemmEpilogue<T>* epi_pc = (pc + kc == K) ? epi : nullptr;
+#pragma omp for schedule(static)
+        for (index_t q = 0; q < n_q; ++q) pack_b_kc_nc(trans_b, B, ldb, pc, jc, kc, nc, nr, bp, q);
+        // (implicit barrier: B is packed)
+        if (split_ic) {
+#pragma omp for schedule(static)
+          for (index_t ib = 0; ib < n_ic; ++ib) {  // ic loop: MC rows, pack A per thread
+            const index_t ic = ib * mc;
+            const index_t m = std::min(mc, M - ic);
+            pack_a_mc_kc(trans_a, A, lda, ic, pc, m, kc, mr, alpha, ap_own, index_t(0),
+                         ceil_div<T>(m, mr));
+            macro_kernel(uk, ap_own, bp, m, nc, kc, 0, n_q, C + ic * ldc + jc, ldc, beta_pc,
+                         epi_pc, ic, jc);
+          }
+        } else {
+          for (index_t ib = 0; ib < n_ic; ++ib) {  // ic loop: MC rows, A shared by threads
+            const index_t ic = ib * mc;
+            const index_t m = std::min(mc, M - ic);
+            const index_t n_p = ceil_div<T>(m, mr);
+#pragma omp for schedule(static)
+            for (index_t p = 0; p < n_p; ++p)
+              pack_a_mc_kc(trans_a, A, lda, ic, pc, m, kc, mr, alpha, ap_shared, p, p + 1);
+#pragma omp for schedule(static)
+            for (index_t q = 0; q < n_q; ++q)  // jr loop split between threads
+              macro_kernel(uk, ap_shared, bp, m, nc, kc, q, q + 1, C + ic * ldc + jc, ldc,
+                           beta_pc, epi_pc, ic, jc);
+          }
+        }
+      }
+    }
+  }
+}
+
+template <typename T>
+void gemm_ref(bool trans_a, bool trans_b, index_t M, index_t N, index_t K, T alpha, const T* A,
+              index_t lda, const T* B, index_t ldb, T beta, T* C, index_t ldc) {
+  for (index_t i = 0; i < M; ++i) {
+    for (index_t j = 0; j < N; ++j) {
+      T acc = T(0);
+      for (index_t k = 0; k < K; ++k) {
+        T a = trans_a ? A[k * lda + i] : A[i * lda + k];
+        T b = trans_b ? B[j * ldb + k] : B[k * ldb + j];
+        acc += a * b;
+      }
+      T* c = C + i * ldc + j;
+      *c = beta == T(0) ? alpha * acc : alpha * acc + beta * *c;
+    }
+  }
+}
+
+template const UKernel<float>& gemm_ukernel<float>();
+template const UKernel<double>& gemm_ukernel<double>();
+template void gemm<float>(bool, bool, index_t, index_t, index_t, float, const float*, index_t,
+                          const float*, index_t, float, float*, index_t,
+                          const GemmEpilogue<float>*);
+template void gemm<double>(bool, bool, index_t, index_t, index_t, double, const double*, index_t,
+                           const double*, index_t, double, double*, index_t,
+                           const GemmEpilogue<double>*);
+template void gemm_ref<float>(bool, bool, index_t, index_t, index_t, float, const float*, index_t,
+                              const float*, index_t, float, float*, index_t);
+template void gemm_ref<double>(bool, bool, index_t, index_t, index_t, double, const double*,
+                               index_t, const double*, index_t, double, double*, index_t);
+
+}  // namespace nanonet

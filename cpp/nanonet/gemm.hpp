@@ -1,0 +1,85 @@
+// gemm: C = alpha * op(A) * op(B) + beta * C, then an optional epilogue on each finished tile.
+//
+// Shapes (row-major, any leading dimension >= the row length):
+//   op(A) is M x K: A is M x K (lda >= K), or K x M when trans_a (lda >= M)
+//   op(B) is K x N: B is K x N (ldb >= N), or N x K when trans_b (ldb >= K)
+//   C is M x N (ldc >= N); overwritten when beta == 0 (C is never read then, it may hold NaN),
+//   accumulated into otherwise.
+//
+// Algorithm (BLIS five loops): jc over NC columns of C; pc over KC of the inner dimension, pack
+// a KC x NC block of B into NR-wide panels (shared by all threads); ic over MC rows, pack an
+// MC x KC block of A into MR-tall panels; jr over NR panels; ir over MR panels -> micro-kernel,
+// which computes one MR x NR tile from two packed panels. alpha is folded into the packing of A.
+// Packing zero-pads edge panels, so micro-kernels have no edge loops; edge tiles are written
+// through a small buffer.
+//
+// Micro-kernels: ukernel_ref (portable C++), ukernel_avx2_6x16 / _6x8 (AVX2 + FMA),
+// ukernel_avx512_12x32 / _12x16 (AVX-512F). One is chosen at import (runtime.hpp, active_isa)
+// through the UKernel function-pointer signature; no file is compiled with -march flags, the
+// SIMD kernels carry target attributes.
+//
+// Threads: one OpenMP region per call. When M has at least as many MC blocks as threads, the ic
+// loop is split between threads (each packs its own A block); otherwise the threads share one
+// packed A block and split the jr loop. B is packed cooperatively. Calls with fewer than
+// kGemmParallelFlops flops run on one thread. Each C element is written by exactly one thread,
+// and its value does not depend on the thread count (the K order of accumulation is fixed).
+//
+// Epilogue: if given, epilogue.fn(c, ldc, m, n, row0, col0, ctx) is called once for every
+// finished block of C (after the last K block), with c pointing at C(row0, col0), while the
+// block is still in cache. Dense uses it to add the bias and apply the activation.
+#pragma once
+#include "nanonet/runtime.hpp"
+
+namespace nanonet {
+
+template <typename T>
+struct GemmEpilogue {
+  void (*fn)(T* c, index_t ldc, index_t m, index_t n, index_t row0, index_t col0, const void* ctx);
+  const void* ctx;
+};
+
+// Micro-kernel: acc(MR x NR) = sum_k a[k*MR + r] * b[k*NR + j] over kc steps, then
+// C[r, j] = acc + beta * C[r, j] for r < m, j < n (beta == 0: C is not read).
+template <typename T>
+using UKernelFn = void (*)(index_t kc, const T* a, const T* b, T* c, index_t ldc, T beta,
+                           index_t m, index_t n);
+
+template <typename T>
+struct UKernel {
+  UKernelFn<T> fn;
+  index_t mr, nr;      // tile
+  index_t mc, kc, nc;  // cache blocks (mc multiple of mr, nc multiple of nr)
+  const char* name;
+};
+
+// Blocking constants, one place. KC x NR of B (16 KB) stays in L1, MC x KC of A in L2,
+// KC x NC of B in L3.
+struct GemmBlocking {
+  index_t mr, nr, mc, kc, nc;
+};
+constexpr GemmBlocking kBlockRefF32{6, 16, 144, 256, 4080};
+constexpr GemmBlocking kBlockRefF64{6, 8, 72, 256, 4080};
+constexpr GemmBlocking kBlockAvx2F32{6, 16, 144, 256, 4080};
+constexpr GemmBlocking kBlockAvx2F64{6, 8, 72, 256, 4080};
+constexpr GemmBlocking kBlockAvx512F32{12, 32, 144, 256, 4096};
+constexpr GemmBlocking kBlockAvx512F64{12, 16, 72, 256, 4096};
+constexpr double kGemmParallelFlops = 2.0e5;
+
+// The micro-kernel the packed driver uses for the active ISA.
+template <typename T>
+const UKernel<T>& gemm_ukernel();
+template <typename T>
+const UKernel<T>& gemm_ukernel_for(Isa isa);
+
+// Optimised GEMM (packed driver + active micro-kernel).
+template <typename T>
+void gemm(bool trans_a, bool trans_b, index_t M, index_t N, index_t K, T alpha, const T* A,
+          index_t lda, const T* B, index_t ldb, T beta, T* C, index_t ldc,
+          const GemmEpilogue<T>* epilogue = nullptr);
+
+// Plain scalar triple loop: the specification the fast path is tested against. Single thread.
+template <typename T>
+void gemm_ref(bool trans_a, bool trans_b, index_t M, index_t N, index_t K, T alpha, const T* A,
+              index_t lda, const T* B, index_t ldb, T beta, T* C, index_t ldc);
+
+}  // namespace nanonet

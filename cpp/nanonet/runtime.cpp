@@ -1,0 +1,85 @@
+#include "nanonet/runtime.hpp"
+
+#include <cstdlib>
+#include <stdexcept>
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+namespace nanonet {
+
+namespace {
+int g_threads = 0;  // 0 = not set yet
+
+Isa initial_isa() {
+  Isa best = detect_isa();
+  if (const char* env = std::getenv("NANONET_ISA")) {
+    try {
+      Isa want = isa_from_name(env);
+      if (static_cast<int>(want) <= static_cast<int>(best)) return want;
+    } catch (const std::invalid_argument&) {
+      // an unknown value keeps the detected path
+    }
+  }
+  return best;
+}
+
+Isa& isa_state() {
+  static Isa isa = initial_isa();
+  return isa;
+}
+}  // namespace
+
+void set_num_threads(int n) {
+  if (n < 1) throw std::invalid_argument("set_num_threads: n must be >= 1; got " + std::to_string(n));
+  g_threads = n;
+#ifdef _OPENMP
+  omp_set_num_threads(n);
+#endif
+}
+
+int get_num_threads() {
+#ifdef _OPENMP
+  return omp_get_max_threads();
+#else
+  return g_threads > 0 ? g_threads : 1;
+#endif
+}
+
+Isa detect_isa() {
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+  __builtin_cpu_init();
+  if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq") &&
+      __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512bw"))
+    return Isa::avx512;
+  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return Isa::avx2;
+#endif
+  return Isa::ref;
+}
+
+Isa active_isa() { return isa_state(); }
+
+void set_isa(Isa isa) {
+  if (static_cast<int>(isa) > static_cast<int>(detect_isa()))
+    throw std::invalid_argument(std::string("set_isa: this CPU does not support ") + isa_name(isa) +
+                                "; best available is " + isa_name(detect_isa()));
+  isa_state() = isa;
+}
+
+const char* isa_name(Isa isa) {
+  switch (isa) {
+    case Isa::avx512: return "avx512";
+    case Isa::avx2: return "avx2";
+    default: return "ref";
+  }
+}
+
+Isa isa_from_name(const std::string& name) {
+  if (name == "ref") return Isa::ref;
+  if (name == "avx2") return Isa::avx2;
+  if (name == "avx512") return Isa::avx512;
+  throw std::invalid_argument("isa must be one of 'ref', 'avx2', 'avx512'; got '" + name + "'");
+}
+
+}  // namespace nanonet

@@ -1,0 +1,30 @@
+// runtime: threads and the SIMD code path chosen at import.
+//
+// Threads: every kernel uses OpenMP with the count set by set_num_threads (default: OpenMP's
+// default, i.e. OMP_NUM_THREADS or the number of cores). Without OpenMP everything runs on one
+// thread and set_num_threads only records the value.
+//
+// ISA: detect_isa() reads the CPU once; active_isa() is what the kernels dispatch on. It can be
+// lowered (never raised above what the CPU supports) with set_isa(), e.g. to test the portable
+// reference path on an AVX2 machine. The environment variable NANONET_ISA (ref, avx2, avx512)
+// sets the starting value.
+#pragma once
+#include <cstddef>
+#include <string>
+
+namespace nanonet {
+
+using index_t = std::ptrdiff_t;
+
+void set_num_threads(int n);
+int get_num_threads();
+
+enum class Isa { ref = 0, avx2 = 1, avx512 = 2 };
+
+Isa detect_isa();           // best path this CPU supports
+Isa active_isa();           // path the kernels use now
+void set_isa(Isa isa);      // throws std::invalid_argument if the CPU lacks it
+const char* isa_name(Isa isa);
+Isa isa_from_name(const std::string& name);  // throws std::invalid_argument
+
+}  // namespace nanonet

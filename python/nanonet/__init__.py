@@ -1,0 +1,7 @@
+"""nanonet: Keras-style neural networks on the CPU, with C++17/OpenMP kernels."""
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+from . import ops, reference
+from .ops import get_num_threads, set_num_threads

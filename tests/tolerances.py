@@ -1,0 +1,15 @@
+"""One table of tolerances, keyed by dtype and op. Never loosen one without a comment saying why."""
+TOL = {
+    "float32": {
+        "gemm": 2e-6,        # per unit of sqrt(K) * max|C|
+        "elementwise": 2e-6,  # relative, activations and losses
+        "optimizer": 2e-6,
+        "grad_fd": None,      # finite differences run in float64 only
+    },
+    "float64": {
+        "gemm": 1e-14,
+        "elementwise": 1e-12,
+        "optimizer": 1e-12,
+        "grad_fd": 1e-6,      # central differences with h = 1e-6, relative to the gradient norm
+    },
+}
