@@ -47,7 +47,7 @@ def to_categorical(y, num_classes=None, dtype="float32"):
         raise TypeError(f"to_categorical: y must hold integer class labels; got dtype {y.dtype}")
     if np.issubdtype(y.dtype, np.floating):
         if not np.all(np.isfinite(y)) or np.any(y != np.round(y)):
-            bad = y[~np.isfinite(y) | (y != np.round(y))].ravel()[0]
+            bad = y[~np.isfinite(y) | (y != np.round(y))].ravel()[0].item()
             raise ValueError(
                 f"to_categorical: y must hold whole-number class labels; got {bad!r}")
     labels = y.astype(np.int64)

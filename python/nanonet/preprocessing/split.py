@@ -127,7 +127,7 @@ def train_test_split(*arrays, test_size=0.2, shuffle=True, stratify=None, seed=N
         if sizes.min() < 2:
             raise ValueError(
                 "train_test_split: every stratify class needs at least 2 samples; class "
-                f"{classes[int(np.argmin(sizes))]!r} has {int(sizes.min())}")
+                f"{classes[int(np.argmin(sizes))].tolist()!r} has {int(sizes.min())}")
         if n_test < len(classes) or n_train < len(classes):
             raise ValueError(
                 f"train_test_split: with {len(classes)} stratify classes both subsets need at "
