@@ -46,7 +46,7 @@ WORDNET_NOUN_CATEGORIES = (
 
 def _read_data(name):
     """Bytes of a file in nanonet/datasets/data/."""
-    return resources.files(__name__).joinpath("data", name).read_bytes()
+    return resources.files(__name__).joinpath("data").joinpath(name).read_bytes()
 
 
 # -- digits ---------------------------------------------------------------------------------
