@@ -135,3 +135,16 @@ def test_errors_name_argument_and_shapes():
         nn.set_num_threads(0)
     with pytest.raises(ValueError, match="isa must be one of"):
         ops.set_isa("sse9")
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("m,n,k", [(1, 1, 1), (32, 512, 128), (7, 33, 300), (150, 17, 513)])
+@pytest.mark.parametrize("ta,tb", [(False, False), (True, True), (False, True)])
+def test_prepacked_serial_path(m, n, k, ta, tb, dtype):
+    """pack_b + gemm_packed_serial (used inside the LSTM's parallel region) over split panels."""
+    from nanonet import _core
+    rng = np.random.default_rng(m + n + k)
+    a, b = _operands(rng, m, n, k, ta, tb, dtype)
+    want = reference.matmul(a.astype(np.float64), b.astype(np.float64), ta, tb)
+    for split in (0, 1, 3):
+        _close(_core.matmul_prepacked(a, b, ta, tb, split), want, dtype, k)

@@ -94,6 +94,36 @@ void register_gemm(py::module_& m) {
       py::arg("beta") = 0.0, py::arg("transpose_a") = false, py::arg("transpose_b") = false,
       "In place: c = alpha * op(a) @ op(b) + beta * c (beta == 0 never reads c).");
   m.def(
+      "matmul_prepacked",
+      [](const py::array& a, const py::array& b, bool transpose_a, bool transpose_b,
+         index_t split) {
+        const char* fn = "matmul_prepacked";
+        GemmDims d = gemm_dims(fn, a, b, transpose_a, transpose_b);
+        py::array c(a.dtype(), std::vector<py::ssize_t>{d.M, d.N});
+        index_t ldc = d.N > 0 ? d.N : 1;
+        auto run = [&](auto zero) {
+          using T = decltype(zero);
+          const T* pa = cptr<T>(a);
+          const T* pb = cptr<T>(b);
+          T* pc = mptr<T>(c);
+          py::gil_scoped_release release;
+          PackedB<T> bp = pack_b<T>(transpose_b, d.K, d.N, pb, d.ldb);
+          index_t mid = std::min(std::max<index_t>(split, 0), bp.panels());
+          gemm_packed_serial<T>(transpose_a, d.M, T(1), pa, d.lda, bp, 0, mid, T(0), pc, ldc);
+          gemm_packed_serial<T>(transpose_a, d.M, T(1), pa, d.lda, bp, mid, bp.panels(), T(0), pc,
+                                ldc);
+        };
+        if (is_f32(a))
+          run(0.0f);
+        else
+          run(0.0);
+        return c;
+      },
+      py::arg("a"), py::arg("b"), py::arg("transpose_a") = false, py::arg("transpose_b") = false,
+      py::arg("split") = 1,
+      "matmul through pack_b + gemm_packed_serial, columns split at panel `split` (a test hook "
+      "for the pre-packed path the LSTM uses).");
+  m.def(
       "gemm_kernel_name",
       [](const py::dtype& dt) {
         if (dt.is(py::dtype::of<float>())) return std::string(gemm_ukernel<float>().name);

@@ -458,6 +458,54 @@ void gemm(bool trans_a, bool trans_b, index_t M, index_t N, index_t K, T alpha, 
 }
 
 template <typename T>
+PackedB<T> pack_b(bool trans_b, index_t K, index_t N, const T* B, index_t ldb) {
+  PackedB<T> out;
+  out.uk = &gemm_ukernel<T>();
+  out.K = K;
+  out.N = N;
+  const index_t nr = out.uk->nr, KC = out.uk->kc;
+  const index_t np = out.panels() * nr;
+  size_t bytes = ((size_t(np) * size_t(std::max<index_t>(K, 1)) * sizeof(T) + 63) / 64) * 64;
+  void* p = std::aligned_alloc(64, bytes);
+  if (!p) throw std::bad_alloc();
+  out.data.reset(static_cast<T*>(p));
+  for (index_t pc = 0; pc < K; pc += KC) {
+    const index_t kc = std::min(KC, K - pc);
+    T* bp = out.data.get() + pc * np;
+    for (index_t q = 0; q < out.panels(); ++q) pack_b_kc_nc(trans_b, B, ldb, pc, 0, kc, N, nr, bp, q);
+  }
+  return out;
+}
+
+template <typename T>
+void gemm_packed_serial(bool trans_a, index_t M, T alpha, const T* A, index_t lda,
+                        const PackedB<T>& Bp, index_t q0, index_t q1, T beta, T* C, index_t ldc) {
+  const index_t K = Bp.K, N = Bp.N;
+  q1 = std::min(q1, Bp.panels());
+  if (M <= 0 || q0 >= q1) return;
+  const UKernel<T>& uk = *Bp.uk;
+  const index_t mr = uk.mr, nr = uk.nr, KC = uk.kc, MC = uk.mc;
+  if (K <= 0 || alpha == T(0)) {
+    index_t c0 = q0 * nr, c1 = std::min(q1 * nr, N);
+    scale_c(C + c0, ldc, M, c1 - c0, beta);
+    return;
+  }
+  const index_t np = Bp.panels() * nr;
+  T* ap = thread_scratch<T>(1, size_t(std::min(MC, ceil_div<T>(M, mr) * mr)) * size_t(std::min(KC, K)));
+  for (index_t pc = 0; pc < K; pc += KC) {  // pc loop over the pre-packed KC blocks
+    const index_t kc = std::min(KC, K - pc);
+    const T beta_pc = pc == 0 ? beta : T(1);
+    const T* bp = Bp.data.get() + pc * np;
+    for (index_t ic = 0; ic < M; ic += MC) {  // ic loop: pack A
+      const index_t m = std::min(MC, M - ic);
+      pack_a_mc_kc(trans_a, A, lda, ic, pc, m, kc, mr, alpha, ap, index_t(0), ceil_div<T>(m, mr));
+      macro_kernel(uk, ap, bp, m, N, kc, q0, q1, C + ic * ldc, ldc, beta_pc,
+                   static_cast<const GemmEpilogue<T>*>(nullptr), ic, 0);
+    }
+  }
+}
+
+template <typename T>
 void gemm_ref(bool trans_a, bool trans_b, index_t M, index_t N, index_t K, T alpha, const T* A,
               index_t lda, const T* B, index_t ldb, T beta, T* C, index_t ldc) {
   for (index_t i = 0; i < M; ++i) {
@@ -482,6 +530,14 @@ template void gemm<float>(bool, bool, index_t, index_t, index_t, float, const fl
 template void gemm<double>(bool, bool, index_t, index_t, index_t, double, const double*, index_t,
                            const double*, index_t, double, double*, index_t,
                            const GemmEpilogue<double>*);
+template PackedB<float> pack_b<float>(bool, index_t, index_t, const float*, index_t);
+template PackedB<double> pack_b<double>(bool, index_t, index_t, const double*, index_t);
+template void gemm_packed_serial<float>(bool, index_t, float, const float*, index_t,
+                                        const PackedB<float>&, index_t, index_t, float, float*,
+                                        index_t);
+template void gemm_packed_serial<double>(bool, index_t, double, const double*, index_t,
+                                         const PackedB<double>&, index_t, index_t, double, double*,
+                                         index_t);
 template void gemm_ref<float>(bool, bool, index_t, index_t, index_t, float, const float*, index_t,
                               const float*, index_t, float, float*, index_t);
 template void gemm_ref<double>(bool, bool, index_t, index_t, index_t, double, const double*,

@@ -28,6 +28,9 @@
 // finished block of C (after the last K block), with c pointing at C(row0, col0), while the
 // block is still in cache. Dense uses it to add the bias and apply the activation.
 #pragma once
+#include <cstdlib>
+#include <memory>
+
 #include "nanonet/runtime.hpp"
 
 namespace nanonet {
@@ -81,5 +84,34 @@ void gemm(bool trans_a, bool trans_b, index_t M, index_t N, index_t K, T alpha, 
 template <typename T>
 void gemm_ref(bool trans_a, bool trans_b, index_t M, index_t N, index_t K, T alpha, const T* A,
               index_t lda, const T* B, index_t ldb, T beta, T* C, index_t ldc);
+
+// ---------------------------------------------------------------------------------------------
+// Pre-packed B, for a matrix used in many products (the LSTM recurrent kernel: packed once per
+// sequence, used at every step). Layout: KC blocks of the inner dimension, each holding all
+// ceil(N / nr) panels of nr columns: data[pc * Np + q * nr * kc_blk + k * nr + j], Np = panels*nr.
+// It records the micro-kernel it was packed for, so a later set_isa() cannot mismatch it.
+struct AlignedDelete {
+  void operator()(void* p) const { std::free(p); }
+};
+
+template <typename T>
+struct PackedB {
+  std::unique_ptr<T[], AlignedDelete> data;
+  const UKernel<T>* uk = nullptr;
+  index_t K = 0, N = 0;
+  index_t panels() const { return uk ? (N + uk->nr - 1) / uk->nr : 0; }
+  index_t nr() const { return uk ? uk->nr : 1; }
+};
+
+// Pack op(B) (K x N) for the active micro-kernel. Single-threaded; allocates.
+template <typename T>
+PackedB<T> pack_b(bool trans_b, index_t K, index_t N, const T* B, index_t ldb);
+
+// Single-threaded, callable inside an OpenMP parallel region: the columns of panels [q0, q1)
+// of C = alpha * op(A) * Bp + beta * C, i.e. C[:, q0*nr : min(q1*nr, N)]. A is packed into a
+// per-thread scratch buffer. beta == 0 never reads C.
+template <typename T>
+void gemm_packed_serial(bool trans_a, index_t M, T alpha, const T* A, index_t lda,
+                        const PackedB<T>& Bp, index_t q0, index_t q1, T beta, T* C, index_t ldc);
 
 }  // namespace nanonet
