@@ -29,7 +29,8 @@
 // an AVX-512 (x86-64-v4), an AVX2+FMA (x86-64-v3) and a baseline copy, and the dynamic loader
 // picks one for the CPU at load time (ifunc). Elsewhere the macro is empty. Put the parallel
 // region outside (OpenMP's outlined functions do not inherit the clones): the cloned function
-// should be the serial loop over a span, called once per thread chunk. The clones round
+// should be the serial loop over a span, called once per thread chunk. In such loops write
+// float selections as vm::select(c, a, b), not c ? a : b (GCC keeps the latter as a branch). The clones round
 // slightly differently (FMA contraction), so results may differ between CPUs by float rounding,
 // never between thread counts.
 #pragma once
@@ -125,6 +126,9 @@ inline double clamp(double x, double lo, double hi) {
 }
 
 }  // namespace detail
+
+// c ? a : b without a branch, for hot loops that must vectorise (see detail::select).
+using detail::select;
 
 // ---------------------------------------------------------------------------------------------
 // exp
