@@ -11,4 +11,9 @@ if [ ! -f build/dev/build.ninja ]; then
     -Dpybind11_DIR="$(python3 -m pybind11 --cmakedir)" -DPython_EXECUTABLE="$(command -v python3)" >/dev/null
 fi
 cmake --build build/dev -j 2
-cp build/dev/_core*.so python/nanonet/
+# Copy then rename: processes that have the old module mapped keep their inode (a plain cp
+# over a mapped .so kills them with SIGBUS).
+for so in build/dev/_core*.so; do
+  cp "$so" "python/nanonet/.$(basename "$so").tmp"
+  mv -f "python/nanonet/.$(basename "$so").tmp" "python/nanonet/$(basename "$so")"
+done
