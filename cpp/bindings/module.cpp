@@ -5,4 +5,5 @@ PYBIND11_MODULE(_core, m) {
   m.doc() = "nanonet compiled kernels (C++17 + OpenMP). Use nanonet.ops, not this module.";
   nanonet::register_runtime(m);
   nanonet::register_gemm(m);
+  nanonet::register_embedding(m);
 }

@@ -101,3 +101,52 @@ def gemm(a, b, c, alpha: float = 1.0, beta: float = 0.0, transpose_a: bool = Fal
 def gemm_kernel_name(dtype=np.float32) -> str:
     """Name of the GEMM micro-kernel in use for dtype."""
     return _core.gemm_kernel_name(np.dtype(dtype))
+
+
+# --------------------------------------------------------------------------------------------
+# ---- embedding
+
+_ID_TYPES = (np.dtype(np.int32), np.dtype(np.int64))
+
+
+def _ids_array(ids, fn: str) -> np.ndarray:
+    """ids as a C-contiguous int32/int64 array. Other integer types and integral floats are
+    converted to int64; anything else raises (TypeError for a non-numeric dtype, ValueError for a
+    non-integral or non-finite float)."""
+    ids = np.asarray(ids)
+    if ids.dtype in _ID_TYPES:
+        return _contiguous(ids)
+    if ids.dtype.kind in "iu":
+        if ids.dtype.kind == "u" and ids.size and ids.max() > np.iinfo(np.int64).max:
+            raise ValueError(f"{fn}: ids must be in [0, V); got {ids.max()}")
+        return np.ascontiguousarray(ids, dtype=np.int64)
+    if ids.dtype.kind == "f":
+        bad = ~np.isfinite(ids) | (ids != np.floor(ids)) | (np.abs(ids) > 2.0 ** 62)
+        if bad.any():
+            where = tuple(int(i) for i in np.argwhere(bad)[0])
+            raise ValueError(f"{fn}: ids must be integers; got {ids[bad].flat[0].item()!r} "
+                             f"at position {where}")
+        return np.ascontiguousarray(ids, dtype=np.int64)
+    raise TypeError(f"{fn}: ids must be an integer array (int32 or int64); got {ids.dtype}")
+
+
+def embedding_forward(ids, embeddings, *, _ref: bool = False) -> np.ndarray:
+    """Gather: y[..., :] = embeddings[ids[...], :]; ids of any shape, embeddings (V, E).
+    Returns ids.shape + (E,) in the embeddings' dtype. ValueError names an id outside [0, V).
+    (_ref: run the scalar C++ specification; a testing hook.)"""
+    fn = "embedding_forward"
+    ids = _ids_array(ids, fn)
+    embeddings = _contiguous(_float_array(embeddings, "embeddings", fn))
+    return _core.embedding_forward(ids, embeddings, bool(_ref))
+
+
+def embedding_backward(dy, ids, input_dim: int, *, _ref: bool = False) -> np.ndarray:
+    """Scatter-add: dembeddings (input_dim, E), row v = sum of the dy rows whose id is v (0 where
+    no id); dy is ids.shape + (E,). Overwrites nothing of the caller's; deterministic for any
+    thread count (counting sort, rows split between threads, no atomics)."""
+    fn = "embedding_backward"
+    ids = _ids_array(ids, fn)
+    dy = _contiguous(_float_array(dy, "dy", fn))
+    if isinstance(input_dim, bool) or not isinstance(input_dim, (int, np.integer)):
+        raise TypeError(f"{fn}: input_dim must be an int; got {type(input_dim).__name__}")
+    return _core.embedding_backward(dy, ids, int(input_dim), bool(_ref))
