@@ -44,9 +44,9 @@ T* scratch(std::unique_ptr<void, AlignedFree>& holder, size_t& capacity, size_t 
 
 template <typename T>
 T* thread_scratch(int slot, size_t count) {
-  // slot 0: packed B (shared, owned by the calling thread), 1: packed A
-  thread_local std::unique_ptr<void, AlignedFree> holder[2];
-  thread_local size_t capacity[2] = {0, 0};
+  // slot 0: packed B (shared, owned by the calling thread), 1: packed A, 2: B edge panel
+  thread_local std::unique_ptr<void, AlignedFree> holder[3];
+  thread_local size_t capacity[3] = {0, 0, 0};
   return scratch<T>(holder[slot], capacity[slot], count);
 }
 
@@ -67,12 +67,12 @@ inline void store_tile(const T* t, index_t ldt, T* c, index_t ldc, T beta, index
 // ---------------------------------------------------------------------------------------------
 // Portable micro-kernel: the same tile shapes as AVX2, written so a compiler may vectorise it.
 template <typename T, int MR, int NR>
-void ukernel_ref(index_t kc, const T* a, const T* b, T* c, index_t ldc, T beta, index_t m,
-                 index_t n) {
+void ukernel_ref(index_t kc, const T* a, const T* b, index_t ldb, T* c, index_t ldc, T beta,
+                 index_t m, index_t n) {
   T acc[MR * NR] = {};
   for (index_t k = 0; k < kc; ++k) {
     const T* a_k = a + k * MR;
-    const T* b_k = b + k * NR;
+    const T* b_k = b + k * ldb;
     for (int r = 0; r < MR; ++r)
       for (int j = 0; j < NR; ++j) acc[r * NR + j] += a_k[r] * b_k[j];
   }
@@ -98,22 +98,26 @@ void ukernel_ref(index_t kc, const T* a, const T* b, T* c, index_t ldc, T beta, 
                      _mm256_fmadd_ps(vbeta, _mm256_loadu_ps(c + r * ldc + 8), c##r##1));  \
   }
 
-NN_TARGET_AVX2 void ukernel_avx2_6x16(index_t kc, const float* a, const float* b, float* c,
-                                      index_t ldc, float beta, index_t m, index_t n) {
+NN_TARGET_AVX2 void ukernel_avx2_6x16(index_t kc, const float* a, const float* b, index_t ldb,
+                                      float* c, index_t ldc, float beta, index_t m, index_t n) {
   __m256 c00 = _mm256_setzero_ps(), c01 = _mm256_setzero_ps();
   __m256 c10 = _mm256_setzero_ps(), c11 = _mm256_setzero_ps();
   __m256 c20 = _mm256_setzero_ps(), c21 = _mm256_setzero_ps();
   __m256 c30 = _mm256_setzero_ps(), c31 = _mm256_setzero_ps();
   __m256 c40 = _mm256_setzero_ps(), c41 = _mm256_setzero_ps();
   __m256 c50 = _mm256_setzero_ps(), c51 = _mm256_setzero_ps();
+  for (index_t r = 0; r < 6; ++r) {  // bring the C tile in while the k loop runs
+    _mm_prefetch(reinterpret_cast<const char*>(c + r * ldc), _MM_HINT_T0);
+    _mm_prefetch(reinterpret_cast<const char*>(c + r * ldc + 15), _MM_HINT_T0);
+  }
   for (index_t k = 0; k < kc; ++k) {
-    __m256 b0 = _mm256_load_ps(b);
-    __m256 b1 = _mm256_load_ps(b + 8);
-    _mm_prefetch(reinterpret_cast<const char*>(b + 128), _MM_HINT_T0);
+    __m256 b0 = _mm256_loadu_ps(b);
+    __m256 b1 = _mm256_loadu_ps(b + 8);
+    _mm_prefetch(reinterpret_cast<const char*>(b + 8 * ldb), _MM_HINT_T0);
     NN_ROW_AVX2_F32(0) NN_ROW_AVX2_F32(1) NN_ROW_AVX2_F32(2)
     NN_ROW_AVX2_F32(3) NN_ROW_AVX2_F32(4) NN_ROW_AVX2_F32(5)
     a += 6;
-    b += 16;
+    b += ldb;
   }
   if (m == 6 && n == 16) {
     __m256 vbeta = _mm256_set1_ps(beta);
@@ -148,8 +152,8 @@ NN_TARGET_AVX2 void ukernel_avx2_6x16(index_t kc, const float* a, const float* b
                      _mm256_fmadd_pd(vbeta, _mm256_loadu_pd(c + r * ldc + 4), c##r##1));  \
   }
 
-NN_TARGET_AVX2 void ukernel_avx2_6x8(index_t kc, const double* a, const double* b, double* c,
-                                     index_t ldc, double beta, index_t m, index_t n) {
+NN_TARGET_AVX2 void ukernel_avx2_6x8(index_t kc, const double* a, const double* b, index_t ldb,
+                                     double* c, index_t ldc, double beta, index_t m, index_t n) {
   __m256d c00 = _mm256_setzero_pd(), c01 = _mm256_setzero_pd();
   __m256d c10 = _mm256_setzero_pd(), c11 = _mm256_setzero_pd();
   __m256d c20 = _mm256_setzero_pd(), c21 = _mm256_setzero_pd();
@@ -157,12 +161,12 @@ NN_TARGET_AVX2 void ukernel_avx2_6x8(index_t kc, const double* a, const double* 
   __m256d c40 = _mm256_setzero_pd(), c41 = _mm256_setzero_pd();
   __m256d c50 = _mm256_setzero_pd(), c51 = _mm256_setzero_pd();
   for (index_t k = 0; k < kc; ++k) {
-    __m256d b0 = _mm256_load_pd(b);
-    __m256d b1 = _mm256_load_pd(b + 4);
+    __m256d b0 = _mm256_loadu_pd(b);
+    __m256d b1 = _mm256_loadu_pd(b + 4);
     NN_ROW_AVX2_F64(0) NN_ROW_AVX2_F64(1) NN_ROW_AVX2_F64(2)
     NN_ROW_AVX2_F64(3) NN_ROW_AVX2_F64(4) NN_ROW_AVX2_F64(5)
     a += 6;
-    b += 8;
+    b += ldb;
   }
   if (m == 6 && n == 8) {
     __m256d vbeta = _mm256_set1_pd(beta);
@@ -208,15 +212,15 @@ NN_TARGET_AVX2 void ukernel_avx2_6x8(index_t kc, const double* a, const double* 
   STORE(t + 18 * W, c90); STORE(t + 19 * W, c91); STORE(t + 20 * W, c100);                \
   STORE(t + 21 * W, c101); STORE(t + 22 * W, c110); STORE(t + 23 * W, c111);
 
-NN_TARGET_AVX512 void ukernel_avx512_12x32(index_t kc, const float* a, const float* b, float* c,
-                                           index_t ldc, float beta, index_t m, index_t n) {
+NN_TARGET_AVX512 void ukernel_avx512_12x32(index_t kc, const float* a, const float* b, index_t ldb,
+                                           float* c, index_t ldc, float beta, index_t m, index_t n) {
   NN_DECL_AVX512(__m512, _mm512_setzero_ps)
   for (index_t k = 0; k < kc; ++k) {
-    __m512 b0 = _mm512_load_ps(b);
-    __m512 b1 = _mm512_load_ps(b + 16);
+    __m512 b0 = _mm512_loadu_ps(b);
+    __m512 b1 = _mm512_loadu_ps(b + 16);
     NN_ROWS_AVX512(_mm512_set1_ps, _mm512_fmadd_ps)
     a += 12;
-    b += 32;
+    b += ldb;
   }
   alignas(64) float t[12 * 32];
   NN_SPILL_AVX512(_mm512_store_ps, 16)
@@ -230,15 +234,16 @@ NN_TARGET_AVX512 void ukernel_avx512_12x32(index_t kc, const float* a, const flo
   }
 }
 
-NN_TARGET_AVX512 void ukernel_avx512_12x16(index_t kc, const double* a, const double* b, double* c,
-                                           index_t ldc, double beta, index_t m, index_t n) {
+NN_TARGET_AVX512 void ukernel_avx512_12x16(index_t kc, const double* a, const double* b,
+                                           index_t ldb, double* c, index_t ldc, double beta,
+                                           index_t m, index_t n) {
   NN_DECL_AVX512(__m512d, _mm512_setzero_pd)
   for (index_t k = 0; k < kc; ++k) {
-    __m512d b0 = _mm512_load_pd(b);
-    __m512d b1 = _mm512_load_pd(b + 8);
+    __m512d b0 = _mm512_loadu_pd(b);
+    __m512d b1 = _mm512_loadu_pd(b + 8);
     NN_ROWS_AVX512(_mm512_set1_pd, _mm512_fmadd_pd)
     a += 12;
-    b += 16;
+    b += ldb;
   }
   alignas(64) double t[12 * 16];
   NN_SPILL_AVX512(_mm512_store_pd, 8)
@@ -314,18 +319,46 @@ inline index_t ceil_div(index_t a, index_t b) {
   return (a + b - 1) / b;
 }
 
-// Compute the tiles of one packed A block (m rows) against packed B panels [q0, q1).
+// Where the micro-kernel reads B: packed panels (ldb = NR), or, for a small M where packing B
+// would cost as much as the product, straight from B's rows (full panels only; the last partial
+// panel is packed into edge_buf so the kernel never reads past column N).
 template <typename T>
-inline void macro_kernel(const UKernel<T>& uk, const T* ap, const T* bp, index_t m, index_t n,
-                         index_t kc, index_t q0, index_t q1, T* c, index_t ldc, T beta,
+struct BSource {
+  const T* packed;  // packed panels (bp[q*NR*kc + k*NR + j]), or nullptr for direct
+  const T* direct;  // B(pc, jc) when direct
+  index_t ldb;      // B's row stride when direct
+  T* edge_buf;      // KC x NR scratch for the partial panel when direct
+  index_t n_full;   // number of full panels
+};
+
+// Compute the tiles of one packed A block (m rows) against B panels [q0, q1).
+template <typename T>
+inline void macro_kernel(const UKernel<T>& uk, const T* ap, const BSource<T>& bs, index_t m,
+                         index_t n, index_t kc, index_t q0, index_t q1, T* c, index_t ldc, T beta,
                          const GemmEpilogue<T>* epi, index_t row0, index_t col0) {
   const index_t mr = uk.mr, nr = uk.nr;
   for (index_t q = q0; q < q1; ++q) {  // jr loop: NR panels of B
     index_t nq = std::min(nr, n - q * nr);
-    const T* bp_q = bp + q * nr * kc;
+    const T* b_q;
+    index_t ldb_q;
+    if (bs.packed) {
+      b_q = bs.packed + q * nr * kc;
+      ldb_q = nr;
+    } else if (q < bs.n_full) {
+      b_q = bs.direct + q * nr;
+      ldb_q = bs.ldb;
+    } else {
+      for (index_t k = 0; k < kc; ++k) {
+        const T* src = bs.direct + k * bs.ldb + q * nr;
+        T* d = bs.edge_buf + k * nr;
+        for (index_t j = 0; j < nr; ++j) d[j] = j < nq ? src[j] : T(0);
+      }
+      b_q = bs.edge_buf;
+      ldb_q = nr;
+    }
     for (index_t p = 0; p * mr < m; ++p) {  // ir loop: MR panels of A -> micro-kernel
       index_t mp = std::min(mr, m - p * mr);
-      uk.fn(kc, ap + p * mr * kc, bp_q, c + p * mr * ldc + q * nr, ldc, beta, mp, nq);
+      uk.fn(kc, ap + p * mr * kc, b_q, ldb_q, c + p * mr * ldc + q * nr, ldc, beta, mp, nq);
     }
     if (epi) epi->fn(c + q * nr, ldc, m, nq, row0, col0 + q * nr, epi->ctx);
   }
@@ -411,13 +444,15 @@ void gemm(bool trans_a, bool trans_b, index_t M, index_t N, index_t K, T alpha, 
 
   const index_t nc_max = std::min(NC, ceil_div<T>(N, nr) * nr);
   const index_t kc_max = std::min(KC, K);
-  T* bp = thread_scratch<T>(0, size_t(nc_max) * size_t(kc_max));
+  const bool direct_b = !trans_b && M <= kGemmDirectBMaxM;
+  T* bp = direct_b ? nullptr : thread_scratch<T>(0, size_t(nc_max) * size_t(kc_max));
   // Shared packed A for the jr-split mode lives in the caller's second slot.
   T* ap_shared = split_ic ? nullptr : thread_scratch<T>(1, size_t(mc) * size_t(kc_max));
 
 #pragma omp parallel num_threads(nthreads) if (nthreads > 1)
   {
     T* ap_own = split_ic ? thread_scratch<T>(1, size_t(mc) * size_t(kc_max)) : nullptr;
+    T* edge = direct_b ? thread_scratch<T>(2, size_t(nr) * size_t(kc_max)) : nullptr;
     for (index_t jc = 0; jc < N; jc += NC) {  // jc loop: NC columns of C
       const index_t nc = std::min(NC, N - jc);
       const index_t n_q = ceil_div<T>(nc, nr);
@@ -425,9 +460,13 @@ void gemm(bool trans_a, bool trans_b, index_t M, index_t N, index_t K, T alpha, 
         const index_t kc = std::min(KC, K - pc);
         const T beta_pc = pc == 0 ? beta : T(1);
         const GemmEpilogue<T>* epi_pc = (pc + kc == K) ? epi : nullptr;
+        const BSource<T> bs{bp, B + pc * ldb + jc, ldb, edge, nc / nr};
+        if (!direct_b) {
 #pragma omp for schedule(static)
-        for (index_t q = 0; q < n_q; ++q) pack_b_kc_nc(trans_b, B, ldb, pc, jc, kc, nc, nr, bp, q);
-        // (implicit barrier: B is packed)
+          for (index_t q = 0; q < n_q; ++q)
+            pack_b_kc_nc(trans_b, B, ldb, pc, jc, kc, nc, nr, bp, q);
+          // (implicit barrier: B is packed)
+        }
         if (split_ic) {
 #pragma omp for schedule(static)
           for (index_t ib = 0; ib < n_ic; ++ib) {  // ic loop: MC rows, pack A per thread
@@ -435,7 +474,7 @@ void gemm(bool trans_a, bool trans_b, index_t M, index_t N, index_t K, T alpha, 
             const index_t m = std::min(mc, M - ic);
             pack_a_mc_kc(trans_a, A, lda, ic, pc, m, kc, mr, alpha, ap_own, index_t(0),
                          ceil_div<T>(m, mr));
-            macro_kernel(uk, ap_own, bp, m, nc, kc, 0, n_q, C + ic * ldc + jc, ldc, beta_pc,
+            macro_kernel(uk, ap_own, bs, m, nc, kc, 0, n_q, C + ic * ldc + jc, ldc, beta_pc,
                          epi_pc, ic, jc);
           }
         } else {
@@ -448,7 +487,7 @@ void gemm(bool trans_a, bool trans_b, index_t M, index_t N, index_t K, T alpha, 
               pack_a_mc_kc(trans_a, A, lda, ic, pc, m, kc, mr, alpha, ap_shared, p, p + 1);
 #pragma omp for schedule(static)
             for (index_t q = 0; q < n_q; ++q)  // jr loop split between threads
-              macro_kernel(uk, ap_shared, bp, m, nc, kc, q, q + 1, C + ic * ldc + jc, ldc,
+              macro_kernel(uk, ap_shared, bs, m, nc, kc, q, q + 1, C + ic * ldc + jc, ldc,
                            beta_pc, epi_pc, ic, jc);
           }
         }
@@ -495,11 +534,11 @@ void gemm_packed_serial(bool trans_a, index_t M, T alpha, const T* A, index_t ld
   for (index_t pc = 0; pc < K; pc += KC) {  // pc loop over the pre-packed KC blocks
     const index_t kc = std::min(KC, K - pc);
     const T beta_pc = pc == 0 ? beta : T(1);
-    const T* bp = Bp.data.get() + pc * np;
+    const BSource<T> bs{Bp.data.get() + pc * np, nullptr, 0, nullptr, 0};
     for (index_t ic = 0; ic < M; ic += MC) {  // ic loop: pack A
       const index_t m = std::min(MC, M - ic);
       pack_a_mc_kc(trans_a, A, lda, ic, pc, m, kc, mr, alpha, ap, index_t(0), ceil_div<T>(m, mr));
-      macro_kernel(uk, ap, bp, m, N, kc, q0, q1, C + ic * ldc, ldc, beta_pc,
+      macro_kernel(uk, ap, bs, m, N, kc, q0, q1, C + ic * ldc, ldc, beta_pc,
                    static_cast<const GemmEpilogue<T>*>(nullptr), ic, 0);
     }
   }

@@ -41,11 +41,12 @@ struct GemmEpilogue {
   const void* ctx;
 };
 
-// Micro-kernel: acc(MR x NR) = sum_k a[k*MR + r] * b[k*NR + j] over kc steps, then
-// C[r, j] = acc + beta * C[r, j] for r < m, j < n (beta == 0: C is not read).
+// Micro-kernel: acc(MR x NR) = sum_k a[k*MR + r] * b[k*ldb + j] over kc steps, then
+// C[r, j] = acc + beta * C[r, j] for r < m, j < n (beta == 0: C is not read). b is a packed
+// panel (ldb = NR) or, for small M, B's own rows (ldb = B's row stride, a full panel).
 template <typename T>
-using UKernelFn = void (*)(index_t kc, const T* a, const T* b, T* c, index_t ldc, T beta,
-                           index_t m, index_t n);
+using UKernelFn = void (*)(index_t kc, const T* a, const T* b, index_t ldb, T* c, index_t ldc,
+                           T beta, index_t m, index_t n);
 
 template <typename T>
 struct UKernel {
@@ -67,6 +68,8 @@ constexpr GemmBlocking kBlockAvx2F64{6, 8, 72, 256, 4080};
 constexpr GemmBlocking kBlockAvx512F32{12, 32, 144, 256, 4096};
 constexpr GemmBlocking kBlockAvx512F64{12, 16, 72, 256, 4096};
 constexpr double kGemmParallelFlops = 2.0e5;
+// B is read in place (not packed) when M is at most this and B is not transposed.
+constexpr index_t kGemmDirectBMaxM = 96;
 
 // The micro-kernel the packed driver uses for the active ISA.
 template <typename T>
