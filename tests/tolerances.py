@@ -4,12 +4,14 @@ TOL = {
         "gemm": 2e-6,        # per unit of sqrt(K) * max|C|
         "elementwise": 2e-6,  # relative, activations and losses
         "optimizer": 2e-6,
+        "reduction": 1e-12,   # relative; sums accumulate in float64 for every dtype
         "grad_fd": None,      # finite differences run in float64 only
     },
     "float64": {
         "gemm": 1e-14,
         "elementwise": 1e-12,
         "optimizer": 1e-12,
+        "reduction": 1e-12,   # relative
         "grad_fd": 1e-6,      # central differences with h = 1e-6, relative to the gradient norm
     },
 }

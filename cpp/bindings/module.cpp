@@ -6,4 +6,5 @@ PYBIND11_MODULE(_core, m) {
   nanonet::register_runtime(m);
   nanonet::register_gemm(m);
   nanonet::register_embedding(m);
+  nanonet::register_optimizers(m);
 }

@@ -11,6 +11,8 @@ silently updating a copy.
 """
 from __future__ import annotations
 
+import operator
+
 import numpy as np
 
 from . import _core
@@ -101,6 +103,93 @@ def gemm(a, b, c, alpha: float = 1.0, beta: float = 0.0, transpose_a: bool = Fal
 def gemm_kernel_name(dtype=np.float32) -> str:
     """Name of the GEMM micro-kernel in use for dtype."""
     return _core.gemm_kernel_name(np.dtype(dtype))
+
+
+# --------------------------------------------------------------------------------------------
+# ---- optimizers
+# In-place updates: param and every slot must be C-contiguous, writeable ndarrays with grad's
+# dtype and shape (never converted, so a wrong one raises instead of a copy being updated);
+# grad may be read-only or strided (it is copied then). Each update applies
+# g' = clip(grad * grad_scale, -clipvalue, clipvalue) (clipvalue 0 = off) in the same pass.
+
+def _inplace(x, name: str, fn: str):
+    if x is not None and not isinstance(x, np.ndarray):
+        raise TypeError(f"{fn}: {name} must be a numpy.ndarray updated in place; "
+                        f"got {type(x).__name__}")
+    return x
+
+
+def _update_grad(grad, param, fn: str) -> np.ndarray:
+    if _inplace(param, "param", fn).dtype not in _FLOATS:
+        raise TypeError(f"{fn}: param must be float32 or float64; got {param.dtype}")
+    if not isinstance(grad, np.ndarray):
+        grad = np.asarray(grad, dtype=param.dtype)  # a list or scalar takes param's dtype
+    grad = _float_array(grad, "grad", fn)
+    _same_dtype(fn, ("param", "grad"), param, grad)
+    return _contiguous(grad)
+
+
+def _step(step, fn: str) -> int:
+    try:
+        return operator.index(step)
+    except TypeError:
+        raise TypeError(f"{fn}: step must be an int; got {type(step).__name__}") from None
+
+
+def sgd_update(param, grad, velocity, lr, momentum=0.0, nesterov=False, grad_scale=1.0,
+               clipvalue=0.0) -> None:
+    """In place, Keras SGD. momentum == 0: param -= lr * g' (velocity may be None).
+    Otherwise velocity = momentum * velocity - lr * g'; param += velocity, or with nesterov
+    param += momentum * velocity - lr * g'."""
+    fn = "sgd_update"
+    grad = _update_grad(grad, param, fn)
+    _core.sgd_update(param, grad, _inplace(velocity, "velocity", fn), float(lr), float(momentum),
+                     bool(nesterov), float(grad_scale), float(clipvalue))
+
+
+def adam_update(param, grad, m, v, lr, step, beta_1=0.9, beta_2=0.999, epsilon=1e-7,
+                weight_decay=0.0, grad_scale=1.0, clipvalue=0.0) -> None:
+    """In place, Keras Adam (AdamW with weight_decay > 0); step is the 1-based update count.
+    param -= param * weight_decay * lr; alpha = lr * sqrt(1 - beta_2**step) / (1 - beta_1**step);
+    m += (g' - m)(1 - beta_1); v += (g'^2 - v)(1 - beta_2); param -= alpha m / (sqrt(v) + eps)."""
+    fn = "adam_update"
+    grad = _update_grad(grad, param, fn)
+    _core.adam_update(param, grad, _inplace(m, "m", fn), _inplace(v, "v", fn), float(lr),
+                      _step(step, fn), float(beta_1), float(beta_2), float(epsilon),
+                      float(weight_decay), float(grad_scale), float(clipvalue))
+
+
+def rmsprop_update(param, grad, velocity, lr, rho=0.9, momentum=0.0, epsilon=1e-7,
+                   centered=False, momentum_buf=None, average_grad=None, grad_scale=1.0,
+                   clipvalue=0.0) -> None:
+    """In place, Keras 3 RMSprop. momentum_buf is needed when momentum > 0, average_grad when
+    centered; see nanonet.reference.rmsprop_update for the equations."""
+    fn = "rmsprop_update"
+    grad = _update_grad(grad, param, fn)
+    _core.rmsprop_update(param, grad, _inplace(velocity, "velocity", fn), float(lr), float(rho),
+                         float(momentum), float(epsilon), bool(centered),
+                         _inplace(momentum_buf, "momentum_buf", fn),
+                         _inplace(average_grad, "average_grad", fn), float(grad_scale),
+                         float(clipvalue))
+
+
+def sum_squares(x) -> float:
+    """sum(x**2) accumulated in float64; the same value for every thread count."""
+    return _core.sum_squares(_contiguous(_float_array(x, "x", "sum_squares")))
+
+
+def l1_l2_value(param, l1=0.0, l2=0.0) -> float:
+    """Keras L1L2 regulariser value: l1 * sum|param| + l2 * sum param**2 (float64 sums)."""
+    param = _contiguous(_float_array(param, "param", "l1_l2_value"))
+    return _core.l1_l2_value(param, float(l1), float(l2))
+
+
+def l1_l2_grad_acc(grad, param, l1=0.0, l2=0.0) -> None:
+    """In place: grad += l1 * sign(param) + 2 * l2 * param (grad: contiguous, writeable)."""
+    fn = "l1_l2_grad_acc"
+    param = _float_array(param, "param", fn)
+    _same_dtype(fn, ("param", "grad"), param, _inplace(grad, "grad", fn))
+    _core.l1_l2_grad_acc(grad, _contiguous(param), float(l1), float(l2))
 
 
 # --------------------------------------------------------------------------------------------
