@@ -6,6 +6,10 @@ TOL = {
         "optimizer": 2e-6,
         "reduction": 1e-12,   # relative; sums accumulate in float64 for every dtype
         "grad_fd": None,      # finite differences run in float64 only
+        # normalization: relative to max|want| + 1; outputs are products of the rounded float32
+        # mean / inv_std (each ~6e-8 relative), measured worst ~1e-7.
+        "normalization": 1e-6,
+        "pooling": 2e-6,      # relative to max|want| + 1 (sums accumulate in double)
     },
     "float64": {
         "gemm": 1e-14,
@@ -13,5 +17,7 @@ TOL = {
         "optimizer": 1e-12,
         "reduction": 1e-12,   # relative
         "grad_fd": 1e-6,      # central differences with h = 1e-6, relative to the gradient norm
+        "normalization": 1e-12,
+        "pooling": 1e-13,
     },
 }

@@ -127,5 +127,7 @@ void register_losses(pybind11::module_& m);
 void register_optimizers(pybind11::module_& m);
 void register_embedding(pybind11::module_& m);
 void register_lstm(pybind11::module_& m);
+void register_normalization(pybind11::module_& m);
+void register_pooling(pybind11::module_& m);
 
 }  // namespace nanonet

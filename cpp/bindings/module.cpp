@@ -7,4 +7,6 @@ PYBIND11_MODULE(_core, m) {
   nanonet::register_gemm(m);
   nanonet::register_embedding(m);
   nanonet::register_optimizers(m);
+  nanonet::register_normalization(m);
+  nanonet::register_pooling(m);
 }

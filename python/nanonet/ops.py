@@ -239,3 +239,195 @@ def embedding_backward(dy, ids, input_dim: int, *, _ref: bool = False) -> np.nda
     if isinstance(input_dim, bool) or not isinstance(input_dim, (int, np.integer)):
         raise TypeError(f"{fn}: input_dim must be an int; got {type(input_dim).__name__}")
     return _core.embedding_backward(dy, ids, int(input_dim), bool(_ref))
+
+
+# --------------------------------------------------------------------------------------------
+# ---- normalization
+# x (..., F) is seen as N rows of F features (the leading axes flattened, no copy when x is
+# C-contiguous). gamma/beta may be None (scale=False / center=False). Batch normalization's
+# statistics are per feature (F,); layer normalization's are per row, shaped x.shape[:-1].
+# The moving statistics are updated in place when training=True, so they must then be
+# C-contiguous, writeable ndarrays of x's dtype (never converted).
+
+def _norm_inplace(v, name: str, fn: str):
+    if v is not None and not isinstance(v, np.ndarray):
+        raise TypeError(f"{fn}: {name} must be a numpy.ndarray updated in place; "
+                        f"got {type(v).__name__}")
+    return v
+
+
+def _norm_vec(v, name: str, fn: str):
+    return None if v is None else _contiguous(_float_array(v, name, fn))
+
+
+def _norm_mask(mask, shape, fn: str):
+    """mask as a C-contiguous bool array of `shape` (nonzero integers count as True)."""
+    if mask is None:
+        return None
+    m = np.asarray(mask)
+    if m.dtype != np.bool_:
+        if m.dtype.kind not in "iu":
+            raise TypeError(f"{fn}: mask must be bool; got {m.dtype}")
+        m = m != 0
+    if m.shape != tuple(shape):
+        raise ValueError(f"{fn}: mask must have shape {tuple(shape)}; got {m.shape}")
+    return _contiguous(m)
+
+
+def _norm_rows(x, name: str, fn: str, min_ndim: int) -> np.ndarray:
+    x = _contiguous(_float_array(x, name, fn))
+    if x.ndim < min_ndim:
+        what = "(N, F) or (B, T, F)" if min_ndim == 2 else "(..., F)"
+        raise ValueError(f"{fn}: {name} must be {what}, at least {min_ndim}-D; got shape "
+                         f"{x.shape}")
+    return x
+
+
+def _norm_like(dy, x, fn: str) -> np.ndarray:
+    dy = _contiguous(_float_array(dy, "dy", fn))
+    if dy.shape != x.shape:
+        raise ValueError(f"{fn}: dy must have the shape of x {x.shape}; got {dy.shape}")
+    return dy
+
+
+def batch_norm_forward(x, gamma, beta, moving_mean, moving_var, training=False, momentum=0.99,
+                       epsilon=1e-3, mask=None, *, _ref: bool = False):
+    """Batch normalization over the rows of x (N, F) or (B, T, F) -> (y, mean, inv_std).
+
+    training=True: batch statistics over the rows (biased variance; only rows where mask, of
+    shape x.shape[:-1], is True count), and moving = moving * momentum + batch * (1 - momentum)
+    in place (moving_mean/moving_var may be None: no update). A batch with no unmasked row gives
+    mean 0, var 0 and leaves the moving statistics alone. training=False: the moving statistics.
+    y = (x - mean) * inv_std * gamma + beta with inv_std = 1 / sqrt(var + epsilon); mean and
+    inv_std (F,) are what batch_norm_backward needs. (_ref: the serial C++ specification.)"""
+    fn = "batch_norm_forward"
+    x = _norm_rows(x, "x", fn, 2)
+    F = x.shape[-1]
+    gamma = _norm_vec(gamma, "gamma", fn)
+    beta = _norm_vec(beta, "beta", fn)
+    _same_dtype(fn, ("x", "gamma", "beta"), x, gamma, beta)
+    if training:
+        _norm_inplace(moving_mean, "moving_mean", fn)
+        _norm_inplace(moving_var, "moving_var", fn)
+    else:
+        if moving_mean is None or moving_var is None:
+            raise ValueError(f"{fn}: moving_mean and moving_var are required when "
+                             "training=False")
+        moving_mean = _norm_vec(moving_mean, "moving_mean", fn)
+        moving_var = _norm_vec(moving_var, "moving_var", fn)
+    m = _norm_mask(mask, x.shape[:-1], fn)
+    core = _core.batch_norm_forward_ref if _ref else _core.batch_norm_forward
+    y, mean, inv_std = core(x.reshape(-1, F), gamma, beta, moving_mean, moving_var,
+                            bool(training), float(momentum), float(epsilon),
+                            None if m is None else m.reshape(-1))
+    return y.reshape(x.shape), mean, inv_std
+
+
+def batch_norm_backward(dy, x, mean, inv_std, gamma, training=True, mask=None, *,
+                        _ref: bool = False):
+    """Gradients of batch_norm_forward -> (dx, dgamma, dbeta), given its mean and inv_std.
+
+    training=True differentiates through the batch statistics (the same mask as forward);
+    training=False treats them as constants (dx = dy * gamma * inv_std)."""
+    fn = "batch_norm_backward"
+    x = _norm_rows(x, "x", fn, 2)
+    dy = _norm_like(dy, x, fn)
+    F = x.shape[-1]
+    mean = _norm_vec(mean, "mean", fn)
+    inv_std = _norm_vec(inv_std, "inv_std", fn)
+    gamma = _norm_vec(gamma, "gamma", fn)
+    _same_dtype(fn, ("x", "dy", "mean", "inv_std", "gamma"), x, dy, mean, inv_std, gamma)
+    m = _norm_mask(mask, x.shape[:-1], fn)
+    core = _core.batch_norm_backward_ref if _ref else _core.batch_norm_backward
+    dx, dgamma, dbeta = core(dy.reshape(-1, F), x.reshape(-1, F), mean, inv_std, gamma,
+                             bool(training), None if m is None else m.reshape(-1))
+    return dx.reshape(x.shape), dgamma, dbeta
+
+
+def layer_norm_forward(x, gamma, beta, epsilon=1e-3, *, _ref: bool = False):
+    """Layer normalization over the last axis of x (..., F) -> (y, mean, inv_std), the statistics
+    shaped x.shape[:-1]: y = (x - mean) * inv_std * gamma + beta, inv_std = 1/sqrt(var + eps)."""
+    fn = "layer_norm_forward"
+    x = _norm_rows(x, "x", fn, 1)
+    F = x.shape[-1]
+    gamma = _norm_vec(gamma, "gamma", fn)
+    beta = _norm_vec(beta, "beta", fn)
+    _same_dtype(fn, ("x", "gamma", "beta"), x, gamma, beta)
+    core = _core.layer_norm_forward_ref if _ref else _core.layer_norm_forward
+    y, mean, inv_std = core(x.reshape(-1, F), gamma, beta, float(epsilon))
+    return y.reshape(x.shape), mean.reshape(x.shape[:-1]), inv_std.reshape(x.shape[:-1])
+
+
+def layer_norm_backward(dy, x, mean, inv_std, gamma, *, _ref: bool = False):
+    """Gradients of layer_norm_forward -> (dx, dgamma, dbeta), given its mean and inv_std."""
+    fn = "layer_norm_backward"
+    x = _norm_rows(x, "x", fn, 1)
+    dy = _norm_like(dy, x, fn)
+    F = x.shape[-1]
+    mean = _norm_vec(mean, "mean", fn)
+    inv_std = _norm_vec(inv_std, "inv_std", fn)
+    for name, s in (("mean", mean), ("inv_std", inv_std)):
+        if s.shape != x.shape[:-1]:
+            raise ValueError(f"{fn}: {name} must have shape x.shape[:-1] = {x.shape[:-1]}; "
+                             f"got {s.shape}")
+    gamma = _norm_vec(gamma, "gamma", fn)
+    _same_dtype(fn, ("x", "dy", "mean", "inv_std", "gamma"), x, dy, mean, inv_std, gamma)
+    core = _core.layer_norm_backward_ref if _ref else _core.layer_norm_backward
+    dx, dgamma, dbeta = core(dy.reshape(-1, F), x.reshape(-1, F), mean.reshape(-1),
+                             inv_std.reshape(-1), gamma)
+    return dx.reshape(x.shape), dgamma, dbeta
+
+
+# --------------------------------------------------------------------------------------------
+# ---- pooling
+# Global pooling over the time axis of x (B, T, F), with an optional (B, T) mask (True = the
+# step counts). A row with no unmasked step pools to 0 (and gets no gradient); Keras would give
+# NaN (average) or ignore the mask (max).
+
+def _pool_steps(steps, fn: str) -> int:
+    if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)):
+        raise TypeError(f"{fn}: steps must be an int; got {type(steps).__name__}")
+    return int(steps)
+
+
+def global_avg_pool1d_forward(x, mask=None, *, _ref: bool = False) -> np.ndarray:
+    """Mean over the unmasked steps: (B, T, F) -> (B, F)."""
+    fn = "global_avg_pool1d_forward"
+    x = _contiguous(_float_array(x, "x", fn))
+    m = _norm_mask(mask, x.shape[:2], fn) if x.ndim == 3 else mask
+    core = _core.global_avg_pool1d_forward_ref if _ref else _core.global_avg_pool1d_forward
+    return core(x, m)
+
+
+def global_avg_pool1d_backward(dy, steps, mask=None, *, _ref: bool = False) -> np.ndarray:
+    """Gradient of global_avg_pool1d_forward: dy (B, F) -> dx (B, steps, F), dy / count at the
+    unmasked steps, 0 elsewhere."""
+    fn = "global_avg_pool1d_backward"
+    dy = _contiguous(_float_array(dy, "dy", fn))
+    steps = _pool_steps(steps, fn)
+    m = _norm_mask(mask, (dy.shape[0], steps), fn) if dy.ndim == 2 else mask
+    core = _core.global_avg_pool1d_backward_ref if _ref else _core.global_avg_pool1d_backward
+    return core(dy, steps, m)
+
+
+def global_max_pool1d_forward(x, mask=None, *, _ref: bool = False):
+    """Max over the unmasked steps: (B, T, F) -> (y (B, F), argmax (B, F) int64), argmax the
+    first step holding the max (a NaN counts as the max), -1 for a row with no unmasked step."""
+    fn = "global_max_pool1d_forward"
+    x = _contiguous(_float_array(x, "x", fn))
+    m = _norm_mask(mask, x.shape[:2], fn) if x.ndim == 3 else mask
+    core = _core.global_max_pool1d_forward_ref if _ref else _core.global_max_pool1d_forward
+    return core(x, m)
+
+
+def global_max_pool1d_backward(dy, argmax, steps, *, _ref: bool = False) -> np.ndarray:
+    """Gradient of global_max_pool1d_forward: dy (B, F) routed to step argmax -> dx (B, steps,
+    F)."""
+    fn = "global_max_pool1d_backward"
+    dy = _contiguous(_float_array(dy, "dy", fn))
+    argmax = np.asarray(argmax)
+    if argmax.dtype.kind not in "iu":
+        raise TypeError(f"{fn}: argmax must be an integer array; got {argmax.dtype}")
+    argmax = np.ascontiguousarray(argmax, dtype=np.int64)
+    core = _core.global_max_pool1d_backward_ref if _ref else _core.global_max_pool1d_backward
+    return core(dy, argmax, _pool_steps(steps, fn))

@@ -132,3 +132,125 @@ def embedding_backward(dy, ids, input_dim):
     dembeddings = np.zeros((input_dim, dy.shape[-1]), dy.dtype)
     np.add.at(dembeddings, ids.reshape(-1), dy.reshape(-1, dy.shape[-1]))
     return dembeddings
+
+
+# --------------------------------------------------------------------------------------------
+# ---- normalization
+
+def batch_norm_forward(x, gamma, beta, moving_mean, moving_var, training=False, momentum=0.99,
+                       epsilon=1e-3, mask=None):
+    x = np.asarray(x)
+    F = x.shape[-1]
+    rows = x.reshape(-1, F)
+    if training:
+        w = np.ones(rows.shape[0], bool) if mask is None else np.asarray(mask, bool).reshape(-1)
+        if w.any():
+            mean = rows[w].mean(axis=0)
+            var = ((rows[w] - mean) ** 2).mean(axis=0)  # biased
+            if moving_mean is not None:
+                moving_mean[...] = moving_mean * momentum + mean * (1 - momentum)
+            if moving_var is not None:
+                moving_var[...] = moving_var * momentum + var * (1 - momentum)
+        else:  # no row counts: zero statistics, moving statistics unchanged
+            mean = np.zeros(F, x.dtype)
+            var = np.zeros(F, x.dtype)
+    else:
+        mean = np.asarray(moving_mean, x.dtype)
+        var = np.asarray(moving_var, x.dtype)
+    inv_std = (1 / np.sqrt(var + epsilon)).astype(x.dtype)
+    y = (rows - mean) * inv_std
+    if gamma is not None:
+        y = y * gamma
+    if beta is not None:
+        y = y + beta
+    return y.reshape(x.shape).astype(x.dtype), mean.astype(x.dtype), inv_std
+
+
+def batch_norm_backward(dy, x, mean, inv_std, gamma, training=True, mask=None):
+    x = np.asarray(x)
+    F = x.shape[-1]
+    rows = x.reshape(-1, F)
+    g = np.asarray(dy).reshape(-1, F)
+    x_hat = (rows - mean) * inv_std
+    dbeta = g.sum(axis=0)
+    dgamma = (g * x_hat).sum(axis=0)
+    scale = inv_std if gamma is None else gamma * inv_std
+    w = np.ones(rows.shape[0], bool) if mask is None else np.asarray(mask, bool).reshape(-1)
+    if training and w.any():
+        # mean and var are taken over the W unmasked rows; every row's y depends on them
+        W = w.sum()
+        dx = scale * (g - w[:, None] * (dbeta + x_hat * dgamma) / W)
+    else:
+        dx = scale * g
+    return dx.reshape(x.shape).astype(x.dtype), dgamma.astype(x.dtype), dbeta.astype(x.dtype)
+
+
+def layer_norm_forward(x, gamma, beta, epsilon=1e-3):
+    x = np.asarray(x)
+    mean = x.mean(axis=-1)
+    var = ((x - mean[..., None]) ** 2).mean(axis=-1)
+    inv_std = (1 / np.sqrt(var + epsilon)).astype(x.dtype)
+    y = (x - mean[..., None]) * inv_std[..., None]
+    if gamma is not None:
+        y = y * gamma
+    if beta is not None:
+        y = y + beta
+    return y.astype(x.dtype), mean.astype(x.dtype), inv_std
+
+
+def layer_norm_backward(dy, x, mean, inv_std, gamma):
+    x = np.asarray(x)
+    dy = np.asarray(dy)
+    x_hat = (x - mean[..., None]) * inv_std[..., None]
+    g = dy if gamma is None else dy * gamma
+    dx = inv_std[..., None] * (g - g.mean(axis=-1, keepdims=True)
+                               - x_hat * (g * x_hat).mean(axis=-1, keepdims=True))
+    F = x.shape[-1]
+    dgamma = (dy * x_hat).reshape(-1, F).sum(axis=0)
+    dbeta = dy.reshape(-1, F).sum(axis=0)
+    return dx.astype(x.dtype), dgamma.astype(x.dtype), dbeta.astype(x.dtype)
+
+
+# --------------------------------------------------------------------------------------------
+# ---- pooling
+
+def _steps_mask(mask, B, T):
+    return np.ones((B, T), bool) if mask is None else np.asarray(mask, bool)
+
+
+def global_avg_pool1d_forward(x, mask=None):
+    x = np.asarray(x)
+    m = _steps_mask(mask, x.shape[0], x.shape[1])
+    count = m.sum(axis=1)[:, None]
+    total = np.where(m[:, :, None], x, 0).sum(axis=1)
+    return np.where(count > 0, total / np.maximum(count, 1), 0).astype(x.dtype)
+
+
+def global_avg_pool1d_backward(dy, steps, mask=None):
+    dy = np.asarray(dy)
+    m = _steps_mask(mask, dy.shape[0], steps)
+    count = m.sum(axis=1)[:, None, None]
+    dx = np.where(m[:, :, None], dy[:, None, :] / np.maximum(count, 1), 0)
+    return dx.astype(dy.dtype)
+
+
+def global_max_pool1d_forward(x, mask=None):
+    x = np.asarray(x)
+    B, T, F = x.shape
+    m = _steps_mask(mask, B, T)
+    y = np.zeros((B, F), x.dtype)
+    argmax = np.full((B, F), -1, np.int64)
+    for t in range(T):
+        v = x[:, t, :]
+        # the first unmasked step, a larger value, or the first NaN takes over
+        take = m[:, t, None] & ((argmax < 0) | (v > y) | (np.isnan(v) & ~np.isnan(y)))
+        y = np.where(take, v, y)
+        argmax = np.where(take, t, argmax)
+    return y, argmax
+
+
+def global_max_pool1d_backward(dy, argmax, steps):
+    dy = np.asarray(dy)
+    argmax = np.asarray(argmax)
+    t = np.arange(steps)[None, :, None]
+    return np.where(argmax[:, None, :] == t, dy[:, None, :], 0).astype(dy.dtype)

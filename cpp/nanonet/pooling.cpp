@@ -1,0 +1,224 @@
+// Global average / max pooling over time; the contract is in pooling.hpp.
+#include "nanonet/pooling.hpp"
+
+#include <algorithm>
+
+namespace nanonet {
+
+namespace {
+
+constexpr index_t kPoolParallelWork = index_t(1) << 15;  // elements of x below which: 1 thread
+
+inline index_t count_steps(const bool* mask_b, index_t T) {
+  if (!mask_b) return T;
+  index_t c = 0;
+  for (index_t t = 0; t < T; ++t) c += mask_b[t] ? 1 : 0;
+  return c;
+}
+
+inline bool step_on(const bool* mask, index_t b, index_t t, index_t T) {
+  return !mask || mask[b * T + t];
+}
+
+// Whether v replaces the current best (first unmasked step, larger, or the first NaN).
+template <typename S>
+inline bool max_takes(S v, S best, std::int64_t arg) {
+  return arg < 0 || v > best || (v != v && best == best);
+}
+
+// Average over the unmasked steps for features [f0, f1) of row b.
+template <typename S>
+void avg_row_block(S* y, const S* x, const bool* mask, index_t b, index_t T, index_t F,
+                   index_t f0, index_t f1) {
+  double acc[kPoolFeatureBlock];
+  const index_t w = f1 - f0;
+  for (index_t j = 0; j < w; ++j) acc[j] = 0.0;
+  for (index_t t = 0; t < T; ++t) {
+    if (!step_on(mask, b, t, T)) continue;
+    const S* x_bt = x + (b * T + t) * F + f0;
+    for (index_t j = 0; j < w; ++j) acc[j] += double(x_bt[j]);
+  }
+  const index_t c = count_steps(mask ? mask + b * T : nullptr, T);
+  S* y_b = y + b * F + f0;
+  for (index_t j = 0; j < w; ++j) y_b[j] = c > 0 ? S(acc[j] / double(c)) : S(0);
+}
+
+// Max over the unmasked steps for features [f0, f1) of row b.
+template <typename S>
+void max_row_block(S* y, std::int64_t* argmax, const S* x, const bool* mask, index_t b,
+                   index_t T, index_t F, index_t f0, index_t f1) {
+  S best[kPoolFeatureBlock];
+  std::int64_t arg[kPoolFeatureBlock];
+  const index_t w = f1 - f0;
+  for (index_t j = 0; j < w; ++j) {
+    best[j] = S(0);
+    arg[j] = -1;
+  }
+  for (index_t t = 0; t < T; ++t) {
+    if (!step_on(mask, b, t, T)) continue;
+    const S* x_bt = x + (b * T + t) * F + f0;
+    for (index_t j = 0; j < w; ++j) {
+      if (max_takes(x_bt[j], best[j], arg[j])) {
+        best[j] = x_bt[j];
+        arg[j] = t;
+      }
+    }
+  }
+  for (index_t j = 0; j < w; ++j) {
+    y[b * F + f0 + j] = best[j];
+    argmax[b * F + f0 + j] = arg[j];
+  }
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------------------------------------
+// global_avg_pool1d
+
+template <typename S>
+void global_avg_pool1d_forward(S* y, const S* x, const bool* mask, index_t B, index_t T,
+                               index_t F) {
+  const index_t nfb = (F + kPoolFeatureBlock - 1) / kPoolFeatureBlock;
+  const bool par = B * T * F >= kPoolParallelWork;
+  // One task per (row b, feature block fb).
+#pragma omp parallel for schedule(static) if (par)
+  for (index_t task = 0; task < B * nfb; ++task) {
+    const index_t b = task / nfb, fb = task % nfb;
+    const index_t f0 = fb * kPoolFeatureBlock;
+    avg_row_block(y, x, mask, b, T, F, f0, std::min(F, f0 + kPoolFeatureBlock));
+  }
+}
+
+template <typename S>
+void global_avg_pool1d_forward_ref(S* y, const S* x, const bool* mask, index_t B, index_t T,
+                                   index_t F) {
+  for (index_t b = 0; b < B; ++b) {
+    const index_t c = count_steps(mask ? mask + b * T : nullptr, T);
+    for (index_t f = 0; f < F; ++f) {
+      double s = 0.0;
+      for (index_t t = 0; t < T; ++t)
+        if (step_on(mask, b, t, T)) s += double(x[(b * T + t) * F + f]);
+      y[b * F + f] = c > 0 ? S(s / double(c)) : S(0);
+    }
+  }
+}
+
+template <typename S>
+void global_avg_pool1d_backward(S* dx, const S* dy, const bool* mask, index_t B, index_t T,
+                                index_t F) {
+  const bool par = B * T * F >= kPoolParallelWork;
+#pragma omp parallel for schedule(static) if (par)
+  for (index_t b = 0; b < B; ++b) {
+    const index_t c = count_steps(mask ? mask + b * T : nullptr, T);
+    const S inv_c = c > 0 ? S(1) / S(c) : S(0);
+    const S* dy_b = dy + b * F;
+    for (index_t t = 0; t < T; ++t) {
+      S* dx_bt = dx + (b * T + t) * F;
+      if (step_on(mask, b, t, T)) {
+        // y = sum_t x_t / c
+        for (index_t f = 0; f < F; ++f) dx_bt[f] = dy_b[f] * inv_c;
+      } else {
+        for (index_t f = 0; f < F; ++f) dx_bt[f] = S(0);
+      }
+    }
+  }
+}
+
+template <typename S>
+void global_avg_pool1d_backward_ref(S* dx, const S* dy, const bool* mask, index_t B, index_t T,
+                                    index_t F) {
+  for (index_t b = 0; b < B; ++b) {
+    const index_t c = count_steps(mask ? mask + b * T : nullptr, T);
+    for (index_t t = 0; t < T; ++t)
+      for (index_t f = 0; f < F; ++f)
+        dx[(b * T + t) * F + f] =
+            (c > 0 && step_on(mask, b, t, T)) ? dy[b * F + f] * (S(1) / S(c)) : S(0);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// global_max_pool1d
+
+template <typename S>
+void global_max_pool1d_forward(S* y, std::int64_t* argmax, const S* x, const bool* mask,
+                               index_t B, index_t T, index_t F) {
+  const index_t nfb = (F + kPoolFeatureBlock - 1) / kPoolFeatureBlock;
+  const bool par = B * T * F >= kPoolParallelWork;
+#pragma omp parallel for schedule(static) if (par)
+  for (index_t task = 0; task < B * nfb; ++task) {
+    const index_t b = task / nfb, fb = task % nfb;
+    const index_t f0 = fb * kPoolFeatureBlock;
+    max_row_block(y, argmax, x, mask, b, T, F, f0, std::min(F, f0 + kPoolFeatureBlock));
+  }
+}
+
+template <typename S>
+void global_max_pool1d_forward_ref(S* y, std::int64_t* argmax, const S* x, const bool* mask,
+                                   index_t B, index_t T, index_t F) {
+  for (index_t b = 0; b < B; ++b)
+    for (index_t f = 0; f < F; ++f) {
+      S best = S(0);
+      std::int64_t arg = -1;
+      for (index_t t = 0; t < T; ++t) {
+        if (!step_on(mask, b, t, T)) continue;
+        const S v = x[(b * T + t) * F + f];
+        if (max_takes(v, best, arg)) {
+          best = v;
+          arg = t;
+        }
+      }
+      y[b * F + f] = best;
+      argmax[b * F + f] = arg;
+    }
+}
+
+template <typename S>
+void global_max_pool1d_backward(S* dx, const S* dy, const std::int64_t* argmax, index_t B,
+                                index_t T, index_t F) {
+  const bool par = B * T * F >= kPoolParallelWork;
+#pragma omp parallel for schedule(static) if (par)
+  for (index_t b = 0; b < B; ++b) {
+    S* dx_b = dx + b * T * F;
+    std::fill(dx_b, dx_b + T * F, S(0));
+    for (index_t f = 0; f < F; ++f) {
+      const std::int64_t t = argmax[b * F + f];
+      if (t >= 0) dx_b[t * F + f] = dy[b * F + f];
+    }
+  }
+}
+
+template <typename S>
+void global_max_pool1d_backward_ref(S* dx, const S* dy, const std::int64_t* argmax, index_t B,
+                                    index_t T, index_t F) {
+  for (index_t b = 0; b < B; ++b)
+    for (index_t t = 0; t < T; ++t)
+      for (index_t f = 0; f < F; ++f)
+        dx[(b * T + t) * F + f] = argmax[b * F + f] == t ? dy[b * F + f] : S(0);
+}
+
+// ---------------------------------------------------------------------------------------------
+// instantiations
+
+#define NANONET_POOL_INSTANTIATE(S)                                                              \
+  template void global_avg_pool1d_forward<S>(S*, const S*, const bool*, index_t, index_t,       \
+                                             index_t);                                           \
+  template void global_avg_pool1d_forward_ref<S>(S*, const S*, const bool*, index_t, index_t,   \
+                                                 index_t);                                       \
+  template void global_avg_pool1d_backward<S>(S*, const S*, const bool*, index_t, index_t,      \
+                                              index_t);                                          \
+  template void global_avg_pool1d_backward_ref<S>(S*, const S*, const bool*, index_t, index_t,  \
+                                                  index_t);                                      \
+  template void global_max_pool1d_forward<S>(S*, std::int64_t*, const S*, const bool*, index_t, \
+                                             index_t, index_t);                                  \
+  template void global_max_pool1d_forward_ref<S>(S*, std::int64_t*, const S*, const bool*,      \
+                                                 index_t, index_t, index_t);                     \
+  template void global_max_pool1d_backward<S>(S*, const S*, const std::int64_t*, index_t,       \
+                                              index_t, index_t);                                 \
+  template void global_max_pool1d_backward_ref<S>(S*, const S*, const std::int64_t*, index_t,   \
+                                                  index_t, index_t);
+
+NANONET_POOL_INSTANTIATE(float)
+NANONET_POOL_INSTANTIATE(double)
+#undef NANONET_POOL_INSTANTIATE
+
+}  // namespace nanonet
