@@ -5,6 +5,8 @@ PYBIND11_MODULE(_core, m) {
   m.doc() = "nanonet compiled kernels (C++17 + OpenMP). Use nanonet.ops, not this module.";
   nanonet::register_runtime(m);
   nanonet::register_gemm(m);
+  nanonet::register_activations(m);
+  nanonet::register_dense(m);
   nanonet::register_embedding(m);
   nanonet::register_optimizers(m);
   nanonet::register_normalization(m);

@@ -431,3 +431,74 @@ def global_max_pool1d_backward(dy, argmax, steps, *, _ref: bool = False) -> np.n
     argmax = np.ascontiguousarray(argmax, dtype=np.int64)
     core = _core.global_max_pool1d_backward_ref if _ref else _core.global_max_pool1d_backward
     return core(dy, argmax, _pool_steps(steps, fn))
+
+
+# --------------------------------------------------------------------------------------------
+# ---- activations
+
+ACTIVATIONS = ("linear", "sigmoid", "tanh", "relu", "softmax", "log_softmax")
+
+
+def _activation_name(activation, fn: str) -> str:
+    """None means linear (Keras's Dense(activation=None)); the name itself is checked in C++."""
+    if activation is None:
+        return "linear"
+    if not isinstance(activation, str):
+        raise TypeError(f"{fn}: activation must be a str or None; got {type(activation).__name__}")
+    return activation
+
+
+def activation_forward(x, activation, *, _ref: bool = False) -> np.ndarray:
+    """y = f(x) for any shape; activation in ACTIVATIONS (None = linear); softmax and log_softmax
+    normalise the last axis and are stable for any finite x. Returns a new array.
+    (_ref: the scalar C++ specification; a testing hook.)"""
+    fn = "activation_forward"
+    x = _contiguous(_float_array(x, "x", fn))
+    name = _activation_name(activation, fn)
+    return (_core.activation_forward_ref if _ref else _core.activation_forward)(x, name)
+
+
+def activation_backward(dy, y, activation, *, _ref: bool = False) -> np.ndarray:
+    """dx from the upstream gradient dy and the forward OUTPUT y (same shape and dtype):
+    relu dy*(y>0), sigmoid dy*y*(1-y), tanh dy*(1-y^2), softmax y*(dy - sum(dy*y)),
+    log_softmax dy - exp(y)*sum(dy) (sums over the last axis). Returns a new array."""
+    fn = "activation_backward"
+    dy = _contiguous(_float_array(dy, "dy", fn))
+    y = _contiguous(_float_array(y, "y", fn))
+    _same_dtype(fn, ("dy", "y"), dy, y)
+    name = _activation_name(activation, fn)
+    return (_core.activation_backward_ref if _ref else _core.activation_backward)(dy, y, name)
+
+
+# --------------------------------------------------------------------------------------------
+# ---- dense
+
+def dense_forward(x, kernel, bias=None, activation="linear", *, _ref: bool = False) -> np.ndarray:
+    """y = f(x @ kernel + bias): x (B, I), kernel (I, units), bias (units,) or None. The bias and
+    elementwise activations run in the GEMM epilogue; softmax / log_softmax per row after it.
+    Returns a new (B, units) array."""
+    fn = "dense_forward"
+    x = _contiguous(_float_array(x, "x", fn))
+    kernel = _contiguous(_float_array(kernel, "kernel", fn))
+    if bias is not None:
+        bias = _contiguous(_float_array(bias, "bias", fn))
+    _same_dtype(fn, ("x", "kernel", "bias"), x, kernel, bias)
+    name = _activation_name(activation, fn)
+    return (_core.dense_forward_ref if _ref else _core.dense_forward)(x, kernel, bias, name)
+
+
+def dense_backward(dy, x, kernel, y, activation="linear", need_dx: bool = True, *,
+                   _ref: bool = False):
+    """(dx or None, dkernel, dbias) for y = f(x @ kernel + bias), from dy (B, units) and the
+    forward output y (None allowed for linear): dz = f'(y) dy, dkernel = x^T dz, dbias = sum_B dz
+    (returned even for a layer without bias), dx = dz kernel^T when need_dx. New arrays."""
+    fn = "dense_backward"
+    dy = _contiguous(_float_array(dy, "dy", fn))
+    x = _contiguous(_float_array(x, "x", fn))
+    kernel = _contiguous(_float_array(kernel, "kernel", fn))
+    if y is not None:
+        y = _contiguous(_float_array(y, "y", fn))
+    _same_dtype(fn, ("x", "kernel", "dy", "y"), x, kernel, dy, y)
+    name = _activation_name(activation, fn)
+    f = _core.dense_backward_ref if _ref else _core.dense_backward
+    return f(dy, x, kernel, y, name, bool(need_dx))

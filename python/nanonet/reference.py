@@ -254,3 +254,68 @@ def global_max_pool1d_backward(dy, argmax, steps):
     argmax = np.asarray(argmax)
     t = np.arange(steps)[None, :, None]
     return np.where(argmax[:, None, :] == t, dy[:, None, :], 0).astype(dy.dtype)
+
+
+# --------------------------------------------------------------------------------------------
+# ---- activations
+
+_ACTIVATIONS = ("linear", "sigmoid", "tanh", "relu", "softmax", "log_softmax")
+
+
+def _act_name(activation, fn):
+    a = "linear" if activation is None else activation
+    if a not in _ACTIVATIONS:
+        raise ValueError(f"{fn}: activation must be one of {', '.join(_ACTIVATIONS)}; got {a!r}")
+    return a
+
+
+def activation_forward(x, activation):
+    x = np.asarray(x)
+    a = _act_name(activation, "activation_forward")
+    with np.errstate(over="ignore"):
+        if a == "sigmoid":
+            return 1 / (1 + np.exp(-x))
+        if a == "tanh":
+            return np.tanh(x)
+        if a == "relu":
+            return np.maximum(x, np.zeros((), x.dtype))  # NaN stays NaN
+        if a in ("softmax", "log_softmax") and x.size:
+            z = x - x.max(axis=-1, keepdims=True)
+            s = np.exp(z).sum(axis=-1, keepdims=True)
+            return np.exp(z) / s if a == "softmax" else z - np.log(s)
+    return x.copy()
+
+
+def activation_backward(dy, y, activation):
+    """dx from the upstream gradient and the forward OUTPUT y."""
+    dy, y = np.asarray(dy), np.asarray(y)
+    a = _act_name(activation, "activation_backward")
+    if a == "sigmoid":
+        return dy * y * (1 - y)
+    if a == "tanh":
+        return dy * (1 - y * y)
+    if a == "relu":
+        return np.where(y > 0, dy, np.zeros((), dy.dtype))
+    if a == "softmax":
+        return y * (dy - (dy * y).sum(axis=-1, keepdims=True))
+    if a == "log_softmax":
+        return dy - np.exp(y) * dy.sum(axis=-1, keepdims=True)
+    return dy.copy()
+
+
+# --------------------------------------------------------------------------------------------
+# ---- dense
+
+def dense_forward(x, kernel, bias=None, activation="linear"):
+    z = np.asarray(x) @ np.asarray(kernel)
+    if bias is not None:
+        z = z + bias
+    return activation_forward(z, activation)
+
+
+def dense_backward(dy, x, kernel, y, activation="linear", need_dx=True):
+    """(dx or None, dkernel, dbias)."""
+    a = _act_name(activation, "dense_backward")
+    dz = np.asarray(dy) if a == "linear" else activation_backward(dy, y, a)
+    dx = dz @ np.asarray(kernel).T if need_dx else None
+    return dx, np.asarray(x).T @ dz, dz.sum(axis=0)

@@ -1,0 +1,109 @@
+// activations: y = f(x) and its backward, computed from the output y.
+//
+//   linear       y = x                         dx = dy
+//   sigmoid      y = 1 / (1 + exp(-x))         dx = dy * y * (1 - y)
+//   tanh         y = tanh(x)                   dx = dy * (1 - y^2)
+//   relu         y = max(x, 0) (NaN stays)     dx = y > 0 ? dy : 0
+//   softmax      y_j = exp(x_j - m) / s        dx_j = y_j * (dy_j - sum_k dy_k y_k)
+//   log_softmax  y_j = x_j - m - log(s)        dx_j = dy_j - exp(y_j) * sum_k dy_k
+// with m = max_k x_k and s = sum_k exp(x_k - m) over one row (the last axis), so softmax and
+// log_softmax never overflow for finite x (|x| = 1e4 included); a row holding NaN or inf gives
+// NaN in that row only.
+//
+// Shapes: x, y, dy, dx are rows x cols, row-major and contiguous (row stride = cols).
+// Elementwise activations treat them as rows * cols independent elements; softmax and
+// log_softmax normalise each row. Outputs (y, dx) are overwritten. y may be x (in place);
+// dx may be dy.
+//
+// Threads: elementwise work is cut into one contiguous chunk per thread, row-wise work is split
+// by rows (static schedule); below kActivationParallelElems elements everything stays on the
+// calling thread. Each output element is computed by one thread with the same operations in the
+// same order whatever the thread count, so results do not depend on it. The inner loops use
+// vecmath (vm::exp/sigmoid/tanh) and are compiled per ISA (NN_TARGET_CLONES).
+//
+// The serial building blocks at the end are for other kernels (Dense's GEMM epilogue, the
+// losses) that call them from inside their own parallel regions or per block.
+#pragma once
+#include <algorithm>
+#include <string>
+
+#include "nanonet/runtime.hpp"
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+namespace nanonet {
+
+enum class Activation { linear, sigmoid, tanh, relu, softmax, log_softmax };
+
+// "linear", "sigmoid", "tanh", "relu", "softmax", "log_softmax"; anything else throws
+// std::invalid_argument naming `fn`, the bad name and the valid ones.
+Activation activation_from_name(const std::string& name, const char* fn = "activation");
+const char* activation_name(Activation act);
+const char* activation_valid_names();  // "linear, sigmoid, tanh, relu, softmax, log_softmax"
+inline bool activation_is_rowwise(Activation act) {
+  return act == Activation::softmax || act == Activation::log_softmax;
+}
+
+constexpr index_t kActivationParallelElems = index_t(1) << 15;
+
+// y = f(x); rows x cols; y overwritten (may be x).
+template <typename T>
+void activation_forward(T* y, const T* x, index_t rows, index_t cols, Activation act);
+
+// dx = f'(y) applied to dy, from the forward OUTPUT y; dx overwritten (may be dy).
+template <typename T>
+void activation_backward(T* dx, const T* dy, const T* y, index_t rows, index_t cols,
+                         Activation act);
+
+// Plain scalar twins (std::exp, std::tanh, one thread): the specification of the two above.
+template <typename T>
+void activation_forward_ref(T* y, const T* x, index_t rows, index_t cols, Activation act);
+template <typename T>
+void activation_backward_ref(T* dx, const T* dy, const T* y, index_t rows, index_t cols,
+                             Activation act);
+
+// ---- serial building blocks (no threads) ----------------------------------------------------
+
+// c[i * ldc + j] = f(c[i * ldc + j] + bias[j]) on an m x n block, f elementwise (not softmax);
+// bias may be null (no add). In place.
+template <typename T>
+void bias_activation_block(T* c, index_t ldc, index_t m, index_t n, const T* bias,
+                           Activation act);
+
+// One row of n: y = softmax(x) or log_softmax(x) (log = true). y may be x.
+template <typename T>
+void softmax_row(T* y, const T* x, index_t n, bool log);
+
+// dx = f'(y) dy over n elements, f elementwise (not softmax). dx may be dy.
+template <typename T>
+void activation_backward_span(T* dx, const T* dy, const T* y, index_t n, Activation act);
+
+// ---- threads -------------------------------------------------------------------------------
+
+// f(begin, end) on one contiguous chunk of [0, n) per thread, chunk starts multiples of `align`
+// (static partition); on the calling thread alone when work < min_work or n <= align. f must
+// not throw. Used by the activation, dense and loss kernels.
+template <typename F>
+void parallel_chunks(index_t n, index_t work, index_t min_work, index_t align, F&& f) {
+  const int nt = work >= min_work ? get_num_threads() : 1;
+  if (nt <= 1 || n <= align) {
+    if (n > 0) f(index_t(0), n);
+    return;
+  }
+#ifdef _OPENMP
+#pragma omp parallel num_threads(nt)
+  {
+    const index_t nthr = omp_get_num_threads(), tid = omp_get_thread_num();
+    index_t per = (n + nthr - 1) / nthr;
+    per = (per + align - 1) / align * align;
+    const index_t b = std::min(n, tid * per), e = std::min(n, b + per);
+    if (b < e) f(b, e);
+  }
+#else
+  f(index_t(0), n);
+#endif
+}
+
+}  // namespace nanonet
