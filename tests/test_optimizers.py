@@ -456,7 +456,7 @@ BAD = [
     ("sgd", dict(momentum=1.5), r"sgd_update: momentum must be in \[0, 1\]; got 1.5"),
     ("sgd", dict(momentum=-0.1), r"momentum must be in \[0, 1\]; got -0.1"),
     ("sgd", dict(grad_scale=-1.0), r"grad_scale must be >= 0 and finite; got -1"),
-    ("sgd", dict(grad_scale=float("nan")), r"grad_scale must be >= 0 and finite; got nan"),
+    ("sgd", dict(grad_scale=float("inf")), r"grad_scale must be >= 0 and finite; got inf"),
     ("sgd", dict(clipvalue=-0.5), r"clipvalue must be >= 0 \(0 = off\); got -0.5"),
     ("adam", dict(lr=-0.1), r"adam_update: lr must be > 0 and finite; got -0.1"),
     ("adam", dict(step=0), r"adam_update: step must be >= 1; got 0"),
@@ -523,3 +523,10 @@ def test_adamw_decay_pulls_towards_zero_without_gradient():
     m, v = np.zeros(4), np.zeros(4)
     ops.adam_update(p, np.zeros(4), m, v, 0.1, 1, weight_decay=0.5)
     np.testing.assert_allclose(p, 2.0 * (1 - 0.5 * 0.1))
+
+
+def test_nan_grad_scale_propagates_instead_of_raising():
+    # clipnorm of a NaN gradient gives grad_scale = NaN; Keras yields NaN weights, not an error.
+    p = np.ones(3, np.float32)
+    ops.sgd_update(p, np.ones(3, np.float32), None, 0.1, grad_scale=float("nan"))
+    assert np.isnan(p).all()

@@ -43,7 +43,9 @@ void check_unit_closed(const char* fn, const char* arg, double x) {  // [0, 1]
 }  // namespace
 
 void check_grad_clip(const char* fn, const GradClip& c) {
-  check_nonneg_finite(fn, "grad_scale", c.grad_scale);
+  // NaN is allowed: a NaN gradient norm under clipnorm gives NaN weights, as in Keras, and
+  // TerminateOnNaN stops the run; it must not turn into an exception mid-training.
+  if (!std::isnan(c.grad_scale)) check_nonneg_finite(fn, "grad_scale", c.grad_scale);
   if (!(c.clipvalue >= 0.0)) bad_arg(fn, "clipvalue", ">= 0 (0 = off)", c.clipvalue);
 }
 
