@@ -8,6 +8,7 @@ PYBIND11_MODULE(_core, m) {
   nanonet::register_activations(m);
   nanonet::register_dense(m);
   nanonet::register_embedding(m);
+  nanonet::register_lstm(m);
   nanonet::register_optimizers(m);
   nanonet::register_normalization(m);
   nanonet::register_pooling(m);

@@ -502,3 +502,122 @@ def dense_backward(dy, x, kernel, y, activation="linear", need_dx: bool = True, 
     name = _activation_name(activation, fn)
     f = _core.dense_backward_ref if _ref else _core.dense_backward
     return f(dy, x, kernel, y, name, bool(need_dx))
+
+
+# --------------------------------------------------------------------------------------------
+# ---- lstm
+# Whole sequences in one call each way; equations, layouts and threading in cpp/nanonet/lstm.hpp.
+# Keras layout and gate order: kernel (I, 4H), recurrent_kernel (H, 4H), bias (4H,), i, f, c, o.
+
+class LSTMCache:
+    """What lstm_backward needs from a training lstm_forward: the kernel's caches (time-major,
+    processing order) and the forward's arguments. Opaque; the weights are held by reference, so
+    update them only after backward."""
+
+    __slots__ = ("arrays", "kernel", "recurrent_kernel", "has_bias", "mask", "input_dropout_mask",
+                 "recurrent_dropout_mask", "go_backwards", "activation", "recurrent_activation",
+                 "return_sequences", "batch", "units")
+
+    def __init__(self, **kw):
+        for k, v in kw.items():
+            setattr(self, k, v)
+
+    def __repr__(self):
+        return (f"LSTMCache(B={self.batch}, T={self.arrays[0].shape[0]}, H={self.units}, "
+                f"dtype={self.arrays[0].dtype})")
+
+
+def _opt_float(a, name: str, fn: str):
+    return None if a is None else _contiguous(_float_array(a, name, fn))
+
+
+def _act_name(a, name: str, fn: str) -> str:
+    if a is None:
+        return "linear"
+    if not isinstance(a, str):
+        raise TypeError(f"{fn}: {name} must be a string (tanh, sigmoid, relu, linear) or None; "
+                        f"got {type(a).__name__}")
+    return a
+
+
+def _step_mask(mask, fn: str):
+    """(B, T) mask as a C-contiguous uint8 view (nonzero = valid step)."""
+    if mask is None:
+        return None
+    mask = np.asarray(mask)
+    if mask.dtype != np.bool_:
+        if not (np.issubdtype(mask.dtype, np.number)):
+            raise TypeError(f"{fn}: mask must be a boolean array; got {mask.dtype}")
+        mask = mask != 0
+    return np.ascontiguousarray(mask).view(np.uint8)
+
+
+def lstm_forward(x, kernel, recurrent_kernel, bias=None, h0=None, c0=None, mask=None,
+                 go_backwards=False, activation="tanh", recurrent_activation="sigmoid",
+                 input_dropout_mask=None, recurrent_dropout_mask=None, return_sequences=True,
+                 training=True, *, _ref: bool = False):
+    """LSTM over whole sequences: x (B, T, I) -> (y, h_n, c_n, cache).
+
+    y is (B, T, H) in processing order when return_sequences (reversed when go_backwards, as
+    Keras returns it), else (B, H) (a copy of h_n). h_n, c_n (B, H) are the final states. mask
+    (B, T) bool: a False step carries the state (and outputs it). input_dropout_mask (B, I) and
+    recurrent_dropout_mask (B, H) hold 0 or 1/(1-rate), applied at every step (variational).
+    cache is an LSTMCache for lstm_backward when training, else None (nothing kept).
+    (_ref: run the scalar C++ specification; a testing hook.)"""
+    fn = "lstm_forward"
+    x = _contiguous(_float_array(x, "x", fn))
+    kernel = _contiguous(_float_array(kernel, "kernel", fn))
+    recurrent_kernel = _contiguous(_float_array(recurrent_kernel, "recurrent_kernel", fn))
+    bias, h0, c0 = (_opt_float(bias, "bias", fn), _opt_float(h0, "h0", fn),
+                    _opt_float(c0, "c0", fn))
+    idm = _opt_float(input_dropout_mask, "input_dropout_mask", fn)
+    rdm = _opt_float(recurrent_dropout_mask, "recurrent_dropout_mask", fn)
+    _same_dtype(fn, ("x", "kernel", "recurrent_kernel", "bias", "h0", "c0", "input_dropout_mask",
+                     "recurrent_dropout_mask"), x, kernel, recurrent_kernel, bias, h0, c0, idm, rdm)
+    m = _step_mask(mask, fn)
+    act = _act_name(activation, "activation", fn)
+    ract = _act_name(recurrent_activation, "recurrent_activation", fn)
+    y, h_n, c_n, arrays = _core.lstm_forward(
+        x, kernel, recurrent_kernel, bias, h0, c0, m, idm, rdm, bool(go_backwards), act, ract,
+        bool(return_sequences), bool(training), bool(_ref))
+    if not return_sequences:
+        y = h_n.copy()
+    cache = None
+    if training:
+        cache = LSTMCache(arrays=arrays, kernel=kernel, recurrent_kernel=recurrent_kernel,
+                          has_bias=bias is not None, mask=m, input_dropout_mask=idm,
+                          recurrent_dropout_mask=rdm, go_backwards=bool(go_backwards),
+                          activation=act, recurrent_activation=ract,
+                          return_sequences=bool(return_sequences), batch=x.shape[0],
+                          units=recurrent_kernel.shape[0])
+    return y, h_n, c_n, cache
+
+
+def lstm_backward(dy, cache, dh_n=None, dc_n=None, *, _ref: bool = False):
+    """Backward through time for the loss sum(y * dy) + sum(h_n * dh_n) + sum(c_n * dc_n).
+
+    dy: (B, T, H) when the forward returned sequences, else (B, H); any of dy, dh_n, dc_n may be
+    None (zero). Returns (dx (B, T, I), dkernel, drecurrent_kernel, dbias or None when the forward
+    had no bias, dh0, dc0), all new arrays."""
+    fn = "lstm_backward"
+    if not isinstance(cache, LSTMCache):
+        raise TypeError(f"{fn}: cache must be the LSTMCache of a training lstm_forward; "
+                        f"got {type(cache).__name__}")
+    dt = cache.arrays[0].dtype
+    dy = _opt_float(dy, "dy", fn)
+    dh_n = _opt_float(dh_n, "dh_n", fn)
+    dc_n = _opt_float(dc_n, "dc_n", fn)
+    for name, a in (("dy", dy), ("dh_n", dh_n), ("dc_n", dc_n)):
+        if a is not None and a.dtype != dt:
+            raise TypeError(f"{fn}: {name} must have the forward's dtype ({dt}); got {a.dtype}")
+    if dy is not None and not cache.return_sequences:
+        want = (cache.batch, cache.units)
+        if dy.shape != want:
+            raise ValueError(f"{fn}: dy must be (B, H) = {want} (the forward returned the last "
+                             f"output only); got {dy.shape}")
+        dh_n = dy if dh_n is None else dy + dh_n
+        dy = None
+    return _core.lstm_backward(dy, dh_n, dc_n, cache.arrays, cache.kernel, cache.recurrent_kernel,
+                               cache.has_bias, cache.mask, cache.input_dropout_mask,
+                               cache.recurrent_dropout_mask, cache.go_backwards, cache.activation,
+                               cache.recurrent_activation, bool(_ref))

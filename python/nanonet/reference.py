@@ -319,3 +319,95 @@ def dense_backward(dy, x, kernel, y, activation="linear", need_dx=True):
     dz = np.asarray(dy) if a == "linear" else activation_backward(dy, y, a)
     dx = dz @ np.asarray(kernel).T if need_dx else None
     return dx, np.asarray(x).T @ dz, dz.sum(axis=0)
+
+
+# --------------------------------------------------------------------------------------------
+# ---- lstm
+# A plain LSTM with a Python loop over time, Keras layout and gate order (i, f, c, o). The cache
+# is a dict of per-step lists; only this module's lstm_backward reads it.
+
+def _lstm_act(name):
+    return {"tanh": np.tanh, "sigmoid": lambda z: 1.0 / (1.0 + np.exp(-z)),
+            "relu": lambda z: np.maximum(z, 0), "linear": lambda z: z}[name or "linear"]
+
+
+def _lstm_act_grad(name):
+    """f'(z) written with y = f(z)."""
+    return {"tanh": lambda y: 1.0 - y * y, "sigmoid": lambda y: y * (1.0 - y),
+            "relu": lambda y: (y > 0).astype(y.dtype),
+            "linear": lambda y: np.ones_like(y)}[name or "linear"]
+
+
+def lstm_forward(x, kernel, recurrent_kernel, bias=None, h0=None, c0=None, mask=None,
+                 go_backwards=False, activation="tanh", recurrent_activation="sigmoid",
+                 input_dropout_mask=None, recurrent_dropout_mask=None, return_sequences=True,
+                 training=True):
+    x = np.asarray(x)
+    B, T, _ = x.shape
+    H = recurrent_kernel.shape[0]
+    a, ra = _lstm_act(activation), _lstm_act(recurrent_activation)
+    h = np.zeros((B, H), x.dtype) if h0 is None else np.array(h0, x.dtype)
+    c = np.zeros((B, H), x.dtype) if c0 is None else np.array(c0, x.dtype)
+    xd = x if input_dropout_mask is None else x * input_dropout_mask[:, None, :]
+    steps = []
+    ys = []
+    for t in (range(T - 1, -1, -1) if go_backwards else range(T)):
+        hd = h if recurrent_dropout_mask is None else h * recurrent_dropout_mask
+        z = xd[:, t] @ kernel + hd @ recurrent_kernel
+        if bias is not None:
+            z = z + bias
+        i, f, g, o = ra(z[:, :H]), ra(z[:, H:2 * H]), a(z[:, 2 * H:3 * H]), ra(z[:, 3 * H:])
+        c_new = f * c + i * g
+        ac = a(c_new)
+        h_new = o * ac
+        m = np.ones((B, 1), bool) if mask is None else np.asarray(mask, bool)[:, t][:, None]
+        steps.append(dict(t=t, x=xd[:, t], hd=hd, c_prev=c, i=i, f=f, g=g, o=o, ac=ac, m=m))
+        c = np.where(m, c_new, c)  # a masked step carries the state ...
+        h = np.where(m, h_new, h)
+        ys.append(h)               # ... and outputs it
+    y = np.stack(ys, axis=1) if return_sequences else h.copy()
+    if T == 0 and return_sequences:
+        y = np.zeros((B, 0, H), x.dtype)
+    cache = None
+    if training:
+        cache = dict(steps=steps, kernel=kernel, recurrent_kernel=recurrent_kernel,
+                     has_bias=bias is not None, shape=x.shape, units=H,
+                     input_dropout_mask=input_dropout_mask,
+                     recurrent_dropout_mask=recurrent_dropout_mask, activation=activation,
+                     recurrent_activation=recurrent_activation, return_sequences=return_sequences)
+    return y, h, c, cache
+
+
+def lstm_backward(dy, cache, dh_n=None, dc_n=None):
+    B, T, I = cache["shape"]
+    H = cache["units"]
+    kernel, recurrent_kernel = cache["kernel"], cache["recurrent_kernel"]
+    dt = kernel.dtype
+    da, dra = _lstm_act_grad(cache["activation"]), _lstm_act_grad(cache["recurrent_activation"])
+    idm, rdm = cache["input_dropout_mask"], cache["recurrent_dropout_mask"]
+    dh = np.zeros((B, H), dt) if dh_n is None else np.array(dh_n, dt)
+    dc = np.zeros((B, H), dt) if dc_n is None else np.array(dc_n, dt)
+    if dy is not None and not cache["return_sequences"]:
+        dh, dy = dh + dy, None
+    dx = np.zeros((B, T, I), dt)
+    dkernel = np.zeros_like(kernel)
+    drecurrent_kernel = np.zeros_like(recurrent_kernel)
+    dbias = np.zeros(4 * H, dt)
+    for k in range(T - 1, -1, -1):
+        s = cache["steps"][k]
+        if dy is not None:
+            dh = dh + dy[:, k]
+        # h = o * a(c):  c = f * c_prev + i * g
+        dc_k = dc + dh * s["o"] * da(s["ac"])
+        dz = np.concatenate([dc_k * s["g"] * dra(s["i"]), dc_k * s["c_prev"] * dra(s["f"]),
+                             dc_k * s["i"] * da(s["g"]), dh * s["ac"] * dra(s["o"])], axis=1)
+        dz = np.where(s["m"], dz, 0)
+        dkernel += s["x"].T @ dz
+        drecurrent_kernel += s["hd"].T @ dz
+        dbias += dz.sum(axis=0)
+        dx[:, s["t"]] = dz @ kernel.T * (1 if idm is None else idm)
+        dh_prev = dz @ recurrent_kernel.T * (1 if rdm is None else rdm)
+        # a masked step passed its state through unchanged
+        dh = np.where(s["m"], dh_prev, dh)
+        dc = np.where(s["m"], dc_k * s["f"], dc)
+    return dx, dkernel, drecurrent_kernel, (dbias if cache["has_bias"] else None), dh, dc

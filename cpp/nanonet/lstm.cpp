@@ -1,0 +1,733 @@
+#include "nanonet/lstm.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdlib>
+#include <cstring>
+#include <memory>
+#include <new>
+#include <stdexcept>
+#include <vector>
+
+#include "nanonet/gemm.hpp"
+#include "nanonet/vecmath.hpp"
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+#if defined(__GNUC__) || defined(__clang__)
+#define NN_LSTM_INLINE inline __attribute__((always_inline))
+#else
+#define NN_LSTM_INLINE inline
+#endif
+
+namespace nanonet {
+
+LstmAct lstm_act_from_name(const std::string& name, const char* fn, const char* arg) {
+  if (name == "tanh") return LstmAct::tanh;
+  if (name == "sigmoid") return LstmAct::sigmoid;
+  if (name == "relu") return LstmAct::relu;
+  if (name == "linear") return LstmAct::linear;
+  throw std::invalid_argument(std::string(fn) + ": " + arg +
+                              " must be one of tanh, sigmoid, relu, linear; got '" + name + "'");
+}
+
+namespace {
+
+// ---------------------------------------------------------------------------------------------
+// Uninitialised, 64-byte aligned scratch for one call.
+template <typename T>
+struct Scratch {
+  std::unique_ptr<T[], AlignedDelete> p;
+  explicit Scratch(size_t n) {
+    size_t bytes = ((std::max<size_t>(n, 1) * sizeof(T) + 63) / 64) * 64;
+    void* q = std::aligned_alloc(64, bytes);
+    if (!q) throw std::bad_alloc();
+    p.reset(static_cast<T*>(q));
+  }
+  T* get() const { return p.get(); }
+};
+
+// ---------------------------------------------------------------------------------------------
+// Activations over a span, in place; and v *= f'(y) from the output y. One switch per span, a
+// simple loop per case so each vectorises (vecmath: vm::sigmoid / vm::tanh are branch-free).
+template <typename T>
+NN_LSTM_INLINE void act_span(LstmAct a, T* v, index_t n) {
+  switch (a) {
+    case LstmAct::tanh:
+      NN_PRAGMA_SIMD
+      for (index_t r = 0; r < n; ++r) v[r] = vm::tanh(v[r]);
+      break;
+    case LstmAct::sigmoid:
+      NN_PRAGMA_SIMD
+      for (index_t r = 0; r < n; ++r) v[r] = vm::sigmoid(v[r]);
+      break;
+    case LstmAct::relu:
+      NN_PRAGMA_SIMD
+      for (index_t r = 0; r < n; ++r) v[r] = vm::select(v[r] < T(0), T(0), v[r]);
+      break;
+    case LstmAct::linear:
+      break;
+  }
+}
+
+template <typename T>
+NN_LSTM_INLINE void act_grad_span(LstmAct a, T* v, const T* y, index_t n) {
+  switch (a) {
+    case LstmAct::tanh:
+      NN_PRAGMA_SIMD
+      for (index_t r = 0; r < n; ++r) v[r] *= T(1) - y[r] * y[r];
+      break;
+    case LstmAct::sigmoid:
+      NN_PRAGMA_SIMD
+      for (index_t r = 0; r < n; ++r) v[r] *= y[r] * (T(1) - y[r]);
+      break;
+    case LstmAct::relu:
+      NN_PRAGMA_SIMD
+      for (index_t r = 0; r < n; ++r) v[r] = vm::select(y[r] > T(0), v[r], T(0));
+      break;
+    case LstmAct::linear:
+      break;
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// One forward step of the fused gate pass over a tile: rows [b0, b1) x units [j0, j1).
+template <typename T>
+struct FwdStep {
+  index_t H, G;
+  LstmAct a, ra;
+  T* gates;              // gates_k (B, G): in x_k @ kernel, out i, f, g, o activated
+  const T* zr;           // (B, G) h_k @ recurrent_kernel, the tile's 4 gates at [4 j0, 4 j1)
+  const T* bias;         // (G) or nullptr
+  const T* c_prev;       // c_k (B, H)
+  T* c_out;              // c_{k+1}
+  T* ac_out;             // a(c_{k+1}) or nullptr (then tmp)
+  const T* h_prev;       // h_k
+  T* h_out;              // h_{k+1}
+  T* hd_out;             // h_{k+1} * rdm, or nullptr
+  const T* rdm;          // (B, H) recurrent dropout mask, with hd_out
+  T* y;                  // y + k H (row stride y_ld) or nullptr
+  index_t y_ld;
+  const std::uint8_t* mask;  // mask + t(k) (row stride mask_ld) or nullptr
+  index_t mask_ld;
+};
+
+template <typename T>
+NN_LSTM_INLINE void fwd_tile_body(const FwdStep<T>& s, index_t b0, index_t b1, index_t j0,
+                                  index_t j1, T* tmp) {
+  const index_t n = j1 - j0, H = s.H, G = s.G;
+  for (index_t b = b0; b < b1; ++b) {
+    T* g_b = s.gates + b * G;
+    const T* zr_b = s.zr + b * G + 4 * j0;
+    for (int q = 0; q < 4; ++q) {
+      T* z_q = g_b + q * H + j0;
+      const T* r_q = zr_b + q * n;
+      if (s.bias) {
+        const T* bias_q = s.bias + q * H + j0;
+        NN_PRAGMA_SIMD
+        for (index_t r = 0; r < n; ++r) z_q[r] += r_q[r] + bias_q[r];
+      } else {
+        NN_PRAGMA_SIMD
+        for (index_t r = 0; r < n; ++r) z_q[r] += r_q[r];
+      }
+    }
+    T* i_b = g_b + j0;
+    T* f_b = g_b + H + j0;
+    T* gg_b = g_b + 2 * H + j0;
+    T* o_b = g_b + 3 * H + j0;
+    act_span(s.ra, i_b, n);
+    act_span(s.ra, f_b, n);
+    act_span(s.a, gg_b, n);
+    act_span(s.ra, o_b, n);
+    const T* cp = s.c_prev + b * H + j0;
+    const T* hp = s.h_prev + b * H + j0;
+    T* co = s.c_out + b * H + j0;
+    T* ho = s.h_out + b * H + j0;
+    T* ac = s.ac_out ? s.ac_out + b * H + j0 : tmp;
+    const bool valid = !s.mask || s.mask[b * s.mask_ld] != 0;
+    if (valid) {
+      NN_PRAGMA_SIMD
+      for (index_t r = 0; r < n; ++r) co[r] = f_b[r] * cp[r] + i_b[r] * gg_b[r];
+    } else {
+      std::memcpy(co, cp, size_t(n) * sizeof(T));
+    }
+    std::memcpy(ac, co, size_t(n) * sizeof(T));
+    act_span(s.a, ac, n);
+    if (valid) {
+      NN_PRAGMA_SIMD
+      for (index_t r = 0; r < n; ++r) ho[r] = o_b[r] * ac[r];
+    } else {
+      std::memcpy(ho, hp, size_t(n) * sizeof(T));
+    }
+    if (s.y) std::memcpy(s.y + b * s.y_ld + j0, ho, size_t(n) * sizeof(T));
+    if (s.hd_out) {
+      const T* m = s.rdm + b * H + j0;
+      T* hd = s.hd_out + b * H + j0;
+      NN_PRAGMA_SIMD
+      for (index_t r = 0; r < n; ++r) hd[r] = ho[r] * m[r];
+    }
+  }
+}
+
+// One backward step of the fused gate pass over a tile.
+template <typename T>
+struct BwdStep {
+  index_t H, G;
+  LstmAct a, ra;
+  const T* gates;        // gates_k (B, G)
+  const T* c_prev;       // c_k (B, H)
+  const T* ac;           // a(c_{k+1}) (B, H)
+  const T* dy;           // dy + k H (row stride dy_ld) or nullptr
+  index_t dy_ld;
+  const T* dhn;          // (B, H) gradient reaching h_{k+1} from step k+1 (and dh_n)
+  T* dc;                 // (B, H) in: gradient reaching c_{k+1}; out: reaching c_k
+  T* dz;                 // dz_k (B, G), out
+  T* dh_keep;            // (B, H): dh of masked rows, 0 for valid rows (only with mask)
+  const std::uint8_t* mask;
+  index_t mask_ld;
+  T* dbias;              // (G) per-thread partial sum, accumulated, or nullptr
+};
+
+template <typename T>
+NN_LSTM_INLINE void bwd_tile_body(const BwdStep<T>& s, index_t b0, index_t b1, index_t j0,
+                                  index_t j1, T* tmp) {
+  const index_t n = j1 - j0, H = s.H, G = s.G;
+  T* dh = tmp;
+  T* t1 = tmp + n;
+  for (index_t b = b0; b < b1; ++b) {
+    const T* dhn_b = s.dhn + b * H + j0;
+    if (s.dy) {
+      const T* dy_b = s.dy + b * s.dy_ld + j0;
+      NN_PRAGMA_SIMD
+      for (index_t r = 0; r < n; ++r) dh[r] = dhn_b[r] + dy_b[r];
+    } else {
+      std::memcpy(dh, dhn_b, size_t(n) * sizeof(T));
+    }
+    T* dz_b = s.dz + b * G;
+    T* dzi = dz_b + j0;
+    T* dzf = dz_b + H + j0;
+    T* dzg = dz_b + 2 * H + j0;
+    T* dzo = dz_b + 3 * H + j0;
+    const bool valid = !s.mask || s.mask[b * s.mask_ld] != 0;
+    if (!valid) {
+      for (int q = 0; q < 4; ++q) std::fill(dz_b + q * H + j0, dz_b + q * H + j0 + n, T(0));
+      std::memcpy(s.dh_keep + b * H + j0, dh, size_t(n) * sizeof(T));
+      continue;
+    }
+    if (s.mask) std::fill(s.dh_keep + b * H + j0, s.dh_keep + b * H + j0 + n, T(0));
+    const T* g_b = s.gates + b * G;
+    const T* i_b = g_b + j0;
+    const T* f_b = g_b + H + j0;
+    const T* gg_b = g_b + 2 * H + j0;
+    const T* o_b = g_b + 3 * H + j0;
+    const T* cp = s.c_prev + b * H + j0;
+    const T* ac = s.ac + b * H + j0;
+    T* dc = s.dc + b * H + j0;
+    // h = o * a(c):  dc += dh * o * a'(c),  do = dh * a(c)
+    NN_PRAGMA_SIMD
+    for (index_t r = 0; r < n; ++r) t1[r] = dh[r] * o_b[r];
+    act_grad_span(s.a, t1, ac, n);
+    NN_PRAGMA_SIMD
+    for (index_t r = 0; r < n; ++r) {
+      const T dcr = dc[r] + t1[r];
+      dzo[r] = dh[r] * ac[r];
+      // c = f * c_prev + i * g
+      dzi[r] = dcr * gg_b[r];
+      dzf[r] = dcr * cp[r];
+      dzg[r] = dcr * i_b[r];
+      dc[r] = dcr * f_b[r];
+    }
+    act_grad_span(s.ra, dzi, i_b, n);
+    act_grad_span(s.ra, dzf, f_b, n);
+    act_grad_span(s.a, dzg, gg_b, n);
+    act_grad_span(s.ra, dzo, o_b, n);
+    if (s.dbias) {
+      for (int q = 0; q < 4; ++q) {
+        T* db = s.dbias + q * H + j0;
+        const T* src = dz_b + q * H + j0;
+        NN_PRAGMA_SIMD
+        for (index_t r = 0; r < n; ++r) db[r] += src[r];
+      }
+    }
+  }
+}
+
+// After the recurrent product of a backward step: dh_k = dh_k * rdm + dh_keep over the tile.
+template <typename T>
+NN_LSTM_INLINE void bwd_fix_body(T* dhn, const T* rdm, const T* dh_keep, index_t H, index_t b0,
+                                 index_t b1, index_t j0, index_t j1) {
+  for (index_t b = b0; b < b1; ++b) {
+    T* d = dhn + b * H;
+    if (rdm) {
+      const T* m = rdm + b * H;
+      NN_PRAGMA_SIMD
+      for (index_t j = j0; j < j1; ++j) d[j] *= m[j];
+    }
+    if (dh_keep) {
+      const T* k = dh_keep + b * H;
+      NN_PRAGMA_SIMD
+      for (index_t j = j0; j < j1; ++j) d[j] += k[j];
+    }
+  }
+}
+
+// ISA clones: one per dtype, serial loops over one thread's tile (called inside the region).
+NN_TARGET_CLONES void fwd_tile(const FwdStep<float>& s, index_t b0, index_t b1, index_t j0,
+                               index_t j1, float* tmp) {
+  fwd_tile_body(s, b0, b1, j0, j1, tmp);
+}
+NN_TARGET_CLONES void fwd_tile(const FwdStep<double>& s, index_t b0, index_t b1, index_t j0,
+                               index_t j1, double* tmp) {
+  fwd_tile_body(s, b0, b1, j0, j1, tmp);
+}
+NN_TARGET_CLONES void bwd_tile(const BwdStep<float>& s, index_t b0, index_t b1, index_t j0,
+                               index_t j1, float* tmp) {
+  bwd_tile_body(s, b0, b1, j0, j1, tmp);
+}
+NN_TARGET_CLONES void bwd_tile(const BwdStep<double>& s, index_t b0, index_t b1, index_t j0,
+                               index_t j1, double* tmp) {
+  bwd_tile_body(s, b0, b1, j0, j1, tmp);
+}
+NN_TARGET_CLONES void bwd_fix(float* dhn, const float* rdm, const float* dh_keep, index_t H,
+                              index_t b0, index_t b1, index_t j0, index_t j1) {
+  bwd_fix_body(dhn, rdm, dh_keep, H, b0, b1, j0, j1);
+}
+NN_TARGET_CLONES void bwd_fix(double* dhn, const double* rdm, const double* dh_keep, index_t H,
+                              index_t b0, index_t b1, index_t j0, index_t j1) {
+  bwd_fix_body(dhn, rdm, dh_keep, H, b0, b1, j0, j1);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Thread grid: pb row groups x pu unit groups; unit groups are whole NR-wide blocks of units.
+struct Grid {
+  int nt, pb, pu;
+  index_t nr, nblk;
+};
+
+struct Tile {
+  index_t b0, b1, j0, j1;
+  bool last_u;
+};
+
+Grid make_grid(index_t B, index_t T, index_t H, index_t nr) {
+  int nt = get_num_threads();
+  const double flops = 2.0 * double(B) * double(H) * double(4 * H) * double(T);
+  if (flops < kLstmParallelFlops) nt = 1;
+  const index_t nblk = std::max<index_t>(1, (H + nr - 1) / nr);
+  const int pb = int(std::max<index_t>(1, std::min<index_t>(nt, B)));
+  const int pu = int(std::max<index_t>(1, std::min<index_t>(nt / pb, nblk)));
+  return Grid{pb * pu, pb, pu, nr, nblk};
+}
+
+Tile tile_of(const Grid& g, int tid, index_t B, index_t H) {
+  const int rg = tid / g.pu, ug = tid % g.pu;
+  Tile t;
+  t.b0 = B * rg / g.pb;
+  t.b1 = B * (rg + 1) / g.pb;
+  t.last_u = ug == g.pu - 1;
+  t.j0 = std::min(H, g.nblk * ug / g.pu * g.nr);
+  t.j1 = t.last_u ? H : std::min(H, g.nblk * (ug + 1) / g.pu * g.nr);
+  return t;
+}
+
+int thread_id() {
+#ifdef _OPENMP
+  return omp_get_thread_num();
+#else
+  return 0;
+#endif
+}
+
+inline void barrier_if(bool needed) {
+  if (needed) {
+#pragma omp barrier
+  }
+}
+
+// xd[k, b, :] = x[b, t(k), :] * input_dropout_mask[b, :]   (time-major, processing order)
+template <typename T>
+void gather_inputs(T* xd, const T* x, const T* idm, index_t B, index_t TT, index_t I,
+                   bool go_backwards) {
+  const int nt = double(B) * double(TT) * double(I) >= 65536.0 ? get_num_threads() : 1;
+#pragma omp parallel for schedule(static) num_threads(nt) if (nt > 1)
+  for (index_t k = 0; k < TT; ++k) {
+    const index_t t = go_backwards ? TT - 1 - k : k;
+    for (index_t b = 0; b < B; ++b) {
+      const T* src = x + (b * TT + t) * I;
+      T* dst = xd + (k * B + b) * I;
+      if (idm) {
+        const T* m = idm + b * I;
+        for (index_t i = 0; i < I; ++i) dst[i] = src[i] * m[i];
+      } else {
+        std::memcpy(dst, src, size_t(I) * sizeof(T));
+      }
+    }
+  }
+}
+
+// dx[b, t(k), :] = dxt[k, b, :] * input_dropout_mask[b, :]
+template <typename T>
+void scatter_input_grads(T* dx, const T* dxt, const T* idm, index_t B, index_t TT, index_t I,
+                         bool go_backwards) {
+  const int nt = double(B) * double(TT) * double(I) >= 65536.0 ? get_num_threads() : 1;
+#pragma omp parallel for schedule(static) num_threads(nt) if (nt > 1)
+  for (index_t b = 0; b < B; ++b) {
+    for (index_t k = 0; k < TT; ++k) {
+      const index_t t = go_backwards ? TT - 1 - k : k;
+      const T* src = dxt + (k * B + b) * I;
+      T* dst = dx + (b * TT + t) * I;
+      if (idm) {
+        const T* m = idm + b * I;
+        for (index_t i = 0; i < I; ++i) dst[i] = src[i] * m[i];
+      } else {
+        std::memcpy(dst, src, size_t(I) * sizeof(T));
+      }
+    }
+  }
+}
+
+template <typename T>
+void copy_or_zero(T* dst, const T* src, index_t n) {
+  if (src)
+    std::memcpy(dst, src, size_t(n) * sizeof(T));
+  else
+    std::fill(dst, dst + n, T(0));
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------------------------------------
+// Fast forward.
+template <typename T>
+void lstm_forward(T* y, T* h_n, T* c_n, const LstmCache<T>* cache, const LstmInputs<T>& in,
+                  const LstmDims& d) {
+  const index_t B = d.B, TT = d.T, I = d.I, H = d.H, G = 4 * H;
+  const bool train = cache != nullptr;
+  const T* rdm = in.recurrent_dropout_mask;
+
+  // Input projection of all T * B rows at once: gates = xd @ kernel (bias joins per step).
+  std::unique_ptr<Scratch<T>> xd_s, gates_s;
+  T* xd = train ? cache->xd : (xd_s.reset(new Scratch<T>(size_t(TT * B * I))), xd_s->get());
+  T* gates = train ? cache->gates
+                   : (gates_s.reset(new Scratch<T>(size_t(TT * B * G))), gates_s->get());
+  gather_inputs(xd, in.x, in.input_dropout_mask, B, TT, I, d.go_backwards);
+  gemm<T>(false, false, TT * B, G, I, T(1), xd, I, in.kernel, G, T(0), gates, G);
+
+  // States: all T + 1 slices when training, a ring of two for inference.
+  Scratch<T> ring(size_t(rdm ? 6 : 4) * size_t(B * H));
+  T* hs = train ? cache->h : ring.get();
+  T* cs = train ? cache->c : ring.get() + 2 * B * H;
+  T* hds = rdm ? (train ? cache->hd : ring.get() + 4 * B * H) : nullptr;
+  T* acs = train ? cache->ac : nullptr;
+  auto slot = [&](index_t k) { return (train ? k : (k & 1)) * B * H; };
+  copy_or_zero(hs, in.h0, B * H);
+  copy_or_zero(cs, in.c0, B * H);
+  if (rdm)
+    for (index_t e = 0; e < B * H; ++e) hds[e] = hs[e] * rdm[e];
+
+  // The recurrent kernel, packed once. With several unit groups its columns are permuted so
+  // that each group's four gates are adjacent: group [j0, j1) owns columns [4 j0, 4 j1), gate q
+  // of unit j at 4 j0 + q (j1 - j0) + (j - j0).
+  const index_t nr = gemm_ukernel<T>().nr;
+  const Grid grid = make_grid(B, TT, H, nr);
+  Scratch<T> rperm(grid.pu > 1 ? size_t(H * G) : 1);
+  const T* rsrc = in.recurrent_kernel;
+  if (grid.pu > 1) {
+    for (int ug = 0; ug < grid.pu; ++ug) {
+      const Tile t = tile_of(grid, ug, B, H);
+      const index_t n = t.j1 - t.j0;
+      for (index_t row = 0; row < H; ++row)
+        for (int q = 0; q < 4; ++q)
+          std::memcpy(rperm.get() + row * G + 4 * t.j0 + q * n,
+                      in.recurrent_kernel + row * G + q * H + t.j0, size_t(n) * sizeof(T));
+    }
+    rsrc = rperm.get();
+  }
+  const PackedB<T> rp = pack_b<T>(false, H, G, rsrc, G);
+  Scratch<T> zr(size_t(B * G));
+  Scratch<T> tmp(size_t(grid.nt) * size_t(std::max<index_t>(H, 1)));
+
+#pragma omp parallel num_threads(grid.nt) if (grid.nt > 1)
+  {
+    const int tid = thread_id();
+    const Tile tl = tile_of(grid, tid, B, H);
+    const index_t q0 = grid.pu > 1 ? 4 * tl.j0 / nr : 0;
+    const index_t q1 = grid.pu > 1 && !tl.last_u ? 4 * tl.j1 / nr : rp.panels();
+    T* tmp_t = tmp.get() + tid * std::max<index_t>(H, 1);
+    FwdStep<T> s{};
+    s.H = H;
+    s.G = G;
+    s.a = d.activation;
+    s.ra = d.recurrent_activation;
+    s.zr = zr.get();
+    s.bias = in.bias;
+    s.rdm = rdm;
+    s.y_ld = TT * H;
+    s.mask_ld = TT;
+    for (index_t k = 0; k < TT; ++k) {
+      const index_t t = d.go_backwards ? TT - 1 - k : k;
+      const T* a_k = rdm ? hds + slot(k) : hs + slot(k);
+      if (tl.b1 > tl.b0)
+        gemm_packed_serial<T>(false, tl.b1 - tl.b0, T(1), a_k + tl.b0 * H, H, rp, q0, q1, T(0),
+                              zr.get() + tl.b0 * G, G);
+      s.gates = gates + k * B * G;
+      s.c_prev = cs + slot(k);
+      s.c_out = cs + slot(k + 1);
+      s.ac_out = acs ? acs + k * B * H : nullptr;
+      s.h_prev = hs + slot(k);
+      s.h_out = hs + slot(k + 1);
+      s.hd_out = (rdm && k + 1 < TT) ? hds + slot(k + 1) : nullptr;
+      s.y = y ? y + k * H : nullptr;
+      s.mask = in.mask ? in.mask + t : nullptr;
+      fwd_tile(s, tl.b0, tl.b1, tl.j0, tl.j1, tmp_t);
+      barrier_if(grid.pu > 1);
+    }
+  }
+  std::memcpy(h_n, hs + slot(TT), size_t(B * H) * sizeof(T));
+  std::memcpy(c_n, cs + slot(TT), size_t(B * H) * sizeof(T));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Fast backward.
+template <typename T>
+void lstm_backward(T* dx, T* dkernel, T* drecurrent_kernel, T* dbias, T* dh0, T* dc0,
+                   const T* dy, const T* dh_n, const T* dc_n, const LstmCache<T>& cache,
+                   const LstmInputs<T>& in, const LstmDims& d) {
+  const index_t B = d.B, TT = d.T, I = d.I, H = d.H, G = 4 * H;
+  const T* rdm = in.recurrent_dropout_mask;
+  // dh0 / dc0 carry the running gradients reaching h_k / c_k.
+  copy_or_zero(dh0, dh_n, B * H);
+  copy_or_zero(dc0, dc_n, B * H);
+
+  const index_t nr = gemm_ukernel<T>().nr;
+  const Grid grid = make_grid(B, TT, H, nr);
+  const PackedB<T> rtp = pack_b<T>(true, G, H, in.recurrent_kernel, G);  // recurrent_kernel^T
+  Scratch<T> dz(size_t(TT * B * G));
+  Scratch<T> dh_keep(in.mask ? size_t(B * H) : 1);
+  Scratch<T> tmp(size_t(grid.nt) * size_t(2 * std::max<index_t>(H, 1)));
+  Scratch<T> dbias_part(dbias ? size_t(grid.nt) * size_t(std::max<index_t>(G, 1)) : 1);
+  if (dbias) std::fill(dbias_part.get(), dbias_part.get() + grid.nt * G, T(0));
+
+#pragma omp parallel num_threads(grid.nt) if (grid.nt > 1)
+  {
+    const int tid = thread_id();
+    const Tile tl = tile_of(grid, tid, B, H);
+    const index_t q0 = tl.j0 / nr;
+    const index_t q1 = tl.last_u ? rtp.panels() : tl.j1 / nr;
+    T* tmp_t = tmp.get() + tid * 2 * std::max<index_t>(H, 1);
+    BwdStep<T> s{};
+    s.H = H;
+    s.G = G;
+    s.a = d.activation;
+    s.ra = d.recurrent_activation;
+    s.dy_ld = TT * H;
+    s.dhn = dh0;
+    s.dc = dc0;
+    s.dh_keep = in.mask ? dh_keep.get() : nullptr;
+    s.mask_ld = TT;
+    s.dbias = dbias ? dbias_part.get() + tid * G : nullptr;
+    for (index_t k = TT - 1; k >= 0; --k) {
+      const index_t t = d.go_backwards ? TT - 1 - k : k;
+      s.gates = cache.gates + k * B * G;
+      s.c_prev = cache.c + k * B * H;
+      s.ac = cache.ac + k * B * H;
+      s.dy = dy ? dy + k * H : nullptr;
+      s.dz = dz.get() + k * B * G;
+      s.mask = in.mask ? in.mask + t : nullptr;
+      bwd_tile(s, tl.b0, tl.b1, tl.j0, tl.j1, tmp_t);
+      barrier_if(grid.pu > 1);
+      // dh_k (own tile) = dz_k @ recurrent_kernel^T, then * rdm, + dh of masked rows.
+      if (tl.b1 > tl.b0) {
+        gemm_packed_serial<T>(false, tl.b1 - tl.b0, T(1), s.dz + tl.b0 * G, G, rtp, q0, q1, T(0),
+                              dh0 + tl.b0 * H, H);
+        if (rdm || in.mask) bwd_fix(dh0, rdm, s.dh_keep, H, tl.b0, tl.b1, tl.j0, tl.j1);
+      }
+    }
+  }
+
+  // Weight gradients over all T * B rows at once.
+  const T* hprev = rdm ? cache.hd : cache.h;  // (T, B, H): the recurrent product's left operand
+  gemm<T>(true, false, I, G, TT * B, T(1), cache.xd, I, dz.get(), G, T(0), dkernel, G);
+  gemm<T>(true, false, H, G, TT * B, T(1), hprev, H, dz.get(), G, T(0), drecurrent_kernel, G);
+  if (dbias) {
+    std::fill(dbias, dbias + G, T(0));
+    for (int p = 0; p < grid.nt; ++p)
+      for (index_t j = 0; j < G; ++j) dbias[j] += dbias_part.get()[p * G + j];
+  }
+  Scratch<T> dxt(size_t(TT * B * I));
+  gemm<T>(false, true, TT * B, I, G, T(1), dz.get(), G, in.kernel, G, T(0), dxt.get(), I);
+  scatter_input_grads(dx, dxt.get(), in.input_dropout_mask, B, TT, I, d.go_backwards);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Scalar specification.
+namespace {
+
+template <typename T>
+T act_ref(LstmAct a, T x) {
+  switch (a) {
+    case LstmAct::tanh: return std::tanh(x);
+    case LstmAct::sigmoid: return T(1) / (T(1) + std::exp(-x));
+    case LstmAct::relu: return x < T(0) ? T(0) : x;
+    default: return x;
+  }
+}
+
+template <typename T>
+T act_grad_ref(LstmAct a, T y) {  // f'(x) from y = f(x)
+  switch (a) {
+    case LstmAct::tanh: return T(1) - y * y;
+    case LstmAct::sigmoid: return y * (T(1) - y);
+    case LstmAct::relu: return y > T(0) ? T(1) : T(0);
+    default: return T(1);
+  }
+}
+
+}  // namespace
+
+template <typename T>
+void lstm_forward_ref(T* y, T* h_n, T* c_n, const LstmCache<T>* cache, const LstmInputs<T>& in,
+                      const LstmDims& d) {
+  const index_t B = d.B, TT = d.T, I = d.I, H = d.H, G = 4 * H;
+  std::vector<T> h(size_t(B * H), T(0)), c(size_t(B * H), T(0));
+  if (in.h0) std::copy(in.h0, in.h0 + B * H, h.begin());
+  if (in.c0) std::copy(in.c0, in.c0 + B * H, c.begin());
+  if (cache) {
+    std::copy(h.begin(), h.end(), cache->h);
+    std::copy(c.begin(), c.end(), cache->c);
+  }
+  std::vector<T> h_new(h), c_new(c), xk(size_t(std::max<index_t>(I, 1))),
+      hk(size_t(std::max<index_t>(H, 1))), z(size_t(std::max<index_t>(G, 1)));
+  for (index_t k = 0; k < TT; ++k) {
+    const index_t t = d.go_backwards ? TT - 1 - k : k;
+    for (index_t b = 0; b < B; ++b) {
+      for (index_t i = 0; i < I; ++i)
+        xk[i] = in.x[(b * TT + t) * I + i] *
+                (in.input_dropout_mask ? in.input_dropout_mask[b * I + i] : T(1));
+      for (index_t j = 0; j < H; ++j)
+        hk[j] = h[b * H + j] * (in.recurrent_dropout_mask ? in.recurrent_dropout_mask[b * H + j]
+                                                          : T(1));
+      for (index_t col = 0; col < G; ++col) {
+        T acc = in.bias ? in.bias[col] : T(0);
+        for (index_t i = 0; i < I; ++i) acc += xk[i] * in.kernel[i * G + col];
+        for (index_t j = 0; j < H; ++j) acc += hk[j] * in.recurrent_kernel[j * G + col];
+        z[col] = acc;
+      }
+      const bool valid = !in.mask || in.mask[b * TT + t] != 0;
+      for (index_t j = 0; j < H; ++j) {
+        const T ig = act_ref(d.recurrent_activation, z[j]);
+        const T fg = act_ref(d.recurrent_activation, z[H + j]);
+        const T gg = act_ref(d.activation, z[2 * H + j]);
+        const T og = act_ref(d.recurrent_activation, z[3 * H + j]);
+        const T cv = valid ? fg * c[b * H + j] + ig * gg : c[b * H + j];
+        const T ac = act_ref(d.activation, cv);
+        const T hv = valid ? og * ac : h[b * H + j];
+        c_new[b * H + j] = cv;
+        h_new[b * H + j] = hv;
+        if (y) y[(b * TT + k) * H + j] = hv;
+        if (cache) {
+          T* g = cache->gates + (k * B + b) * G;
+          g[j] = ig;
+          g[H + j] = fg;
+          g[2 * H + j] = gg;
+          g[3 * H + j] = og;
+          cache->ac[(k * B + b) * H + j] = ac;
+        }
+      }
+      if (cache) {
+        std::copy(xk.begin(), xk.begin() + I, cache->xd + (k * B + b) * I);
+        if (cache->hd) std::copy(hk.begin(), hk.begin() + H, cache->hd + (k * B + b) * H);
+      }
+    }
+    h.swap(h_new);
+    c.swap(c_new);
+    if (cache) {
+      std::copy(h.begin(), h.end(), cache->h + (k + 1) * B * H);
+      std::copy(c.begin(), c.end(), cache->c + (k + 1) * B * H);
+    }
+  }
+  std::copy(h.begin(), h.end(), h_n);
+  std::copy(c.begin(), c.end(), c_n);
+}
+
+template <typename T>
+void lstm_backward_ref(T* dx, T* dkernel, T* drecurrent_kernel, T* dbias, T* dh0, T* dc0,
+                       const T* dy, const T* dh_n, const T* dc_n, const LstmCache<T>& cache,
+                       const LstmInputs<T>& in, const LstmDims& d) {
+  const index_t B = d.B, TT = d.T, I = d.I, H = d.H, G = 4 * H;
+  std::vector<T> dh(size_t(B * H), T(0)), dc(size_t(B * H), T(0)), dh_prev(size_t(B * H)),
+      dz(size_t(std::max<index_t>(G, 1)));
+  if (dh_n) std::copy(dh_n, dh_n + B * H, dh.begin());
+  if (dc_n) std::copy(dc_n, dc_n + B * H, dc.begin());
+  std::fill(dkernel, dkernel + I * G, T(0));
+  std::fill(drecurrent_kernel, drecurrent_kernel + H * G, T(0));
+  if (dbias) std::fill(dbias, dbias + G, T(0));
+  std::fill(dx, dx + B * TT * I, T(0));
+  for (index_t k = TT - 1; k >= 0; --k) {
+    const index_t t = d.go_backwards ? TT - 1 - k : k;
+    for (index_t b = 0; b < B; ++b) {
+      T* dh_b = dh.data() + b * H;
+      T* dc_b = dc.data() + b * H;
+      if (dy)
+        for (index_t j = 0; j < H; ++j) dh_b[j] += dy[(b * TT + k) * H + j];
+      const bool valid = !in.mask || in.mask[b * TT + t] != 0;
+      if (!valid) {  // carried state: the gradients pass through unchanged
+        std::copy(dh_b, dh_b + H, dh_prev.begin() + b * H);
+        continue;
+      }
+      const T* g = cache.gates + (k * B + b) * G;
+      for (index_t j = 0; j < H; ++j) {
+        const T ig = g[j], fg = g[H + j], gg = g[2 * H + j], og = g[3 * H + j];
+        const T ac = cache.ac[(k * B + b) * H + j];
+        const T cp = cache.c[(k * B + b) * H + j];
+        // h = o * a(c)
+        const T dcv = dc_b[j] + dh_b[j] * og * act_grad_ref(d.activation, ac);
+        dz[3 * H + j] = dh_b[j] * ac * act_grad_ref(d.recurrent_activation, og);
+        // c = f * c_prev + i * g
+        dz[j] = dcv * gg * act_grad_ref(d.recurrent_activation, ig);
+        dz[H + j] = dcv * cp * act_grad_ref(d.recurrent_activation, fg);
+        dz[2 * H + j] = dcv * ig * act_grad_ref(d.activation, gg);
+        dc_b[j] = dcv * fg;
+      }
+      const T* xk = cache.xd + (k * B + b) * I;
+      const T* hk = (cache.hd ? cache.hd : cache.h) + (k * B + b) * H;
+      for (index_t col = 0; col < G; ++col) {
+        for (index_t i = 0; i < I; ++i) dkernel[i * G + col] += xk[i] * dz[col];
+        for (index_t j = 0; j < H; ++j) drecurrent_kernel[j * G + col] += hk[j] * dz[col];
+        if (dbias) dbias[col] += dz[col];
+      }
+      for (index_t i = 0; i < I; ++i) {
+        T acc = T(0);
+        for (index_t col = 0; col < G; ++col) acc += dz[col] * in.kernel[i * G + col];
+        dx[(b * TT + t) * I + i] =
+            acc * (in.input_dropout_mask ? in.input_dropout_mask[b * I + i] : T(1));
+      }
+      for (index_t j = 0; j < H; ++j) {
+        T acc = T(0);
+        for (index_t col = 0; col < G; ++col) acc += dz[col] * in.recurrent_kernel[j * G + col];
+        dh_prev[b * H + j] =
+            acc * (in.recurrent_dropout_mask ? in.recurrent_dropout_mask[b * H + j] : T(1));
+      }
+    }
+    dh.swap(dh_prev);
+  }
+  std::copy(dh.begin(), dh.end(), dh0);
+  std::copy(dc.begin(), dc.end(), dc0);
+}
+
+#define NN_LSTM_INSTANTIATE(T)                                                                 \
+  template void lstm_forward<T>(T*, T*, T*, const LstmCache<T>*, const LstmInputs<T>&,         \
+                                const LstmDims&);                                              \
+  template void lstm_backward<T>(T*, T*, T*, T*, T*, T*, const T*, const T*, const T*,         \
+                                 const LstmCache<T>&, const LstmInputs<T>&, const LstmDims&);  \
+  template void lstm_forward_ref<T>(T*, T*, T*, const LstmCache<T>*, const LstmInputs<T>&,     \
+                                    const LstmDims&);                                          \
+  template void lstm_backward_ref<T>(T*, T*, T*, T*, T*, T*, const T*, const T*, const T*,     \
+                                     const LstmCache<T>&, const LstmInputs<T>&, const LstmDims&);
+NN_LSTM_INSTANTIATE(float)
+NN_LSTM_INSTANTIATE(double)
+#undef NN_LSTM_INSTANTIATE
+
+}  // namespace nanonet

@@ -1,0 +1,129 @@
+// lstm: a whole sequence forward in one call, and backward through time in one call.
+//
+// Dimension letters: B batch, T time, I input features, H hidden units, G = 4 * H gate width.
+// Keras layout and gate order (i, f, c~, o): kernel (I, G), recurrent_kernel (H, G), bias (G);
+// the columns [0, H) of G belong to gate i, [H, 2H) to f, [2H, 3H) to c~, [3H, 4H) to o.
+//
+// Forward, step k = 0 .. T-1 (processing order; t(k) = k, or T-1-k when go_backwards):
+//   xd_k  = x[:, t(k), :] * input_dropout_mask                      (B, I)  mask: (B, I) or 1
+//   hd_k  = h_k * recurrent_dropout_mask                            (B, H)  mask: (B, H) or 1
+//   z     = xd_k @ kernel + hd_k @ recurrent_kernel + bias          (B, G)
+//   i = ra(z_i), f = ra(z_f), g = a(z_c), o = ra(z_o)               a = activation,
+//   c'    = f * c_k + i * g                                         ra = recurrent_activation
+//   h'    = o * a(c')
+//   where mask[b, t(k)] is false (a masked step) the state is carried: c_{k+1} = c_k and
+//   h_{k+1} = h_k for that row; otherwise c_{k+1} = c', h_{k+1} = h'.
+//   y[:, k, :] = h_{k+1}  (return_sequences; processing order, so reversed when go_backwards, as
+//   Keras returns it); h_n = h_T, c_n = c_T; h_0 = h0 (or 0), c_0 = c0 (or 0).
+// A masked step outputs the carried state (Keras 3 RNN with zero_output_for_mask=False, as LSTM
+// uses it), so with pre-padding and an initial state the leading outputs are h0. A row whose
+// every step is masked returns h0, c0. Dropout masks are per sequence (Gal & Ghahramani): one
+// (B, I) mask for the inputs and one (B, H) mask for h in the recurrent product, reused at every
+// step and shared by the four gates; they hold 0 or 1 / (1 - rate) and are drawn by the caller.
+//
+// Activations (LstmAct): tanh, sigmoid, relu (max(x, 0)), linear. Every derivative is taken
+// from the activation's output (1 - y^2, y (1 - y), y > 0, 1), so backward needs only caches.
+//
+// Backward, for the gradient of L = sum(y * dy) + sum(h_n * dh_n) + sum(c_n * dc_n), steps in
+// reverse, dh = dy[:, k, :] + (gradient from step k+1), dc likewise:
+//   valid row:  do = dh * a(c'),  dc += dh * o * a'(c'),
+//               di = dc * g, dg = dc * i, df = dc * c_k, dc_k = dc * f,
+//               dz = (di ra'(i), df ra'(f), dg a'(g), do ra'(o)),
+//               dh_k = (dz @ recurrent_kernel^T) * recurrent_dropout_mask
+//   masked row: dz = 0, dh_k = dh, dc_k = dc
+// and after the loop, over all steps at once (single GEMMs over T * B rows):
+//   dkernel = xd^T dz,  drecurrent_kernel = hd^T dz,  dbias = sum over rows of dz,
+//   dx[:, t(k), :] = (dz_k @ kernel^T) * input_dropout_mask,  dh0 = dh_0, dc0 = dc_0.
+// Every backward output is overwritten (nothing accumulates).
+//
+// Shapes (row-major, contiguous): x (B, T, I); y (B, T, H); h0, c0, h_n, c_n, dh0, dc0, dh_n,
+// dc_n (B, H); mask (B, T) as uint8 (nonzero = valid step); dy (B, T, H).
+// Caches (LstmCache, written by a training forward, read by backward; time-major, processing
+// order): xd (T, B, I) the dropped input; gates (T, B, G) i, f, g, o after their activations;
+// c (T+1, B, H) and h (T+1, B, H) the states, [0] the initial state; ac (T, B, H) = a(c_{k+1});
+// hd (T, B, H) = h_k * recurrent_dropout_mask, only when that mask is given (else h[0:T] is the
+// left operand of the recurrent product). Rows of masked steps hold values backward ignores.
+// A forward without a cache (inference) keeps only two time slices of state.
+//
+// Threads: the input projection and the weight-gradient products are single multithreaded
+// nanonet::gemm calls. The time loop runs in ONE OpenMP parallel region: threads form a grid of
+// pb row groups (batch rows) x pu unit groups (hidden units, a multiple of the micro-kernel's NR
+// wide). Each thread computes its tile of the recurrent product with gemm_packed_serial against
+// recurrent_kernel packed once per call (forward: columns permuted so a unit group's four gates
+// are adjacent; backward: recurrent_kernel^T), then its tile of the fused gate pass. With one
+// unit group (B >= threads) the row groups never share data and there is no barrier; with
+// several, one barrier per step. Each element is computed by the same operations whatever the
+// grid, so results do not depend on the thread count, except dbias (per-thread partial sums,
+// added in thread order: float rounding only). Calls below kLstmParallelFlops run on one thread.
+//
+// *_ref: plain scalar loops (std::exp / std::tanh, gemm_ref-style dot products, one thread),
+// same arguments and caches: the specification the fast path is tested against.
+#pragma once
+#include <cstdint>
+#include <string>
+
+#include "nanonet/runtime.hpp"
+
+namespace nanonet {
+
+enum class LstmAct : int { tanh = 0, sigmoid = 1, relu = 2, linear = 3 };
+
+// "tanh", "sigmoid", "relu", "linear"; anything else throws std::invalid_argument naming `fn`,
+// `arg`, the bad name and the valid ones.
+LstmAct lstm_act_from_name(const std::string& name, const char* fn, const char* arg);
+
+constexpr double kLstmParallelFlops = 4.0e5;  // whole-call recurrent flops below: one thread
+
+struct LstmDims {
+  index_t B, T, I, H;
+  bool go_backwards;
+  LstmAct activation, recurrent_activation;
+};
+
+template <typename T>
+struct LstmInputs {
+  const T* x;                       // (B, T, I); not read by backward
+  const T* kernel;                  // (I, G)
+  const T* recurrent_kernel;        // (H, G)
+  const T* bias;                    // (G) or nullptr: no bias
+  const T* h0;                      // (B, H) or nullptr: zeros; not read by backward
+  const T* c0;                      // (B, H) or nullptr: zeros; not read by backward
+  const std::uint8_t* mask;         // (B, T) or nullptr: every step valid
+  const T* input_dropout_mask;      // (B, I) or nullptr
+  const T* recurrent_dropout_mask;  // (B, H) or nullptr
+};
+
+template <typename T>
+struct LstmCache {
+  T* xd;     // (T, B, I)
+  T* gates;  // (T, B, G)
+  T* c;      // (T + 1, B, H)
+  T* ac;     // (T, B, H)
+  T* h;      // (T + 1, B, H)
+  T* hd;     // (T, B, H); nullptr when there is no recurrent dropout mask
+};
+
+// y (B, T, H) or nullptr (not wanted); h_n, c_n (B, H) always written. cache: nullptr for
+// inference (nothing kept for backward), else every cache array is written.
+template <typename T>
+void lstm_forward(T* y, T* h_n, T* c_n, const LstmCache<T>* cache, const LstmInputs<T>& in,
+                  const LstmDims& d);
+
+// dx (B, T, I), dkernel (I, G), drecurrent_kernel (H, G), dbias (G) or nullptr, dh0, dc0 (B, H):
+// all overwritten. dy (B, T, H), dh_n, dc_n (B, H): each may be nullptr (zero). The cache and
+// in (kernel, recurrent_kernel, mask, dropout masks) must be those of the forward call.
+template <typename T>
+void lstm_backward(T* dx, T* dkernel, T* drecurrent_kernel, T* dbias, T* dh0, T* dc0,
+                   const T* dy, const T* dh_n, const T* dc_n, const LstmCache<T>& cache,
+                   const LstmInputs<T>& in, const LstmDims& d);
+
+template <typename T>
+void lstm_forward_ref(T* y, T* h_n, T* c_n, const LstmCache<T>* cache, const LstmInputs<T>& in,
+                      const LstmDims& d);
+
+template <typename T>
+void lstm_backward_ref(T* dx, T* dkernel, T* drecurrent_kernel, T* dbias, T* dh0, T* dc0,
+                       const T* dy, const T* dh_n, const T* dc_n, const LstmCache<T>& cache,
+                       const LstmInputs<T>& in, const LstmDims& d);
+
+}  // namespace nanonet
