@@ -346,3 +346,17 @@ def test_errors_name_the_argument_and_shapes():
     # A non-contiguous x is copied, not rejected.
     xt = np.ascontiguousarray(p["x"].transpose(1, 0, 2)).transpose(1, 0, 2)
     np.testing.assert_array_equal(ops.lstm_forward(**dict(p, x=xt))[0], y)
+
+
+@pytest.mark.parametrize("_ref", [False, True])
+def test_need_dx_false_skips_only_dx(_ref):
+    rng = np.random.default_rng(12)
+    p = _problem(rng, 3, 4, 5, 6, mask="post", dropout=True)
+    y, _, _, cache = ops.lstm_forward(**p)
+    full = ops.lstm_backward(y, cache, _ref=_ref)
+    part = ops.lstm_backward(y, cache, need_dx=False, _ref=_ref)
+    assert part[0] is None
+    for a, b in zip(full[1:], part[1:]):
+        np.testing.assert_array_equal(a, b)
+    _, _, _, rcache = reference.lstm_forward(**p)
+    assert reference.lstm_backward(y, rcache, need_dx=False)[0] is None

@@ -135,7 +135,7 @@ py::tuple backward_impl(const char* fn, bool use_ref, const py::object& dy_o,
                         const py::array& kernel, const py::array& recurrent_kernel, bool has_bias,
                         const py::object& mask_o, const py::object& idm_o, const py::object& rdm_o,
                         bool go_backwards, const std::string& activation,
-                        const std::string& recurrent_activation) {
+                        const std::string& recurrent_activation, bool need_dx) {
   if (cache_t.size() != 6) fail(fn, "cache must be the 6-tuple lstm_forward returned");
   py::array xd = cache_t[0].cast<py::array>();
   float_dtype(xd, fn, "cache");
@@ -169,7 +169,8 @@ py::tuple backward_impl(const char* fn, bool use_ref, const py::object& dy_o,
 
   auto dt = xd.dtype();
   using Shape = std::vector<py::ssize_t>;
-  py::array dx(dt, Shape{B, TT, I}), dkernel(dt, Shape{I, G}), drk(dt, Shape{H, G});
+  py::array dx = need_dx ? py::array(dt, Shape{B, TT, I}) : py::array();
+  py::array dkernel(dt, Shape{I, G}), drk(dt, Shape{H, G});
   py::array dbias = has_bias ? py::array(dt, Shape{G}) : py::array();
   py::array dh0(dt, Shape{B, H}), dc0(dt, Shape{B, H});
   auto run = [&](auto zero) {
@@ -188,7 +189,7 @@ py::tuple backward_impl(const char* fn, bool use_ref, const py::object& dy_o,
                        const_cast<T*>(cptr<T>(cs)),  const_cast<T*>(cptr<T>(acs)),
                        const_cast<T*>(cptr<T>(hs)),
                        const_cast<T*>(cptr_or_null<T>(hds))};
-    T* p_dx = mptr<T>(dx);
+    T* p_dx = need_dx ? mptr<T>(dx) : nullptr;
     T* p_dk = mptr<T>(dkernel);
     T* p_drk = mptr<T>(drk);
     T* p_db = has_bias ? mptr<T>(dbias) : nullptr;
@@ -208,7 +209,7 @@ py::tuple backward_impl(const char* fn, bool use_ref, const py::object& dy_o,
     run(0.0f);
   else
     run(0.0);
-  return py::make_tuple(dx, dkernel, drk, has_bias ? py::object(dbias) : py::none(), dh0, dc0);
+  return py::make_tuple(need_dx ? py::object(dx) : py::none(), dkernel, drk, has_bias ? py::object(dbias) : py::none(), dh0, dc0);
 }
 
 }  // namespace
@@ -242,18 +243,21 @@ void register_lstm(py::module_& m) {
          const py::tuple& cache, const py::array& kernel, const py::array& recurrent_kernel,
          bool has_bias, const py::object& mask, const py::object& input_dropout_mask,
          const py::object& recurrent_dropout_mask, bool go_backwards,
-         const std::string& activation, const std::string& recurrent_activation, bool use_ref) {
+         const std::string& activation, const std::string& recurrent_activation, bool need_dx,
+         bool use_ref) {
         return backward_impl(use_ref ? "lstm_backward_ref" : "lstm_backward", use_ref, dy, dh_n,
                              dc_n, cache, kernel, recurrent_kernel, has_bias, mask,
                              input_dropout_mask, recurrent_dropout_mask, go_backwards, activation,
-                             recurrent_activation);
+                             recurrent_activation, need_dx);
       },
       py::arg("dy"), py::arg("dh_n"), py::arg("dc_n"), py::arg("cache"), py::arg("kernel"),
       py::arg("recurrent_kernel"), py::arg("has_bias"), py::arg("mask"),
       py::arg("input_dropout_mask"), py::arg("recurrent_dropout_mask"), py::arg("go_backwards"),
-      py::arg("activation"), py::arg("recurrent_activation"), py::arg("use_ref") = false,
+      py::arg("activation"), py::arg("recurrent_activation"), py::arg("need_dx") = true,
+      py::arg("use_ref") = false,
       "Whole-sequence LSTM backward through time. dy (B, T, H) / dh_n / dc_n (B, H) each "
-      "optional. Returns (dx, dkernel, drecurrent_kernel, dbias or None, dh0, dc0), all new.");
+      "optional. Returns (dx or None when not need_dx, dkernel, drecurrent_kernel, dbias or None, "
+      "dh0, dc0), all new.");
 }
 
 }  // namespace nanonet

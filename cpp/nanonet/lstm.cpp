@@ -556,9 +556,11 @@ void lstm_backward(T* dx, T* dkernel, T* drecurrent_kernel, T* dbias, T* dh0, T*
     for (int p = 0; p < grid.nt; ++p)
       for (index_t j = 0; j < G; ++j) dbias[j] += dbias_part.get()[p * G + j];
   }
-  Scratch<T> dxt(size_t(TT * B * I));
-  gemm<T>(false, true, TT * B, I, G, T(1), dz.get(), G, in.kernel, G, T(0), dxt.get(), I);
-  scatter_input_grads(dx, dxt.get(), in.input_dropout_mask, B, TT, I, d.go_backwards);
+  if (dx) {
+    Scratch<T> dxt(size_t(TT * B * I));
+    gemm<T>(false, true, TT * B, I, G, T(1), dz.get(), G, in.kernel, G, T(0), dxt.get(), I);
+    scatter_input_grads(dx, dxt.get(), in.input_dropout_mask, B, TT, I, d.go_backwards);
+  }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -664,7 +666,7 @@ void lstm_backward_ref(T* dx, T* dkernel, T* drecurrent_kernel, T* dbias, T* dh0
   std::fill(dkernel, dkernel + I * G, T(0));
   std::fill(drecurrent_kernel, drecurrent_kernel + H * G, T(0));
   if (dbias) std::fill(dbias, dbias + G, T(0));
-  std::fill(dx, dx + B * TT * I, T(0));
+  if (dx) std::fill(dx, dx + B * TT * I, T(0));
   for (index_t k = TT - 1; k >= 0; --k) {
     const index_t t = d.go_backwards ? TT - 1 - k : k;
     for (index_t b = 0; b < B; ++b) {
@@ -698,7 +700,7 @@ void lstm_backward_ref(T* dx, T* dkernel, T* drecurrent_kernel, T* dbias, T* dh0
         for (index_t j = 0; j < H; ++j) drecurrent_kernel[j * G + col] += hk[j] * dz[col];
         if (dbias) dbias[col] += dz[col];
       }
-      for (index_t i = 0; i < I; ++i) {
+      for (index_t i = 0; dx && i < I; ++i) {
         T acc = T(0);
         for (index_t col = 0; col < G; ++col) acc += dz[col] * in.kernel[i * G + col];
         dx[(b * TT + t) * I + i] =

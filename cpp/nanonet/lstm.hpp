@@ -109,8 +109,8 @@ template <typename T>
 void lstm_forward(T* y, T* h_n, T* c_n, const LstmCache<T>* cache, const LstmInputs<T>& in,
                   const LstmDims& d);
 
-// dx (B, T, I), dkernel (I, G), drecurrent_kernel (H, G), dbias (G) or nullptr, dh0, dc0 (B, H):
-// all overwritten. dy (B, T, H), dh_n, dc_n (B, H): each may be nullptr (zero). The cache and
+// dx (B, T, I) or nullptr (not wanted), dkernel (I, G), drecurrent_kernel (H, G), dbias (G) or
+// nullptr, dh0, dc0 (B, H): all overwritten. dy (B, T, H), dh_n, dc_n (B, H): each may be nullptr (zero). The cache and
 // in (kernel, recurrent_kernel, mask, dropout masks) must be those of the forward call.
 template <typename T>
 void lstm_backward(T* dx, T* dkernel, T* drecurrent_kernel, T* dbias, T* dh0, T* dc0,

@@ -593,12 +593,12 @@ def lstm_forward(x, kernel, recurrent_kernel, bias=None, h0=None, c0=None, mask=
     return y, h_n, c_n, cache
 
 
-def lstm_backward(dy, cache, dh_n=None, dc_n=None, *, _ref: bool = False):
+def lstm_backward(dy, cache, dh_n=None, dc_n=None, need_dx=True, *, _ref: bool = False):
     """Backward through time for the loss sum(y * dy) + sum(h_n * dh_n) + sum(c_n * dc_n).
 
     dy: (B, T, H) when the forward returned sequences, else (B, H); any of dy, dh_n, dc_n may be
-    None (zero). Returns (dx (B, T, I), dkernel, drecurrent_kernel, dbias or None when the forward
-    had no bias, dh0, dc0), all new arrays."""
+    None (zero). Returns (dx (B, T, I) or None when not need_dx, dkernel, drecurrent_kernel, dbias
+    or None when the forward had no bias, dh0, dc0), all new arrays."""
     fn = "lstm_backward"
     if not isinstance(cache, LSTMCache):
         raise TypeError(f"{fn}: cache must be the LSTMCache of a training lstm_forward; "
@@ -620,4 +620,5 @@ def lstm_backward(dy, cache, dh_n=None, dc_n=None, *, _ref: bool = False):
     return _core.lstm_backward(dy, dh_n, dc_n, cache.arrays, cache.kernel, cache.recurrent_kernel,
                                cache.has_bias, cache.mask, cache.input_dropout_mask,
                                cache.recurrent_dropout_mask, cache.go_backwards, cache.activation,
-                               cache.recurrent_activation, bool(_ref))
+                               cache.recurrent_activation, bool(need_dx), bool(_ref))
+

@@ -378,7 +378,7 @@ def lstm_forward(x, kernel, recurrent_kernel, bias=None, h0=None, c0=None, mask=
     return y, h, c, cache
 
 
-def lstm_backward(dy, cache, dh_n=None, dc_n=None):
+def lstm_backward(dy, cache, dh_n=None, dc_n=None, need_dx=True):
     B, T, I = cache["shape"]
     H = cache["units"]
     kernel, recurrent_kernel = cache["kernel"], cache["recurrent_kernel"]
@@ -410,4 +410,6 @@ def lstm_backward(dy, cache, dh_n=None, dc_n=None):
         # a masked step passed its state through unchanged
         dh = np.where(s["m"], dh_prev, dh)
         dc = np.where(s["m"], dc_k * s["f"], dc)
-    return dx, dkernel, drecurrent_kernel, (dbias if cache["has_bias"] else None), dh, dc
+    return ((dx if need_dx else None), dkernel, drecurrent_kernel,
+            (dbias if cache["has_bias"] else None), dh, dc)
+
