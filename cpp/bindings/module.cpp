@@ -7,6 +7,7 @@ PYBIND11_MODULE(_core, m) {
   nanonet::register_gemm(m);
   nanonet::register_activations(m);
   nanonet::register_dense(m);
+  nanonet::register_losses(m);
   nanonet::register_embedding(m);
   nanonet::register_lstm(m);
   nanonet::register_optimizers(m);

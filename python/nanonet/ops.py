@@ -622,3 +622,117 @@ def lstm_backward(dy, cache, dh_n=None, dc_n=None, need_dx=True, *, _ref: bool =
                                cache.recurrent_dropout_mask, cache.go_backwards, cache.activation,
                                cache.recurrent_activation, bool(need_dx), bool(_ref))
 
+
+# --------------------------------------------------------------------------------------------
+# ---- losses
+
+LOSSES = ("mse", "mae", "binary_crossentropy", "categorical_crossentropy",
+          "sparse_categorical_crossentropy")
+
+
+def _loss_y_pred(y_pred, fn: str) -> np.ndarray:
+    y_pred = _contiguous(_float_array(y_pred, "y_pred", fn))
+    if y_pred.ndim == 0:
+        raise ValueError(f"{fn}: y_pred must be at least 1-D (..., C); got a 0-d array")
+    return y_pred
+
+
+def _loss_y_true(y_true, y_pred: np.ndarray, fn: str) -> np.ndarray:
+    """Dense labels as y_pred's dtype and shape; (...) is accepted for y_pred (..., 1)."""
+    y_true = np.asarray(y_true)
+    if y_true.dtype.kind not in "biuf":
+        raise TypeError(f"{fn}: y_true must be numeric; got {y_true.dtype}")
+    if y_true.shape != y_pred.shape:
+        if y_pred.shape[-1] == 1 and y_true.shape == y_pred.shape[:-1]:
+            y_true = y_true.reshape(y_pred.shape)
+        else:
+            raise ValueError(f"{fn}: y_true must have the shape of y_pred {y_pred.shape}; "
+                             f"got {y_true.shape}")
+    return np.ascontiguousarray(y_true, dtype=y_pred.dtype)
+
+
+def _loss_ids(y_true, y_pred: np.ndarray, fn: str) -> np.ndarray:
+    """Sparse labels: integer class ids shaped like y_pred's leading dims (or with a trailing 1);
+    integral floats are accepted. Returns a flat C-contiguous int64 array. The range [0, C) is
+    checked in C++."""
+    lead = y_pred.shape[:-1]
+    ids = np.asarray(y_true)
+    if ids.shape == lead + (1,):
+        ids = ids.reshape(lead)
+    elif ids.shape != lead:
+        raise ValueError(f"{fn}: sparse y_true must hold one class id per row of y_pred "
+                         f"{y_pred.shape}: shape {lead} or {lead + (1,)}; got {ids.shape}")
+    C = y_pred.shape[-1]
+    if ids.dtype.kind in "fu":
+        if ids.dtype.kind == "f":
+            bad = ~np.isfinite(ids) | (ids != np.floor(ids)) | (np.abs(ids) > 2.0 ** 62)
+        else:
+            bad = ids >= C  # may not fit int64; any of them is out of range anyway
+        if bad.any():
+            where = tuple(int(i) for i in np.argwhere(bad)[0])
+            raise ValueError(f"{fn}: sparse y_true must hold integer class ids in [0, C) = "
+                             f"[0, {C}); got {ids[bad].flat[0].item()!r} at position {where}")
+    elif ids.dtype.kind not in "ib":
+        raise TypeError(f"{fn}: sparse y_true must be integer class ids; got {ids.dtype}")
+    return np.ascontiguousarray(ids, dtype=np.int64).reshape(-1)
+
+
+def _loss_weight(sample_weight, y_pred: np.ndarray, fn: str):
+    """None, or a flat (P,) array of y_pred's dtype: sample_weight of the leading shape of y_pred,
+    that shape plus a trailing 1, a leading part of it (e.g. (N,) for (N, T, C), broadcast over
+    T) or a scalar."""
+    if sample_weight is None:
+        return None
+    lead = y_pred.shape[:-1]
+    w = np.asarray(sample_weight)
+    if w.dtype.kind not in "biuf":
+        raise TypeError(f"{fn}: sample_weight must be numeric; got {w.dtype}")
+    if w.shape == lead + (1,):
+        w = w.reshape(lead)
+    if w.shape != lead:
+        if w.ndim <= len(lead) and w.shape == lead[:w.ndim]:
+            w = np.broadcast_to(w.reshape(w.shape + (1,) * (len(lead) - w.ndim)), lead)
+        else:
+            raise ValueError(f"{fn}: sample_weight must have the leading shape {lead} of y_pred "
+                             f"{y_pred.shape} (or a leading part of it); got {w.shape}")
+    return np.ascontiguousarray(w, dtype=y_pred.dtype).reshape(-1)
+
+
+def loss(name, y_true, y_pred, from_logits: bool = False, sample_weight=None,
+         compute_grad: bool = True):
+    """(value, grad) of a Keras loss, name in LOSSES. y_pred (..., C); per-position loss = mean
+    over the last axis (mse, mae, bce) or sum (cce); value = sum(w * l) / count over the leading
+    positions (Keras's sum_over_batch_size); grad = d value / d y_pred shaped like y_pred, or None
+    when compute_grad is False. Probabilities are clipped to [1e-7, 1 - 1e-7] like Keras
+    (categorical ones normalised by their row sum first); from_logits uses the stable fused
+    log-sigmoid / log-softmax forms. Sparse y_true holds integer ids (ValueError outside [0, C))."""
+    fn = "loss"
+    if not isinstance(name, str):
+        raise TypeError(f"{fn}: name must be a str; got {type(name).__name__}")
+    if name not in LOSSES:
+        raise ValueError(f"{fn}: loss must be one of {', '.join(LOSSES)}; got {name!r}")
+    y_pred = _loss_y_pred(y_pred, fn)
+    if name == "sparse_categorical_crossentropy":
+        y_true = _loss_ids(y_true, y_pred, fn)
+    else:
+        y_true = _loss_y_true(y_true, y_pred, fn).reshape(-1, y_pred.shape[-1])
+    w = _loss_weight(sample_weight, y_pred, fn)
+    value, grad = _core.loss(name, y_true, y_pred.reshape(-1, y_pred.shape[-1]),
+                             bool(from_logits), w, bool(compute_grad))
+    return value, (None if grad is None else grad.reshape(y_pred.shape))
+
+
+def softmax_cross_entropy(y_true, logits, sparse: bool = False, sample_weight=None):
+    """(value, dlogits): the fused, stable softmax + categorical cross-entropy (sparse: y_true
+    holds class ids). Equals loss("(sparse_)categorical_crossentropy", y_true, logits,
+    from_logits=True, sample_weight); dlogits = (softmax(logits) - onehot) * w / count."""
+    fn = "softmax_cross_entropy"
+    logits = _loss_y_pred(logits, fn)
+    if sparse:
+        y_true = _loss_ids(y_true, logits, fn)
+    else:
+        y_true = _loss_y_true(y_true, logits, fn).reshape(-1, logits.shape[-1])
+    w = _loss_weight(sample_weight, logits, fn)
+    value, grad = _core.softmax_cross_entropy(y_true, logits.reshape(-1, logits.shape[-1]),
+                                              bool(sparse), w)
+    return value, grad.reshape(logits.shape)

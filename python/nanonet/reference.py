@@ -413,3 +413,73 @@ def lstm_backward(dy, cache, dh_n=None, dc_n=None, need_dx=True):
     return ((dx if need_dx else None), dkernel, drecurrent_kernel,
             (dbias if cache["has_bias"] else None), dh, dc)
 
+
+# --------------------------------------------------------------------------------------------
+# ---- losses
+
+_LOSSES = ("mse", "mae", "binary_crossentropy", "categorical_crossentropy",
+           "sparse_categorical_crossentropy")
+_EPS = 1e-7  # Keras's backend.epsilon()
+
+
+def _weights(sample_weight, lead, dtype):
+    if sample_weight is None:
+        return np.ones(lead, dtype)
+    w = np.asarray(sample_weight, dtype)
+    if w.shape == lead + (1,):
+        w = w.reshape(lead)
+    return np.broadcast_to(w.reshape(w.shape + (1,) * (len(lead) - w.ndim)), lead)
+
+
+def loss(name, y_true, y_pred, from_logits=False, sample_weight=None, compute_grad=True):
+    """Keras 3 losses, reduction "sum_over_batch_size", and d value / d y_pred written out."""
+    if name not in _LOSSES:
+        raise ValueError(f"loss: loss must be one of {', '.join(_LOSSES)}; got {name!r}")
+    yp = np.asarray(y_pred)
+    dt, lead, C = yp.dtype, yp.shape[:-1], yp.shape[-1]
+    if name == "sparse_categorical_crossentropy":
+        ids = np.asarray(y_true).reshape(lead).astype(np.int64)
+        if ids.size and (ids.min() < 0 or ids.max() >= C):
+            raise ValueError(f"sparse_categorical_crossentropy: class ids must be in [0, {C})")
+        y = (ids[..., None] == np.arange(C)).astype(dt)  # one-hot
+        name = "categorical_crossentropy"
+    else:
+        y = np.asarray(y_true, dt).reshape(yp.shape)
+    with np.errstate(over="ignore"):
+        if name == "mse":
+            d = yp - y
+            per, g = np.mean(d * d, axis=-1), 2 * d / C
+        elif name == "mae":
+            d = yp - y
+            per, g = np.mean(np.abs(d), axis=-1), np.sign(d) / C
+        elif name == "binary_crossentropy":
+            if from_logits:  # stable: max(z, 0) - z y + log(1 + exp(-|z|))
+                z = yp
+                per = np.mean(np.maximum(z, 0) - z * y + np.log1p(np.exp(-np.abs(z))), axis=-1)
+                g = (1 / (1 + np.exp(-z)) - y) / C
+            else:
+                p = np.clip(yp, _EPS, 1 - _EPS)
+                per = -np.mean(y * np.log(p) + (1 - y) * np.log(1 - p), axis=-1)
+                inside = (yp >= p) & (yp <= p)  # the clip passes the gradient
+                g = np.where(inside, (p - y) / (p * (1 - p)), 0) / C
+        elif from_logits:  # categorical from logits
+            lsm = activation_forward(yp, "log_softmax")
+            per = -np.sum(y * lsm, axis=-1)
+            g = np.exp(lsm) * y.sum(axis=-1, keepdims=True) - y
+        else:  # categorical from probabilities: normalise, clip, -sum y log q
+            s = yp.sum(axis=-1, keepdims=True)
+            q = yp / s
+            qc = np.clip(q, _EPS, 1 - _EPS)
+            per = -np.sum(y * np.log(qc), axis=-1)
+            G = np.where((q >= qc) & (q <= qc), -y / qc, 0)
+            g = (G - np.sum(G * q, axis=-1, keepdims=True)) / s
+    w = _weights(sample_weight, lead, dt)
+    count = max(per.size, 1)
+    value = float(np.sum(w * per) / count) if per.size else 0.0
+    grad = (g * (w / count)[..., None]).astype(dt) if compute_grad else None
+    return value, grad
+
+
+def softmax_cross_entropy(y_true, logits, sparse=False, sample_weight=None):
+    name = "sparse_categorical_crossentropy" if sparse else "categorical_crossentropy"
+    return loss(name, y_true, logits, from_logits=True, sample_weight=sample_weight)
