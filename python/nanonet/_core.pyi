@@ -117,6 +117,9 @@ def layer_norm_forward(x: numpy.ndarray, gamma: object, beta: object, epsilon: t
 def layer_norm_forward_ref(x: numpy.ndarray, gamma: object, beta: object, epsilon: typing.SupportsFloat | typing.SupportsIndex) -> tuple:
     """Layer normalization of each row of (N, F) -> (y, mean, inv_std). Plain serial loops (the C++ specification)."""
 
+def loss(name: str, y_true: numpy.ndarray, y_pred: numpy.ndarray, from_logits: bool = False, sample_weight: object = None, compute_grad: bool = True) -> tuple:
+    """(value, grad or None) of a Keras loss over y_pred (P, C); y_true (P, C), or (P,) int64 ids for sparse_categorical_crossentropy; sample_weight (P,) or None. value = sum(w * l) / P; grad = d value / d y_pred."""
+
 def lstm_backward(dy: object, dh_n: object, dc_n: object, cache: tuple, kernel: numpy.ndarray, recurrent_kernel: numpy.ndarray, has_bias: bool, mask: object, input_dropout_mask: object, recurrent_dropout_mask: object, go_backwards: bool, activation: str, recurrent_activation: str, need_dx: bool = True, use_ref: bool = False) -> tuple:
     """Whole-sequence LSTM backward through time. dy (B, T, H) / dh_n / dc_n (B, H) each optional. Returns (dx or None when not need_dx, dkernel, drecurrent_kernel, dbias or None, dh0, dc0), all new."""
 
@@ -149,6 +152,9 @@ def sgd_update(param: numpy.ndarray, grad: numpy.ndarray, velocity: object, lr: 
 
 def sgd_update_ref(param: numpy.ndarray, grad: numpy.ndarray, velocity: object, lr: typing.SupportsFloat | typing.SupportsIndex, momentum: typing.SupportsFloat | typing.SupportsIndex = 0.0, nesterov: bool = False, grad_scale: typing.SupportsFloat | typing.SupportsIndex = 1.0, clipvalue: typing.SupportsFloat | typing.SupportsIndex = 0.0) -> None:
     """The scalar single-thread twin of sgd_update (the C++ specification)."""
+
+def softmax_cross_entropy(y_true: numpy.ndarray, logits: numpy.ndarray, sparse: bool = False, sample_weight: object = None) -> tuple:
+    """(value, dlogits): fused stable softmax + (sparse) categorical cross-entropy; dlogits = (softmax(logits) - onehot) * w / P."""
 
 def sum_squares(x: numpy.ndarray) -> float:
     """sum(x^2) over a C-contiguous float32/float64 array, accumulated in float64; the same value for every thread count."""
