@@ -5,3 +5,8 @@ __version__ = "0.1.0"
 
 from . import ops, reference
 from .ops import get_num_threads, set_num_threads
+
+# ---- model API
+from . import callbacks, initializers, layers, losses, metrics, optimizers, regularizers
+from .models import Sequential
+from .random import set_seed

@@ -1,0 +1,359 @@
+"""Weight initializers with Keras 3 names, arguments and defaults.
+
+An initializer is called as ``init(shape, dtype="float32")`` and returns a new NumPy array.
+Fans follow Keras: for a 2-D kernel (I, units) (an LSTM kernel (I, 4H) included) fan_in = I and
+fan_out = units; a 1-D shape uses its length for both; higher ranks multiply the receptive field
+(all axes but the last two) into both.
+
+Randomness: with ``seed=None`` values come from nanonet's Generator (see ``nanonet.set_seed``);
+with an int ``seed`` every call starts from that seed, so a seeded initializer returns the same
+values each time (as in Keras 3).
+
+Strings resolve through one registry: ``get("glorot_uniform")`` or ``get("GlorotUniform")``.
+"""
+from __future__ import annotations
+
+import math
+import numbers
+
+import numpy as np
+
+from . import random as _random
+
+__all__ = [
+    "Initializer", "Zeros", "Ones", "Constant", "RandomNormal", "RandomUniform", "TruncatedNormal",
+    "VarianceScaling", "GlorotUniform", "GlorotNormal", "HeUniform", "HeNormal", "LecunUniform",
+    "LecunNormal", "Orthogonal", "get", "serialize", "deserialize", "compute_fans",
+]
+
+_FLOAT_DTYPES = ("float32", "float64")
+
+
+def _dtype(dtype, fn):
+    dt = np.dtype("float32" if dtype is None else dtype)
+    if dt.name not in _FLOAT_DTYPES:
+        raise ValueError(f"{fn}: dtype must be one of {_FLOAT_DTYPES}; got {dt.name!r}")
+    return dt
+
+
+def _shape(shape, fn):
+    if isinstance(shape, numbers.Integral) and not isinstance(shape, bool):
+        shape = (shape,)
+    try:
+        shape = tuple(shape)
+    except TypeError:
+        raise TypeError(f"{fn}: shape must be a tuple of ints; got {shape!r}") from None
+    for d in shape:
+        if isinstance(d, bool) or not isinstance(d, numbers.Integral) or d < 0:
+            raise ValueError(f"{fn}: shape must hold non-negative ints; got {shape!r}")
+    return tuple(int(d) for d in shape)
+
+
+def compute_fans(shape):
+    """(fan_in, fan_out) of a weight shape, as Keras computes them."""
+    shape = tuple(shape)
+    if len(shape) == 0:
+        return 1, 1
+    if len(shape) == 1:
+        return shape[0], shape[0]
+    if len(shape) == 2:
+        return shape[0], shape[1]
+    receptive = math.prod(shape[:-2])
+    return shape[-2] * receptive, shape[-1] * receptive
+
+
+def _finite(value, name, cls):
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
+        raise ValueError(f"{cls}: {name} must be a finite number; got {value!r}")
+    return float(value)
+
+
+class Initializer:
+    """Base class: ``__call__(shape, dtype)``, ``get_config()``, ``from_config(config)``.
+
+    A subclass defines ``_generate(shape, dtype)`` (shape a validated tuple, dtype float32 or
+    float64) or overrides ``__call__`` itself.
+    """
+
+    def __call__(self, shape, dtype=None):
+        name = type(self).__name__
+        return self._generate(_shape(shape, name), _dtype(dtype, name))
+
+    def get_config(self):
+        return {}
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)
+
+    def __repr__(self):
+        args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())
+        return f"{type(self).__name__}({args})"
+
+
+class _Seeded(Initializer):
+    def __init__(self, seed=None):
+        _random.make_generator(seed, f"{type(self).__name__}")  # validates the seed
+        self.seed = seed
+
+    def _rng(self):
+        gen = _random.make_generator(self.seed)
+        return gen if gen is not None else _random.get_generator()
+
+    def get_config(self):
+        return {"seed": self.seed}
+
+
+class Zeros(Initializer):
+    """All zeros."""
+
+    def _generate(self, shape, dtype):
+        return np.zeros(shape, dtype)
+
+
+class Ones(Initializer):
+    """All ones."""
+
+    def _generate(self, shape, dtype):
+        return np.ones(shape, dtype)
+
+
+class Constant(Initializer):
+    """Every value equal to ``value`` (a scalar)."""
+
+    def __init__(self, value=0.0):
+        self.value = _finite(value, "value", "Constant")
+
+    def _generate(self, shape, dtype):
+        return np.full(shape, self.value, dtype)
+
+    def get_config(self):
+        return {"value": self.value}
+
+
+class RandomNormal(_Seeded):
+    """Normal(mean, stddev)."""
+
+    def __init__(self, mean=0.0, stddev=0.05, seed=None):
+        super().__init__(seed)
+        self.mean = _finite(mean, "mean", "RandomNormal")
+        self.stddev = _finite(stddev, "stddev", "RandomNormal")
+        if self.stddev < 0:
+            raise ValueError(f"RandomNormal: stddev must be >= 0; got {stddev!r}")
+
+    def _generate(self, shape, dtype):
+        return self._rng().normal(self.mean, self.stddev, shape).astype(dtype)
+
+    def get_config(self):
+        return {"mean": self.mean, "stddev": self.stddev, "seed": self.seed}
+
+
+class RandomUniform(_Seeded):
+    """Uniform on [minval, maxval)."""
+
+    def __init__(self, minval=-0.05, maxval=0.05, seed=None):
+        super().__init__(seed)
+        self.minval = _finite(minval, "minval", "RandomUniform")
+        self.maxval = _finite(maxval, "maxval", "RandomUniform")
+        if self.maxval < self.minval:
+            raise ValueError(f"RandomUniform: maxval must be >= minval = {minval!r}; got {maxval!r}")
+
+    def _generate(self, shape, dtype):
+        return self._rng().uniform(self.minval, self.maxval, shape).astype(dtype)
+
+    def get_config(self):
+        return {"minval": self.minval, "maxval": self.maxval, "seed": self.seed}
+
+
+def _truncated_normal(rng, shape, stddev):
+    """Normal(0, stddev) with values beyond 2 stddev redrawn."""
+    out = rng.standard_normal(shape)
+    bad = np.abs(out) > 2.0
+    while bad.any():
+        out[bad] = rng.standard_normal(int(bad.sum()))
+        bad = np.abs(out) > 2.0
+    return out * stddev
+
+
+class TruncatedNormal(_Seeded):
+    """Normal(mean, stddev) with values more than two stddev from the mean redrawn."""
+
+    def __init__(self, mean=0.0, stddev=0.05, seed=None):
+        super().__init__(seed)
+        self.mean = _finite(mean, "mean", "TruncatedNormal")
+        self.stddev = _finite(stddev, "stddev", "TruncatedNormal")
+        if self.stddev < 0:
+            raise ValueError(f"TruncatedNormal: stddev must be >= 0; got {stddev!r}")
+
+    def _generate(self, shape, dtype):
+        return (self.mean + _truncated_normal(self._rng(), shape, self.stddev)).astype(dtype)
+
+    def get_config(self):
+        return {"mean": self.mean, "stddev": self.stddev, "seed": self.seed}
+
+
+_MODES = ("fan_in", "fan_out", "fan_avg")
+_DISTRIBUTIONS = ("truncated_normal", "untruncated_normal", "uniform")
+
+
+class VarianceScaling(_Seeded):
+    """Keras's VarianceScaling: variance ``scale / n`` with n = fan_in, fan_out or their mean.
+
+    uniform: U(-limit, limit), limit = sqrt(3 * scale / n); untruncated_normal: N(0, scale / n);
+    truncated_normal: N(0, sigma) cut at 2 sigma, sigma = sqrt(scale / n) / 0.87962566103423978
+    (the stddev of a unit normal truncated at +-2), so the variance is scale / n.
+    """
+
+    def __init__(self, scale=1.0, mode="fan_in", distribution="truncated_normal", seed=None):
+        super().__init__(seed)
+        cls = type(self).__name__
+        self.scale = _finite(scale, "scale", cls)
+        if self.scale <= 0:
+            raise ValueError(f"{cls}: scale must be > 0; got {scale!r}")
+        if mode not in _MODES:
+            raise ValueError(f"{cls}: mode must be one of {_MODES}; got {mode!r}")
+        if distribution == "normal":  # Keras accepts this old spelling
+            distribution = "truncated_normal"
+        if distribution not in _DISTRIBUTIONS:
+            raise ValueError(
+                f"{cls}: distribution must be one of {_DISTRIBUTIONS}; got {distribution!r}")
+        self.mode = mode
+        self.distribution = distribution
+
+    def _generate(self, shape, dtype):
+        fan_in, fan_out = compute_fans(shape)
+        n = {"fan_in": fan_in, "fan_out": fan_out, "fan_avg": (fan_in + fan_out) / 2.0}[self.mode]
+        variance = self.scale / max(1.0, n)
+        rng = self._rng()
+        if self.distribution == "uniform":
+            limit = math.sqrt(3.0 * variance)
+            values = rng.uniform(-limit, limit, shape)
+        elif self.distribution == "untruncated_normal":
+            values = rng.normal(0.0, math.sqrt(variance), shape)
+        else:
+            values = _truncated_normal(rng, shape, math.sqrt(variance) / 0.87962566103423978)
+        return values.astype(dtype)
+
+    def get_config(self):
+        return {"scale": self.scale, "mode": self.mode, "distribution": self.distribution,
+                "seed": self.seed}
+
+
+class _FixedVarianceScaling(VarianceScaling):
+    _ARGS = (1.0, "fan_avg", "uniform")
+
+    def __init__(self, seed=None):
+        super().__init__(*self._ARGS, seed=seed)
+
+    def get_config(self):
+        return {"seed": self.seed}
+
+
+class GlorotUniform(_FixedVarianceScaling):
+    """U(-limit, limit), limit = sqrt(6 / (fan_in + fan_out)) (Keras's default kernel init)."""
+    _ARGS = (1.0, "fan_avg", "uniform")
+
+
+class GlorotNormal(_FixedVarianceScaling):
+    """Truncated normal, stddev sqrt(2 / (fan_in + fan_out))."""
+    _ARGS = (1.0, "fan_avg", "truncated_normal")
+
+
+class HeUniform(_FixedVarianceScaling):
+    """U(-limit, limit), limit = sqrt(6 / fan_in)."""
+    _ARGS = (2.0, "fan_in", "uniform")
+
+
+class HeNormal(_FixedVarianceScaling):
+    """Truncated normal, stddev sqrt(2 / fan_in)."""
+    _ARGS = (2.0, "fan_in", "truncated_normal")
+
+
+class LecunUniform(_FixedVarianceScaling):
+    """U(-limit, limit), limit = sqrt(3 / fan_in)."""
+    _ARGS = (1.0, "fan_in", "uniform")
+
+
+class LecunNormal(_FixedVarianceScaling):
+    """Truncated normal, stddev sqrt(1 / fan_in)."""
+    _ARGS = (1.0, "fan_in", "truncated_normal")
+
+
+class Orthogonal(_Seeded):
+    """A (semi-)orthogonal matrix times ``gain``, from the QR decomposition of a normal matrix.
+
+    The shape is seen as (prod(shape[:-1]), shape[-1]); rows or columns (whichever are fewer)
+    are orthonormal. Needs a rank >= 2 shape.
+    """
+
+    def __init__(self, gain=1.0, seed=None):
+        super().__init__(seed)
+        self.gain = _finite(gain, "gain", "Orthogonal")
+
+    def _generate(self, shape, dtype):
+        if len(shape) < 2:
+            raise ValueError(f"Orthogonal: shape must have rank >= 2; got {shape!r}")
+        rows, cols = math.prod(shape[:-1]), shape[-1]
+        flat = (max(rows, cols), min(rows, cols))
+        a = self._rng().standard_normal(flat)
+        q, r = np.linalg.qr(a)
+        d = np.sign(np.diag(r))
+        d[d == 0] = 1.0
+        q = q * d
+        if rows < cols:
+            q = q.T
+        return (self.gain * q).reshape(shape).astype(dtype)
+
+    def get_config(self):
+        return {"gain": self.gain, "seed": self.seed}
+
+
+_CLASSES = (Zeros, Ones, Constant, RandomNormal, RandomUniform, TruncatedNormal, VarianceScaling,
+            GlorotUniform, GlorotNormal, HeUniform, HeNormal, LecunUniform, LecunNormal,
+            Orthogonal)
+_NAMES = {
+    "zeros": Zeros, "ones": Ones, "constant": Constant, "random_normal": RandomNormal,
+    "random_uniform": RandomUniform, "truncated_normal": TruncatedNormal,
+    "variance_scaling": VarianceScaling, "glorot_uniform": GlorotUniform,
+    "glorot_normal": GlorotNormal, "he_uniform": HeUniform, "he_normal": HeNormal,
+    "lecun_uniform": LecunUniform, "lecun_normal": LecunNormal, "orthogonal": Orthogonal,
+}
+_REGISTRY = dict(_NAMES)
+_REGISTRY.update({cls.__name__: cls for cls in _CLASSES})
+
+
+def serialize(initializer):
+    """{"class_name": ..., "config": ...} for an Initializer."""
+    return {"class_name": type(initializer).__name__, "config": initializer.get_config()}
+
+
+def deserialize(config):
+    """The Initializer described by ``serialize``'s dict."""
+    if not isinstance(config, dict) or "class_name" not in config:
+        raise ValueError(
+            f"initializers.deserialize: expected a dict with 'class_name' and 'config'; got {config!r}")
+    cls = _REGISTRY.get(config["class_name"])
+    if cls is None:
+        raise ValueError(f"initializers.deserialize: unknown initializer {config['class_name']!r}; "
+                         f"valid names: {sorted(_NAMES)}")
+    return cls.from_config(dict(config.get("config") or {}))
+
+
+def get(identifier):
+    """An Initializer from a name, a serialized dict, an Initializer or a callable(shape, dtype)."""
+    if isinstance(identifier, Initializer):
+        return identifier
+    if isinstance(identifier, str):
+        cls = _REGISTRY.get(identifier)
+        if cls is None:
+            raise ValueError(
+                f"Unknown initializer {identifier!r}; valid names: {sorted(_NAMES)}")
+        return cls()
+    if isinstance(identifier, dict):
+        return deserialize(identifier)
+    if isinstance(identifier, type) and issubclass(identifier, Initializer):
+        return identifier()
+    if callable(identifier):
+        return identifier
+    raise ValueError(f"Could not interpret initializer {identifier!r}; valid names: "
+                     f"{sorted(_NAMES)}")

@@ -1,0 +1,25 @@
+"""Layers with Keras names: ``nanonet.layers.Dense``, ``Activation``, ``Dropout``, ``Flatten``,
+``InputLayer`` / ``Input``; the ``Layer`` base class; ``serialize`` / ``deserialize``."""
+from __future__ import annotations
+
+from .base import Layer, get_registered
+from .core import Activation, Dense, Dropout, Flatten, Input, InputLayer
+
+__all__ = ["Layer", "Dense", "Activation", "Dropout", "Flatten", "InputLayer", "Input",
+           "serialize", "deserialize"]
+
+
+def serialize(layer):
+    """{"class_name": ..., "config": ...} for a layer."""
+    return {"class_name": type(layer).__name__, "config": layer.get_config()}
+
+
+def deserialize(config):
+    """A new (unbuilt) layer from ``serialize``'s dict; any Layer subclass is known by name."""
+    if not isinstance(config, dict) or "class_name" not in config:
+        raise ValueError(
+            f"layers.deserialize: expected a dict with 'class_name' and 'config'; got {config!r}")
+    cls = get_registered(config["class_name"])
+    if cls is None:
+        raise ValueError(f"layers.deserialize: unknown layer class {config['class_name']!r}")
+    return cls.from_config(dict(config.get("config") or {}))

@@ -1,0 +1,344 @@
+"""Core layers with Keras names and defaults: Dense, Activation, Dropout, Flatten, InputLayer
+(and the ``Input`` function).
+
+Shapes are batch-major; Dense on (B, T, I) input applies its kernel to the last axis.
+Weight layout: Dense kernel (I, units), bias (units,).
+"""
+from __future__ import annotations
+
+import math
+import numbers
+
+import numpy as np
+
+from .. import initializers as _initializers
+from .. import ops
+from .. import random as _random
+from .. import regularizers as _regularizers
+from .base import Layer, _check_shape
+
+__all__ = ["Dense", "Activation", "Dropout", "Flatten", "InputLayer", "Input", "ACTIVATIONS"]
+
+# Activations the kernels know (nanonet.ops.activation_forward / activation_backward).
+ACTIVATIONS = ("linear", "sigmoid", "tanh", "relu", "softmax", "log_softmax")
+
+
+def _activation_name(activation, cls):
+    if activation is None:
+        return "linear"
+    if isinstance(activation, str) and activation in ACTIVATIONS:
+        return activation
+    raise ValueError(f"{cls}: activation must be None or one of {ACTIVATIONS}; got {activation!r}")
+
+
+def _serialize(obj, module):
+    return None if obj is None else module.serialize(obj)
+
+
+def _no_cache(layer):
+    return ValueError(f"Layer {layer.name!r}: backward() needs a preceding call(x, training=True)")
+
+
+def _rows(x):
+    """x viewed as 2-D (rows, last axis)."""
+    return x if x.ndim == 2 else x.reshape(-1, x.shape[-1])
+
+
+class Dense(Layer):
+    """``activation(x @ kernel + bias)``; kernel (I, units), bias (units,).
+
+    Args (Keras 3 names and defaults): units, activation=None (linear), use_bias=True,
+    kernel_initializer="glorot_uniform", bias_initializer="zeros", kernel_regularizer=None,
+    bias_regularizer=None, plus name, trainable, dtype ("float32" or "float64"), input_shape.
+    """
+    supports_masking = True
+
+    def __init__(self, units, activation=None, use_bias=True, kernel_initializer="glorot_uniform",
+                 bias_initializer="zeros", kernel_regularizer=None, bias_regularizer=None,
+                 **kwargs):
+        super().__init__(**kwargs)
+        if isinstance(units, bool) or not isinstance(units, numbers.Integral) or units < 1:
+            raise ValueError(f"Dense: units must be a positive int; got {units!r}")
+        if not isinstance(use_bias, (bool, np.bool_)):
+            raise ValueError(f"Dense: use_bias must be True or False; got {use_bias!r}")
+        self.units = int(units)
+        self.activation = _activation_name(activation, "Dense")
+        self.use_bias = bool(use_bias)
+        self.kernel_initializer = _initializers.get(kernel_initializer)
+        self.bias_initializer = _initializers.get(bias_initializer)
+        self.kernel_regularizer = _regularizers.get(kernel_regularizer)
+        self.bias_regularizer = _regularizers.get(bias_regularizer)
+        self.kernel = None
+        self.bias = None
+        self._cache = None
+
+    def build(self, input_shape):
+        input_shape = tuple(input_shape)
+        if len(input_shape) < 2 or input_shape[-1] is None:
+            raise ValueError(f"Dense {self.name!r}: input shape must be (batch, ..., features) "
+                             f"with known features; got {input_shape}")
+        in_dim = int(input_shape[-1])
+        self.kernel = self.add_weight(shape=(in_dim, self.units),
+                                      initializer=self.kernel_initializer,
+                                      regularizer=self.kernel_regularizer, name="kernel")
+        if self.use_bias:
+            self.bias = self.add_weight(shape=(self.units,), initializer=self.bias_initializer,
+                                        regularizer=self.bias_regularizer, name="bias")
+        self.built = True
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape)[:-1] + (self.units,)
+
+    @property
+    def fused_activation(self):
+        return self.activation
+
+    def _forward(self, x, training, activation):
+        x = self._float_input(x)
+        if x.ndim < 2 or x.shape[-1] != self.kernel.shape[0]:
+            raise ValueError(f"Dense {self.name!r}: input must be (batch, ..., "
+                             f"{self.kernel.shape[0]}); got shape {x.shape}")
+        x2 = _rows(x)
+        y2 = ops.dense_forward(x2, self.kernel, self.bias, activation)
+        if training:
+            self._cache = (x2, y2, activation, x.shape)
+        return y2 if x.ndim == 2 else y2.reshape(x.shape[:-1] + (self.units,))
+
+    def call(self, x, training=False, mask=None):
+        return self._forward(x, training, self.activation)
+
+    def call_logits(self, x, training=True):
+        """The forward pass without the activation (x @ kernel + bias); see Layer."""
+        return self._forward(x, training, "linear")
+
+    def backward(self, dy):
+        if self._cache is None:
+            raise _no_cache(self)
+        x2, y2, activation, x_shape = self._cache
+        self._cache = None
+        dy2 = np.ascontiguousarray(_rows(np.asarray(dy)), dtype=self.dtype)
+        if dy2.shape != y2.shape:
+            raise ValueError(f"Dense {self.name!r}: dy must have the output's shape "
+                             f"{x_shape[:-1] + (self.units,)}; got {np.shape(dy)}")
+        dx, dkernel, dbias = ops.dense_backward(dy2, x2, self.kernel, y2, activation,
+                                                need_dx=self.needs_input_grad)
+        self._set_grads([dkernel, dbias] if self.use_bias else [dkernel])
+        return None if dx is None else dx.reshape(x_shape)
+
+    def get_config(self):
+        return {**super().get_config(), "units": self.units, "activation": self.activation,
+                "use_bias": self.use_bias,
+                "kernel_initializer": _initializers.serialize(self.kernel_initializer),
+                "bias_initializer": _initializers.serialize(self.bias_initializer),
+                "kernel_regularizer": _serialize(self.kernel_regularizer, _regularizers),
+                "bias_regularizer": _serialize(self.bias_regularizer, _regularizers)}
+
+    def __repr__(self):
+        return f"<Dense name={self.name!r}, units={self.units}, activation={self.activation!r}>"
+
+
+class Activation(Layer):
+    """Applies an activation by name: linear, sigmoid, tanh, relu, softmax, log_softmax."""
+    supports_masking = True
+
+    def __init__(self, activation, **kwargs):
+        super().__init__(**kwargs)
+        self.activation = _activation_name(activation, "Activation")
+        self._cache = None
+
+    @property
+    def fused_activation(self):
+        return self.activation
+
+    def _input(self, x):
+        x = np.asarray(x)
+        return x if x.dtype.kind == "f" else self._float_input(x)
+
+    def call(self, x, training=False, mask=None):
+        x = self._input(x)
+        x2 = _rows(x)
+        y2 = ops.activation_forward(x2, self.activation)
+        if training:
+            self._cache = (y2, self.activation, x.shape)
+        return y2.reshape(x.shape)
+
+    def call_logits(self, x, training=True):
+        """The input unchanged (the activation is left to the fused loss); see Layer."""
+        x = self._input(x)
+        if training:
+            self._cache = (None, "linear", x.shape)
+        return x
+
+    def backward(self, dy):
+        if self._cache is None:
+            raise _no_cache(self)
+        y2, activation, x_shape = self._cache
+        self._cache = None
+        self.grads = []
+        if activation == "linear":
+            return np.asarray(dy).reshape(x_shape)
+        dy2 = np.ascontiguousarray(_rows(np.asarray(dy)), dtype=y2.dtype)
+        return ops.activation_backward(dy2, y2, activation).reshape(x_shape)
+
+    def get_config(self):
+        return {**super().get_config(), "activation": self.activation}
+
+    def __repr__(self):
+        return f"<Activation name={self.name!r}, activation={self.activation!r}>"
+
+
+class Dropout(Layer):
+    """Inverted dropout: in training, zero each input with probability ``rate`` and scale the
+    rest by 1 / (1 - rate); the identity at inference.
+
+    noise_shape: shape of the keep mask, broadcast over the input (None entries take the input's
+    size), e.g. (None, 1, F) drops the same features at every time step.
+    seed: an int gives this layer its own repeatable random stream; None uses nanonet's
+    Generator (see nanonet.set_seed).
+    """
+    supports_masking = True
+
+    def __init__(self, rate, noise_shape=None, seed=None, **kwargs):
+        super().__init__(**kwargs)
+        if isinstance(rate, bool) or not isinstance(rate, numbers.Real) or not math.isfinite(rate) \
+                or not 0.0 <= rate <= 1.0:
+            raise ValueError(f"Dropout: rate must be a number in [0, 1]; got {rate!r}")
+        self.rate = float(rate)
+        self.noise_shape = (None if noise_shape is None else
+                            _check_shape(noise_shape, "Dropout: noise_shape"))
+        self.seed = seed
+        self._generator = _random.make_generator(seed, "Dropout")
+        self._cache = None
+
+    def _mask_shape(self, x_shape):
+        if self.noise_shape is None:
+            return x_shape
+        if len(self.noise_shape) != len(x_shape):
+            raise ValueError(f"Dropout {self.name!r}: noise_shape {self.noise_shape} must have the "
+                             f"input's rank {len(x_shape)}; input shape {x_shape}")
+        shape = tuple(x if n is None else n for n, x in zip(self.noise_shape, x_shape))
+        for n, d in zip(shape, x_shape):
+            if n not in (1, d):
+                raise ValueError(f"Dropout {self.name!r}: noise_shape {self.noise_shape} does not "
+                                 f"broadcast to the input shape {x_shape}")
+        return shape
+
+    def call(self, x, training=False, mask=None):
+        x = np.asarray(x)
+        if not training or self.rate == 0.0:
+            if training:
+                self._cache = None, x.shape
+            return x
+        rng = self._generator if self._generator is not None else _random.get_generator()
+        dtype = x.dtype if x.dtype.kind == "f" else np.dtype(self.dtype)
+        keep = rng.random(self._mask_shape(x.shape)) >= self.rate
+        scale = 0.0 if self.rate == 1.0 else 1.0 / (1.0 - self.rate)
+        m = keep.astype(dtype) * dtype.type(scale)
+        self._cache = m, x.shape
+        return x * m
+
+    def backward(self, dy):
+        if self._cache is None:
+            raise _no_cache(self)
+        m, _ = self._cache
+        self._cache = None
+        self.grads = []
+        return dy if m is None else dy * m
+
+    def get_config(self):
+        return {**super().get_config(), "rate": self.rate,
+                "noise_shape": self.noise_shape, "seed": self.seed}
+
+    def __repr__(self):
+        return f"<Dropout name={self.name!r}, rate={self.rate}>"
+
+
+class Flatten(Layer):
+    """Reshapes (B, d1, d2, ...) to (B, d1 * d2 * ...)."""
+
+    def __init__(self, **kwargs):
+        kwargs.pop("data_format", None)  # Keras's argument; channel order is irrelevant here
+        super().__init__(**kwargs)
+        self._cache = None
+
+    def compute_output_shape(self, input_shape):
+        input_shape = tuple(input_shape)
+        rest = input_shape[1:]
+        flat = None if None in rest else int(math.prod(rest))
+        return (input_shape[0], flat)
+
+    def call(self, x, training=False, mask=None):
+        x = np.asarray(x)
+        if x.ndim < 1:
+            raise ValueError(f"Flatten {self.name!r}: input must have a batch axis; got a scalar")
+        if training:
+            self._cache = x.shape
+        return x.reshape(x.shape[0], -1) if x.ndim != 2 else x
+
+    def backward(self, dy):
+        if self._cache is None:
+            raise _no_cache(self)
+        shape = self._cache
+        self._cache = None
+        self.grads = []
+        return np.asarray(dy).reshape(shape)
+
+
+class InputLayer(Layer):
+    """Declares the model input: shape without the batch axis (or batch_shape with it) and
+    dtype (float32 by default; e.g. "int32" for token ids). Not listed in ``model.layers``."""
+
+    def __init__(self, shape=None, batch_size=None, dtype=None, batch_shape=None, name=None,
+                 **kwargs):
+        input_shape = kwargs.pop("input_shape", None)
+        super().__init__(name=name, **kwargs)
+        if shape is None and input_shape is not None:
+            shape = input_shape
+        if (shape is None) == (batch_shape is None):
+            raise ValueError("InputLayer: pass exactly one of shape and batch_shape; got "
+                             f"shape={shape!r}, batch_shape={batch_shape!r}")
+        if batch_shape is None:
+            if isinstance(shape, numbers.Integral) and not isinstance(shape, bool):
+                shape = (shape,)
+            if batch_size is not None and (isinstance(batch_size, bool) or
+                                           not isinstance(batch_size, numbers.Integral) or
+                                           batch_size < 1):
+                raise ValueError(f"InputLayer: batch_size must be a positive int; got "
+                                 f"{batch_size!r}")
+            batch_shape = (batch_size,) + _check_shape(shape, "InputLayer: shape")
+        self.batch_shape = _check_shape(batch_shape, "InputLayer: batch_shape")
+        if len(self.batch_shape) < 1:
+            raise ValueError(f"InputLayer: batch_shape must include the batch axis; got "
+                             f"{batch_shape!r}")
+        dt = np.dtype("float32" if dtype is None else dtype)
+        if dt.kind not in "biuf":
+            raise ValueError(f"InputLayer: dtype must be a numeric dtype; got {dtype!r}")
+        self.dtype = dt.name
+        self.built = True
+
+    @property
+    def shape(self):
+        return self.batch_shape
+
+    def compute_output_shape(self, input_shape):
+        return self.batch_shape
+
+    def call(self, x, training=False, mask=None):
+        return x
+
+    def backward(self, dy):
+        self.grads = []
+        return dy
+
+    def get_config(self):
+        return {"name": self.name, "batch_shape": self.batch_shape, "dtype": self.dtype}
+
+    def __repr__(self):
+        return f"<InputLayer name={self.name!r}, batch_shape={self.batch_shape}, dtype={self.dtype}>"
+
+
+def Input(shape=None, batch_size=None, dtype=None, batch_shape=None, name=None):
+    """Keras's ``Input``: the model input spec, to start a Sequential (``Sequential([Input((64,)),
+    Dense(10)])``). Returns an InputLayer, whose ``shape`` includes the batch axis."""
+    return InputLayer(shape=shape, batch_size=batch_size, dtype=dtype, batch_shape=batch_shape,
+                      name=name)

@@ -1,0 +1,264 @@
+"""Losses with Keras names, wrapping the fused kernels ``nanonet.ops.loss`` and
+``nanonet.ops.softmax_cross_entropy``.
+
+A loss value is the mean over the batch (Keras's "sum_over_batch_size"): per-sample losses
+(averaged over the last axis for mse / mae / binary_crossentropy, summed over classes for the
+cross-entropies), times ``sample_weight`` when given, summed and divided by the number of
+samples. For predictions of rank 3, (B, T, C), each (b, t) position counts as a sample and
+``sample_weight`` may be (B,) (repeated over T) or (B, T).
+
+``loss(y_true, y_pred, sample_weight=None)`` returns the value as a float;
+``loss.value_and_grad(...)`` also returns d(value)/d(y_pred), which is what the model trains on.
+"""
+from __future__ import annotations
+
+import math
+import numbers
+
+import numpy as np
+
+from . import ops
+
+__all__ = [
+    "Loss", "MeanSquaredError", "MeanAbsoluteError", "BinaryCrossentropy",
+    "CategoricalCrossentropy", "SparseCategoricalCrossentropy", "get", "serialize",
+    "deserialize",
+]
+
+
+def _check_bool(value, name, cls):
+    if not isinstance(value, (bool, np.bool_)):
+        raise ValueError(f"{cls}: {name} must be True or False; got {value!r}")
+    return bool(value)
+
+
+def _check_smoothing(value, cls):
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value) \
+            or not 0.0 <= value <= 1.0:
+        raise ValueError(f"{cls}: label_smoothing must be a number in [0, 1]; got {value!r}")
+    return float(value)
+
+
+def _flat_weight(sample_weight, lead_shape, cls):
+    """sample_weight as a float64 vector with one entry per row of the flattened predictions."""
+    if sample_weight is None:
+        return None
+    w = np.asarray(sample_weight, dtype=np.float64)
+    if w.ndim == 2 and w.shape[-1] == 1 and len(lead_shape) == 1:
+        w = w[:, 0]
+    if w.shape == lead_shape:
+        return w.reshape(-1)
+    if w.ndim == 1 and w.shape[0] == lead_shape[0]:
+        return np.repeat(w, math.prod(lead_shape[1:]))
+    raise ValueError(f"{cls}: sample_weight must have shape {lead_shape} or "
+                     f"({lead_shape[0]},); got {w.shape}")
+
+
+class Loss:
+    """Base class. A subclass sets ``_op_name`` (the name ``nanonet.ops.loss`` knows) and may
+    transform targets in ``_targets``."""
+    _op_name = ""
+    _default_name = ""
+    sparse = False
+    from_logits = False
+
+    def __init__(self, name=None):
+        if name is not None and not isinstance(name, str):
+            raise ValueError(f"{type(self).__name__}: name must be a string; got {name!r}")
+        self.name = name or self._default_name
+
+    # -- target handling ---------------------------------------------------------------------
+    def _targets(self, y_true, y_pred):
+        """y_true as an array the op accepts, shaped like y_pred flattened to 2-D."""
+        cls = type(self).__name__
+        t = np.asarray(y_true)
+        if t.dtype.kind not in "biuf":
+            raise ValueError(f"{cls}: y_true must be numeric; got dtype {t.dtype}")
+        if t.shape != y_pred.shape:
+            if t.shape + (1,) == y_pred.shape:  # (B,) targets for (B, 1) predictions
+                t = t.reshape(y_pred.shape)
+            else:
+                raise ValueError(f"{cls}: y_true must have the shape of y_pred {y_pred.shape}; "
+                                 f"got {t.shape}")
+        return np.ascontiguousarray(t.reshape(-1, y_pred.shape[-1]), dtype=y_pred.dtype)
+
+    def _prepare(self, y_true, y_pred, sample_weight):
+        y_pred = np.asarray(y_pred)
+        if y_pred.dtype.kind != "f":
+            y_pred = y_pred.astype(np.float32)
+        if y_pred.ndim < 2:
+            raise ValueError(f"{type(self).__name__}: y_pred must have rank >= 2 (B, ..., C); got "
+                             f"shape {y_pred.shape}")
+        lead = y_pred.shape[:-1]
+        t = self._targets(y_true, y_pred)
+        w = _flat_weight(sample_weight, lead, type(self).__name__)
+        return np.ascontiguousarray(y_pred.reshape(-1, y_pred.shape[-1])), t, w, y_pred.shape
+
+    # -- public ------------------------------------------------------------------------------
+    def value_and_grad(self, y_true, y_pred, sample_weight=None, compute_grad=True):
+        """(value, d value / d y_pred) with the gradient shaped like y_pred (None if not asked)."""
+        p2, t, w, shape = self._prepare(y_true, y_pred, sample_weight)
+        value, grad = ops.loss(self._op_name, t, p2, from_logits=self.from_logits,
+                               sample_weight=w, compute_grad=compute_grad)
+        return float(value), (grad.reshape(shape) if grad is not None else None)
+
+    def __call__(self, y_true, y_pred, sample_weight=None):
+        return self.value_and_grad(y_true, y_pred, sample_weight, compute_grad=False)[0]
+
+    @property
+    def fused_activation(self):
+        """'softmax' when a trailing softmax may be fused into this loss (value and gradient
+        computed from the logits by ``value_and_grad_from_logits``), else None."""
+        return None
+
+    def get_config(self):
+        return {"name": self.name}
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)
+
+    def __repr__(self):
+        args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())
+        return f"{type(self).__name__}({args})"
+
+
+class MeanSquaredError(Loss):
+    """mean((y_true - y_pred)^2) over the last axis, then over the batch."""
+    _op_name = "mse"
+    _default_name = "mean_squared_error"
+
+
+class MeanAbsoluteError(Loss):
+    """mean(|y_true - y_pred|) over the last axis, then over the batch."""
+    _op_name = "mae"
+    _default_name = "mean_absolute_error"
+
+
+class BinaryCrossentropy(Loss):
+    """-(y log p + (1 - y) log(1 - p)) averaged over the last axis; p = sigmoid(y_pred) when
+    ``from_logits``. ``label_smoothing`` s moves targets to y (1 - s) + s / 2."""
+    _op_name = "binary_crossentropy"
+    _default_name = "binary_crossentropy"
+
+    def __init__(self, from_logits=False, label_smoothing=0.0, name=None):
+        super().__init__(name)
+        self.from_logits = _check_bool(from_logits, "from_logits", type(self).__name__)
+        self.label_smoothing = _check_smoothing(label_smoothing, type(self).__name__)
+
+    def _targets(self, y_true, y_pred):
+        t = super()._targets(y_true, y_pred)
+        if self.label_smoothing:
+            t = t * (1.0 - self.label_smoothing) + 0.5 * self.label_smoothing
+        return t
+
+    def get_config(self):
+        return {"from_logits": self.from_logits, "label_smoothing": self.label_smoothing,
+                "name": self.name}
+
+
+class CategoricalCrossentropy(Loss):
+    """-sum(y log p) over classes; y one-hot (or a distribution), p = softmax(y_pred) when
+    ``from_logits``. ``label_smoothing`` s moves targets to y (1 - s) + s / C."""
+    _op_name = "categorical_crossentropy"
+    _default_name = "categorical_crossentropy"
+
+    def __init__(self, from_logits=False, label_smoothing=0.0, name=None):
+        super().__init__(name)
+        self.from_logits = _check_bool(from_logits, "from_logits", type(self).__name__)
+        self.label_smoothing = _check_smoothing(label_smoothing, type(self).__name__)
+
+    def _targets(self, y_true, y_pred):
+        t = super()._targets(y_true, y_pred)
+        if self.label_smoothing:
+            t = t * (1.0 - self.label_smoothing) + self.label_smoothing / y_pred.shape[-1]
+        return t
+
+    @property
+    def fused_activation(self):
+        return None if self.from_logits else "softmax"
+
+    def value_and_grad_from_logits(self, y_true, logits, sample_weight=None):
+        """Loss of softmax(logits) and its gradient wrt the logits, in one stable kernel."""
+        z2, t, w, shape = self._prepare(y_true, logits, sample_weight)
+        value, grad = ops.softmax_cross_entropy(t, z2, sparse=self.sparse, sample_weight=w)
+        return float(value), grad.reshape(shape)
+
+    def get_config(self):
+        return {"from_logits": self.from_logits, "label_smoothing": self.label_smoothing,
+                "name": self.name}
+
+
+class SparseCategoricalCrossentropy(CategoricalCrossentropy):
+    """-log p[y] with integer class ids y of shape (B,) or (B, 1) ((B, T) for sequences)."""
+    _op_name = "sparse_categorical_crossentropy"
+    _default_name = "sparse_categorical_crossentropy"
+    sparse = True
+
+    def __init__(self, from_logits=False, name=None):
+        super().__init__(from_logits=from_logits, name=name)
+
+    def _targets(self, y_true, y_pred):
+        cls = type(self).__name__
+        t = np.asarray(y_true)
+        lead = y_pred.shape[:-1]
+        if t.shape == lead + (1,):
+            t = t.reshape(lead)
+        if t.shape != lead:
+            raise ValueError(f"{cls}: y_true must hold one class id per sample, shape {lead}; "
+                             f"got {t.shape}")
+        if t.dtype.kind == "f":
+            if not np.all(t == np.round(t)):
+                raise ValueError(f"{cls}: y_true must hold whole-number class ids; got "
+                                 f"{t[t != np.round(t)].ravel()[0]!r}")
+        elif t.dtype.kind not in "biu":
+            raise ValueError(f"{cls}: y_true must hold integer class ids; got dtype {t.dtype}")
+        return np.ascontiguousarray(t.reshape(-1), dtype=np.int64)
+
+    def get_config(self):
+        return {"from_logits": self.from_logits, "name": self.name}
+
+
+_CLASSES = (MeanSquaredError, MeanAbsoluteError, BinaryCrossentropy, CategoricalCrossentropy,
+            SparseCategoricalCrossentropy)
+_NAMES = {
+    "mse": MeanSquaredError, "mean_squared_error": MeanSquaredError,
+    "mae": MeanAbsoluteError, "mean_absolute_error": MeanAbsoluteError,
+    "binary_crossentropy": BinaryCrossentropy,
+    "categorical_crossentropy": CategoricalCrossentropy,
+    "sparse_categorical_crossentropy": SparseCategoricalCrossentropy,
+}
+_REGISTRY = dict(_NAMES)
+_REGISTRY.update({cls.__name__: cls for cls in _CLASSES})
+
+
+def serialize(loss):
+    return {"class_name": type(loss).__name__, "config": loss.get_config()}
+
+
+def deserialize(config):
+    if not isinstance(config, dict) or "class_name" not in config:
+        raise ValueError(
+            f"losses.deserialize: expected a dict with 'class_name' and 'config'; got {config!r}")
+    cls = _REGISTRY.get(config["class_name"])
+    if cls is None:
+        raise ValueError(f"losses.deserialize: unknown loss {config['class_name']!r}; "
+                         f"valid names: {sorted(_NAMES)}")
+    return cls.from_config(dict(config.get("config") or {}))
+
+
+def get(identifier):
+    """A Loss from a name ("mse", ...), a class name, a serialized dict or a Loss."""
+    if isinstance(identifier, Loss):
+        return identifier
+    if isinstance(identifier, str):
+        cls = _REGISTRY.get(identifier)
+        if cls is None:
+            raise ValueError(f"Unknown loss {identifier!r}; valid names: {sorted(_NAMES)}")
+        return cls()
+    if isinstance(identifier, dict):
+        return deserialize(identifier)
+    if isinstance(identifier, type) and issubclass(identifier, Loss):
+        return identifier()
+    raise ValueError(f"Could not interpret loss {identifier!r}; pass a name ({sorted(_NAMES)}) "
+                     f"or a nanonet.losses.Loss")

@@ -1,0 +1,370 @@
+"""Optimizers with Keras 3 names, arguments, defaults and update rules, simplest first.
+
+Each parameter is updated in place by one fused kernel (``nanonet.ops.sgd_update``,
+``adam_update``, ``rmsprop_update``); gradient clipping happens inside the same pass:
+``clipvalue`` clips each element, ``clipnorm`` scales each gradient to norm <= clipnorm and
+``global_clipnorm`` scales all gradients together (the norms come from ``ops.sum_squares``).
+At most one of the three may be set, as in Keras.
+
+``learning_rate`` is a positive number or a callable schedule ``step -> lr`` (such as a
+``nanonet.schedules.LearningRateSchedule``) called with the number of updates done so far
+(``iterations``) before each update, as Keras calls a LearningRateSchedule; ``get_config``
+serializes a LearningRateSchedule and ``from_config`` restores it. ``weight_decay`` (decoupled, Keras 3) shrinks each parameter by
+``p * weight_decay * lr`` before its update.
+
+Slots (velocities, moments) are created on first use, per parameter, with its shape and dtype.
+``variables`` lists ``[iterations] + slots`` (in the order parameters were first seen) as
+arrays, and ``set_variables(values)`` restores them after ``build(var_list)``, for saving.
+"""
+from __future__ import annotations
+
+import math
+import numbers
+
+import numpy as np
+
+from . import ops
+from . import schedules as _schedules
+
+__all__ = ["Optimizer", "SGD", "Adam", "AdamW", "RMSprop", "get", "serialize", "deserialize"]
+
+
+def _number(value, name, cls, lo=None, hi=None, lo_open=False, hi_open=False, allow_none=False):
+    if value is None and allow_none:
+        return None
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real) \
+            or not math.isfinite(value):
+        raise ValueError(f"{cls}: {name} must be a finite number; got {value!r}")
+    value = float(value)
+    bad = (lo is not None and (value <= lo if lo_open else value < lo)) or \
+          (hi is not None and (value >= hi if hi_open else value > hi))
+    if bad:
+        lo_s = "" if lo is None else ("(" if lo_open else "[") + f"{lo:g}"
+        hi_s = "inf)" if hi is None else f"{hi:g}" + (")" if hi_open else "]")
+        raise ValueError(f"{cls}: {name} must be in {lo_s or '(-inf'}, {hi_s}; got {value!r}")
+    return value
+
+
+class Optimizer:
+    """Base class: learning rate (or schedule), weight decay, clipping, iterations, slots.
+
+    A subclass lists its slot names per parameter in ``_slot_names()`` and updates one parameter
+    in ``_update(param, grad, slots, lr, grad_scale)``.
+    """
+
+    def __init__(self, learning_rate, weight_decay=None, clipnorm=None, clipvalue=None,
+                 global_clipnorm=None, name=None):
+        cls = type(self).__name__
+        self.name = name or cls
+        self.learning_rate = learning_rate
+        self.weight_decay = _number(weight_decay, "weight_decay", cls, lo=0.0, allow_none=True)
+        self.clipnorm = _number(clipnorm, "clipnorm", cls, lo=0.0, lo_open=True, allow_none=True)
+        self.clipvalue = _number(clipvalue, "clipvalue", cls, lo=0.0, lo_open=True,
+                                 allow_none=True)
+        self.global_clipnorm = _number(global_clipnorm, "global_clipnorm", cls, lo=0.0,
+                                       lo_open=True, allow_none=True)
+        if sum(v is not None for v in (self.clipnorm, self.clipvalue, self.global_clipnorm)) > 1:
+            raise ValueError(f"{cls}: only one of clipnorm, clipvalue and global_clipnorm can be "
+                             f"set; got clipnorm={clipnorm!r}, clipvalue={clipvalue!r}, "
+                             f"global_clipnorm={global_clipnorm!r}")
+        self.iterations = 0
+        self._params = []   # parameters in the order first seen (kept alive: ids stay unique)
+        self._slots = []    # per parameter: list of slot arrays
+        self._index = {}    # id(param) -> position in _params
+
+    # -- learning rate -----------------------------------------------------------------------
+    @property
+    def learning_rate(self) -> float:
+        """The learning rate of the next update (a schedule is evaluated at ``iterations``)."""
+        if self._schedule is not None:
+            return float(self._schedule(self.iterations))
+        return self._learning_rate
+
+    @learning_rate.setter
+    def learning_rate(self, value):
+        cls = type(self).__name__
+        if isinstance(value, dict):  # a serialized schedule, as get_config writes it
+            value = _schedules.deserialize(value)
+        if callable(value) and not isinstance(value, numbers.Real):
+            self._schedule = value
+            self._learning_rate = None
+        else:
+            self._schedule = None
+            self._learning_rate = _number(value, "learning_rate", cls, lo=0.0, lo_open=True)
+
+    @property
+    def learning_rate_schedule(self):
+        """The callable schedule, or None for a constant learning rate."""
+        return self._schedule
+
+    # -- slots -------------------------------------------------------------------------------
+    def _slot_names(self):
+        return ()
+
+    def build(self, var_list):
+        """Create the slots of every parameter in var_list not seen before."""
+        for p in var_list:
+            self._slots_of(p)
+
+    def _slots_of(self, param):
+        i = self._index.get(id(param))
+        if i is None:
+            i = len(self._params)
+            self._index[id(param)] = i
+            self._params.append(param)
+            self._slots.append([np.zeros_like(param) for _ in self._slot_names()])
+        return self._slots[i]
+
+    @property
+    def variables(self):
+        """[iterations (0-d int64 array)] + every slot array, parameter by parameter."""
+        out = [np.array(self.iterations, dtype=np.int64)]
+        for slots in self._slots:
+            out.extend(slots)
+        return out
+
+    def set_variables(self, values):
+        """Restore ``variables`` (same count and shapes; call ``build(var_list)`` first)."""
+        cls = type(self).__name__
+        values = list(values)
+        want = 1 + sum(len(s) for s in self._slots)
+        if len(values) != want:
+            raise ValueError(f"{cls}.set_variables: expected {want} arrays (iterations + slots "
+                             f"of {len(self._slots)} parameters); got {len(values)}")
+        it = np.asarray(values[0])
+        if it.shape not in ((), (1,)) or it.dtype.kind not in "iuf" or float(it.ravel()[0]) < 0:
+            raise ValueError(f"{cls}.set_variables: values[0] must be the iteration count; got "
+                             f"{values[0]!r}")
+        k = 1
+        for p, slots in zip(self._params, self._slots):
+            for s in slots:
+                v = np.asarray(values[k])
+                if v.shape != s.shape:
+                    raise ValueError(f"{cls}.set_variables: values[{k}] must have shape "
+                                     f"{s.shape}; got {v.shape}")
+                k += 1
+        k = 1
+        for slots in self._slots:
+            for s in slots:
+                s[...] = values[k]
+                k += 1
+        self.iterations = int(it.ravel()[0])
+
+    # -- updates -----------------------------------------------------------------------------
+    def apply_gradients(self, grads_and_vars):
+        """Keras-style: update each variable from its gradient, pairs (grad, var)."""
+        pairs = list(grads_and_vars)
+        self.apply([g for g, _ in pairs], [v for _, v in pairs])
+
+    def apply(self, grads, trainable_variables):
+        """One step: update each parameter in place from its gradient (None grads are skipped)."""
+        cls = type(self).__name__
+        grads = list(grads)
+        params = list(trainable_variables)
+        if len(grads) != len(params):
+            raise ValueError(f"{cls}.apply: got {len(grads)} gradients for {len(params)} "
+                             "variables")
+        pairs = []
+        for i, (g, p) in enumerate(zip(grads, params)):
+            if g is None:
+                continue
+            if not isinstance(p, np.ndarray):
+                raise TypeError(f"{cls}.apply: variables[{i}] must be a numpy.ndarray updated "
+                                f"in place; got {type(p).__name__}")
+            g = np.asarray(g)
+            if g.shape != p.shape:
+                raise ValueError(f"{cls}.apply: gradient {i} must have the variable's shape "
+                                 f"{p.shape}; got {g.shape}")
+            if g.dtype != p.dtype:
+                g = g.astype(p.dtype)
+            pairs.append((np.ascontiguousarray(g), p))
+        lr = self.learning_rate
+        scales = self._grad_scales([g for g, _ in pairs])
+        for (g, p), scale in zip(pairs, scales):
+            if self.weight_decay and not self._fused_weight_decay:
+                p -= p * p.dtype.type(self.weight_decay * lr)
+            self._update(p, g, self._slots_of(p), lr, scale)
+        self.iterations += 1
+
+    _fused_weight_decay = False
+
+    def _grad_scales(self, grads):
+        if self.clipnorm is not None:
+            out = []
+            for g in grads:
+                norm = math.sqrt(ops.sum_squares(g))
+                out.append(self.clipnorm / max(norm, self.clipnorm))
+            return out
+        if self.global_clipnorm is not None:
+            norm = math.sqrt(sum(ops.sum_squares(g) for g in grads))
+            return [self.global_clipnorm / max(norm, self.global_clipnorm)] * len(grads)
+        return [1.0] * len(grads)
+
+    @property
+    def _clipvalue(self):
+        return 0.0 if self.clipvalue is None else self.clipvalue
+
+    # -- config ------------------------------------------------------------------------------
+    def get_config(self):
+        lr = self._schedule if self._schedule is not None else self._learning_rate
+        if isinstance(lr, _schedules.LearningRateSchedule):
+            lr = _schedules.serialize(lr)
+        return {"name": self.name, "learning_rate": lr, "weight_decay": self.weight_decay,
+                "clipnorm": self.clipnorm, "global_clipnorm": self.global_clipnorm,
+                "clipvalue": self.clipvalue}
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)
+
+    def __repr__(self):
+        lr = self._schedule if self._schedule is not None else self._learning_rate
+        return f"<{type(self).__name__} learning_rate={lr!r} iterations={self.iterations}>"
+
+
+class SGD(Optimizer):
+    """Gradient descent, with optional (Nesterov) momentum.
+
+    momentum == 0: p -= lr * g.  Otherwise v = momentum * v - lr * g and p += v
+    (nesterov: p += momentum * v - lr * g).
+    """
+
+    def __init__(self, learning_rate=0.01, momentum=0.0, nesterov=False, weight_decay=None,
+                 clipnorm=None, clipvalue=None, global_clipnorm=None, name="SGD"):
+        super().__init__(learning_rate, weight_decay, clipnorm, clipvalue, global_clipnorm, name)
+        self.momentum = _number(momentum, "momentum", "SGD", lo=0.0, hi=1.0)
+        if not isinstance(nesterov, (bool, np.bool_)):
+            raise ValueError(f"SGD: nesterov must be True or False; got {nesterov!r}")
+        self.nesterov = bool(nesterov)
+
+    def _slot_names(self):
+        return ("momentum",) if self.momentum > 0 else ()
+
+    def _update(self, param, grad, slots, lr, grad_scale):
+        velocity = slots[0] if slots else None
+        ops.sgd_update(param, grad, velocity, lr, momentum=self.momentum, nesterov=self.nesterov,
+                       grad_scale=grad_scale, clipvalue=self._clipvalue)
+
+    def get_config(self):
+        return {**super().get_config(), "momentum": self.momentum, "nesterov": self.nesterov}
+
+
+class Adam(Optimizer):
+    """Adam (Kingma & Ba) as Keras computes it, epsilon outside the square root:
+
+    m += (g - m)(1 - beta_1); v += (g^2 - v)(1 - beta_2);
+    p -= lr sqrt(1 - beta_2^t) / (1 - beta_1^t) * m / (sqrt(v) + epsilon), t = iterations + 1.
+    """
+    _fused_weight_decay = True
+
+    def __init__(self, learning_rate=0.001, beta_1=0.9, beta_2=0.999, epsilon=1e-7,
+                 weight_decay=None, clipnorm=None, clipvalue=None, global_clipnorm=None,
+                 name="adam"):
+        super().__init__(learning_rate, weight_decay, clipnorm, clipvalue, global_clipnorm, name)
+        cls = type(self).__name__
+        self.beta_1 = _number(beta_1, "beta_1", cls, lo=0.0, hi=1.0, hi_open=True)
+        self.beta_2 = _number(beta_2, "beta_2", cls, lo=0.0, hi=1.0, hi_open=True)
+        self.epsilon = _number(epsilon, "epsilon", cls, lo=0.0)
+
+    def _slot_names(self):
+        return ("momentum", "velocity")
+
+    def _update(self, param, grad, slots, lr, grad_scale):
+        m, v = slots
+        ops.adam_update(param, grad, m, v, lr, self.iterations + 1, beta_1=self.beta_1,
+                        beta_2=self.beta_2, epsilon=self.epsilon,
+                        weight_decay=self.weight_decay or 0.0, grad_scale=grad_scale,
+                        clipvalue=self._clipvalue)
+
+    def get_config(self):
+        return {**super().get_config(), "beta_1": self.beta_1, "beta_2": self.beta_2,
+                "epsilon": self.epsilon}
+
+
+class AdamW(Adam):
+    """Adam with decoupled weight decay (default 0.004, as Keras): p -= p * weight_decay * lr
+    before each Adam update."""
+
+    def __init__(self, learning_rate=0.001, weight_decay=0.004, beta_1=0.9, beta_2=0.999,
+                 epsilon=1e-7, clipnorm=None, clipvalue=None, global_clipnorm=None, name="adamw"):
+        super().__init__(learning_rate, beta_1, beta_2, epsilon, weight_decay, clipnorm,
+                         clipvalue, global_clipnorm, name)
+        if self.weight_decay is None:
+            raise ValueError("AdamW: weight_decay must be a number >= 0; got None")
+
+
+class RMSprop(Optimizer):
+    """RMSprop as Keras computes it, epsilon inside the square root:
+
+    v = rho v + (1 - rho) g^2; (centered: a = rho a + (1 - rho) g, v' = v - a^2)
+    step = lr g / sqrt(v' + epsilon); momentum > 0: b = momentum b + step, p -= b; else p -= step.
+    """
+
+    def __init__(self, learning_rate=0.001, rho=0.9, momentum=0.0, epsilon=1e-7, centered=False,
+                 weight_decay=None, clipnorm=None, clipvalue=None, global_clipnorm=None,
+                 name="rmsprop"):
+        super().__init__(learning_rate, weight_decay, clipnorm, clipvalue, global_clipnorm, name)
+        self.rho = _number(rho, "rho", "RMSprop", lo=0.0, hi=1.0, hi_open=True)
+        self.momentum = _number(momentum, "momentum", "RMSprop", lo=0.0, hi=1.0)
+        self.epsilon = _number(epsilon, "epsilon", "RMSprop", lo=0.0)
+        if not isinstance(centered, (bool, np.bool_)):
+            raise ValueError(f"RMSprop: centered must be True or False; got {centered!r}")
+        self.centered = bool(centered)
+
+    def _slot_names(self):
+        names = ["velocity"]
+        if self.momentum > 0:
+            names.append("momentum")
+        if self.centered:
+            names.append("average_gradient")
+        return tuple(names)
+
+    def _update(self, param, grad, slots, lr, grad_scale):
+        velocity = slots[0]
+        momentum_buf = slots[1] if self.momentum > 0 else None
+        average_grad = slots[-1] if self.centered else None
+        ops.rmsprop_update(param, grad, velocity, lr, rho=self.rho, momentum=self.momentum,
+                           epsilon=self.epsilon, centered=self.centered,
+                           momentum_buf=momentum_buf, average_grad=average_grad,
+                           grad_scale=grad_scale, clipvalue=self._clipvalue)
+
+    def get_config(self):
+        return {**super().get_config(), "rho": self.rho, "momentum": self.momentum,
+                "epsilon": self.epsilon, "centered": self.centered}
+
+
+_CLASSES = (SGD, Adam, AdamW, RMSprop)
+_NAMES = {"sgd": SGD, "adam": Adam, "adamw": AdamW, "rmsprop": RMSprop}
+_REGISTRY = dict(_NAMES)
+_REGISTRY.update({cls.__name__: cls for cls in _CLASSES})
+
+
+def serialize(optimizer):
+    return {"class_name": type(optimizer).__name__, "config": optimizer.get_config()}
+
+
+def deserialize(config):
+    if not isinstance(config, dict) or "class_name" not in config:
+        raise ValueError(
+            f"optimizers.deserialize: expected a dict with 'class_name' and 'config'; got {config!r}")
+    cls = _REGISTRY.get(config["class_name"])
+    if cls is None:
+        raise ValueError(f"optimizers.deserialize: unknown optimizer {config['class_name']!r}; "
+                         f"valid names: {sorted(_NAMES)}")
+    return cls.from_config(dict(config.get("config") or {}))
+
+
+def get(identifier):
+    """A fresh optimizer from a name ("sgd", "adam", "adamw", "rmsprop"), a serialized dict, or
+    the Optimizer itself."""
+    if isinstance(identifier, Optimizer):
+        return identifier
+    if isinstance(identifier, str):
+        cls = _REGISTRY.get(identifier) or _REGISTRY.get(identifier.lower())
+        if cls is None:
+            raise ValueError(f"Unknown optimizer {identifier!r}; valid names: {sorted(_NAMES)}")
+        return cls()
+    if isinstance(identifier, dict):
+        return deserialize(identifier)
+    raise ValueError(f"Could not interpret optimizer {identifier!r}; pass a name "
+                     f"({sorted(_NAMES)}) or a nanonet.optimizers.Optimizer")
