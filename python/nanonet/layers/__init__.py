@@ -4,9 +4,16 @@ from __future__ import annotations
 
 from .base import Layer, get_registered
 from .core import Activation, Dense, Dropout, Flatten, Input, InputLayer
+from .normalization import BatchNormalization, LayerNormalization
+from .pooling import GlobalAveragePooling1D, GlobalAvgPool1D, GlobalMaxPool1D, GlobalMaxPooling1D
+from .reshaping import Reshape
+from .wrappers import TimeDistributed
 
 __all__ = ["Layer", "Dense", "Activation", "Dropout", "Flatten", "InputLayer", "Input",
            "serialize", "deserialize"]
+__all__ += ["BatchNormalization", "LayerNormalization", "GlobalAveragePooling1D",
+            "GlobalMaxPooling1D", "GlobalAvgPool1D", "GlobalMaxPool1D", "Reshape",
+            "TimeDistributed"]
 
 
 def serialize(layer):

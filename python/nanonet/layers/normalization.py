@@ -1,0 +1,250 @@
+"""Normalization layers with Keras 3 names and defaults: BatchNormalization, LayerNormalization.
+
+Both normalize over the last axis (features F) of (B, F) or (B, T, F) input (``axis=-1``, the
+only axis supported). Kernels: ``nanonet.ops.batch_norm_forward/backward`` and
+``layer_norm_forward/backward``.
+"""
+from __future__ import annotations
+
+import math
+import numbers
+
+import numpy as np
+
+from .. import initializers as _initializers
+from .. import ops
+from .. import regularizers as _regularizers
+from .base import Layer
+
+__all__ = ["BatchNormalization", "LayerNormalization"]
+
+
+def _flag(value, name, cls):
+    if not isinstance(value, (bool, np.bool_)):
+        raise ValueError(f"{cls}: {name} must be True or False; got {value!r}")
+    return bool(value)
+
+
+def _epsilon(value, cls):
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or \
+            not math.isfinite(value) or value <= 0:
+        raise ValueError(f"{cls}: epsilon must be a number > 0; got {value!r}")
+    return float(value)
+
+
+def _axis(value, cls):
+    if isinstance(value, (list, tuple)) and len(value) == 1:
+        value = value[0]
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise ValueError(f"{cls}: axis must be an int (the last axis); got {value!r}")
+    return int(value)
+
+
+def _check_axis(axis, input_shape, layer):
+    ndim = len(input_shape)
+    if ndim < 2:
+        raise ValueError(f"{type(layer).__name__} {layer.name!r}: input must be (batch, ..., "
+                         f"features); got shape {tuple(input_shape)}")
+    if axis not in (-1, ndim - 1):
+        raise ValueError(f"{type(layer).__name__} {layer.name!r}: only the last axis is "
+                         f"supported (axis=-1 or {ndim - 1}); got axis={axis}")
+    if input_shape[-1] is None:
+        raise ValueError(f"{type(layer).__name__} {layer.name!r}: the feature axis must be "
+                         f"known; got input shape {tuple(input_shape)}")
+    return int(input_shape[-1])
+
+
+def _no_cache(layer):
+    return ValueError(f"Layer {layer.name!r}: backward() needs a preceding call(x, training=True)")
+
+
+def _ser(obj, module):
+    return None if obj is None else module.serialize(obj)
+
+
+class _Normalization(Layer):
+    """Shared parts: gamma/beta weights, input checks, config."""
+    supports_masking = True
+
+    def __init__(self, axis, epsilon, center, scale, beta_initializer, gamma_initializer,
+                 beta_regularizer, gamma_regularizer, **kwargs):
+        super().__init__(**kwargs)
+        cls = type(self).__name__
+        self.axis = _axis(axis, cls)
+        self.epsilon = _epsilon(epsilon, cls)
+        self.center = _flag(center, "center", cls)
+        self.scale = _flag(scale, "scale", cls)
+        self.beta_initializer = _initializers.get(beta_initializer)
+        self.gamma_initializer = _initializers.get(gamma_initializer)
+        self.beta_regularizer = _regularizers.get(beta_regularizer)
+        self.gamma_regularizer = _regularizers.get(gamma_regularizer)
+        self.gamma = None
+        self.beta = None
+        self._features = None
+        self._cache = None
+
+    def _build_affine(self, input_shape):
+        F = _check_axis(self.axis, tuple(input_shape), self)
+        if self.scale:
+            self.gamma = self.add_weight(shape=(F,), initializer=self.gamma_initializer,
+                                         regularizer=self.gamma_regularizer, name="gamma")
+        if self.center:
+            self.beta = self.add_weight(shape=(F,), initializer=self.beta_initializer,
+                                        regularizer=self.beta_regularizer, name="beta")
+        return F
+
+    def _input(self, x):
+        if self._features is None:
+            raise ValueError(f"{type(self).__name__} {self.name!r} is not built; call "
+                             "build(input_shape) or the layer itself first")
+        x = self._float_input(x)
+        F = self._features
+        if x.ndim < 2 or x.shape[-1] != F:
+            raise ValueError(f"{type(self).__name__} {self.name!r}: input must be (batch, ..., "
+                             f"{F}); got shape {x.shape}")
+        return x
+
+    def _dy(self, dy, shape):
+        dy = np.asarray(dy)
+        if dy.shape != shape:
+            raise ValueError(f"{type(self).__name__} {self.name!r}: dy must have the output's "
+                             f"shape {shape}; got {dy.shape}")
+        return np.ascontiguousarray(dy, dtype=self.dtype)
+
+    def _store_grads(self, dgamma, dbeta):
+        grads = ([dgamma] if self.scale else []) + ([dbeta] if self.center else [])
+        self.grads = grads if self.trainable else []
+
+    def get_config(self):
+        return {**super().get_config(), "axis": self.axis, "epsilon": self.epsilon,
+                "center": self.center, "scale": self.scale,
+                "beta_initializer": _initializers.serialize(self.beta_initializer),
+                "gamma_initializer": _initializers.serialize(self.gamma_initializer),
+                "beta_regularizer": _ser(self.beta_regularizer, _regularizers),
+                "gamma_regularizer": _ser(self.gamma_regularizer, _regularizers)}
+
+
+class BatchNormalization(_Normalization):
+    """Normalizes each feature with batch statistics in training and moving statistics at
+    inference: ``y = (x - mean) / sqrt(var + epsilon) * gamma + beta``.
+
+    In training (``training=True`` and the layer trainable) mean and the biased variance come from
+    the batch (over B, or B * T for sequences; only unmasked steps count when a (B, T) mask
+    arrives) and the moving statistics follow Keras:
+    ``moving = moving * momentum + batch * (1 - momentum)``. Otherwise (inference, or a frozen
+    layer, as in Keras 3) the moving statistics are used and nothing changes.
+
+    Weights, Keras order: gamma (if scale), beta (if center) trainable; moving_mean,
+    moving_variance non-trainable.
+    Args (Keras 3 names and defaults): axis=-1, momentum=0.99, epsilon=0.001, center=True,
+    scale=True, beta_initializer="zeros", gamma_initializer="ones",
+    moving_mean_initializer="zeros", moving_variance_initializer="ones", beta_regularizer=None,
+    gamma_regularizer=None, plus name, trainable, dtype, input_shape.
+    """
+
+    def __init__(self, axis=-1, momentum=0.99, epsilon=0.001, center=True, scale=True,
+                 beta_initializer="zeros", gamma_initializer="ones",
+                 moving_mean_initializer="zeros", moving_variance_initializer="ones",
+                 beta_regularizer=None, gamma_regularizer=None, **kwargs):
+        super().__init__(axis, epsilon, center, scale, beta_initializer, gamma_initializer,
+                         beta_regularizer, gamma_regularizer, **kwargs)
+        if isinstance(momentum, bool) or not isinstance(momentum, numbers.Real) or \
+                not 0.0 <= momentum <= 1.0:
+            raise ValueError(f"BatchNormalization: momentum must be a number in [0, 1]; got "
+                             f"{momentum!r}")
+        self.momentum = float(momentum)
+        self.moving_mean_initializer = _initializers.get(moving_mean_initializer)
+        self.moving_variance_initializer = _initializers.get(moving_variance_initializer)
+        self.moving_mean = None
+        self.moving_variance = None
+
+    def build(self, input_shape):
+        self._features = self._build_affine(input_shape)
+        F = self._features
+        self.moving_mean = self.add_weight(shape=(F,), initializer=self.moving_mean_initializer,
+                                           trainable=False, name="moving_mean")
+        self.moving_variance = self.add_weight(shape=(F,),
+                                               initializer=self.moving_variance_initializer,
+                                               trainable=False, name="moving_variance")
+        self.built = True
+
+    def _mask(self, mask, x):
+        if mask is None:
+            return None
+        mask = np.asarray(mask)
+        if mask.shape != x.shape[:-1]:
+            raise ValueError(f"BatchNormalization {self.name!r}: mask must have the input's "
+                             f"leading shape {x.shape[:-1]}; got {mask.shape}")
+        return mask
+
+    def call(self, x, training=False, mask=None):
+        x = self._input(x)
+        mask = self._mask(mask, x)
+        use_batch = bool(training) and self.trainable
+        y, mean, inv_std = ops.batch_norm_forward(
+            x, self.gamma, self.beta, self.moving_mean, self.moving_variance, use_batch,
+            self.momentum, self.epsilon, mask)
+        if training:
+            self._cache = (x, mean, inv_std, mask, use_batch)
+        return y
+
+    def backward(self, dy):
+        if self._cache is None:
+            raise _no_cache(self)
+        x, mean, inv_std, mask, use_batch = self._cache
+        self._cache = None
+        dx, dgamma, dbeta = ops.batch_norm_backward(self._dy(dy, x.shape), x, mean, inv_std,
+                                                    self.gamma, use_batch, mask)
+        self._store_grads(dgamma, dbeta)
+        return dx if self.needs_input_grad else None
+
+    def get_config(self):
+        return {**super().get_config(), "momentum": self.momentum,
+                "moving_mean_initializer": _initializers.serialize(self.moving_mean_initializer),
+                "moving_variance_initializer":
+                    _initializers.serialize(self.moving_variance_initializer)}
+
+    def __repr__(self):
+        return (f"<BatchNormalization name={self.name!r}, momentum={self.momentum}, "
+                f"epsilon={self.epsilon}>")
+
+
+class LayerNormalization(_Normalization):
+    """Normalizes each sample over its last axis:
+    ``y = (x - mean) / sqrt(var + epsilon) * gamma + beta`` with mean and (biased) variance over
+    the F features of each row, the same in training and inference.
+
+    Weights: gamma (if scale), beta (if center). Args (Keras 3 names and defaults): axis=-1,
+    epsilon=0.001, center=True, scale=True, beta_initializer="zeros", gamma_initializer="ones",
+    beta_regularizer=None, gamma_regularizer=None, plus name, trainable, dtype, input_shape.
+    """
+
+    def __init__(self, axis=-1, epsilon=0.001, center=True, scale=True,
+                 beta_initializer="zeros", gamma_initializer="ones", beta_regularizer=None,
+                 gamma_regularizer=None, **kwargs):
+        super().__init__(axis, epsilon, center, scale, beta_initializer, gamma_initializer,
+                         beta_regularizer, gamma_regularizer, **kwargs)
+
+    def build(self, input_shape):
+        self._features = self._build_affine(input_shape)
+        self.built = True
+
+    def call(self, x, training=False, mask=None):
+        x = self._input(x)
+        y, mean, inv_std = ops.layer_norm_forward(x, self.gamma, self.beta, self.epsilon)
+        if training:
+            self._cache = (x, mean, inv_std)
+        return y
+
+    def backward(self, dy):
+        if self._cache is None:
+            raise _no_cache(self)
+        x, mean, inv_std = self._cache
+        self._cache = None
+        dx, dgamma, dbeta = ops.layer_norm_backward(self._dy(dy, x.shape), x, mean, inv_std,
+                                                    self.gamma)
+        self._store_grads(dgamma, dbeta)
+        return dx if self.needs_input_grad else None
+
+    def __repr__(self):
+        return f"<LayerNormalization name={self.name!r}, epsilon={self.epsilon}>"
