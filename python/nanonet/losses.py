@@ -39,21 +39,6 @@ def _check_smoothing(value, cls):
     return float(value)
 
 
-def _flat_weight(sample_weight, lead_shape, cls):
-    """sample_weight as a float64 vector with one entry per row of the flattened predictions."""
-    if sample_weight is None:
-        return None
-    w = np.asarray(sample_weight, dtype=np.float64)
-    if w.ndim == 2 and w.shape[-1] == 1 and len(lead_shape) == 1:
-        w = w[:, 0]
-    if w.shape == lead_shape:
-        return w.reshape(-1)
-    if w.ndim == 1 and w.shape[0] == lead_shape[0]:
-        return np.repeat(w, math.prod(lead_shape[1:]))
-    raise ValueError(f"{cls}: sample_weight must have shape {lead_shape} or "
-                     f"({lead_shape[0]},); got {w.shape}")
-
-
 class Loss:
     """Base class. A subclass sets ``_op_name`` (the name ``nanonet.ops.loss`` knows) and may
     transform targets in ``_targets``."""
@@ -67,40 +52,23 @@ class Loss:
             raise ValueError(f"{type(self).__name__}: name must be a string; got {name!r}")
         self.name = name or self._default_name
 
-    # -- target handling ---------------------------------------------------------------------
     def _targets(self, y_true, y_pred):
-        """y_true as an array the op accepts, shaped like y_pred flattened to 2-D."""
-        cls = type(self).__name__
-        t = np.asarray(y_true)
-        if t.dtype.kind not in "biuf":
-            raise ValueError(f"{cls}: y_true must be numeric; got dtype {t.dtype}")
-        if t.shape != y_pred.shape:
-            if t.shape + (1,) == y_pred.shape:  # (B,) targets for (B, 1) predictions
-                t = t.reshape(y_pred.shape)
-            else:
-                raise ValueError(f"{cls}: y_true must have the shape of y_pred {y_pred.shape}; "
-                                 f"got {t.shape}")
-        return np.ascontiguousarray(t.reshape(-1, y_pred.shape[-1]), dtype=y_pred.dtype)
+        """y_true as the kernel takes it (subclasses apply label smoothing here)."""
+        return y_true
 
-    def _prepare(self, y_true, y_pred, sample_weight):
+    @staticmethod
+    def _pred(y_pred):
         y_pred = np.asarray(y_pred)
-        if y_pred.dtype.kind != "f":
-            y_pred = y_pred.astype(np.float32)
-        if y_pred.ndim < 2:
-            raise ValueError(f"{type(self).__name__}: y_pred must have rank >= 2 (B, ..., C); got "
-                             f"shape {y_pred.shape}")
-        lead = y_pred.shape[:-1]
-        t = self._targets(y_true, y_pred)
-        w = _flat_weight(sample_weight, lead, type(self).__name__)
-        return np.ascontiguousarray(y_pred.reshape(-1, y_pred.shape[-1])), t, w, y_pred.shape
+        return y_pred if y_pred.dtype.kind == "f" else y_pred.astype(np.float32)
 
-    # -- public ------------------------------------------------------------------------------
     def value_and_grad(self, y_true, y_pred, sample_weight=None, compute_grad=True):
-        """(value, d value / d y_pred) with the gradient shaped like y_pred (None if not asked)."""
-        p2, t, w, shape = self._prepare(y_true, y_pred, sample_weight)
-        value, grad = ops.loss(self._op_name, t, p2, from_logits=self.from_logits,
-                               sample_weight=w, compute_grad=compute_grad)
-        return float(value), (grad.reshape(shape) if grad is not None else None)
+        """(value, d value / d y_pred) with the gradient shaped like y_pred (None if not asked).
+        Shapes and ids are checked by ``nanonet.ops.loss``."""
+        y_pred = self._pred(y_pred)
+        value, grad = ops.loss(self._op_name, self._targets(y_true, y_pred), y_pred,
+                               from_logits=self.from_logits, sample_weight=sample_weight,
+                               compute_grad=compute_grad)
+        return float(value), grad
 
     def __call__(self, y_true, y_pred, sample_weight=None):
         return self.value_and_grad(y_true, y_pred, sample_weight, compute_grad=False)[0]
@@ -147,10 +115,10 @@ class BinaryCrossentropy(Loss):
         self.label_smoothing = _check_smoothing(label_smoothing, type(self).__name__)
 
     def _targets(self, y_true, y_pred):
-        t = super()._targets(y_true, y_pred)
-        if self.label_smoothing:
-            t = t * (1.0 - self.label_smoothing) + 0.5 * self.label_smoothing
-        return t
+        if not self.label_smoothing:
+            return y_true
+        t = np.asarray(y_true, dtype=y_pred.dtype)
+        return t * (1.0 - self.label_smoothing) + 0.5 * self.label_smoothing
 
     def get_config(self):
         return {"from_logits": self.from_logits, "label_smoothing": self.label_smoothing,
@@ -169,10 +137,10 @@ class CategoricalCrossentropy(Loss):
         self.label_smoothing = _check_smoothing(label_smoothing, type(self).__name__)
 
     def _targets(self, y_true, y_pred):
-        t = super()._targets(y_true, y_pred)
-        if self.label_smoothing:
-            t = t * (1.0 - self.label_smoothing) + self.label_smoothing / y_pred.shape[-1]
-        return t
+        if not self.label_smoothing:
+            return y_true
+        t = np.asarray(y_true, dtype=y_pred.dtype)
+        return t * (1.0 - self.label_smoothing) + self.label_smoothing / y_pred.shape[-1]
 
     @property
     def fused_activation(self):
@@ -180,9 +148,10 @@ class CategoricalCrossentropy(Loss):
 
     def value_and_grad_from_logits(self, y_true, logits, sample_weight=None):
         """Loss of softmax(logits) and its gradient wrt the logits, in one stable kernel."""
-        z2, t, w, shape = self._prepare(y_true, logits, sample_weight)
-        value, grad = ops.softmax_cross_entropy(t, z2, sparse=self.sparse, sample_weight=w)
-        return float(value), grad.reshape(shape)
+        logits = self._pred(logits)
+        value, grad = ops.softmax_cross_entropy(self._targets(y_true, logits), logits,
+                                                sparse=self.sparse, sample_weight=sample_weight)
+        return float(value), grad
 
     def get_config(self):
         return {"from_logits": self.from_logits, "label_smoothing": self.label_smoothing,
@@ -197,23 +166,6 @@ class SparseCategoricalCrossentropy(CategoricalCrossentropy):
 
     def __init__(self, from_logits=False, name=None):
         super().__init__(from_logits=from_logits, name=name)
-
-    def _targets(self, y_true, y_pred):
-        cls = type(self).__name__
-        t = np.asarray(y_true)
-        lead = y_pred.shape[:-1]
-        if t.shape == lead + (1,):
-            t = t.reshape(lead)
-        if t.shape != lead:
-            raise ValueError(f"{cls}: y_true must hold one class id per sample, shape {lead}; "
-                             f"got {t.shape}")
-        if t.dtype.kind == "f":
-            if not np.all(t == np.round(t)):
-                raise ValueError(f"{cls}: y_true must hold whole-number class ids; got "
-                                 f"{t[t != np.round(t)].ravel()[0]!r}")
-        elif t.dtype.kind not in "biu":
-            raise ValueError(f"{cls}: y_true must hold integer class ids; got dtype {t.dtype}")
-        return np.ascontiguousarray(t.reshape(-1), dtype=np.int64)
 
     def get_config(self):
         return {"from_logits": self.from_logits, "name": self.name}

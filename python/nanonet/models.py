@@ -332,11 +332,13 @@ class Sequential:
             return []
         return list(self._train_metrics)
 
-    def _make_metrics(self, y_shape, pred_shape):
+    def _make_metrics(self, y_shape, pred_shape, share_objects):
+        """The loss tracker and the compiled metrics. A Metric object passed to compile is
+        updated itself during training (share_objects) and copied for evaluation."""
         out = [_metrics.Mean(name="loss")]
         for ident in self._metric_ids:
             if isinstance(ident, _metrics.Metric):
-                m = copy.deepcopy(ident)
+                m = ident if share_objects else copy.deepcopy(ident)
                 m.reset_state()
             else:
                 m = _metrics.get(ident, y_shape, pred_shape)
@@ -346,14 +348,10 @@ class Sequential:
     def _metric_set(self, which, y_shape, pred_shape):
         if which == "train":
             if self._train_metrics is None:
-                self._train_metrics = self._make_metrics(y_shape, pred_shape)
-                # A Metric object passed to compile is the one updated during training.
-                for i, ident in enumerate(self._metric_ids):
-                    if isinstance(ident, _metrics.Metric):
-                        self._train_metrics[i + 1] = ident
+                self._train_metrics = self._make_metrics(y_shape, pred_shape, True)
             return self._train_metrics
         if self._test_metrics is None:
-            self._test_metrics = self._make_metrics(y_shape, pred_shape)
+            self._test_metrics = self._make_metrics(y_shape, pred_shape, False)
         return self._test_metrics
 
     @staticmethod
@@ -478,32 +476,20 @@ class Sequential:
         return w.astype(np.float64, copy=False)
 
     # -- steps -------------------------------------------------------------------------------
-    def _loss_weights(self, sw, mask, pred_ndim):
-        if mask is None or pred_ndim < 3:
-            return sw
-        m = np.asarray(mask, dtype=np.float64)
-        m = m * (m.size / (m.sum() + _EPSILON))
-        if sw is None:
-            return m
-        sw = np.asarray(sw, dtype=np.float64)
-        return (sw.reshape(sw.shape + (1,) * (m.ndim - sw.ndim))) * m
-
     @staticmethod
-    def _metric_weights(sw, mask, pred_ndim):
+    def _mask_weights(sw, mask, pred_ndim, rescale):
+        """Sample weights for sequence outputs (B, T, C) with an output mask (B, T): masked steps
+        weigh 0. rescale (for the loss) multiplies by total / valid steps, so that the
+        sum-over-batch-size mean becomes the mean over unmasked steps (Keras's apply_mask)."""
         if mask is None or pred_ndim < 3:
             return sw
         m = np.asarray(mask, dtype=np.float64)
+        if rescale:
+            m = m * (m.size / (m.sum() + _EPSILON))
         if sw is None:
             return m
         sw = np.asarray(sw, dtype=np.float64)
         return sw.reshape(sw.shape + (1,) * (m.ndim - sw.ndim)) * m
-
-    def _regularization(self):
-        total = 0.0
-        for layer in self._layers:
-            for p in layer.losses:
-                total += p
-        return total
 
     def _forward(self, x, training, logits_last=False):
         mask = None
@@ -524,12 +510,12 @@ class Sequential:
     def _train_step(self, x, y, sw):
         fused = self._fused()
         out, mask = self._forward(x, True, logits_last=fused)
-        lw = self._loss_weights(sw, mask, out.ndim)
+        lw = self._mask_weights(sw, mask, out.ndim, True)
         if fused:
             value, grad = self.loss.value_and_grad_from_logits(y, out, lw)
         else:
             value, grad = self.loss.value_and_grad(y, out, lw)
-        value += self._regularization()
+        value += sum(self.losses)
         d = grad
         for i in range(len(self._layers) - 1, -1, -1):
             layer = self._layers[i]
@@ -557,8 +543,8 @@ class Sequential:
 
     def _test_step(self, x, y, sw):
         out, mask = self._forward(x, False)
-        lw = self._loss_weights(sw, mask, out.ndim)
-        value = self.loss(y, out, lw) + self._regularization()
+        lw = self._mask_weights(sw, mask, out.ndim, True)
+        value = self.loss(y, out, lw) + sum(self.losses)
         metric_set = self._metric_set("test", y.shape, out.shape)
         self._update_metrics(metric_set, value, y, out, sw, mask)
         return self._logs(metric_set)
@@ -566,7 +552,7 @@ class Sequential:
     def _update_metrics(self, metric_set, value, y, out, sw, mask):
         metric_set[0].update_state([value], sample_weight=[y.shape[0]])
         if len(metric_set) > 1:
-            mw = self._metric_weights(sw, mask, out.ndim)
+            mw = self._mask_weights(sw, mask, out.ndim, False)
             for m in metric_set[1:]:
                 m.update_state(y, out, sample_weight=mw)
 
@@ -685,8 +671,9 @@ class Sequential:
         for epoch in range(initial_epoch, epochs):
             self._reset(self._train_metrics)
             cbs.on_epoch_begin(epoch)
+            rng = self._enter_epoch(epoch)  # this epoch's shuffling and dropout (resumable)
             if shuffle:
-                order = _random.get_generator().permutation(n)
+                order = rng.permutation(n)
                 xe, ye = x[order], y[order]
                 swe = None if sw is None else sw[order]
             else:
@@ -706,6 +693,7 @@ class Sequential:
             cbs.on_epoch_end(epoch, epoch_logs)
             if self.stop_training:
                 break
+        _random.exit_epoch()
         cbs.on_train_end(epoch_logs)
         history = next(c for c in cbs if isinstance(c, _callbacks.History))
         self.history = history
@@ -775,6 +763,33 @@ class Sequential:
             cbs.on_predict_batch_end(step, {"outputs": yb})
         cbs.on_predict_end()
         return out
+
+    # -- saving ------------------------------------------------------------------------------
+    def save(self, filepath, overwrite=True):
+        """Write the whole model (architecture, weights, compile settings, optimizer state,
+        training seed) to one file, atomically; ``nanonet.load_model`` reads it back. See
+        ``nanonet.saving``."""
+        from . import saving
+        saving.save_model(self, filepath, overwrite=overwrite)
+
+    def save_weights(self, filepath, overwrite=True):
+        """Write the weights alone, atomically (``load_weights`` reads them back)."""
+        from . import saving
+        saving.save_weights(self, filepath, overwrite=overwrite)
+
+    def load_weights(self, filepath, allow_nan=False):
+        """Set the weights from a file written by ``save_weights`` or ``save`` (matched by
+        position; layer classes, weight names and shapes must agree)."""
+        from . import saving
+        saving.load_weights(self, filepath, allow_nan=allow_nan)
+
+    def _enter_epoch(self, epoch):
+        """Epoch ``epoch``'s Generator for fit, derived from (training seed, epoch): the seed is
+        drawn once from nanonet's Generator and saved with the model, so that a model loaded
+        from a checkpoint and trained with fit(initial_epoch=k) repeats the original run."""
+        if getattr(self, "_train_seed", None) is None:
+            self._train_seed = _random.draw_seed()
+        return _random.enter_epoch(self._train_seed, epoch)
 
     # -- config ------------------------------------------------------------------------------
     def get_config(self):

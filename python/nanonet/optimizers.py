@@ -49,8 +49,10 @@ class Optimizer:
     """Base class: learning rate (or schedule), weight decay, clipping, iterations, slots.
 
     A subclass lists its slot names per parameter in ``_slot_names()`` and updates one parameter
-    in ``_update(param, grad, slots, lr, grad_scale)``.
+    in ``_update(param, grad, slots, lr, grad_scale)``; one whose kernel applies weight decay
+    itself sets ``_fused_weight_decay``.
     """
+    _fused_weight_decay = False
 
     def __init__(self, learning_rate, weight_decay=None, clipnorm=None, clipvalue=None,
                  global_clipnorm=None, name=None):
@@ -185,8 +187,6 @@ class Optimizer:
                 p -= p * p.dtype.type(self.weight_decay * lr)
             self._update(p, g, self._slots_of(p), lr, scale)
         self.iterations += 1
-
-    _fused_weight_decay = False
 
     def _grad_scales(self, grads):
         if self.clipnorm is not None:
