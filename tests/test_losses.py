@@ -182,6 +182,11 @@ def test_shape_conventions():
     # no positions: 0 (Keras divides with divide_no_nan), empty gradient
     v, g = ops.loss("categorical_crossentropy", np.zeros((0, 3)), np.zeros((0, 3)))
     assert v == 0.0 and g.shape == (0, 3)
+    # no classes: a mean over an empty axis is NaN (NumPy, Keras), a sum is 0
+    v, g = ops.loss("mse", np.zeros((2, 0)), np.zeros((2, 0)))
+    assert np.isnan(v) and g.shape == (2, 0)
+    v, g = ops.softmax_cross_entropy(np.zeros((2, 3, 0)), np.zeros((2, 3, 0)))
+    assert v == 0.0 and g.shape == (2, 3, 0)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)

@@ -304,9 +304,8 @@ void activation_backward(T* dx, const T* dy, const T* y, index_t rows, index_t c
 template <typename T>
 void bias_activation_block(T* c, index_t ldc, index_t m, index_t n, const T* bias,
                            Activation act) {
-  if (activation_is_rowwise(act))
-    throw std::invalid_argument("bias_activation_block: softmax is applied per row, not here");
-  bias_act_block(c, ldc, m, n, bias, act);
+  // softmax needs whole rows, which a block is not: only the bias is added for it
+  bias_act_block(c, ldc, m, n, bias, activation_is_rowwise(act) ? Activation::linear : act);
 }
 
 template <typename T>
@@ -316,9 +315,10 @@ void softmax_row(T* y, const T* x, index_t n, bool log) {
 
 template <typename T>
 void activation_backward_span(T* dx, const T* dy, const T* y, index_t n, Activation act) {
-  if (activation_is_rowwise(act))
-    throw std::invalid_argument("activation_backward_span: softmax needs whole rows");
-  backward_span(dx, dy, y, n, act);
+  if (activation_is_rowwise(act))  // the span is one whole row
+    softmax_backward_rows(dx, dy, y, index_t(1), n, act == Activation::log_softmax);
+  else
+    backward_span(dx, dy, y, n, act);
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -66,8 +66,9 @@ void activation_backward_ref(T* dx, const T* dy, const T* y, index_t rows, index
 
 // ---- serial building blocks (no threads) ----------------------------------------------------
 
-// c[i * ldc + j] = f(c[i * ldc + j] + bias[j]) on an m x n block, f elementwise (not softmax);
-// bias may be null (no add). In place.
+// c[i * ldc + j] = f(c[i * ldc + j] + bias[j]) on an m x n block; bias may be null (no add).
+// In place. f is elementwise: for softmax / log_softmax only the bias is added (they need whole
+// rows; apply them afterwards). Never throws (it runs inside GEMM's parallel region).
 template <typename T>
 void bias_activation_block(T* c, index_t ldc, index_t m, index_t n, const T* bias,
                            Activation act);
@@ -76,7 +77,8 @@ void bias_activation_block(T* c, index_t ldc, index_t m, index_t n, const T* bia
 template <typename T>
 void softmax_row(T* y, const T* x, index_t n, bool log);
 
-// dx = f'(y) dy over n elements, f elementwise (not softmax). dx may be dy.
+// dx = f'(y) dy over n elements (for softmax / log_softmax: the n elements are one row).
+// dx may be dy.
 template <typename T>
 void activation_backward_span(T* dx, const T* dy, const T* y, index_t n, Activation act);
 

@@ -637,6 +637,11 @@ def _loss_y_pred(y_pred, fn: str) -> np.ndarray:
     return y_pred
 
 
+def _loss_rows(a: np.ndarray) -> np.ndarray:
+    """(..., C) -> (P, C), P the product of the leading dims (a view; works when C == 0)."""
+    return a.reshape(int(np.prod(a.shape[:-1], dtype=np.int64)), a.shape[-1])
+
+
 def _loss_y_true(y_true, y_pred: np.ndarray, fn: str) -> np.ndarray:
     """Dense labels as y_pred's dtype and shape; (...) is accepted for y_pred (..., 1)."""
     y_true = np.asarray(y_true)
@@ -715,10 +720,10 @@ def loss(name, y_true, y_pred, from_logits: bool = False, sample_weight=None,
     if name == "sparse_categorical_crossentropy":
         y_true = _loss_ids(y_true, y_pred, fn)
     else:
-        y_true = _loss_y_true(y_true, y_pred, fn).reshape(-1, y_pred.shape[-1])
+        y_true = _loss_rows(_loss_y_true(y_true, y_pred, fn))
     w = _loss_weight(sample_weight, y_pred, fn)
-    value, grad = _core.loss(name, y_true, y_pred.reshape(-1, y_pred.shape[-1]),
-                             bool(from_logits), w, bool(compute_grad))
+    value, grad = _core.loss(name, y_true, _loss_rows(y_pred), bool(from_logits), w,
+                             bool(compute_grad))
     return value, (None if grad is None else grad.reshape(y_pred.shape))
 
 
@@ -731,8 +736,7 @@ def softmax_cross_entropy(y_true, logits, sparse: bool = False, sample_weight=No
     if sparse:
         y_true = _loss_ids(y_true, logits, fn)
     else:
-        y_true = _loss_y_true(y_true, logits, fn).reshape(-1, logits.shape[-1])
+        y_true = _loss_rows(_loss_y_true(y_true, logits, fn))
     w = _loss_weight(sample_weight, logits, fn)
-    value, grad = _core.softmax_cross_entropy(y_true, logits.reshape(-1, logits.shape[-1]),
-                                              bool(sparse), w)
+    value, grad = _core.softmax_cross_entropy(y_true, _loss_rows(logits), bool(sparse), w)
     return value, grad.reshape(logits.shape)
