@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from .base import Layer, get_registered
 from .core import Activation, Dense, Dropout, Flatten, Input, InputLayer
+from .embedding import Embedding
+from .recurrent import LSTM, Masking
 from .normalization import BatchNormalization, LayerNormalization
 from .pooling import GlobalAveragePooling1D, GlobalAvgPool1D, GlobalMaxPool1D, GlobalMaxPooling1D
 from .reshaping import Reshape
@@ -14,6 +16,7 @@ __all__ = ["Layer", "Dense", "Activation", "Dropout", "Flatten", "InputLayer", "
 __all__ += ["BatchNormalization", "LayerNormalization", "GlobalAveragePooling1D",
             "GlobalMaxPooling1D", "GlobalAvgPool1D", "GlobalMaxPool1D", "Reshape",
             "TimeDistributed"]
+__all__ += ["Embedding", "LSTM", "Masking"]
 
 
 def serialize(layer):

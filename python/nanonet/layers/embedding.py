@@ -1,0 +1,104 @@
+"""Embedding: integer token ids (B, T) -> vectors (B, T, E) by table lookup.
+
+Weight layout (Keras's): embeddings (input_dim, output_dim) = (V, E). The forward is a gather
+(nanonet.ops.embedding_forward); the backward a deterministic scatter-add into a dense (V, E)
+gradient (nanonet.ops.embedding_backward). Ids outside [0, input_dim) raise ValueError naming
+the id. With mask_zero=True, id 0 is padding: the layer emits the mask ``ids != 0`` for the next
+layers (LSTM carries its state over masked steps; the loss skips masked steps).
+"""
+from __future__ import annotations
+
+import numbers
+
+import numpy as np
+
+from .. import initializers as _initializers
+from .. import ops
+from .. import regularizers as _regularizers
+from .base import Layer
+
+__all__ = ["Embedding"]
+
+# Keras's short initializer names that nanonet.initializers spells out.
+_INIT_ALIASES = {"uniform": "random_uniform", "normal": "random_normal"}
+
+
+def _initializer(identifier):
+    if isinstance(identifier, str):
+        identifier = _INIT_ALIASES.get(identifier, identifier)
+    return _initializers.get(identifier)
+
+
+def _positive_int(value, name, cls):
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+        raise ValueError(f"{cls}: {name} must be a positive int; got {value!r}")
+    return int(value)
+
+
+class Embedding(Layer):
+    """Turns ids in [0, input_dim) into dense vectors of size output_dim.
+
+    Args (Keras 3 names and defaults): input_dim (V), output_dim (E),
+    embeddings_initializer="uniform" (RandomUniform(-0.05, 0.05)), embeddings_regularizer=None,
+    mask_zero=False, input_length=None (Keras 2's argument; accepted and ignored), plus name,
+    trainable, dtype, input_shape.
+    """
+
+    def __init__(self, input_dim, output_dim, embeddings_initializer="uniform",
+                 embeddings_regularizer=None, mask_zero=False, input_length=None, **kwargs):
+        super().__init__(**kwargs)
+        self.input_dim = _positive_int(input_dim, "input_dim", "Embedding")
+        self.output_dim = _positive_int(output_dim, "output_dim", "Embedding")
+        if not isinstance(mask_zero, (bool, np.bool_)):
+            raise ValueError(f"Embedding: mask_zero must be True or False; got {mask_zero!r}")
+        self.mask_zero = bool(mask_zero)
+        self.embeddings_initializer = _initializer(embeddings_initializer)
+        self.embeddings_regularizer = _regularizers.get(embeddings_regularizer)
+        self.embeddings = None
+        self._cache = None
+
+    def build(self, input_shape):
+        self.embeddings = self.add_weight(shape=(self.input_dim, self.output_dim),
+                                          initializer=self.embeddings_initializer,
+                                          regularizer=self.embeddings_regularizer,
+                                          name="embeddings")
+        self.built = True
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape) + (self.output_dim,)
+
+    def compute_mask(self, x, mask=None):
+        if not self.mask_zero:
+            return None
+        return np.asarray(x) != 0
+
+    def call(self, x, training=False, mask=None):
+        y = ops.embedding_forward(x, self.embeddings)
+        if training:
+            self._cache = np.asarray(x)
+        return y
+
+    def backward(self, dy):
+        if self._cache is None:
+            raise ValueError(f"Layer {self.name!r}: backward() needs a preceding "
+                             "call(x, training=True)")
+        ids = self._cache
+        self._cache = None
+        dy = np.ascontiguousarray(dy, dtype=self.dtype)
+        if dy.shape != ids.shape + (self.output_dim,):
+            raise ValueError(f"Embedding {self.name!r}: dy must have the output's shape "
+                             f"{ids.shape + (self.output_dim,)}; got {dy.shape}")
+        self._set_grads([ops.embedding_backward(dy, ids, self.input_dim)])
+        return None  # ids are not differentiable
+
+    def get_config(self):
+        reg = self.embeddings_regularizer
+        return {**super().get_config(), "input_dim": self.input_dim,
+                "output_dim": self.output_dim,
+                "embeddings_initializer": _initializers.serialize(self.embeddings_initializer),
+                "embeddings_regularizer": None if reg is None else _regularizers.serialize(reg),
+                "mask_zero": self.mask_zero}
+
+    def __repr__(self):
+        return (f"<Embedding name={self.name!r}, input_dim={self.input_dim}, "
+                f"output_dim={self.output_dim}, mask_zero={self.mask_zero}>")

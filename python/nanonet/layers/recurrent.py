@@ -1,0 +1,296 @@
+"""Recurrent layers: LSTM over whole sequences (one C++ call forward, one backward), and Masking.
+
+Weight layout (Keras's): kernel (I, 4H), recurrent_kernel (H, 4H), bias (4H,), gate order
+i, f, c, o. Equations, caches and threading: cpp/nanonet/lstm.hpp.
+
+Masks: a (B, T) boolean mask from Embedding(mask_zero=True) or Masking marks padding steps. The
+LSTM carries its state over a masked step and outputs it there (Keras 3 semantics), so pre- and
+post-padding both work and a fully padded row returns the initial state. With
+return_sequences=True the mask passes on to the next layer.
+
+Dropout (training only, Keras semantics, 0 < rate < 1): ``dropout`` draws one (B, I) mask per
+batch for the inputs, ``recurrent_dropout`` one (B, H) mask for the recurrent state, both reused
+at every step (variational dropout, Gal & Ghahramani) and shared by the four gates, scaled by
+1 / (1 - rate). They come from the layer's own Generator when ``seed`` is given, else from
+nanonet's (nanonet.set_seed).
+"""
+from __future__ import annotations
+
+import math
+import numbers
+
+import numpy as np
+
+from .. import initializers as _initializers
+from .. import ops
+from .. import random as _random
+from .. import regularizers as _regularizers
+from .base import Layer
+
+__all__ = ["LSTM", "Masking"]
+
+_LSTM_ACTIVATIONS = ("tanh", "sigmoid", "relu", "linear")
+
+
+def _act(value, name):
+    if value is None:
+        return "linear"
+    if isinstance(value, str) and value in _LSTM_ACTIVATIONS:
+        return value
+    raise ValueError(f"LSTM: {name} must be None or one of {_LSTM_ACTIVATIONS}; got {value!r}")
+
+
+def _flag(value, name, cls):
+    if not isinstance(value, (bool, np.bool_)):
+        raise ValueError(f"{cls}: {name} must be True or False; got {value!r}")
+    return bool(value)
+
+
+def _rate(value, name):
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
+        raise ValueError(f"LSTM: {name} must be a number in [0, 1]; got {value!r}")
+    return min(1.0, max(0.0, float(value)))  # Keras clips to [0, 1]
+
+
+def _ser(obj, module):
+    return None if obj is None else module.serialize(obj)
+
+
+class _UnitForgetBias(_initializers.Initializer):
+    """Keras's unit_forget_bias: the base initializer for gates i, c, o and ones for f."""
+
+    def __init__(self, base, units):
+        self.base = base
+        self.units = units
+
+    def __call__(self, shape, dtype=None):
+        H = self.units
+        dt = np.dtype("float32" if dtype is None else dtype)
+        return np.concatenate([np.asarray(self.base((H,), dtype=dt), dt), np.ones(H, dt),
+                               np.asarray(self.base((2 * H,), dtype=dt), dt)])
+
+    def get_config(self):
+        return {}
+
+
+class LSTM(Layer):
+    """Long Short-Term Memory layer (Hochreiter & Schmidhuber 1997), Keras 3 arguments:
+
+    units, activation="tanh", recurrent_activation="sigmoid" (each one of tanh, sigmoid, relu,
+    linear, or None for linear), use_bias=True, kernel_initializer="glorot_uniform",
+    recurrent_initializer="orthogonal", bias_initializer="zeros", unit_forget_bias=True,
+    kernel_regularizer=None, recurrent_regularizer=None, bias_regularizer=None, dropout=0.0,
+    recurrent_dropout=0.0, return_sequences=False, return_state=False, go_backwards=False,
+    seed=None, plus name, trainable, dtype, input_shape. (Keras's unroll, implementation and
+    use_cudnn are accepted and change nothing; stateful=True is not supported.)
+
+    Call: ``layer(x, training=False, mask=None, initial_state=None)`` with x (B, T, I) and
+    initial_state = [h0, c0] (each (B, H)). Returns (B, T, H) when return_sequences else (B, H);
+    with return_state, the list [output, h_n, c_n].
+    Backward: ``backward(dy)``, dy for the output, or [dy, dh_n, dc_n] with return_state (None
+    entries allowed); returns dx and, when an initial_state was given, leaves
+    [dh0, dc0] in ``initial_state_grads``.
+    """
+    supports_masking = True
+
+    def __init__(self, units, activation="tanh", recurrent_activation="sigmoid", use_bias=True,
+                 kernel_initializer="glorot_uniform", recurrent_initializer="orthogonal",
+                 bias_initializer="zeros", unit_forget_bias=True, kernel_regularizer=None,
+                 recurrent_regularizer=None, bias_regularizer=None, dropout=0.0,
+                 recurrent_dropout=0.0, return_sequences=False, return_state=False,
+                 go_backwards=False, seed=None, **kwargs):
+        for ignored in ("unroll", "implementation", "use_cudnn", "time_major"):
+            kwargs.pop(ignored, None)
+        if kwargs.pop("stateful", False):
+            raise ValueError("LSTM: stateful=True is not supported")
+        super().__init__(**kwargs)
+        if isinstance(units, bool) or not isinstance(units, numbers.Integral) or units < 1:
+            raise ValueError(f"LSTM: units must be a positive int; got {units!r}")
+        self.units = int(units)
+        self.activation = _act(activation, "activation")
+        self.recurrent_activation = _act(recurrent_activation, "recurrent_activation")
+        self.use_bias = _flag(use_bias, "use_bias", "LSTM")
+        self.unit_forget_bias = _flag(unit_forget_bias, "unit_forget_bias", "LSTM")
+        self.return_sequences = _flag(return_sequences, "return_sequences", "LSTM")
+        self.return_state = _flag(return_state, "return_state", "LSTM")
+        self.go_backwards = _flag(go_backwards, "go_backwards", "LSTM")
+        self.kernel_initializer = _initializers.get(kernel_initializer)
+        self.recurrent_initializer = _initializers.get(recurrent_initializer)
+        self.bias_initializer = _initializers.get(bias_initializer)
+        self.kernel_regularizer = _regularizers.get(kernel_regularizer)
+        self.recurrent_regularizer = _regularizers.get(recurrent_regularizer)
+        self.bias_regularizer = _regularizers.get(bias_regularizer)
+        self.dropout = _rate(dropout, "dropout")
+        self.recurrent_dropout = _rate(recurrent_dropout, "recurrent_dropout")
+        self.seed = seed
+        self._generator = _random.make_generator(seed, "LSTM")
+        self.kernel = self.recurrent_kernel = self.bias = None
+        self.initial_state_grads = None
+        self._cache = None
+
+    # -- build -------------------------------------------------------------------------------
+    def build(self, input_shape):
+        input_shape = tuple(input_shape)
+        if len(input_shape) != 3 or input_shape[-1] is None:
+            raise ValueError(f"LSTM {self.name!r}: input shape must be (batch, timesteps, "
+                             f"features) with known features; got {input_shape}")
+        H = self.units
+        self.kernel = self.add_weight(shape=(int(input_shape[-1]), 4 * H),
+                                      initializer=self.kernel_initializer,
+                                      regularizer=self.kernel_regularizer, name="kernel")
+        self.recurrent_kernel = self.add_weight(shape=(H, 4 * H),
+                                                initializer=self.recurrent_initializer,
+                                                regularizer=self.recurrent_regularizer,
+                                                name="recurrent_kernel")
+        if self.use_bias:
+            init = (_UnitForgetBias(self.bias_initializer, H) if self.unit_forget_bias
+                    else self.bias_initializer)
+            self.bias = self.add_weight(shape=(4 * H,), initializer=init,
+                                        regularizer=self.bias_regularizer, name="bias")
+        self.built = True
+
+    def compute_output_shape(self, input_shape):
+        input_shape = tuple(input_shape)
+        B = input_shape[0]
+        out = (B, input_shape[1], self.units) if self.return_sequences else (B, self.units)
+        if self.return_state:
+            return [out, (B, self.units), (B, self.units)]
+        return out
+
+    def compute_mask(self, x, mask=None):
+        out = mask if self.return_sequences else None
+        return [out, None, None] if self.return_state else out
+
+    # -- forward / backward ------------------------------------------------------------------
+    def __call__(self, x, training=False, mask=None, initial_state=None):
+        x = x if isinstance(x, np.ndarray) else np.asarray(x)
+        if not self.built:
+            self._maybe_build((None,) + x.shape[1:])
+        return self.call(x, training=training, mask=mask, initial_state=initial_state)
+
+    def _dropout_mask(self, shape, rate):
+        rng = self._generator if self._generator is not None else _random.get_generator()
+        keep = rng.random(shape) >= rate
+        return keep.astype(self.dtype) * np.dtype(self.dtype).type(1.0 / (1.0 - rate))
+
+    def _states(self, initial_state, B):
+        if initial_state is None:
+            return None, None
+        if not isinstance(initial_state, (list, tuple)) or len(initial_state) != 2:
+            raise ValueError(f"LSTM {self.name!r}: initial_state must be [h0, c0], each (batch, "
+                             f"{self.units}); got {type(initial_state).__name__}")
+        out = []
+        for name, s in zip(("h0", "c0"), initial_state):
+            s = np.ascontiguousarray(s, dtype=self.dtype)
+            if s.shape != (B, self.units):
+                raise ValueError(f"LSTM {self.name!r}: initial_state {name} must be "
+                                 f"({B}, {self.units}); got {s.shape}")
+            out.append(s)
+        return out
+
+    def call(self, x, training=False, mask=None, initial_state=None):
+        x = self._float_input(x)
+        I = self.kernel.shape[0]
+        if x.ndim != 3 or x.shape[2] != I:
+            raise ValueError(f"LSTM {self.name!r}: input must be (batch, timesteps, {I}); got "
+                             f"shape {x.shape}")
+        B, T = x.shape[:2]
+        h0, c0 = self._states(initial_state, B)
+        if mask is not None:
+            mask = np.asarray(mask, dtype=bool)
+            if mask.shape != (B, T):
+                raise ValueError(f"LSTM {self.name!r}: mask must be (batch, timesteps) = "
+                                 f"{(B, T)}; got {mask.shape}")
+            if mask.all():
+                mask = None  # nothing masked: the faster unmasked path gives the same result
+        idm = rdm = None
+        if training and 0.0 < self.dropout < 1.0:
+            idm = self._dropout_mask((B, I), self.dropout)
+        if training and 0.0 < self.recurrent_dropout < 1.0:
+            rdm = self._dropout_mask((B, self.units), self.recurrent_dropout)
+        y, h_n, c_n, cache = ops.lstm_forward(
+            x, self.kernel, self.recurrent_kernel, self.bias, h0, c0, mask, self.go_backwards,
+            self.activation, self.recurrent_activation, idm, rdm, self.return_sequences,
+            training=bool(training))
+        if training:
+            self._cache = (cache, initial_state is not None, y.shape)
+        return [y, h_n, c_n] if self.return_state else y
+
+    def backward(self, dy):
+        if self._cache is None:
+            raise ValueError(f"Layer {self.name!r}: backward() needs a preceding "
+                             "call(x, training=True)")
+        cache, had_state, y_shape = self._cache
+        self._cache = None
+        dh_n = dc_n = None
+        if self.return_state and isinstance(dy, (list, tuple)):
+            dy, dh_n, dc_n = (list(dy) + [None, None])[:3]
+        arrays = []
+        for name, a in (("dy", dy), ("dh_n", dh_n), ("dc_n", dc_n)):
+            arrays.append(None if a is None else np.ascontiguousarray(a, dtype=self.dtype))
+        dy, dh_n, dc_n = arrays
+        if dy is not None and dy.shape != y_shape:
+            raise ValueError(f"LSTM {self.name!r}: dy must have the output's shape {y_shape}; "
+                             f"got {dy.shape}")
+        dx, dk, drk, db, dh0, dc0 = ops.lstm_backward(dy, cache, dh_n, dc_n,
+                                                      need_dx=self.needs_input_grad)
+        self._set_grads([dk, drk, db] if self.use_bias else [dk, drk])
+        self.initial_state_grads = [dh0, dc0] if had_state else None
+        return dx
+
+    def get_config(self):
+        return {**super().get_config(), "units": self.units, "activation": self.activation,
+                "recurrent_activation": self.recurrent_activation, "use_bias": self.use_bias,
+                "kernel_initializer": _initializers.serialize(self.kernel_initializer),
+                "recurrent_initializer": _initializers.serialize(self.recurrent_initializer),
+                "bias_initializer": _initializers.serialize(self.bias_initializer),
+                "unit_forget_bias": self.unit_forget_bias,
+                "kernel_regularizer": _ser(self.kernel_regularizer, _regularizers),
+                "recurrent_regularizer": _ser(self.recurrent_regularizer, _regularizers),
+                "bias_regularizer": _ser(self.bias_regularizer, _regularizers),
+                "dropout": self.dropout, "recurrent_dropout": self.recurrent_dropout,
+                "return_sequences": self.return_sequences, "return_state": self.return_state,
+                "go_backwards": self.go_backwards, "seed": self.seed}
+
+    def __repr__(self):
+        return (f"<LSTM name={self.name!r}, units={self.units}, "
+                f"return_sequences={self.return_sequences}>")
+
+
+class Masking(Layer):
+    """Masks time steps whose features all equal ``mask_value``: emits the (B, T) mask
+    ``any(x != mask_value, axis=-1)`` for the next layers and, as Keras does, zeroes the masked
+    steps of its output."""
+    supports_masking = True
+
+    def __init__(self, mask_value=0.0, **kwargs):
+        super().__init__(**kwargs)
+        if isinstance(mask_value, bool) or not isinstance(mask_value, numbers.Real):
+            raise ValueError(f"Masking: mask_value must be a number; got {mask_value!r}")
+        self.mask_value = float(mask_value)
+        self._cache = None
+
+    def compute_mask(self, x, mask=None):
+        return np.any(np.asarray(x) != self.mask_value, axis=-1)
+
+    def call(self, x, training=False, mask=None):
+        x = self._float_input(x)
+        keep = np.any(x != self.mask_value, axis=-1, keepdims=True)
+        if training:
+            self._cache = keep
+        return x * keep
+
+    def backward(self, dy):
+        if self._cache is None:
+            raise ValueError(f"Layer {self.name!r}: backward() needs a preceding "
+                             "call(x, training=True)")
+        keep = self._cache
+        self._cache = None
+        self.grads = []
+        return np.asarray(dy) * keep
+
+    def get_config(self):
+        return {**super().get_config(), "mask_value": self.mask_value}
+
+    def __repr__(self):
+        return f"<Masking name={self.name!r}, mask_value={self.mask_value}>"
