@@ -10,3 +10,6 @@ from .ops import get_num_threads, set_num_threads
 from . import callbacks, initializers, layers, losses, metrics, optimizers, regularizers
 from .models import Sequential
 from .random import set_seed
+
+# ---- saving and serving
+from .saving import load_model

@@ -11,8 +11,12 @@ A callback can stop training by setting ``self.model.stop_training = True``.
 """
 from __future__ import annotations
 
+import collections.abc
+import csv
+import inspect
 import math
 import numbers
+import os
 import sys
 import time
 import warnings
@@ -20,6 +24,8 @@ import warnings
 import numpy as np
 
 __all__ = ["Callback", "CallbackList", "History", "ProgbarLogger", "EarlyStopping"]
+__all__ += ["ModelCheckpoint", "ReduceLROnPlateau", "LearningRateScheduler", "CSVLogger",
+            "TerminateOnNaN"]
 
 
 class Callback:
@@ -380,3 +386,378 @@ class EarlyStopping(Callback):
                 print(f"Restoring model weights from the end of the best epoch: "
                       f"{self.best_epoch + 1}.")
             self.model.set_weights(self.best_weights)
+
+
+# ---- training toolkit: ModelCheckpoint, ReduceLROnPlateau, LearningRateScheduler, CSVLogger,
+# TerminateOnNaN (Keras 3 names, defaults and semantics)
+def _check_int(value, name, cls, lo=0):
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < lo:
+        raise ValueError(f"{cls}: {name} must be an int >= {lo}; got {value!r}")
+    return int(value)
+
+
+def _check_real(value, name, cls):
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
+        raise ValueError(f"{cls}: {name} must be a finite number; got {value!r}")
+    return float(value)
+
+
+class _MonitorCallback(Callback):
+    """Shared by ModelCheckpoint and ReduceLROnPlateau: which way the monitored value should
+    go (mode "min", "max", or "auto": the loss goes down, a metric its ``direction``) and
+    whether a value improves on a reference by more than min_delta (Keras 3 MonitorCallback)."""
+
+    def __init__(self, monitor="val_loss", mode="auto", baseline=None, min_delta=0):
+        super().__init__()
+        cls = type(self).__name__
+        if not isinstance(monitor, str) or not monitor:
+            raise ValueError(f"{cls}: monitor must be a non-empty string; got {monitor!r}")
+        if mode not in _MODES:
+            raise ValueError(f"{cls}: mode must be one of {_MODES}; got {mode!r}")
+        self.monitor = monitor
+        self.mode = mode
+        self.best = None if baseline is None else _check_real(baseline, "baseline", cls)
+        self.min_delta = abs(_check_real(min_delta, "min_delta", cls))
+        self.monitor_op = None
+
+    def _set_monitor_op(self):
+        if self.mode == "min":
+            self.monitor_op = np.less
+        elif self.mode == "max":
+            self.monitor_op = np.greater
+        else:
+            name = self.monitor[4:] if self.monitor.startswith("val_") else self.monitor
+            if name == "loss":
+                self.monitor_op = np.less
+            for m in getattr(self.model, "metrics", None) or []:
+                if getattr(m, "name", None) == name and hasattr(m, "direction"):
+                    self.monitor_op = np.greater if m.direction == "up" else np.less
+            if self.monitor_op is None:
+                raise ValueError(
+                    f"{type(self).__name__}: monitor={self.monitor!r} does not say whether it "
+                    "should be maximized or minimized; pass mode='max' or mode='min'")
+        self.min_delta = abs(self.min_delta) if self.monitor_op is np.greater else \
+            -abs(self.min_delta)
+
+    def _is_improvement(self, value, reference):
+        if reference is None:
+            return True
+        return bool(self.monitor_op(value - self.min_delta, reference))
+
+
+class ModelCheckpoint(_MonitorCallback):
+    """Save the model (or its weights) during training (Keras 3 semantics).
+
+    Args:
+        filepath: where to save; may hold ``str.format`` fields filled from ``epoch`` (1-based),
+            ``batch`` (1-based, with an int save_freq) and the logs, e.g.
+            ``"ckpt/model-{epoch:02d}-{val_loss:.2f}.nnet"``. Missing directories are created.
+            Any suffix works (``.nnet`` is recommended). Saving is atomic (nanonet.saving).
+        monitor: the logs key compared with save_best_only ("val_loss" by default).
+        verbose: 1 prints a line for every save (or skipped save).
+        save_best_only: save only when the monitored value improves on the best so far.
+        save_weights_only: ``model.save_weights`` instead of ``model.save``.
+        mode: "auto", "min" or "max" (see EarlyStopping).
+        save_freq: "epoch" (at the end of every epoch) or an int: every that many batches.
+        initial_value_threshold: with save_best_only, the value the first save must beat.
+
+    A checkpoint written at the end of epoch k (``{epoch}`` = k + 1) resumes training exactly
+    with ``nanonet.load_model(path).fit(..., initial_epoch=k + 1)``. Put ModelCheckpoint after
+    callbacks that change the model at the end of an epoch (ReduceLROnPlateau) so the file
+    holds their change; callbacks' own state (patience counters) is not saved, as in Keras.
+    """
+
+    def __init__(self, filepath, monitor="val_loss", verbose=0, save_best_only=False,
+                 save_weights_only=False, mode="auto", save_freq="epoch",
+                 initial_value_threshold=None):
+        super().__init__(monitor, mode, initial_value_threshold)
+        try:
+            self.filepath = os.fspath(filepath)
+        except TypeError:
+            raise ValueError(f"ModelCheckpoint: filepath must be a str or os.PathLike; got "
+                             f"{filepath!r}") from None
+        if save_freq != "epoch" and (isinstance(save_freq, bool) or
+                                     not isinstance(save_freq, numbers.Integral) or
+                                     save_freq < 1):
+            raise ValueError(f"ModelCheckpoint: save_freq must be 'epoch' or a positive int; "
+                             f"got {save_freq!r}")
+        self.verbose = verbose
+        self.save_best_only = bool(save_best_only)
+        self.save_weights_only = bool(save_weights_only)
+        self.save_freq = save_freq if save_freq == "epoch" else int(save_freq)
+        self._batches_seen_since_last_saving = 0
+        self._last_batch_seen = 0
+        self._current_epoch = 0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._current_epoch = epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self._should_save_on_batch(batch):
+            self._save_model(self._current_epoch, batch, logs)
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self.save_freq == "epoch":
+            self._save_model(epoch, None, logs)
+
+    def _should_save_on_batch(self, batch):
+        if self.save_freq == "epoch":
+            return False
+        if batch <= self._last_batch_seen:  # a new epoch started
+            add_batches = batch + 1
+        else:
+            add_batches = batch - self._last_batch_seen
+        self._batches_seen_since_last_saving += add_batches
+        self._last_batch_seen = batch
+        if self._batches_seen_since_last_saving >= self.save_freq:
+            self._batches_seen_since_last_saving = 0
+            return True
+        return False
+
+    def _get_file_path(self, epoch, batch, logs):
+        try:
+            if batch is None or "batch" in logs:
+                return self.filepath.format(epoch=epoch + 1, **logs)
+            return self.filepath.format(epoch=epoch + 1, batch=batch + 1, **logs)
+        except KeyError as e:
+            raise KeyError(f"ModelCheckpoint: cannot format filepath {self.filepath!r}: no "
+                           f"{e} in the logs (available: epoch, {', '.join(logs) or 'none'})"
+                           ) from None
+
+    def _write(self, filepath):
+        directory = os.path.dirname(filepath)
+        if directory:
+            os.makedirs(directory, exist_ok=True)
+        if self.save_weights_only:
+            self.model.save_weights(filepath, overwrite=True)
+        else:
+            self.model.save(filepath, overwrite=True)
+
+    def _save_model(self, epoch, batch, logs):
+        logs = logs or {}
+        filepath = self._get_file_path(epoch, batch, logs)
+        if not self.save_best_only:
+            if self.verbose > 0:
+                print(f"Epoch {epoch + 1}: saving model to {filepath}")
+            self._write(filepath)
+            return
+        if self.monitor_op is None:
+            self._set_monitor_op()
+        current = logs.get(self.monitor)
+        if current is None:
+            warnings.warn(f"Can save best model only with {self.monitor} available, skipping.",
+                          stacklevel=2)
+            return
+        if self._is_improvement(current, self.best):
+            if self.verbose > 0:
+                best = "inf" if self.best is None else f"{self.best:.5f}"
+                print(f"Epoch {epoch + 1}: {self.monitor} improved from {best} to "
+                      f"{current:.5f}, saving model to {filepath}")
+            self.best = current
+            self._write(filepath)
+        elif self.verbose > 0:
+            print(f"Epoch {epoch + 1}: {self.monitor} did not improve from {self.best:.5f}")
+
+
+def _learning_rate(model, cls):
+    optimizer = getattr(model, "optimizer", None)
+    if optimizer is None or not hasattr(optimizer, "learning_rate"):
+        raise ValueError(f"{cls}: the model must be compiled with an optimizer that has a "
+                         "learning_rate")
+    return float(optimizer.learning_rate)
+
+
+def _set_learning_rate(model, value, cls):
+    optimizer = model.optimizer
+    if getattr(optimizer, "learning_rate_schedule", None) is not None:
+        raise TypeError(f"{cls}: the optimizer's learning_rate is a schedule "
+                        f"({optimizer.learning_rate_schedule!r}), so it cannot be set; use a "
+                        "constant learning rate with this callback")
+    optimizer.learning_rate = value
+
+
+class ReduceLROnPlateau(_MonitorCallback):
+    """Reduce the learning rate when a monitored value has stopped improving (Keras 3).
+
+    After ``patience`` epochs in which ``monitor`` did not improve by more than ``min_delta``,
+    the learning rate becomes ``max(lr * factor, min_lr)`` (only while lr > min_lr), then
+    ``cooldown`` epochs pass before the wait counts again. Adds "learning_rate" to the logs.
+    """
+
+    def __init__(self, monitor="val_loss", factor=0.1, patience=10, verbose=0, mode="auto",
+                 min_delta=1e-4, cooldown=0, min_lr=0.0):
+        super().__init__(monitor, mode, min_delta=min_delta)
+        cls = "ReduceLROnPlateau"
+        factor = _check_real(factor, "factor", cls)
+        if not 0.0 < factor < 1.0:
+            raise ValueError(f"{cls}: factor must be in (0, 1); got {factor!r}")
+        self.factor = factor
+        self.patience = _check_int(patience, "patience", cls)
+        self.cooldown = _check_int(cooldown, "cooldown", cls)
+        self.min_lr = _check_real(min_lr, "min_lr", cls)
+        if self.min_lr < 0:
+            raise ValueError(f"{cls}: min_lr must be >= 0; got {min_lr!r}")
+        self.verbose = verbose
+        self.wait = 0
+        self.cooldown_counter = 0
+
+    def _reset(self):
+        self.wait = 0
+        self.cooldown_counter = 0
+
+    def on_train_begin(self, logs=None):
+        self._reset()
+
+    def in_cooldown(self):
+        return self.cooldown_counter > 0
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self.monitor_op is None:
+            self._set_monitor_op()
+        logs = logs if logs is not None else {}
+        logs["learning_rate"] = _learning_rate(self.model, "ReduceLROnPlateau")
+        current = logs.get(self.monitor)
+        if current is None:
+            warnings.warn(f"Learning rate reduction is conditioned on metric `{self.monitor}` "
+                          f"which is not available. Available metrics are: "
+                          f"{', '.join(logs)}.", stacklevel=2)
+            return
+        if self.in_cooldown():
+            self.cooldown_counter -= 1
+            self.wait = 0
+        if self._is_improvement(current, self.best):
+            self.best = current
+            self.wait = 0
+        elif not self.in_cooldown():
+            self.wait += 1
+            if self.wait >= self.patience:
+                old_lr = logs["learning_rate"]
+                if old_lr > np.float32(self.min_lr):
+                    new_lr = max(old_lr * self.factor, self.min_lr)
+                    _set_learning_rate(self.model, new_lr, "ReduceLROnPlateau")
+                    if self.verbose > 0:
+                        print(f"Epoch {epoch + 1}: ReduceLROnPlateau reducing learning rate to "
+                              f"{new_lr}.")
+                    self.cooldown_counter = self.cooldown
+                    self.wait = 0
+
+
+class LearningRateScheduler(Callback):
+    """Set the learning rate at the start of every epoch from ``schedule(epoch, lr)`` (or
+    ``schedule(epoch)`` for a one-argument callable), epoch 0-based (Keras 3). Adds
+    "learning_rate" to the epoch's logs. The result must be a positive finite number."""
+
+    def __init__(self, schedule, verbose=0):
+        super().__init__()
+        if not callable(schedule):
+            raise ValueError(f"LearningRateScheduler: schedule must be callable; got "
+                             f"{schedule!r}")
+        self.schedule = schedule
+        self.verbose = verbose
+        try:
+            inspect.signature(schedule).bind(0, 0.1)
+            self._two_args = True
+        except TypeError:
+            self._two_args = False
+        except ValueError:  # no signature (some builtins): try two arguments, as Keras does
+            self._two_args = True
+
+    def on_epoch_begin(self, epoch, logs=None):
+        lr = _learning_rate(self.model, "LearningRateScheduler")
+        value = self.schedule(epoch, lr) if self._two_args else self.schedule(epoch)
+        if isinstance(value, (np.ndarray, np.generic)) and np.ndim(value) == 0:
+            value = value.item()
+        if isinstance(value, bool) or not isinstance(value, numbers.Real) or \
+                not math.isfinite(value) or value <= 0:
+            raise ValueError(f"LearningRateScheduler: the schedule must return a positive "
+                             f"finite float; got {value!r} for epoch {epoch}")
+        _set_learning_rate(self.model, float(value), "LearningRateScheduler")
+        if self.verbose > 0:
+            print(f"Epoch {epoch + 1}: LearningRateScheduler setting learning rate to "
+                  f"{float(value)}.")
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is not None:
+            logs["learning_rate"] = _learning_rate(self.model, "LearningRateScheduler")
+
+
+class CSVLogger(Callback):
+    """Stream every epoch's logs to a CSV file: a header ``epoch,<keys sorted>`` and one row per
+    epoch (0-based epoch, values as Python writes them), as Keras 3 writes it.
+
+    When the first epoch has no validation keys, a ``val_<key>`` column is added for every key
+    (filled with "NA" while absent), so later validation epochs fit the header. append=True
+    appends to an existing file (its header is kept). The file is flushed after every row.
+    """
+
+    def __init__(self, filename, separator=",", append=False):
+        super().__init__()
+        try:
+            self.filename = os.fspath(filename)
+        except TypeError:
+            raise ValueError(f"CSVLogger: filename must be a str or os.PathLike; got "
+                             f"{filename!r}") from None
+        if not isinstance(separator, str) or len(separator) != 1:
+            raise ValueError(f"CSVLogger: separator must be one character; got {separator!r}")
+        self.sep = separator
+        self.append = bool(append)
+        self.writer = None
+        self.keys = None
+        self.append_header = True
+        self.csv_file = None
+
+    def on_train_begin(self, logs=None):
+        if self.append:
+            if os.path.exists(self.filename):
+                with open(self.filename, "r", newline="") as f:
+                    self.append_header = not bool(len(f.readline()))
+            mode = "a"
+        else:
+            mode = "w"
+        self.writer = None
+        self.keys = None
+        self.csv_file = open(self.filename, mode, newline="")
+
+    @staticmethod
+    def _value(v):
+        if isinstance(v, str):
+            return v
+        if isinstance(v, np.ndarray) and v.ndim == 0:
+            return v.item()
+        if isinstance(v, collections.abc.Iterable):
+            return f"[{', '.join(map(str, v))}]"
+        return v
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs or {}
+        if self.keys is None:
+            self.keys = sorted(logs)
+            if not any(k.startswith("val_") for k in self.keys):
+                self.keys.extend(["val_" + k for k in self.keys])
+        if self.writer is None:
+            class _Dialect(csv.excel):
+                delimiter = self.sep
+            self.writer = csv.DictWriter(self.csv_file, fieldnames=["epoch"] + self.keys,
+                                         dialect=_Dialect, extrasaction="ignore")
+            if self.append_header:
+                self.writer.writeheader()
+        row = {"epoch": epoch}
+        row.update((k, self._value(logs.get(k, "NA"))) for k in self.keys)
+        self.writer.writerow(row)
+        self.csv_file.flush()
+
+    def on_train_end(self, logs=None):
+        if self.csv_file is not None:
+            self.csv_file.close()
+            self.csv_file = None
+        self.writer = None
+
+
+class TerminateOnNaN(Callback):
+    """Stop training as soon as a batch's loss is NaN or infinite (Keras 3)."""
+
+    def on_batch_end(self, batch, logs=None):
+        loss = (logs or {}).get("loss")
+        if loss is not None and not math.isfinite(loss):
+            print(f"Batch {batch}: Invalid loss, terminating training")
+            self.model.stop_training = True

@@ -671,8 +671,9 @@ class Sequential:
         for epoch in range(initial_epoch, epochs):
             self._reset(self._train_metrics)
             cbs.on_epoch_begin(epoch)
+            rng = self._enter_epoch(epoch)  # this epoch's shuffling and dropout (resumable)
             if shuffle:
-                order = _random.get_generator().permutation(n)
+                order = rng.permutation(n)
                 xe, ye = x[order], y[order]
                 swe = None if sw is None else sw[order]
             else:
@@ -692,6 +693,7 @@ class Sequential:
             cbs.on_epoch_end(epoch, epoch_logs)
             if self.stop_training:
                 break
+        _random.exit_epoch()
         cbs.on_train_end(epoch_logs)
         history = next(c for c in cbs if isinstance(c, _callbacks.History))
         self.history = history
@@ -761,6 +763,33 @@ class Sequential:
             cbs.on_predict_batch_end(step, {"outputs": yb})
         cbs.on_predict_end()
         return out
+
+    # -- saving ------------------------------------------------------------------------------
+    def save(self, filepath, overwrite=True):
+        """Write the whole model (architecture, weights, compile settings, optimizer state,
+        training seed) to one file, atomically; ``nanonet.load_model`` reads it back. See
+        ``nanonet.saving``."""
+        from . import saving
+        saving.save_model(self, filepath, overwrite=overwrite)
+
+    def save_weights(self, filepath, overwrite=True):
+        """Write the weights alone, atomically (``load_weights`` reads them back)."""
+        from . import saving
+        saving.save_weights(self, filepath, overwrite=overwrite)
+
+    def load_weights(self, filepath, allow_nan=False):
+        """Set the weights from a file written by ``save_weights`` or ``save`` (matched by
+        position; layer classes, weight names and shapes must agree)."""
+        from . import saving
+        saving.load_weights(self, filepath, allow_nan=allow_nan)
+
+    def _enter_epoch(self, epoch):
+        """Epoch ``epoch``'s Generator for fit, derived from (training seed, epoch): the seed is
+        drawn once from nanonet's Generator and saved with the model, so that a model loaded
+        from a checkpoint and trained with fit(initial_epoch=k) repeats the original run."""
+        if getattr(self, "_train_seed", None) is None:
+            self._train_seed = _random.draw_seed()
+        return _random.enter_epoch(self._train_seed, epoch)
 
     # -- config ------------------------------------------------------------------------------
     def get_config(self):
