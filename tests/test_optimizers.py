@@ -449,16 +449,15 @@ def _arrays(n=4):
 
 BAD = [
     # (op, kwargs, message)
-    ("sgd", dict(lr=0.0), r"sgd_update: lr must be > 0 and finite; got 0"),
-    ("sgd", dict(lr=-1.0), r"lr must be > 0 and finite; got -1"),
-    ("sgd", dict(lr=float("inf")), r"lr must be > 0 and finite; got inf"),
-    ("sgd", dict(lr=float("nan")), r"lr must be > 0 and finite; got nan"),
+    ("sgd", dict(lr=-1.0), r"sgd_update: lr must be >= 0 and finite; got -1"),
+    ("sgd", dict(lr=float("inf")), r"lr must be >= 0 and finite; got inf"),
+    ("sgd", dict(lr=float("nan")), r"lr must be >= 0 and finite; got nan"),
     ("sgd", dict(momentum=1.5), r"sgd_update: momentum must be in \[0, 1\]; got 1.5"),
     ("sgd", dict(momentum=-0.1), r"momentum must be in \[0, 1\]; got -0.1"),
     ("sgd", dict(grad_scale=-1.0), r"grad_scale must be >= 0 and finite; got -1"),
     ("sgd", dict(grad_scale=float("inf")), r"grad_scale must be >= 0 and finite; got inf"),
     ("sgd", dict(clipvalue=-0.5), r"clipvalue must be >= 0 \(0 = off\); got -0.5"),
-    ("adam", dict(lr=-0.1), r"adam_update: lr must be > 0 and finite; got -0.1"),
+    ("adam", dict(lr=-0.1), r"adam_update: lr must be >= 0 and finite; got -0.1"),
     ("adam", dict(step=0), r"adam_update: step must be >= 1; got 0"),
     ("adam", dict(beta_1=1.0), r"adam_update: beta_1 must be in \[0, 1\); got 1"),
     ("adam", dict(beta_1=-0.5), r"beta_1 must be in \[0, 1\); got -0.5"),
@@ -466,7 +465,7 @@ BAD = [
     ("adam", dict(epsilon=-1e-7), r"epsilon must be >= 0 and finite; got -1e-07"),
     ("adam", dict(weight_decay=-0.1), r"weight_decay must be >= 0 and finite; got -0.1"),
     ("adam", dict(clipvalue=float("nan")), r"clipvalue must be >= 0 \(0 = off\); got nan"),
-    ("rmsprop", dict(lr=0.0), r"rmsprop_update: lr must be > 0 and finite; got 0"),
+    ("rmsprop", dict(lr=-1e-3), r"rmsprop_update: lr must be >= 0 and finite; got -0.001"),
     ("rmsprop", dict(rho=1.0), r"rmsprop_update: rho must be in \[0, 1\); got 1"),
     ("rmsprop", dict(momentum=2.0), r"momentum must be in \[0, 1\]; got 2"),
     ("rmsprop", dict(epsilon=float("inf")), r"epsilon must be >= 0 and finite; got inf"),
@@ -530,3 +529,13 @@ def test_nan_grad_scale_propagates_instead_of_raising():
     p = np.ones(3, np.float32)
     ops.sgd_update(p, np.ones(3, np.float32), None, 0.1, grad_scale=float("nan"))
     assert np.isnan(p).all()
+
+
+def test_zero_learning_rate_leaves_params_unchanged():
+    # A schedule may decay to exactly 0 (CosineDecay with alpha=0), as Keras allows.
+    p = np.array([1.0, -2.0], np.float32)
+    m, v = np.zeros_like(p), np.zeros_like(p)
+    ops.adam_update(p, np.ones_like(p), m, v, 0.0, 1)
+    ops.sgd_update(p, np.ones_like(p), None, 0.0)
+    ops.rmsprop_update(p, np.ones_like(p), np.zeros_like(p), 0.0)
+    assert p.tolist() == [1.0, -2.0]

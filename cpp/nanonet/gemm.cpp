@@ -81,105 +81,101 @@ void ukernel_ref(index_t kc, const T* a, const T* b, index_t ldb, T* c, index_t 
 
 #if NN_HAVE_X86
 // ---------------------------------------------------------------------------------------------
-// AVX2 + FMA, float, 6 x 16: 12 accumulators (6 rows x 2 ymm), 2 B loads, 1 broadcast.
-#define NN_ROW_AVX2_F32(r)                        \
-  {                                               \
-    __m256 a_r = _mm256_broadcast_ss(a + r);      \
-    c##r##0 = _mm256_fmadd_ps(a_r, b0, c##r##0);  \
-    c##r##1 = _mm256_fmadd_ps(a_r, b1, c##r##1);  \
-  }
-#define NN_STORE_AVX2_F32(r)                                                              \
-  if (beta == 0.0f) {                                                                     \
-    _mm256_storeu_ps(c + r * ldc, c##r##0);                                               \
-    _mm256_storeu_ps(c + r * ldc + 8, c##r##1);                                           \
-  } else {                                                                                \
-    _mm256_storeu_ps(c + r * ldc, _mm256_fmadd_ps(vbeta, _mm256_loadu_ps(c + r * ldc), c##r##0)); \
-    _mm256_storeu_ps(c + r * ldc + 8,                                                     \
-                     _mm256_fmadd_ps(vbeta, _mm256_loadu_ps(c + r * ldc + 8), c##r##1));  \
-  }
-
-NN_TARGET_AVX2 void ukernel_avx2_6x16(index_t kc, const float* a, const float* b, index_t ldb,
+// AVX2 + FMA, R x 16 float / R x 8 double, R <= 6: 2R accumulators (R rows x 2 ymm), 2 B loads,
+// 1 broadcast. R = 6 is the main kernel; R < 6 serve the last rows of a block (the packed A panel
+// keeps its MR = 6 stride), so a block of 32 rows costs 5 + 2/6 tiles, not 6. The loops over r
+// have compile-time bounds and are fully unrolled; the accumulators live in registers.
+template <int R>
+NN_TARGET_AVX2 void ukernel_avx2_rx16(index_t kc, const float* a, const float* b, index_t ldb,
                                       float* c, index_t ldc, float beta, index_t m, index_t n) {
-  __m256 c00 = _mm256_setzero_ps(), c01 = _mm256_setzero_ps();
-  __m256 c10 = _mm256_setzero_ps(), c11 = _mm256_setzero_ps();
-  __m256 c20 = _mm256_setzero_ps(), c21 = _mm256_setzero_ps();
-  __m256 c30 = _mm256_setzero_ps(), c31 = _mm256_setzero_ps();
-  __m256 c40 = _mm256_setzero_ps(), c41 = _mm256_setzero_ps();
-  __m256 c50 = _mm256_setzero_ps(), c51 = _mm256_setzero_ps();
-  for (index_t r = 0; r < 6; ++r) {  // bring the C tile in while the k loop runs
+  static_assert(R >= 1 && R <= 6, "R rows");
+  __m256 acc0[R], acc1[R];
+#pragma GCC unroll 6
+  for (int r = 0; r < R; ++r) {
+    acc0[r] = _mm256_setzero_ps();
+    acc1[r] = _mm256_setzero_ps();
     _mm_prefetch(reinterpret_cast<const char*>(c + r * ldc), _MM_HINT_T0);
     _mm_prefetch(reinterpret_cast<const char*>(c + r * ldc + 15), _MM_HINT_T0);
   }
   for (index_t k = 0; k < kc; ++k) {
-    __m256 b0 = _mm256_loadu_ps(b);
-    __m256 b1 = _mm256_loadu_ps(b + 8);
+    const __m256 b0 = _mm256_loadu_ps(b);
+    const __m256 b1 = _mm256_loadu_ps(b + 8);
     _mm_prefetch(reinterpret_cast<const char*>(b + 8 * ldb), _MM_HINT_T0);
-    NN_ROW_AVX2_F32(0) NN_ROW_AVX2_F32(1) NN_ROW_AVX2_F32(2)
-    NN_ROW_AVX2_F32(3) NN_ROW_AVX2_F32(4) NN_ROW_AVX2_F32(5)
+#pragma GCC unroll 6
+    for (int r = 0; r < R; ++r) {
+      const __m256 a_r = _mm256_broadcast_ss(a + r);
+      acc0[r] = _mm256_fmadd_ps(a_r, b0, acc0[r]);
+      acc1[r] = _mm256_fmadd_ps(a_r, b1, acc1[r]);
+    }
     a += 6;
     b += ldb;
   }
-  if (m == 6 && n == 16) {
-    __m256 vbeta = _mm256_set1_ps(beta);
-    NN_STORE_AVX2_F32(0) NN_STORE_AVX2_F32(1) NN_STORE_AVX2_F32(2)
-    NN_STORE_AVX2_F32(3) NN_STORE_AVX2_F32(4) NN_STORE_AVX2_F32(5)
+  if (m == R && n == 16) {
+    const __m256 vbeta = _mm256_set1_ps(beta);
+#pragma GCC unroll 6
+    for (int r = 0; r < R; ++r) {
+      float* c_r = c + r * ldc;
+      if (beta == 0.0f) {
+        _mm256_storeu_ps(c_r, acc0[r]);
+        _mm256_storeu_ps(c_r + 8, acc1[r]);
+      } else {
+        _mm256_storeu_ps(c_r, _mm256_fmadd_ps(vbeta, _mm256_loadu_ps(c_r), acc0[r]));
+        _mm256_storeu_ps(c_r + 8, _mm256_fmadd_ps(vbeta, _mm256_loadu_ps(c_r + 8), acc1[r]));
+      }
+    }
   } else {
     alignas(32) float t[6 * 16];
-    _mm256_store_ps(t + 0, c00);  _mm256_store_ps(t + 8, c01);
-    _mm256_store_ps(t + 16, c10); _mm256_store_ps(t + 24, c11);
-    _mm256_store_ps(t + 32, c20); _mm256_store_ps(t + 40, c21);
-    _mm256_store_ps(t + 48, c30); _mm256_store_ps(t + 56, c31);
-    _mm256_store_ps(t + 64, c40); _mm256_store_ps(t + 72, c41);
-    _mm256_store_ps(t + 80, c50); _mm256_store_ps(t + 88, c51);
+#pragma GCC unroll 6
+    for (int r = 0; r < R; ++r) {
+      _mm256_store_ps(t + r * 16, acc0[r]);
+      _mm256_store_ps(t + r * 16 + 8, acc1[r]);
+    }
     store_tile(t, 16, c, ldc, beta, m, n);
   }
 }
 
-// AVX2 + FMA, double, 6 x 8.
-#define NN_ROW_AVX2_F64(r)                        \
-  {                                               \
-    __m256d a_r = _mm256_broadcast_sd(a + r);     \
-    c##r##0 = _mm256_fmadd_pd(a_r, b0, c##r##0);  \
-    c##r##1 = _mm256_fmadd_pd(a_r, b1, c##r##1);  \
-  }
-#define NN_STORE_AVX2_F64(r)                                                              \
-  if (beta == 0.0) {                                                                      \
-    _mm256_storeu_pd(c + r * ldc, c##r##0);                                               \
-    _mm256_storeu_pd(c + r * ldc + 4, c##r##1);                                           \
-  } else {                                                                                \
-    _mm256_storeu_pd(c + r * ldc, _mm256_fmadd_pd(vbeta, _mm256_loadu_pd(c + r * ldc), c##r##0)); \
-    _mm256_storeu_pd(c + r * ldc + 4,                                                     \
-                     _mm256_fmadd_pd(vbeta, _mm256_loadu_pd(c + r * ldc + 4), c##r##1));  \
-  }
-
-NN_TARGET_AVX2 void ukernel_avx2_6x8(index_t kc, const double* a, const double* b, index_t ldb,
+template <int R>
+NN_TARGET_AVX2 void ukernel_avx2_rx8(index_t kc, const double* a, const double* b, index_t ldb,
                                      double* c, index_t ldc, double beta, index_t m, index_t n) {
-  __m256d c00 = _mm256_setzero_pd(), c01 = _mm256_setzero_pd();
-  __m256d c10 = _mm256_setzero_pd(), c11 = _mm256_setzero_pd();
-  __m256d c20 = _mm256_setzero_pd(), c21 = _mm256_setzero_pd();
-  __m256d c30 = _mm256_setzero_pd(), c31 = _mm256_setzero_pd();
-  __m256d c40 = _mm256_setzero_pd(), c41 = _mm256_setzero_pd();
-  __m256d c50 = _mm256_setzero_pd(), c51 = _mm256_setzero_pd();
+  static_assert(R >= 1 && R <= 6, "R rows");
+  __m256d acc0[R], acc1[R];
+#pragma GCC unroll 6
+  for (int r = 0; r < R; ++r) {
+    acc0[r] = _mm256_setzero_pd();
+    acc1[r] = _mm256_setzero_pd();
+  }
   for (index_t k = 0; k < kc; ++k) {
-    __m256d b0 = _mm256_loadu_pd(b);
-    __m256d b1 = _mm256_loadu_pd(b + 4);
-    NN_ROW_AVX2_F64(0) NN_ROW_AVX2_F64(1) NN_ROW_AVX2_F64(2)
-    NN_ROW_AVX2_F64(3) NN_ROW_AVX2_F64(4) NN_ROW_AVX2_F64(5)
+    const __m256d b0 = _mm256_loadu_pd(b);
+    const __m256d b1 = _mm256_loadu_pd(b + 4);
+#pragma GCC unroll 6
+    for (int r = 0; r < R; ++r) {
+      const __m256d a_r = _mm256_broadcast_sd(a + r);
+      acc0[r] = _mm256_fmadd_pd(a_r, b0, acc0[r]);
+      acc1[r] = _mm256_fmadd_pd(a_r, b1, acc1[r]);
+    }
     a += 6;
     b += ldb;
   }
-  if (m == 6 && n == 8) {
-    __m256d vbeta = _mm256_set1_pd(beta);
-    NN_STORE_AVX2_F64(0) NN_STORE_AVX2_F64(1) NN_STORE_AVX2_F64(2)
-    NN_STORE_AVX2_F64(3) NN_STORE_AVX2_F64(4) NN_STORE_AVX2_F64(5)
+  if (m == R && n == 8) {
+    const __m256d vbeta = _mm256_set1_pd(beta);
+#pragma GCC unroll 6
+    for (int r = 0; r < R; ++r) {
+      double* c_r = c + r * ldc;
+      if (beta == 0.0) {
+        _mm256_storeu_pd(c_r, acc0[r]);
+        _mm256_storeu_pd(c_r + 4, acc1[r]);
+      } else {
+        _mm256_storeu_pd(c_r, _mm256_fmadd_pd(vbeta, _mm256_loadu_pd(c_r), acc0[r]));
+        _mm256_storeu_pd(c_r + 4, _mm256_fmadd_pd(vbeta, _mm256_loadu_pd(c_r + 4), acc1[r]));
+      }
+    }
   } else {
     alignas(32) double t[6 * 8];
-    _mm256_store_pd(t + 0, c00);  _mm256_store_pd(t + 4, c01);
-    _mm256_store_pd(t + 8, c10);  _mm256_store_pd(t + 12, c11);
-    _mm256_store_pd(t + 16, c20); _mm256_store_pd(t + 20, c21);
-    _mm256_store_pd(t + 24, c30); _mm256_store_pd(t + 28, c31);
-    _mm256_store_pd(t + 32, c40); _mm256_store_pd(t + 36, c41);
-    _mm256_store_pd(t + 40, c50); _mm256_store_pd(t + 44, c51);
+#pragma GCC unroll 6
+    for (int r = 0; r < R; ++r) {
+      _mm256_store_pd(t + r * 8, acc0[r]);
+      _mm256_store_pd(t + r * 8 + 4, acc1[r]);
+    }
     store_tile(t, 8, c, ldc, beta, m, n);
   }
 }
@@ -289,17 +285,15 @@ void pack_a_mc_kc(bool trans_a, const T* A, index_t lda, index_t ic, index_t pc,
   }
 }
 
-// B block (rows pc.., kc; cols jc.., n) -> panels of NR columns: bp[q*NR*kc + k*NR + j].
+// One NR-column panel of B: rows pc.. (kc), columns j0.. (cols <= nr, zero-padded to nr)
+// -> dst[k*nr + j].
 template <typename T>
-void pack_b_kc_nc(bool trans_b, const T* B, index_t ldb, index_t pc, index_t jc, index_t kc,
-                  index_t n, index_t nr, T* bp, index_t q) {
-  T* bp_q = bp + q * nr * kc;
-  index_t j0 = jc + q * nr;
-  index_t cols = std::min(nr, jc + n - j0);
+void pack_b_panel(bool trans_b, const T* B, index_t ldb, index_t pc, index_t j0, index_t kc,
+                  index_t cols, index_t nr, T* dst) {
   if (!trans_b) {
     for (index_t k = 0; k < kc; ++k) {
       const T* b_k = B + (pc + k) * ldb + j0;
-      T* d = bp_q + k * nr;
+      T* d = dst + k * nr;
       index_t j = 0;
       for (; j < cols; ++j) d[j] = b_k[j];
       for (; j < nr; ++j) d[j] = T(0);
@@ -307,11 +301,19 @@ void pack_b_kc_nc(bool trans_b, const T* B, index_t ldb, index_t pc, index_t jc,
   } else {
     for (index_t j = 0; j < cols; ++j) {
       const T* b_j = B + (j0 + j) * ldb + pc;
-      for (index_t k = 0; k < kc; ++k) bp_q[k * nr + j] = b_j[k];
+      for (index_t k = 0; k < kc; ++k) dst[k * nr + j] = b_j[k];
     }
     for (index_t j = cols; j < nr; ++j)
-      for (index_t k = 0; k < kc; ++k) bp_q[k * nr + j] = T(0);
+      for (index_t k = 0; k < kc; ++k) dst[k * nr + j] = T(0);
   }
+}
+
+// B block (rows pc.., kc; cols jc.., n) -> panel q of NR columns: bp[q*NR*kc + k*NR + j].
+template <typename T>
+void pack_b_kc_nc(bool trans_b, const T* B, index_t ldb, index_t pc, index_t jc, index_t kc,
+                  index_t n, index_t nr, T* bp, index_t q) {
+  const index_t j0 = jc + q * nr;
+  pack_b_panel(trans_b, B, ldb, pc, j0, kc, std::min(nr, jc + n - j0), nr, bp + q * nr * kc);
 }
 
 template <typename T>
@@ -319,16 +321,18 @@ inline index_t ceil_div(index_t a, index_t b) {
   return (a + b - 1) / b;
 }
 
-// Where the micro-kernel reads B: packed panels (ldb = NR), or, for a small M where packing B
-// would cost as much as the product, straight from B's rows (full panels only; the last partial
-// panel is packed into edge_buf so the kernel never reads past column N).
+// Where the micro-kernel reads B. Packed: panels of the whole KC x NC block, packed once and
+// shared by the threads (large M: each panel is reused by many MC blocks). Per panel: when M
+// fits one MC block, each panel is packed by the thread that uses it, just before its ir loop,
+// into a KC x NR buffer that stays in L1 (same copying work, but no round trip through L2).
 template <typename T>
 struct BSource {
-  const T* packed;  // packed panels (bp[q*NR*kc + k*NR + j]), or nullptr for direct
-  const T* direct;  // B(pc, jc) when direct
-  index_t ldb;      // B's row stride when direct
-  T* edge_buf;      // KC x NR scratch for the partial panel when direct
-  index_t n_full;   // number of full panels
+  const T* packed;  // packed panels (bp[q*NR*kc + k*NR + j]), or nullptr: pack per panel
+  const T* B;       // per panel: the original B, its row stride, transpose flag, block origin
+  index_t ldb;
+  bool trans_b;
+  index_t pc, jc;
+  T* panel_buf;     // per panel: this thread's KC x NR buffer
 };
 
 // Compute the tiles of one packed A block (m rows) against B panels [q0, q1).
@@ -338,27 +342,14 @@ inline void macro_kernel(const UKernel<T>& uk, const T* ap, const BSource<T>& bs
                          const GemmEpilogue<T>* epi, index_t row0, index_t col0) {
   const index_t mr = uk.mr, nr = uk.nr;
   for (index_t q = q0; q < q1; ++q) {  // jr loop: NR panels of B
-    index_t nq = std::min(nr, n - q * nr);
-    const T* b_q;
-    index_t ldb_q;
-    if (bs.packed) {
-      b_q = bs.packed + q * nr * kc;
-      ldb_q = nr;
-    } else if (q < bs.n_full) {
-      b_q = bs.direct + q * nr;
-      ldb_q = bs.ldb;
-    } else {
-      for (index_t k = 0; k < kc; ++k) {
-        const T* src = bs.direct + k * bs.ldb + q * nr;
-        T* d = bs.edge_buf + k * nr;
-        for (index_t j = 0; j < nr; ++j) d[j] = j < nq ? src[j] : T(0);
-      }
-      b_q = bs.edge_buf;
-      ldb_q = nr;
-    }
+    const index_t nq = std::min(nr, n - q * nr);
+    const T* b_q = bs.packed ? bs.packed + q * nr * kc : bs.panel_buf;
+    if (!bs.packed)
+      pack_b_panel(bs.trans_b, bs.B, bs.ldb, bs.pc, bs.jc + q * nr, kc, nq, nr, bs.panel_buf);
     for (index_t p = 0; p * mr < m; ++p) {  // ir loop: MR panels of A -> micro-kernel
       index_t mp = std::min(mr, m - p * mr);
-      uk.fn(kc, ap + p * mr * kc, b_q, ldb_q, c + p * mr * ldc + q * nr, ldc, beta, mp, nq);
+      UKernelFn<T> fn = (mp < mr && mp < kMaxEdgeRows && uk.rows_fn[mp]) ? uk.rows_fn[mp] : uk.fn;
+      fn(kc, ap + p * mr * kc, b_q, nr, c + p * mr * ldc + q * nr, ldc, beta, mp, nq);
     }
     if (epi) epi->fn(c + q * nr, ldc, m, nq, row0, col0 + q * nr, epi->ctx);
   }
@@ -384,9 +375,12 @@ const UKernel<float>& gemm_ukernel_for<float>(Isa isa) {
                                   kBlockRefF32.mc, kBlockRefF32.kc, kBlockRefF32.nc,
                                   "ukernel_ref_6x16"};
 #if NN_HAVE_X86
-  static const UKernel<float> avx2{ukernel_avx2_6x16, kBlockAvx2F32.mr, kBlockAvx2F32.nr,
+  static const UKernel<float> avx2{ukernel_avx2_rx16<6>, kBlockAvx2F32.mr, kBlockAvx2F32.nr,
                                    kBlockAvx2F32.mc, kBlockAvx2F32.kc, kBlockAvx2F32.nc,
-                                   "ukernel_avx2_6x16"};
+                                   "ukernel_avx2_6x16",
+                                   {nullptr, ukernel_avx2_rx16<1>, ukernel_avx2_rx16<2>,
+                                    ukernel_avx2_rx16<3>, ukernel_avx2_rx16<4>,
+                                    ukernel_avx2_rx16<5>}};
   static const UKernel<float> avx512{ukernel_avx512_12x32, kBlockAvx512F32.mr, kBlockAvx512F32.nr,
                                      kBlockAvx512F32.mc, kBlockAvx512F32.kc, kBlockAvx512F32.nc,
                                      "ukernel_avx512_12x32"};
@@ -402,9 +396,12 @@ const UKernel<double>& gemm_ukernel_for<double>(Isa isa) {
                                    kBlockRefF64.mc, kBlockRefF64.kc, kBlockRefF64.nc,
                                    "ukernel_ref_6x8"};
 #if NN_HAVE_X86
-  static const UKernel<double> avx2{ukernel_avx2_6x8, kBlockAvx2F64.mr, kBlockAvx2F64.nr,
+  static const UKernel<double> avx2{ukernel_avx2_rx8<6>, kBlockAvx2F64.mr, kBlockAvx2F64.nr,
                                     kBlockAvx2F64.mc, kBlockAvx2F64.kc, kBlockAvx2F64.nc,
-                                    "ukernel_avx2_6x8"};
+                                    "ukernel_avx2_6x8",
+                                    {nullptr, ukernel_avx2_rx8<1>, ukernel_avx2_rx8<2>,
+                                     ukernel_avx2_rx8<3>, ukernel_avx2_rx8<4>,
+                                     ukernel_avx2_rx8<5>}};
   static const UKernel<double> avx512{ukernel_avx512_12x16, kBlockAvx512F64.mr,
                                       kBlockAvx512F64.nr, kBlockAvx512F64.mc, kBlockAvx512F64.kc,
                                       kBlockAvx512F64.nc, "ukernel_avx512_12x16"};
@@ -444,15 +441,15 @@ void gemm(bool trans_a, bool trans_b, index_t M, index_t N, index_t K, T alpha, 
 
   const index_t nc_max = std::min(NC, ceil_div<T>(N, nr) * nr);
   const index_t kc_max = std::min(KC, K);
-  const bool direct_b = !trans_b && M <= kGemmDirectBMaxM;
-  T* bp = direct_b ? nullptr : thread_scratch<T>(0, size_t(nc_max) * size_t(kc_max));
+  const bool per_panel = n_ic == 1;  // M fits one MC block: pack B panel by panel
+  T* bp = per_panel ? nullptr : thread_scratch<T>(0, size_t(nc_max) * size_t(kc_max));
   // Shared packed A for the jr-split mode lives in the caller's second slot.
   T* ap_shared = split_ic ? nullptr : thread_scratch<T>(1, size_t(mc) * size_t(kc_max));
 
 #pragma omp parallel num_threads(nthreads) if (nthreads > 1)
   {
     T* ap_own = split_ic ? thread_scratch<T>(1, size_t(mc) * size_t(kc_max)) : nullptr;
-    T* edge = direct_b ? thread_scratch<T>(2, size_t(nr) * size_t(kc_max)) : nullptr;
+    T* panel_buf = per_panel ? thread_scratch<T>(2, size_t(nr) * size_t(kc_max)) : nullptr;
     for (index_t jc = 0; jc < N; jc += NC) {  // jc loop: NC columns of C
       const index_t nc = std::min(NC, N - jc);
       const index_t n_q = ceil_div<T>(nc, nr);
@@ -460,8 +457,8 @@ void gemm(bool trans_a, bool trans_b, index_t M, index_t N, index_t K, T alpha, 
         const index_t kc = std::min(KC, K - pc);
         const T beta_pc = pc == 0 ? beta : T(1);
         const GemmEpilogue<T>* epi_pc = (pc + kc == K) ? epi : nullptr;
-        const BSource<T> bs{bp, B + pc * ldb + jc, ldb, edge, nc / nr};
-        if (!direct_b) {
+        const BSource<T> bs{bp, B, ldb, trans_b, pc, jc, panel_buf};
+        if (!per_panel) {
 #pragma omp for schedule(static)
           for (index_t q = 0; q < n_q; ++q)
             pack_b_kc_nc(trans_b, B, ldb, pc, jc, kc, nc, nr, bp, q);
@@ -534,7 +531,7 @@ void gemm_packed_serial(bool trans_a, index_t M, T alpha, const T* A, index_t ld
   for (index_t pc = 0; pc < K; pc += KC) {  // pc loop over the pre-packed KC blocks
     const index_t kc = std::min(KC, K - pc);
     const T beta_pc = pc == 0 ? beta : T(1);
-    const BSource<T> bs{Bp.data.get() + pc * np, nullptr, 0, nullptr, 0};
+    const BSource<T> bs{Bp.data.get() + pc * np, nullptr, 0, false, 0, 0, nullptr};
     for (index_t ic = 0; ic < M; ic += MC) {  // ic loop: pack A
       const index_t m = std::min(MC, M - ic);
       pack_a_mc_kc(trans_a, A, lda, ic, pc, m, kc, mr, alpha, ap, index_t(0), ceil_div<T>(m, mr));

@@ -43,10 +43,13 @@ struct GemmEpilogue {
 
 // Micro-kernel: acc(MR x NR) = sum_k a[k*MR + r] * b[k*ldb + j] over kc steps, then
 // C[r, j] = acc + beta * C[r, j] for r < m, j < n (beta == 0: C is not read). b is a packed
-// panel (ldb = NR) or, for small M, B's own rows (ldb = B's row stride, a full panel).
+// panel; ldb is its row stride (NR for packed panels; the argument lets a kernel read B rows in
+// place).
 template <typename T>
 using UKernelFn = void (*)(index_t kc, const T* a, const T* b, index_t ldb, T* c, index_t ldc,
                            T beta, index_t m, index_t n);
+
+constexpr index_t kMaxEdgeRows = 8;
 
 template <typename T>
 struct UKernel {
@@ -54,6 +57,9 @@ struct UKernel {
   index_t mr, nr;      // tile
   index_t mc, kc, nc;  // cache blocks (mc multiple of mr, nc multiple of nr)
   const char* name;
+  // Optional kernels for the last m < mr rows of a block (same packed layout, same signature):
+  // rows_fn[m] computes only m rows. nullptr: the full kernel is used and the rest discarded.
+  UKernelFn<T> rows_fn[kMaxEdgeRows] = {};
 };
 
 // Blocking constants, one place. KC x NR of B (16 KB) stays in L1, MC x KC of A in L2,
@@ -67,9 +73,7 @@ constexpr GemmBlocking kBlockAvx2F32{6, 16, 144, 256, 4080};
 constexpr GemmBlocking kBlockAvx2F64{6, 8, 72, 256, 4080};
 constexpr GemmBlocking kBlockAvx512F32{12, 32, 144, 256, 4096};
 constexpr GemmBlocking kBlockAvx512F64{12, 16, 72, 256, 4096};
-constexpr double kGemmParallelFlops = 2.0e5;
-// B is read in place (not packed) when M is at most this and B is not transposed.
-constexpr index_t kGemmDirectBMaxM = 96;
+constexpr double kGemmParallelFlops = 2.0e6;  // ~25 us on one core: below it, forking costs more than it gains
 
 // The micro-kernel the packed driver uses for the active ISA.
 template <typename T>

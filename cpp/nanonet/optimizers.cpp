@@ -50,12 +50,12 @@ void check_grad_clip(const char* fn, const GradClip& c) {
 }
 
 void check_sgd(const char* fn, const SgdHyper& h) {
-  check_positive_finite(fn, "lr", h.lr);
+  check_nonneg_finite(fn, "lr", h.lr);  // 0 is allowed: a schedule may decay to 0
   check_unit_closed(fn, "momentum", h.momentum);
 }
 
 void check_adam(const char* fn, const AdamHyper& h) {
-  check_positive_finite(fn, "lr", h.lr);
+  check_nonneg_finite(fn, "lr", h.lr);  // 0 is allowed: a schedule may decay to 0
   if (h.step < 1) bad_arg(fn, "step", ">= 1", static_cast<double>(h.step));
   check_unit_open(fn, "beta_1", h.beta_1);
   check_unit_open(fn, "beta_2", h.beta_2);
@@ -64,7 +64,7 @@ void check_adam(const char* fn, const AdamHyper& h) {
 }
 
 void check_rmsprop(const char* fn, const RmspropHyper& h) {
-  check_positive_finite(fn, "lr", h.lr);
+  check_nonneg_finite(fn, "lr", h.lr);  // 0 is allowed: a schedule may decay to 0
   check_unit_open(fn, "rho", h.rho);
   check_unit_closed(fn, "momentum", h.momentum);
   check_nonneg_finite(fn, "epsilon", h.epsilon);
