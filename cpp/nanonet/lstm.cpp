@@ -299,6 +299,55 @@ NN_TARGET_CLONES void bwd_fix(double* dhn, const double* rdm, const double* dh_k
   bwd_fix_body(dhn, rdm, dh_keep, H, b0, b1, j0, j1);
 }
 
+// Vector-matrix product for one row (the small-batch recurrent step, where a GEMM micro-kernel
+// would compute MR - 1 rows of padding): out[s n + r] = sum_k a[k] * m[k ldm + col[s] + r] for
+// the nseg column segments s, r < n; out is overwritten. Columns go in blocks of W (8 AVX2
+// registers of accumulators, kept in registers over the whole k loop); a narrower tail block
+// accumulates in memory.
+template <typename T>
+NN_LSTM_INLINE void gemv_block(T* out, const T* a, index_t K, const T* m, index_t ldm) {
+  constexpr int W = 256 / int(sizeof(T));
+  T acc[W] = {};
+  for (index_t k = 0; k < K; ++k) {
+    const T a_k = a[k];
+    const T* m_k = m + k * ldm;
+    NN_PRAGMA_SIMD
+    for (int r = 0; r < W; ++r) acc[r] += a_k * m_k[r];
+  }
+  std::memcpy(out, acc, sizeof acc);
+}
+
+template <typename T>
+NN_LSTM_INLINE void gemv_tail(T* out, const T* a, index_t K, const T* m, index_t ldm, index_t w) {
+  std::fill(out, out + w, T(0));
+  for (index_t k = 0; k < K; ++k) {
+    const T a_k = a[k];
+    const T* m_k = m + k * ldm;
+    NN_PRAGMA_SIMD
+    for (index_t r = 0; r < w; ++r) out[r] += a_k * m_k[r];
+  }
+}
+
+template <typename T>
+NN_LSTM_INLINE void gemv_segments_body(T* out, const T* a, index_t K, const T* m, index_t ldm,
+                                       const index_t* col, int nseg, index_t n) {
+  constexpr index_t W = 256 / index_t(sizeof(T));
+  for (int s = 0; s < nseg; ++s) {
+    index_t r0 = 0;
+    for (; r0 + W <= n; r0 += W) gemv_block(out + s * n + r0, a, K, m + col[s] + r0, ldm);
+    if (r0 < n) gemv_tail(out + s * n + r0, a, K, m + col[s] + r0, ldm, n - r0);
+  }
+}
+
+NN_TARGET_CLONES void gemv_segments(float* out, const float* a, index_t K, const float* m,
+                                    index_t ldm, const index_t* col, int nseg, index_t n) {
+  gemv_segments_body(out, a, K, m, ldm, col, nseg, n);
+}
+NN_TARGET_CLONES void gemv_segments(double* out, const double* a, index_t K, const double* m,
+                                    index_t ldm, const index_t* col, int nseg, index_t n) {
+  gemv_segments_body(out, a, K, m, ldm, col, nseg, n);
+}
+
 // ---------------------------------------------------------------------------------------------
 // Thread grid: pb row groups x pu unit groups; unit groups are whole NR-wide blocks of units.
 struct Grid {
@@ -432,9 +481,10 @@ void lstm_forward(T* y, T* h_n, T* c_n, const LstmCache<T>* cache, const LstmInp
   // of unit j at 4 j0 + q (j1 - j0) + (j - j0).
   const index_t nr = gemm_ukernel<T>().nr;
   const Grid grid = make_grid(B, TT, H, nr);
-  Scratch<T> rperm(grid.pu > 1 ? size_t(H * G) : 1);
+  const bool gemv = B <= kLstmGemvMaxBatch;  // by B alone: the same arithmetic for any grid
+  Scratch<T> rperm(grid.pu > 1 && !gemv ? size_t(H * G) : 1);
   const T* rsrc = in.recurrent_kernel;
-  if (grid.pu > 1) {
+  if (grid.pu > 1 && !gemv) {
     for (int ug = 0; ug < grid.pu; ++ug) {
       const Tile t = tile_of(grid, ug, B, H);
       const index_t n = t.j1 - t.j0;
@@ -445,7 +495,7 @@ void lstm_forward(T* y, T* h_n, T* c_n, const LstmCache<T>* cache, const LstmInp
     }
     rsrc = rperm.get();
   }
-  const PackedB<T> rp = pack_b<T>(false, H, G, rsrc, G);
+  const PackedB<T> rp = gemv ? PackedB<T>() : pack_b<T>(false, H, G, rsrc, G);
   Scratch<T> zr(size_t(B * G));
   Scratch<T> tmp(size_t(grid.nt) * size_t(std::max<index_t>(H, 1)));
 
@@ -455,6 +505,7 @@ void lstm_forward(T* y, T* h_n, T* c_n, const LstmCache<T>* cache, const LstmInp
     const Tile tl = tile_of(grid, tid, B, H);
     const index_t q0 = grid.pu > 1 ? 4 * tl.j0 / nr : 0;
     const index_t q1 = grid.pu > 1 && !tl.last_u ? 4 * tl.j1 / nr : rp.panels();
+    const index_t gates_col[4] = {tl.j0, H + tl.j0, 2 * H + tl.j0, 3 * H + tl.j0};
     T* tmp_t = tmp.get() + tid * std::max<index_t>(H, 1);
     FwdStep<T> s{};
     s.H = H;
@@ -469,9 +520,14 @@ void lstm_forward(T* y, T* h_n, T* c_n, const LstmCache<T>* cache, const LstmInp
     for (index_t k = 0; k < TT; ++k) {
       const index_t t = d.go_backwards ? TT - 1 - k : k;
       const T* a_k = rdm ? hds + slot(k) : hs + slot(k);
-      if (tl.b1 > tl.b0)
+      if (gemv) {  // zr[b, 4 j0 + q n + r] = h_k[b, :] @ recurrent_kernel[:, q H + j0 + r]
+        for (index_t b = tl.b0; b < tl.b1; ++b)
+          gemv_segments(zr.get() + b * G + 4 * tl.j0, a_k + b * H, H, in.recurrent_kernel, G,
+                        gates_col, 4, tl.j1 - tl.j0);
+      } else if (tl.b1 > tl.b0) {
         gemm_packed_serial<T>(false, tl.b1 - tl.b0, T(1), a_k + tl.b0 * H, H, rp, q0, q1, T(0),
                               zr.get() + tl.b0 * G, G);
+      }
       s.gates = gates + k * B * G;
       s.c_prev = cs + slot(k);
       s.c_out = cs + slot(k + 1);
@@ -503,7 +559,13 @@ void lstm_backward(T* dx, T* dkernel, T* drecurrent_kernel, T* dbias, T* dh0, T*
 
   const index_t nr = gemm_ukernel<T>().nr;
   const Grid grid = make_grid(B, TT, H, nr);
-  const PackedB<T> rtp = pack_b<T>(true, G, H, in.recurrent_kernel, G);  // recurrent_kernel^T
+  // recurrent_kernel^T: packed for the GEMM, or plainly transposed (G, H) for the row products.
+  const bool gemv = B <= kLstmGemvMaxBatch;
+  const PackedB<T> rtp = gemv ? PackedB<T>() : pack_b<T>(true, G, H, in.recurrent_kernel, G);
+  Scratch<T> rt(gemv ? size_t(G * H) : 1);
+  if (gemv)
+    for (index_t j = 0; j < H; ++j)
+      for (index_t g = 0; g < G; ++g) rt.get()[g * H + j] = in.recurrent_kernel[j * G + g];
   Scratch<T> dz(size_t(TT * B * G));
   Scratch<T> dh_keep(in.mask ? size_t(B * H) : 1);
   Scratch<T> tmp(size_t(grid.nt) * size_t(2 * std::max<index_t>(H, 1)));
@@ -540,8 +602,15 @@ void lstm_backward(T* dx, T* dkernel, T* drecurrent_kernel, T* dbias, T* dh0, T*
       barrier_if(grid.pu > 1);
       // dh_k (own tile) = dz_k @ recurrent_kernel^T, then * rdm, + dh of masked rows.
       if (tl.b1 > tl.b0) {
-        gemm_packed_serial<T>(false, tl.b1 - tl.b0, T(1), s.dz + tl.b0 * G, G, rtp, q0, q1, T(0),
-                              dh0 + tl.b0 * H, H);
+        if (gemv) {
+          const index_t col[1] = {tl.j0};
+          for (index_t b = tl.b0; b < tl.b1; ++b)
+            gemv_segments(dh0 + b * H + tl.j0, s.dz + b * G, G, rt.get(), H, col, 1,
+                          tl.j1 - tl.j0);
+        } else {
+          gemm_packed_serial<T>(false, tl.b1 - tl.b0, T(1), s.dz + tl.b0 * G, G, rtp, q0, q1,
+                                T(0), dh0 + tl.b0 * H, H);
+        }
         if (rdm || in.mask) bwd_fix(dh0, rdm, s.dh_keep, H, tl.b0, tl.b1, tl.j0, tl.j1);
       }
     }

@@ -52,9 +52,12 @@
 // recurrent_kernel packed once per call (forward: columns permuted so a unit group's four gates
 // are adjacent; backward: recurrent_kernel^T), then its tile of the fused gate pass. With one
 // unit group (B >= threads) the row groups never share data and there is no barrier; with
-// several, one barrier per step. Each element is computed by the same operations whatever the
-// grid, so results do not depend on the thread count, except dbias (per-thread partial sums,
-// added in thread order: float rounding only). Calls below kLstmParallelFlops run on one thread.
+// several, one barrier per step. For B <= kLstmGemvMaxBatch (batch-1 inference) the recurrent
+// product is a vector-matrix product per row instead (a GEMM micro-kernel would compute MR - 1
+// rows of padding), reading recurrent_kernel in place (forward) or transposed once (backward).
+// Each element is computed by the same operations whatever the grid, so results do not depend
+// on the thread count, except dbias (per-thread partial sums, added in thread order: float
+// rounding only). Calls below kLstmParallelFlops run on one thread.
 //
 // *_ref: plain scalar loops (std::exp / std::tanh, gemm_ref-style dot products, one thread),
 // same arguments and caches: the specification the fast path is tested against.
@@ -73,6 +76,7 @@ enum class LstmAct : int { tanh = 0, sigmoid = 1, relu = 2, linear = 3 };
 LstmAct lstm_act_from_name(const std::string& name, const char* fn, const char* arg);
 
 constexpr double kLstmParallelFlops = 4.0e5;  // whole-call recurrent flops below: one thread
+constexpr index_t kLstmGemvMaxBatch = 2;      // B at most this: row products, not the GEMM
 
 struct LstmDims {
   index_t B, T, I, H;
