@@ -98,7 +98,8 @@ template <typename T>
 struct FwdStep {
   index_t H, G;
   LstmAct a, ra;
-  T* gates;              // gates_k (B, G): in x_k @ kernel, out i, f, g, o activated
+  T* gates;              // gates_k (B, G): in x_k @ kernel, out i, f, g, o activated (if keep)
+  bool keep;             // write the activated gates back (training); else into tmp
   const T* zr;           // (B, G) h_k @ recurrent_kernel, the tile's 4 gates at [4 j0, 4 j1)
   const T* bias;         // (G) or nullptr
   const T* c_prev;       // c_k (B, H)
@@ -117,26 +118,30 @@ struct FwdStep {
 template <typename T>
 NN_LSTM_INLINE void fwd_tile_body(const FwdStep<T>& s, index_t b0, index_t b1, index_t j0,
                                   index_t j1, T* tmp) {
+  // tmp: n for a(c), then 4 n for the gates when they are not kept
   const index_t n = j1 - j0, H = s.H, G = s.G;
   for (index_t b = b0; b < b1; ++b) {
     T* g_b = s.gates + b * G;
     const T* zr_b = s.zr + b * G + 4 * j0;
+    T* z[4];
     for (int q = 0; q < 4; ++q) {
-      T* z_q = g_b + q * H + j0;
+      const T* x_q = g_b + q * H + j0;
+      T* z_q = s.keep ? g_b + q * H + j0 : tmp + (q + 1) * n;
       const T* r_q = zr_b + q * n;
       if (s.bias) {
         const T* bias_q = s.bias + q * H + j0;
         NN_PRAGMA_SIMD
-        for (index_t r = 0; r < n; ++r) z_q[r] += r_q[r] + bias_q[r];
+        for (index_t r = 0; r < n; ++r) z_q[r] = x_q[r] + (r_q[r] + bias_q[r]);
       } else {
         NN_PRAGMA_SIMD
-        for (index_t r = 0; r < n; ++r) z_q[r] += r_q[r];
+        for (index_t r = 0; r < n; ++r) z_q[r] = x_q[r] + r_q[r];
       }
+      z[q] = z_q;
     }
-    T* i_b = g_b + j0;
-    T* f_b = g_b + H + j0;
-    T* gg_b = g_b + 2 * H + j0;
-    T* o_b = g_b + 3 * H + j0;
+    T* i_b = z[0];
+    T* f_b = z[1];
+    T* gg_b = z[2];
+    T* o_b = z[3];
     act_span(s.ra, i_b, n);
     act_span(s.ra, f_b, n);
     act_span(s.a, gg_b, n);
@@ -497,7 +502,8 @@ void lstm_forward(T* y, T* h_n, T* c_n, const LstmCache<T>* cache, const LstmInp
   }
   const PackedB<T> rp = gemv ? PackedB<T>() : pack_b<T>(false, H, G, rsrc, G);
   Scratch<T> zr(size_t(B * G));
-  Scratch<T> tmp(size_t(grid.nt) * size_t(std::max<index_t>(H, 1)));
+  const index_t tmp_ld = 5 * std::max<index_t>(H, 1);
+  Scratch<T> tmp(size_t(grid.nt) * size_t(tmp_ld));
 
 #pragma omp parallel num_threads(grid.nt) if (grid.nt > 1)
   {
@@ -506,8 +512,9 @@ void lstm_forward(T* y, T* h_n, T* c_n, const LstmCache<T>* cache, const LstmInp
     const index_t q0 = grid.pu > 1 ? 4 * tl.j0 / nr : 0;
     const index_t q1 = grid.pu > 1 && !tl.last_u ? 4 * tl.j1 / nr : rp.panels();
     const index_t gates_col[4] = {tl.j0, H + tl.j0, 2 * H + tl.j0, 3 * H + tl.j0};
-    T* tmp_t = tmp.get() + tid * std::max<index_t>(H, 1);
+    T* tmp_t = tmp.get() + tid * tmp_ld;
     FwdStep<T> s{};
+    s.keep = train;
     s.H = H;
     s.G = G;
     s.a = d.activation;
