@@ -11,5 +11,8 @@ from . import callbacks, initializers, layers, losses, metrics, optimizers, regu
 from .models import Sequential
 from .random import set_seed
 
+# ---- data, schedules
+from . import datasets, models, preprocessing, schedules, utils
+
 # ---- saving and serving
 from .saving import load_model
