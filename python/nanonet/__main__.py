@@ -1,0 +1,30 @@
+"""Command line: ``python -m nanonet <command>`` (also installed as ``nanonet``).
+
+Commands:
+  demo   train the showcase text classifier on real data and print its test accuracy
+  serve  answer JSON predict requests for a saved model over HTTP on localhost
+"""
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import sys
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m nanonet", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", metavar="command")
+    from . import demo
+    demo.add_arguments(sub.add_parser("demo", help=demo.__doc__.splitlines()[0]))
+    if importlib.util.find_spec(__package__ + ".serving") is not None:
+        from . import serving
+        serving.add_arguments(sub.add_parser("serve", help=serving.__doc__.splitlines()[0]))
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 2
+    return int(args.func(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
