@@ -1,6 +1,7 @@
 #include "nanonet/lstm.hpp"
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -85,16 +86,17 @@ py::tuple forward_impl(const char* fn, bool use_ref, const py::array& x, const p
 
   auto dt = x.dtype();
   using Shape = std::vector<py::ssize_t>;
-  py::array y = return_sequences ? py::array(dt, Shape{B, TT, H}) : py::array();
+  // Only what is asked for is allocated (batch-1 inference: h_n and c_n alone).
+  std::optional<py::array> y, xd, gates, cs, acs, hs, hds;
+  if (return_sequences) y.emplace(dt, Shape{B, TT, H});
   py::array h_n(dt, Shape{B, H}), c_n(dt, Shape{B, H});
-  py::array xd, gates, cs, acs, hs, hds;
   if (training) {
-    xd = py::array(dt, Shape{TT, B, I});
-    gates = py::array(dt, Shape{TT, B, G});
-    cs = py::array(dt, Shape{TT + 1, B, H});
-    acs = py::array(dt, Shape{TT, B, H});
-    hs = py::array(dt, Shape{TT + 1, B, H});
-    if (given(rdm)) hds = py::array(dt, Shape{TT, B, H});
+    xd.emplace(dt, Shape{TT, B, I});
+    gates.emplace(dt, Shape{TT, B, G});
+    cs.emplace(dt, Shape{TT + 1, B, H});
+    acs.emplace(dt, Shape{TT, B, H});
+    hs.emplace(dt, Shape{TT + 1, B, H});
+    if (given(rdm)) hds.emplace(dt, Shape{TT, B, H});
   }
   auto run = [&](auto zero) {
     using T = decltype(zero);
@@ -109,9 +111,9 @@ py::tuple forward_impl(const char* fn, bool use_ref, const py::array& x, const p
                      cptr_or_null<T>(rdm)};
     LstmCache<T> cache{};
     if (training)
-      cache = LstmCache<T>{mptr<T>(xd), mptr<T>(gates), mptr<T>(cs), mptr<T>(acs), mptr<T>(hs),
-                           given(rdm) ? mptr<T>(hds) : nullptr};
-    T* py_ = return_sequences ? mptr<T>(y) : nullptr;
+      cache = LstmCache<T>{mptr<T>(*xd), mptr<T>(*gates), mptr<T>(*cs), mptr<T>(*acs),
+                           mptr<T>(*hs), hds ? mptr<T>(*hds) : nullptr};
+    T* py_ = y ? mptr<T>(*y) : nullptr;
     T* ph = mptr<T>(h_n);
     T* pc = mptr<T>(c_n);
     py::gil_scoped_release release;
@@ -126,8 +128,8 @@ py::tuple forward_impl(const char* fn, bool use_ref, const py::array& x, const p
     run(0.0);
   py::object cache_o = py::none();
   if (training)
-    cache_o = py::make_tuple(xd, gates, cs, acs, hs, given(rdm) ? py::object(hds) : py::none());
-  return py::make_tuple(return_sequences ? py::object(y) : py::none(), h_n, c_n, cache_o);
+    cache_o = py::make_tuple(*xd, *gates, *cs, *acs, *hs, hds ? py::object(*hds) : py::none());
+  return py::make_tuple(y ? py::object(*y) : py::none(), h_n, c_n, cache_o);
 }
 
 py::tuple backward_impl(const char* fn, bool use_ref, const py::object& dy_o,
@@ -169,9 +171,10 @@ py::tuple backward_impl(const char* fn, bool use_ref, const py::object& dy_o,
 
   auto dt = xd.dtype();
   using Shape = std::vector<py::ssize_t>;
-  py::array dx = need_dx ? py::array(dt, Shape{B, TT, I}) : py::array();
+  std::optional<py::array> dx, dbias;
+  if (need_dx) dx.emplace(dt, Shape{B, TT, I});
+  if (has_bias) dbias.emplace(dt, Shape{G});
   py::array dkernel(dt, Shape{I, G}), drk(dt, Shape{H, G});
-  py::array dbias = has_bias ? py::array(dt, Shape{G}) : py::array();
   py::array dh0(dt, Shape{B, H}), dc0(dt, Shape{B, H});
   auto run = [&](auto zero) {
     using T = decltype(zero);
@@ -189,10 +192,10 @@ py::tuple backward_impl(const char* fn, bool use_ref, const py::object& dy_o,
                        const_cast<T*>(cptr<T>(cs)),  const_cast<T*>(cptr<T>(acs)),
                        const_cast<T*>(cptr<T>(hs)),
                        const_cast<T*>(cptr_or_null<T>(hds))};
-    T* p_dx = need_dx ? mptr<T>(dx) : nullptr;
+    T* p_dx = dx ? mptr<T>(*dx) : nullptr;
     T* p_dk = mptr<T>(dkernel);
     T* p_drk = mptr<T>(drk);
-    T* p_db = has_bias ? mptr<T>(dbias) : nullptr;
+    T* p_db = dbias ? mptr<T>(*dbias) : nullptr;
     T* p_dh0 = mptr<T>(dh0);
     T* p_dc0 = mptr<T>(dc0);
     const T* p_dy = cptr_or_null<T>(dy);
@@ -209,7 +212,8 @@ py::tuple backward_impl(const char* fn, bool use_ref, const py::object& dy_o,
     run(0.0f);
   else
     run(0.0);
-  return py::make_tuple(need_dx ? py::object(dx) : py::none(), dkernel, drk, has_bias ? py::object(dbias) : py::none(), dh0, dc0);
+  return py::make_tuple(dx ? py::object(*dx) : py::none(), dkernel, drk,
+                        dbias ? py::object(*dbias) : py::none(), dh0, dc0);
 }
 
 }  // namespace

@@ -527,8 +527,16 @@ class LSTMCache:
                 f"dtype={self.arrays[0].dtype})")
 
 
+def _arr(a, name: str, fn: str) -> np.ndarray:
+    """a as a C-contiguous float32/float64 ndarray; returned as is when it already is one (the
+    binding checks dtypes against x and shapes, with messages naming the argument)."""
+    if type(a) is np.ndarray and a.dtype in _FLOATS and a.flags.c_contiguous:
+        return a
+    return _contiguous(_float_array(a, name, fn))
+
+
 def _opt_float(a, name: str, fn: str):
-    return None if a is None else _contiguous(_float_array(a, name, fn))
+    return None if a is None else _arr(a, name, fn)
 
 
 def _act_name(a, name: str, fn: str) -> str:
@@ -565,18 +573,18 @@ def lstm_forward(x, kernel, recurrent_kernel, bias=None, h0=None, c0=None, mask=
     cache is an LSTMCache for lstm_backward when training, else None (nothing kept).
     (_ref: run the scalar C++ specification; a testing hook.)"""
     fn = "lstm_forward"
-    x = _contiguous(_float_array(x, "x", fn))
-    kernel = _contiguous(_float_array(kernel, "kernel", fn))
-    recurrent_kernel = _contiguous(_float_array(recurrent_kernel, "recurrent_kernel", fn))
-    bias, h0, c0 = (_opt_float(bias, "bias", fn), _opt_float(h0, "h0", fn),
-                    _opt_float(c0, "c0", fn))
+    x = _arr(x, "x", fn)
+    kernel = _arr(kernel, "kernel", fn)
+    recurrent_kernel = _arr(recurrent_kernel, "recurrent_kernel", fn)
+    bias = None if bias is None else _arr(bias, "bias", fn)
+    h0 = None if h0 is None else _arr(h0, "h0", fn)
+    c0 = None if c0 is None else _arr(c0, "c0", fn)
     idm = _opt_float(input_dropout_mask, "input_dropout_mask", fn)
     rdm = _opt_float(recurrent_dropout_mask, "recurrent_dropout_mask", fn)
-    _same_dtype(fn, ("x", "kernel", "recurrent_kernel", "bias", "h0", "c0", "input_dropout_mask",
-                     "recurrent_dropout_mask"), x, kernel, recurrent_kernel, bias, h0, c0, idm, rdm)
-    m = _step_mask(mask, fn)
-    act = _act_name(activation, "activation", fn)
-    ract = _act_name(recurrent_activation, "recurrent_activation", fn)
+    m = None if mask is None else _step_mask(mask, fn)
+    act = activation if type(activation) is str else _act_name(activation, "activation", fn)
+    ract = (recurrent_activation if type(recurrent_activation) is str
+            else _act_name(recurrent_activation, "recurrent_activation", fn))
     y, h_n, c_n, arrays = _core.lstm_forward(
         x, kernel, recurrent_kernel, bias, h0, c0, m, idm, rdm, bool(go_backwards), act, ract,
         bool(return_sequences), bool(training), bool(_ref))
