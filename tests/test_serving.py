@@ -1,0 +1,501 @@
+"""The HTTP server: real requests on 127.0.0.1 (ephemeral ports), good and bad ones, many
+concurrent ones, batching, graceful shutdown, and the ``serve`` command line."""
+import argparse
+import concurrent.futures
+import http.client
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+
+import numpy as np
+import pytest
+
+import nanonet as nn
+from nanonet import layers as L
+from nanonet import serving
+from nanonet.serving import Batcher, ModelServer, RequestError
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TIMEOUT = 20
+
+
+def _mlp(seed=0):
+    nn.set_seed(seed)
+    return nn.Sequential([L.Input((8,)), L.Dense(16, activation="relu"),
+                          L.Dense(3, activation="softmax")])
+
+
+def _text_model(seed=0):
+    nn.set_seed(seed)
+    return nn.Sequential([L.Input((6,), dtype="int32"), L.Embedding(50, 8, mask_zero=True),
+                          L.LSTM(8), L.Dense(4, activation="softmax")])
+
+
+@pytest.fixture
+def mlp_server():
+    model = _mlp()
+    server = ModelServer(model, port=0, max_body_bytes=20_000).start()
+    yield model, server
+    server.shutdown(timeout=TIMEOUT)
+
+
+class Client:
+    """A keep-alive HTTP/1.1 client with a timeout."""
+
+    def __init__(self, server):
+        self.conn = http.client.HTTPConnection(server.host, server.port, timeout=TIMEOUT)
+
+    def request(self, method, path, body=None, headers=None):
+        if isinstance(body, (dict, list)):
+            body = json.dumps(body)
+        self.conn.request(method, path, body=body, headers=headers or {})
+        resp = self.conn.getresponse()
+        data = resp.read()
+        return resp.status, json.loads(data) if data else None, resp
+
+    def predict(self, inputs):
+        return self.request("POST", "/predict", {"inputs": inputs})
+
+    def close(self):
+        self.conn.close()
+
+
+def test_health(mlp_server):
+    model, server = mlp_server
+    c = Client(server)
+    status, body, resp = c.request("GET", "/health")
+    assert status == 200 and resp.getheader("Content-Type") == "application/json"
+    assert body["status"] == "ok" and body["model"] == model.name
+    assert body["input_shape"] == [None, 8] and body["input_dtype"] == "float32"
+    assert body["output_shape"] == [None, 3] and body["params"] == model.count_params()
+    assert body["layers"] == ["Dense", "Dense"] and body["max_batch"] == 32
+    c.close()
+
+
+def test_single_sample_and_batch(mlp_server):
+    model, server = mlp_server
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((5, 8)).astype(np.float32)
+    want = model.predict(x, verbose=0)
+    c = Client(server)
+    status, body, _ = c.predict(x[0].tolist())
+    assert status == 200
+    np.testing.assert_allclose(body["outputs"], want[0], rtol=1e-6, atol=1e-7)
+    status, body, _ = c.predict(x.tolist())
+    assert status == 200 and np.shape(body["outputs"]) == (5, 3)
+    np.testing.assert_allclose(body["outputs"], want, rtol=1e-6, atol=1e-7)
+    status, body, _ = c.predict([[1, 2, 3, 4, 5, 6, 7, 8]])  # ints for a float model
+    assert status == 200 and np.shape(body["outputs"]) == (1, 3)
+    c.close()
+
+
+BAD = [
+    (b"{not json", "not valid JSON"),
+    (b'{"inputs": [NaN, 1, 1, 1, 1, 1, 1, 1]}', "NaN is not allowed"),
+    (b'{"inputs": [1e999, 1, 1, 1, 1, 1, 1, 1]}', "finite numbers"),
+    (b"[1, 2, 3]", "JSON object"),
+    (b'{"x": [1]}', "JSON object"),
+    (b'{"inputs": 3}', "list of numbers"),
+    (b'{"inputs": "abc"}', "list of numbers"),
+    (b'{"inputs": [1, 2, 3]}', r"each sample must have shape \(8,\); got \(3,\)"),
+    (b'{"inputs": [[[1, 2, 3, 4, 5, 6, 7, 8]]]}', r"shape \(8,\) for one sample or \(n, 8\)"),
+    (b'{"inputs": []}', "inputs is empty"),
+    (b'{"inputs": [[]]}', "inputs is empty"),
+    (b'{"inputs": [[1, 2, 3, 4, 5, 6, 7, 8], [1, 2]]}', "rectangular"),
+    (b'{"inputs": ["a", "b", "c", "d", "e", "f", "g", "h"]}', "strings"),
+    (b'{"inputs": [null, 1, 1, 1, 1, 1, 1, 1]}', "numbers"),
+    (b'{"inputs": [true, false, true, true, true, true, true, true]}', "booleans"),
+    (b'{"inputs": [100000000000000000000000000, 1, 1, 1, 1, 1, 1, 1]}', "numbers"),
+    (b'{"inputs": [{"a": 1}, 1, 1, 1, 1, 1, 1, 1]}', "numbers"),
+    (b'\xff\xfe', "not valid JSON"),
+]
+
+
+@pytest.mark.parametrize("body,match", BAD, ids=[m for _, m in BAD])
+def test_bad_requests_get_400_and_the_server_keeps_running(mlp_server, body, match):
+    import re
+    _, server = mlp_server
+    c = Client(server)
+    status, reply, resp = c.request("POST", "/predict", body)
+    assert status == 400 and resp.getheader("Content-Type") == "application/json"
+    assert re.search(match, reply["error"]), reply
+    # same connection still usable
+    status, _, _ = c.predict([0.0] * 8)
+    assert status == 200
+    c.close()
+
+
+def test_wrong_paths_and_methods(mlp_server):
+    _, server = mlp_server
+    c = Client(server)
+    assert c.request("GET", "/nope")[0] == 404
+    assert c.request("POST", "/nope", b"{}")[0] == 404
+    status, body, resp = c.request("GET", "/predict")
+    assert status == 405 and resp.getheader("Allow") == "POST"
+    assert c.request("POST", "/health", b"{}")[0] == 405
+    status, body, _ = c.request("PUT", "/predict", b"{}")
+    assert status == 405 and "not allowed" in body["error"]
+    assert c.request("GET", "/health?verbose=1")[0] == 200
+    c.close()
+
+
+def test_oversized_body_gets_413_without_being_read(mlp_server):
+    _, server = mlp_server
+    c = Client(server)
+    big = json.dumps({"inputs": [[0.5] * 8] * 2000})
+    assert len(big) > 20_000
+    status, body, resp = c.request("POST", "/predict", big)
+    assert status == 413 and "limit is 20000" in body["error"]
+    assert resp.getheader("Connection") == "close"
+    c.close()
+    # A huge declared length is refused before any byte of the body arrives.
+    with socket.create_connection((server.host, server.port), timeout=TIMEOUT) as s:
+        s.sendall(b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Length: 10000000000\r\n\r\n")
+        reply = s.recv(65536).decode()
+    assert reply.startswith("HTTP/1.1 413")
+
+
+def _raw(server, data):
+    with socket.create_connection((server.host, server.port), timeout=TIMEOUT) as s:
+        s.sendall(data)
+        chunks = []
+        while True:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            chunks.append(chunk)
+    return b"".join(chunks).decode("latin-1")
+
+
+def test_missing_or_bad_content_length(mlp_server):
+    _, server = mlp_server
+    reply = _raw(server, b"POST /predict HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    assert reply.startswith("HTTP/1.1 411") and "Content-Length" in reply
+    reply = _raw(server, b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Length: -5\r\n\r\n")
+    assert reply.startswith("HTTP/1.1 400") and "invalid Content-Length" in reply
+    reply = _raw(server, b"POST /predict HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n"
+                         b"\r\n5\r\nhello\r\n0\r\n\r\n")
+    assert reply.startswith("HTTP/1.1 411") and "chunked" in reply
+    reply = _raw(server, b"GET / x HTTP/1.1\r\n\r\n")  # http.server's own error, as JSON
+    assert reply.startswith("HTTP/1.1 400") and '{"error": "Bad request syntax' in reply
+    reply = _raw(server, b"GET / HTTP/x.y\r\n\r\n")  # (no status line: HTTP/0.9 rules)
+    assert '{"error": "Bad request version' in reply
+    # a client that promises a body and disappears does not hurt the server
+    with socket.create_connection((server.host, server.port), timeout=TIMEOUT) as s:
+        s.sendall(b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{\"in")
+    c = Client(server)
+    assert c.request("GET", "/health")[0] == 200
+    c.close()
+
+
+def test_many_concurrent_requests(mlp_server):
+    model, server = mlp_server
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((16, 8)).astype(np.float32)
+    want = model.predict(x, verbose=0)
+    errors = []
+
+    def client(i):
+        c = Client(server)
+        try:
+            for k in range(8):
+                j = (i + k) % 16
+                status, body, _ = c.predict(x[j].tolist())
+                if status != 200:
+                    errors.append((status, body))
+                    continue
+                np.testing.assert_allclose(body["outputs"], want[j], rtol=1e-5, atol=1e-6)
+        finally:
+            c.close()
+
+    with concurrent.futures.ThreadPoolExecutor(16) as pool:
+        for f in [pool.submit(client, i) for i in range(16)]:
+            f.result(timeout=120)
+    assert not errors
+    health = Client(server).request("GET", "/health")[1]
+    assert health["requests"] == 128 and 1 <= health["batches"] <= 128
+
+
+def test_concurrent_requests_are_batched():
+    model = _mlp()
+    calls = []
+    real = model.predict_on_batch
+
+    def spy(x):
+        calls.append(x.shape[0])
+        return real(x)
+
+    server = ModelServer(model, port=0, max_batch=8, batch_timeout_ms=50)
+    server.batcher.predict = spy
+    server.start()
+    try:
+        barrier = threading.Barrier(8)
+
+        def one(i):
+            c = Client(server)
+            barrier.wait(timeout=TIMEOUT)
+            status, _, _ = c.predict([float(i)] * 8)
+            c.close()
+            return status
+
+        with concurrent.futures.ThreadPoolExecutor(8) as pool:
+            statuses = list(pool.map(one, range(8), timeout=120))
+        assert statuses == [200] * 8
+        assert sum(calls) == 8 and max(calls) > 1 and max(calls) <= 8
+    finally:
+        server.shutdown(timeout=TIMEOUT)
+
+
+def test_integer_inputs_for_a_text_model():
+    model = _text_model()
+    server = ModelServer(model, port=0).start()
+    try:
+        c = Client(server)
+        ids = [[3, 7, 1, 0, 0, 0], [5, 5, 5, 5, 2, 1]]
+        status, body, _ = c.predict(ids)
+        assert status == 200
+        np.testing.assert_allclose(body["outputs"], model.predict(np.array(ids, np.int32),
+                                                                  verbose=0), rtol=1e-5,
+                                   atol=1e-6)
+        assert c.predict([3.0, 7.0, 1.0, 0.0, 0.0, 0.0])[0] == 200  # whole-number floats
+        status, body, _ = c.predict([3.5, 7, 1, 0, 0, 0])
+        assert status == 400 and "integers" in body["error"]
+        status, body, _ = c.predict([3, 7, 1, 0, 0, 2**40])
+        assert status == 400 and "int32" in body["error"]
+        status, body, _ = c.predict([3, 7, 99, 0, 0, 0])  # id >= vocabulary: the model refuses
+        assert status == 400 and "99" in body["error"]
+        status, body, _ = c.predict([3, 7, 1, 0])
+        assert status == 400 and r"(6,)" in body["error"]
+        c.close()
+    finally:
+        server.shutdown(timeout=TIMEOUT)
+
+
+def test_shutdown_finishes_requests_in_flight():
+    model = _mlp()
+    started = threading.Event()
+    real = model.predict_on_batch
+
+    def slow(x):
+        started.set()
+        time.sleep(0.3)
+        return real(x)
+
+    server = ModelServer(model, port=0)
+    server.batcher.predict = slow
+    server.start()
+    result = {}
+
+    def request():
+        c = Client(server)
+        result["status"] = c.predict([0.0] * 8)[0]
+        c.close()
+
+    t = threading.Thread(target=request)
+    t.start()
+    assert started.wait(TIMEOUT)
+    server.shutdown(timeout=TIMEOUT)
+    t.join(TIMEOUT)
+    assert result["status"] == 200
+    with pytest.raises(OSError):
+        socket.create_connection((server.host, server.port), timeout=2).close()
+    server.shutdown()  # idempotent
+
+
+def test_lone_request_is_not_held_for_the_batch_window():
+    model = _mlp()
+    server = ModelServer(model, port=0, batch_timeout_ms=5000).start()
+    try:
+        c = Client(server)
+        t0 = time.perf_counter()
+        for _ in range(3):
+            assert c.predict([0.5] * 8)[0] == 200
+        assert time.perf_counter() - t0 < 4.0  # far below one 5 s window
+        c.close()
+    finally:
+        server.shutdown(timeout=TIMEOUT)
+
+
+def test_model_runs_with_the_callers_thread_count():
+    # OpenMP's thread count is per calling thread: the batcher thread must get the count that
+    # was set where the server was made, not OpenMP's default.
+    before = nn.get_num_threads()
+    seen = []
+    try:
+        nn.set_num_threads(1 if before != 1 else 2)
+        want = nn.get_num_threads()
+        model = _mlp()
+        real = model.predict_on_batch
+
+        def spy(x):
+            seen.append(nn.get_num_threads())
+            return real(x)
+
+        server = ModelServer(model, port=0)
+        server.batcher.predict = spy
+        server.start()
+        try:
+            assert Client(server).predict([0.0] * 8)[0] == 200
+        finally:
+            server.shutdown(timeout=TIMEOUT)
+    finally:
+        nn.set_num_threads(before)
+    assert seen == [want]
+
+
+# -- the batcher on its own ---------------------------------------------------------------------
+def test_batcher_gathers_up_to_max_batch():
+    sizes = []
+    b = Batcher(lambda x: (sizes.append(x.shape[0]), x * 2)[1], max_batch=4, timeout_ms=0)
+    pending = [b.submit(np.full((1, 3), i, np.float32)) for i in range(10)]
+    b.start()
+    for i, p in enumerate(pending):
+        np.testing.assert_array_equal(Batcher.wait(p, TIMEOUT), np.full((1, 3), 2 * i))
+    b.close(TIMEOUT)
+    assert sizes == [4, 4, 2]
+
+
+def test_batcher_groups_shapes_and_isolates_failures():
+    calls = []
+
+    def predict(x):
+        calls.append(x.shape)
+        if (x < 0).any():
+            raise ValueError("negative input")
+        return x.sum(axis=1)
+
+    b = Batcher(predict, max_batch=16, timeout_ms=0)
+    good = b.submit(np.ones((2, 3), np.float32))
+    bad = b.submit(-np.ones((1, 3), np.float32))
+    other = b.submit(np.ones((1, 5), np.float32))
+    good2 = b.submit(np.ones((1, 3), np.float32))
+    b.start()
+    np.testing.assert_array_equal(Batcher.wait(good, TIMEOUT), [3, 3])
+    np.testing.assert_array_equal(Batcher.wait(good2, TIMEOUT), [3])
+    np.testing.assert_array_equal(Batcher.wait(other, TIMEOUT), [5])
+    with pytest.raises(ValueError, match="negative input"):
+        Batcher.wait(bad, TIMEOUT)
+    b.close(TIMEOUT)
+    # one call for the (n, 3) group (fails), retries one by one, one call for the (n, 5) group
+    assert calls[0] == (4, 3) and (1, 5) in calls and len(calls) == 5
+
+
+def test_batcher_waits_for_announced_requests_only():
+    sizes = []
+    b = Batcher(lambda x: (sizes.append(x.shape[0]), x)[1], max_batch=8, timeout_ms=10_000)
+    b.announce()  # a request is being received
+    first = b.submit(np.ones((1, 2)))
+    b.start()
+    time.sleep(0.2)
+    assert not first.event.is_set()  # held for the announced one
+    second = b.submit(np.ones((1, 2)), announced=True)
+    Batcher.wait(first, TIMEOUT)
+    Batcher.wait(second, TIMEOUT)
+    assert sizes == [2]
+    b.announce()
+    third = b.submit(np.ones((1, 2)))
+    time.sleep(0.1)
+    b.withdraw()  # the announced request failed validation: stop waiting for it
+    Batcher.wait(third, TIMEOUT)
+    assert sizes == [2, 1]
+    b.close(TIMEOUT)
+
+
+def test_batcher_queue_limit_and_closing():
+    b = Batcher(lambda x: x, max_queue=2)
+    b.submit(np.ones((1, 1)))
+    b.submit(np.ones((1, 1)))
+    with pytest.raises(RequestError) as e:
+        b.submit(np.ones((1, 1)))
+    assert e.value.status == 503
+    b.start()
+    b.close(TIMEOUT)  # answers what was queued, then stops
+    with pytest.raises(RequestError) as e:
+        b.submit(np.ones((1, 1)))
+    assert e.value.status == 503
+    for bad in (dict(max_batch=0), dict(timeout_ms=-1), dict(max_queue=0)):
+        with pytest.raises(ValueError):
+            Batcher(lambda x: x, **bad)
+
+
+def test_parse_inputs_shapes_with_unknown_dims():
+    x, single = serving.parse_inputs({"inputs": [[1, 2], [3, 4], [5, 6]]}, (None, 2),
+                                     np.dtype("float32"))
+    assert single and x.shape == (1, 3, 2) and x.dtype == np.float32
+    x, single = serving.parse_inputs({"inputs": [[[1, 2]], [[3, 4]]]}, (None, 2),
+                                     np.dtype("float32"))
+    assert not single and x.shape == (2, 1, 2)
+
+
+def test_unbuilt_model_cannot_be_served():
+    with pytest.raises(ValueError, match="not built"):
+        ModelServer(nn.Sequential([L.Dense(2)]), port=0)
+
+
+# -- command line -------------------------------------------------------------------------------
+def _serve_command(model_path, *extra):
+    args = [sys.executable, "-m", "nanonet", "serve", str(model_path), "--port", "0", *extra]
+    env = dict(os.environ, PYTHONPATH=os.path.join(ROOT, "python") + os.pathsep +
+               os.environ.get("PYTHONPATH", ""), PYTHONUNBUFFERED="1")
+    return args, env
+
+
+def test_add_arguments_defaults():
+    parser = argparse.ArgumentParser()
+    serving.add_arguments(parser)
+    args = parser.parse_args(["m.nnet"])
+    assert (args.model, args.host, args.port, args.max_batch, args.batch_timeout_ms) == \
+        ("m.nnet", "127.0.0.1", 8000, 32, 2.0)
+    assert args.func is serving.run
+    assert serving.__doc__.splitlines()[0]
+    for bad in (["m", "--port", "70000"], ["m", "--max-batch", "0"],
+                ["m", "--batch-timeout-ms", "-1"]):
+        with pytest.raises(SystemExit):
+            parser.parse_args(bad)
+
+
+def test_serve_command_answers_and_stops_on_sigterm(tmp_path):
+    model = _mlp()
+    model.save(tmp_path / "m.nnet")
+    args, env = _serve_command(tmp_path / "m.nnet", "--max-batch", "4")
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=env)
+    try:
+        line = proc.stdout.readline()
+        assert "http://127.0.0.1:" in line, (line, proc.stderr.read() if proc.poll() else "")
+        port = int(line.split("http://127.0.0.1:")[1].split()[0])
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=TIMEOUT)
+        conn.request("POST", "/predict", json.dumps({"inputs": [0.25] * 8}))
+        resp = conn.getresponse()
+        body = json.loads(resp.read())
+        assert resp.status == 200
+        np.testing.assert_allclose(body["outputs"],
+                                   model.predict(np.full((1, 8), 0.25, np.float32),
+                                                 verbose=0)[0], rtol=1e-6, atol=1e-7)
+        conn.request("GET", "/health")
+        health = json.loads(conn.getresponse().read())
+        assert health["max_batch"] == 4
+        conn.close()
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=TIMEOUT)
+        assert proc.returncode == 0, err
+        assert "stopped after 1 requests" in out
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+
+
+def test_serve_command_bad_model_file(tmp_path):
+    (tmp_path / "bad.nnet").write_bytes(b"nonsense")
+    args, env = _serve_command(tmp_path / "bad.nnet")
+    proc = subprocess.run(args, capture_output=True, text=True, env=env, timeout=120)
+    assert proc.returncode == 2 and "not a zip archive" in proc.stderr
+    args, env = _serve_command(tmp_path / "absent.nnet")
+    proc = subprocess.run(args, capture_output=True, text=True, env=env, timeout=120)
+    assert proc.returncode == 2 and "no such file" in proc.stderr
