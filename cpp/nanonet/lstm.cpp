@@ -386,6 +386,19 @@ Tile tile_of(const Grid& g, int tid, index_t B, index_t H) {
   return t;
 }
 
+// Ask for rows [b0, b1) of a (rows x ld) block in L2 ahead of use: the caches of the next step
+// are read from memory while this step's recurrent product runs.
+template <typename T>
+inline void prefetch_rows(const T* p, index_t ld, index_t b0, index_t b1, index_t width) {
+#if defined(__GNUC__) || defined(__clang__)
+  const index_t per_line = index_t(64 / sizeof(T));
+  for (index_t b = b0; b < b1; ++b)
+    for (index_t e = 0; e < width; e += per_line) __builtin_prefetch(p + b * ld + e, 0, 2);
+#else
+  (void)p, (void)ld, (void)b0, (void)b1, (void)width;
+#endif
+}
+
 int thread_id() {
 #ifdef _OPENMP
   return omp_get_thread_num();
@@ -527,6 +540,7 @@ void lstm_forward(T* y, T* h_n, T* c_n, const LstmCache<T>* cache, const LstmInp
     for (index_t k = 0; k < TT; ++k) {
       const index_t t = d.go_backwards ? TT - 1 - k : k;
       const T* a_k = rdm ? hds + slot(k) : hs + slot(k);
+      if (k + 1 < TT) prefetch_rows(gates + (k + 1) * B * G, G, tl.b0, tl.b1, G);
       if (gemv) {  // zr[b, 4 j0 + q n + r] = h_k[b, :] @ recurrent_kernel[:, q H + j0 + r]
         for (index_t b = tl.b0; b < tl.b1; ++b)
           gemv_segments(zr.get() + b * G + 4 * tl.j0, a_k + b * H, H, in.recurrent_kernel, G,
@@ -607,6 +621,12 @@ void lstm_backward(T* dx, T* dkernel, T* drecurrent_kernel, T* dbias, T* dh0, T*
       s.mask = in.mask ? in.mask + t : nullptr;
       bwd_tile(s, tl.b0, tl.b1, tl.j0, tl.j1, tmp_t);
       barrier_if(grid.pu > 1);
+      if (k > 0) {
+        prefetch_rows(cache.gates + (k - 1) * B * G, G, tl.b0, tl.b1, G);
+        prefetch_rows(cache.c + (k - 1) * B * H, H, tl.b0, tl.b1, H);
+        prefetch_rows(cache.ac + (k - 1) * B * H, H, tl.b0, tl.b1, H);
+        if (dy) prefetch_rows(dy + (k - 1) * H, TT * H, tl.b0, tl.b1, H);
+      }
       // dh_k (own tile) = dz_k @ recurrent_kernel^T, then * rdm, + dh of masked rows.
       if (tl.b1 > tl.b0) {
         if (gemv) {
