@@ -13,8 +13,8 @@ keep-alive):
 Errors are answered with a JSON body {"error": message} and the server keeps running: 400 for
 malformed JSON and for inputs of the wrong type, rank, shape or values (the message says what
 was expected and what came), 404 for an unknown path, 405 for a wrong method, 411 without a
-Content-Length, 413 for a body over --max-body-bytes, 503 when the queue is full or the server
-is shutting down, 500 for anything unexpected.
+Content-Length, 413 for a body over --max-body-bytes, 503 when the queue is full, when
+--max-connections are open or when the server is shutting down, 500 for anything unexpected.
 
 Batching: each connection's handler thread parses and validates its request, then queues the
 samples for one batcher thread. The batcher takes the first waiting request and gathers the ones
@@ -50,6 +50,7 @@ DEFAULT_MAX_BATCH = 32
 DEFAULT_BATCH_TIMEOUT_MS = 2.0
 DEFAULT_MAX_BODY_BYTES = 8 << 20
 DEFAULT_MAX_QUEUE = 1024
+DEFAULT_MAX_CONNECTIONS = 256
 
 
 class RequestError(Exception):
@@ -80,6 +81,8 @@ def input_spec(model):
         dtype = np.dtype(layer.dtype)
     else:
         dtype = np.dtype(model.layers[0].dtype)
+    if dtype.kind == "f" and type(model.layers[0]).__name__ == "Embedding":
+        dtype = np.dtype("int32")  # token ids, whatever float dtype the input was recorded with
     return tuple(shape[1:]), dtype
 
 
@@ -116,9 +119,8 @@ def parse_inputs(payload, sample_shape, dtype):
     if arr.size == 0:
         raise RequestError(400, f"inputs is empty (shape {_fmt(arr.shape)})")
     if any(w is not None and w != d for w, d in zip(sample_shape, arr.shape[1:])):
-        got = arr.shape[1:] if not single else arr.shape[1:]
         raise RequestError(400, f"each sample must have shape {_fmt(sample_shape)}; got "
-                                f"{_fmt(got)}")
+                                f"{_fmt(arr.shape[1:])}")
     if dtype.kind in "iu":
         if arr.dtype.kind == "f":
             if not np.isfinite(arr).all() or not np.array_equal(arr, np.round(arr)):
@@ -300,6 +302,40 @@ class _HTTPServer(ThreadingHTTPServer):
     daemon_threads = True
     request_queue_size = 128
     app = None
+    connections = 0
+
+    def process_request(self, request, client_address):
+        """Start a handler thread, unless --max-connections are open: then answer 503 and
+        close."""
+        with self.app._lock:
+            full = self.connections >= self.app.max_connections
+            if not full:
+                self.connections += 1
+        if full:
+            body = b'{"error":"too many open connections; retry later"}'
+            try:
+                request.sendall(b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: "
+                                b"application/json\r\nConnection: close\r\nContent-Length: " +
+                                str(len(body)).encode() + b"\r\n\r\n" + body)
+            except OSError:
+                pass
+            self.shutdown_request(request)
+            return
+        try:
+            super().process_request(request, client_address)
+        except BaseException:
+            self._closed_one()
+            raise
+
+    def process_request_thread(self, request, client_address):
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._closed_one()
+
+    def _closed_one(self):
+        with self.app._lock:
+            self.connections -= 1
 
     def handle_error(self, request, client_address):
         exc = sys.exc_info()[1]
@@ -466,8 +502,8 @@ class ModelServer:
 
     def __init__(self, model, host="127.0.0.1", port=8000, max_batch=DEFAULT_MAX_BATCH,
                  batch_timeout_ms=DEFAULT_BATCH_TIMEOUT_MS, max_body_bytes=DEFAULT_MAX_BODY_BYTES,
-                 max_queue=DEFAULT_MAX_QUEUE, request_timeout=60.0, idle_timeout=60.0,
-                 log_requests=False):
+                 max_queue=DEFAULT_MAX_QUEUE, max_connections=DEFAULT_MAX_CONNECTIONS,
+                 request_timeout=60.0, idle_timeout=60.0, log_requests=False):
         from . import __version__, ops
         self.model = model
         self.sample_shape, self.input_dtype = input_spec(model)
@@ -475,7 +511,12 @@ class ModelServer:
                 max_body_bytes < 1:
             raise ValueError(f"ModelServer: max_body_bytes must be a positive int; got "
                              f"{max_body_bytes!r}")
+        if isinstance(max_connections, bool) or not isinstance(max_connections, int) or \
+                max_connections < 1:
+            raise ValueError(f"ModelServer: max_connections must be a positive int; got "
+                             f"{max_connections!r}")
         self.max_body_bytes = max_body_bytes
+        self.max_connections = max_connections
         self.request_timeout = request_timeout
         self.idle_timeout = idle_timeout
         self.log_requests = bool(log_requests)
@@ -641,6 +682,9 @@ def add_arguments(parser):
     parser.add_argument("--max-queue", type=_positive_int, default=DEFAULT_MAX_QUEUE,
                         help=f"most requests waiting for the model before answering 503 "
                              f"(default {DEFAULT_MAX_QUEUE})")
+    parser.add_argument("--max-connections", type=_positive_int, default=DEFAULT_MAX_CONNECTIONS,
+                        help="most open client connections; more are answered 503 (default "
+                             f"{DEFAULT_MAX_CONNECTIONS})")
     parser.add_argument("--threads", type=_positive_int, default=None,
                         help="threads for the kernels (default: nanonet's default)")
     parser.add_argument("--allow-nan", action="store_true",
@@ -662,6 +706,7 @@ def run(args):
         server = ModelServer(model, host=args.host, port=args.port, max_batch=args.max_batch,
                              batch_timeout_ms=args.batch_timeout_ms,
                              max_body_bytes=args.max_body_bytes, max_queue=args.max_queue,
+                             max_connections=args.max_connections,
                              log_requests=args.log_requests)
     except (OSError, ValueError) as e:
         print(f"nanonet serve: {e}", file=sys.stderr)
