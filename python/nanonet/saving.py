@@ -338,8 +338,9 @@ class _Archive:
                                  "stored or deflated)", name)
             if info.file_size > _RATIO_MIN_BYTES and \
                     info.file_size > MAX_COMPRESSION_RATIO * max(info.compress_size, 1):
-                raise self.error(f"compression ratio {info.file_size / max(info.compress_size, 1):.0f}"
-                                 f" exceeds {MAX_COMPRESSION_RATIO} ({info.file_size} bytes from "
+                ratio = info.file_size / max(info.compress_size, 1)
+                raise self.error(f"compression ratio {ratio:.0f} exceeds "
+                                 f"{MAX_COMPRESSION_RATIO} ({info.file_size} bytes from "
                                  f"{info.compress_size}); refusing a possible zip bomb", name)
             total += info.file_size
             if total > MAX_TOTAL_BYTES:

@@ -21,9 +21,9 @@ samples for one batcher thread. The batcher takes the first waiting request and 
 that arrive within --batch-timeout-ms of it (never more than --max-batch samples together,
 requests of one shape per model call), but stops waiting as soon as no other request is being
 received, so a lone request is not delayed; then it runs one ``predict_on_batch`` and hands
-each request its rows. Only the batcher thread calls the model, so requests never race on its state; if a model
-call fails (e.g. a token id out of range), the requests of that batch are retried one by one
-so that only the bad one gets the error.
+each request its rows. Only the batcher thread calls the model, so requests never race on its
+state; if a model call fails (e.g. a token id out of range), the requests of that batch are
+retried one by one so that only the bad one gets the error.
 
 Shutdown (SIGINT / SIGTERM, or ``ModelServer.shutdown()``): stop accepting connections, answer
 the requests already received, stop the batcher, close the socket.
