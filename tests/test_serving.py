@@ -495,7 +495,8 @@ def test_add_arguments_defaults():
     args = parser.parse_args(["m.nnet"])
     assert (args.model, args.host, args.port, args.max_batch, args.batch_timeout_ms) == \
         ("m.nnet", "127.0.0.1", 8000, 32, 2.0)
-    assert args.func is serving.run
+    assert args.func is serving.run and args.threads is None
+    assert 1 <= serving.default_threads() <= max(1, nn.get_num_threads())
     assert serving.__doc__.splitlines()[0]
     for bad in (["m", "--port", "70000"], ["m", "--max-batch", "0"],
                 ["m", "--batch-timeout-ms", "-1"]):
@@ -524,6 +525,7 @@ def test_serve_command_answers_and_stops_on_sigterm(tmp_path):
         conn.request("GET", "/health")
         health = json.loads(conn.getresponse().read())
         assert health["max_batch"] == 4
+        assert f"{serving.default_threads()} kernel threads" in line
         conn.close()
         proc.send_signal(signal.SIGTERM)
         out, err = proc.communicate(timeout=TIMEOUT)

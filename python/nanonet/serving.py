@@ -34,6 +34,7 @@ import argparse
 import collections
 import json
 import math
+import os
 import signal
 import socket
 import sys
@@ -664,6 +665,17 @@ def _port(text):
     return value
 
 
+def default_threads():
+    """The serve command's kernel thread count when --threads is not given: nanonet's default,
+    but at most one fewer than the CPUs this process may use (at least 1)."""
+    from . import ops
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        cpus = os.cpu_count() or 1
+    return max(1, min(ops.get_num_threads(), cpus - 1))
+
+
 def add_arguments(parser):
     """Add the ``serve`` command's arguments to an argparse parser (sets func=run)."""
     parser.add_argument("model", help="model file written by model.save (e.g. model.nnet)")
@@ -686,7 +698,9 @@ def add_arguments(parser):
                         help="most open client connections; more are answered 503 (default "
                              f"{DEFAULT_MAX_CONNECTIONS})")
     parser.add_argument("--threads", type=_positive_int, default=None,
-                        help="threads for the kernels (default: nanonet's default)")
+                        help="threads for the kernels (default: one core fewer than the "
+                             "machine has, at least 1: the HTTP threads need a core, and an "
+                             "oversubscribed OpenMP team is slow)")
     parser.add_argument("--allow-nan", action="store_true",
                         help="load a model whose weights contain NaN or inf")
     parser.add_argument("--log-requests", action="store_true",
@@ -699,8 +713,8 @@ def run(args):
     """Load args.model and serve it until SIGINT or SIGTERM; returns the exit status."""
     from . import ops
     from .saving import load_model
-    if args.threads is not None:
-        ops.set_num_threads(args.threads)
+    threads = args.threads if args.threads is not None else default_threads()
+    ops.set_num_threads(threads)
     try:
         model = load_model(args.model, compile=False, allow_nan=args.allow_nan)
         server = ModelServer(model, host=args.host, port=args.port, max_batch=args.max_batch,
@@ -722,7 +736,7 @@ def run(args):
     previous = {s: signal.signal(s, _stop) for s in (signal.SIGINT, signal.SIGTERM)}
     print(f"nanonet serve: {model.name} from {args.model} on {server.url} (POST /predict, "
           f"GET /health; max batch {server.batcher.max_batch}, window "
-          f"{args.batch_timeout_ms:g} ms); Ctrl-C stops", flush=True)
+          f"{args.batch_timeout_ms:g} ms, {threads} kernel threads); Ctrl-C stops", flush=True)
     try:
         server.serve_forever()
     finally:
