@@ -97,6 +97,7 @@ NN_TARGET_AVX2 void ukernel_avx2_rx16(index_t kc, const float* a, const float* b
     _mm_prefetch(reinterpret_cast<const char*>(c + r * ldc), _MM_HINT_T0);
     _mm_prefetch(reinterpret_cast<const char*>(c + r * ldc + 15), _MM_HINT_T0);
   }
+#pragma GCC unroll 4
   for (index_t k = 0; k < kc; ++k) {
     const __m256 b0 = _mm256_loadu_ps(b);
     const __m256 b1 = _mm256_loadu_ps(b + 8);
@@ -321,6 +322,12 @@ inline index_t ceil_div(index_t a, index_t b) {
   return (a + b - 1) / b;
 }
 
+// K split into equal blocks of at most kc: K = 784 with kc 256 gives 4 x 196, not
+// 256 + 256 + 256 + 16 (a thin last block pays the full C load/store for little work).
+inline index_t balanced_kc(index_t K, index_t kc) {
+  return K <= kc ? K : ceil_div<void>(K, ceil_div<void>(K, kc));
+}
+
 // Where the micro-kernel reads B. Packed: panels of the whole KC x NC block, packed once and
 // shared by the threads (large M: each panel is reused by many MC blocks). Per panel: when M
 // fits one MC block, each panel is packed by the thread that uses it, just before its ir loop,
@@ -427,7 +434,7 @@ void gemm(bool trans_a, bool trans_b, index_t M, index_t N, index_t K, T alpha, 
     return;
   }
   const UKernel<T>& uk = gemm_ukernel<T>();
-  const index_t mr = uk.mr, nr = uk.nr, KC = uk.kc, NC = uk.nc;
+  const index_t mr = uk.mr, nr = uk.nr, KC = balanced_kc(K, uk.kc), NC = uk.nc;
 
   int nthreads = get_num_threads();
   if (2.0 * double(M) * double(N) * double(K) < kGemmParallelFlops) nthreads = 1;
@@ -499,7 +506,7 @@ PackedB<T> pack_b(bool trans_b, index_t K, index_t N, const T* B, index_t ldb) {
   out.uk = &gemm_ukernel<T>();
   out.K = K;
   out.N = N;
-  const index_t nr = out.uk->nr, KC = out.uk->kc;
+  const index_t nr = out.uk->nr, KC = balanced_kc(K, out.uk->kc);
   const index_t np = out.panels() * nr;
   size_t bytes = ((size_t(np) * size_t(std::max<index_t>(K, 1)) * sizeof(T) + 63) / 64) * 64;
   void* p = std::aligned_alloc(64, bytes);
@@ -520,7 +527,7 @@ void gemm_packed_serial(bool trans_a, index_t M, T alpha, const T* A, index_t ld
   q1 = std::min(q1, Bp.panels());
   if (M <= 0 || q0 >= q1) return;
   const UKernel<T>& uk = *Bp.uk;
-  const index_t mr = uk.mr, nr = uk.nr, KC = uk.kc, MC = uk.mc;
+  const index_t mr = uk.mr, nr = uk.nr, KC = balanced_kc(K, uk.kc), MC = uk.mc;
   if (K <= 0 || alpha == T(0)) {
     index_t c0 = q0 * nr, c1 = std::min(q1 * nr, N);
     scale_c(C + c0, ldc, M, c1 - c0, beta);
