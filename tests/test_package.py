@@ -49,3 +49,18 @@ def test_set_get_num_threads_round_trip():
         nn.set_num_threads(before)
     with pytest.raises(TypeError, match="n must be an int"):
         nn.set_num_threads(1.5)
+
+
+def test_thread_count_applies_to_other_python_threads():
+    """set_num_threads is process-wide, not per calling thread (OpenMP's own ICV is)."""
+    import threading
+    before = nn.get_num_threads()
+    seen = []
+    try:
+        nn.set_num_threads(1)
+        t = threading.Thread(target=lambda: seen.append(nn.get_num_threads()))
+        t.start()
+        t.join(timeout=30)
+    finally:
+        nn.set_num_threads(before)
+    assert seen == [1]

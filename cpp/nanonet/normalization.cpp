@@ -42,7 +42,7 @@ void bn_apply(T* y, const T* x, const T* mean, const T* inv_std, const T* gamma,
   }
   const T* sc = scale.data();
   const T* sh = shift.data();
-#pragma omp parallel for schedule(static) if (par)
+#pragma omp parallel for schedule(static) num_threads(get_num_threads()) if (par)
   for (index_t n = 0; n < N; ++n) {
     const T* x_n = x + n * F;
     T* y_n = y + n * F;
@@ -86,7 +86,7 @@ void bn_dx(T* dx, const T* dy, const T* x, const T* mean, const T* inv_std, cons
   const T* pk = kk.data();
   const T* pa = aa.data();
   const T* pb = bb.data();
-#pragma omp parallel for schedule(static) if (par)
+#pragma omp parallel for schedule(static) num_threads(get_num_threads()) if (par)
   for (index_t n = 0; n < N; ++n) {
     const T* dy_n = dy + n * F;
     const T* x_n = x + n * F;
@@ -122,7 +122,7 @@ void batch_norm_forward(T* y, T* mean, T* inv_std, T* moving_mean, T* moving_var
   std::vector<double> part(static_cast<size_t>(nb * F));
   std::vector<double> mean_d(F), var_d(F);
   // Pass 1: sum_n w_n x_nf, by blocks of rows.
-#pragma omp parallel for schedule(static) if (par)
+#pragma omp parallel for schedule(static) num_threads(get_num_threads()) if (par)
   for (index_t b = 0; b < nb; ++b) {
     double* part_b = part.data() + b * F;
     for (index_t f = 0; f < F; ++f) part_b[f] = 0.0;
@@ -137,7 +137,7 @@ void batch_norm_forward(T* y, T* mean, T* inv_std, T* moving_mean, T* moving_var
   for (index_t f = 0; f < F; ++f) mean_d[f] = W > 0 ? mean_d[f] / double(W) : 0.0;
   // Pass 2: sum_n w_n (x_nf - mean_f)^2.
   const double* md = mean_d.data();
-#pragma omp parallel for schedule(static) if (par)
+#pragma omp parallel for schedule(static) num_threads(get_num_threads()) if (par)
   for (index_t b = 0; b < nb; ++b) {
     double* part_b = part.data() + b * F;
     for (index_t f = 0; f < F; ++f) part_b[f] = 0.0;
@@ -200,7 +200,7 @@ void batch_norm_backward(T* dx, T* dgamma, T* dbeta, const T* dy, const T* x, co
   const index_t nb = num_blocks(N);
   // Pass 1: partial sums of dy (k = 0) and dy * x_hat (k = 1) per block: part[b][k][f].
   std::vector<double> part(static_cast<size_t>(nb * 2 * F));
-#pragma omp parallel for schedule(static) if (par)
+#pragma omp parallel for schedule(static) num_threads(get_num_threads()) if (par)
   for (index_t b = 0; b < nb; ++b) {
     double* sdy_b = part.data() + b * 2 * F;
     double* sdyx_b = sdy_b + F;
@@ -314,7 +314,7 @@ template <typename T>
 void layer_norm_forward(T* y, T* mean, T* inv_std, const T* x, const T* gamma, const T* beta,
                         index_t N, index_t F, T epsilon) {
   const bool par = N * F >= kNormParallelWork;
-#pragma omp parallel for schedule(static) if (par)
+#pragma omp parallel for schedule(static) num_threads(get_num_threads()) if (par)
   for (index_t n = 0; n < N; ++n)
     ln_row_forward(y + n * F, mean + n, inv_std + n, x + n * F, gamma, beta, F, epsilon);
 }
@@ -336,7 +336,7 @@ void layer_norm_backward(T* dx, T* dgamma, T* dbeta, const T* dy, const T* x, co
   const index_t nb = num_blocks(N);
   // dx by rows; the column sums of each block of rows into part[b][k][f].
   std::vector<double> part(static_cast<size_t>(nb * 2 * F));
-#pragma omp parallel for schedule(static) if (par)
+#pragma omp parallel for schedule(static) num_threads(get_num_threads()) if (par)
   for (index_t b = 0; b < nb; ++b) {
     double* sdy_b = part.data() + b * 2 * F;
     double* sdyx_b = sdy_b + F;

@@ -107,7 +107,7 @@ void for_blocks(index_t n, const Body& body) {
     return;
   }
   const index_t nblocks = (n + kOptimBlock - 1) / kOptimBlock;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) num_threads(get_num_threads())
   for (index_t b = 0; b < nblocks; ++b) {
     const index_t i0 = b * kOptimBlock;
     body(i0, std::min(n, i0 + kOptimBlock));
@@ -126,7 +126,7 @@ double chunked_sum(index_t n, const Partial& partial) {
     return total;
   }
   std::vector<double> parts(static_cast<size_t>(nchunks));
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) num_threads(get_num_threads())
   for (index_t c = 0; c < nchunks; ++c)
     parts[static_cast<size_t>(c)] = partial(c * kReduceChunk, std::min(n, (c + 1) * kReduceChunk));
   double total = 0.0;

@@ -81,7 +81,7 @@ void global_avg_pool1d_forward(S* y, const S* x, const bool* mask, index_t B, in
   const index_t nfb = (F + kPoolFeatureBlock - 1) / kPoolFeatureBlock;
   const bool par = B * T * F >= kPoolParallelWork;
   // One task per (row b, feature block fb).
-#pragma omp parallel for schedule(static) if (par)
+#pragma omp parallel for schedule(static) num_threads(get_num_threads()) if (par)
   for (index_t task = 0; task < B * nfb; ++task) {
     const index_t b = task / nfb, fb = task % nfb;
     const index_t f0 = fb * kPoolFeatureBlock;
@@ -107,7 +107,7 @@ template <typename S>
 void global_avg_pool1d_backward(S* dx, const S* dy, const bool* mask, index_t B, index_t T,
                                 index_t F) {
   const bool par = B * T * F >= kPoolParallelWork;
-#pragma omp parallel for schedule(static) if (par)
+#pragma omp parallel for schedule(static) num_threads(get_num_threads()) if (par)
   for (index_t b = 0; b < B; ++b) {
     const index_t c = count_steps(mask ? mask + b * T : nullptr, T);
     const S inv_c = c > 0 ? S(1) / S(c) : S(0);
@@ -144,7 +144,7 @@ void global_max_pool1d_forward(S* y, std::int64_t* argmax, const S* x, const boo
                                index_t B, index_t T, index_t F) {
   const index_t nfb = (F + kPoolFeatureBlock - 1) / kPoolFeatureBlock;
   const bool par = B * T * F >= kPoolParallelWork;
-#pragma omp parallel for schedule(static) if (par)
+#pragma omp parallel for schedule(static) num_threads(get_num_threads()) if (par)
   for (index_t task = 0; task < B * nfb; ++task) {
     const index_t b = task / nfb, fb = task % nfb;
     const index_t f0 = fb * kPoolFeatureBlock;
@@ -176,7 +176,7 @@ template <typename S>
 void global_max_pool1d_backward(S* dx, const S* dy, const std::int64_t* argmax, index_t B,
                                 index_t T, index_t F) {
   const bool par = B * T * F >= kPoolParallelWork;
-#pragma omp parallel for schedule(static) if (par)
+#pragma omp parallel for schedule(static) num_threads(get_num_threads()) if (par)
   for (index_t b = 0; b < B; ++b) {
     S* dx_b = dx + b * T * F;
     std::fill(dx_b, dx_b + T * F, S(0));

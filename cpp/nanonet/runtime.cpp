@@ -1,5 +1,6 @@
 #include "nanonet/runtime.hpp"
 
+#include <atomic>
 #include <cstdlib>
 #include <stdexcept>
 
@@ -10,7 +11,7 @@
 namespace nanonet {
 
 namespace {
-int g_threads = 0;  // 0 = not set yet
+std::atomic<int> g_threads{0};  // 0 = not set yet: OpenMP's default
 
 Isa initial_isa() {
   Isa best = detect_isa();
@@ -39,11 +40,16 @@ void set_num_threads(int n) {
 #endif
 }
 
+// The count set here is process-wide: every kernel passes get_num_threads() to its parallel
+// region, so a Python thread other than the one that called set_num_threads gets it too
+// (omp_set_num_threads alone only sets the calling thread's default).
 int get_num_threads() {
 #ifdef _OPENMP
-  return omp_get_max_threads();
+  const int n = g_threads.load();
+  return n > 0 ? n : omp_get_max_threads();
 #else
-  return g_threads > 0 ? g_threads : 1;
+  const int n = g_threads.load();
+  return n > 0 ? n : 1;
 #endif
 }
 
