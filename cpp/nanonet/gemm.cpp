@@ -358,7 +358,11 @@ inline void macro_kernel(const UKernel<T>& uk, const T* ap, const BSource<T>& bs
       UKernelFn<T> fn = (mp < mr && mp < kMaxEdgeRows && uk.rows_fn[mp]) ? uk.rows_fn[mp] : uk.fn;
       fn(kc, ap + p * mr * kc, b_q, nr, c + p * mr * ldc + q * nr, ldc, beta, mp, nq);
     }
-    if (epi) epi->fn(c + q * nr, ldc, m, nq, row0, col0 + q * nr, epi->ctx);
+  }
+  // Epilogue once per block (long rows vectorise; the block was just written, it is in L2).
+  if (epi && q0 < q1) {
+    const index_t c0 = q0 * nr, c1 = std::min(n, q1 * nr);
+    epi->fn(c + c0, ldc, m, c1 - c0, row0, col0 + c0, epi->ctx);
   }
 }
 
@@ -490,9 +494,11 @@ void gemm(bool trans_a, bool trans_b, index_t M, index_t N, index_t K, T alpha, 
             for (index_t p = 0; p < n_p; ++p)
               pack_a_mc_kc(trans_a, A, lda, ic, pc, m, kc, mr, alpha, ap_shared, p, p + 1);
 #pragma omp for schedule(static)
-            for (index_t q = 0; q < n_q; ++q)  // jr loop split between threads
-              macro_kernel(uk, ap_shared, bs, m, nc, kc, q, q + 1, C + ic * ldc + jc, ldc,
+            for (int t = 0; t < nthreads; ++t) {  // jr loop split in contiguous ranges
+              const index_t q0 = n_q * t / nthreads, q1 = n_q * (t + 1) / nthreads;
+              macro_kernel(uk, ap_shared, bs, m, nc, kc, q0, q1, C + ic * ldc + jc, ldc,
                            beta_pc, epi_pc, ic, jc);
+            }
           }
         }
       }
