@@ -49,7 +49,6 @@ py::object opt_mask(const py::object& o, index_t B, index_t T, const char* fn) {
   return std::move(a);
 }
 
-bool given(const py::object& o) { return !o.is_none(); }
 
 template <typename T>
 const T* cptr_or_null(const py::object& o) {
@@ -87,16 +86,14 @@ py::tuple forward_impl(const char* fn, bool use_ref, const py::array& x, const p
   auto dt = x.dtype();
   using Shape = std::vector<py::ssize_t>;
   // Only what is asked for is allocated (batch-1 inference: h_n and c_n alone).
-  std::optional<py::array> y, xd, gates, cs, acs, hs, hds;
+  std::optional<py::array> y, xh, gates, cs, acs;
   if (return_sequences) y.emplace(dt, Shape{B, TT, H});
   py::array h_n(dt, Shape{B, H}), c_n(dt, Shape{B, H});
   if (training) {
-    xd.emplace(dt, Shape{TT, B, I});
+    xh.emplace(dt, Shape{TT, B, I + H});
     gates.emplace(dt, Shape{TT, B, G});
     cs.emplace(dt, Shape{TT + 1, B, H});
     acs.emplace(dt, Shape{TT, B, H});
-    hs.emplace(dt, Shape{TT + 1, B, H});
-    if (given(rdm)) hds.emplace(dt, Shape{TT, B, H});
   }
   auto run = [&](auto zero) {
     using T = decltype(zero);
@@ -111,8 +108,7 @@ py::tuple forward_impl(const char* fn, bool use_ref, const py::array& x, const p
                      cptr_or_null<T>(rdm)};
     LstmCache<T> cache{};
     if (training)
-      cache = LstmCache<T>{mptr<T>(*xd), mptr<T>(*gates), mptr<T>(*cs), mptr<T>(*acs),
-                           mptr<T>(*hs), hds ? mptr<T>(*hds) : nullptr};
+      cache = LstmCache<T>{mptr<T>(*xh), mptr<T>(*gates), mptr<T>(*cs), mptr<T>(*acs)};
     T* py_ = y ? mptr<T>(*y) : nullptr;
     T* ph = mptr<T>(h_n);
     T* pc = mptr<T>(c_n);
@@ -128,7 +124,7 @@ py::tuple forward_impl(const char* fn, bool use_ref, const py::array& x, const p
     run(0.0);
   py::object cache_o = py::none();
   if (training)
-    cache_o = py::make_tuple(*xd, *gates, *cs, *acs, *hs, hds ? py::object(*hds) : py::none());
+    cache_o = py::make_tuple(*xh, *gates, *cs, *acs);
   return py::make_tuple(y ? py::object(*y) : py::none(), h_n, c_n, cache_o);
 }
 
@@ -138,23 +134,21 @@ py::tuple backward_impl(const char* fn, bool use_ref, const py::object& dy_o,
                         const py::object& mask_o, const py::object& idm_o, const py::object& rdm_o,
                         bool go_backwards, const std::string& activation,
                         const std::string& recurrent_activation, bool need_dx) {
-  if (cache_t.size() != 6) fail(fn, "cache must be the 6-tuple lstm_forward returned");
-  py::array xd = cache_t[0].cast<py::array>();
+  if (cache_t.size() != 4) fail(fn, "cache must be the 4-tuple lstm_forward returned");
+  py::array xd = cache_t[0].cast<py::array>();  // xh: [xd | hd], named xd for the dtype checks
   float_dtype(xd, fn, "cache");
-  check_ndim(xd, 3, fn, "cache xd");
-  const index_t TT = xd.shape(0), B = xd.shape(1), I = xd.shape(2);
+  check_ndim(xd, 3, fn, "cache xh");
+  check_ndim(kernel, 2, fn, "kernel");
   check_ndim(recurrent_kernel, 2, fn, "recurrent_kernel");
+  const index_t TT = xd.shape(0), B = xd.shape(1), I = kernel.shape(0);
   const index_t H = recurrent_kernel.shape(0), G = 4 * H;
-  req_float(xd, xd, {TT, B, I}, fn, "cache xd", "(T, B, I)");
+  req_float(xd, xd, {TT, B, I + H}, fn, "cache xh", "(T, B, I + H)");
   py::array gates = req_float(cache_t[1].cast<py::array>(), xd, {TT, B, G}, fn, "cache gates",
                               "(T, B, 4H)");
   py::array cs = req_float(cache_t[2].cast<py::array>(), xd, {TT + 1, B, H}, fn, "cache c",
                            "(T + 1, B, H)");
   py::array acs =
       req_float(cache_t[3].cast<py::array>(), xd, {TT, B, H}, fn, "cache ac", "(T, B, H)");
-  py::array hs = req_float(cache_t[4].cast<py::array>(), xd, {TT + 1, B, H}, fn, "cache h",
-                           "(T + 1, B, H)");
-  py::object hds = opt_float(cache_t[5], xd, {TT, B, H}, fn, "cache hd", "(T, B, H)");
   req_float(kernel, xd, {I, G}, fn, "kernel", "(I, 4H)");
   req_float(recurrent_kernel, xd, {H, G}, fn, "recurrent_kernel", "(H, 4H)");
   py::object dy = opt_float(dy_o, xd, {B, TT, H}, fn, "dy", "(B, T, H)");
@@ -163,8 +157,6 @@ py::tuple backward_impl(const char* fn, bool use_ref, const py::object& dy_o,
   py::object mask = opt_mask(mask_o, B, TT, fn);
   py::object idm = opt_float(idm_o, xd, {B, I}, fn, "input_dropout_mask", "(B, I)");
   py::object rdm = opt_float(rdm_o, xd, {B, H}, fn, "recurrent_dropout_mask", "(B, H)");
-  if (given(rdm) != given(hds))
-    fail(fn, "recurrent_dropout_mask must be given exactly when the forward call had one");
   LstmDims d{B, TT, I, H, go_backwards,
              lstm_act_from_name(activation, fn, "activation"),
              lstm_act_from_name(recurrent_activation, fn, "recurrent_activation")};
@@ -174,7 +166,11 @@ py::tuple backward_impl(const char* fn, bool use_ref, const py::object& dy_o,
   std::optional<py::array> dx, dbias;
   if (need_dx) dx.emplace(dt, Shape{B, TT, I});
   if (has_bias) dbias.emplace(dt, Shape{G});
-  py::array dkernel(dt, Shape{I, G}), drk(dt, Shape{H, G});
+  // dkernel and drecurrent_kernel: two row blocks of one (I + H, G) array, so the kernel
+  // computes both with one GEMM.
+  py::array dw(dt, Shape{I + H, G});
+  py::array dkernel = dw[py::slice(0, I, 1)].cast<py::array>();
+  py::array drk = dw[py::slice(I, I + H, 1)].cast<py::array>();
   py::array dh0(dt, Shape{B, H}), dc0(dt, Shape{B, H});
   auto run = [&](auto zero) {
     using T = decltype(zero);
@@ -188,10 +184,8 @@ py::tuple backward_impl(const char* fn, bool use_ref, const py::object& dy_o,
                      cptr_or_null<T>(idm),
                      cptr_or_null<T>(rdm)};
     // The kernels only read the cache; LstmCache holds non-const pointers for the forward.
-    LstmCache<T> cache{const_cast<T*>(cptr<T>(xd)),  const_cast<T*>(cptr<T>(gates)),
-                       const_cast<T*>(cptr<T>(cs)),  const_cast<T*>(cptr<T>(acs)),
-                       const_cast<T*>(cptr<T>(hs)),
-                       const_cast<T*>(cptr_or_null<T>(hds))};
+    LstmCache<T> cache{const_cast<T*>(cptr<T>(xd)), const_cast<T*>(cptr<T>(gates)),
+                       const_cast<T*>(cptr<T>(cs)), const_cast<T*>(cptr<T>(acs))};
     T* p_dx = dx ? mptr<T>(*dx) : nullptr;
     T* p_dk = mptr<T>(dkernel);
     T* p_drk = mptr<T>(drk);
@@ -240,7 +234,7 @@ void register_lstm(py::module_& m) {
       "Whole-sequence LSTM forward (see cpp/nanonet/lstm.hpp). x (B, T, I), kernel (I, 4H), "
       "recurrent_kernel (H, 4H), optional bias (4H,), h0/c0 (B, H), mask (B, T) bool/uint8, "
       "dropout masks (B, I) / (B, H). Returns (y (B, T, H) or None, h_n, c_n, cache or None); "
-      "cache = (xd, gates, c, ac, h, hd or None), kept only when training.");
+      "cache = (xh, gates, c, ac), kept only when training.");
   m.def(
       "lstm_backward",
       [](const py::object& dy, const py::object& dh_n, const py::object& dc_n,

@@ -105,9 +105,10 @@ struct FwdStep {
   const T* c_prev;       // c_k (B, H)
   T* c_out;              // c_{k+1}
   T* ac_out;             // a(c_{k+1}) or nullptr (then tmp)
-  const T* h_prev;       // h_k
-  T* h_out;              // h_{k+1}
-  T* hd_out;             // h_{k+1} * rdm, or nullptr
+  const T* h_prev;       // h_k (row stride hp_ld)
+  T* h_out;              // h_{k+1} (row stride ho_ld)
+  T* hd_out;             // h_{k+1} * rdm (row stride hd_ld), or nullptr
+  index_t hp_ld, ho_ld, hd_ld;
   const T* rdm;          // (B, H) recurrent dropout mask, with hd_out
   T* y;                  // y + k H (row stride y_ld) or nullptr
   index_t y_ld;
@@ -147,9 +148,9 @@ NN_LSTM_INLINE void fwd_tile_body(const FwdStep<T>& s, index_t b0, index_t b1, i
     act_span(s.a, gg_b, n);
     act_span(s.ra, o_b, n);
     const T* cp = s.c_prev + b * H + j0;
-    const T* hp = s.h_prev + b * H + j0;
+    const T* hp = s.h_prev + b * s.hp_ld + j0;
     T* co = s.c_out + b * H + j0;
-    T* ho = s.h_out + b * H + j0;
+    T* ho = s.h_out + b * s.ho_ld + j0;
     T* ac = s.ac_out ? s.ac_out + b * H + j0 : tmp;
     const bool valid = !s.mask || s.mask[b * s.mask_ld] != 0;
     if (valid) {
@@ -169,7 +170,7 @@ NN_LSTM_INLINE void fwd_tile_body(const FwdStep<T>& s, index_t b0, index_t b1, i
     if (s.y) std::memcpy(s.y + b * s.y_ld + j0, ho, size_t(n) * sizeof(T));
     if (s.hd_out) {
       const T* m = s.rdm + b * H + j0;
-      T* hd = s.hd_out + b * H + j0;
+      T* hd = s.hd_out + b * s.hd_ld + j0;
       NN_PRAGMA_SIMD
       for (index_t r = 0; r < n; ++r) hd[r] = ho[r] * m[r];
     }
@@ -413,17 +414,18 @@ inline void barrier_if(bool needed) {
   }
 }
 
-// xd[k, b, :] = x[b, t(k), :] * input_dropout_mask[b, :]   (time-major, processing order)
+// xd[k, b, :] = x[b, t(k), :] * input_dropout_mask[b, :]   (time-major, processing order, row
+// stride ldxd)
 template <typename T>
-void gather_inputs(T* xd, const T* x, const T* idm, index_t B, index_t TT, index_t I,
-                   bool go_backwards) {
+void gather_inputs(T* xd, index_t ldxd, const T* x, const T* idm, index_t B, index_t TT,
+                   index_t I, bool go_backwards) {
   const int nt = double(B) * double(TT) * double(I) >= 65536.0 ? get_num_threads() : 1;
 #pragma omp parallel for schedule(static) num_threads(nt) if (nt > 1)
   for (index_t k = 0; k < TT; ++k) {
     const index_t t = go_backwards ? TT - 1 - k : k;
     for (index_t b = 0; b < B; ++b) {
       const T* src = x + (b * TT + t) * I;
-      T* dst = xd + (k * B + b) * I;
+      T* dst = xd + (k * B + b) * ldxd;
       if (idm) {
         const T* m = idm + b * I;
         for (index_t i = 0; i < I; ++i) dst[i] = src[i] * m[i];
@@ -475,24 +477,43 @@ void lstm_forward(T* y, T* h_n, T* c_n, const LstmCache<T>* cache, const LstmInp
   const T* rdm = in.recurrent_dropout_mask;
 
   // Input projection of all T * B rows at once: gates = xd @ kernel (bias joins per step).
+  // Training: xd lives in the cache's xh (row stride XH = I + H), beside hd.
+  const index_t XH = I + H;
   std::unique_ptr<Scratch<T>> xd_s, gates_s;
-  T* xd = train ? cache->xd : (xd_s.reset(new Scratch<T>(size_t(TT * B * I))), xd_s->get());
+  T* xd = train ? cache->xh : (xd_s.reset(new Scratch<T>(size_t(TT * B * I))), xd_s->get());
+  const index_t ldxd = train ? XH : I;
   T* gates = train ? cache->gates
                    : (gates_s.reset(new Scratch<T>(size_t(TT * B * G))), gates_s->get());
-  gather_inputs(xd, in.x, in.input_dropout_mask, B, TT, I, d.go_backwards);
-  gemm<T>(false, false, TT * B, G, I, T(1), xd, I, in.kernel, G, T(0), gates, G);
+  gather_inputs(xd, ldxd, in.x, in.input_dropout_mask, B, TT, I, d.go_backwards);
+  gemm<T>(false, false, TT * B, G, I, T(1), xd, ldxd, in.kernel, G, T(0), gates, G);
 
-  // States: all T + 1 slices when training, a ring of two for inference.
-  Scratch<T> ring(size_t(rdm ? 6 : 4) * size_t(B * H));
-  T* hs = train ? cache->h : ring.get();
+  // States. c: all T + 1 slices when training, else a ring of two. h_k: training without
+  // recurrent dropout, in xh (k < T) and h_n (k = T); otherwise a ring of two (row stride H),
+  // and hd_k = h_k * rdm in xh when training, in a ring of two for inference.
+  Scratch<T> ring(size_t(6) * size_t(B * H));
+  const bool h_in_xh = train && !rdm;
   T* cs = train ? cache->c : ring.get() + 2 * B * H;
-  T* hds = rdm ? (train ? cache->hd : ring.get() + 4 * B * H) : nullptr;
   T* acs = train ? cache->ac : nullptr;
-  auto slot = [&](index_t k) { return (train ? k : (k & 1)) * B * H; };
-  copy_or_zero(hs, in.h0, B * H);
+  auto cslot = [&](index_t k) { return cs + (train ? k : (k & 1)) * B * H; };
+  auto hptr = [&](index_t k) -> T* {
+    if (!h_in_xh) return ring.get() + (k & 1) * B * H;
+    return k < TT ? cache->xh + k * B * XH + I : h_n;
+  };
+  auto hld = [&](index_t k) -> index_t { return h_in_xh && k < TT ? XH : H; };
+  auto hdptr = [&](index_t k) -> T* {
+    return train ? cache->xh + k * B * XH + I : ring.get() + (4 + (k & 1)) * B * H;
+  };
+  const index_t hdld = train ? XH : H;
+  for (index_t b = 0; b < B; ++b) {
+    T* h0_b = hptr(0) + b * hld(0);
+    if (in.h0)
+      std::memcpy(h0_b, in.h0 + b * H, size_t(H) * sizeof(T));
+    else
+      std::fill(h0_b, h0_b + H, T(0));
+    if (rdm)
+      for (index_t j = 0; j < H; ++j) hdptr(0)[b * hdld + j] = h0_b[j] * rdm[b * H + j];
+  }
   copy_or_zero(cs, in.c0, B * H);
-  if (rdm)
-    for (index_t e = 0; e < B * H; ++e) hds[e] = hs[e] * rdm[e];
 
   // The recurrent kernel, packed once. With several unit groups its columns are permuted so
   // that each group's four gates are adjacent: group [j0, j1) owns columns [4 j0, 4 j1), gate q
@@ -539,31 +560,35 @@ void lstm_forward(T* y, T* h_n, T* c_n, const LstmCache<T>* cache, const LstmInp
     s.mask_ld = TT;
     for (index_t k = 0; k < TT; ++k) {
       const index_t t = d.go_backwards ? TT - 1 - k : k;
-      const T* a_k = rdm ? hds + slot(k) : hs + slot(k);
+      const T* a_k = rdm ? hdptr(k) : hptr(k);
+      const index_t lda = rdm ? hdld : hld(k);
       if (k + 1 < TT) prefetch_rows(gates + (k + 1) * B * G, G, tl.b0, tl.b1, G);
       if (gemv) {  // zr[b, 4 j0 + q n + r] = h_k[b, :] @ recurrent_kernel[:, q H + j0 + r]
         for (index_t b = tl.b0; b < tl.b1; ++b)
-          gemv_segments(zr.get() + b * G + 4 * tl.j0, a_k + b * H, H, in.recurrent_kernel, G,
+          gemv_segments(zr.get() + b * G + 4 * tl.j0, a_k + b * lda, H, in.recurrent_kernel, G,
                         gates_col, 4, tl.j1 - tl.j0);
       } else if (tl.b1 > tl.b0) {
-        gemm_packed_serial<T>(false, tl.b1 - tl.b0, T(1), a_k + tl.b0 * H, H, rp, q0, q1, T(0),
+        gemm_packed_serial<T>(false, tl.b1 - tl.b0, T(1), a_k + tl.b0 * lda, lda, rp, q0, q1, T(0),
                               zr.get() + tl.b0 * G, G);
       }
       s.gates = gates + k * B * G;
-      s.c_prev = cs + slot(k);
-      s.c_out = cs + slot(k + 1);
+      s.c_prev = cslot(k);
+      s.c_out = cslot(k + 1);
       s.ac_out = acs ? acs + k * B * H : nullptr;
-      s.h_prev = hs + slot(k);
-      s.h_out = hs + slot(k + 1);
-      s.hd_out = (rdm && k + 1 < TT) ? hds + slot(k + 1) : nullptr;
+      s.h_prev = hptr(k);
+      s.hp_ld = hld(k);
+      s.h_out = hptr(k + 1);
+      s.ho_ld = hld(k + 1);
+      s.hd_out = (rdm && k + 1 < TT) ? hdptr(k + 1) : nullptr;
+      s.hd_ld = hdld;
       s.y = y ? y + k * H : nullptr;
       s.mask = in.mask ? in.mask + t : nullptr;
       fwd_tile(s, tl.b0, tl.b1, tl.j0, tl.j1, tmp_t);
       barrier_if(grid.pu > 1);
     }
   }
-  std::memcpy(h_n, hs + slot(TT), size_t(B * H) * sizeof(T));
-  std::memcpy(c_n, cs + slot(TT), size_t(B * H) * sizeof(T));
+  if (!h_in_xh) std::memcpy(h_n, hptr(TT), size_t(B * H) * sizeof(T));
+  std::memcpy(c_n, cslot(TT), size_t(B * H) * sizeof(T));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -643,10 +668,16 @@ void lstm_backward(T* dx, T* dkernel, T* drecurrent_kernel, T* dbias, T* dh0, T*
     }
   }
 
-  // Weight gradients over all T * B rows at once.
-  const T* hprev = rdm ? cache.hd : cache.h;  // (T, B, H): the recurrent product's left operand
-  gemm<T>(true, false, I, G, TT * B, T(1), cache.xd, I, dz.get(), G, T(0), dkernel, G);
-  gemm<T>(true, false, H, G, TT * B, T(1), hprev, H, dz.get(), G, T(0), drecurrent_kernel, G);
+  // Weight gradients over all T * B rows at once: [dkernel; drecurrent_kernel] = xh^T dz, one
+  // GEMM when the two outputs are adjacent.
+  const index_t XH = I + H;
+  if (drecurrent_kernel == dkernel + I * G) {
+    gemm<T>(true, false, XH, G, TT * B, T(1), cache.xh, XH, dz.get(), G, T(0), dkernel, G);
+  } else {
+    gemm<T>(true, false, I, G, TT * B, T(1), cache.xh, XH, dz.get(), G, T(0), dkernel, G);
+    gemm<T>(true, false, H, G, TT * B, T(1), cache.xh + I, XH, dz.get(), G, T(0),
+            drecurrent_kernel, G);
+  }
   if (dbias) {
     std::fill(dbias, dbias + G, T(0));
     for (int p = 0; p < grid.nt; ++p)
@@ -692,10 +723,8 @@ void lstm_forward_ref(T* y, T* h_n, T* c_n, const LstmCache<T>* cache, const Lst
   std::vector<T> h(size_t(B * H), T(0)), c(size_t(B * H), T(0));
   if (in.h0) std::copy(in.h0, in.h0 + B * H, h.begin());
   if (in.c0) std::copy(in.c0, in.c0 + B * H, c.begin());
-  if (cache) {
-    std::copy(h.begin(), h.end(), cache->h);
-    std::copy(c.begin(), c.end(), cache->c);
-  }
+  const index_t XH = I + H;
+  if (cache) std::copy(c.begin(), c.end(), cache->c);
   std::vector<T> h_new(h), c_new(c), xk(size_t(std::max<index_t>(I, 1))),
       hk(size_t(std::max<index_t>(H, 1))), z(size_t(std::max<index_t>(G, 1)));
   for (index_t k = 0; k < TT; ++k) {
@@ -735,16 +764,13 @@ void lstm_forward_ref(T* y, T* h_n, T* c_n, const LstmCache<T>* cache, const Lst
         }
       }
       if (cache) {
-        std::copy(xk.begin(), xk.begin() + I, cache->xd + (k * B + b) * I);
-        if (cache->hd) std::copy(hk.begin(), hk.begin() + H, cache->hd + (k * B + b) * H);
+        std::copy(xk.begin(), xk.begin() + I, cache->xh + (k * B + b) * XH);
+        std::copy(hk.begin(), hk.begin() + H, cache->xh + (k * B + b) * XH + I);
       }
     }
     h.swap(h_new);
     c.swap(c_new);
-    if (cache) {
-      std::copy(h.begin(), h.end(), cache->h + (k + 1) * B * H);
-      std::copy(c.begin(), c.end(), cache->c + (k + 1) * B * H);
-    }
+    if (cache) std::copy(c.begin(), c.end(), cache->c + (k + 1) * B * H);
   }
   std::copy(h.begin(), h.end(), h_n);
   std::copy(c.begin(), c.end(), c_n);
@@ -789,8 +815,8 @@ void lstm_backward_ref(T* dx, T* dkernel, T* drecurrent_kernel, T* dbias, T* dh0
         dz[2 * H + j] = dcv * ig * act_grad_ref(d.activation, gg);
         dc_b[j] = dcv * fg;
       }
-      const T* xk = cache.xd + (k * B + b) * I;
-      const T* hk = (cache.hd ? cache.hd : cache.h) + (k * B + b) * H;
+      const T* xk = cache.xh + (k * B + b) * (I + H);
+      const T* hk = xk + I;
       for (index_t col = 0; col < G; ++col) {
         for (index_t i = 0; i < I; ++i) dkernel[i * G + col] += xk[i] * dz[col];
         for (index_t j = 0; j < H; ++j) drecurrent_kernel[j * G + col] += hk[j] * dz[col];

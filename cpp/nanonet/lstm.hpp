@@ -39,14 +39,16 @@
 // Shapes (row-major, contiguous): x (B, T, I); y (B, T, H); h0, c0, h_n, c_n, dh0, dc0, dh_n,
 // dc_n (B, H); mask (B, T) as uint8 (nonzero = valid step); dy (B, T, H).
 // Caches (LstmCache, written by a training forward, read by backward; time-major, processing
-// order): xd (T, B, I) the dropped input; gates (T, B, G) i, f, g, o after their activations;
-// c (T+1, B, H) and h (T+1, B, H) the states, [0] the initial state; ac (T, B, H) = a(c_{k+1});
-// hd (T, B, H) = h_k * recurrent_dropout_mask, only when that mask is given (else h[0:T] is the
-// left operand of the recurrent product). Rows of masked steps hold values backward ignores.
+// order): xh (T, B, I + H) holds, side by side, the dropped input xd_k and the recurrent
+// product's left operand hd_k (= h_k * recurrent_dropout_mask, or h_k), so one GEMM
+// [xd | hd]^T dz gives dkernel and drecurrent_kernel stacked; gates (T, B, G) i, f, g, o after
+// their activations; c (T+1, B, H) the cell states, [0] the initial one; ac (T, B, H) =
+// a(c_{k+1}). Rows of masked steps hold values backward ignores.
 // A forward without a cache (inference) keeps only two time slices of state.
 //
-// Threads: the input projection and the weight-gradient products are single multithreaded
-// nanonet::gemm calls. The time loop runs in ONE OpenMP parallel region: threads form a grid of
+// Threads: the input projection and the weight-gradient product are single multithreaded
+// nanonet::gemm calls (one GEMM for dkernel and drecurrent_kernel when the caller allocates
+// them adjacent, drecurrent_kernel == dkernel + I * G, as the binding does; else two). The time loop runs in ONE OpenMP parallel region: threads form a grid of
 // pb row groups (batch rows) x pu unit groups (hidden units, a multiple of the micro-kernel's NR
 // wide). Each thread computes its tile of the recurrent product with gemm_packed_serial against
 // recurrent_kernel packed once per call (forward: columns permuted so a unit group's four gates
@@ -99,12 +101,10 @@ struct LstmInputs {
 
 template <typename T>
 struct LstmCache {
-  T* xd;     // (T, B, I)
+  T* xh;     // (T, B, I + H): [xd_k | hd_k]
   T* gates;  // (T, B, G)
   T* c;      // (T + 1, B, H)
   T* ac;     // (T, B, H)
-  T* h;      // (T + 1, B, H)
-  T* hd;     // (T, B, H); nullptr when there is no recurrent dropout mask
 };
 
 // y (B, T, H) or nullptr (not wanted); h_n, c_n (B, H) always written. cache: nullptr for

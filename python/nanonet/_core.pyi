@@ -124,7 +124,7 @@ def lstm_backward(dy: object, dh_n: object, dc_n: object, cache: tuple, kernel: 
     """Whole-sequence LSTM backward through time. dy (B, T, H) / dh_n / dc_n (B, H) each optional. Returns (dx or None when not need_dx, dkernel, drecurrent_kernel, dbias or None, dh0, dc0), all new."""
 
 def lstm_forward(x: numpy.ndarray, kernel: numpy.ndarray, recurrent_kernel: numpy.ndarray, bias: object, h0: object, c0: object, mask: object, input_dropout_mask: object, recurrent_dropout_mask: object, go_backwards: bool, activation: str, recurrent_activation: str, return_sequences: bool, training: bool, use_ref: bool = False) -> tuple:
-    """Whole-sequence LSTM forward (see cpp/nanonet/lstm.hpp). x (B, T, I), kernel (I, 4H), recurrent_kernel (H, 4H), optional bias (4H,), h0/c0 (B, H), mask (B, T) bool/uint8, dropout masks (B, I) / (B, H). Returns (y (B, T, H) or None, h_n, c_n, cache or None); cache = (xd, gates, c, ac, h, hd or None), kept only when training."""
+    """Whole-sequence LSTM forward (see cpp/nanonet/lstm.hpp). x (B, T, I), kernel (I, 4H), recurrent_kernel (H, 4H), optional bias (4H,), h0/c0 (B, H), mask (B, T) bool/uint8, dropout masks (B, I) / (B, H). Returns (y (B, T, H) or None, h_n, c_n, cache or None); cache = (xh, gates, c, ac), kept only when training."""
 
 def matmul(a: numpy.ndarray, b: numpy.ndarray, transpose_a: bool = False, transpose_b: bool = False) -> numpy.ndarray:
     """op(a) @ op(b) for 2-D float32/float64 arrays with contiguous rows; returns a new array."""
