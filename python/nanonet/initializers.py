@@ -16,6 +16,8 @@ from __future__ import annotations
 import math
 import numbers
 
+from ._registry import Registry
+
 import numpy as np
 
 from . import random as _random
@@ -318,25 +320,9 @@ _NAMES = {
     "glorot_normal": GlorotNormal, "he_uniform": HeUniform, "he_normal": HeNormal,
     "lecun_uniform": LecunUniform, "lecun_normal": LecunNormal, "orthogonal": Orthogonal,
 }
-_REGISTRY = dict(_NAMES)
-_REGISTRY.update({cls.__name__: cls for cls in _CLASSES})
-
-
-def serialize(initializer):
-    """{"class_name": ..., "config": ...} for an Initializer."""
-    return {"class_name": type(initializer).__name__, "config": initializer.get_config()}
-
-
-def deserialize(config):
-    """The Initializer described by ``serialize``'s dict."""
-    if not isinstance(config, dict) or "class_name" not in config:
-        raise ValueError(
-            f"initializers.deserialize: expected a dict with 'class_name' and 'config'; got {config!r}")
-    cls = _REGISTRY.get(config["class_name"])
-    if cls is None:
-        raise ValueError(f"initializers.deserialize: unknown initializer {config['class_name']!r}; "
-                         f"valid names: {sorted(_NAMES)}")
-    return cls.from_config(dict(config.get("config") or {}))
+_REGISTRY = Registry("initializers", "initializer", _NAMES, _CLASSES)
+serialize = _REGISTRY.serialize
+deserialize = _REGISTRY.deserialize
 
 
 def get(identifier):
@@ -344,11 +330,7 @@ def get(identifier):
     if isinstance(identifier, Initializer):
         return identifier
     if isinstance(identifier, str):
-        cls = _REGISTRY.get(identifier)
-        if cls is None:
-            raise ValueError(
-                f"Unknown initializer {identifier!r}; valid names: {sorted(_NAMES)}")
-        return cls()
+        return _REGISTRY.lookup(identifier)()
     if isinstance(identifier, dict):
         return deserialize(identifier)
     if isinstance(identifier, type) and issubclass(identifier, Initializer):

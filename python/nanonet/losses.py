@@ -15,6 +15,8 @@ from __future__ import annotations
 import math
 import numbers
 
+from ._registry import Registry
+
 import numpy as np
 
 from . import ops
@@ -180,23 +182,9 @@ _NAMES = {
     "categorical_crossentropy": CategoricalCrossentropy,
     "sparse_categorical_crossentropy": SparseCategoricalCrossentropy,
 }
-_REGISTRY = dict(_NAMES)
-_REGISTRY.update({cls.__name__: cls for cls in _CLASSES})
-
-
-def serialize(loss):
-    return {"class_name": type(loss).__name__, "config": loss.get_config()}
-
-
-def deserialize(config):
-    if not isinstance(config, dict) or "class_name" not in config:
-        raise ValueError(
-            f"losses.deserialize: expected a dict with 'class_name' and 'config'; got {config!r}")
-    cls = _REGISTRY.get(config["class_name"])
-    if cls is None:
-        raise ValueError(f"losses.deserialize: unknown loss {config['class_name']!r}; "
-                         f"valid names: {sorted(_NAMES)}")
-    return cls.from_config(dict(config.get("config") or {}))
+_REGISTRY = Registry("losses", "loss", _NAMES, _CLASSES)
+serialize = _REGISTRY.serialize
+deserialize = _REGISTRY.deserialize
 
 
 def get(identifier):
@@ -204,10 +192,7 @@ def get(identifier):
     if isinstance(identifier, Loss):
         return identifier
     if isinstance(identifier, str):
-        cls = _REGISTRY.get(identifier)
-        if cls is None:
-            raise ValueError(f"Unknown loss {identifier!r}; valid names: {sorted(_NAMES)}")
-        return cls()
+        return _REGISTRY.lookup(identifier)()
     if isinstance(identifier, dict):
         return deserialize(identifier)
     if isinstance(identifier, type) and issubclass(identifier, Loss):

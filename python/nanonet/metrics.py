@@ -15,6 +15,8 @@ from __future__ import annotations
 import math
 import numbers
 
+from ._registry import Registry
+
 import numpy as np
 
 __all__ = [
@@ -201,8 +203,9 @@ _NAMES = {
     "mean_absolute_error": MeanAbsoluteError,
 }
 _ACCURACY = ("accuracy", "acc")
-_REGISTRY = dict(_NAMES)
-_REGISTRY.update({cls.__name__: cls for cls in _CLASSES})
+_REGISTRY = Registry("metrics", "metric", _NAMES, _CLASSES)
+serialize = _REGISTRY.serialize
+deserialize = _REGISTRY.deserialize
 
 
 def accuracy_for(y_true_shape, y_pred_shape, name="accuracy"):
@@ -214,27 +217,12 @@ def accuracy_for(y_true_shape, y_pred_shape, name="accuracy"):
     return CategoricalAccuracy(name=name)
 
 
-def serialize(metric):
-    return {"class_name": type(metric).__name__, "config": metric.get_config()}
-
-
-def deserialize(config):
-    if not isinstance(config, dict) or "class_name" not in config:
-        raise ValueError(
-            f"metrics.deserialize: expected a dict with 'class_name' and 'config'; got {config!r}")
-    cls = _REGISTRY.get(config["class_name"])
-    if cls is None:
-        raise ValueError(f"metrics.deserialize: unknown metric {config['class_name']!r}; "
-                         f"valid names: {sorted(_NAMES)}")
-    return cls.from_config(dict(config.get("config") or {}))
-
-
 def check_identifier(identifier):
     """ValueError unless ``get`` can resolve identifier; returns the name it is reported under."""
     if isinstance(identifier, Metric):
         return identifier.name
     if isinstance(identifier, str):
-        if identifier in _ACCURACY or identifier in _REGISTRY:
+        if identifier in _ACCURACY or identifier in _REGISTRY.table:
             return identifier
         raise ValueError(f"Unknown metric {identifier!r}; valid names: "
                          f"{sorted(_ACCURACY + tuple(_NAMES))}")
@@ -257,4 +245,4 @@ def get(identifier, y_true_shape=None, y_pred_shape=None):
             raise ValueError(f"metrics.get: {identifier!r} needs y_true_shape and y_pred_shape "
                              "to choose binary, categorical or sparse categorical accuracy")
         return accuracy_for(tuple(y_true_shape), tuple(y_pred_shape), name)
-    return _REGISTRY[identifier](name=name)
+    return _REGISTRY.lookup(identifier)(name=name)

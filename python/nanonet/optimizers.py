@@ -25,6 +25,7 @@ import numpy as np
 
 from . import ops
 from . import schedules as _schedules
+from ._registry import Registry
 
 __all__ = ["Optimizer", "SGD", "Adam", "AdamW", "RMSprop", "get", "serialize", "deserialize"]
 
@@ -335,23 +336,9 @@ class RMSprop(Optimizer):
 
 _CLASSES = (SGD, Adam, AdamW, RMSprop)
 _NAMES = {"sgd": SGD, "adam": Adam, "adamw": AdamW, "rmsprop": RMSprop}
-_REGISTRY = dict(_NAMES)
-_REGISTRY.update({cls.__name__: cls for cls in _CLASSES})
-
-
-def serialize(optimizer):
-    return {"class_name": type(optimizer).__name__, "config": optimizer.get_config()}
-
-
-def deserialize(config):
-    if not isinstance(config, dict) or "class_name" not in config:
-        raise ValueError(
-            f"optimizers.deserialize: expected a dict with 'class_name' and 'config'; got {config!r}")
-    cls = _REGISTRY.get(config["class_name"])
-    if cls is None:
-        raise ValueError(f"optimizers.deserialize: unknown optimizer {config['class_name']!r}; "
-                         f"valid names: {sorted(_NAMES)}")
-    return cls.from_config(dict(config.get("config") or {}))
+_REGISTRY = Registry("optimizers", "optimizer", _NAMES, _CLASSES)
+serialize = _REGISTRY.serialize
+deserialize = _REGISTRY.deserialize
 
 
 def get(identifier):
@@ -360,10 +347,8 @@ def get(identifier):
     if isinstance(identifier, Optimizer):
         return identifier
     if isinstance(identifier, str):
-        cls = _REGISTRY.get(identifier) or _REGISTRY.get(identifier.lower())
-        if cls is None:
-            raise ValueError(f"Unknown optimizer {identifier!r}; valid names: {sorted(_NAMES)}")
-        return cls()
+        key = identifier if identifier in _REGISTRY.table else identifier.lower()
+        return _REGISTRY.lookup(key if key in _REGISTRY.table else identifier)()
     if isinstance(identifier, dict):
         return deserialize(identifier)
     raise ValueError(f"Could not interpret optimizer {identifier!r}; pass a name "

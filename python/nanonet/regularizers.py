@@ -11,6 +11,8 @@ from __future__ import annotations
 import math
 import numbers
 
+from ._registry import Registry
+
 from . import ops
 
 __all__ = ["Regularizer", "L1", "L2", "L1L2", "l1", "l2", "l1_l2", "get", "serialize",
@@ -91,23 +93,10 @@ def l1_l2(l1=0.01, l2=0.01):
     return L1L2(l1=l1, l2=l2)
 
 
-_CLASSES = {"L1": L1, "L2": L2, "L1L2": L1L2}
-_NAMES = {"l1": L1, "l2": L2, "l1_l2": l1_l2, "l1l2": l1_l2}
-
-
-def serialize(regularizer):
-    return {"class_name": type(regularizer).__name__, "config": regularizer.get_config()}
-
-
-def deserialize(config):
-    if not isinstance(config, dict) or "class_name" not in config:
-        raise ValueError(
-            f"regularizers.deserialize: expected a dict with 'class_name' and 'config'; got {config!r}")
-    cls = _CLASSES.get(config["class_name"])
-    if cls is None:
-        raise ValueError(f"regularizers.deserialize: unknown regularizer {config['class_name']!r}; "
-                         f"valid names: {sorted(_CLASSES)}")
-    return cls.from_config(dict(config.get("config") or {}))
+_REGISTRY = Registry("regularizers", "regularizer",
+                     {"l1": L1, "l2": L2, "l1_l2": l1_l2, "l1l2": l1_l2}, (L1, L2, L1L2))
+serialize = _REGISTRY.serialize
+deserialize = _REGISTRY.deserialize
 
 
 def get(identifier):
@@ -115,12 +104,8 @@ def get(identifier):
     if identifier is None or isinstance(identifier, Regularizer):
         return identifier
     if isinstance(identifier, str):
-        make = _NAMES.get(identifier) or _CLASSES.get(identifier)
-        if make is None:
-            raise ValueError(f"Unknown regularizer {identifier!r}; valid names: "
-                             f"{sorted(_NAMES) + sorted(_CLASSES)}")
-        return make()
+        return _REGISTRY.lookup(identifier)()
     if isinstance(identifier, dict):
         return deserialize(identifier)
     raise ValueError(f"Could not interpret regularizer {identifier!r}; pass a name "
-                     f"({sorted(_NAMES)}) or a Regularizer")
+                     f"({_REGISTRY.valid_names()}) or a Regularizer")
