@@ -27,9 +27,6 @@ std::string num_str(double x) {
                               num_str(got));
 }
 
-void check_positive_finite(const char* fn, const char* arg, double x) {
-  if (!(x > 0.0 && std::isfinite(x))) bad_arg(fn, arg, "> 0 and finite", x);
-}
 void check_nonneg_finite(const char* fn, const char* arg, double x) {
   if (!(x >= 0.0 && std::isfinite(x))) bad_arg(fn, arg, ">= 0 and finite", x);
 }
