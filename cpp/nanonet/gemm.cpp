@@ -427,10 +427,12 @@ const UKernel<T>& gemm_ukernel() {
   return gemm_ukernel_for<T>(active_isa());
 }
 
+namespace {
+
 template <typename T>
-void gemm(bool trans_a, bool trans_b, index_t M, index_t N, index_t K, T alpha, const T* A,
-          index_t lda, const T* B, index_t ldb, T beta, T* C, index_t ldc,
-          const GemmEpilogue<T>* epi) {
+void gemm_threads(int nthreads, bool trans_a, bool trans_b, index_t M, index_t N, index_t K,
+                  T alpha, const T* A, index_t lda, const T* B, index_t ldb, T beta, T* C,
+                  index_t ldc, const GemmEpilogue<T>* epi) {
   if (M <= 0 || N <= 0) return;
   if (K <= 0 || alpha == T(0)) {
     scale_c(C, ldc, M, N, beta);
@@ -440,7 +442,6 @@ void gemm(bool trans_a, bool trans_b, index_t M, index_t N, index_t K, T alpha, 
   const UKernel<T>& uk = gemm_ukernel<T>();
   const index_t mr = uk.mr, nr = uk.nr, KC = balanced_kc(K, uk.kc), NC = uk.nc;
 
-  int nthreads = get_num_threads();
   if (2.0 * double(M) * double(N) * double(K) < kGemmParallelFlops) nthreads = 1;
 
   // Row blocks: split M into n_ic blocks of mc rows (multiple of mr), balanced across threads.
@@ -504,6 +505,23 @@ void gemm(bool trans_a, bool trans_b, index_t M, index_t N, index_t K, T alpha, 
       }
     }
   }
+}
+
+}  // namespace
+
+template <typename T>
+void gemm(bool trans_a, bool trans_b, index_t M, index_t N, index_t K, T alpha, const T* A,
+          index_t lda, const T* B, index_t ldb, T beta, T* C, index_t ldc,
+          const GemmEpilogue<T>* epi) {
+  gemm_threads(get_num_threads(), trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc,
+               epi);
+}
+
+template <typename T>
+void gemm_serial(bool trans_a, bool trans_b, index_t M, index_t N, index_t K, T alpha,
+                 const T* A, index_t lda, const T* B, index_t ldb, T beta, T* C, index_t ldc,
+                 const GemmEpilogue<T>* epi) {
+  gemm_threads(1, trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, epi);
 }
 
 template <typename T>
@@ -579,6 +597,12 @@ template void gemm<float>(bool, bool, index_t, index_t, index_t, float, const fl
 template void gemm<double>(bool, bool, index_t, index_t, index_t, double, const double*, index_t,
                            const double*, index_t, double, double*, index_t,
                            const GemmEpilogue<double>*);
+template void gemm_serial<float>(bool, bool, index_t, index_t, index_t, float, const float*,
+                                 index_t, const float*, index_t, float, float*, index_t,
+                                 const GemmEpilogue<float>*);
+template void gemm_serial<double>(bool, bool, index_t, index_t, index_t, double, const double*,
+                                  index_t, const double*, index_t, double, double*, index_t,
+                                  const GemmEpilogue<double>*);
 template PackedB<float> pack_b<float>(bool, index_t, index_t, const float*, index_t);
 template PackedB<double> pack_b<double>(bool, index_t, index_t, const double*, index_t);
 template void gemm_packed_serial<float>(bool, index_t, float, const float*, index_t,

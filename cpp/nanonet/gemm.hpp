@@ -87,6 +87,13 @@ void gemm(bool trans_a, bool trans_b, index_t M, index_t N, index_t K, T alpha, 
           index_t lda, const T* B, index_t ldb, T beta, T* C, index_t ldc,
           const GemmEpilogue<T>* epilogue = nullptr);
 
+// The same on the calling thread only (no parallel region): for callers that decide their work
+// is too small to be worth a team (the LSTM's small-batch calls).
+template <typename T>
+void gemm_serial(bool trans_a, bool trans_b, index_t M, index_t N, index_t K, T alpha,
+                 const T* A, index_t lda, const T* B, index_t ldb, T beta, T* C, index_t ldc,
+                 const GemmEpilogue<T>* epilogue = nullptr);
+
 // Plain scalar triple loop: the specification the fast path is tested against. Single thread.
 template <typename T>
 void gemm_ref(bool trans_a, bool trans_b, index_t M, index_t N, index_t K, T alpha, const T* A,

@@ -366,13 +366,31 @@ struct Tile {
   bool last_u;
 };
 
-Grid make_grid(index_t B, index_t T, index_t H, index_t nr) {
-  int nt = get_num_threads();
-  const double flops = 2.0 * double(B) * double(H) * double(4 * H) * double(T);
-  if (flops < kLstmParallelFlops) nt = 1;
+// The whole call on the calling thread (grid, GEMMs): its forward flops 2 B T (I + H) G are
+// below kLstmParallelFlops.
+bool serial_call(const LstmDims& d) {
+  return 2.0 * double(d.B) * double(d.T) * double(d.I + d.H) * double(4 * d.H) <
+         kLstmParallelFlops;
+}
+
+// C = op(A) op(B) as nanonet::gemm, or on this thread only for a serial call.
+template <typename T>
+void call_gemm(bool serial, bool trans_a, bool trans_b, index_t M, index_t N, index_t K,
+               const T* A, index_t lda, const T* B, index_t ldb, T* C, index_t ldc) {
+  if (serial)
+    gemm_serial<T>(trans_a, trans_b, M, N, K, T(1), A, lda, B, ldb, T(0), C, ldc);
+  else
+    gemm<T>(trans_a, trans_b, M, N, K, T(1), A, lda, B, ldb, T(0), C, ldc);
+}
+
+Grid make_grid(index_t B, index_t H, index_t nr, bool serial) {
+  const int nt = serial ? 1 : get_num_threads();
   const index_t nblk = std::max<index_t>(1, (H + nr - 1) / nr);
   const int pb = int(std::max<index_t>(1, std::min<index_t>(nt, B)));
-  const int pu = int(std::max<index_t>(1, std::min<index_t>(nt / pb, nblk)));
+  // Unit groups cost a barrier per step: only when a step is big enough to hide one.
+  const double step_flops = 2.0 * double(B) * double(H) * double(4 * H);
+  const int pu_max = step_flops >= kLstmBarrierStepFlops ? nt / pb : 1;
+  const int pu = int(std::max<index_t>(1, std::min<index_t>(pu_max, nblk)));
   return Grid{pb * pu, pb, pu, nr, nblk};
 }
 
@@ -485,7 +503,8 @@ void lstm_forward(T* y, T* h_n, T* c_n, const LstmCache<T>* cache, const LstmInp
   T* gates = train ? cache->gates
                    : (gates_s.reset(new Scratch<T>(size_t(TT * B * G))), gates_s->get());
   gather_inputs(xd, ldxd, in.x, in.input_dropout_mask, B, TT, I, d.go_backwards);
-  gemm<T>(false, false, TT * B, G, I, T(1), xd, ldxd, in.kernel, G, T(0), gates, G);
+  const bool serial = serial_call(d);
+  call_gemm<T>(serial, false, false, TT * B, G, I, xd, ldxd, in.kernel, G, gates, G);
 
   // States. c: all T + 1 slices when training, else a ring of two. h_k: training without
   // recurrent dropout, in xh (k < T) and h_n (k = T); otherwise a ring of two (row stride H),
@@ -519,7 +538,7 @@ void lstm_forward(T* y, T* h_n, T* c_n, const LstmCache<T>* cache, const LstmInp
   // that each group's four gates are adjacent: group [j0, j1) owns columns [4 j0, 4 j1), gate q
   // of unit j at 4 j0 + q (j1 - j0) + (j - j0).
   const index_t nr = gemm_ukernel<T>().nr;
-  const Grid grid = make_grid(B, TT, H, nr);
+  const Grid grid = make_grid(B, H, nr, serial);
   const bool gemv = B <= kLstmGemvMaxBatch;  // by B alone: the same arithmetic for any grid
   Scratch<T> rperm(grid.pu > 1 && !gemv ? size_t(H * G) : 1);
   const T* rsrc = in.recurrent_kernel;
@@ -604,7 +623,8 @@ void lstm_backward(T* dx, T* dkernel, T* drecurrent_kernel, T* dbias, T* dh0, T*
   copy_or_zero(dc0, dc_n, B * H);
 
   const index_t nr = gemm_ukernel<T>().nr;
-  const Grid grid = make_grid(B, TT, H, nr);
+  const bool serial = serial_call(d);
+  const Grid grid = make_grid(B, H, nr, serial);
   // recurrent_kernel^T: packed for the GEMM, or plainly transposed (G, H) for the row products.
   const bool gemv = B <= kLstmGemvMaxBatch;
   const PackedB<T> rtp = gemv ? PackedB<T>() : pack_b<T>(true, G, H, in.recurrent_kernel, G);
@@ -672,11 +692,11 @@ void lstm_backward(T* dx, T* dkernel, T* drecurrent_kernel, T* dbias, T* dh0, T*
   // GEMM when the two outputs are adjacent.
   const index_t XH = I + H;
   if (drecurrent_kernel == dkernel + I * G) {
-    gemm<T>(true, false, XH, G, TT * B, T(1), cache.xh, XH, dz.get(), G, T(0), dkernel, G);
+    call_gemm<T>(serial, true, false, XH, G, TT * B, cache.xh, XH, dz.get(), G, dkernel, G);
   } else {
-    gemm<T>(true, false, I, G, TT * B, T(1), cache.xh, XH, dz.get(), G, T(0), dkernel, G);
-    gemm<T>(true, false, H, G, TT * B, T(1), cache.xh + I, XH, dz.get(), G, T(0),
-            drecurrent_kernel, G);
+    call_gemm<T>(serial, true, false, I, G, TT * B, cache.xh, XH, dz.get(), G, dkernel, G);
+    call_gemm<T>(serial, true, false, H, G, TT * B, cache.xh + I, XH, dz.get(), G,
+                 drecurrent_kernel, G);
   }
   if (dbias) {
     std::fill(dbias, dbias + G, T(0));
@@ -685,7 +705,7 @@ void lstm_backward(T* dx, T* dkernel, T* drecurrent_kernel, T* dbias, T* dh0, T*
   }
   if (dx) {
     Scratch<T> dxt(size_t(TT * B * I));
-    gemm<T>(false, true, TT * B, I, G, T(1), dz.get(), G, in.kernel, G, T(0), dxt.get(), I);
+    call_gemm<T>(serial, false, true, TT * B, I, G, dz.get(), G, in.kernel, G, dxt.get(), I);
     scatter_input_grads(dx, dxt.get(), in.input_dropout_mask, B, TT, I, d.go_backwards);
   }
 }

@@ -59,7 +59,19 @@
 // rows of padding), reading recurrent_kernel in place (forward) or transposed once (backward).
 // Each element is computed by the same operations whatever the grid, so results do not depend
 // on the thread count, except dbias (per-thread partial sums, added in thread order: float
-// rounding only). Calls below kLstmParallelFlops run on one thread.
+// rounding only).
+// The rule for small work. Calls below kLstmParallelFlops run entirely on one thread, their
+// GEMMs included (gemm_serial): with libgomp's default spinning, a 2-thread region on 2 cores
+// that another process also uses costs milliseconds when the partner thread is descheduled
+// (measured, busy machine: the batch-1 showcase layer 0.62 ms on 1 thread, 12-16 ms on 2).
+// A short spin (GOMP_SPINCOUNT=1000) cures that but made the 2-thread training step ~1.5x
+// slower, so the spin policy is left to the user and small calls avoid teams. A per-step barrier is worth ~1 us on idle cores but a whole time
+// slice (milliseconds) when another process holds a core and the waiting thread's partner is
+// descheduled (measured: batch-1 inference, 2 threads on 2 busy cores, 3-10x slower than 1
+// thread). So unit groups (the only grids with a per-step barrier) are used only when one step
+// is at least kLstmBarrierStepFlops (~35 us of work); below that the threads are
+// min(threads, B) row groups, which meet only at the end of the call, and B = 1 runs on one
+// thread.
 //
 // *_ref: plain scalar loops (std::exp / std::tanh, gemm_ref-style dot products, one thread),
 // same arguments and caches: the specification the fast path is tested against.
@@ -77,7 +89,12 @@ enum class LstmAct : int { tanh = 0, sigmoid = 1, relu = 2, linear = 3 };
 // `arg`, the bad name and the valid ones.
 LstmAct lstm_act_from_name(const std::string& name, const char* fn, const char* arg);
 
-constexpr double kLstmParallelFlops = 4.0e5;  // whole-call recurrent flops below: one thread
+// Forward flops of a call, 2 B T (I + H) G, below which the WHOLE call (time loop and GEMMs)
+// runs on the calling thread: ~1.5 ms of work (showcase layer: B <= 4 at T = 100).
+constexpr double kLstmParallelFlops = 1.2e8;
+// Per-step recurrent flops (2 B H G) below which the grid has one unit group (no per-step
+// barrier): threads = min(threads, B). See "Threads" above.
+constexpr double kLstmBarrierStepFlops = 4.0e6;
 constexpr index_t kLstmGemvMaxBatch = 2;      // B at most this: row products, not the GEMM
 
 struct LstmDims {
