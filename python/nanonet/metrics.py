@@ -117,6 +117,12 @@ class Mean(Metric):
     def __init__(self, name="mean"):
         super().__init__(name)
 
+    def add(self, value: float, weight: float = 1.0) -> None:
+        """One scalar with its weight: update_state([value], [weight]) without array work
+        (the model's loss tracker calls this once per batch)."""
+        self._total += weight * value
+        self._count += weight
+
     def update_state(self, values, sample_weight=None):
         v = np.asarray(values, dtype=np.float64)
         if sample_weight is None:

@@ -550,7 +550,7 @@ class Sequential:
         return self._logs(metric_set)
 
     def _update_metrics(self, metric_set, value, y, out, sw, mask):
-        metric_set[0].update_state([value], sample_weight=[y.shape[0]])
+        metric_set[0].add(float(value), float(y.shape[0]))  # the loss, weighted by batch size
         if len(metric_set) > 1:
             mw = self._mask_weights(sw, mask, out.ndim, False)
             for m in metric_set[1:]:
