@@ -11,5 +11,5 @@ if [ -n "${PYTHONPATH:-}" ]; then
   python -m compileall -q "$PYTHONPATH/nanonet"
 fi
 python -m pytest -q bench_gemm.py bench_activations.py bench_mlp.py bench_showcase.py \
-  bench_serving.py bench_import.py --benchmark-only --benchmark-json="$out" -p no:cacheprovider
+  bench_serving.py bench_optimizers.py bench_import.py --benchmark-only --benchmark-json="$out" -p no:cacheprovider
 python report.py "$out"
