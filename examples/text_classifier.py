@@ -12,7 +12,7 @@ from nanonet.models import Sequential
 from nanonet.preprocessing import Tokenizer, pad_sequences, to_categorical, train_test_split
 
 nn.set_seed(0)
-texts, labels, class_names = load_wordnet_categories(max_samples=40000, seed=0)
+texts, labels, class_names = load_wordnet_categories(seed=0)
 num_classes = len(class_names)
 
 texts_train, texts_test, y_train_ids, y_test_ids = train_test_split(
@@ -35,6 +35,6 @@ y_train, y_val, y_test = (to_categorical(y, num_classes) for y in (y_train_ids, 
 model = Sequential([Embedding(vocab_size, 128), LSTM(128, return_sequences=True), LSTM(128),
                     Dense(num_classes, activation="softmax")])
 model.compile(optimizer="adam", loss="categorical_crossentropy", metrics=["accuracy"])
-model.fit(x_train, y_train, epochs=4, batch_size=32, validation_data=(x_val, y_val))
+model.fit(x_train, y_train, epochs=3, batch_size=32, validation_data=(x_val, y_val))
 loss, accuracy = model.evaluate(x_test, y_test)
 print(f"test accuracy: {accuracy:.4f}")
