@@ -288,9 +288,29 @@ void pack_a_mc_kc(bool trans_a, const T* A, index_t lda, index_t ic, index_t pc,
 
 // One NR-column panel of B: rows pc.. (kc), columns j0.. (cols <= nr, zero-padded to nr)
 // -> dst[k*nr + j].
+// A full panel of B's rows: a fixed-width copy per row (vectorised moves, no edge handling).
+template <int NR, typename T>
+inline void copy_panel_rows(const T* b, index_t ldb, index_t kc, T* dst) {
+  for (index_t k = 0; k < kc; ++k) {
+    const T* b_k = b + k * ldb;
+    T* d = dst + k * NR;
+    for (int j = 0; j < NR; ++j) d[j] = b_k[j];
+  }
+}
+
 template <typename T>
 void pack_b_panel(bool trans_b, const T* B, index_t ldb, index_t pc, index_t j0, index_t kc,
                   index_t cols, index_t nr, T* dst) {
+  if (!trans_b && cols == nr && (nr == 8 || nr == 16 || nr == 32)) {
+    const T* b = B + pc * ldb + j0;
+    if (nr == 16)
+      copy_panel_rows<16>(b, ldb, kc, dst);
+    else if (nr == 8)
+      copy_panel_rows<8>(b, ldb, kc, dst);
+    else
+      copy_panel_rows<32>(b, ldb, kc, dst);
+    return;
+  }
   if (!trans_b) {
     for (index_t k = 0; k < kc; ++k) {
       const T* b_k = B + (pc + k) * ldb + j0;
