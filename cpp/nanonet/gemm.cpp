@@ -258,6 +258,22 @@ NN_TARGET_AVX512 void ukernel_avx512_12x16(index_t kc, const double* a, const do
 // ---------------------------------------------------------------------------------------------
 // Packing. alpha is folded into A.
 
+// One full MR-row panel of op(A) starting at a = &op(A)(i0, pc): d[k*MR + r] = alpha * op(A)(r, k).
+// k outer, r inner: MR read streams (one per row, or one contiguous run when transposed) and
+// contiguous writes; the fixed MR lets the compiler unroll and combine the stores.
+template <int MR, typename T>
+inline void pack_a_panel_full(bool trans_a, const T* a, index_t lda, index_t kc, T alpha, T* d) {
+  if (trans_a) {
+    for (index_t k = 0; k < kc; ++k) {
+      const T* a_k = a + k * lda;
+      for (int r = 0; r < MR; ++r) d[k * MR + r] = alpha * a_k[r];
+    }
+  } else {
+    for (index_t k = 0; k < kc; ++k)
+      for (int r = 0; r < MR; ++r) d[k * MR + r] = alpha * a[r * lda + k];
+  }
+}
+
 // A block (rows ic.., m rows; cols pc.., kc) -> panels of MR rows: ap[p*MR*kc + k*MR + r].
 // Panels [p0, p1) only, so threads can split the work.
 template <typename T>
@@ -267,6 +283,14 @@ void pack_a_mc_kc(bool trans_a, const T* A, index_t lda, index_t ic, index_t pc,
     T* ap_p = ap + p * mr * kc;
     index_t i0 = ic + p * mr;
     index_t rows = std::min(mr, ic + m - i0);
+    if (rows == mr && (mr == 6 || mr == 12)) {  // full panel: fixed-size loops, unrolled
+      const T* a = trans_a ? A + pc * lda + i0 : A + i0 * lda + pc;
+      if (mr == 6)
+        pack_a_panel_full<6>(trans_a, a, lda, kc, alpha, ap_p);
+      else
+        pack_a_panel_full<12>(trans_a, a, lda, kc, alpha, ap_p);
+      continue;
+    }
     if (!trans_a) {
       for (index_t r = 0; r < rows; ++r) {
         const T* a_r = A + (i0 + r) * lda + pc;
