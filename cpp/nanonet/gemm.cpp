@@ -322,6 +322,16 @@ inline void copy_panel_rows(const T* b, index_t ldb, index_t kc, T* dst) {
   }
 }
 
+// A full panel of a transposed B (NR rows of B^T, each contiguous in k): k outer, j inner, so
+// the writes are contiguous and the NR row streams are read in step.
+template <int NR, typename T>
+inline void copy_panel_cols(const T* b, index_t ldb, index_t kc, T* dst) {
+  for (index_t k = 0; k < kc; ++k) {
+    T* d = dst + k * NR;
+    for (int j = 0; j < NR; ++j) d[j] = b[j * ldb + k];
+  }
+}
+
 template <typename T>
 void pack_b_panel(bool trans_b, const T* B, index_t ldb, index_t pc, index_t j0, index_t kc,
                   index_t cols, index_t nr, T* dst) {
@@ -333,6 +343,16 @@ void pack_b_panel(bool trans_b, const T* B, index_t ldb, index_t pc, index_t j0,
       copy_panel_rows<8>(b, ldb, kc, dst);
     else
       copy_panel_rows<32>(b, ldb, kc, dst);
+    return;
+  }
+  if (trans_b && cols == nr && (nr == 8 || nr == 16 || nr == 32)) {
+    const T* b = B + j0 * ldb + pc;
+    if (nr == 16)
+      copy_panel_cols<16>(b, ldb, kc, dst);
+    else if (nr == 8)
+      copy_panel_cols<8>(b, ldb, kc, dst);
+    else
+      copy_panel_cols<32>(b, ldb, kc, dst);
     return;
   }
   if (!trans_b) {
