@@ -16,6 +16,14 @@
 #include <omp.h>
 #endif
 
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#include <immintrin.h>
+#define NN_LSTM_X86 1
+#define NN_TARGET_AVX2 __attribute__((target("avx2,fma")))
+#else
+#define NN_LSTM_X86 0
+#endif
+
 #if defined(__GNUC__) || defined(__clang__)
 #define NN_LSTM_INLINE inline __attribute__((always_inline))
 #else
@@ -355,6 +363,160 @@ NN_TARGET_CLONES void gemv_segments(double* out, const double* a, index_t K, con
 }
 
 // ---------------------------------------------------------------------------------------------
+// The forward step's recurrent products, fused (AVX2 + FMA; used when active_isa() >= avx2 and
+// B > kLstmGemvMaxBatch). For a tile of R <= 3 rows of h_k and one block of W = 32 / sizeof(T)
+// hidden units [u, u + W), the four gate pre-activations h_k @ recurrent_kernel[:, q H + u ..
+// + W] (q = i, f, c~, o) accumulate in 4 R registers over k = 0 .. H-1, reading h_k in place
+// (no A packing) and the recurrent kernel from gate-interleaved panels packed once per call;
+// rows go in tiles of 3, 2, 1 (no padded MR = 6 edge tiles: 32 rows = 10 x 3 + 2). The result
+// lands in zr in fwd_tile's layout, and fwd_tile does the gate pass as before. Each element is
+// the same FMA chain over k whatever the tile, so results do not depend on the thread grid.
+// (Doing the gate pass per unit block inside the kernel was measured slower: the activations
+// dominate it, and 8-unit pieces of 32 rows cost more than long contiguous spans.)
+//
+// Panel layout (pack_fused_panels): unit block u (units [u W, u W + W)) holds H rows of 4 W:
+// panel[(u H + k) 4W + q W + r] = recurrent_kernel[k, q H + u W + r], zero beyond H.
+template <typename T>
+constexpr index_t fused_width() {
+  return index_t(32 / sizeof(T));
+}
+
+template <typename T>
+Scratch<T> pack_fused_panels(const T* rk, index_t H) {
+  constexpr index_t W = fused_width<T>();
+  const index_t nub = (H + W - 1) / W, G = 4 * H;
+  Scratch<T> p(size_t(nub * H * 4 * W));
+  for (index_t u = 0; u < nub; ++u) {
+    const index_t n = std::min(W, H - u * W);
+    for (index_t k = 0; k < H; ++k) {
+      T* dst = p.get() + (u * H + k) * 4 * W;
+      for (int q = 0; q < 4; ++q) {
+        const T* src = rk + k * G + q * H + u * W;
+        for (index_t r = 0; r < W; ++r) dst[q * W + r] = r < n ? src[r] : T(0);
+      }
+    }
+  }
+  return p;
+}
+
+#if NN_LSTM_X86
+// One ymm of T: the few operations the fused kernel needs.
+template <typename T>
+struct Ymm;
+template <>
+struct Ymm<float> {
+  using V = __m256;
+  NN_TARGET_AVX2 static V zero() { return _mm256_setzero_ps(); }
+  NN_TARGET_AVX2 static V load(const float* p) { return _mm256_loadu_ps(p); }
+  NN_TARGET_AVX2 static V bcast(const float* p) { return _mm256_broadcast_ss(p); }
+  NN_TARGET_AVX2 static V fma(V a, V b, V c) { return _mm256_fmadd_ps(a, b, c); }
+  NN_TARGET_AVX2 static void storeu(float* p, V v) { _mm256_storeu_ps(p, v); }
+};
+template <>
+struct Ymm<double> {
+  using V = __m256d;
+  NN_TARGET_AVX2 static V zero() { return _mm256_setzero_pd(); }
+  NN_TARGET_AVX2 static V load(const double* p) { return _mm256_loadu_pd(p); }
+  NN_TARGET_AVX2 static V bcast(const double* p) { return _mm256_broadcast_sd(p); }
+  NN_TARGET_AVX2 static V fma(V a, V b, V c) { return _mm256_fmadd_pd(a, b, c); }
+  NN_TARGET_AVX2 static void storeu(double* p, V v) { _mm256_storeu_pd(p, v); }
+};
+
+// Recurrent products of rows [b, b + R) (R <= 3) for one unit block [u, u + n) of the tile
+// [j0, j1): 4 R accumulators (12, plus one panel vector and three broadcasts, fill the 16 ymm
+// registers), stored in fwd_tile's zr layout, zr[row, 4 j0 + q (j1 - j0) + u - j0 + lane]
+// (row stride ldz); a narrow block (n < W) through a buffer, so no lane spills into the next
+// gate's columns.
+template <typename T, int R>
+NN_TARGET_AVX2 NN_LSTM_INLINE void fused_rows_avx2(const T* panel, index_t H, const T* a,
+                                                   index_t lda, T* zr, index_t ldz, index_t nt,
+                                                   index_t n) {
+  using Y = Ymm<T>;
+  using V = typename Y::V;
+  constexpr index_t W = fused_width<T>();
+  V acc[R][4];
+#pragma GCC unroll 3
+  for (int r = 0; r < R; ++r)
+#pragma GCC unroll 4
+    for (int q = 0; q < 4; ++q) acc[r][q] = Y::zero();
+#pragma GCC unroll 2
+  for (index_t k = 0; k < H; ++k) {
+    V x[R];
+#pragma GCC unroll 3
+    for (int r = 0; r < R; ++r) x[r] = Y::bcast(a + r * lda + k);
+    const T* p_k = panel + k * 4 * W;
+#pragma GCC unroll 4
+    for (int q = 0; q < 4; ++q) {
+      const V w = Y::load(p_k + q * W);
+#pragma GCC unroll 3
+      for (int r = 0; r < R; ++r) acc[r][q] = Y::fma(x[r], w, acc[r][q]);
+    }
+  }
+  if (n == W) {
+#pragma GCC unroll 3
+    for (int r = 0; r < R; ++r)
+#pragma GCC unroll 4
+      for (int q = 0; q < 4; ++q) Y::storeu(zr + r * ldz + q * nt, acc[r][q]);
+  } else {
+    alignas(32) T buf[R * 4 * W];
+#pragma GCC unroll 3
+    for (int r = 0; r < R; ++r)
+#pragma GCC unroll 4
+      for (int q = 0; q < 4; ++q) Y::storeu(buf + (r * 4 + q) * W, acc[r][q]);
+    for (int r = 0; r < R; ++r)
+      for (int q = 0; q < 4; ++q)
+        std::memcpy(zr + r * ldz + q * nt, buf + (r * 4 + q) * W, size_t(n) * sizeof(T));
+  }
+}
+
+// The recurrent products of rows [b, b1) x the tile's units [j0, j1) into zr (row b at zr), unit
+// blocks outermost: a block's panel (H x 4W) is read from L2 once per step and reused from L1
+// by the row tiles.
+template <typename T>
+NN_TARGET_AVX2 NN_LSTM_INLINE void fused_products_avx2(const T* panels, index_t H, const T* a,
+                                                      index_t lda, index_t b, index_t b1,
+                                                      index_t j0, index_t j1, T* zr,
+                                                      index_t ldz) {
+  constexpr index_t W = fused_width<T>();
+  const index_t nt = j1 - j0;
+  for (index_t u = j0; u < j1; u += W) {
+    const T* panel = panels + (u / W) * H * 4 * W;
+    const index_t n = std::min(W, j1 - u);
+    T* zr_u = zr + 4 * j0 + (u - j0);
+    index_t r = b;
+    for (; r + 3 <= b1; r += 3)
+      fused_rows_avx2<T, 3>(panel, H, a + r * lda, lda, zr_u + (r - b) * ldz, ldz, nt, n);
+    if (b1 - r == 2)
+      fused_rows_avx2<T, 2>(panel, H, a + r * lda, lda, zr_u + (r - b) * ldz, ldz, nt, n);
+    if (b1 - r == 1)
+      fused_rows_avx2<T, 1>(panel, H, a + r * lda, lda, zr_u + (r - b) * ldz, ldz, nt, n);
+  }
+}
+
+NN_TARGET_AVX2 void fused_products(const float* panels, index_t H, const float* a, index_t lda,
+                                    index_t b, index_t b1, index_t j0, index_t j1, float* zr,
+                                    index_t ldz) {
+  fused_products_avx2(panels, H, a, lda, b, b1, j0, j1, zr, ldz);
+}
+NN_TARGET_AVX2 void fused_products(const double* panels, index_t H, const double* a,
+                                    index_t lda, index_t b, index_t b1, index_t j0, index_t j1,
+                                    double* zr, index_t ldz) {
+  fused_products_avx2(panels, H, a, lda, b, b1, j0, j1, zr, ldz);
+}
+#endif
+
+// Whether lstm_forward uses the fused products (the CPU allows them and B is above the row-
+// product range): by B and the CPU alone, so the same arithmetic for any thread grid.
+bool fused_forward(index_t B) {
+#if NN_LSTM_X86
+  return B > kLstmGemvMaxBatch && active_isa() != Isa::ref;
+#else
+  (void)B;
+  return false;
+#endif
+}
+
+// ---------------------------------------------------------------------------------------------
 // Thread grid: pb row groups x pu unit groups; unit groups are whole NR-wide blocks of units.
 struct Grid {
   int nt, pb, pu;
@@ -540,9 +702,13 @@ void lstm_forward(T* y, T* h_n, T* c_n, const LstmCache<T>* cache, const LstmInp
   const index_t nr = gemm_ukernel<T>().nr;
   const Grid grid = make_grid(B, H, nr, serial);
   const bool gemv = B <= kLstmGemvMaxBatch;  // by B alone: the same arithmetic for any grid
-  Scratch<T> rperm(grid.pu > 1 && !gemv ? size_t(H * G) : 1);
+  // The fused products (likewise by B and the CPU alone) read their own gate-interleaved panels.
+  const bool fused = fused_forward(B);
+  const Scratch<T> panels = fused ? pack_fused_panels(in.recurrent_kernel, H) : Scratch<T>(1);
+  const bool gemm_step = !gemv && !fused;
+  Scratch<T> rperm(grid.pu > 1 && gemm_step ? size_t(H * G) : 1);
   const T* rsrc = in.recurrent_kernel;
-  if (grid.pu > 1 && !gemv) {
+  if (grid.pu > 1 && gemm_step) {
     for (int ug = 0; ug < grid.pu; ++ug) {
       const Tile t = tile_of(grid, ug, B, H);
       const index_t n = t.j1 - t.j0;
@@ -553,7 +719,7 @@ void lstm_forward(T* y, T* h_n, T* c_n, const LstmCache<T>* cache, const LstmInp
     }
     rsrc = rperm.get();
   }
-  const PackedB<T> rp = gemv ? PackedB<T>() : pack_b<T>(false, H, G, rsrc, G);
+  const PackedB<T> rp = gemm_step ? pack_b<T>(false, H, G, rsrc, G) : PackedB<T>();
   Scratch<T> zr(size_t(B * G));
   const index_t tmp_ld = 5 * std::max<index_t>(H, 1);
   Scratch<T> tmp(size_t(grid.nt) * size_t(tmp_ld));
@@ -582,14 +748,6 @@ void lstm_forward(T* y, T* h_n, T* c_n, const LstmCache<T>* cache, const LstmInp
       const T* a_k = rdm ? hdptr(k) : hptr(k);
       const index_t lda = rdm ? hdld : hld(k);
       if (k + 1 < TT) prefetch_rows(gates + (k + 1) * B * G, G, tl.b0, tl.b1, G);
-      if (gemv) {  // zr[b, 4 j0 + q n + r] = h_k[b, :] @ recurrent_kernel[:, q H + j0 + r]
-        for (index_t b = tl.b0; b < tl.b1; ++b)
-          gemv_segments(zr.get() + b * G + 4 * tl.j0, a_k + b * lda, H, in.recurrent_kernel, G,
-                        gates_col, 4, tl.j1 - tl.j0);
-      } else if (tl.b1 > tl.b0) {
-        gemm_packed_serial<T>(false, tl.b1 - tl.b0, T(1), a_k + tl.b0 * lda, lda, rp, q0, q1, T(0),
-                              zr.get() + tl.b0 * G, G);
-      }
       s.gates = gates + k * B * G;
       s.c_prev = cslot(k);
       s.c_out = cslot(k + 1);
@@ -602,6 +760,19 @@ void lstm_forward(T* y, T* h_n, T* c_n, const LstmCache<T>* cache, const LstmInp
       s.hd_ld = hdld;
       s.y = y ? y + k * H : nullptr;
       s.mask = in.mask ? in.mask + t : nullptr;
+      if (fused) {  // zr as below, from h_k in place and the panels
+#if NN_LSTM_X86
+        fused_products(panels.get(), H, a_k, lda, tl.b0, tl.b1, tl.j0, tl.j1,
+                       zr.get() + tl.b0 * G, G);
+#endif
+      } else if (gemv) {  // zr[b, 4 j0 + q n + r] = h_k[b, :] @ recurrent_kernel[:, q H + j0 + r]
+        for (index_t b = tl.b0; b < tl.b1; ++b)
+          gemv_segments(zr.get() + b * G + 4 * tl.j0, a_k + b * lda, H, in.recurrent_kernel, G,
+                        gates_col, 4, tl.j1 - tl.j0);
+      } else if (tl.b1 > tl.b0) {
+        gemm_packed_serial<T>(false, tl.b1 - tl.b0, T(1), a_k + tl.b0 * lda, lda, rp, q0, q1, T(0),
+                              zr.get() + tl.b0 * G, G);
+      }
       fwd_tile(s, tl.b0, tl.b1, tl.j0, tl.j1, tmp_t);
       barrier_if(grid.pu > 1);
     }

@@ -54,7 +54,11 @@
 // recurrent_kernel packed once per call (forward: columns permuted so a unit group's four gates
 // are adjacent; backward: recurrent_kernel^T), then its tile of the fused gate pass. With one
 // unit group (B >= threads) the row groups never share data and there is no barrier; with
-// several, one barrier per step. For B <= kLstmGemvMaxBatch (batch-1 inference) the recurrent
+// several, one barrier per step. On AVX2 CPUs the forward's recurrent products skip the GEMM
+// driver: a fused kernel reads h_k in place (no A packing) against recurrent_kernel packed once
+// into gate-interleaved panels (the four gates of 8 float / 4 double units side by side) and
+// keeps 3 rows x 4 gates in registers, rows in tiles of 3, 2, 1 (no padded MR = 6 edge tiles);
+// the gate pass is unchanged. For B <= kLstmGemvMaxBatch (batch-1 inference) the recurrent
 // product is a vector-matrix product per row instead (a GEMM micro-kernel would compute MR - 1
 // rows of padding), reading recurrent_kernel in place (forward) or transposed once (backward).
 // Each element is computed by the same operations whatever the grid, so results do not depend
