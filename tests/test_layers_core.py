@@ -440,3 +440,11 @@ def test_regularizer_values_and_registry():
         regularizers.L2(-1)
     with pytest.raises(ValueError, match="Unknown regularizer 'l0'"):
         regularizers.get("l0")
+
+
+def test_keras_short_initializer_aliases():
+    from nanonet import initializers
+    assert isinstance(initializers.get("uniform"), initializers.RandomUniform)
+    assert isinstance(initializers.get("normal"), initializers.RandomNormal)
+    assert isinstance(initializers.get("one"), initializers.Ones)
+    assert isinstance(initializers.get("zero"), initializers.Zeros)

@@ -319,6 +319,8 @@ _NAMES = {
     "variance_scaling": VarianceScaling, "glorot_uniform": GlorotUniform,
     "glorot_normal": GlorotNormal, "he_uniform": HeUniform, "he_normal": HeNormal,
     "lecun_uniform": LecunUniform, "lecun_normal": LecunNormal, "orthogonal": Orthogonal,
+    # Keras 3's short aliases
+    "uniform": RandomUniform, "normal": RandomNormal, "one": Ones, "zero": Zeros,
 }
 _REGISTRY = Registry("initializers", "initializer", _NAMES, _CLASSES)
 serialize = _REGISTRY.serialize

@@ -19,16 +19,6 @@ from .base import Layer
 
 __all__ = ["Embedding"]
 
-# Keras's short initializer names that nanonet.initializers spells out.
-_INIT_ALIASES = {"uniform": "random_uniform", "normal": "random_normal"}
-
-
-def _initializer(identifier):
-    if isinstance(identifier, str):
-        identifier = _INIT_ALIASES.get(identifier, identifier)
-    return _initializers.get(identifier)
-
-
 def _positive_int(value, name, cls):
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
         raise ValueError(f"{cls}: {name} must be a positive int; got {value!r}")
@@ -52,7 +42,7 @@ class Embedding(Layer):
         if not isinstance(mask_zero, (bool, np.bool_)):
             raise ValueError(f"Embedding: mask_zero must be True or False; got {mask_zero!r}")
         self.mask_zero = bool(mask_zero)
-        self.embeddings_initializer = _initializer(embeddings_initializer)
+        self.embeddings_initializer = _initializers.get(embeddings_initializer)
         self.embeddings_regularizer = _regularizers.get(embeddings_regularizer)
         self.embeddings = None
         self._cache = None
