@@ -147,7 +147,7 @@ def test_resume_in_a_fresh_process_is_bit_identical(uninterrupted, tmp_path):
     part = _model()
     part.fit(x, y, epochs=2, **FIT)
     part.save(tmp_path / "ckpt.nnet")
-    env = dict(os.environ, PYTHONPATH=os.path.join(ROOT, "python") + os.pathsep +
+    env = dict(os.environ, PYTHONPATH=os.path.dirname(os.path.dirname(os.path.abspath(nn.__file__))) + os.pathsep +
                os.environ.get("PYTHONPATH", ""))
     proc = subprocess.run([sys.executable, "-c", _CHILD, str(tmp_path / "ckpt.nnet"),
                            str(tmp_path / "done.nnet"), str(nn.get_num_threads()), "2",

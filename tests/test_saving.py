@@ -22,7 +22,8 @@ from nanonet import optimizers as O
 from nanonet import saving
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-PYTHON_DIR = os.path.join(ROOT, "python")
+# The folder holding the nanonet under test (the source tree or site-packages), for subprocesses.
+PYTHON_DIR = os.path.dirname(os.path.dirname(os.path.abspath(nn.__file__)))
 
 
 # -- models, one per layer class ----------------------------------------------------------------

@@ -484,7 +484,7 @@ def test_unbuilt_model_cannot_be_served():
 # -- command line -------------------------------------------------------------------------------
 def _serve_command(model_path, *extra):
     args = [sys.executable, "-m", "nanonet", "serve", str(model_path), "--port", "0", *extra]
-    env = dict(os.environ, PYTHONPATH=os.path.join(ROOT, "python") + os.pathsep +
+    env = dict(os.environ, PYTHONPATH=os.path.dirname(os.path.dirname(os.path.abspath(nn.__file__))) + os.pathsep +
                os.environ.get("PYTHONPATH", ""), PYTHONUNBUFFERED="1")
     return args, env
 
