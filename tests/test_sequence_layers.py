@@ -329,3 +329,11 @@ def test_showcase_model_trains_float32():
     assert hist.history["loss"][-1] < 0.3 * hist.history["loss"][0]
     assert hist.history["accuracy"][-1] > 0.9
     assert model.predict(x, verbose=0).shape == (64, C)
+
+
+@pytest.mark.parametrize("kwargs", [dict(dropout=1.5), dict(dropout=-0.1),
+                                    dict(recurrent_dropout=float("nan")), dict(dropout="0.2")])
+def test_lstm_rejects_bad_dropout_rates(kwargs):
+    name = next(iter(kwargs))
+    with pytest.raises(ValueError, match=f"LSTM: {name} must be a number in \\[0, 1\\]"):
+        nn.layers.LSTM(4, **kwargs)

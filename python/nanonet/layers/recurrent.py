@@ -47,9 +47,11 @@ def _flag(value, name, cls):
 
 
 def _rate(value, name):
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
+    # Keras clips silently; a rate outside [0, 1] is a mistake worth an error here.
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) \
+            or not 0.0 <= float(value) <= 1.0:
         raise ValueError(f"LSTM: {name} must be a number in [0, 1]; got {value!r}")
-    return min(1.0, max(0.0, float(value)))  # Keras clips to [0, 1]
+    return float(value)
 
 
 def _ser(obj, module):
