@@ -660,3 +660,11 @@ def test_metric_objects_direct():
         metrics.get("accuracy")
     with pytest.raises(ValueError, match="Could not interpret metric"):
         metrics.get(3)
+
+
+def test_summary_never_cuts_the_parameter_count():
+    model = nn.Sequential([nn.layers.Embedding(20000, 128), nn.layers.Dense(4)])
+    model.build((None, 10))
+    lines = []
+    model.summary(print_fn=lines.append)
+    assert any(line.rstrip().endswith("2,560,000") for line in lines), lines

@@ -270,9 +270,11 @@ class Sequential:
 
         def line(cols):
             text, start = "", 0
-            for col, stop in zip(cols, stops):
+            for k, (col, stop) in enumerate(zip(cols, stops)):
                 cell = f" {col}"
-                text += cell[:stop - start - 1].ljust(stop - start)
+                if k < len(stops) - 1:  # inner columns are cut to fit; the last one never is
+                    cell = cell[:stop - start - 1].ljust(stop - start)
+                text += cell
                 start = stop
             return text.rstrip()
 
