@@ -11,6 +11,7 @@ silently updating a copy.
 """
 from __future__ import annotations
 
+import math
 import operator
 
 import numpy as np
@@ -647,7 +648,7 @@ def _loss_y_pred(y_pred, fn: str) -> np.ndarray:
 
 def _loss_rows(a: np.ndarray) -> np.ndarray:
     """(..., C) -> (P, C), P the product of the leading dims (a view; works when C == 0)."""
-    return a.reshape(int(np.prod(a.shape[:-1], dtype=np.int64)), a.shape[-1])
+    return a.reshape(math.prod(a.shape[:-1]), a.shape[-1])
 
 
 def _loss_y_true(y_true, y_pred: np.ndarray, fn: str) -> np.ndarray:
