@@ -16,7 +16,6 @@ nanonet's (nanonet.set_seed).
 """
 from __future__ import annotations
 
-import math
 import numbers
 
 import numpy as np
