@@ -191,7 +191,6 @@ def test_shape_conventions():
 
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_threads_identical(dtype):
-    rng = np.random.default_rng(5)
     shape = (700, 64)  # 44800 >= kLossParallelElems
     before = nn.get_num_threads()
     out = {}

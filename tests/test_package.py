@@ -2,7 +2,6 @@
 import ast
 import pathlib
 
-import numpy as np
 import pytest
 
 import nanonet as nn

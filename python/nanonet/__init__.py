@@ -16,3 +16,10 @@ from . import datasets, models, preprocessing, schedules, utils
 
 # ---- saving and serving
 from .saving import load_model
+
+__all__ = [
+    "__version__", "ops", "reference", "get_num_threads", "set_num_threads",
+    "callbacks", "initializers", "layers", "losses", "metrics", "optimizers", "regularizers",
+    "Sequential", "set_seed", "datasets", "models", "preprocessing", "schedules", "utils",
+    "load_model",
+]
