@@ -161,10 +161,13 @@ def test_fast_path_matches_scalar_specification(config, shape, dtype):
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 # Calls below kLstmParallelFlops (2 B T (I + H) 4H < 1.2e8) run on one thread; above it:
 # (64, 20, 96, 96) two row groups; (43, 100, 40, 45) two row groups of 21 and 22 rows (fused
-# products: row tiles of 3 and 1, a narrow last unit block); (1, 48, 8, 600) one row, steps above
-# kLstmBarrierStepFlops: two unit groups with a barrier per step.
+# products: row tiles of 3 and 1, a narrow last unit block); (40, 60, 132, 37) two row groups of
+# 20 rows (row tiles of 3 and 2; backward unit blocks of 4 vectors and a narrow last one of 1 float
+# / 2 double vectors); (1, 48, 8, 600) one row, steps above kLstmBarrierStepFlops: two unit groups
+# with a barrier per step.
 @pytest.mark.parametrize("shape", PARALLEL_SHAPES + [(64, 5, 8, 32), (64, 20, 96, 96),
-                                                     (43, 100, 40, 45), (1, 48, 8, 600)],
+                                                     (43, 100, 40, 45), (40, 60, 132, 37),
+                                                     (1, 48, 8, 600)],
                          ids=lambda s: "B%dT%dI%dH%d" % s)
 def test_one_and_two_threads_agree(shape, dtype):
     rng = np.random.default_rng(11)

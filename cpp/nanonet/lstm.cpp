@@ -399,6 +399,22 @@ Scratch<T> pack_fused_panels(const T* rk, index_t H) {
   return p;
 }
 
+// Backward panels (bwd_products): recurrent_kernel^T in blocks of W units, each G rows of W:
+// panel[(v G + g) W + r] = recurrent_kernel[v W + r, g], zero beyond H.
+template <typename T>
+Scratch<T> pack_bwd_panels(const T* rk, index_t H) {
+  constexpr index_t W = fused_width<T>();
+  const index_t nv = (H + W - 1) / W, G = 4 * H;
+  Scratch<T> p(size_t(nv * G * W));
+  std::fill(p.get(), p.get() + nv * G * W, T(0));
+  for (index_t j = 0; j < H; ++j) {
+    T* dst = p.get() + (j / W) * G * W + j % W;
+    const T* src = rk + j * G;
+    for (index_t g = 0; g < G; ++g) dst[g * W] = src[g];
+  }
+  return p;
+}
+
 #if NN_LSTM_X86
 // One ymm of T: the few operations the fused kernel needs.
 template <typename T>
@@ -502,6 +518,98 @@ NN_TARGET_AVX2 void fused_products(const double* panels, index_t H, const double
                                     index_t lda, index_t b, index_t b1, index_t j0, index_t j1,
                                     double* zr, index_t ldz) {
   fused_products_avx2(panels, H, a, lda, b, b1, j0, j1, zr, ldz);
+}
+
+// The backward step's recurrent product dh_k = dz_k @ recurrent_kernel^T, fused (same condition
+// as the forward's). For a tile of R <= 3 rows of dz_k and a block of NV <= 4 vectors of W
+// hidden units, the R NV dot products over the G gate columns accumulate in registers (12, plus
+// one panel vector and three broadcasts, fill the 16 ymm registers), reading dz_k in place (no
+// A packing) and recurrent_kernel^T from W-unit panels packed once per call (pack_bwd_panels);
+// rows go in tiles of 3, 2, 1. Each element is one FMA chain over g = 0 .. G-1 whatever the
+// tile, so results do not depend on the thread grid. (Chunking g so that the block's panels
+// stay in L1 across row tiles, as the GEMM's KC does, was measured no faster at H = 128 and
+// H = 512: L2 keeps up with 4 panel loads per 12 FMAs.)
+template <typename T, int R, int NV>
+NN_TARGET_AVX2 NN_LSTM_INLINE void bwd_rows_avx2(const T* pv, index_t pstride, index_t G,
+                                                 const T* a, index_t lda, T* out, index_t ldo,
+                                                 index_t n) {
+  using Y = Ymm<T>;
+  using V = typename Y::V;
+  constexpr index_t W = fused_width<T>();
+  V acc[R][NV];
+#pragma GCC unroll 3
+  for (int r = 0; r < R; ++r)
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; ++v) acc[r][v] = Y::zero();
+#pragma GCC unroll 2
+  for (index_t k = 0; k < G; ++k) {
+    V x[R];
+#pragma GCC unroll 3
+    for (int r = 0; r < R; ++r) x[r] = Y::bcast(a + r * lda + k);
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; ++v) {
+      const V w = Y::load(pv + v * pstride + k * W);
+#pragma GCC unroll 3
+      for (int r = 0; r < R; ++r) acc[r][v] = Y::fma(x[r], w, acc[r][v]);
+    }
+  }
+  if (n == NV * W) {
+#pragma GCC unroll 3
+    for (int r = 0; r < R; ++r)
+#pragma GCC unroll 4
+      for (int v = 0; v < NV; ++v) Y::storeu(out + r * ldo + v * W, acc[r][v]);
+  } else {  // a narrow block: only its n units, so no lane spills past the tile
+    alignas(32) T buf[R * NV * W];
+#pragma GCC unroll 3
+    for (int r = 0; r < R; ++r)
+#pragma GCC unroll 4
+      for (int v = 0; v < NV; ++v) Y::storeu(buf + (r * NV + v) * W, acc[r][v]);
+    for (int r = 0; r < R; ++r)
+      std::memcpy(out + r * ldo, buf + r * NV * W, size_t(n) * sizeof(T));
+  }
+}
+
+template <typename T, int R>
+NN_TARGET_AVX2 NN_LSTM_INLINE void bwd_rows_nv(int nv, const T* pv, index_t pstride, index_t G,
+                                               const T* a, index_t lda, T* out, index_t ldo,
+                                               index_t n) {
+  switch (nv) {
+    case 4: bwd_rows_avx2<T, R, 4>(pv, pstride, G, a, lda, out, ldo, n); break;
+    case 3: bwd_rows_avx2<T, R, 3>(pv, pstride, G, a, lda, out, ldo, n); break;
+    case 2: bwd_rows_avx2<T, R, 2>(pv, pstride, G, a, lda, out, ldo, n); break;
+    default: bwd_rows_avx2<T, R, 1>(pv, pstride, G, a, lda, out, ldo, n); break;
+  }
+}
+
+// dh rows [b, b1) x the tile's units [j0, j1) (j0 a multiple of W) = dz rows @
+// recurrent_kernel^T, blocks of 4 W units outermost, then row tiles; dz and dh point at row b.
+template <typename T>
+NN_TARGET_AVX2 NN_LSTM_INLINE void bwd_products_avx2(const T* panels, index_t G, const T* dz,
+                                                     index_t b, index_t b1, index_t j0,
+                                                     index_t j1, T* dh, index_t H) {
+  constexpr index_t W = fused_width<T>();
+  const index_t pstride = G * W;
+  for (index_t u = j0; u < j1; u += 4 * W) {
+    const index_t n = std::min(4 * W, j1 - u);
+    const int nv = int((n + W - 1) / W);
+    const T* pv = panels + (u / W) * pstride;
+    index_t r = b;
+    for (; r + 3 <= b1; r += 3)
+      bwd_rows_nv<T, 3>(nv, pv, pstride, G, dz + (r - b) * G, G, dh + (r - b) * H + u, H, n);
+    if (b1 - r == 2)
+      bwd_rows_nv<T, 2>(nv, pv, pstride, G, dz + (r - b) * G, G, dh + (r - b) * H + u, H, n);
+    if (b1 - r == 1)
+      bwd_rows_nv<T, 1>(nv, pv, pstride, G, dz + (r - b) * G, G, dh + (r - b) * H + u, H, n);
+  }
+}
+
+NN_TARGET_AVX2 void bwd_products(const float* panels, index_t G, const float* dz, index_t b,
+                                 index_t b1, index_t j0, index_t j1, float* dh, index_t H) {
+  bwd_products_avx2(panels, G, dz, b, b1, j0, j1, dh, H);
+}
+NN_TARGET_AVX2 void bwd_products(const double* panels, index_t G, const double* dz, index_t b,
+                                 index_t b1, index_t j0, index_t j1, double* dh, index_t H) {
+  bwd_products_avx2(panels, G, dz, b, b1, j0, j1, dh, H);
 }
 #endif
 
@@ -798,7 +906,11 @@ void lstm_backward(T* dx, T* dkernel, T* drecurrent_kernel, T* dbias, T* dh0, T*
   const Grid grid = make_grid(B, H, nr, serial);
   // recurrent_kernel^T: packed for the GEMM, or plainly transposed (G, H) for the row products.
   const bool gemv = B <= kLstmGemvMaxBatch;
-  const PackedB<T> rtp = gemv ? PackedB<T>() : pack_b<T>(true, G, H, in.recurrent_kernel, G);
+  // The fused products (AVX2) read their own panels of recurrent_kernel^T, dz_k in place.
+  const bool fused = fused_forward(B);
+  const Scratch<T> panels = fused ? pack_bwd_panels(in.recurrent_kernel, H) : Scratch<T>(1);
+  const PackedB<T> rtp =
+      gemv || fused ? PackedB<T>() : pack_b<T>(true, G, H, in.recurrent_kernel, G);
   Scratch<T> rt(gemv ? size_t(G * H) : 1);
   if (gemv)
     for (index_t j = 0; j < H; ++j)
@@ -845,7 +957,12 @@ void lstm_backward(T* dx, T* dkernel, T* drecurrent_kernel, T* dbias, T* dh0, T*
       }
       // dh_k (own tile) = dz_k @ recurrent_kernel^T, then * rdm, + dh of masked rows.
       if (tl.b1 > tl.b0) {
-        if (gemv) {
+        if (fused) {
+#if NN_LSTM_X86
+          bwd_products(panels.get(), G, s.dz + tl.b0 * G, tl.b0, tl.b1, tl.j0, tl.j1,
+                       dh0 + tl.b0 * H, H);
+#endif
+        } else if (gemv) {
           const index_t col[1] = {tl.j0};
           for (index_t b = tl.b0; b < tl.b1; ++b)
             gemv_segments(dh0 + b * H + tl.j0, s.dz + b * G, G, rt.get(), H, col, 1,

@@ -58,9 +58,13 @@
 // driver: a fused kernel reads h_k in place (no A packing) against recurrent_kernel packed once
 // into gate-interleaved panels (the four gates of 8 float / 4 double units side by side) and
 // keeps 3 rows x 4 gates in registers, rows in tiles of 3, 2, 1 (no padded MR = 6 edge tiles);
-// the gate pass is unchanged. For B <= kLstmGemvMaxBatch (batch-1 inference) the recurrent
-// product is a vector-matrix product per row instead (a GEMM micro-kernel would compute MR - 1
-// rows of padding), reading recurrent_kernel in place (forward) or transposed once (backward).
+// the gate pass is unchanged. Likewise the backward's dh_k = dz_k @ recurrent_kernel^T: a fused
+// kernel reads dz_k in place against recurrent_kernel^T packed once into panels of 8 float /
+// 4 double units, 3 rows x 4 unit vectors in registers, rows in tiles of 3, 2, 1.
+// Elsewhere (non-x86, NANONET_ISA=ref) both use the GEMM-driver path above. For
+// B <= kLstmGemvMaxBatch (batch-1 inference) the recurrent product is a vector-matrix product
+// per row instead (a GEMM micro-kernel would compute MR - 1 rows of padding), reading
+// recurrent_kernel in place (forward) or transposed once (backward).
 // Each element is computed by the same operations whatever the grid, so results do not depend
 // on the thread count, except dbias (per-thread partial sums, added in thread order: float
 // rounding only).
