@@ -268,7 +268,56 @@ class ProgbarLogger(Callback):
 _MODES = ("auto", "min", "max")
 
 
-class EarlyStopping(Callback):
+def _check_real(value, name, cls):
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
+        raise ValueError(f"{cls}: {name} must be a finite number; got {value!r}")
+    return float(value)
+
+
+class _MonitorCallback(Callback):
+    """Shared by EarlyStopping, ModelCheckpoint and ReduceLROnPlateau: which way the monitored value should
+    go (mode "min", "max", or "auto": the loss goes down, a metric its ``direction``) and
+    whether a value improves on a reference by more than min_delta (Keras 3 MonitorCallback)."""
+
+    def __init__(self, monitor="val_loss", mode="auto", baseline=None, min_delta=0):
+        super().__init__()
+        cls = type(self).__name__
+        if not isinstance(monitor, str) or not monitor:
+            raise ValueError(f"{cls}: monitor must be a non-empty string; got {monitor!r}")
+        if mode not in _MODES:
+            raise ValueError(f"{cls}: mode must be one of {_MODES}; got {mode!r}")
+        self.monitor = monitor
+        self.mode = mode
+        self.best = None if baseline is None else _check_real(baseline, "baseline", cls)
+        self.min_delta = abs(_check_real(min_delta, "min_delta", cls))
+        self.monitor_op = None
+
+    def _set_monitor_op(self):
+        if self.mode == "min":
+            self.monitor_op = np.less
+        elif self.mode == "max":
+            self.monitor_op = np.greater
+        else:
+            name = self.monitor[4:] if self.monitor.startswith("val_") else self.monitor
+            if name == "loss":
+                self.monitor_op = np.less
+            for m in getattr(self.model, "metrics", None) or []:
+                if getattr(m, "name", None) == name and hasattr(m, "direction"):
+                    self.monitor_op = np.greater if m.direction == "up" else np.less
+            if self.monitor_op is None:
+                raise ValueError(
+                    f"{type(self).__name__}: monitor={self.monitor!r} does not say whether it "
+                    "should be maximized or minimized; pass mode='max' or mode='min'")
+        self.min_delta = abs(self.min_delta) if self.monitor_op is np.greater else \
+            -abs(self.min_delta)
+
+    def _is_improvement(self, value, reference):
+        if reference is None:
+            return True
+        return bool(self.monitor_op(value - self.min_delta, reference))
+
+
+class EarlyStopping(_MonitorCallback):
     """Stop training when a monitored quantity has stopped improving (Keras 3 semantics).
 
     Args:
@@ -286,55 +335,21 @@ class EarlyStopping(Callback):
 
     def __init__(self, monitor="val_loss", min_delta=0, patience=0, verbose=0, mode="auto",
                  baseline=None, restore_best_weights=False, start_from_epoch=0):
-        super().__init__()
-        if not isinstance(monitor, str):
-            raise ValueError(f"EarlyStopping: monitor must be a string; got {monitor!r}")
-        if isinstance(min_delta, bool) or not isinstance(min_delta, numbers.Real) \
-                or not math.isfinite(min_delta):
-            raise ValueError(f"EarlyStopping: min_delta must be a finite number; got {min_delta!r}")
+        super().__init__(monitor=monitor, mode=mode, baseline=None, min_delta=min_delta)
         for arg, v in (("patience", patience), ("start_from_epoch", start_from_epoch)):
             if isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < 0:
                 raise ValueError(f"EarlyStopping: {arg} must be an int >= 0; got {v!r}")
-        if mode not in _MODES:
-            raise ValueError(f"EarlyStopping: mode must be one of {_MODES}; got {mode!r}")
-        if baseline is not None and (isinstance(baseline, bool) or
-                                     not isinstance(baseline, numbers.Real)):
-            raise ValueError(f"EarlyStopping: baseline must be a number or None; got {baseline!r}")
-        self.monitor = monitor
-        self.min_delta = abs(float(min_delta))
         self.patience = int(patience)
         self.verbose = verbose
-        self.mode = mode
-        self.baseline = None if baseline is None else float(baseline)
+        # the baseline only gates the wait counter; best starts empty (Keras 3)
+        self.baseline = None if baseline is None else _check_real(baseline, "baseline",
+                                                                   "EarlyStopping")
         self.restore_best_weights = bool(restore_best_weights)
         self.start_from_epoch = int(start_from_epoch)
-        self.monitor_op = None
         self.wait = 0
         self.stopped_epoch = 0
-        self.best = None
         self.best_weights = None
         self.best_epoch = 0
-
-    def _set_monitor_op(self):
-        if self.mode == "min":
-            self.monitor_op = np.less
-        elif self.mode == "max":
-            self.monitor_op = np.greater
-        else:
-            name = self.monitor[4:] if self.monitor.startswith("val_") else self.monitor
-            if name == "loss":
-                self.monitor_op = np.less
-            for m in getattr(self.model, "metrics", None) or []:
-                if getattr(m, "name", None) == name and hasattr(m, "direction"):
-                    self.monitor_op = np.greater if m.direction == "up" else np.less
-            if self.monitor_op is None:
-                raise ValueError(
-                    f"EarlyStopping: monitor={self.monitor!r} does not say whether it should be "
-                    "maximized or minimized; pass mode='max' or mode='min'")
-        if self.monitor_op is np.less:
-            self.min_delta = -abs(self.min_delta)
-        else:
-            self.min_delta = abs(self.min_delta)
 
     def on_train_begin(self, logs=None):
         self.wait = 0
@@ -342,11 +357,6 @@ class EarlyStopping(Callback):
         self.best = None
         self.best_weights = None
         self.best_epoch = 0
-
-    def _is_improvement(self, value, reference):
-        if reference is None:
-            return True
-        return bool(self.monitor_op(value - self.min_delta, reference))
 
     def get_monitor_value(self, logs):
         value = (logs or {}).get(self.monitor)
@@ -394,55 +404,6 @@ def _check_int(value, name, cls, lo=0):
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < lo:
         raise ValueError(f"{cls}: {name} must be an int >= {lo}; got {value!r}")
     return int(value)
-
-
-def _check_real(value, name, cls):
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
-        raise ValueError(f"{cls}: {name} must be a finite number; got {value!r}")
-    return float(value)
-
-
-class _MonitorCallback(Callback):
-    """Shared by ModelCheckpoint and ReduceLROnPlateau: which way the monitored value should
-    go (mode "min", "max", or "auto": the loss goes down, a metric its ``direction``) and
-    whether a value improves on a reference by more than min_delta (Keras 3 MonitorCallback)."""
-
-    def __init__(self, monitor="val_loss", mode="auto", baseline=None, min_delta=0):
-        super().__init__()
-        cls = type(self).__name__
-        if not isinstance(monitor, str) or not monitor:
-            raise ValueError(f"{cls}: monitor must be a non-empty string; got {monitor!r}")
-        if mode not in _MODES:
-            raise ValueError(f"{cls}: mode must be one of {_MODES}; got {mode!r}")
-        self.monitor = monitor
-        self.mode = mode
-        self.best = None if baseline is None else _check_real(baseline, "baseline", cls)
-        self.min_delta = abs(_check_real(min_delta, "min_delta", cls))
-        self.monitor_op = None
-
-    def _set_monitor_op(self):
-        if self.mode == "min":
-            self.monitor_op = np.less
-        elif self.mode == "max":
-            self.monitor_op = np.greater
-        else:
-            name = self.monitor[4:] if self.monitor.startswith("val_") else self.monitor
-            if name == "loss":
-                self.monitor_op = np.less
-            for m in getattr(self.model, "metrics", None) or []:
-                if getattr(m, "name", None) == name and hasattr(m, "direction"):
-                    self.monitor_op = np.greater if m.direction == "up" else np.less
-            if self.monitor_op is None:
-                raise ValueError(
-                    f"{type(self).__name__}: monitor={self.monitor!r} does not say whether it "
-                    "should be maximized or minimized; pass mode='max' or mode='min'")
-        self.min_delta = abs(self.min_delta) if self.monitor_op is np.greater else \
-            -abs(self.min_delta)
-
-    def _is_improvement(self, value, reference):
-        if reference is None:
-            return True
-        return bool(self.monitor_op(value - self.min_delta, reference))
 
 
 class ModelCheckpoint(_MonitorCallback):
