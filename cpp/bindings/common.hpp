@@ -107,6 +107,15 @@ inline index_t leading_dim(const py::array& a, const char* fn, const char* name)
   return a.strides(0) / item;
 }
 
+// run(float{}) or run(double{}) by a's dtype, which the caller has checked is one of the two.
+template <typename Run>
+inline void dispatch_float(const py::array& a, Run&& run) {
+  if (is_f32(a))
+    run(0.0f);
+  else
+    run(0.0);
+}
+
 template <typename T>
 inline const T* cptr(const py::array& a) {
   return static_cast<const T*>(a.data());

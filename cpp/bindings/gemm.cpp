@@ -113,10 +113,7 @@ void register_gemm(py::module_& m) {
           gemm_packed_serial<T>(transpose_a, d.M, T(1), pa, d.lda, bp, mid, bp.panels(), T(0), pc,
                                 ldc);
         };
-        if (is_f32(a))
-          run(0.0f);
-        else
-          run(0.0);
+        dispatch_float(a, run);
         return c;
       },
       py::arg("a"), py::arg("b"), py::arg("transpose_a") = false, py::arg("transpose_b") = false,

@@ -118,10 +118,7 @@ py::tuple forward_impl(const char* fn, bool use_ref, const py::array& x, const p
     else
       lstm_forward<T>(py_, ph, pc, training ? &cache : nullptr, in, d);
   };
-  if (is_f32(x))
-    run(0.0f);
-  else
-    run(0.0);
+  dispatch_float(x, run);
   py::object cache_o = py::none();
   if (training)
     cache_o = py::make_tuple(*xh, *gates, *cs, *acs);
@@ -202,10 +199,7 @@ py::tuple backward_impl(const char* fn, bool use_ref, const py::object& dy_o,
     else
       lstm_backward<T>(p_dx, p_dk, p_drk, p_db, p_dh0, p_dc0, p_dy, p_dhn, p_dcn, cache, in, d);
   };
-  if (is_f32(xd))
-    run(0.0f);
-  else
-    run(0.0);
+  dispatch_float(xd, run);
   return py::make_tuple(dx ? py::object(*dx) : py::none(), dkernel, drk,
                         dbias ? py::object(*dbias) : py::none(), dh0, dc0);
 }

@@ -88,10 +88,7 @@ py::tuple bn_forward_impl(const char* fn, const py::array& x, const py::object& 
       batch_norm_forward<T>(py_, pmean, pinv, pmm, pmv, px, pg, pb, pm, N, F, training,
                             T(momentum), T(epsilon));
   };
-  if (is_f32(x))
-    run(0.0f);
-  else
-    run(0.0);
+  dispatch_float(x, run);
   return py::make_tuple(y, mean, inv_std);
 }
 
@@ -122,10 +119,7 @@ py::tuple bn_backward_impl(const char* fn, const py::array& dy, const py::array&
     else
       batch_norm_backward<T>(pdx, pdg, pdb, pdy, px, pmean, pinv, pg, pm, N, F, training);
   };
-  if (is_f32(x))
-    run(0.0f);
-  else
-    run(0.0);
+  dispatch_float(x, run);
   return py::make_tuple(dx, dgamma, dbeta);
 }
 
@@ -159,10 +153,7 @@ py::tuple ln_forward_impl(const char* fn, const py::array& x, const py::object& 
     else
       layer_norm_forward<T>(py_, pmean, pinv, px, pg, pb, N, F, T(epsilon));
   };
-  if (is_f32(x))
-    run(0.0f);
-  else
-    run(0.0);
+  dispatch_float(x, run);
   return py::make_tuple(y, mean, inv_std);
 }
 
@@ -194,10 +185,7 @@ py::tuple ln_backward_impl(const char* fn, const py::array& dy, const py::array&
     else
       layer_norm_backward<T>(pdx, pdg, pdb, pdy, px, pmean, pinv, pg, N, F);
   };
-  if (is_f32(x))
-    run(0.0f);
-  else
-    run(0.0);
+  dispatch_float(x, run);
   return py::make_tuple(dx, dgamma, dbeta);
 }
 

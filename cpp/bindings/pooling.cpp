@@ -59,10 +59,7 @@ py::array avg_forward_impl(const char* fn, const py::array& x, const py::object&
     else
       global_avg_pool1d_forward<S>(py_, px, pm, B, T, F);
   };
-  if (is_f32(x))
-    run(0.0f);
-  else
-    run(0.0);
+  dispatch_float(x, run);
   return y;
 }
 
@@ -84,10 +81,7 @@ py::array avg_backward_impl(const char* fn, const py::array& dy, index_t T,
     else
       global_avg_pool1d_backward<S>(pdx, pdy, pm, B, T, F);
   };
-  if (is_f32(dy))
-    run(0.0f);
-  else
-    run(0.0);
+  dispatch_float(dy, run);
   return dx;
 }
 
@@ -109,10 +103,7 @@ py::tuple max_forward_impl(const char* fn, const py::array& x, const py::object&
     else
       global_max_pool1d_forward<S>(py_, pa, px, pm, B, T, F);
   };
-  if (is_f32(x))
-    run(0.0f);
-  else
-    run(0.0);
+  dispatch_float(x, run);
   return py::make_tuple(y, argmax);
 }
 
@@ -143,10 +134,7 @@ py::array max_backward_impl(const char* fn, const py::array& dy, const py::array
     else
       global_max_pool1d_backward<S>(pdx, pdy, pa, B, T, F);
   };
-  if (is_f32(dy))
-    run(0.0f);
-  else
-    run(0.0);
+  dispatch_float(dy, run);
   return dx;
 }
 
