@@ -280,7 +280,8 @@ def test_flatten():
 
 def test_input_layer():
     inp = layers.Input(shape=(8,))
-    assert isinstance(inp, layers.InputLayer)
+    # Keras 3: Input is a symbolic tensor; its layer is the InputLayer.
+    assert isinstance(inp, layers.SymbolicTensor) and isinstance(inp.layer, layers.InputLayer)
     assert inp.shape == (None, 8) and inp.dtype == "float32"
     assert layers.Input(batch_shape=(4, 5), dtype="int32").shape == (4, 5)
     assert layers.Input((3, 2), batch_size=7).shape == (7, 3, 2)

@@ -99,7 +99,29 @@ def _case_masking(rng):
     return [L.Input((7, 3)), L.Masking(0.0), L.LSTM(4), L.Dense(2)], x
 
 
+def _graph(build):
+    """A graph-model case: build(rng) -> (inputs, outputs, x)."""
+    def case(rng):
+        inputs, outputs, x = build(rng)
+        return nn.Model(inputs, outputs), x
+    return case
+
+
+def _merge_case(cls, **kwargs):
+    def build(rng):
+        inp = L.Input((5, 3))
+        a = L.Dense(4)(inp)
+        b = L.Dense(4, activation="tanh")(inp)
+        merged = cls(**kwargs)([a, b])
+        return inp, L.Dense(2)(L.Flatten()(merged)), _float_x(rng, (6, 5, 3))
+    return _graph(build)
+
+
 CASES = {
+    "Add": _merge_case(L.Add), "Subtract": _merge_case(L.Subtract),
+    "Multiply": _merge_case(L.Multiply), "Average": _merge_case(L.Average),
+    "Maximum": _merge_case(L.Maximum), "Minimum": _merge_case(L.Minimum),
+    "Concatenate": _merge_case(L.Concatenate, axis=1), "Dot": _merge_case(L.Dot, axes=2),
     "Dense": _case_dense, "Activation": _case_activation, "Dropout": _case_dropout,
     "Flatten": _case_flatten, "BatchNormalization": _case_batchnorm,
     "LayerNormalization": _case_layernorm, "GlobalAveragePooling1D": _case_gap,
@@ -162,7 +184,7 @@ def test_round_trip_every_layer(name, tmp_path):
     rng = np.random.default_rng(zlib.crc32(name.encode()))
     nn.set_seed(0)
     stack, x = AVAILABLE[name](rng)
-    model = nn.Sequential(stack)
+    model = nn.Sequential(stack) if isinstance(stack, list) else stack
     _randomize(model, rng)
     model.compile(optimizer=O.Adam(0.01), loss="mse", metrics=["mae"])
     y = rng.standard_normal((x.shape[0],) + tuple(model.output_shape[1:])).astype(np.float32)
@@ -171,7 +193,7 @@ def test_round_trip_every_layer(name, tmp_path):
     model.save(path)
     loaded = nn.load_model(path)
 
-    assert type(loaded) is nn.Sequential and loaded.name == model.name
+    assert type(loaded) is type(model) and loaded.name == model.name
     assert [type(a) for a in loaded.layers] == [type(a) for a in model.layers]
     assert _canonical(loaded.get_config()) == _canonical(model.get_config())
     _assert_same_weights(model, loaded)
@@ -805,8 +827,12 @@ def test_unknown_classes_and_bad_configs(good_file, tmp_path):
     _load_error(_with_manifest(good_file, out, layer_value), "units must be a positive int")
 
     def model_class(m):
+        m["model"]["class_name"] = "os.system"
+    _load_error(_with_manifest(good_file, out, model_class), "must describe a model")
+
+    def graph_class(m):  # a Sequential's config is not a graph's
         m["model"]["class_name"] = "Functional"
-    _load_error(_with_manifest(good_file, out, model_class), "Sequential")
+    _load_error(_with_manifest(good_file, out, graph_class), "input_layers must be a non-empty")
 
     def optimizer_class(m):
         m["compile"]["optimizer"]["class_name"] = "Evil"

@@ -8,7 +8,8 @@ from .ops import get_num_threads, set_num_threads
 
 # ---- model API
 from . import callbacks, initializers, layers, losses, metrics, optimizers, regularizers
-from .models import Sequential
+from .layers import Input
+from .models import Model, Sequential
 from .random import set_seed
 
 # ---- data, schedules
@@ -20,6 +21,6 @@ from .saving import load_model
 __all__ = [
     "__version__", "ops", "reference", "get_num_threads", "set_num_threads",
     "callbacks", "initializers", "layers", "losses", "metrics", "optimizers", "regularizers",
-    "Sequential", "set_seed", "datasets", "models", "preprocessing", "schedules", "utils",
+    "Input", "Model", "Sequential", "set_seed", "datasets", "models", "preprocessing", "schedules", "utils",
     "load_model",
 ]

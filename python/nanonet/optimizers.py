@@ -119,6 +119,16 @@ class Optimizer:
         return self._slots[i]
 
     @property
+    def slot_names(self):
+        """The names of the slots every parameter gets (e.g. ("m", "v") for Adam)."""
+        return tuple(self._slot_names())
+
+    def slot_variables(self):
+        """[(parameter, [its slot arrays in slot_names order])], parameters in the order first
+        seen (the saving protocol: ``build`` + ``set_variables`` restore them)."""
+        return [(p, list(s)) for p, s in zip(self._params, self._slots)]
+
+    @property
     def variables(self):
         """[iterations (0-d int64 array)] + every slot array, parameter by parameter."""
         out = [np.array(self.iterations, dtype=np.int64)]

@@ -48,7 +48,7 @@ __all__ = ["save_model", "load_model", "save_weights", "load_weights", "FORMAT",
            "FORMAT_VERSION", "MAX_MEMBERS", "MAX_TOTAL_BYTES", "MAX_COMPRESSION_RATIO"]
 
 FORMAT = "nanonet"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 1: Sequential files of 0.1 (still written for Sequential); 2: graph models
 SUFFIX = ".nnet"
 MANIFEST = "nanonet.json"
 
@@ -159,13 +159,12 @@ def _atomic_write(path, write, overwrite, fn):
 def _weight_entries(model):
     """(manifest entries, [(member, array)]) for every weight, in model.weights order."""
     entries, arrays = [], []
-    for layer in model.layers:
-        for w, name in zip(layer.weights, layer.weight_names):
-            member = f"weights/{len(arrays):05d}.npy"
-            entries.append({"member": member, "role": "weight", "layer": layer.name,
-                            "layer_class": type(layer).__name__, "name": name,
-                            "shape": list(w.shape), "dtype": w.dtype.name})
-            arrays.append((member, w))
+    for layer, w, name in model.named_weights():
+        member = f"weights/{len(arrays):05d}.npy"
+        entries.append({"member": member, "role": "weight", "layer": layer.name,
+                        "layer_class": type(layer).__name__, "name": name,
+                        "shape": list(w.shape), "dtype": w.dtype.name})
+        arrays.append((member, w))
     return entries, arrays
 
 
@@ -191,8 +190,8 @@ def _optimizer_entries(model, weight_arrays, fn):
     entries = [{"member": "optimizer/00000.npy", "role": "iterations", "shape": [],
                 "dtype": "int64"}]
     arrays = [("optimizer/00000.npy", np.array(optimizer.iterations, dtype=np.int64))]
-    slot_names = list(optimizer._slot_names())
-    for param, slots in zip(optimizer._params, optimizer._slots):
+    slot_names = list(optimizer.slot_names)
+    for param, slots in optimizer.slot_variables():
         i = index.get(id(param))
         if i is None:
             raise ValueError(f"{fn}: the optimizer holds state for an array of shape "
@@ -210,11 +209,10 @@ def _optimizer_entries(model, weight_arrays, fn):
 
 
 def _generator_states(model):
-    """{layer name: {attribute: bit-generator state}} of every Generator a layer owns."""
+    """{layer name: layer.get_rng_state()} for every layer that owns a Generator."""
     out = {}
     for layer in model.layers:
-        states = {k: v.bit_generator.state for k, v in sorted(vars(layer).items())
-                  if isinstance(v, np.random.Generator)}
+        states = layer.get_rng_state()
         if states:
             out[layer.name] = states
     return out
@@ -235,16 +233,17 @@ def save_model(model, filepath, overwrite=True):
     path = _path(filepath, fn)
     manifest = _base_manifest(model, "model")
     manifest["model"] = {"class_name": type(model).__name__, "config": model.get_config()}
+    if type(model).__name__ != "Sequential":
+        manifest["format_version"] = 2  # graph models: nanonet >= 0.2 reads them
     entries, arrays = _weight_entries(model)
     compile_config = None
     if model.compiled:
-        from . import losses as _losses
-        from . import metrics as _metrics
+        loss, loss_weights = model.compiled_loss.get_config()
         compile_config = {
             "optimizer": _optimizer_config(model.optimizer, fn),
-            "loss": None if model.loss is None else _losses.serialize(model.loss),
-            "metrics": [m if isinstance(m, (str, dict)) else _metrics.serialize(m)
-                        for m in model._metric_ids]}
+            "loss": loss, "metrics": model.compiled_metrics.get_config()}
+        if loss_weights is not None:
+            compile_config["loss_weights"] = loss_weights
         opt_entries, opt_arrays = _optimizer_entries(model, arrays, fn)
         entries += opt_entries
         arrays += opt_arrays
@@ -476,8 +475,7 @@ def _describe(entry):
 def _expect_weights(archive, model, match_layer_names):
     """Check the weight entries against the model's weights, position by position."""
     entries = archive.entries("weight")
-    own = [(layer, w, n) for layer in model.layers
-           for w, n in zip(layer.weights, layer.weight_names)]
+    own = model.named_weights()
     if len(entries) != len(own):
         raise archive.error(f"the file has {len(entries)} weights; model {model.name!r} has "
                             f"{len(own)}", MANIFEST)
@@ -502,55 +500,46 @@ def _read_weights(archive, model, allow_nan, match_layer_names):
 
 
 # -- rebuilding a model -------------------------------------------------------------------------
+_MODEL_CLASSES = ("Sequential", "Model", "Functional")
+
+
 def _build_model(archive):
-    from . import initializers as _initializers
-    from .layers import deserialize as _deserialize_layer
-    from .layers.core import InputLayer
-    from .models import Sequential
+    from .layers.base import skip_initializers
+    from .models import Model, Sequential
 
     spec = archive.manifest.get("model")
-    if not isinstance(spec, dict) or spec.get("class_name") != "Sequential" or \
+    if not isinstance(spec, dict) or spec.get("class_name") not in _MODEL_CLASSES or \
             not isinstance(spec.get("config"), dict):
         got = spec.get("class_name") if isinstance(spec, dict) else spec
-        raise archive.error(f"'model' must describe a Sequential model; got {got!r}", MANIFEST)
+        raise archive.error(f"'model' must describe a model (one of {_MODEL_CLASSES}); got "
+                            f"{got!r}", MANIFEST)
     config = spec["config"]
-    layer_configs = config.get("layers", [])
-    if not isinstance(layer_configs, list):
+    if not isinstance(config.get("layers", []), list):
         raise archive.error("the model's 'layers' must be a list", MANIFEST)
-    restore = []
     try:
-        model = Sequential(name=config.get("name"), trainable=config.get("trainable", True))
-        for k, lc in enumerate(layer_configs):
-            if not isinstance(lc, dict) or not isinstance(lc.get("class_name"), str):
-                raise ValueError(f"layers[{k}] must be an object with a 'class_name'")
-            layer = _deserialize_layer(lc)
-            if not isinstance(layer, InputLayer):
-                # Build with zeros: the weights are overwritten from the file anyway, and
-                # loading must not consume nanonet's random stream.
-                _zero_initializers(layer, restore, _initializers)
-            model.add(layer)
-        if not model.built and archive.manifest.get("built") and \
-                archive.manifest.get("input_shape") is not None:
-            model.build(tuple(archive.manifest["input_shape"]))
+        # The weights come from the file: build without drawing from any random stream.
+        with skip_initializers():
+            if spec["class_name"] == "Sequential":
+                model = _build_sequential(config, Sequential)
+                if not model.built and archive.manifest.get("built") and \
+                        archive.manifest.get("input_shape") is not None:
+                    model.build(tuple(archive.manifest["input_shape"]))
+            else:
+                model = Model.from_config(config)
     except (TypeError, ValueError, KeyError, AttributeError, IndexError, MemoryError,
-            OverflowError) as e:
+            OverflowError, RecursionError) as e:
         raise archive.error(f"the architecture cannot be rebuilt: {e}", MANIFEST) from None
-    finally:
-        for layer, attr, value in restore:
-            setattr(layer, attr, value)
     return model
 
 
-def _zero_initializers(layer, restore, initializers, depth=0):
-    """Swap every Initializer attribute of layer (and of layers it wraps) for Zeros, recording
-    (object, attribute, original) in restore."""
-    from .layers.base import Layer
-    for attr, value in list(vars(layer).items()):
-        if isinstance(value, initializers.Initializer):
-            restore.append((layer, attr, value))
-            setattr(layer, attr, initializers.Zeros())
-        elif isinstance(value, Layer) and depth < 8:
-            _zero_initializers(value, restore, initializers, depth + 1)
+def _build_sequential(config, Sequential):
+    from .layers import deserialize as _deserialize_layer
+    model = Sequential(name=config.get("name"), trainable=config.get("trainable", True))
+    for k, lc in enumerate(config.get("layers", [])):
+        if not isinstance(lc, dict) or not isinstance(lc.get("class_name"), str):
+            raise ValueError(f"layers[{k}] must be an object with a 'class_name'")
+        model.add(_deserialize_layer(lc))
+    return model
 
 
 def _optimizer_from_config(archive, config):
@@ -566,7 +555,6 @@ def _optimizer_from_config(archive, config):
 
 
 def _compile(archive, model, allow_nan):
-    from . import losses as _losses
     c = archive.manifest.get("compile")
     if c is None:
         return
@@ -574,11 +562,12 @@ def _compile(archive, model, allow_nan):
         if not isinstance(c, dict):
             raise ValueError(f"'compile' must be an object or null; got {type(c).__name__}")
         optimizer = _optimizer_from_config(archive, c.get("optimizer"))
-        loss = None if c.get("loss") is None else _losses.deserialize(c["loss"])
+        loss = c.get("loss")
         metrics = c.get("metrics") or []
-        if not isinstance(metrics, list):
-            raise ValueError(f"'metrics' must be a list; got {metrics!r}")
-        model.compile(optimizer=optimizer, loss=loss, metrics=metrics)
+        if not isinstance(metrics, (list, dict)):
+            raise ValueError(f"'metrics' must be a list or an object; got {metrics!r}")
+        model.compile(optimizer=optimizer, loss=loss, loss_weights=c.get("loss_weights"),
+                      metrics=metrics)
     except (TypeError, ValueError, KeyError, AttributeError) as e:
         raise archive.error(f"the compile settings are invalid: {e}", MANIFEST) from None
     its = archive.entries("iterations")
@@ -591,7 +580,7 @@ def _compile(archive, model, allow_nan):
         raise archive.error(f"the optimizer's iteration count is negative ({int(iterations)})",
                             its[0]["member"])
     weights = model.weights
-    slot_names = list(optimizer._slot_names())
+    slot_names = list(optimizer.slot_names)
     params, values, counts = [], [], {}
     for k, e in enumerate(slots):
         i = e.get("weight")
@@ -641,17 +630,10 @@ def _restore_rng(archive, model):
         layer = by_name.get(lname)
         if layer is None or not isinstance(states, dict):
             raise archive.error(f"random state for unknown layer {lname!r}", MANIFEST)
-        for attr, state in states.items():
-            gen = vars(layer).get(attr)
-            if not isinstance(gen, np.random.Generator) or not isinstance(state, dict) or \
-                    state.get("bit_generator") != type(gen.bit_generator).__name__:
-                raise archive.error(f"random state {attr!r} of layer {lname!r} does not match "
-                                    "the layer", MANIFEST)
-            try:
-                gen.bit_generator.state = state
-            except (TypeError, ValueError, KeyError, OverflowError) as e:
-                raise archive.error(f"invalid random state {attr!r} of layer {lname!r}: {e}",
-                                    MANIFEST) from None
+        try:
+            layer.set_rng_state(states)
+        except ValueError as e:
+            raise archive.error(f"random state of layer {lname!r}: {e}", MANIFEST) from None
     model._train_seed = seed
 
 

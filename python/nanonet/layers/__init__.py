@@ -1,5 +1,6 @@
 """Layers with Keras names: ``nanonet.layers.Dense``, ``Activation``, ``Dropout``, ``Flatten``,
-``InputLayer`` / ``Input``; the ``Layer`` base class; ``serialize`` / ``deserialize``."""
+``InputLayer`` / ``Input``, the merge layers (``Add``, ``Concatenate``, ...); the ``Layer`` base
+class; ``serialize`` / ``deserialize``."""
 from __future__ import annotations
 
 from .base import Layer, get_registered
@@ -10,6 +11,9 @@ from .normalization import BatchNormalization, LayerNormalization
 from .pooling import GlobalAveragePooling1D, GlobalAvgPool1D, GlobalMaxPool1D, GlobalMaxPooling1D
 from .reshaping import Reshape
 from .wrappers import TimeDistributed
+from .merging import (Add, Average, Concatenate, Dot, Maximum, Minimum, Multiply, Subtract, add,
+                      average, concatenate, dot, maximum, minimum, multiply, subtract)
+from .node import SymbolicTensor
 
 __all__ = ["Layer", "Dense", "Activation", "Dropout", "Flatten", "InputLayer", "Input",
            "serialize", "deserialize"]
@@ -17,6 +21,9 @@ __all__ += ["BatchNormalization", "LayerNormalization", "GlobalAveragePooling1D"
             "GlobalMaxPooling1D", "GlobalAvgPool1D", "GlobalMaxPool1D", "Reshape",
             "TimeDistributed"]
 __all__ += ["Embedding", "LSTM", "Masking"]
+__all__ += ["Add", "Subtract", "Multiply", "Average", "Maximum", "Minimum", "Concatenate", "Dot",
+            "add", "subtract", "multiply", "average", "maximum", "minimum", "concatenate", "dot",
+            "SymbolicTensor"]
 
 
 def serialize(layer):

@@ -4,45 +4,85 @@ Lifecycle of a layer:
 
     __init__(...)            validate the configuration (ValueError naming argument and value)
     build(input_shape)       create weights with add_weight(); input_shape includes the batch
-                             axis, e.g. (None, 64) or (None, T, F)
-    call(x, training=False, mask=None)
-                             forward pass on NumPy arrays; with training=True keep whatever
-                             backward() needs (one cached forward at a time)
-    backward(dy)             given d loss / d output of the last training call: store the weight
-                             gradients in self.grads (aligned with trainable_weights) and return
-                             d loss / d x (None when x is integer data, e.g. token ids)
-    compute_output_shape(input_shape), compute_mask(x, mask)
+                             axis, e.g. (None, 64) or (None, T, F); a list of shapes for a layer
+                             with several inputs (merge layers)
+    forward(inputs, training=False, mask=None) -> (outputs, ctx)
+                             the forward pass on NumPy arrays. ``ctx`` is what backprop needs
+                             (the saved activations) when training, None at inference: nothing
+                             of a call is kept on the layer, so a layer shared by several call
+                             sites runs once per site and many threads may predict at once
+    backprop(ctx, doutputs, need_dx=True) -> (dinputs, grads)
+                             d loss / d inputs from d loss / d outputs (None when not needed or
+                             when the input is integer data, e.g. token ids) and the weight
+                             gradients, aligned with ``trainable_weights``; never touches the
+                             layer's state
+    compute_output_shape(input_shape), compute_mask(inputs, mask)
     get_config() / from_config(config), get_weights() / set_weights(weights)
 
-Masks are boolean (B, T) arrays passed along a Sequential: ``compute_mask`` returns the mask for
-the next layer (by default the incoming one when ``supports_masking``, else None).
+Calling a layer (``layer(x)``) builds it on first use (once, under a lock, so concurrent first
+calls are safe and a failed build leaves no weights behind), then runs it. Called on symbolic
+tensors (``nanonet.Input``) it records a node of a graph instead (layers/node.py).
 
-Model-level conventions a layer may use:
-- ``self.needs_input_grad``: False when the layer's input is the model's input, so backward may
-  skip computing dx (and return None). Sequential sets it; the default is True.
-- ``fused_activation`` / ``call_logits(x, training)``: a layer ending in an activation (Dense,
-  Activation) reports its name; when it is "softmax" and the loss is a cross-entropy, the model
-  calls ``call_logits`` instead of ``call`` during training (forward without the activation) and
-  the following ``backward(dy)`` receives d loss / d logits. Layers without a trailing
-  activation report None and are never asked for logits.
+The single-call API of 0.1 stays: ``call(x, training=False, mask=None)`` runs ``forward`` and,
+when training, keeps its ctx on the layer; ``backward(dy)`` runs ``backprop`` on that ctx, stores
+the weight gradients in ``self.grads`` and returns dx. A custom layer may implement either pair:
+``forward``/``backprop`` (shareable, thread-safe), or ``call``/``backward`` with state on the layer
+(used once per step).
+
+Masks are boolean (B, T) arrays passed beside the values: ``compute_mask`` returns the mask for
+the next layers (by default the incoming one when ``supports_masking``, else None).
+
+Conventions a model uses:
+- ``fused_activation`` / ``forward_logits(inputs, training, mask)``: a layer ending in an
+  activation (Dense, Activation) reports its name; when it is "softmax", the layer's output is a
+  model output and the loss is a cross-entropy, training asks for the logits instead (forward
+  without the activation) and ``backprop`` on that ctx receives d loss / d logits. Layers without
+  a trailing activation report None and are never asked for logits. (``call_logits`` is the
+  single-call form.)
+- ``needs_input_grad``: the ``need_dx`` the single-call ``backward`` passes on (default True).
+
+Saving protocol (what nanonet.saving uses, and all it uses): ``get_config()``; the variables
+``weights`` / ``weight_names`` / ``set_weights``; the random state ``get_rng_state()`` /
+``set_rng_state(state)`` of every Generator the layer owns.
 
 Every Layer subclass is registered by class name for ``nanonet.layers.deserialize``.
 """
 from __future__ import annotations
 
+import contextlib
 import numbers
 import re
+import threading
 
 import numpy as np
 
 from .. import initializers as _initializers
 from .. import regularizers as _regularizers
+from .node import Node, SymbolicTensor, fmt_shape, is_symbolic
 
-__all__ = ["Layer", "get_registered", "unique_name"]
+__all__ = ["Layer", "get_registered", "unique_name", "skip_initializers"]
 
 _FLOAT_DTYPES = ("float32", "float64")
 _LAYER_CLASSES = {}
 _NAME_COUNTS = {}
+_NAME_LOCK = threading.Lock()
+# Building is rare and must happen once: one re-entrant lock for every build (a model builds its
+# layers while holding it).
+BUILD_LOCK = threading.RLock()
+_LOCAL = threading.local()
+
+
+@contextlib.contextmanager
+def skip_initializers():
+    """Inside the block, ``add_weight`` on this thread makes zeros instead of calling the
+    initializer: loading a model builds its layers without drawing from any random stream (the
+    weights come from the file)."""
+    old = getattr(_LOCAL, "skip_init", False)
+    _LOCAL.skip_init = True
+    try:
+        yield
+    finally:
+        _LOCAL.skip_init = old
 
 
 def _snake(name: str) -> str:
@@ -52,8 +92,9 @@ def _snake(name: str) -> str:
 
 def unique_name(prefix: str) -> str:
     """prefix, prefix_1, prefix_2, ... (Keras's automatic layer and model names)."""
-    n = _NAME_COUNTS.get(prefix, 0)
-    _NAME_COUNTS[prefix] = n + 1
+    with _NAME_LOCK:
+        n = _NAME_COUNTS.get(prefix, 0)
+        _NAME_COUNTS[prefix] = n + 1
     return prefix if n == 0 else f"{prefix}_{n}"
 
 
@@ -105,6 +146,8 @@ class Layer:
         self._weight_trainable = []
         self._weight_regularizers = []
         self._build_input_shape = None
+        self._inbound_nodes = []      # graph call sites (Node), in call order
+        self._ctx = None              # the single-call API's saved forward (call / backward)
         # Keras's input_shape= / input_dim= arguments: the shape (without batch axis) a
         # Sequential builds this layer for when it is the first one.
         if input_dim is not None:
@@ -130,7 +173,10 @@ class Layer:
             raise ValueError(f"{cls}.add_weight: shape must be fully known; got {shape}")
         dt = np.dtype(self.dtype if dtype is None else dtype)
         init = _initializers.get("glorot_uniform" if initializer is None else initializer)
-        value = np.array(init(shape, dtype=dt), dtype=dt, order="C")
+        if getattr(_LOCAL, "skip_init", False):
+            value = np.zeros(shape, dtype=dt)
+        else:
+            value = np.array(init(shape, dtype=dt), dtype=dt, order="C")
         if value.shape != shape:
             raise ValueError(f"{cls}.add_weight: initializer {init!r} returned shape "
                              f"{value.shape}; expected {shape}")
@@ -205,6 +251,13 @@ class Layer:
         return [r(w) for w, f, r in zip(self._weights, self._weight_trainable,
                                         self._weight_regularizers) if f and r is not None]
 
+    def regularized_weights(self):
+        """(weight, regularizer) for each trainable weight that has a regularizer."""
+        if not self.trainable:
+            return []
+        return [(w, r) for w, f, r in zip(self._weights, self._weight_trainable,
+                                          self._weight_regularizers) if f and r is not None]
+
     def add_regularization_gradients(self):
         """Add each regularizer's gradient to ``self.grads`` in place (after backward)."""
         if not self.trainable or self.grads is None:
@@ -219,22 +272,43 @@ class Layer:
 
     def _set_grads(self, grads_by_weight):
         """Store gradients given for every weight in creation order; keep the trainable ones."""
-        self.grads = [g for g, f in zip(grads_by_weight, self._weight_trainable) if f]
+        self.grads = self._trainable_grads(grads_by_weight)
+
+    def _trainable_grads(self, grads_by_weight):
+        """Gradients given for every weight in creation order -> those aligned with
+        ``trainable_weights`` (none when the layer is frozen)."""
+        if not self.trainable:
+            return []
+        return [g for g, f in zip(grads_by_weight, self._weight_trainable) if f]
 
     # -- build / call ------------------------------------------------------------------------
     def build(self, input_shape):
         """Create the weights for inputs of ``input_shape`` (batch axis included)."""
-        self._build_input_shape = tuple(input_shape)
+        self._build_input_shape = input_shape
         self.built = True
 
     def _maybe_build(self, input_shape):
-        if not self.built:
-            self.build(tuple(input_shape))
-            self._build_input_shape = tuple(input_shape)
+        """Build once: under the build lock, and all or nothing (a build that raises leaves the
+        layer unbuilt, without weights)."""
+        if self.built:
+            return
+        with BUILD_LOCK:
+            if self.built:
+                return
+            n = len(self._weights)
+            try:
+                self.build(input_shape)
+            except BaseException:
+                for lst in (self._weights, self._weight_names, self._weight_trainable,
+                            self._weight_regularizers):
+                    del lst[n:]
+                self.built = False
+                raise
+            self._build_input_shape = input_shape
             self.built = True
 
     def compute_output_shape(self, input_shape):
-        return tuple(input_shape)
+        return input_shape if isinstance(input_shape, list) else tuple(input_shape)
 
     def compute_mask(self, x, mask=None):
         return mask if self.supports_masking else None
@@ -243,12 +317,149 @@ class Layer:
     def fused_activation(self):
         return None
 
-    def __call__(self, x, training=False, mask=None):
-        """Build on first use from x's shape, then run ``call`` (inference unless training)."""
-        x = x if isinstance(x, np.ndarray) else np.asarray(x)
+    @property
+    def output_dtype(self):
+        """The dtype of this layer's outputs (its float dtype)."""
+        return self.dtype
+
+    def forward(self, inputs, training=False, mask=None):
+        """(outputs, ctx); see the module docstring. This default serves layers written against
+        the single-call API (``call`` / ``backward`` with state on the layer)."""
+        if type(self).call is Layer.call:  # neither pair overridden: the identity
+            return inputs, None
+        y = self.call(inputs, training=training, mask=mask)
+        return y, (_LEGACY_CTX if training else None)
+
+    def backprop(self, ctx, dy, need_dx=True):
+        """(dinputs, grads); see the module docstring. This default serves layers written
+        against the single-call API."""
+        if ctx is None:
+            return dy, []
+        self.needs_input_grad = need_dx
+        dx = self.backward(dy)
+        return dx, list(self.grads or [])
+
+    def forward_logits(self, inputs, training=False, mask=None):
+        """(logits, ctx) for a layer whose ``fused_activation`` is not None."""
+        if type(self).call_logits is not Layer.call_logits:  # single-call layers
+            return self.call_logits(inputs, training=training), \
+                (_LEGACY_CTX if training else None)
+        raise NotImplementedError(f"{type(self).__name__} has no logits to give")
+
+    def call(self, x, training=False, mask=None):
+        """Run ``forward``; when training, keep its ctx for ``backward``."""
+        y, ctx = self.forward(x, training=training, mask=mask)
+        if training:
+            self._ctx = ctx
+        return y
+
+    def call_logits(self, x, training=True):
+        """``forward_logits``, keeping its ctx for ``backward`` when training."""
+        y, ctx = self.forward_logits(x, training=training)
+        if training:
+            self._ctx = ctx
+        return y
+
+    def backward(self, dy):
+        """d loss / d x of the last ``call(x, training=True)``; stores the weight gradients in
+        ``self.grads``."""
+        ctx = self._ctx
+        if ctx is None:
+            raise ValueError(f"Layer {self.name!r}: backward() needs a preceding "
+                             "call(x, training=True)")
+        self._ctx = None
+        dx, grads = self.backprop(ctx, dy, need_dx=self.needs_input_grad)
+        self.grads = grads
+        return dx
+
+    def __call__(self, *args, **kwargs):
+        """Build on first use from the inputs' shapes, then run (inference unless
+        training=True). On symbolic tensors (nanonet.Input), record a node instead."""
+        if args:
+            inputs, args = args[0], args[1:]
+        elif "inputs" in kwargs:
+            inputs = kwargs.pop("inputs")
+        else:
+            raise TypeError(f"{type(self).__name__}.__call__: missing the inputs")
+        if is_symbolic(inputs):
+            if args:
+                raise TypeError(f"{type(self).__name__} {self.name!r}: pass call arguments by "
+                                "keyword when calling on symbolic tensors")
+            return self._call_symbolic(inputs, kwargs)
+        if isinstance(inputs, (list, tuple)):
+            inputs = [v if isinstance(v, np.ndarray) else np.asarray(v) for v in inputs]
+        elif not isinstance(inputs, np.ndarray):
+            inputs = np.asarray(inputs)
         if not self.built:
-            self._maybe_build((None,) + x.shape[1:])
-        return self.call(x, training=training, mask=mask)
+            self._maybe_build(_batch_shapes(inputs))
+        return self.call(inputs, *args, **kwargs)
+
+    # -- graphs ------------------------------------------------------------------------------
+    def _symbolic_inputs(self, inputs, kwargs):
+        """(flat inbound tensors, single, node kwargs) for a call on symbolic tensors; layers
+        whose call takes tensors by keyword (LSTM's initial_state) fold them in here."""
+        from .node import flatten_inputs
+        flat, single = flatten_inputs(inputs, f"{type(self).__name__} {self.name!r}")
+        for k, v in kwargs.items():
+            if k not in ("training",):
+                raise TypeError(f"{type(self).__name__} {self.name!r}: unexpected call argument "
+                                f"{k!r} on symbolic inputs")
+            if is_symbolic(v):
+                raise TypeError(f"{type(self).__name__} {self.name!r}: {k} must not be symbolic")
+        return flat, single, kwargs
+
+    def _check_input_shapes(self, shapes):
+        """Called before recording a node of a built layer: ValueError when the inputs cannot be
+        what the layer was built for (the feature axis differs)."""
+        built = self._build_input_shape
+        if isinstance(shapes, list) or not isinstance(built, tuple) or not built or not shapes:
+            return
+        if built[-1] is not None and shapes[-1] is not None and built[-1] != shapes[-1]:
+            raise ValueError(f"{type(self).__name__} {self.name!r} was built for inputs of shape "
+                             f"{fmt_shape(built)}; it is called on shape {fmt_shape(shapes)}")
+
+    def _call_symbolic(self, inputs, kwargs):
+        flat, single, kwargs = self._symbolic_inputs(inputs, kwargs)
+        shapes = flat[0].shape if single else [t.shape for t in flat]
+        if self.built:
+            self._check_input_shapes(shapes)
+        else:
+            self._maybe_build(shapes)
+        out_shape = self.compute_output_shape(shapes)
+        single_out = not isinstance(out_shape, list)
+        out_shapes = [out_shape] if single_out else out_shape
+        with BUILD_LOCK:
+            node_index = len(self._inbound_nodes)
+            outputs = [SymbolicTensor(tuple(s), self._output_dtype_at(i), self, node_index, i)
+                       for i, s in enumerate(out_shapes)]
+            self._inbound_nodes.append(Node(self, flat, single, kwargs, outputs, single_out))
+        return outputs[0] if single_out else list(outputs)
+
+    def _output_dtype_at(self, index):
+        return self.output_dtype
+
+    # -- random state (saving protocol) -------------------------------------------------------
+    def get_rng_state(self):
+        """{attribute: bit-generator state} of every numpy Generator this layer owns (its own
+        ``seed=`` stream); {} when it draws from nanonet's Generator."""
+        return {k: v.bit_generator.state for k, v in sorted(vars(self).items())
+                if isinstance(v, np.random.Generator)}
+
+    def set_rng_state(self, state):
+        """Restore ``get_rng_state()``'s dict (ValueError when it does not match the layer)."""
+        if not isinstance(state, dict):
+            raise ValueError(f"Layer {self.name!r}: random state must be a dict; got "
+                             f"{type(state).__name__}")
+        for attr, st in state.items():
+            gen = vars(self).get(attr)
+            if not isinstance(gen, np.random.Generator) or not isinstance(st, dict) or \
+                    st.get("bit_generator") != type(gen.bit_generator).__name__:
+                raise ValueError(f"random state {attr!r} does not match layer {self.name!r}")
+            try:
+                gen.bit_generator.state = st
+            except (TypeError, ValueError, KeyError, OverflowError) as e:
+                raise ValueError(f"invalid random state {attr!r} of layer {self.name!r}: "
+                                 f"{e}") from None
 
     def _float_input(self, x):
         """x as an array of this layer's dtype (no copy when it already is one)."""
@@ -272,3 +483,21 @@ class Layer:
 
     def __repr__(self):
         return f"<{type(self).__name__} name={self.name!r}, built={self.built}>"
+
+
+class _LegacyCtx:
+    """The ctx of a single-call layer: its state lives on the layer itself."""
+    __slots__ = ()
+
+    def __repr__(self):
+        return "<ctx kept on the layer>"
+
+
+_LEGACY_CTX = _LegacyCtx()
+
+
+def _batch_shapes(inputs):
+    """(None,) + x.shape[1:] for an array; a list of those for a list of arrays."""
+    if isinstance(inputs, list):
+        return [(None,) + tuple(v.shape[1:]) for v in inputs]
+    return (None,) + tuple(inputs.shape[1:])

@@ -15,7 +15,8 @@ from .. import initializers as _initializers
 from .. import ops
 from .. import random as _random
 from .. import regularizers as _regularizers
-from .base import Layer, _check_shape
+from .base import Layer, _check_shape, unique_name
+from .node import Node, SymbolicTensor
 
 __all__ = ["Dense", "Activation", "Dropout", "Flatten", "InputLayer", "Input", "ACTIVATIONS"]
 
@@ -33,10 +34,6 @@ def _activation_name(activation, cls):
 
 def _serialize(obj, module):
     return None if obj is None else module.serialize(obj)
-
-
-def _no_cache(layer):
-    return ValueError(f"Layer {layer.name!r}: backward() needs a preceding call(x, training=True)")
 
 
 def _rows(x):
@@ -70,7 +67,6 @@ class Dense(Layer):
         self.bias_regularizer = _regularizers.get(bias_regularizer)
         self.kernel = None
         self.bias = None
-        self._cache = None
 
     def build(self, input_shape):
         input_shape = tuple(input_shape)
@@ -100,30 +96,26 @@ class Dense(Layer):
                              f"{self.kernel.shape[0]}); got shape {x.shape}")
         x2 = _rows(x)
         y2 = ops.dense_forward(x2, self.kernel, self.bias, activation)
-        if training:
-            self._cache = (x2, y2, activation, x.shape)
-        return y2 if x.ndim == 2 else y2.reshape(x.shape[:-1] + (self.units,))
+        ctx = (x2, y2, activation, x.shape) if training else None
+        return (y2 if x.ndim == 2 else y2.reshape(x.shape[:-1] + (self.units,))), ctx
 
-    def call(self, x, training=False, mask=None):
+    def forward(self, x, training=False, mask=None):
         return self._forward(x, training, self.activation)
 
-    def call_logits(self, x, training=True):
+    def forward_logits(self, x, training=False, mask=None):
         """The forward pass without the activation (x @ kernel + bias); see Layer."""
         return self._forward(x, training, "linear")
 
-    def backward(self, dy):
-        if self._cache is None:
-            raise _no_cache(self)
-        x2, y2, activation, x_shape = self._cache
-        self._cache = None
+    def backprop(self, ctx, dy, need_dx=True):
+        x2, y2, activation, x_shape = ctx
         dy2 = np.ascontiguousarray(_rows(np.asarray(dy)), dtype=self.dtype)
         if dy2.shape != y2.shape:
             raise ValueError(f"Dense {self.name!r}: dy must have the output's shape "
                              f"{x_shape[:-1] + (self.units,)}; got {np.shape(dy)}")
         dx, dkernel, dbias = ops.dense_backward(dy2, x2, self.kernel, y2, activation,
-                                                need_dx=self.needs_input_grad)
-        self._set_grads([dkernel, dbias] if self.use_bias else [dkernel])
-        return None if dx is None else dx.reshape(x_shape)
+                                                need_dx=need_dx)
+        grads = self._trainable_grads([dkernel, dbias] if self.use_bias else [dkernel])
+        return (None if dx is None else dx.reshape(x_shape)), grads
 
     def get_config(self):
         return {**super().get_config(), "units": self.units, "activation": self.activation,
@@ -144,7 +136,6 @@ class Activation(Layer):
     def __init__(self, activation, **kwargs):
         super().__init__(**kwargs)
         self.activation = _activation_name(activation, "Activation")
-        self._cache = None
 
     @property
     def fused_activation(self):
@@ -154,31 +145,23 @@ class Activation(Layer):
         x = np.asarray(x)
         return x if x.dtype.kind == "f" else self._float_input(x)
 
-    def call(self, x, training=False, mask=None):
+    def forward(self, x, training=False, mask=None):
         x = self._input(x)
         x2 = _rows(x)
         y2 = ops.activation_forward(x2, self.activation)
-        if training:
-            self._cache = (y2, self.activation, x.shape)
-        return y2.reshape(x.shape)
+        return y2.reshape(x.shape), ((y2, self.activation, x.shape) if training else None)
 
-    def call_logits(self, x, training=True):
+    def forward_logits(self, x, training=False, mask=None):
         """The input unchanged (the activation is left to the fused loss); see Layer."""
         x = self._input(x)
-        if training:
-            self._cache = (None, "linear", x.shape)
-        return x
+        return x, ((None, "linear", x.shape) if training else None)
 
-    def backward(self, dy):
-        if self._cache is None:
-            raise _no_cache(self)
-        y2, activation, x_shape = self._cache
-        self._cache = None
-        self.grads = []
+    def backprop(self, ctx, dy, need_dx=True):
+        y2, activation, x_shape = ctx
         if activation == "linear":
-            return np.asarray(dy).reshape(x_shape)
+            return np.asarray(dy).reshape(x_shape), []
         dy2 = np.ascontiguousarray(_rows(np.asarray(dy)), dtype=y2.dtype)
-        return ops.activation_backward(dy2, y2, activation).reshape(x_shape)
+        return ops.activation_backward(dy2, y2, activation).reshape(x_shape), []
 
     def get_config(self):
         return {**super().get_config(), "activation": self.activation}
@@ -208,7 +191,6 @@ class Dropout(Layer):
                             _check_shape(noise_shape, "Dropout: noise_shape"))
         self.seed = seed
         self._generator = _random.make_generator(seed, "Dropout")
-        self._cache = None
 
     def _mask_shape(self, x_shape):
         if self.noise_shape is None:
@@ -223,27 +205,20 @@ class Dropout(Layer):
                                  f"broadcast to the input shape {x_shape}")
         return shape
 
-    def call(self, x, training=False, mask=None):
+    def forward(self, x, training=False, mask=None):
         x = np.asarray(x)
         if not training or self.rate == 0.0:
-            if training:
-                self._cache = None, x.shape
-            return x
+            return x, ((None,) if training else None)
         rng = self._generator if self._generator is not None else _random.get_generator()
         dtype = x.dtype if x.dtype.kind == "f" else np.dtype(self.dtype)
         keep = rng.random(self._mask_shape(x.shape)) >= self.rate
         scale = 0.0 if self.rate == 1.0 else 1.0 / (1.0 - self.rate)
         m = keep.astype(dtype) * dtype.type(scale)
-        self._cache = m, x.shape
-        return x * m
+        return x * m, (m,)
 
-    def backward(self, dy):
-        if self._cache is None:
-            raise _no_cache(self)
-        m, _ = self._cache
-        self._cache = None
-        self.grads = []
-        return dy if m is None else dy * m
+    def backprop(self, ctx, dy, need_dx=True):
+        (m,) = ctx
+        return (dy if m is None else dy * m), []
 
     def get_config(self):
         return {**super().get_config(), "rate": self.rate,
@@ -259,7 +234,6 @@ class Flatten(Layer):
     def __init__(self, **kwargs):
         kwargs.pop("data_format", None)  # Keras's argument; channel order is irrelevant here
         super().__init__(**kwargs)
-        self._cache = None
 
     def compute_output_shape(self, input_shape):
         input_shape = tuple(input_shape)
@@ -267,31 +241,26 @@ class Flatten(Layer):
         flat = None if None in rest else int(math.prod(rest))
         return (input_shape[0], flat)
 
-    def call(self, x, training=False, mask=None):
+    def forward(self, x, training=False, mask=None):
         x = np.asarray(x)
         if x.ndim < 1:
             raise ValueError(f"Flatten {self.name!r}: input must have a batch axis; got a scalar")
-        if training:
-            self._cache = x.shape
-        return x.reshape(x.shape[0], -1) if x.ndim != 2 else x
+        return (x.reshape(x.shape[0], -1) if x.ndim != 2 else x), (x.shape if training else None)
 
-    def backward(self, dy):
-        if self._cache is None:
-            raise _no_cache(self)
-        shape = self._cache
-        self._cache = None
-        self.grads = []
-        return np.asarray(dy).reshape(shape)
+    def backprop(self, ctx, dy, need_dx=True):
+        return np.asarray(dy).reshape(ctx), []
 
 
 class InputLayer(Layer):
-    """Declares the model input: shape without the batch axis (or batch_shape with it) and
-    dtype (float32 by default; e.g. "int32" for token ids). Not listed in ``model.layers``."""
+    """Declares a model input: shape without the batch axis (or batch_shape with it) and dtype
+    (float32 by default; e.g. "int32" for token ids). Not listed in ``Sequential.layers``;
+    listed first in a functional model's ``layers`` (as in Keras). Its symbolic tensor is
+    ``input_layer.output`` (what ``nanonet.Input`` returns)."""
 
     def __init__(self, shape=None, batch_size=None, dtype=None, batch_shape=None, name=None,
                  **kwargs):
         input_shape = kwargs.pop("input_shape", None)
-        super().__init__(name=name, **kwargs)
+        super().__init__(name=name or unique_name("input_layer"), **kwargs)
         if shape is None and input_shape is not None:
             shape = input_shape
         if (shape is None) == (batch_shape is None):
@@ -310,11 +279,20 @@ class InputLayer(Layer):
         if len(self.batch_shape) < 1:
             raise ValueError(f"InputLayer: batch_shape must include the batch axis; got "
                              f"{batch_shape!r}")
-        dt = np.dtype("float32" if dtype is None else dtype)
+        try:
+            dt = np.dtype("float32" if dtype is None else dtype)
+        except TypeError:
+            raise ValueError(f"InputLayer: dtype must be a numeric dtype; got {dtype!r}") \
+                from None
         if dt.kind not in "biuf":
             raise ValueError(f"InputLayer: dtype must be a numeric dtype; got {dtype!r}")
         self.dtype = dt.name
+        # dtype=None: float data keeps its dtype up to the first layer (which casts to its own).
+        self.dtype_explicit = dtype is not None
         self.built = True
+        self.output = SymbolicTensor(self.batch_shape, self.dtype, self, 0, 0, name=self.name,
+                                     dtype_explicit=self.dtype_explicit)
+        self._inbound_nodes.append(Node(self, [], True, {}, [self.output], True))
 
     @property
     def shape(self):
@@ -323,22 +301,28 @@ class InputLayer(Layer):
     def compute_output_shape(self, input_shape):
         return self.batch_shape
 
-    def call(self, x, training=False, mask=None):
-        return x
+    def forward(self, x, training=False, mask=None):
+        return x, None
+
+    def backprop(self, ctx, dy, need_dx=True):
+        return dy, []
 
     def backward(self, dy):
         self.grads = []
         return dy
 
     def get_config(self):
-        return {"name": self.name, "batch_shape": self.batch_shape, "dtype": self.dtype}
+        return {"name": self.name, "batch_shape": self.batch_shape,
+                "dtype": self.dtype if self.dtype_explicit else None}
 
     def __repr__(self):
         return f"<InputLayer name={self.name!r}, batch_shape={self.batch_shape}, dtype={self.dtype}>"
 
 
 def Input(shape=None, batch_size=None, dtype=None, batch_shape=None, name=None):
-    """Keras's ``Input``: the model input spec, to start a Sequential (``Sequential([Input((64,)),
-    Dense(10)])``). Returns an InputLayer, whose ``shape`` includes the batch axis."""
+    """Keras's ``Input``: a symbolic tensor to build a functional model on
+    (``x = Input((64,)); y = Dense(10)(x); Model(x, y)``), or to start a Sequential
+    (``Sequential([Input((64,)), Dense(10)])``). ``shape`` excludes the batch axis; the tensor's
+    ``shape`` includes it (None). dtype defaults to float32 ("int32" for token ids)."""
     return InputLayer(shape=shape, batch_size=batch_size, dtype=dtype, batch_shape=batch_shape,
-                      name=name)
+                      name=name).output

@@ -45,7 +45,6 @@ class Embedding(Layer):
         self.embeddings_initializer = _initializers.get(embeddings_initializer)
         self.embeddings_regularizer = _regularizers.get(embeddings_regularizer)
         self.embeddings = None
-        self._cache = None
 
     def build(self, input_shape):
         self.embeddings = self.add_weight(shape=(self.input_dim, self.output_dim),
@@ -62,24 +61,17 @@ class Embedding(Layer):
             return None
         return np.asarray(x) != 0
 
-    def call(self, x, training=False, mask=None):
+    def forward(self, x, training=False, mask=None):
         y = ops.embedding_forward(x, self.embeddings)
-        if training:
-            self._cache = np.asarray(x)
-        return y
+        return y, (np.asarray(x) if training else None)
 
-    def backward(self, dy):
-        if self._cache is None:
-            raise ValueError(f"Layer {self.name!r}: backward() needs a preceding "
-                             "call(x, training=True)")
-        ids = self._cache
-        self._cache = None
+    def backprop(self, ids, dy, need_dx=True):
         dy = np.ascontiguousarray(dy, dtype=self.dtype)
         if dy.shape != ids.shape + (self.output_dim,):
             raise ValueError(f"Embedding {self.name!r}: dy must have the output's shape "
                              f"{ids.shape + (self.output_dim,)}; got {dy.shape}")
-        self._set_grads([ops.embedding_backward(dy, ids, self.input_dim)])
-        return None  # ids are not differentiable
+        grads = self._trainable_grads([ops.embedding_backward(dy, ids, self.input_dim)])
+        return None, grads  # ids are not differentiable
 
     def get_config(self):
         reg = self.embeddings_regularizer

@@ -54,10 +54,6 @@ def _check_axis(axis, input_shape, layer):
     return int(input_shape[-1])
 
 
-def _no_cache(layer):
-    return ValueError(f"Layer {layer.name!r}: backward() needs a preceding call(x, training=True)")
-
-
 def _ser(obj, module):
     return None if obj is None else module.serialize(obj)
 
@@ -81,7 +77,6 @@ class _Normalization(Layer):
         self.gamma = None
         self.beta = None
         self._features = None
-        self._cache = None
 
     def _build_affine(self, input_shape):
         F = _check_axis(self.axis, tuple(input_shape), self)
@@ -111,9 +106,9 @@ class _Normalization(Layer):
                              f"shape {shape}; got {dy.shape}")
         return np.ascontiguousarray(dy, dtype=self.dtype)
 
-    def _store_grads(self, dgamma, dbeta):
+    def _grads(self, dgamma, dbeta):
         grads = ([dgamma] if self.scale else []) + ([dbeta] if self.center else [])
-        self.grads = grads if self.trainable else []
+        return grads if self.trainable else []
 
     def get_config(self):
         return {**super().get_config(), "axis": self.axis, "epsilon": self.epsilon,
@@ -177,26 +172,20 @@ class BatchNormalization(_Normalization):
                              f"leading shape {x.shape[:-1]}; got {mask.shape}")
         return mask
 
-    def call(self, x, training=False, mask=None):
+    def forward(self, x, training=False, mask=None):
         x = self._input(x)
         mask = self._mask(mask, x)
         use_batch = bool(training) and self.trainable
         y, mean, inv_std = ops.batch_norm_forward(
             x, self.gamma, self.beta, self.moving_mean, self.moving_variance, use_batch,
             self.momentum, self.epsilon, mask)
-        if training:
-            self._cache = (x, mean, inv_std, mask, use_batch)
-        return y
+        return y, ((x, mean, inv_std, mask, use_batch) if training else None)
 
-    def backward(self, dy):
-        if self._cache is None:
-            raise _no_cache(self)
-        x, mean, inv_std, mask, use_batch = self._cache
-        self._cache = None
+    def backprop(self, ctx, dy, need_dx=True):
+        x, mean, inv_std, mask, use_batch = ctx
         dx, dgamma, dbeta = ops.batch_norm_backward(self._dy(dy, x.shape), x, mean, inv_std,
                                                     self.gamma, use_batch, mask)
-        self._store_grads(dgamma, dbeta)
-        return dx if self.needs_input_grad else None
+        return (dx if need_dx else None), self._grads(dgamma, dbeta)
 
     def get_config(self):
         return {**super().get_config(), "momentum": self.momentum,
@@ -229,22 +218,16 @@ class LayerNormalization(_Normalization):
         self._features = self._build_affine(input_shape)
         self.built = True
 
-    def call(self, x, training=False, mask=None):
+    def forward(self, x, training=False, mask=None):
         x = self._input(x)
         y, mean, inv_std = ops.layer_norm_forward(x, self.gamma, self.beta, self.epsilon)
-        if training:
-            self._cache = (x, mean, inv_std)
-        return y
+        return y, ((x, mean, inv_std) if training else None)
 
-    def backward(self, dy):
-        if self._cache is None:
-            raise _no_cache(self)
-        x, mean, inv_std = self._cache
-        self._cache = None
+    def backprop(self, ctx, dy, need_dx=True):
+        x, mean, inv_std = ctx
         dx, dgamma, dbeta = ops.layer_norm_backward(self._dy(dy, x.shape), x, mean, inv_std,
                                                     self.gamma)
-        self._store_grads(dgamma, dbeta)
-        return dx if self.needs_input_grad else None
+        return (dx if need_dx else None), self._grads(dgamma, dbeta)
 
     def __repr__(self):
         return f"<LayerNormalization name={self.name!r}, epsilon={self.epsilon}>"

@@ -33,7 +33,6 @@ class _GlobalPooling1D(Layer):
             raise ValueError(f"{cls}: keepdims must be True or False; got {keepdims!r}")
         self.data_format = data_format
         self.keepdims = bool(keepdims)
-        self._cache = None
 
     def compute_output_shape(self, input_shape):
         input_shape = tuple(input_shape)
@@ -90,42 +89,28 @@ class _GlobalPooling1D(Layer):
 class GlobalAveragePooling1D(_GlobalPooling1D):
     """Mean over the time steps (the unmasked ones when a (B, T) mask arrives)."""
 
-    def call(self, x, training=False, mask=None):
+    def forward(self, x, training=False, mask=None):
         x, mask = self._btf(x, mask)
         y = ops.global_avg_pool1d_forward(x, mask)
-        if training:
-            self._cache = (x.shape, mask)
-        return self._out(y)
+        return self._out(y), ((x.shape, mask) if training else None)
 
-    def backward(self, dy):
-        if self._cache is None:
-            raise ValueError(f"Layer {self.name!r}: backward() needs a preceding "
-                             "call(x, training=True)")
-        (B, T, F), mask = self._cache
-        self._cache = None
-        self.grads = []
-        return self._dx(ops.global_avg_pool1d_backward(self._dy(dy, B, F), T, mask))
+    def backprop(self, ctx, dy, need_dx=True):
+        (B, T, F), mask = ctx
+        return self._dx(ops.global_avg_pool1d_backward(self._dy(dy, B, F), T, mask)), []
 
 
 class GlobalMaxPooling1D(_GlobalPooling1D):
     """Max over the time steps (the unmasked ones when a (B, T) mask arrives); the gradient goes
     to the first step holding the max."""
 
-    def call(self, x, training=False, mask=None):
+    def forward(self, x, training=False, mask=None):
         x, mask = self._btf(x, mask)
         y, argmax = ops.global_max_pool1d_forward(x, mask)
-        if training:
-            self._cache = (x.shape, argmax)
-        return self._out(y)
+        return self._out(y), ((x.shape, argmax) if training else None)
 
-    def backward(self, dy):
-        if self._cache is None:
-            raise ValueError(f"Layer {self.name!r}: backward() needs a preceding "
-                             "call(x, training=True)")
-        (B, T, F), argmax = self._cache
-        self._cache = None
-        self.grads = []
-        return self._dx(ops.global_max_pool1d_backward(self._dy(dy, B, F), argmax, T))
+    def backprop(self, ctx, dy, need_dx=True):
+        (B, T, F), argmax = ctx
+        return self._dx(ops.global_max_pool1d_backward(self._dy(dy, B, F), argmax, T)), []
 
 
 GlobalAvgPool1D = GlobalAveragePooling1D

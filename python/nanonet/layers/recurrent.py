@@ -25,6 +25,7 @@ from .. import ops
 from .. import random as _random
 from .. import regularizers as _regularizers
 from .base import Layer
+from .node import flatten_inputs as _flatten_symbolic
 
 __all__ = ["LSTM", "Masking"]
 
@@ -127,7 +128,6 @@ class LSTM(Layer):
         self._generator = _random.make_generator(seed, "LSTM")
         self.kernel = self.recurrent_kernel = self.bias = None
         self.initial_state_grads = None
-        self._cache = None
 
     # -- build -------------------------------------------------------------------------------
     def build(self, input_shape):
@@ -163,25 +163,75 @@ class LSTM(Layer):
         return [out, None, None] if self.return_state else out
 
     # -- forward / backward ------------------------------------------------------------------
-    def __call__(self, x, training=False, mask=None, initial_state=None):
-        x = x if isinstance(x, np.ndarray) else np.asarray(x)
-        if not self.built:
-            self._maybe_build((None,) + x.shape[1:])
-        return self.call(x, training=training, mask=mask, initial_state=initial_state)
+    def __call__(self, *args, initial_state=None, **kwargs):
+        if initial_state is not None:
+            kwargs["initial_state"] = initial_state
+        return super().__call__(*args, **kwargs)
+
+    def call(self, x, training=False, mask=None, initial_state=None):
+        """The single-call API: x (B, T, I), initial_state [h0, c0]; see the class docstring."""
+        inputs = x if initial_state is None else [x] + self._state_list(initial_state)
+        y, ctx = self.forward(inputs, training=training, mask=mask)
+        if training:
+            self._ctx = ctx
+        return y
+
+    def backward(self, dy):
+        dx = super().backward(dy)
+        if isinstance(dx, list):
+            self.initial_state_grads = dx[1:]
+            return dx[0]
+        self.initial_state_grads = None
+        return dx
+
+    def _state_list(self, initial_state):
+        if not isinstance(initial_state, (list, tuple)) or len(initial_state) != 2:
+            raise ValueError(f"LSTM {self.name!r}: initial_state must be [h0, c0], each (batch, "
+                             f"{self.units}); got {type(initial_state).__name__}")
+        return list(initial_state)
+
+    def _symbolic_inputs(self, inputs, kwargs):
+        state = kwargs.pop("initial_state", None)
+        flat, single, kwargs = super()._symbolic_inputs(inputs, kwargs)
+        if state is None:
+            return flat, single, kwargs
+        if not single:
+            raise TypeError(f"LSTM {self.name!r}: pass the sequence alone and the states as "
+                            "initial_state=[h0, c0]")
+        states, _ = _flatten_symbolic(self._state_list(state), f"LSTM {self.name!r}")
+        return flat + states, False, kwargs
+
+    def _check_input_shapes(self, shapes):
+        super()._check_input_shapes(shapes[0] if isinstance(shapes, list) else shapes)
+
+    def _maybe_build(self, input_shape):
+        # Called with [x, h0, c0] shapes when the layer first runs with an initial state.
+        super()._maybe_build(input_shape[0] if isinstance(input_shape, list) else input_shape)
+
+    def compute_output_shape(self, input_shape):
+        if isinstance(input_shape, list):
+            input_shape = input_shape[0]
+        input_shape = tuple(input_shape)
+        B = input_shape[0]
+        out = (B, input_shape[1], self.units) if self.return_sequences else (B, self.units)
+        if self.return_state:
+            return [out, (B, self.units), (B, self.units)]
+        return out
+
+    def compute_mask(self, x, mask=None):
+        if isinstance(mask, list):
+            mask = mask[0]
+        out = mask if self.return_sequences else None
+        return [out, None, None] if self.return_state else out
 
     def _dropout_mask(self, shape, rate):
         rng = self._generator if self._generator is not None else _random.get_generator()
         keep = rng.random(shape) >= rate
         return keep.astype(self.dtype) * np.dtype(self.dtype).type(1.0 / (1.0 - rate))
 
-    def _states(self, initial_state, B):
-        if initial_state is None:
-            return None, None
-        if not isinstance(initial_state, (list, tuple)) or len(initial_state) != 2:
-            raise ValueError(f"LSTM {self.name!r}: initial_state must be [h0, c0], each (batch, "
-                             f"{self.units}); got {type(initial_state).__name__}")
+    def _states(self, states, B):
         out = []
-        for name, s in zip(("h0", "c0"), initial_state):
+        for name, s in zip(("h0", "c0"), states):
             s = np.ascontiguousarray(s, dtype=self.dtype)
             if s.shape != (B, self.units):
                 raise ValueError(f"LSTM {self.name!r}: initial_state {name} must be "
@@ -189,14 +239,25 @@ class LSTM(Layer):
             out.append(s)
         return out
 
-    def call(self, x, training=False, mask=None, initial_state=None):
+    def forward(self, inputs, training=False, mask=None):
+        """inputs: x (B, T, I), or [x, h0, c0] with an initial state (each (B, H))."""
+        had_state = isinstance(inputs, (list, tuple))
+        if had_state:
+            if len(inputs) != 3:
+                raise ValueError(f"LSTM {self.name!r}: inputs must be x or [x, h0, c0]; got a "
+                                 f"list of {len(inputs)}")
+            x, states = inputs[0], inputs[1:]
+            if isinstance(mask, (list, tuple)):
+                mask = mask[0]
+        else:
+            x, states = inputs, None
         x = self._float_input(x)
         I = self.kernel.shape[0]
         if x.ndim != 3 or x.shape[2] != I:
             raise ValueError(f"LSTM {self.name!r}: input must be (batch, timesteps, {I}); got "
                              f"shape {x.shape}")
         B, T = x.shape[:2]
-        h0, c0 = self._states(initial_state, B)
+        h0, c0 = (None, None) if states is None else self._states(states, B)
         if mask is not None:
             mask = np.asarray(mask, dtype=bool)
             if mask.shape != (B, T):
@@ -213,31 +274,26 @@ class LSTM(Layer):
             x, self.kernel, self.recurrent_kernel, self.bias, h0, c0, mask, self.go_backwards,
             self.activation, self.recurrent_activation, idm, rdm, self.return_sequences,
             training=bool(training))
-        if training:
-            self._cache = (cache, initial_state is not None, y.shape)
-        return [y, h_n, c_n] if self.return_state else y
+        out = [y, h_n, c_n] if self.return_state else y
+        return out, ((cache, had_state, y.shape) if training else None)
 
-    def backward(self, dy):
-        if self._cache is None:
-            raise ValueError(f"Layer {self.name!r}: backward() needs a preceding "
-                             "call(x, training=True)")
-        cache, had_state, y_shape = self._cache
-        self._cache = None
+    def backprop(self, ctx, dy, need_dx=True):
+        """dy for the output, or [dy, dh_n, dc_n] with return_state (None entries allowed).
+        Returns dx, or [dx, dh0, dc0] when the forward had an initial state."""
+        cache, had_state, y_shape = ctx
         dh_n = dc_n = None
         if self.return_state and isinstance(dy, (list, tuple)):
             dy, dh_n, dc_n = (list(dy) + [None, None])[:3]
         arrays = []
-        for name, a in (("dy", dy), ("dh_n", dh_n), ("dc_n", dc_n)):
+        for a in (dy, dh_n, dc_n):
             arrays.append(None if a is None else np.ascontiguousarray(a, dtype=self.dtype))
         dy, dh_n, dc_n = arrays
         if dy is not None and dy.shape != y_shape:
             raise ValueError(f"LSTM {self.name!r}: dy must have the output's shape {y_shape}; "
                              f"got {dy.shape}")
-        dx, dk, drk, db, dh0, dc0 = ops.lstm_backward(dy, cache, dh_n, dc_n,
-                                                      need_dx=self.needs_input_grad)
-        self._set_grads([dk, drk, db] if self.use_bias else [dk, drk])
-        self.initial_state_grads = [dh0, dc0] if had_state else None
-        return dx
+        dx, dk, drk, db, dh0, dc0 = ops.lstm_backward(dy, cache, dh_n, dc_n, need_dx=need_dx)
+        grads = self._trainable_grads([dk, drk, db] if self.use_bias else [dk, drk])
+        return ([dx, dh0, dc0] if had_state else dx), grads
 
     def get_config(self):
         return {**super().get_config(), "units": self.units, "activation": self.activation,
@@ -269,26 +325,17 @@ class Masking(Layer):
         if isinstance(mask_value, bool) or not isinstance(mask_value, numbers.Real):
             raise ValueError(f"Masking: mask_value must be a number; got {mask_value!r}")
         self.mask_value = float(mask_value)
-        self._cache = None
 
     def compute_mask(self, x, mask=None):
         return np.any(np.asarray(x) != self.mask_value, axis=-1)
 
-    def call(self, x, training=False, mask=None):
+    def forward(self, x, training=False, mask=None):
         x = self._float_input(x)
         keep = np.any(x != self.mask_value, axis=-1, keepdims=True)
-        if training:
-            self._cache = keep
-        return x * keep
+        return x * keep, (keep if training else None)
 
-    def backward(self, dy):
-        if self._cache is None:
-            raise ValueError(f"Layer {self.name!r}: backward() needs a preceding "
-                             "call(x, training=True)")
-        keep = self._cache
-        self._cache = None
-        self.grads = []
-        return np.asarray(dy) * keep
+    def backprop(self, keep, dy, need_dx=True):
+        return np.asarray(dy) * keep, []
 
     def get_config(self):
         return {**super().get_config(), "mask_value": self.mask_value}

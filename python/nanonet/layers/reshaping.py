@@ -36,7 +36,6 @@ class Reshape(Layer):
             raise ValueError(f"Reshape: target_shape may hold at most one -1; got "
                              f"{target_shape!r}")
         self.target_shape = tuple(int(d) for d in shape)
-        self._cache = None
 
     def _resolve(self, rest):
         """target_shape with its -1 worked out from the input's non-batch dims ``rest``."""
@@ -60,27 +59,19 @@ class Reshape(Layer):
             return (input_shape[0],) + tuple(None if d == -1 else d for d in self.target_shape)
         return (input_shape[0],) + self._resolve(rest)
 
-    def call(self, x, training=False, mask=None):
+    def forward(self, x, training=False, mask=None):
         x = np.asarray(x)
         if x.ndim < 1:
             raise ValueError(f"Reshape {self.name!r}: input must have a batch axis; got a scalar")
         y = x.reshape((x.shape[0],) + self._resolve(x.shape[1:]))
-        if training:
-            self._cache = x.shape
-        return y
+        return y, (x.shape if training else None)
 
-    def backward(self, dy):
-        if self._cache is None:
-            raise ValueError(f"Layer {self.name!r}: backward() needs a preceding "
-                             "call(x, training=True)")
-        shape = self._cache
-        self._cache = None
-        self.grads = []
+    def backprop(self, shape, dy, need_dx=True):
         dy = np.asarray(dy)
         if dy.size != math.prod(shape) or dy.shape[:1] != shape[:1]:
             raise ValueError(f"Reshape {self.name!r}: dy must have the output's shape "
                              f"{(shape[0],) + self._resolve(shape[1:])}; got {dy.shape}")
-        return dy.reshape(shape)
+        return dy.reshape(shape), []
 
     def get_config(self):
         return {**super().get_config(), "target_shape": self.target_shape}

@@ -25,7 +25,6 @@ class TimeDistributed(Layer):
             raise ValueError(f"TimeDistributed: layer must be a nanonet Layer instance; got "
                              f"{layer!r}")
         self.layer = layer
-        self._cache = None
 
     def _inner_shape(self, input_shape):
         input_shape = tuple(input_shape)
@@ -64,35 +63,37 @@ class TimeDistributed(Layer):
     def _steps(self, y2, bt):
         return y2.reshape(tuple(bt) + y2.shape[1:])
 
-    def call(self, x, training=False, mask=None):
+    def forward(self, x, training=False, mask=None):
         x2, bt = self._rows(x)
-        y2 = self.layer.call(x2, training=training)
-        if training:
-            self._cache = bt
-        return self._steps(y2, bt)
+        y2, ctx = self.layer.forward(x2, training=training)
+        return self._steps(y2, bt), ((bt, ctx) if training else None)
 
-    def call_logits(self, x, training=True):
-        """The wrapped layer's ``call_logits`` on every step (see Layer)."""
+    def forward_logits(self, x, training=False, mask=None):
+        """The wrapped layer's ``forward_logits`` on every step (see Layer)."""
         x2, bt = self._rows(x)
-        y2 = self.layer.call_logits(x2, training=training)
-        if training:
-            self._cache = bt
-        return self._steps(y2, bt)
+        y2, ctx = self.layer.forward_logits(x2, training=training)
+        return self._steps(y2, bt), ((bt, ctx) if training else None)
 
-    def backward(self, dy):
-        if self._cache is None:
-            raise ValueError(f"Layer {self.name!r}: backward() needs a preceding "
-                             "call(x, training=True)")
-        bt = self._cache
-        self._cache = None
+    def backprop(self, ctx, dy, need_dx=True):
+        bt, inner = ctx
         dy = np.asarray(dy)
         if dy.shape[:2] != tuple(bt):
             raise ValueError(f"TimeDistributed {self.name!r}: dy must start with (batch, "
                              f"steps) = {tuple(bt)}; got shape {dy.shape}")
-        self.layer.needs_input_grad = self.needs_input_grad
-        dx2 = self.layer.backward(dy.reshape((bt[0] * bt[1],) + dy.shape[2:]))
-        self.grads = self.layer.grads if self.trainable else []
-        return None if dx2 is None else self._steps(dx2, bt)
+        dx2, grads = self.layer.backprop(inner, dy.reshape((bt[0] * bt[1],) + dy.shape[2:]),
+                                         need_dx=need_dx)
+        return (None if dx2 is None else self._steps(dx2, bt)), \
+            (list(grads) if self.trainable else [])
+
+    def get_rng_state(self):
+        inner = self.layer.get_rng_state()
+        return {"layer": inner} if inner else {}
+
+    def set_rng_state(self, state):
+        if not isinstance(state, dict) or set(state) - {"layer"}:
+            raise ValueError(f"random state of TimeDistributed {self.name!r} must be "
+                             f"{{'layer': ...}}; got {state!r}")
+        self.layer.set_rng_state(state.get("layer", {}))
 
     def get_config(self):
         from . import serialize

@@ -1,0 +1,232 @@
+"""Data in: inputs, targets and sample weights as a model takes them -> lists of arrays.
+
+A model with one input takes an array; with several, a list in ``model.inputs`` order or a dict
+by input name (``model.input_names``). Targets likewise by output (``model.output_names``), and
+sample weights as one array for every output or a list / dict per output. Everything is checked
+here, once, with errors naming the argument, the expected and the received value: numeric data,
+a batch axis, one sample count, shapes against the model's inputs and outputs, class ids in
+range for sparse cross-entropy. Batches are then plain slices of these arrays (``batch_slices``).
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from .. import losses as _losses
+from ..layers.node import fmt_shape
+
+__all__ = ["as_array", "standardize_inputs", "standardize_targets", "standardize_weights",
+           "batch_slices", "take", "split_validation"]
+
+
+def as_array(a, name, fn):
+    if a is None:
+        raise ValueError(f"{fn}: {name} is required; got None")
+    arr = a if isinstance(a, np.ndarray) else np.asarray(a)
+    if arr.dtype.kind not in "biuf":
+        raise ValueError(f"{fn}: {name} must be a numeric array; got dtype {arr.dtype}")
+    if arr.ndim == 0:
+        raise ValueError(f"{fn}: {name} must have a batch axis; got a scalar")
+    return arr
+
+
+def _by_name(data, names, name, fn, what):
+    """data (one array, list or dict) -> list aligned with names."""
+    if isinstance(data, dict):
+        unknown = [k for k in data if k not in names]
+        if unknown:
+            raise ValueError(f"{fn}: {name} has key(s) {unknown} that name no model {what}; the "
+                             f"model's {what}s are {names}")
+        missing = [k for k in names if k not in data]
+        if missing:
+            raise ValueError(f"{fn}: {name} is missing the model {what}(s) {missing}")
+        return [data[k] for k in names]
+    if len(names) == 1:
+        if isinstance(data, (list, tuple)) and len(data) == 1 and \
+                isinstance(data[0], np.ndarray):
+            return [data[0]]
+        return [data]
+    if isinstance(data, (list, tuple)) and len(data) == len(names) and \
+            all(isinstance(v, np.ndarray) or isinstance(v, (list, tuple)) for v in data):
+        return list(data)
+    raise ValueError(f"{fn}: the model has {len(names)} {what}s {names}; pass {name} as a list "
+                     f"of {len(names)} arrays or a dict by name; got {type(data).__name__}")
+
+
+def _check_count(arrays, names, fn, n=None, what="x"):
+    for a, nm in zip(arrays, names):
+        if n is None:
+            n = a.shape[0]
+        elif a.shape[0] != n:
+            raise ValueError(f"{fn}: every array must hold the same number of samples; {what} "
+                             f"{nm!r} has {a.shape[0]}, expected {n}")
+    return n
+
+
+def standardize_inputs(model, x, fn, name="x"):
+    """x -> list of arrays aligned with model.inputs, cast and shape-checked."""
+    specs = model.inputs
+    arrays = [as_array(a, name if len(specs) == 1 else f"{name}[{nm!r}]", fn)
+              for a, nm in zip(_by_name(x, model.input_names, name, fn, "input"),
+                               model.input_names)]
+    n = _check_count(arrays, model.input_names, fn, what=name)
+    if n == 0:
+        raise ValueError(f"{fn}: {name} is empty (0 samples)")
+    out = []
+    for a, spec, nm in zip(arrays, specs, model.input_names):
+        if spec.dtype_explicit and a.dtype != spec.dtype:
+            a = a.astype(spec.dtype)
+        want = spec.shape
+        if a.ndim != len(want) or any(w is not None and w != d
+                                      for w, d in zip(want[1:], a.shape[1:])):
+            label = name if len(specs) == 1 else f"{name}[{nm!r}]"
+            raise ValueError(f"{fn}: {label} must have shape "
+                             f"{fmt_shape(('B',) + tuple(want[1:]))} to match the model input "
+                             f"{fmt_shape(want)}; got {a.shape}")
+        out.append(a)
+    return out
+
+
+def _check_target(y, out, loss, fn, name, float_dtype):
+    """One output's targets checked against its shape ``out`` and loss."""
+    classes = out[-1]
+    if isinstance(loss, _losses.SparseCategoricalCrossentropy):
+        lead = tuple(out[1:-1])
+        if y.shape[1:] not in (lead, lead + (1,)):
+            raise ValueError(f"{fn}: {name} must hold class ids of shape "
+                             f"{fmt_shape(('B',) + lead)} for loss {loss.name!r} and model "
+                             f"output {fmt_shape(out)}; got {y.shape}")
+        if y.dtype.kind == "f" and not np.all(y == np.round(y)):
+            raise ValueError(f"{fn}: {name} must hold whole-number class ids for loss "
+                             f"{loss.name!r}; got non-integer values")
+        if y.size and classes is not None:
+            lo, hi = int(y.min()), int(y.max())
+            if lo < 0 or hi >= classes:
+                raise ValueError(f"{fn}: {name} class ids must be in [0, {classes}) for the "
+                                 f"model output {fmt_shape(out)}; got values in [{lo}, {hi}]")
+        return y
+    ok = y.ndim == len(out) and all(w is None or w == d for w, d in zip(out[1:], y.shape[1:]))
+    if not ok and y.ndim == len(out) - 1 and classes == 1 and \
+            all(w is None or w == d for w, d in zip(out[1:-1], y.shape[1:])):
+        y = y.reshape(y.shape + (1,))
+        ok = True
+    if not ok:
+        hint = ""
+        if isinstance(loss, _losses.CategoricalCrossentropy) and y.ndim == len(out) - 1:
+            hint = (" (for integer class ids use loss='sparse_categorical_crossentropy' or "
+                    "one-hot encode them with nanonet.utils.to_categorical)")
+        what = f" for loss {loss.name!r}" if loss is not None else ""
+        raise ValueError(f"{fn}: {name} must have shape {fmt_shape(('B',) + tuple(out[1:]))} to "
+                         f"match the model output {fmt_shape(out)}{what}; got {y.shape}{hint}")
+    return y if y.dtype == float_dtype else y.astype(float_dtype)
+
+
+def standardize_targets(model, y, n, fn, name="y"):
+    """y -> list aligned with model.outputs (None for an output without a loss)."""
+    names = model.output_names
+    losses = model.compiled_loss.losses
+    if isinstance(y, dict) and len(names) > 1:
+        unknown = [k for k in y if k not in names]
+        if unknown:
+            raise ValueError(f"{fn}: {name} has key(s) {unknown} that name no model output; the "
+                             f"model's outputs are {names}")
+        raw = [y.get(k) for k in names]
+    else:
+        raw = _by_name(y, names, name, fn, "output")
+    out = []
+    for k, (a, nm, loss) in enumerate(zip(raw, names, losses)):
+        label = name if len(names) == 1 else f"{name}[{nm!r}]"
+        if a is None:
+            if loss is not None:
+                raise ValueError(f"{fn}: {label} is required for output {nm!r} (it has loss "
+                                 f"{loss.name!r}); got None")
+            out.append(None)
+            continue
+        arr = as_array(a, label, fn)
+        if arr.shape[0] != n:
+            raise ValueError(f"{fn}: x and {label} must have the same number of samples; got "
+                             f"{n} in x and {arr.shape[0]} in {label}")
+        out.append(_check_target(arr, model.outputs[k].shape, loss, fn, label,
+                                 model._output_float_dtype(k)))
+    return out
+
+
+def standardize_weights(model, sample_weight, ys, n, fn, class_weight=None):
+    """sample_weight (one array for all outputs, or a list / dict per output) and class_weight
+    (single-output models) -> list aligned with the outputs (None entries for none)."""
+    k = len(model.output_names)
+    if class_weight is not None and sample_weight is not None:
+        raise ValueError(f"{fn}: pass class_weight or sample_weight, not both")
+    if class_weight is not None:
+        if k != 1:
+            raise ValueError(f"{fn}: class_weight is only supported for models with one output; "
+                             f"this one has {k} ({model.output_names}); use sample_weight")
+        return [_class_weights(class_weight, ys[0], n, fn)]
+    if sample_weight is None:
+        return [None] * k
+    if isinstance(sample_weight, dict) or (isinstance(sample_weight, (list, tuple)) and k > 1
+                                           and len(sample_weight) == k and not
+                                           np.isscalar(sample_weight[0])):
+        raw = _by_name(sample_weight, model.output_names, "sample_weight", fn, "output") \
+            if isinstance(sample_weight, dict) else list(sample_weight)
+    else:
+        raw = [sample_weight] * k
+    out = []
+    for w in raw:
+        if w is None:
+            out.append(None)
+            continue
+        w = as_array(w, "sample_weight", fn)
+        if w.shape[0] != n:
+            raise ValueError(f"{fn}: sample_weight must have one entry per sample ({n}); got "
+                             f"shape {w.shape}")
+        out.append(w.astype(np.float64, copy=False))
+    return out
+
+
+def _class_weights(class_weight, y, n, fn):
+    if not isinstance(class_weight, dict):
+        raise ValueError(f"{fn}: class_weight must be a dict {{class id: weight}}; got "
+                         f"{type(class_weight).__name__}")
+    if y.ndim > 2:
+        raise ValueError(f"{fn}: class_weight needs targets of shape (B,) or (B, C); got "
+                         f"{y.shape}")
+    if y.ndim == 2 and y.shape[1] > 1:
+        labels = np.argmax(y, axis=1)
+    else:
+        labels = np.round(y.reshape(n)).astype(np.int64)
+    try:
+        table = {int(k): float(v) for k, v in class_weight.items()}
+    except (TypeError, ValueError):
+        raise ValueError(f"{fn}: class_weight must map int class ids to numbers; got "
+                         f"{class_weight!r}") from None
+    lut = np.ones(max([int(labels.max()) + 1] + [k + 1 for k in table]))
+    for k, v in table.items():
+        if k >= 0:
+            lut[k] = v
+    return lut[labels]
+
+
+def take(arrays, index):
+    """Each array (None kept) indexed by ``index`` (a slice or an index array)."""
+    return [None if a is None else a[index] for a in arrays]
+
+
+def batch_slices(n, batch_size, max_steps=None):
+    """slice objects covering [0, n) in batch_size pieces (at most max_steps of them)."""
+    steps = math.ceil(n / batch_size)
+    if max_steps is not None:
+        steps = min(steps, max_steps)
+    return [slice(i * batch_size, min(n, (i + 1) * batch_size)) for i in range(steps)]
+
+
+def split_validation(n, validation_split, fn):
+    """The sample index where the last ``validation_split`` fraction starts (Keras: before
+    shuffling)."""
+    split = int(math.floor(n * (1.0 - validation_split)))
+    if split == 0:
+        raise ValueError(f"{fn}: validation_split={validation_split} of {n} samples leaves "
+                         f"{split} for training and {n - split} for validation; both must be "
+                         ">= 1")
+    return split

@@ -1,0 +1,226 @@
+"""``Sequential``: a stack of layers, which is a ``Model`` whose graph is a chain.
+
+Layers are added with ``add`` (or the constructor's list) and the chain is built as soon as the
+input shape is known: from a leading ``Input``, a first layer's ``input_shape=``, ``build``, or
+the first data the model sees (once, under the build lock, so concurrent first calls are safe;
+a build that fails leaves no layer half-built). Building records the graph by calling each layer
+on the previous one's symbolic output; from then on Sequential is the graph model: one training
+loop, one predict path, one save format.
+"""
+from __future__ import annotations
+
+from ..layers import deserialize as _deserialize_layer
+from ..layers import serialize as _serialize_layer
+from ..layers.base import BUILD_LOCK, Layer, unique_name
+from ..layers.core import InputLayer
+from ..layers.node import SymbolicTensor
+from .functional import Model
+
+__all__ = ["Sequential"]
+
+
+class Sequential(Model):
+    """A linear stack of layers (Keras 3 API).
+
+    >>> model = Sequential([Input((64,)), Dense(32, activation="relu"),
+    ...                     Dense(10, activation="softmax")])
+    >>> model.compile(optimizer="adam", loss="sparse_categorical_crossentropy",
+    ...               metrics=["accuracy"])
+    >>> history = model.fit(x, y, epochs=10, validation_split=0.2)   # doctest: +SKIP
+    """
+
+    def __init__(self, layers=None, trainable=True, name=None):
+        if name is not None and (not isinstance(name, str) or not name):
+            raise ValueError(f"Sequential: name must be a non-empty string; got {name!r}")
+        super().__init__(name=name or unique_name("sequential"), trainable=trainable)
+        self._layers = []
+        self._input_layer = None
+        self._batch_input_shape = None
+        self.built = False
+        if layers is not None:
+            if isinstance(layers, (Layer, SymbolicTensor)):
+                raise TypeError("Sequential: layers must be a list of layers; got a single "
+                                f"{type(layers).__name__} (wrap it in a list)")
+            for layer in layers:
+                self.add(layer)
+
+    @classmethod
+    def _default_name(cls):
+        return "sequential"
+
+    # -- structure ---------------------------------------------------------------------------
+    @property
+    def layers(self):
+        """The layers, in order (an InputLayer is not listed, as in Keras)."""
+        return list(self._layers)
+
+    def add(self, layer):
+        """Append a layer (an ``Input`` / InputLayer only as the first entry)."""
+        if isinstance(layer, SymbolicTensor):
+            if not layer.node.is_input:
+                raise ValueError("Sequential.add: a symbolic tensor may only be an Input (the "
+                                 f"first entry); got the output of layer {layer.layer.name!r}")
+            layer = layer.layer
+        if isinstance(layer, InputLayer):
+            if self._layers or self._input_layer is not None:
+                raise ValueError("Sequential.add: an InputLayer (Input) may only be the first "
+                                 "entry of a Sequential model")
+            self._input_layer = layer
+            self._batch_input_shape = layer.batch_shape
+            return
+        if not isinstance(layer, Layer):
+            raise TypeError(f"Sequential.add: expected a nanonet layer; got "
+                            f"{type(layer).__name__}")
+        if any(lay.name == layer.name for lay in self._layers):
+            raise ValueError(f"Sequential.add: all layers must have unique names; "
+                             f"{layer.name!r} is already in the model")
+        if not self._layers and self._batch_input_shape is None and \
+                layer._input_shape_arg is not None:
+            self._batch_input_shape = (None,) + layer._input_shape_arg
+        self._layers.append(layer)
+        self._invalidate()
+        if self._batch_input_shape is not None:
+            self.build(self._batch_input_shape)
+
+    def pop(self):
+        """Remove and return the last layer."""
+        if not self._layers:
+            raise ValueError("Sequential.pop: the model has no layers")
+        layer = self._layers.pop()
+        self._invalidate()
+        if self._layers and self._batch_input_shape is not None:
+            self.build(self._batch_input_shape)
+        return layer
+
+    def _invalidate(self):
+        self.built = False
+        self._plan = None
+        self._target_dtypes = None
+        if self.compiled_loss is not None:
+            self.compiled_loss.fused = None
+
+    def build(self, input_shape=None):
+        """Build every layer for inputs of ``input_shape`` (batch axis included, e.g.
+        (None, 64)); without an argument, the shape from Input / input_shape= is used."""
+        if input_shape is None:
+            input_shape = self._batch_input_shape
+        if input_shape is None:
+            raise ValueError("Sequential.build: input_shape is unknown; pass it (with the batch "
+                             "axis, e.g. (None, 64)), start the model with Input(shape), or "
+                             "call the model on data")
+        try:
+            shape = tuple(None if d is None else int(d) for d in input_shape)
+        except (TypeError, ValueError):
+            raise ValueError(f"Sequential.build: input_shape must be a tuple of ints (None for "
+                             f"unknown); got {input_shape!r}") from None
+        if not shape:
+            raise ValueError("Sequential.build: input_shape must include the batch axis; got ()")
+        if not self._layers:
+            raise ValueError("Sequential.build: the model has no layers")
+        with BUILD_LOCK:
+            fresh = [layer for layer in self._layers if not layer.built]
+            try:
+                if self._input_layer is not None and self._input_layer.batch_shape == shape:
+                    inp = self._input_layer
+                else:
+                    inp = InputLayer(batch_shape=shape,
+                                     dtype=(self._input_layer.dtype
+                                            if self._input_layer is not None else None),
+                                     name=f"{self.name}_input")
+                x = inp.output
+                for layer in self._layers:
+                    x = layer(x)
+                self._init_graph(inp.output, x)
+            except BaseException:
+                for layer in fresh:  # never half-built: undo the layers this attempt built
+                    _unbuild(layer)
+                self._invalidate()
+                raise
+            self._graph_input = inp
+            self._batch_input_shape = shape
+            self._target_dtypes = None
+            if self.compiled_loss is not None:
+                self.compiled_loss.fused = None
+
+    def _ensure_graph(self, fn, x=None):
+        if self.built:
+            return
+        if not self._layers:
+            raise ValueError(f"{fn}: the model has no layers")
+        if self._batch_input_shape is not None:
+            self.build(self._batch_input_shape)
+            return
+        if x is None:
+            return
+        import numpy as np
+        arr = x if isinstance(x, np.ndarray) else np.asarray(x)
+        if arr.ndim == 0:
+            raise ValueError(f"{fn}: x must have a batch axis; got a scalar")
+        with BUILD_LOCK:
+            if not self.built:
+                self.build(self._batch_input_shape or ((None,) + tuple(arr.shape[1:])))
+
+    def _compile_output_names(self):
+        if self.built:
+            return list(self.output_names)
+        return [self._layers[-1].name] if self._layers else ["output"]
+
+    @property
+    def input_shape(self):
+        return self._batch_input_shape
+
+    @property
+    def output_shape(self):
+        if not self.built:
+            raise ValueError(f"Sequential {self.name!r} is not built yet; it has no output shape")
+        return super().output_shape
+
+    def count_params(self) -> int:
+        if not self.built:
+            raise ValueError(f"Sequential {self.name!r} is not built yet; call build(input_shape) "
+                             "or run it on data first")
+        return super().count_params()
+
+    # -- weights of an unbuilt model: whatever its layers have -------------------------------
+    def named_weights(self):
+        seen, out = set(), []
+        for layer in self._layers:
+            for w, n in zip(layer.weights, layer.weight_names):
+                if id(w) not in seen:
+                    seen.add(id(w))
+                    out.append((layer, w, n))
+        return out
+
+    # -- config ------------------------------------------------------------------------------
+    def get_config(self):
+        layers = []
+        if self._input_layer is not None:
+            layers.append(_serialize_layer(self._input_layer))
+        elif self._batch_input_shape is not None:
+            layers.append({"class_name": "InputLayer",
+                           "config": {"batch_shape": self._batch_input_shape,
+                                      "dtype": self._layers[0].dtype if self._layers
+                                      else "float32",
+                                      "name": f"{self.name}_input"}})
+        layers.extend(_serialize_layer(layer) for layer in self._layers)
+        return {"name": self.name, "trainable": self.trainable, "layers": layers}
+
+    @classmethod
+    def from_config(cls, config):
+        model = cls(name=config.get("name"), trainable=config.get("trainable", True))
+        for layer_config in config.get("layers", []):
+            model.add(_deserialize_layer(layer_config))
+        return model
+
+    def __repr__(self):
+        return (f"<Sequential name={self.name!r}, layers={len(self._layers)}, "
+                f"built={self.built}>")
+
+
+def _unbuild(layer):
+    """Drop the weights of a layer whose build this attempt made (see Sequential.build)."""
+    for lst in (layer._weights, layer._weight_names, layer._weight_trainable,
+                layer._weight_regularizers):
+        del lst[:]
+    layer.built = False
+    layer._build_input_shape = None
