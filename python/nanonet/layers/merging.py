@@ -46,9 +46,12 @@ class _Merge(Layer):
 
     def _check_list(self, inputs, what="inputs"):
         cls = type(self).__name__
+        if what == "input_shape" and isinstance(inputs, tuple) and \
+                not all(isinstance(s, (list, tuple)) for s in inputs):
+            inputs = None  # one shape, not a list of them
         if not isinstance(inputs, (list, tuple)):
-            raise ValueError(f"{cls} {self.name!r}: {what} must be a list of tensors; got "
-                             f"{type(inputs).__name__}")
+            raise ValueError(f"{cls} {self.name!r}: {what} must be a list of tensors (one per "
+                             f"input); got {'one tensor' if inputs is None else type(inputs).__name__}")
         n = len(inputs)
         if n < self._min_inputs or (self._max_inputs is not None and n > self._max_inputs):
             want = (f"exactly {self._min_inputs}" if self._max_inputs == self._min_inputs
