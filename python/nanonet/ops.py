@@ -478,6 +478,15 @@ def dense_forward(x, kernel, bias=None, activation="linear", *, _ref: bool = Fal
     """y = f(x @ kernel + bias): x (B, I), kernel (I, units), bias (units,) or None. The bias and
     elementwise activations run in the GEMM epilogue; softmax / log_softmax per row after it.
     Returns a new (B, units) array."""
+    if not _ref and type(x) is np.ndarray and type(kernel) is np.ndarray and \
+            type(activation) is str:
+        # The common case of a model's forward: arrays already as the kernel takes them, which
+        # the binding checks itself. Anything it refuses goes the converting way below (which
+        # raises the same errors for what cannot be converted).
+        try:
+            return _core.dense_forward(x, kernel, bias, activation)
+        except (TypeError, ValueError):
+            pass
     fn = "dense_forward"
     x = _contiguous(_float_array(x, "x", fn))
     kernel = _contiguous(_float_array(kernel, "kernel", fn))

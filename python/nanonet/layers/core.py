@@ -90,11 +90,12 @@ class Dense(Layer):
         return self.activation
 
     def _forward(self, x, training, activation):
-        x = self._float_input(x)
+        if type(x) is not np.ndarray or x.dtype != self.kernel.dtype:
+            x = self._float_input(x)
         if x.ndim < 2 or x.shape[-1] != self.kernel.shape[0]:
             raise ValueError(f"Dense {self.name!r}: input must be (batch, ..., "
                              f"{self.kernel.shape[0]}); got shape {x.shape}")
-        x2 = _rows(x)
+        x2 = x if x.ndim == 2 else x.reshape(-1, x.shape[-1])
         y2 = ops.dense_forward(x2, self.kernel, self.bias, activation)
         ctx = (x2, y2, activation, x.shape) if training else None
         return (y2 if x.ndim == 2 else y2.reshape(x.shape[:-1] + (self.units,))), ctx

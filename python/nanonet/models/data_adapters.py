@@ -67,6 +67,15 @@ def _check_count(arrays, names, fn, n=None, what="x"):
 def standardize_inputs(model, x, fn, name="x"):
     """x -> list of arrays aligned with model.inputs, cast and shape-checked."""
     specs = model.inputs
+    if len(specs) == 1 and type(x) is np.ndarray and x.ndim >= 1 and x.shape[0] and \
+            x.dtype.kind in "biuf" and (not specs[0].dtype_explicit or x.dtype == specs[0].dtype):
+        want = specs[0].shape
+        if x.ndim == len(want) and all(w is None or w == d for w, d in zip(want[1:], x.shape[1:])):
+            return [x]  # the common case, checked in one pass
+    return _standardize_inputs(model, x, fn, name, specs)
+
+
+def _standardize_inputs(model, x, fn, name, specs):
     arrays = [as_array(a, name if len(specs) == 1 else f"{name}[{nm!r}]", fn)
               for a, nm in zip(_by_name(x, model.input_names, name, fn, "input"),
                                model.input_names)]

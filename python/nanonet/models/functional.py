@@ -26,6 +26,8 @@ summary.py.
 """
 from __future__ import annotations
 
+import numpy as _np
+
 from ..layers import deserialize as _deserialize_layer
 from ..layers import serialize as _serialize_layer
 from ..layers.base import BUILD_LOCK, Layer, unique_name
@@ -58,8 +60,8 @@ def _structure(value, what):
 class _Plan:
     """The compiled graph: slots for tensors and one entry per node, in execution order."""
 
-    __slots__ = ("steps", "n_slots", "input_slots", "output_slots", "slot_float", "produced",
-                 "consumers")
+    __slots__ = ("steps", "calls", "n_slots", "input_slots", "output_slots", "slot_float",
+                 "produced", "consumers")
 
     def __init__(self, nodes, inputs, outputs):
         slot = {}
@@ -76,6 +78,12 @@ class _Plan:
                 outs.append(slot[id(t)])
             steps.append((node.layer, ins, tuple(outs), node.single_input, node.single_output))
         self.steps = steps
+        # Per step: the bound forward, the layer's own compute_mask (None for Layer's, which the
+        # loop inlines) and supports_masking: the per-node cost of inference is a few lookups.
+        self.calls = [(layer.forward,
+                       None if type(layer).compute_mask is Layer.compute_mask
+                       else layer.compute_mask, layer.supports_masking)
+                      for layer, _, _, _, _ in steps]
         self.n_slots = len(slot)
         self.input_slots = tuple(slot[id(t)] for t in inputs)
         self.output_slots = tuple(slot[id(t)] for t in outputs)
@@ -338,7 +346,7 @@ class Model(Trainer, Layer):
         if len(weights) != len(own):
             raise ValueError(f"{cls} {self.name!r} has {len(own)} weights; set_weights got "
                              f"{len(weights)}")
-        import numpy as np
+        np = _np
         arrays = []
         for k, ((layer, w, n), v) in enumerate(zip(own, weights)):
             v = np.asarray(v)
@@ -410,7 +418,9 @@ class Model(Trainer, Layer):
         if fused:
             logits_slots = {plan.output_slots[k] for k in fused}
         ctxs = [None] * len(plan.steps) if training else None
-        for k, (layer, ins, outs, single_in, single_out) in enumerate(plan.steps):
+        k = 0
+        for (layer, ins, outs, single_in, single_out), (forward, mask_fn, passes) in \
+                zip(plan.steps, plan.calls):
             if single_in:
                 a = vals[ins[0]]
                 m = mks[ins[0]]
@@ -419,11 +429,12 @@ class Model(Trainer, Layer):
                 m = [mks[i] for i in ins]
                 if all(v is None for v in m):
                     m = None
-            if single_out and outs[0] in logits_slots:
-                y, ctx = layer.forward_logits(a, training=training, mask=m)
+            if logits_slots and single_out and outs[0] in logits_slots:
+                y, ctx = layer.forward_logits(a, training, m)
             else:
-                y, ctx = layer.forward(a, training=training, mask=m)
-            ym = layer.compute_mask(a, m)
+                y, ctx = forward(a, training, m)
+            # Layer.compute_mask is inlined: the incoming mask when the layer passes masks on.
+            ym = mask_fn(a, m) if mask_fn is not None else (m if passes else None)
             if single_out:
                 vals[outs[0]] = y
                 mks[outs[0]] = ym
@@ -433,6 +444,7 @@ class Model(Trainer, Layer):
                     mks[s] = ym[j] if isinstance(ym, (list, tuple)) else ym
             if training:
                 ctxs[k] = ctx
+            k += 1
         return ([vals[s] for s in plan.output_slots], [mks[s] for s in plan.output_slots],
                 ctxs)
 
@@ -538,6 +550,8 @@ class Model(Trainer, Layer):
         return self.outputs[index].dtype
 
     def __call__(self, *args, **kwargs):
+        if len(args) == 1 and not kwargs and type(args[0]) is _np.ndarray:
+            return self._call_arrays(args[0], False)  # the common case: inference on an array
         if args and is_symbolic(args[0]) or "inputs" in kwargs and is_symbolic(kwargs["inputs"]):
             return Layer.__call__(self, *args, **kwargs)
         if not args and "inputs" not in kwargs:
