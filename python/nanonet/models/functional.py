@@ -61,7 +61,7 @@ class _Plan:
     """The compiled graph: slots for tensors and one entry per node, in execution order."""
 
     __slots__ = ("steps", "calls", "n_slots", "input_slots", "output_slots", "slot_float",
-                 "produced", "consumers")
+                 "produced", "consumers", "needs")
 
     def __init__(self, nodes, inputs, outputs):
         slot = {}
@@ -103,6 +103,10 @@ class _Plan:
                 self.consumers[s] += 1
         for s in self.output_slots:
             self.consumers[s] += 1
+        # needs[need_dx][slot]: whether backward computes that tensor's gradient (float tensors
+        # made by a node, and the model's float inputs only when its caller needs dx).
+        self.needs = tuple([f and (p or nd) for f, p in zip(self.slot_float, self.produced)]
+                           for nd in (False, True))
 
 
 def _map_graph(inputs, outputs):
@@ -310,7 +314,22 @@ class Model(Trainer, Layer):
     def trainable_weights(self):
         if not self.trainable:
             return []
-        return self._unique([w for layer in self.layers for w in layer.trainable_weights])
+        return list(self._cached("trainable", lambda layers: self._unique(
+            [w for layer in layers for w in layer.trainable_weights])))
+
+    def _cached(self, what, make):
+        """make(layers), recomputed only when the layers or their trainable flags change (a
+        training step asks for these every time)."""
+        layers = self.layers
+        key = (what, tuple(id(lay) for lay in layers), tuple(lay.trainable for lay in layers),
+               tuple(len(lay._weights) for lay in layers))
+        cache = self.__dict__.setdefault("_weight_cache", {})
+        hit = cache.get(what)
+        if hit is not None and hit[0] == key:
+            return hit[1]
+        value = make(layers)
+        cache[what] = (key, value)
+        return value
 
     @property
     def non_trainable_weights(self):
@@ -376,8 +395,12 @@ class Model(Trainer, Layer):
     def regularized_weights(self):
         if not self.trainable:
             return []
+        return list(self._cached("regularized", self._regularized))
+
+    @staticmethod
+    def _regularized(layers):
         seen, out = set(), []
-        for layer in self.layers:
+        for layer in layers:
             for w, r in layer.regularized_weights():
                 if id(w) not in seen:
                     seen.add(id(w))
@@ -456,7 +479,7 @@ class Model(Trainer, Layer):
         for s, d in zip(plan.output_slots, douts):
             if d is not None:
                 g[s] = d if g[s] is None else g[s] + d
-        needs = [f and (p or need_dx) for f, p in zip(plan.slot_float, plan.produced)]
+        needs = plan.needs[bool(need_dx)]
         wgrads = {}
         for k in range(len(plan.steps) - 1, -1, -1):
             layer, ins, outs, single_in, single_out = plan.steps[k]

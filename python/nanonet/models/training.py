@@ -199,11 +199,13 @@ class Trainer:
         fused = cl.fused if cl.fused is not None else cl.decide_fused(self)
         outs, masks, ctxs = self._execute(xs, True, [k for k, f in enumerate(fused) if f])
         total, values, douts = cl.train_values(ys, outs, masks, sws)
-        total += sum(self.losses)
+        regs = self.regularized_weights()
+        if regs:
+            total += sum(r(w) for w, r in regs)
         _, wgrads = self._backward(ctxs, douts, False)
         params = self.trainable_weights
         if params:
-            for w, r in self.regularized_weights():
+            for w, r in regs:
                 g = wgrads.get(id(w))
                 if g is None:
                     g = np.zeros_like(w)
