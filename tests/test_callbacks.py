@@ -249,3 +249,95 @@ def test_early_stopping_in_fit(capsys):
     out = capsys.readouterr().out
     assert "Epoch 3: early stopping" in out
     assert "Restoring model weights from the end of the best epoch: 1." in out
+
+
+# -- ModelCheckpoint never overwrites a good checkpoint with a diverged model -------------------
+def _diverging():
+    """A linear regression with SGD far above its stable step: the weights grow ~1e4x per
+    epoch and overflow float32 (inf, then NaN) after about 9 epochs."""
+    nn.set_seed(0)
+    rng = np.random.default_rng(0)
+    x = (rng.standard_normal((32, 3)) * 100).astype(np.float32)
+    y = x @ np.ones((3, 1), np.float32)
+    model = nn.Sequential([layers.Input((3,)), layers.Dense(1)])
+    model.compile(optimizer=nn.optimizers.SGD(learning_rate=1.0), loss="mse")
+    return model, x, y
+
+
+class _Snapshots(callbacks.Callback):
+    def __init__(self):
+        super().__init__()
+        self.weights, self.finite = [], []
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.weights.append(self.model.get_weights())
+        self.finite.append(all(np.isfinite(w).all() for w in self.weights[-1]) and
+                           np.isfinite(logs["loss"]))
+
+
+@pytest.mark.parametrize("save_weights_only", [False, True])
+def test_model_checkpoint_keeps_the_last_finite_model_when_training_diverges(
+        tmp_path, save_weights_only):
+    model, x, y = _diverging()
+    path = tmp_path / "ckpt.nnet"
+    snaps = _Snapshots()
+    cb = callbacks.ModelCheckpoint(str(path), monitor="loss",
+                                   save_weights_only=save_weights_only)
+    with pytest.warns(RuntimeWarning, match=r"ModelCheckpoint: epoch \d+: not saving to "
+                                            r".*ckpt.nnet': (loss is (nan|inf)|weight .* holds "
+                                            r"NaN or inf); the last checkpoint is kept"):
+        model.fit(x, y, epochs=14, batch_size=32, callbacks=[snaps, cb], verbose=0)
+    assert snaps.finite[0] and not snaps.finite[-1]
+    last_good = max(k for k, ok in enumerate(snaps.finite) if ok)
+    if save_weights_only:
+        loaded = _diverging()[0]
+        loaded.load_weights(path)  # allow_nan=False: the file holds no NaN or inf
+    else:
+        loaded = nn.load_model(path)
+    for a, b in zip(loaded.get_weights(), snaps.weights[last_good]):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_model_checkpoint_best_only_ignores_a_nan_monitored_value(tmp_path):
+    model = _model()
+    path = tmp_path / "best.nnet"
+    cb = callbacks.ModelCheckpoint(str(path), save_best_only=True)
+    cb.set_model(model)
+    with pytest.warns(RuntimeWarning, match="val_loss is nan"):
+        cb.on_epoch_end(0, {"val_loss": float("nan")})
+    assert not path.exists() and cb.best is None  # a NaN never becomes the best value
+    cb.on_epoch_end(1, {"val_loss": 0.7})
+    assert path.exists() and cb.best == 0.7
+    before = path.read_bytes()
+    with pytest.warns(RuntimeWarning, match="val_loss is -inf"):
+        cb.on_epoch_end(2, {"val_loss": float("-inf")})
+    assert path.read_bytes() == before and cb.best == 0.7
+
+
+def test_model_checkpoint_refuses_nan_weights_and_optimizer_slots(tmp_path):
+    x, y = _data(10)
+    model = _model()
+    model.fit(x, y, epochs=1, verbose=0)
+    path = tmp_path / "m.nnet"
+    cb = callbacks.ModelCheckpoint(str(path), monitor="loss")
+    cb.set_model(model)
+    cb.on_epoch_end(0, {"loss": 0.5})
+    before = path.read_bytes()
+    kernel = model.layers[1].weights[0]
+    good = kernel.copy()
+    kernel[0, 0] = np.nan
+    with pytest.warns(RuntimeWarning, match="weight 'kernel' of layer 'dense.*' holds NaN"):
+        cb.on_epoch_end(1, {"loss": 0.4})
+    assert path.read_bytes() == before
+    kernel[...] = good
+    variables = model.optimizer.variables
+    variables[1] = np.full_like(variables[1], np.inf)  # Adam's first moment of one weight
+    model.optimizer.set_variables(variables)
+    with pytest.warns(RuntimeWarning, match=r"optimizer variables\[1\] holds NaN or inf"):
+        cb.on_epoch_end(2, {"loss": 0.3})
+    assert path.read_bytes() == before
+    weights_only = callbacks.ModelCheckpoint(str(tmp_path / "w.nnet"), monitor="loss",
+                                             save_weights_only=True)
+    weights_only.set_model(model)
+    weights_only.on_epoch_end(3, {"loss": 0.3})  # the weights alone are finite: saved
+    assert (tmp_path / "w.nnet").exists()

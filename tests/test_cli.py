@@ -13,18 +13,22 @@ def _run(*args, timeout=300):
 
 def test_demo_trains_and_reports_accuracy(tmp_path):
     path = tmp_path / "demo.nnet"
-    out = _run("demo", "--max-samples", "800", "--epochs", "2", "--maxlen", "12",
-               "--units", "16", "--threads", "1", "--save", str(path))
+    # Big enough to learn (800 texts and 2 epochs scored 0.100 against a majority class of
+    # 0.142): measured 0.31-0.37 test accuracy against 0.14-0.15 for seeds 0-2, ~8 s.
+    out = _run("demo", "--max-samples", "3000", "--epochs", "3", "--maxlen", "12",
+               "--units", "32", "--threads", "1", "--save", str(path))
     assert out.returncode == 0, out.stderr
-    assert "Epoch 2/2" in out.stdout
+    assert "Epoch 3/3" in out.stdout
     acc = float(re.search(r"test accuracy (\d\.\d+)", out.stdout).group(1))
     majority = float(re.search(r"majority class (\d\.\d+)", out.stdout).group(1))
-    assert 0.0 <= acc <= 1.0 and majority > 0.0
+    assert 0.0 < majority < 0.5
+    assert acc >= majority + 0.1, f"test accuracy {acc} does not beat the majority class " \
+                                  f"{majority} by 0.1"
     assert path.exists() and path.stat().st_size > 0
 
     import nanonet as nn
     model = nn.load_model(str(path))
-    assert model.layers[1].units == 16
+    assert model.layers[1].units == 32
 
 
 def test_no_command_prints_help_and_fails():

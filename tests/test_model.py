@@ -59,7 +59,9 @@ def _assert_grads_close(got, want):
     tol = TOL["float64"]["grad_fd"]
     for g, w in zip(got, want):
         scale = max(np.linalg.norm(w), 1e-3)
-        assert np.linalg.norm(g - w) <= 10 * tol * scale, (g, w)
+        # the table's bound itself, no slack: measured worst 3.6e-9 relative (0.0036 * tol)
+        # over the 206 weight arrays of the gradient checks below
+        assert np.linalg.norm(g - w) <= tol * scale, (g, w)
 
 
 def _mlp(hidden_act, out_units, out_act, reg=None, dtype="float64", in_dim=3):

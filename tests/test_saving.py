@@ -617,7 +617,12 @@ def _load_error(path, match, **kwargs):
 
 
 def test_good_file_loads(good_file):
-    nn.load_model(good_file)
+    loaded = nn.load_model(good_file)
+    model = _small_model()  # the fixture's model again: same seed, same data, same fit
+    x, y = _small_data()
+    model.fit(x, y, epochs=1, verbose=0)
+    np.testing.assert_array_equal(loaded.predict(x, verbose=0), model.predict(x, verbose=0))
+    assert loaded.evaluate(x, y, verbose=0) == model.evaluate(x, y, verbose=0)
 
 
 def test_not_a_zip_empty_and_truncated(good_file, tmp_path):

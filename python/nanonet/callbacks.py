@@ -422,6 +422,9 @@ class ModelCheckpoint(_MonitorCallback):
         save_freq: "epoch" (at the end of every epoch) or an int: every that many batches.
         initial_value_threshold: with save_best_only, the value the first save must beat.
 
+    When the monitored value, a weight or (with ``save_weights_only=False``) an optimizer slot
+    is NaN or inf, nothing is written: a RuntimeWarning says why and the last good checkpoint
+    stays (a diverged model is never saved, nor counted as the best).
     A checkpoint written at the end of epoch k (``{epoch}`` = k + 1) resumes training exactly
     with ``nanonet.load_model(path).fit(..., initial_epoch=k + 1)``. Put ModelCheckpoint after
     callbacks that change the model at the end of an epoch (ReduceLROnPlateau) so the file
@@ -494,9 +497,33 @@ class ModelCheckpoint(_MonitorCallback):
         else:
             self.model.save(filepath, overwrite=True)
 
+    def _non_finite(self, logs):
+        """What makes this state unfit to save (the monitored value, a weight or an optimizer
+        slot that is NaN or inf), or None."""
+        current = logs.get(self.monitor)
+        if isinstance(current, numbers.Real) and not math.isfinite(current):
+            return f"{self.monitor} is {current}"
+        for layer in self.model.layers:
+            for w, name in zip(layer.weights, layer.weight_names):
+                if w.dtype.kind == "f" and not np.isfinite(w).all():
+                    return f"weight {name!r} of layer {layer.name!r} holds NaN or inf"
+        optimizer = getattr(self.model, "optimizer", None)
+        if not self.save_weights_only and optimizer is not None:
+            for k, v in enumerate(optimizer.variables):
+                if v.dtype.kind == "f" and not np.isfinite(v).all():
+                    return f"optimizer variables[{k}] holds NaN or inf"
+        return None
+
     def _save_model(self, epoch, batch, logs):
         logs = logs or {}
         filepath = self._get_file_path(epoch, batch, logs)
+        # A diverged model never replaces the last good checkpoint (nor becomes the "best").
+        problem = self._non_finite(logs)
+        if problem is not None:
+            warnings.warn(f"ModelCheckpoint: epoch {epoch + 1}: not saving to {filepath!r}: "
+                          f"{problem}; the last checkpoint is kept", RuntimeWarning,
+                          stacklevel=2)
+            return
         if not self.save_best_only:
             if self.verbose > 0:
                 print(f"Epoch {epoch + 1}: saving model to {filepath}")

@@ -68,10 +68,13 @@ _MEMBER_RE = re.compile(r"^(weights|optimizer)/[0-9]{5,9}\.npy$")
 # -- helpers ------------------------------------------------------------------------------------
 def _path(filepath, fn):
     try:
-        return os.fspath(filepath)
+        path = os.fspath(filepath)
     except TypeError:
         raise TypeError(f"{fn}: filepath must be a str or os.PathLike; got "
                         f"{type(filepath).__name__}") from None
+    if not path:
+        raise ValueError(f"{fn}: filepath must be a non-empty path to a file; got {path!r}")
+    return path
 
 
 def _json_default(obj):
@@ -122,35 +125,76 @@ def _fsync_dir(directory):
         os.close(fd)
 
 
-def _atomic_write(path, write, overwrite, fn):
-    """write(f) into a temporary file beside path, fsync it, rename it onto path, fsync the
-    directory; on any error remove the temporary file and leave path as it was."""
-    if not overwrite and os.path.exists(path):
+def _os_error(e, message):
+    """An OSError of e's class and errno with message instead of e's text (which may name a
+    temporary file)."""
+    try:
+        return type(e)(e.errno, message) if e.errno is not None else type(e)(message)
+    except TypeError:  # a subclass with another constructor
+        return OSError(e.errno, message)
+
+
+def _save_target(path, overwrite, fn):
+    """The regular file that saving to path replaces: path itself, or the file a symlink at
+    path points to (through any chain of links; it may not exist yet). Refuses directories,
+    devices, pipes and sockets, a missing directory, and an existing file if not overwrite."""
+    if not overwrite and os.path.lexists(path):
         raise FileExistsError(f"{fn}: {path!r} exists and overwrite=False")
-    if os.path.isdir(path):
-        raise IsADirectoryError(f"{fn}: {path!r} is a directory; pass a file path")
-    directory = os.path.dirname(os.path.abspath(path))
+    target = os.path.realpath(path) if os.path.islink(path) else path
+    via = f" (the symlink {path!r} points to {target!r})" if target != path else ""
+    try:
+        st = os.stat(target)
+    except FileNotFoundError:
+        st = None
+    except OSError as e:  # ELOOP: a symlink cycle; EACCES on a parent; ...
+        raise _os_error(e, f"{fn}: cannot save to {path!r}: {e.strerror or e}") from None
+    if st is not None and stat.S_ISDIR(st.st_mode):
+        raise IsADirectoryError(f"{fn}: {path!r} is a directory{via}; pass a file path")
+    if not os.path.basename(target):
+        raise ValueError(f"{fn}: filepath must name a file; got {path!r}, which ends with a "
+                         "path separator")
+    if st is not None and not stat.S_ISREG(st.st_mode):
+        kinds = ((stat.S_ISCHR, "character device"), (stat.S_ISBLK, "block device"),
+                 (stat.S_ISFIFO, "named pipe (FIFO)"), (stat.S_ISSOCK, "socket"))
+        kind = next((name for test, name in kinds if test(st.st_mode)), "special file")
+        raise ValueError(f"{fn}: {path!r} is a {kind}{via}, not a regular file; refusing to "
+                         "replace it (save to a regular file path)")
+    directory = os.path.dirname(os.path.abspath(target))
     if not os.path.isdir(directory):
         raise FileNotFoundError(f"{fn}: directory {directory!r} does not exist (saving "
-                                f"{path!r})")
+                                f"{path!r}{via})")
+    return target, directory, 0o644 if st is None else stat.S_IMODE(st.st_mode)
+
+
+def _atomic_write(path, write, overwrite, fn):
+    """write(f) into a temporary file beside path, fsync it, rename it onto path, fsync the
+    directory; on any error remove the temporary file and leave path as it was. A symlink at
+    path is written through: the temporary file goes beside its target, which is replaced and
+    the link kept. Directories, devices, pipes and sockets are refused; OSErrors (a read-only
+    directory, a full disk) name path and the directory, never the temporary file."""
+    target, directory, mode = _save_target(path, overwrite, fn)
+    via = f" (the target of the symlink {path!r})" if target != path else ""
     try:
-        mode = stat.S_IMODE(os.stat(path).st_mode)
-    except OSError:
-        mode = 0o644
-    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp",
-                               dir=directory)
+        fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(target) + ".", suffix=".tmp",
+                                   dir=directory)
+    except OSError as e:
+        raise _os_error(e, f"{fn}: cannot save {target!r}{via}: cannot create a file in "
+                           f"directory {directory!r} ({e.strerror or e})") from None
     try:
         with os.fdopen(fd, "wb") as f:
             write(f)
             f.flush()
             os.fsync(f.fileno())
         os.chmod(tmp, mode)
-        os.replace(tmp, path)
-    except BaseException:
+        os.replace(tmp, target)
+    except BaseException as e:
         try:
             os.unlink(tmp)
         except OSError:
             pass
+        if isinstance(e, OSError):
+            raise _os_error(e, f"{fn}: cannot save {target!r}{via}: {e.strerror or e}"
+                            ) from None
         raise
     _fsync_dir(directory)
 
