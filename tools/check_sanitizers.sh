@@ -11,7 +11,8 @@
 # so what the C++ runtime writes to fd 2 reaches the terminal and the scan.
 #
 # Subset: the whole test suite (tests/) except tests/test_package.py::test_installed_package_is_small
-# (the -g sanitized module is ~60 MiB, over the release package's budget). Measured on the
+# (the -g sanitized module is ~60 MiB, over the release package's budget) and the PyTorch / Keras
+# comparison tests (their own native libraries are not ours to sanitize). Measured on the
 # 2-core CI machine: 6.7 minutes from a clean build (306 s building, 95 s testing; testing took
 # 157 s on a busy machine), so the whole of .ci/run took 10 minutes of its 20. Pass pytest
 # arguments to run fewer: tools/check_sanitizers.sh tests/test_lstm.py -k backward
@@ -78,7 +79,9 @@ status=0
 if [ $# -eq 0 ]; then set -- tests; fi
 # The package-size budget is about the release build; the -g sanitized module is ~60 MiB.
 "$PY" -m pytest -q -p no:cacheprovider --capture=sys \
-  --deselect tests/test_package.py::test_installed_package_is_small "$@" 2>&1 \
+  --deselect tests/test_package.py::test_installed_package_is_small \
+  --deselect tests/test_lstm.py::test_matches_torch_lstm --ignore tests/test_keras_parity.py \
+  "$@" 2>&1 \
   | tee "$STAGE/pytest.out" || status=$?
 end=$(date +%s)
 
