@@ -1,20 +1,29 @@
-"""Model files: ``Sequential.save`` / ``nanonet.load_model`` and ``save_weights`` /
-``load_weights``.
+"""Model files: ``model.save`` / ``nanonet.load_model`` and ``save_weights`` /
+``load_weights``, for Sequential and graph models alike.
 
 A model file is one zip archive (the suffix ``.nnet`` is recommended; any name works) whose
 members are stored uncompressed:
 
     nanonet.json         the manifest, UTF-8 JSON: format name ("nanonet"), format version,
                          nanonet version, kind ("model" or "weights"), the architecture (each
-                         layer's class name and get_config), the compile settings (optimizer
+                         layer's class name and get_config; for a graph model also, per call
+                         site, the tensors it consumes as [layer name, node index, tensor
+                         index], and the inputs and outputs), the compile settings (optimizer
                          config with its learning-rate schedule, loss, metrics), one entry per
                          array (member, role, layer, name, shape, dtype) and the random state
                          training resumes from
     weights/00000.npy    the model's weights in ``model.weights`` order (NumPy .npy, version 1.0)
+                         (format version 1: Sequential, as nanonet 0.1 wrote and reads them;
+                         version 2: graph models)
     optimizer/00000.npy  the optimizer's iteration count, then its slots, parameter by parameter
 
 A weights file (``save_weights``) has the same layout without architecture, compile settings,
 optimizer and random state.
+
+What is saved comes from the layers' and optimizer's documented protocol only: ``get_config``,
+``model.named_weights()``, ``get_rng_state`` / ``set_rng_state``, ``optimizer.slot_names`` /
+``slot_variables`` / ``set_variables``. Loading builds the layers with
+``layers.base.skip_initializers`` (zeros, no random stream drawn), then sets the weights.
 
 Loading never executes code from the file: no pickle (every .npy member is read into memory and
 decoded with ``allow_pickle=False`` after its header was checked), classes are looked up by name
