@@ -435,3 +435,21 @@ def test_failed_build_leaves_no_half_built_layers():
     model2 = nn.Sequential([L.Dense(4), L.Dense(2)])
     model2.build((None, 5))
     assert len(model2.weights) == 4
+
+
+def test_a_callback_that_raises_leaves_no_epoch_state_behind():
+    """fit releases its epoch Generator in a finally: set_seed repeats afterwards."""
+    class Boom(nn.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            raise RuntimeError("boom")
+
+    x = np.random.default_rng(9).standard_normal((16, 3)).astype(np.float32)
+    model = nn.Sequential([nn.Input((3,)), L.Dropout(0.5), L.Dense(1)])
+    model.compile(optimizer="sgd", loss="mse")
+    with pytest.raises(RuntimeError, match="boom"):
+        model.fit(x, x[:, :1], epochs=2, verbose=0, callbacks=[Boom()])
+    nn.set_seed(0)
+    a = nn.random.get_generator().random(3)
+    nn.set_seed(0)
+    b = nn.random.get_generator().random(3)
+    np.testing.assert_array_equal(a, b)
