@@ -261,16 +261,6 @@ def _optimizer_entries(model, weight_arrays, fn):
     return entries, arrays
 
 
-def _generator_states(model):
-    """{layer name: layer.get_rng_state()} for every layer that owns a Generator."""
-    out = {}
-    for layer in model.layers:
-        states = layer.get_rng_state()
-        if states:
-            out[layer.name] = states
-    return out
-
-
 def _base_manifest(model, kind):
     from . import __version__
     shape = model.input_shape
@@ -302,7 +292,7 @@ def save_model(model, filepath, overwrite=True):
         arrays += opt_arrays
     manifest["compile"] = compile_config
     manifest["rng"] = {"seed": getattr(model, "_train_seed", None),
-                       "layers": _generator_states(model)}
+                       "layers": model.get_rng_state()}
     manifest["arrays"] = entries
     data = _dumps(manifest, path, fn)
     _atomic_write(path, lambda f: _write_archive(f, data, arrays), overwrite, fn)

@@ -150,18 +150,6 @@ class LSTM(Layer):
                                         regularizer=self.bias_regularizer, name="bias")
         self.built = True
 
-    def compute_output_shape(self, input_shape):
-        input_shape = tuple(input_shape)
-        B = input_shape[0]
-        out = (B, input_shape[1], self.units) if self.return_sequences else (B, self.units)
-        if self.return_state:
-            return [out, (B, self.units), (B, self.units)]
-        return out
-
-    def compute_mask(self, x, mask=None):
-        out = mask if self.return_sequences else None
-        return [out, None, None] if self.return_state else out
-
     # -- forward / backward ------------------------------------------------------------------
     def __call__(self, *args, initial_state=None, **kwargs):
         if initial_state is not None:

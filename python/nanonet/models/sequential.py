@@ -181,16 +181,6 @@ class Sequential(Model):
                              "or run it on data first")
         return super().count_params()
 
-    # -- weights of an unbuilt model: whatever its layers have -------------------------------
-    def named_weights(self):
-        seen, out = set(), []
-        for layer in self._layers:
-            for w, n in zip(layer.weights, layer.weight_names):
-                if id(w) not in seen:
-                    seen.add(id(w))
-                    out.append((layer, w, n))
-        return out
-
     # -- config ------------------------------------------------------------------------------
     def get_config(self):
         layers = []
