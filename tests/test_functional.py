@@ -355,7 +355,7 @@ def test_train_and_test_loss_agree_with_a_saturated_softmax():
     assert test < 17.0                          # clipped at -log(1e-7) per sample, as Keras
 
 
-# -- threads ------------------------------------------------------------------------------------------
+# -- threads ----------------------------------------------------------------------------------
 
 def _run_threads(fn, n=8):
     errors = []

@@ -317,7 +317,8 @@ class InputLayer(Layer):
                 "dtype": self.dtype if self.dtype_explicit else None}
 
     def __repr__(self):
-        return f"<InputLayer name={self.name!r}, batch_shape={self.batch_shape}, dtype={self.dtype}>"
+        return (f"<InputLayer name={self.name!r}, batch_shape={self.batch_shape}, "
+                f"dtype={self.dtype}>")
 
 
 def Input(shape=None, batch_size=None, dtype=None, batch_shape=None, name=None):

@@ -50,8 +50,9 @@ class _Merge(Layer):
                 not all(isinstance(s, (list, tuple)) for s in inputs):
             inputs = None  # one shape, not a list of them
         if not isinstance(inputs, (list, tuple)):
+            got = "one tensor" if inputs is None else type(inputs).__name__
             raise ValueError(f"{cls} {self.name!r}: {what} must be a list of tensors (one per "
-                             f"input); got {'one tensor' if inputs is None else type(inputs).__name__}")
+                             f"input); got {got}")
         n = len(inputs)
         if n < self._min_inputs or (self._max_inputs is not None and n > self._max_inputs):
             want = (f"exactly {self._min_inputs}" if self._max_inputs == self._min_inputs
