@@ -3,16 +3,16 @@ import typing
 
 import numpy
 
-def activation_backward(dy: numpy.ndarray, y: numpy.ndarray, activation: str) -> numpy.ndarray:
-    """dx from the upstream gradient dy and the forward OUTPUT y (same shape and dtype). Returns a new array."""
+def activation_backward(dy: numpy.ndarray, y: numpy.ndarray, activation: str, x: object = None) -> numpy.ndarray:
+    """dx from the upstream gradient dy, the forward OUTPUT y and, for gelu, gelu_approximate and silu, the forward INPUT x (same shape and dtype). Returns a new array."""
 
-def activation_backward_ref(dy: numpy.ndarray, y: numpy.ndarray, activation: str) -> numpy.ndarray:
+def activation_backward_ref(dy: numpy.ndarray, y: numpy.ndarray, activation: str, x: object = None) -> numpy.ndarray:
     """activation_backward through the plain scalar C++ reference (one thread)."""
 
-def activation_forward(x: numpy.ndarray, activation: str) -> numpy.ndarray:
-    """y = f(x) for a C-contiguous float32/float64 array of any shape; softmax and log_softmax normalise the last axis. Returns a new array."""
+def activation_forward(x: numpy.ndarray, activation: str, keep_input: bool = False) -> numpy.ndarray:
+    """y = f(x) for a C-contiguous float32/float64 array of any shape; softmax and log_softmax normalise the last axis. Returns a new array; with keep_input one (2, *x.shape) array holding [y, x]."""
 
-def activation_forward_ref(x: numpy.ndarray, activation: str) -> numpy.ndarray:
+def activation_forward_ref(x: numpy.ndarray, activation: str, keep_input: bool = False) -> numpy.ndarray:
     """activation_forward through the plain scalar C++ reference (std::exp, one thread)."""
 
 def active_isa() -> str:
@@ -36,16 +36,16 @@ def batch_norm_forward(x: numpy.ndarray, gamma: object, beta: object, moving_mea
 def batch_norm_forward_ref(x: numpy.ndarray, gamma: object, beta: object, moving_mean: object, moving_var: object, training: bool, momentum: typing.SupportsFloat | typing.SupportsIndex, epsilon: typing.SupportsFloat | typing.SupportsIndex, mask: object) -> tuple:
     """Batch normalization of (N, F) rows -> (y, mean, inv_std); training=True uses batch statistics and updates moving_mean/moving_var in place. Plain serial loops (the C++ specification)."""
 
-def dense_backward(dy: numpy.ndarray, x: numpy.ndarray, kernel: numpy.ndarray, y: object, activation: str = 'linear', need_dx: bool = True) -> tuple:
-    """(dx or None, dkernel, dbias) for y = f(x @ kernel + bias), from dy and the output y (None allowed for linear). New arrays."""
+def dense_backward(dy: numpy.ndarray, x: numpy.ndarray, kernel: numpy.ndarray, y: object, activation: str = 'linear', need_dx: bool = True, z: object = None) -> tuple:
+    """(dx or None, dkernel, dbias) for y = f(x @ kernel + bias), from dy and the output y (None allowed for linear) and, for gelu, gelu_approximate and silu, the pre-activation z (B, H). New arrays."""
 
-def dense_backward_ref(dy: numpy.ndarray, x: numpy.ndarray, kernel: numpy.ndarray, y: object, activation: str = 'linear', need_dx: bool = True) -> tuple:
+def dense_backward_ref(dy: numpy.ndarray, x: numpy.ndarray, kernel: numpy.ndarray, y: object, activation: str = 'linear', need_dx: bool = True, z: object = None) -> tuple:
     """dense_backward through the scalar C++ reference (gemm_ref, one thread)."""
 
-def dense_forward(x: numpy.ndarray, kernel: numpy.ndarray, bias: object = None, activation: str = 'linear') -> numpy.ndarray:
-    """y = f(x @ kernel + bias): x (B, I), kernel (I, H), bias (H,) or None; bias and elementwise f fused into the GEMM epilogue. Returns a new (B, H) array."""
+def dense_forward(x: numpy.ndarray, kernel: numpy.ndarray, bias: object = None, activation: str = 'linear', keep_preactivation: bool = False) -> numpy.ndarray:
+    """y = f(x @ kernel + bias): x (B, I), kernel (I, H), bias (H,) or None; bias and elementwise f fused into the GEMM epilogue. Returns a new (B, H) array; with keep_preactivation one (2, B, H) array holding [y, z], z = x @ kernel + bias."""
 
-def dense_forward_ref(x: numpy.ndarray, kernel: numpy.ndarray, bias: object = None, activation: str = 'linear') -> numpy.ndarray:
+def dense_forward_ref(x: numpy.ndarray, kernel: numpy.ndarray, bias: object = None, activation: str = 'linear', keep_preactivation: bool = False) -> numpy.ndarray:
     """dense_forward through the scalar C++ reference (gemm_ref, one thread)."""
 
 def detect_isa() -> str:

@@ -437,7 +437,16 @@ def global_max_pool1d_backward(dy, argmax, steps, *, _ref: bool = False) -> np.n
 # --------------------------------------------------------------------------------------------
 # ---- activations
 
-ACTIVATIONS = ("linear", "sigmoid", "tanh", "relu", "softmax", "log_softmax")
+ACTIVATIONS = ("linear", "sigmoid", "tanh", "relu", "softmax", "log_softmax", "gelu",
+               "gelu_approximate", "silu", "swish", "elu", "selu", "leaky_relu", "softplus",
+               "softsign", "hard_sigmoid", "exponential")
+# Keras 3 names with their default arguments: gelu is exact (Keras gelu(approximate=False)),
+# gelu_approximate the tanh form (approximate=True); swish = silu; elu alpha=1; leaky_relu
+# negative_slope=0.2; hard_sigmoid = relu6(x + 3) / 6. Equations: cpp/nanonet/activations.hpp.
+
+# Activations whose backward needs the forward input (they are not monotonic, so y does not
+# determine x): their backward takes x (activation_backward) or z (dense_backward).
+INPUT_ACTIVATIONS = ("gelu", "gelu_approximate", "silu", "swish")
 
 
 def _activation_name(activation, fn: str) -> str:
@@ -449,26 +458,63 @@ def _activation_name(activation, fn: str) -> str:
     return activation
 
 
+def _carried_input(y):
+    """The input an INPUT_ACTIVATIONS output carries, or None.
+
+    Until the layer protocol passes a per-call context (DESIGN.md, "Per-call state"), the layers
+    keep only y between forward and backward. So activation_forward / dense_forward return, for
+    INPUT_ACTIVATIONS, y as the first half of one (2, ...) array whose second half holds the
+    input x (resp. the pre-activation z); activation_backward / dense_backward find it there when
+    x / z is not passed. Any other y (a copy, a slice) carries nothing."""
+    base = y.base
+    if (isinstance(base, np.ndarray) and base.ndim == y.ndim + 1 and base.shape[0] == 2
+            and base.shape[1:] == y.shape and base.dtype == y.dtype and base.flags.c_contiguous
+            and y.__array_interface__["data"][0] == base.__array_interface__["data"][0]):
+        return base[1]
+    return None
+
+
+def _input_for(fn: str, name: str, y, x, arg: str):
+    if x is not None:
+        return _contiguous(_float_array(x, arg, fn))
+    if name in INPUT_ACTIVATIONS and y is not None:
+        x = _carried_input(y)
+        if x is None:
+            raise ValueError(f"{fn}: activation {name!r} needs the forward input {arg}; pass "
+                             f"{arg}= (y does not carry it: it is not the array that "
+                             f"{fn.replace('backward', 'forward')} returned)")
+    return x
+
+
 def activation_forward(x, activation, *, _ref: bool = False) -> np.ndarray:
     """y = f(x) for any shape; activation in ACTIVATIONS (None = linear); softmax and log_softmax
-    normalise the last axis and are stable for any finite x. Returns a new array.
+    normalise the last axis and are stable for any finite x. Returns a new array (for
+    INPUT_ACTIVATIONS it carries a copy of x for activation_backward; see _carried_input).
     (_ref: the scalar C++ specification; a testing hook.)"""
     fn = "activation_forward"
     x = _contiguous(_float_array(x, "x", fn))
     name = _activation_name(activation, fn)
-    return (_core.activation_forward_ref if _ref else _core.activation_forward)(x, name)
+    f = _core.activation_forward_ref if _ref else _core.activation_forward
+    if name in INPUT_ACTIVATIONS:
+        return f(x, name, True)[0]
+    return f(x, name)
 
 
-def activation_backward(dy, y, activation, *, _ref: bool = False) -> np.ndarray:
+def activation_backward(dy, y, activation, x=None, *, _ref: bool = False) -> np.ndarray:
     """dx from the upstream gradient dy and the forward OUTPUT y (same shape and dtype):
     relu dy*(y>0), sigmoid dy*y*(1-y), tanh dy*(1-y^2), softmax y*(dy - sum(dy*y)),
-    log_softmax dy - exp(y)*sum(dy) (sums over the last axis). Returns a new array."""
+    log_softmax dy - exp(y)*sum(dy) (sums over the last axis), the others as in
+    cpp/nanonet/activations.hpp. x, the forward INPUT, is needed for INPUT_ACTIVATIONS (gelu,
+    gelu_approximate, silu); None takes it from a y that activation_forward returned. Returns a
+    new array."""
     fn = "activation_backward"
     dy = _contiguous(_float_array(dy, "dy", fn))
     y = _contiguous(_float_array(y, "y", fn))
     _same_dtype(fn, ("dy", "y"), dy, y)
     name = _activation_name(activation, fn)
-    return (_core.activation_backward_ref if _ref else _core.activation_backward)(dy, y, name)
+    x = _input_for(fn, name, y, x, "x")
+    f = _core.activation_backward_ref if _ref else _core.activation_backward
+    return f(dy, y, name, x)
 
 
 # --------------------------------------------------------------------------------------------
@@ -477,7 +523,8 @@ def activation_backward(dy, y, activation, *, _ref: bool = False) -> np.ndarray:
 def dense_forward(x, kernel, bias=None, activation="linear", *, _ref: bool = False) -> np.ndarray:
     """y = f(x @ kernel + bias): x (B, I), kernel (I, units), bias (units,) or None. The bias and
     elementwise activations run in the GEMM epilogue; softmax / log_softmax per row after it.
-    Returns a new (B, units) array."""
+    Returns a new (B, units) array (for INPUT_ACTIVATIONS it carries the pre-activation
+    z = x @ kernel + bias, written by the same epilogue, for dense_backward)."""
     fn = "dense_forward"
     x = _contiguous(_float_array(x, "x", fn))
     kernel = _contiguous(_float_array(kernel, "kernel", fn))
@@ -485,14 +532,19 @@ def dense_forward(x, kernel, bias=None, activation="linear", *, _ref: bool = Fal
         bias = _contiguous(_float_array(bias, "bias", fn))
     _same_dtype(fn, ("x", "kernel", "bias"), x, kernel, bias)
     name = _activation_name(activation, fn)
-    return (_core.dense_forward_ref if _ref else _core.dense_forward)(x, kernel, bias, name)
+    f = _core.dense_forward_ref if _ref else _core.dense_forward
+    if name in INPUT_ACTIVATIONS:
+        return f(x, kernel, bias, name, True)[0]
+    return f(x, kernel, bias, name)
 
 
-def dense_backward(dy, x, kernel, y, activation="linear", need_dx: bool = True, *,
+def dense_backward(dy, x, kernel, y, activation="linear", need_dx: bool = True, z=None, *,
                    _ref: bool = False):
     """(dx or None, dkernel, dbias) for y = f(x @ kernel + bias), from dy (B, units) and the
     forward output y (None allowed for linear): dz = f'(y) dy, dkernel = x^T dz, dbias = sum_B dz
-    (returned even for a layer without bias), dx = dz kernel^T when need_dx. New arrays."""
+    (returned even for a layer without bias), dx = dz kernel^T when need_dx. z, the
+    pre-activation (B, units), is needed for INPUT_ACTIVATIONS; None takes it from a y that
+    dense_forward returned. New arrays."""
     fn = "dense_backward"
     dy = _contiguous(_float_array(dy, "dy", fn))
     x = _contiguous(_float_array(x, "x", fn))
@@ -501,8 +553,9 @@ def dense_backward(dy, x, kernel, y, activation="linear", need_dx: bool = True, 
         y = _contiguous(_float_array(y, "y", fn))
     _same_dtype(fn, ("x", "kernel", "dy", "y"), x, kernel, dy, y)
     name = _activation_name(activation, fn)
+    z = _input_for(fn, name, y, z, "z")
     f = _core.dense_backward_ref if _ref else _core.dense_backward
-    return f(dy, x, kernel, y, name, bool(need_dx))
+    return f(dy, x, kernel, y, name, bool(need_dx), z)
 
 
 # --------------------------------------------------------------------------------------------

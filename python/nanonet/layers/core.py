@@ -19,8 +19,12 @@ from .base import Layer, _check_shape
 
 __all__ = ["Dense", "Activation", "Dropout", "Flatten", "InputLayer", "Input", "ACTIVATIONS"]
 
-# Activations the kernels know (nanonet.ops.activation_forward / activation_backward).
-ACTIVATIONS = ("linear", "sigmoid", "tanh", "relu", "softmax", "log_softmax")
+# Activations the kernels know (nanonet.ops.activation_forward / activation_backward); Keras 3
+# names with their default arguments ("gelu" exact, "gelu_approximate" the tanh form, "swish" =
+# "silu"; see nanonet.ops.ACTIVATIONS).
+ACTIVATIONS = ("linear", "sigmoid", "tanh", "relu", "softmax", "log_softmax", "gelu",
+               "gelu_approximate", "silu", "swish", "elu", "selu", "leaky_relu", "softplus",
+               "softsign", "hard_sigmoid", "exponential")
 
 
 def _activation_name(activation, cls):
