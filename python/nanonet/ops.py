@@ -174,6 +174,49 @@ def rmsprop_update(param, grad, velocity, lr, rho=0.9, momentum=0.0, epsilon=1e-
                          float(clipvalue))
 
 
+def adagrad_update(param, grad, accumulator, lr, epsilon=1e-7, grad_scale=1.0,
+                   clipvalue=0.0) -> None:
+    """In place, Keras Adagrad: accumulator += g'^2; param -= lr * g' / sqrt(accumulator +
+    epsilon)."""
+    fn = "adagrad_update"
+    grad = _update_grad(grad, param, fn)
+    _core.adagrad_update(param, grad, _inplace(accumulator, "accumulator", fn), float(lr),
+                         float(epsilon), float(grad_scale), float(clipvalue))
+
+
+def adamax_update(param, grad, m, u, lr, step, beta_1=0.9, beta_2=0.999, epsilon=1e-7,
+                  grad_scale=1.0, clipvalue=0.0) -> None:
+    """In place, Keras Adamax; step is the 1-based update count. m += (g' - m)(1 - beta_1);
+    u = max(beta_2 u, |g'|); param -= lr m / ((1 - beta_1**step)(u + epsilon))."""
+    fn = "adamax_update"
+    grad = _update_grad(grad, param, fn)
+    _core.adamax_update(param, grad, _inplace(m, "m", fn), _inplace(u, "u", fn), float(lr),
+                        _step(step, fn), float(beta_1), float(beta_2), float(epsilon),
+                        float(grad_scale), float(clipvalue))
+
+
+def nadam_update(param, grad, m, v, lr, step, u_product, beta_1=0.9, beta_2=0.999,
+                 epsilon=1e-7, grad_scale=1.0, clipvalue=0.0) -> None:
+    """In place, Keras Nadam; step is the 1-based update count and u_product the product of
+    beta_1 (1 - 0.5 * 0.96**i) over i = 1..step (the optimizer keeps it). Equations in
+    cpp/nanonet/optimizers.hpp and nanonet.reference.nadam_update."""
+    fn = "nadam_update"
+    grad = _update_grad(grad, param, fn)
+    _core.nadam_update(param, grad, _inplace(m, "m", fn), _inplace(v, "v", fn), float(lr),
+                       _step(step, fn), float(u_product), float(beta_1), float(beta_2),
+                       float(epsilon), float(grad_scale), float(clipvalue))
+
+
+def lion_update(param, grad, m, lr, beta_1=0.9, beta_2=0.99, grad_scale=1.0,
+                clipvalue=0.0) -> None:
+    """In place, Keras Lion: param -= lr * sign(beta_1 m + (1 - beta_1) g');
+    m = beta_2 m + (1 - beta_2) g'."""
+    fn = "lion_update"
+    grad = _update_grad(grad, param, fn)
+    _core.lion_update(param, grad, _inplace(m, "m", fn), float(lr), float(beta_1),
+                      float(beta_2), float(grad_scale), float(clipvalue))
+
+
 def sum_squares(x) -> float:
     """sum(x**2) accumulated in float64; the same value for every thread count."""
     return _core.sum_squares(_contiguous(_float_array(x, "x", "sum_squares")))

@@ -82,6 +82,43 @@ def rmsprop_update(param, grad, velocity, lr, rho=0.9, momentum=0.0, epsilon=1e-
         param -= increment
 
 
+def adagrad_update(param, grad, accumulator, lr, epsilon=1e-7, grad_scale=1.0, clipvalue=0.0):
+    g = _clipped_grad(grad, grad_scale, clipvalue)
+    accumulator += np.square(g)
+    param -= float(lr) * g / np.sqrt(accumulator + float(epsilon))
+
+
+def adamax_update(param, grad, m, u, lr, step, beta_1=0.9, beta_2=0.999, epsilon=1e-7,
+                  grad_scale=1.0, clipvalue=0.0):
+    g = _clipped_grad(grad, grad_scale, clipvalue)
+    beta_1, beta_2 = float(beta_1), float(beta_2)
+    m += (g - m) * (1.0 - beta_1)
+    u[...] = np.maximum(beta_2 * u, np.abs(g))
+    param -= (float(lr) * m) / ((1.0 - beta_1 ** int(step)) * (u + float(epsilon)))
+
+
+def nadam_update(param, grad, m, v, lr, step, u_product, beta_1=0.9, beta_2=0.999, epsilon=1e-7,
+                 grad_scale=1.0, clipvalue=0.0):
+    """Keras 3 Nadam; u_product = prod_{i <= step} u_i, u_i = beta_1 (1 - 0.5 * 0.96**i)."""
+    g = _clipped_grad(grad, grad_scale, clipvalue)
+    beta_1, beta_2, t = float(beta_1), float(beta_2), int(step)
+    u_t = beta_1 * (1.0 - 0.5 * 0.96 ** t)
+    u_t1 = beta_1 * (1.0 - 0.5 * 0.96 ** (t + 1))
+    u_product_1 = float(u_product) * u_t1
+    m += (g - m) * (1.0 - beta_1)
+    v += (np.square(g) - v) * (1.0 - beta_2)
+    m_hat = u_t1 * m / (1.0 - u_product_1) + (1.0 - u_t) * g / (1.0 - float(u_product))
+    v_hat = v / (1.0 - beta_2 ** t)
+    param -= (m_hat * float(lr)) / (np.sqrt(v_hat) + float(epsilon))
+
+
+def lion_update(param, grad, m, lr, beta_1=0.9, beta_2=0.99, grad_scale=1.0, clipvalue=0.0):
+    g = _clipped_grad(grad, grad_scale, clipvalue)
+    beta_1, beta_2 = float(beta_1), float(beta_2)
+    param -= float(lr) * np.sign(m * beta_1 + g * (1.0 - beta_1))
+    m[...] = m * beta_2 + g * (1.0 - beta_2)
+
+
 def sum_squares(x):
     return float(np.sum(np.square(np.asarray(x, dtype=np.float64))))
 
