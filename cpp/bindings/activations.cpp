@@ -2,7 +2,6 @@
 
 #include <algorithm>
 #include <string>
-#include <type_traits>
 #include <vector>
 
 #include "bindings/common.hpp"
@@ -37,7 +36,7 @@ void check_rowwise_rank(const char* fn, const py::array& a, const char* name, Ac
 py::array forward_impl(const char* fn, bool use_ref, const py::array& x, const std::string& name,
                        bool keep_input) {
   const Activation act = activation_from_name(name, fn);
-  const DType dt = float_dtype(x, fn, "x");
+  float_dtype(x, fn, "x");
   check_contiguous(x, fn, "x");
   check_rowwise_rank(fn, x, "x", act);
   index_t rows, cols;
@@ -50,18 +49,14 @@ py::array forward_impl(const char* fn, bool use_ref, const py::array& x, const s
   } else {
     y = new_like(x);
   }
-  auto run = [&](auto* tag) {
-    using T = std::remove_pointer_t<decltype(tag)>;
+  dispatch_float(x, [&](auto zero) {
+    using T = decltype(zero);
     const T* px = cptr<T>(x);
     T* py_ = mptr<T>(y);
     py::gil_scoped_release release;
     (use_ref ? activation_forward_ref<T> : activation_forward<T>)(py_, px, rows, cols, act);
     if (keep_input) std::copy(px, px + rows * cols, py_ + rows * cols);
-  };
-  if (dt == DType::f32)
-    run(static_cast<float*>(nullptr));
-  else
-    run(static_cast<double*>(nullptr));
+  });
   return y;
 }
 
@@ -77,7 +72,7 @@ void check_same_shape(const char* fn, const py::array& dy, const py::array& a,
 py::array backward_impl(const char* fn, bool use_ref, const py::array& dy, const py::array& y,
                         const std::string& name, const py::object& x_obj) {
   const Activation act = activation_from_name(name, fn);
-  const DType dt = float_dtype(dy, fn, "dy");
+  float_dtype(dy, fn, "dy");
   same_dtype(dy, y, fn, "dy", "y");
   check_contiguous(dy, fn, "dy");
   check_contiguous(y, fn, "y");
@@ -98,19 +93,15 @@ py::array backward_impl(const char* fn, bool use_ref, const py::array& dy, const
   index_t rows, cols;
   rows_cols(dy, rows, cols);
   py::array dx = new_like(dy);
-  auto run = [&](auto* tag) {
-    using T = std::remove_pointer_t<decltype(tag)>;
+  dispatch_float(dy, [&](auto zero) {
+    using T = decltype(zero);
     const T *pdy = cptr<T>(dy), *pyv = cptr<T>(y);
     const T* px = x_obj.is_none() ? nullptr : cptr<T>(x);
     T* pdx = mptr<T>(dx);
     py::gil_scoped_release release;
     (use_ref ? activation_backward_ref<T> : activation_backward<T>)(pdx, pdy, pyv, px, rows, cols,
                                                                     act);
-  };
-  if (dt == DType::f32)
-    run(static_cast<float*>(nullptr));
-  else
-    run(static_cast<double*>(nullptr));
+  });
   return dx;
 }
 

@@ -205,32 +205,25 @@ void rmsprop_impl(const char* fn, bool use_ref, py::array param, const py::array
 
 // ---- adagrad, adamax, nadam, lion: param and one or two slots, all required
 
-// Runs kernel(p, s1, s2, g, n) on T pointers after the shared checks; s2 may be absent.
-template <typename Kernel32, typename Kernel64>
+// Runs kernel(p, s1, s2, g, n) on T pointers after the shared checks; s2 may be absent (null).
+template <typename Kernel>
 void run_slots(const char* fn, py::array& param, const py::array& grad, py::array& s1,
-               const char* s1_name, py::array* s2, const char* s2_name, const Kernel32& k32,
-               const Kernel64& k64) {
+               const char* s1_name, py::array* s2, const char* s2_name, const Kernel& kernel) {
   check_grad(grad, fn, "grad");
   check_inplace(param, grad, fn, "param", "grad");
   check_inplace(s1, grad, fn, s1_name, "grad");
   if (s2) check_inplace(*s2, grad, fn, s2_name, "grad");
   check_no_overlap(fn, {{"param", &param}, {"grad", &grad}, {s1_name, &s1}, {s2_name, s2}});
   const index_t n = static_cast<index_t>(grad.size());
-  if (is_f32(grad)) {
-    float* pp = mptr<float>(param);
-    float* p1 = mptr<float>(s1);
-    float* p2 = s2 ? mptr<float>(*s2) : nullptr;
-    const float* pg = cptr<float>(grad);
+  dispatch_float(grad, [&](auto zero) {
+    using T = decltype(zero);
+    T* pp = mptr<T>(param);
+    T* p1 = mptr<T>(s1);
+    T* p2 = s2 ? mptr<T>(*s2) : nullptr;
+    const T* pg = cptr<T>(grad);
     py::gil_scoped_release release;
-    k32(pp, p1, p2, pg, n);
-  } else {
-    double* pp = mptr<double>(param);
-    double* p1 = mptr<double>(s1);
-    double* p2 = s2 ? mptr<double>(*s2) : nullptr;
-    const double* pg = cptr<double>(grad);
-    py::gil_scoped_release release;
-    k64(pp, p1, p2, pg, n);
-  }
+    kernel(pp, p1, p2, pg, n);
+  });
 }
 
 void adagrad_impl(const char* fn, bool use_ref, py::array param, const py::array& grad,
@@ -244,7 +237,7 @@ void adagrad_impl(const char* fn, bool use_ref, py::array param, const py::array
     using T = std::remove_pointer_t<decltype(p)>;
     (use_ref ? adagrad_update_ref<T> : adagrad_update<T>)(p, a, g, n, h, c);
   };
-  run_slots(fn, param, grad, accumulator, "accumulator", nullptr, "", k, k);
+  run_slots(fn, param, grad, accumulator, "accumulator", nullptr, "", k);
 }
 
 void adamax_impl(const char* fn, bool use_ref, py::array param, const py::array& grad,
@@ -258,7 +251,7 @@ void adamax_impl(const char* fn, bool use_ref, py::array param, const py::array&
     using T = std::remove_pointer_t<decltype(p)>;
     (use_ref ? adamax_update_ref<T> : adamax_update<T>)(p, a, b, g, n, h, c);
   };
-  run_slots(fn, param, grad, m, "m", &u, "u", k, k);
+  run_slots(fn, param, grad, m, "m", &u, "u", k);
 }
 
 void nadam_impl(const char* fn, bool use_ref, py::array param, const py::array& grad,
@@ -273,7 +266,7 @@ void nadam_impl(const char* fn, bool use_ref, py::array param, const py::array& 
     using T = std::remove_pointer_t<decltype(p)>;
     (use_ref ? nadam_update_ref<T> : nadam_update<T>)(p, a, b, g, n, h, c);
   };
-  run_slots(fn, param, grad, m, "m", &v, "v", k, k);
+  run_slots(fn, param, grad, m, "m", &v, "v", k);
 }
 
 void lion_impl(const char* fn, bool use_ref, py::array param, const py::array& grad,
@@ -287,7 +280,7 @@ void lion_impl(const char* fn, bool use_ref, py::array param, const py::array& g
     using T = std::remove_pointer_t<decltype(p)>;
     (use_ref ? lion_update_ref<T> : lion_update<T>)(p, a, g, n, h, c);
   };
-  run_slots(fn, param, grad, m, "m", nullptr, "", k, k);
+  run_slots(fn, param, grad, m, "m", nullptr, "", k);
 }
 
 // ---- reductions and the regulariser
