@@ -290,52 +290,6 @@ NN_ALWAYS_INLINE void map2(T* dx, const T* dy, const T* y, index_t n, Op op) {
   }
 }
 
-template <typename T>
-NN_ALWAYS_INLINE void forward_span_body(T* y, const T* x, index_t n, Activation act) {
-  switch (act) {
-    case Activation::sigmoid: map1(y, x, n, SigmoidFwd{}); break;
-    case Activation::tanh: map1(y, x, n, TanhFwd{}); break;
-    case Activation::relu: map1(y, x, n, ReluFwd{}); break;
-    case Activation::gelu: map1(y, x, n, GeluFwd{}); break;
-    case Activation::gelu_approximate: map1(y, x, n, GeluTanhFwd{}); break;
-    case Activation::silu: map1(y, x, n, SiluFwd{}); break;
-    case Activation::elu: map1(y, x, n, EluFwd{}); break;
-    case Activation::selu: map1(y, x, n, SeluFwd{}); break;
-    case Activation::leaky_relu: map1(y, x, n, LeakyReluFwd{}); break;
-    case Activation::softplus: map1(y, x, n, SoftplusFwd{}); break;
-    case Activation::softsign: map1(y, x, n, SoftsignFwd{}); break;
-    case Activation::hard_sigmoid: map1(y, x, n, HardSigmoidFwd{}); break;
-    case Activation::exponential: map1(y, x, n, ExponentialFwd{}); break;
-    default:
-      if (y != x) map1(y, x, n, LinearFwd{});
-      break;
-  }
-}
-
-// y is the forward output; x the forward input (read only by activation_needs_input ones).
-template <typename T>
-NN_ALWAYS_INLINE void backward_span_body(T* dx, const T* dy, const T* y, const T* x, index_t n,
-                                         Activation act) {
-  switch (act) {
-    case Activation::sigmoid: map2(dx, dy, y, n, SigmoidBwd{}); break;
-    case Activation::tanh: map2(dx, dy, y, n, TanhBwd{}); break;
-    case Activation::relu: map2(dx, dy, y, n, ReluBwd{}); break;
-    case Activation::elu: map2(dx, dy, y, n, EluBwd{}); break;
-    case Activation::selu: map2(dx, dy, y, n, SeluBwd{}); break;
-    case Activation::leaky_relu: map2(dx, dy, y, n, LeakyReluBwd{}); break;
-    case Activation::softplus: map2(dx, dy, y, n, SoftplusBwd{}); break;
-    case Activation::softsign: map2(dx, dy, y, n, SoftsignBwd{}); break;
-    case Activation::hard_sigmoid: map2(dx, dy, y, n, HardSigmoidBwd{}); break;
-    case Activation::exponential: map2(dx, dy, y, n, ExponentialBwd{}); break;
-    case Activation::gelu: map2(dx, dy, x, n, GeluBwd{}); break;
-    case Activation::gelu_approximate: map2(dx, dy, x, n, GeluTanhBwd{}); break;
-    case Activation::silu: map2(dx, dy, x, n, SiluBwd{}); break;
-    default:
-      if (dx != dy) map2(dx, dy, y, n, LinearBwd{});
-      break;
-  }
-}
-
 template <typename T, typename Op>
 NN_ALWAYS_INLINE void bias_op_block(T* c, index_t ldc, index_t m, index_t n, const T* bias,
                                     Op op) {
@@ -365,41 +319,189 @@ NN_ALWAYS_INLINE void bias_op_block_z(T* c, index_t ldc, T* z, index_t ldz, inde
   }
 }
 
-template <typename T, typename Op>
-NN_ALWAYS_INLINE void bias_op_any(T* c, index_t ldc, T* z, index_t ldz, index_t m, index_t n,
-                                  const T* bias, Op op) {
-  if (z)
-    bias_op_block_z(c, ldc, z, ldz, m, n, bias, op);
-  else
-    bias_op_block(c, ldc, m, n, bias, op);
+// ---------------------------------------------------------------------------------------------
+// The newer activations, each in its own out-of-line, ISA-cloned loop. Kept out of the bodies
+// above on purpose: inlining more loops (with libm calls) into one function pushed GCC past its
+// inlining limits there, vm::sigmoid / vm::tanh stopped being inlined and the sigmoid / tanh
+// loops no longer vectorised (25x slower).
+
+#if defined(__GNUC__) || defined(__clang__)
+#define NN_NOINLINE __attribute__((noinline))
+#else
+#define NN_NOINLINE
+#endif
+
+// FWD(y, x, n), BWD(dx, dy, a, n) (a = y or x), BIAS(c, ldc, m, n, bias), BIASZ(..., z, ldz)
+#define NN_ACT_LOOPS(NAME, FWD_OP)                                                             \
+  NN_TARGET_CLONES NN_NOINLINE void NAME##_fwd(float* y, const float* x, index_t n) {         \
+    map1(y, x, n, FWD_OP{});                                                                   \
+  }                                                                                            \
+  NN_TARGET_CLONES NN_NOINLINE void NAME##_fwd(double* y, const double* x, index_t n) {       \
+    map1(y, x, n, FWD_OP{});                                                                   \
+  }                                                                                            \
+  NN_TARGET_CLONES NN_NOINLINE void NAME##_bias(float* c, index_t ldc, index_t m, index_t n,  \
+                                                const float* bias) {                           \
+    bias_op_block(c, ldc, m, n, bias, FWD_OP{});                                               \
+  }                                                                                            \
+  NN_TARGET_CLONES NN_NOINLINE void NAME##_bias(double* c, index_t ldc, index_t m, index_t n, \
+                                                const double* bias) {                          \
+    bias_op_block(c, ldc, m, n, bias, FWD_OP{});                                               \
+  }                                                                                            \
+  NN_TARGET_CLONES NN_NOINLINE void NAME##_biasz(float* c, index_t ldc, index_t m, index_t n, \
+                                                 const float* bias, float* z, index_t ldz) {   \
+    bias_op_block_z(c, ldc, z, ldz, m, n, bias, FWD_OP{});                                     \
+  }                                                                                            \
+  NN_TARGET_CLONES NN_NOINLINE void NAME##_biasz(double* c, index_t ldc, index_t m,           \
+                                                 index_t n, const double* bias, double* z,     \
+                                                 index_t ldz) {                                \
+    bias_op_block_z(c, ldc, z, ldz, m, n, bias, FWD_OP{});                                     \
+  }
+#define NN_ACT_BWD_LOOP(NAME, BWD_OP)                                                          \
+  NN_TARGET_CLONES NN_NOINLINE void NAME##_bwd(float* dx, const float* dy, const float* a,    \
+                                               index_t n) {                                    \
+    map2(dx, dy, a, n, BWD_OP{});                                                              \
+  }                                                                                            \
+  NN_TARGET_CLONES NN_NOINLINE void NAME##_bwd(double* dx, const double* dy, const double* a, \
+                                               index_t n) {                                    \
+    map2(dx, dy, a, n, BWD_OP{});                                                              \
+  }
+
+// The pre-activation keeping epilogue serves every elementwise activation.
+NN_ACT_LOOPS(linear, LinearFwd)
+NN_ACT_LOOPS(sigmoid, SigmoidFwd)
+NN_ACT_LOOPS(tanh, TanhFwd)
+NN_ACT_LOOPS(relu, ReluFwd)
+NN_ACT_LOOPS(gelu, GeluFwd)
+NN_ACT_LOOPS(gelu_tanh, GeluTanhFwd)
+NN_ACT_LOOPS(silu, SiluFwd)
+NN_ACT_LOOPS(elu, EluFwd)
+NN_ACT_LOOPS(selu, SeluFwd)
+NN_ACT_LOOPS(leaky_relu, LeakyReluFwd)
+NN_ACT_LOOPS(softplus, SoftplusFwd)
+NN_ACT_LOOPS(softsign, SoftsignFwd)
+NN_ACT_LOOPS(hard_sigmoid, HardSigmoidFwd)
+NN_ACT_LOOPS(exponential, ExponentialFwd)
+NN_ACT_BWD_LOOP(gelu, GeluBwd)
+NN_ACT_BWD_LOOP(gelu_tanh, GeluTanhBwd)
+NN_ACT_BWD_LOOP(silu, SiluBwd)
+NN_ACT_BWD_LOOP(elu, EluBwd)
+NN_ACT_BWD_LOOP(selu, SeluBwd)
+NN_ACT_BWD_LOOP(leaky_relu, LeakyReluBwd)
+NN_ACT_BWD_LOOP(softplus, SoftplusBwd)
+NN_ACT_BWD_LOOP(softsign, SoftsignBwd)
+NN_ACT_BWD_LOOP(hard_sigmoid, HardSigmoidBwd)
+NN_ACT_BWD_LOOP(exponential, ExponentialBwd)
+#undef NN_ACT_LOOPS
+#undef NN_ACT_BWD_LOOP
+
+// The dispatchers (plain functions: the loops they call are the cloned ones).
+#define NN_EACH_EXTRA(CALL)                                                                    \
+  switch (act) {                                                                               \
+    case Activation::gelu: CALL(gelu); break;                                                  \
+    case Activation::gelu_approximate: CALL(gelu_tanh); break;                                 \
+    case Activation::silu: CALL(silu); break;                                                  \
+    case Activation::elu: CALL(elu); break;                                                    \
+    case Activation::selu: CALL(selu); break;                                                  \
+    case Activation::leaky_relu: CALL(leaky_relu); break;                                      \
+    case Activation::softplus: CALL(softplus); break;                                          \
+    case Activation::softsign: CALL(softsign); break;                                          \
+    case Activation::hard_sigmoid: CALL(hard_sigmoid); break;                                  \
+    case Activation::exponential: CALL(exponential); break;                                    \
+    default: break;                                                                            \
+  }
+
+template <typename T>
+NN_NOINLINE void forward_span_extra(T* y, const T* x, index_t n, Activation act) {
+#define NN_CALL(NAME) NAME##_fwd(y, x, n)
+  NN_EACH_EXTRA(NN_CALL)
+#undef NN_CALL
+}
+
+template <typename T>
+NN_NOINLINE void backward_span_extra(T* dx, const T* dy, const T* y, const T* x, index_t n,
+                                     Activation act) {
+  // gelu, gelu_approximate and silu read the input x; the others the output y
+  const T* a = activation_needs_input(act) ? x : y;
+#define NN_CALL(NAME) NAME##_bwd(dx, dy, a, n)
+  NN_EACH_EXTRA(NN_CALL)
+#undef NN_CALL
+}
+
+template <typename T>
+NN_NOINLINE void bias_act_block_extra(T* c, index_t ldc, index_t m, index_t n, const T* bias,
+                                      Activation act) {
+#define NN_CALL(NAME) NAME##_bias(c, ldc, m, n, bias)
+  NN_EACH_EXTRA(NN_CALL)
+#undef NN_CALL
+}
+
+template <typename T>
+NN_NOINLINE void bias_act_block_z(T* c, index_t ldc, index_t m, index_t n, const T* bias,
+                                  Activation act, T* z, index_t ldz) {
+#define NN_CALL(NAME) NAME##_biasz(c, ldc, m, n, bias, z, ldz)
+  switch (act) {
+    case Activation::sigmoid: NN_CALL(sigmoid); return;
+    case Activation::tanh: NN_CALL(tanh); return;
+    case Activation::relu: NN_CALL(relu); return;
+    case Activation::linear:
+    case Activation::softmax:
+    case Activation::log_softmax: NN_CALL(linear); return;
+    default: break;
+  }
+  NN_EACH_EXTRA(NN_CALL)
+#undef NN_CALL
+}
+#undef NN_EACH_EXTRA
+
+template <typename T>
+NN_ALWAYS_INLINE void forward_span_body(T* y, const T* x, index_t n, Activation act) {
+  switch (act) {
+    case Activation::sigmoid: map1(y, x, n, SigmoidFwd{}); break;
+    case Activation::tanh: map1(y, x, n, TanhFwd{}); break;
+    case Activation::relu: map1(y, x, n, ReluFwd{}); break;
+    case Activation::linear:
+    case Activation::softmax:
+    case Activation::log_softmax:
+      if (y != x) map1(y, x, n, LinearFwd{});
+      break;
+    default: forward_span_extra(y, x, n, act); break;
+  }
+}
+
+// y is the forward output; x the forward input (read only by activation_needs_input ones).
+template <typename T>
+NN_ALWAYS_INLINE void backward_span_body(T* dx, const T* dy, const T* y, const T* x, index_t n,
+                                         Activation act) {
+  switch (act) {
+    case Activation::sigmoid: map2(dx, dy, y, n, SigmoidBwd{}); break;
+    case Activation::tanh: map2(dx, dy, y, n, TanhBwd{}); break;
+    case Activation::relu: map2(dx, dy, y, n, ReluBwd{}); break;
+    case Activation::linear:
+    case Activation::softmax:
+    case Activation::log_softmax:
+      if (dx != dy) map2(dx, dy, y, n, LinearBwd{});
+      break;
+    default: backward_span_extra(dx, dy, y, x, n, act); break;
+  }
 }
 
 template <typename T>
 NN_ALWAYS_INLINE void bias_act_block_body(T* c, index_t ldc, index_t m, index_t n, const T* bias,
                                           Activation act, T* z, index_t ldz) {
+  if (z) {  // keeping the pre-activation: its own loops, out of line
+    bias_act_block_z(c, ldc, m, n, bias, act, z, ldz);
+    return;
+  }
   switch (act) {
-    case Activation::sigmoid: bias_op_any(c, ldc, z, ldz, m, n, bias, SigmoidFwd{}); break;
-    case Activation::tanh: bias_op_any(c, ldc, z, ldz, m, n, bias, TanhFwd{}); break;
-    case Activation::relu: bias_op_any(c, ldc, z, ldz, m, n, bias, ReluFwd{}); break;
-    case Activation::gelu: bias_op_any(c, ldc, z, ldz, m, n, bias, GeluFwd{}); break;
-    case Activation::gelu_approximate:
-      bias_op_any(c, ldc, z, ldz, m, n, bias, GeluTanhFwd{});
+    case Activation::sigmoid: bias_op_block(c, ldc, m, n, bias, SigmoidFwd{}); break;
+    case Activation::tanh: bias_op_block(c, ldc, m, n, bias, TanhFwd{}); break;
+    case Activation::relu: bias_op_block(c, ldc, m, n, bias, ReluFwd{}); break;
+    case Activation::linear:
+    case Activation::softmax:
+    case Activation::log_softmax:
+      if (bias) bias_op_block(c, ldc, m, n, bias, LinearFwd{});
       break;
-    case Activation::silu: bias_op_any(c, ldc, z, ldz, m, n, bias, SiluFwd{}); break;
-    case Activation::elu: bias_op_any(c, ldc, z, ldz, m, n, bias, EluFwd{}); break;
-    case Activation::selu: bias_op_any(c, ldc, z, ldz, m, n, bias, SeluFwd{}); break;
-    case Activation::leaky_relu: bias_op_any(c, ldc, z, ldz, m, n, bias, LeakyReluFwd{}); break;
-    case Activation::softplus: bias_op_any(c, ldc, z, ldz, m, n, bias, SoftplusFwd{}); break;
-    case Activation::softsign: bias_op_any(c, ldc, z, ldz, m, n, bias, SoftsignFwd{}); break;
-    case Activation::hard_sigmoid:
-      bias_op_any(c, ldc, z, ldz, m, n, bias, HardSigmoidFwd{});
-      break;
-    case Activation::exponential:
-      bias_op_any(c, ldc, z, ldz, m, n, bias, ExponentialFwd{});
-      break;
-    default:
-      if (bias || z) bias_op_any(c, ldc, z, ldz, m, n, bias, LinearFwd{});
-      break;
+    default: bias_act_block_extra(c, ldc, m, n, bias, act); break;
   }
 }
 
