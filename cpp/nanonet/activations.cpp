@@ -111,6 +111,16 @@ constexpr double kGeluFloor = -100.0;  // below it gelu / silu are 0 (their valu
 template <typename T>
 using Wide = std::conditional_t<std::is_same<T, float>::value, double, T>;
 
+// expm1(x) for x <= 0, vectorisable and precise to a few ulp: with t = tanh(x / 2),
+// expm1(x) = 2t / (1 - t), and 1 - t >= 1 never cancels (tanh is exact to a few ulp relative,
+// also for tiny x). Used on the x <= 0 side of elu / selu and for softplus's slope; a positive x
+// gives a finite or inf value that those selects discard.
+template <typename T>
+NN_ALWAYS_INLINE T expm1_nonpos(T x) {
+  const T t = vm::tanh(T(0.5) * x);
+  return T(2) * t / (T(1) - t);
+}
+
 struct GeluFwd {  // x Phi(x) = x erfc(-x / sqrt 2) / 2
   template <typename T>
   NN_ALWAYS_INLINE T operator()(T x) const {
@@ -137,12 +147,12 @@ struct SiluFwd {
 };
 struct EluFwd {
   template <typename T>
-  NN_ALWAYS_INLINE T operator()(T x) const { return vm::select(x > T(0), x, std::expm1(x)); }
+  NN_ALWAYS_INLINE T operator()(T x) const { return vm::select(x > T(0), x, expm1_nonpos(x)); }
 };
 struct SeluFwd {
   template <typename T>
   NN_ALWAYS_INLINE T operator()(T x) const {
-    return T(kSeluScale) * vm::select(x > T(0), x, T(kSeluAlpha) * std::expm1(x));
+    return T(kSeluScale) * vm::select(x > T(0), x, T(kSeluAlpha) * expm1_nonpos(x));
   }
 };
 struct LeakyReluFwd {  // NaN passes through
@@ -209,7 +219,7 @@ struct LeakyReluBwd {
 };
 struct SoftplusBwd {  // sigmoid(x) = 1 - exp(-y)
   template <typename T>
-  NN_ALWAYS_INLINE T operator()(T dy, T y) const { return dy * -std::expm1(-y); }
+  NN_ALWAYS_INLINE T operator()(T dy, T y) const { return dy * -expm1_nonpos(-y); }
 };
 struct SoftsignBwd {  // 1 / (1 + |x|)^2 = (1 - |y|)^2
   template <typename T>
@@ -311,10 +321,19 @@ NN_ALWAYS_INLINE void bias_op_block_z(T* c, index_t ldc, T* z, index_t ldz, inde
   for (index_t i = 0; i < m; ++i) {
     T* __restrict c_i = c + i * ldc;
     T* __restrict z_i = z + i * ldz;
-    for (index_t j = 0; j < n; ++j) {
-      const T t = bias ? c_i[j] + bias[j] : c_i[j];
-      z_i[j] = t;
-      c_i[j] = op(t);
+    if (bias) {
+      const T* __restrict b = bias;
+      for (index_t j = 0; j < n; ++j) {
+        const T t = c_i[j] + b[j];
+        z_i[j] = t;
+        c_i[j] = op(t);
+      }
+    } else {
+      for (index_t j = 0; j < n; ++j) {
+        const T t = c_i[j];
+        z_i[j] = t;
+        c_i[j] = op(t);
+      }
     }
   }
 }
