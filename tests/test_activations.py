@@ -352,3 +352,17 @@ def test_layers_train_with_new_activations(tmp_path):
     again = nn.load_model(path)
     assert [layer.activation for layer in again.layers] == ["silu", "gelu", "selu", "linear"]
     np.testing.assert_array_equal(again.predict(x, verbose=0), model.predict(x, verbose=0))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_expm1_side_of_elu_is_a_few_ulp(dtype):
+    """elu's x <= 0 side (and selu's, softplus's slope) uses expm1(x) = 2t / (1 - t),
+    t = tanh(x / 2): relative error within a few ulp of a wider expm1 over the whole range."""
+    rng = np.random.default_rng(10)
+    x = -np.concatenate([rng.uniform(0, 110, 20000), rng.uniform(0, 1, 20000),
+                         10.0 ** rng.uniform(-30, 0, 5000)]).astype(dtype)
+    wide = np.longdouble if dtype == np.float64 else np.float64
+    want = np.expm1(x.astype(wide))
+    got = ops.activation_forward(x, "elu").astype(wide)
+    rel = np.abs(got - want) / np.abs(want)
+    assert rel.max() <= 4 * _tol(dtype, "vecmath"), f"max relative error {float(rel.max()):.3g}"

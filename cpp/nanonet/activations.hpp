@@ -12,23 +12,25 @@
 //                y = x (1 + tanh(u))/2 = x s, s = sigmoid(2u)  dx = dy (s + 2 x s (1-s) u')
 //   silu (swish) y = x sigmoid(x)                               dx = dy s (1 + x (1 - s))
 //   elu          y = x > 0 ? x : expm1(x)      (alpha = 1)      dx = dy (y > 0 ? 1 : y + 1)
-//   selu         y = scale (x > 0 ? x : alpha expm1(x)), scale = 1.05070098, alpha = 1.67326324
-//                (Keras's constants)                            dx = dy (y > 0 ? scale : y + scale alpha)
+//   selu         y = scale (x > 0 ? x : alpha expm1(x))         dx = dy (y > 0 ? scale
+//                scale = 1.05070098, alpha = 1.67326324 (Keras)          : y + scale alpha)
 //   leaky_relu   y = x < 0 ? 0.2 x : x   (negative_slope 0.2)   dx = dy (y < 0 ? 0.2 : 1)
-//   softplus     y = max(x, 0) + log1p(exp(-|x|))               dx = dy (-expm1(-y)) = dy sigmoid(x)
+//   softplus     y = max(x, 0) + log1p(exp(-|x|))               dx = dy (-expm1(-y))
+//                                                                  = dy sigmoid(x)
 //   softsign     y = x / (1 + |x|)                              dx = dy (1 - |y|)^2
 //   hard_sigmoid y = relu6(x + 3) / 6                            dx = dy (0 < y < 1 ? 1/6 : 0)
 //   exponential  y = exp(x)                                     dx = dy y
 // gelu, gelu_approximate and silu cannot be differentiated from y (not monotonic), so their
 // backward reads the forward INPUT x as well (activation_needs_input); every other activation's
 // backward reads y only (x may be null). For x < -100 the gelu / silu outputs are 0 (their true
-// values underflow long before), so -inf gives 0, not NaN; for |x| > 100 their slopes are 0 / 1. The tails use erfc, expm1 and log1p
-// (std::, precise; no fast-math), so no 1 + small cancels. Backward from y is exact to relative
-// rounding except where y determines x poorly: elu / selu's y + 1 as y -> -1 and softsign's
-// 1 - |y| as |y| -> 1 are exact to an absolute ~eps (the slope itself being ~0 there).
-// with m = max_k x_k and s = sum_k exp(x_k - m) over one row (the last axis), so softmax and
-// log_softmax never overflow for finite x (|x| = 1e4 included); a row holding NaN or inf gives
-// NaN in that row only.
+// values underflow long before), so -inf gives 0, not NaN; for |x| > 100 their slopes are 0 / 1.
+// The tails are precise (no fast-math; no 1 + small cancels): expm1(x) for x <= 0 (elu, selu,
+// softplus's slope) is 2t / (1 - t) with t = vm::tanh(x / 2), vectorised and a few ulp; gelu
+// uses std::erfc, evaluated in double for float input, and softplus std::log1p: scalar libm
+// calls, so those two forwards run ~50x slower than sigmoid (gelu_approximate is vectorised).
+// Backward from y is exact to relative rounding except where y determines x poorly: elu / selu's
+// y + 1 as y -> -1 and softsign's 1 - |y| as |y| -> 1 are exact to an absolute ~eps (the slope
+// itself being ~0 there).
 //
 // Shapes: x, y, dy, dx are rows x cols, row-major and contiguous (row stride = cols).
 // Elementwise activations treat them as rows * cols independent elements; softmax and
