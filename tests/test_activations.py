@@ -366,3 +366,19 @@ def test_expm1_side_of_elu_is_a_few_ulp(dtype):
     got = ops.activation_forward(x, "elu").astype(wide)
     rel = np.abs(got - want) / np.abs(want)
     assert rel.max() <= 4 * _tol(dtype, "vecmath"), f"max relative error {float(rel.max()):.3g}"
+
+
+def test_against_keras():
+    """Optional: the newer activations equal keras.activations.* (Keras 3, float32)."""
+    from .peers import keras_or_skip
+    keras = keras_or_skip()
+    K = keras.activations
+    peers = {"gelu": lambda v: K.gelu(v, approximate=False),
+             "gelu_approximate": lambda v: K.gelu(v, approximate=True), "silu": K.silu,
+             "swish": K.silu, "elu": K.elu, "selu": K.selu, "leaky_relu": K.leaky_relu,
+             "softplus": K.softplus, "softsign": K.softsign, "hard_sigmoid": K.hard_sigmoid,
+             "exponential": K.exponential}
+    x = (np.random.default_rng(11).standard_normal((6, 7)) * 3).astype(np.float32)
+    for name, f in peers.items():
+        np.testing.assert_allclose(ops.activation_forward(x, name), np.asarray(f(x)), rtol=2e-6,
+                                   atol=1e-6, err_msg=name)

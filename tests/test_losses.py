@@ -423,3 +423,26 @@ def test_model_trains_with_huber_and_function_form():
     assert isinstance(model.loss, nn.losses.Huber)
     hist = model.fit(x, y, epochs=20, batch_size=16, verbose=0).history["loss"]
     assert hist[-1] < 0.5 * hist[0]
+
+
+def test_against_keras():
+    """Optional: per-sample values equal keras.losses.* (Keras 3, float32)."""
+    from .peers import keras_or_skip
+    keras = keras_or_skip()
+    L = keras.losses
+    rng = np.random.default_rng(16)
+    t = rng.random((8, 5)).astype(np.float32)
+    p = rng.random((8, 5)).astype(np.float32)
+    onehot = np.eye(5, dtype=np.float32)[rng.integers(0, 5, 8)]
+    binary = (rng.random((8, 5)) > 0.5).astype(np.float32)
+    ids = rng.integers(0, 5, 8)
+    cases = [("huber", (t, p)), ("kl_divergence", (t, p)), ("poisson", (t, p)),
+             ("log_cosh", (t, p)), ("hinge", (binary, p - 0.5)),
+             ("squared_hinge", (binary, p - 0.5)), ("categorical_hinge", (onehot, p)),
+             ("cosine_similarity", (t, p - 0.5)), ("mean_squared_error", (t, p)),
+             ("binary_crossentropy", (binary, p)), ("categorical_crossentropy", (onehot, p)),
+             ("sparse_categorical_crossentropy", (ids, p))]
+    for name, args in cases:
+        np.testing.assert_allclose(getattr(nn.losses, name)(*args),
+                                   np.asarray(getattr(L, name)(*args)), rtol=1e-5, atol=1e-6,
+                                   err_msg=name)

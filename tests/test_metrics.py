@@ -307,3 +307,37 @@ def test_against_sklearn():
         assert got == pytest.approx(want, abs=1e-5)
     got = _stream(metrics.SparseTopKCategoricalAccuracy(k=2), yc.argmax(1), pc)
     assert got == pytest.approx(skm.top_k_accuracy_score(yc.argmax(1), pc, k=2))
+
+
+def test_against_keras():
+    """Optional: streamed results equal keras.metrics.* (Keras 3, float32)."""
+    from .peers import keras_or_skip
+    keras = keras_or_skip()
+    M = keras.metrics
+    rng = np.random.default_rng(9)
+    y = (rng.random(300) > 0.6).astype(np.float32)
+    p = np.clip(y * 0.3 + rng.random(300) * 0.7, 0, 1).astype(np.float32)
+    w = rng.random(300).astype(np.float32)
+    pairs = [(M.AUC(), metrics.AUC()), (M.AUC(curve="PR"), metrics.AUC(curve="PR")),
+             (M.AUC(num_thresholds=13), metrics.AUC(num_thresholds=13)),
+             (M.Precision(), metrics.Precision()),
+             (M.Recall(thresholds=[0.3, 0.7]), metrics.Recall(thresholds=[0.3, 0.7]))]
+    for km, nm in pairs:
+        for a, b in ((0, 100), (100, 300)):
+            km.update_state(y[a:b], p[a:b], sample_weight=w[a:b])
+            nm.update_state(y[a:b], p[a:b], sample_weight=w[a:b])
+        np.testing.assert_allclose(nm.result(), np.asarray(km.result()), rtol=1e-5,
+                                   err_msg=nm.name)
+    yc = np.eye(6, dtype=np.float32)[rng.integers(0, 6, 50)]
+    pc = rng.random((50, 6)).astype(np.float32)
+    pairs = [(M.F1Score(average=a), metrics.F1Score(average=a))
+             for a in (None, "micro", "macro", "weighted")]
+    pairs += [(M.TopKCategoricalAccuracy(k=3), metrics.TopKCategoricalAccuracy(k=3))]
+    for km, nm in pairs:
+        km.update_state(yc, pc)
+        nm.update_state(yc, pc)
+        np.testing.assert_allclose(nm.result(), np.asarray(km.result()), rtol=1e-5)
+    km, nm = M.SparseTopKCategoricalAccuracy(k=2), metrics.SparseTopKCategoricalAccuracy(k=2)
+    km.update_state(yc.argmax(1), pc)
+    nm.update_state(yc.argmax(1), pc)
+    assert nm.result() == pytest.approx(float(km.result()), rel=1e-6)

@@ -439,3 +439,26 @@ def test_new_optimizers_train(name):
                                             "config": {"learning_rate": lr}}), loss="mse")
     hist = model.fit(x, y, epochs=20, batch_size=16, verbose=0).history["loss"]
     assert hist[-1] < 0.2 * hist[0], hist
+
+
+@pytest.mark.parametrize("name,kw", [
+    ("adagrad", {}), ("adagrad", {"initial_accumulator_value": 0.3}), ("adamax", {}),
+    ("adamax", {"weight_decay": 0.1}), ("nadam", {}), ("nadam", {"beta_1": 0.8}), ("lion", {}),
+    ("lion", {"beta_1": 0.5, "beta_2": 0.9})])
+def test_against_keras(name, kw):
+    """Optional: six steps equal keras.optimizers.* applied to a Variable (Keras 3, float32)."""
+    from .peers import keras_or_skip
+    keras = keras_or_skip()
+    rng = np.random.default_rng(12)
+    p0 = rng.standard_normal((4, 3)).astype(np.float32)
+    grads = [rng.standard_normal((4, 3)).astype(np.float32) for _ in range(6)]
+    config = dict(learning_rate=0.05, **kw)
+    peer = keras.optimizers.get({"class_name": name, "config": config})
+    var = keras.Variable(p0.copy())
+    peer.build([var])
+    ours = optimizers.get({"class_name": type(optimizers.get(name)).__name__, "config": config})
+    q = p0.copy()
+    for g in grads:
+        peer.apply([g], [var])
+        ours.apply([g], [q])
+    np.testing.assert_allclose(q, np.asarray(var.value), rtol=1e-5, atol=1e-6)
