@@ -10,6 +10,10 @@ SHAPE = (3200, 512)
 
 
 def _numpy(x, name):
+    if name == "silu":
+        return x / (1.0 + np.exp(-x))
+    if name == "gelu_approximate":
+        return 0.5 * x * (1.0 + np.tanh(np.sqrt(2 / np.pi) * (x + 0.044715 * x ** 3)))
     if name == "sigmoid":
         return 1.0 / (1.0 + np.exp(-x))
     if name == "tanh":
@@ -21,7 +25,8 @@ def _numpy(x, name):
 
 
 @pytest.mark.parametrize("side", ["numpy", "nanonet"])
-@pytest.mark.parametrize("name", ["sigmoid", "tanh", "relu", "softmax"])
+@pytest.mark.parametrize("name", ["sigmoid", "tanh", "relu", "softmax", "silu",
+                                  "gelu_approximate"])
 def test_activation_forward(benchmark, threads, name, side):
     x = np.random.default_rng(0).standard_normal(SHAPE).astype(np.float32) * 3
     benchmark.group = f"activation {name} f32 {SHAPE[0]}x{SHAPE[1]} t{threads}"

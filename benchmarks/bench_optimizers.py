@@ -29,8 +29,14 @@ def _numpy_sgd_momentum(p, g, vel, lr, momentum=0.9):
     p += vel
 
 
+def _numpy_lion(p, g, m, lr, b1=0.9, b2=0.99):
+    p -= lr * np.sign(m * b1 + g * (1 - b1))
+    m *= b2
+    m += g * (1 - b2)
+
+
 @pytest.mark.parametrize("side", ["numpy", "nanonet"])
-@pytest.mark.parametrize("opt", ["adam", "sgd-momentum"])
+@pytest.mark.parametrize("opt", ["adam", "sgd-momentum", "lion"])
 def test_update(benchmark, threads, opt, side):
     p, g, m, v = _state()
     p0 = p.copy()
@@ -39,6 +45,9 @@ def test_update(benchmark, threads, opt, side):
     if opt == "adam":
         fn = _numpy_adam if side == "numpy" else nn.ops.adam_update
         benchmark(fn, p, g, m, v, 1e-3, 1)
+    elif opt == "lion":
+        fn = _numpy_lion if side == "numpy" else nn.ops.lion_update
+        benchmark(fn, p, g, m, 1e-3)
     else:
         if side == "numpy":
             benchmark(_numpy_sgd_momentum, p, g, m, 1e-2)
@@ -50,6 +59,11 @@ def test_update(benchmark, threads, opt, side):
     if opt == "adam":
         nn.ops.adam_update(q, gq, mq, vq, 1e-3, 1)
         _numpy_adam(r, gr, mr, vr, 1e-3, 1)
+    elif opt == "lion":
+        mq += gq
+        mr += gr  # a nonzero momentum, so the sign is not the gradient's alone
+        nn.ops.lion_update(q, gq, mq, 1e-3)
+        _numpy_lion(r, gr, mr, 1e-3)
     else:
         nn.ops.sgd_update(q, gq, mq, 1e-2, momentum=0.9)
         _numpy_sgd_momentum(r, gr, mr, 1e-2)

@@ -1,6 +1,8 @@
 """Activations: nanonet.ops.activation_forward / activation_backward against nanonet.reference,
 the scalar C++ twin (_ref), float64 finite differences, extreme inputs, the accuracy of vecmath's
 exp / sigmoid / tanh, thread-count independence and every error."""
+import math
+
 import numpy as np
 import pytest
 
@@ -10,8 +12,14 @@ from nanonet import ops, reference
 from .tolerances import TOL
 
 DTYPES = [np.float32, np.float64]
-ACTS = ["linear", "sigmoid", "tanh", "relu", "softmax", "log_softmax"]
-ELEMENTWISE = ["linear", "sigmoid", "tanh", "relu"]
+# Keras 3's newer ones, with their default arguments; INPUT_ACTS' backward reads the input x.
+NEW_ACTS = ["gelu", "gelu_approximate", "silu", "swish", "elu", "selu", "leaky_relu", "softplus",
+            "softsign", "hard_sigmoid", "exponential"]
+INPUT_ACTS = ["gelu", "gelu_approximate", "silu", "swish"]
+ACTS = ["linear", "sigmoid", "tanh", "relu", "softmax", "log_softmax"] + NEW_ACTS
+ELEMENTWISE = ["linear", "sigmoid", "tanh", "relu"] + NEW_ACTS
+# where the derivative jumps: finite differences and comparisons keep inputs away from these
+KINKS = {"relu": (0.0,), "leaky_relu": (0.0,), "selu": (0.0,), "hard_sigmoid": (-3.0, 3.0)}
 # 1, primes, around 16 and 256 (the row width matters for softmax), batch 1, 3-D.
 SHAPES = [(1,), (7,), (1, 1), (1, 17), (3, 16), (16, 17), (2, 255), (5, 256), (3, 257), (257, 3),
           (2, 3, 5), (0, 4), (4, 0)]
@@ -40,8 +48,8 @@ def _close(got, want, dtype, act, scale=None):
 
 def _inputs(rng, shape, dtype, act):
     x = rng.standard_normal(shape) * 3.0
-    if act == "relu":  # keep away from the kink so the FD / comparisons are well defined
-        x = np.where(np.abs(x) < 1e-3, 0.5, x)
+    for kink in KINKS.get(act, ()):  # keep away from kinks so the FD / comparisons are defined
+        x = np.where(np.abs(x - kink) < 1e-3, kink + 0.5, x)
     return x.astype(dtype)
 
 
@@ -65,10 +73,11 @@ def test_backward_matches_reference(act, dtype):
         x = _inputs(rng, shape, dtype, act)
         y = ops.activation_forward(x, act)
         dy = rng.standard_normal(shape).astype(dtype)
-        want = reference.activation_backward(dy.astype(np.float64), y.astype(np.float64), act)
+        want = reference.activation_backward(dy.astype(np.float64), y.astype(np.float64), act,
+                                             x.astype(np.float64))
         scale = np.abs(dy).max(initial=0.0) + 1.0  # softmax subtracts sums of dy * y
         for ref in (False, True):
-            dx = ops.activation_backward(dy, y, act, _ref=ref)
+            dx = ops.activation_backward(dy, y, act, x=x, _ref=ref)
             assert dx.dtype == dtype and dx.shape == shape
             np.testing.assert_allclose(dx, want, rtol=_tol(dtype), atol=_tol(dtype) * scale)
 
@@ -79,7 +88,7 @@ def test_backward_finite_differences(act, shape):
     rng = np.random.default_rng(3)
     x = _inputs(rng, shape, np.float64, act)
     r = rng.standard_normal(shape)  # loss = sum(f(x) * R), R random (never ones)
-    grad = ops.activation_backward(r, ops.activation_forward(x, act), act)
+    grad = ops.activation_backward(r, ops.activation_forward(x, act), act, x=x)
     h = 1e-6
     fd = np.empty_like(x)
     for i in np.ndindex(shape):
@@ -115,7 +124,10 @@ def test_extreme_inputs_saturate(dtype):
     # backward of saturated outputs is finite (and exactly zero for saturated sigmoid/tanh)
     dy = np.ones_like(x)
     for act in ACTS:
-        dx = ops.activation_backward(dy, ops.activation_forward(x, act), act)
+        if act == "exponential":  # exp(1e4) is inf, rightly
+            continue
+        with np.errstate(over="ignore"):
+            dx = ops.activation_backward(dy, ops.activation_forward(x, act), act, x=x)
         assert np.isfinite(dx).all(), act
     assert ops.activation_backward(dy, s, "sigmoid")[0, 0] == 0.0
 
@@ -174,7 +186,7 @@ def test_threads_identical(dtype):
             res = []
             for act in ACTS:
                 y = ops.activation_forward(x, act)
-                res += [y, ops.activation_backward(dy, y, act)]
+                res += [y, ops.activation_backward(dy, y, act, x=x)]
             out[n] = res
     finally:
         nn.set_num_threads(before)
@@ -197,12 +209,14 @@ def test_noncontiguous_and_list_inputs():
 def test_errors():
     x = np.zeros((2, 3), np.float32)
     with pytest.raises(ValueError, match="activation must be one of linear, sigmoid, tanh, relu, "
-                                         "softmax, log_softmax; got 'gelu'"):
-        ops.activation_forward(x, "gelu")
+                                         "softmax, log_softmax, gelu, gelu_approximate, silu "
+                                         r"\(swish\), elu, selu, leaky_relu, softplus, softsign, "
+                                         "hard_sigmoid, exponential; got 'mish'"):
+        ops.activation_forward(x, "mish")
     with pytest.raises(ValueError, match="activation_backward: activation must be one of"):
         ops.activation_backward(x, x, "Relu")
     with pytest.raises(ValueError, match="activation must be one of"):
-        reference.activation_forward(x, "gelu")
+        reference.activation_forward(x, "mish")
     with pytest.raises(TypeError, match="activation must be a str or None; got int"):
         ops.activation_forward(x, 3)
     with pytest.raises(TypeError, match="x must be float32 or float64; got int64"):
@@ -216,3 +230,153 @@ def test_errors():
         ops.activation_forward(np.float32(1.0), "softmax")
     # an elementwise activation of a 0-d array is fine
     assert ops.activation_forward(np.float64(-2.0), "relu") == 0.0
+
+
+
+# ---- the newer activations (Keras 3 names and defaults) -------------------------------------
+
+def _keras_formula(x, act):
+    """The textbook definitions, as Keras 3 writes them (float64; math.erf per element)."""
+    erf = np.vectorize(math.erf)
+    if act == "gelu":
+        return 0.5 * x * (1 + erf(x / math.sqrt(2)))
+    if act == "gelu_approximate":
+        return 0.5 * x * (1 + np.tanh(math.sqrt(2 / math.pi) * (x + 0.044715 * x ** 3)))
+    if act in ("silu", "swish"):
+        return x / (1 + np.exp(-x))
+    if act == "elu":
+        return np.where(x > 0, x, np.exp(x) - 1)
+    if act == "selu":
+        return 1.05070098 * np.where(x > 0, x, 1.67326324 * (np.exp(x) - 1))
+    if act == "leaky_relu":
+        return np.where(x > 0, x, 0.2 * x)
+    if act == "softplus":
+        return np.log(1 + np.exp(x))
+    if act == "softsign":
+        return x / (np.abs(x) + 1)
+    if act == "hard_sigmoid":
+        return np.minimum(np.maximum(x + 3, 0), 6) / 6
+    if act == "exponential":
+        return np.exp(x)
+    raise AssertionError(act)
+
+
+@pytest.mark.parametrize("act", NEW_ACTS)
+def test_new_activations_match_keras_formulas(act):
+    """Moderate inputs (no cancellation in the textbook forms): the kernels equal Keras's
+    definitions to float64 rounding."""
+    x = np.linspace(-6, 6, 241)
+    want = _keras_formula(x, act)
+    for ref in (False, True):
+        np.testing.assert_allclose(ops.activation_forward(x, act, _ref=ref), want, rtol=1e-13,
+                                   atol=1e-15)
+    assert ops.activation_forward(np.float64(1.0), "hard_sigmoid") == pytest.approx(4 / 6)
+    assert ops.activation_forward(np.float64(-1.0), "leaky_relu") == pytest.approx(-0.2)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_new_activations_tails_are_precise(dtype):
+    """Where the textbook forms cancel (1 + erf(x) for x << 0, exp(x) - 1 near 0, log(1 + e^x)
+    for x << 0), the kernels keep full relative precision, forward and backward."""
+    x = np.array([-30.0, -12.0, -8.0, -1e-5, 1e-8, -1e-8], dtype)
+    big = np.array([-1e4, -1e3, -150.0, 150.0, 1e3, 1e4, -np.inf, np.inf], dtype)
+    tol = _tol(dtype)
+    for act in ("gelu", "gelu_approximate", "silu", "elu", "selu", "softplus"):
+        got = ops.activation_forward(x, act).astype(np.float64)
+        want = reference.activation_forward(x.astype(np.float64), act)
+        normal = np.abs(want) >= np.finfo(dtype).tiny
+        np.testing.assert_allclose(got[normal], want[normal], rtol=4 * tol, err_msg=act)
+        dx = ops.activation_backward(np.ones_like(x), ops.activation_forward(x, act), act, x=x)
+        dwant = reference.activation_backward(np.ones(x.shape), want, act, x.astype(np.float64))
+        normal = np.abs(dwant) >= np.finfo(dtype).tiny
+        # elu / selu differentiate from y: exp(x) = y + 1 cancels as y -> -1, so their slope is
+        # exact to an absolute eps only (as PyTorch's in-place ELU backward); the rest relative
+        atol = 2 * np.finfo(dtype).eps if act in ("elu", "selu") else 0.0
+        np.testing.assert_allclose(dx[normal], dwant[normal], rtol=8 * tol, atol=atol,
+                                   err_msg=act)
+        # saturated inputs (inf included): finite, 0 / x / 1 as the limits say
+        y = ops.activation_forward(big, act)
+        d = ops.activation_backward(np.ones_like(big), y, act, x=big)
+        assert not np.isnan(y).any() and not np.isnan(d).any(), act
+    y = ops.activation_forward(big, "gelu")
+    assert y[0] == 0 and y[-1] == np.inf and y[3] == 150
+    sp = ops.activation_forward(np.array([-100.0, 100.0], dtype), "softplus")
+    assert sp[0] > 0 and sp[1] == 100  # log1p(exp(-100)) kept, not flushed to 0
+
+
+def test_input_activations_need_x():
+    """gelu / silu backward reads the input x, passed as x= (the Activation layer keeps it in its
+    ctx); without it the call raises, naming the fix."""
+    rng = np.random.default_rng(8)
+    x = rng.standard_normal((3, 5))
+    dy = rng.standard_normal((3, 5))
+    for act in INPUT_ACTS:
+        y = ops.activation_forward(x, act)
+        assert y.base is None or y.base.shape == y.shape  # y is a plain array: nothing carried
+        b = ops.activation_backward(dy, y, act, x=x)
+        c = ops.activation_backward(dy, y, act, x=x, _ref=True)
+        np.testing.assert_allclose(b, c, rtol=1e-14)
+        np.testing.assert_allclose(b, reference.activation_backward(dy, y, act, x), rtol=1e-12)
+        with pytest.raises(ValueError, match=f"activation_backward: activation '{act}' needs the "
+                                             "forward input x; pass x="):
+            ops.activation_backward(dy, y, act)
+        with pytest.raises(ValueError, match="needs the forward input x"):
+            reference.activation_backward(dy, y, act)
+    y = ops.activation_forward(x, "gelu")
+    with pytest.raises(ValueError, match=r"x must have the shape of dy \(3, 5\); got \(5, 3\)"):
+        ops.activation_backward(dy, y, "gelu", x=x.T.copy())
+    with pytest.raises(TypeError, match=r"x must have the dtype of dy \(float64\); got float32"):
+        ops.activation_backward(dy, y, "gelu", x=x.astype(np.float32))
+    with pytest.raises(ValueError, match=r"x \(the forward input\) is needed for activation "
+                                         "'gelu'; got None"):
+        nn._core.activation_backward(dy, y, "gelu")
+
+
+def test_layers_train_with_new_activations(tmp_path):
+    """Dense(activation=...) and Activation(...) by the new names, forward and backward, in a
+    model that fits (loss goes down) and survives save / load."""
+    rng = np.random.default_rng(9)
+    x = rng.standard_normal((64, 4)).astype(np.float32)
+    y = (x[:, :1] * 0.5 - x[:, 1:2]).astype(np.float32)
+    nn.set_seed(0)
+    model = nn.Sequential([nn.layers.Input((4,)), nn.layers.Dense(16, activation="silu"),
+                           nn.layers.Activation("gelu"), nn.layers.Dense(8, activation="selu"),
+                           nn.layers.Dense(1, activation="linear")])
+    model.compile(optimizer="adam", loss="mse")
+    hist = model.fit(x, y, epochs=30, batch_size=16, verbose=0).history["loss"]
+    assert hist[-1] < 0.5 * hist[0]
+    path = str(tmp_path / "m.nanonet")
+    model.save(path)
+    again = nn.load_model(path)
+    assert [layer.activation for layer in again.layers] == ["silu", "gelu", "selu", "linear"]
+    np.testing.assert_array_equal(again.predict(x, verbose=0), model.predict(x, verbose=0))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_expm1_side_of_elu_is_a_few_ulp(dtype):
+    """elu's x <= 0 side (and selu's, softplus's slope) uses expm1(x) = 2t / (1 - t),
+    t = tanh(x / 2): relative error within a few ulp of a wider expm1 over the whole range."""
+    rng = np.random.default_rng(10)
+    x = -np.concatenate([rng.uniform(0, 110, 20000), rng.uniform(0, 1, 20000),
+                         10.0 ** rng.uniform(-30, 0, 5000)]).astype(dtype)
+    wide = np.longdouble if dtype == np.float64 else np.float64
+    want = np.expm1(x.astype(wide))
+    got = ops.activation_forward(x, "elu").astype(wide)
+    rel = np.abs(got - want) / np.abs(want)
+    assert rel.max() <= 4 * _tol(dtype, "vecmath"), f"max relative error {float(rel.max()):.3g}"
+
+
+def test_against_keras():
+    """Optional: the newer activations equal keras.activations.* (Keras 3, float32)."""
+    from .peers import keras_or_skip
+    keras = keras_or_skip()
+    K = keras.activations
+    peers = {"gelu": lambda v: K.gelu(v, approximate=False),
+             "gelu_approximate": lambda v: K.gelu(v, approximate=True), "silu": K.silu,
+             "swish": K.silu, "elu": K.elu, "selu": K.selu, "leaky_relu": K.leaky_relu,
+             "softplus": K.softplus, "softsign": K.softsign, "hard_sigmoid": K.hard_sigmoid,
+             "exponential": K.exponential}
+    x = (np.random.default_rng(11).standard_normal((6, 7)) * 3).astype(np.float32)
+    for name, f in peers.items():
+        np.testing.assert_allclose(ops.activation_forward(x, name), np.asarray(f(x)), rtol=2e-6,
+                                   atol=1e-6, err_msg=name)

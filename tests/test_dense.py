@@ -11,7 +11,12 @@ from nanonet import ops, reference
 from .tolerances import TOL
 
 DTYPES = [np.float32, np.float64]
-ACTS = ["linear", "sigmoid", "tanh", "relu", "softmax", "log_softmax"]
+ACTS = ["linear", "sigmoid", "tanh", "relu", "softmax", "log_softmax", "gelu", "gelu_approximate",
+        "silu", "elu", "selu", "leaky_relu", "softplus", "softsign", "hard_sigmoid", "exponential"]
+# activations whose backward reads the pre-activation z (ops.INPUT_ACTIVATIONS)
+INPUT_ACTS = ["gelu", "gelu_approximate", "silu"]
+# where the derivative jumps: finite differences keep pre-activations away from these
+KINKS = {"relu": (0.0,), "leaky_relu": (0.0,), "selu": (0.0,), "hard_sigmoid": (-3.0, 3.0)}
 # (B, I, H): 1, primes, 16/17, around MR (6/12), NR (8/16/32), MC (72/144), KC (256).
 SHAPES = [(1, 1, 1), (1, 7, 16), (7, 1, 17), (17, 16, 1), (13, 33, 8), (145, 17, 33),
           (3, 257, 5), (16, 255, 17), (2, 3, 256), (257, 2, 3), (6, 0, 4)]
@@ -55,13 +60,15 @@ def test_backward_matches_reference(act, dtype):
     rng = np.random.default_rng(2)
     for B, I, H in SHAPES + [(0, 3, 4)]:
         x, kernel, bias = _params(rng, B, I, H, dtype)
-        y = ops.dense_forward(x, kernel, bias, act)
+        y, z = ops.dense_forward(x, kernel, bias, act, return_z=True)
         dy = rng.standard_normal((B, H)).astype(dtype)
         f64 = [a.astype(np.float64) for a in (dy, x, kernel, y)]
-        want = reference.dense_backward(*f64, act)
+        z64 = f64[1] @ f64[2] + bias.astype(np.float64)
+        want = reference.dense_backward(*f64, act, z=z64)
         for ref in (False, True):
             for need_dx in (True, False):
-                dx, dkernel, dbias = ops.dense_backward(dy, x, kernel, y, act, need_dx, _ref=ref)
+                dx, dkernel, dbias = ops.dense_backward(dy, x, kernel, y, act, need_dx, z=z,
+                                                        _ref=ref)
                 assert dkernel.shape == (I, H) and dbias.shape == (H,)
                 assert dkernel.dtype == dtype and dbias.dtype == dtype
                 if need_dx:
@@ -78,17 +85,18 @@ def test_backward_matches_reference(act, dtype):
 def test_backward_finite_differences(act, B, I, H):
     rng = np.random.default_rng(3)
     x, kernel, bias = _params(rng, B, I, H, np.float64)
-    if act == "relu":  # keep every pre-activation away from the kink
+    for kink in KINKS.get(act, ()):  # keep every pre-activation away from the kinks
         z = x @ kernel + bias
-        bias = bias + np.where(np.abs(z) < 1e-2, 0.5, 0.0).max(axis=0)
-        assert (np.abs(x @ kernel + bias) > 1e-3).all()
+        bias = bias + np.where(np.abs(z - kink) < 1e-2, 0.05, 0.0).max(axis=0)
+    for kink in KINKS.get(act, ()):
+        assert (np.abs(x @ kernel + bias - kink) > 1e-3).all()
     r = rng.standard_normal((B, H))  # loss = sum(y * R)
 
     def loss(x_, k_, b_):
         return np.sum(ops.dense_forward(x_, k_, b_, act) * r)
 
-    y = ops.dense_forward(x, kernel, bias, act)
-    dx, dkernel, dbias = ops.dense_backward(r, x, kernel, y, act)
+    y, z = ops.dense_forward(x, kernel, bias, act, return_z=True)
+    dx, dkernel, dbias = ops.dense_backward(r, x, kernel, y, act, z=z)
     h = 1e-6
     tol = TOL["float64"]["grad_fd"]
     for name, param, grad in (("x", x, dx), ("kernel", kernel, dkernel), ("bias", bias, dbias)):
@@ -121,10 +129,12 @@ def test_extreme_and_nan_inputs(dtype):
     kernel = np.array([[1.0, -1.0, 2.0], [0.5, 0.0, -3.0]], dtype)
     bias = np.array([0.1, -0.2, 0.3], dtype)
     for act in ACTS:
-        y = ops.dense_forward(x, kernel, bias, act)
+        if act == "exponential":  # exp(3e4) is inf, rightly
+            continue
+        y, z = ops.dense_forward(x, kernel, bias, act, return_z=True)
         assert np.isfinite(y[:2]).all(), act
         assert np.isnan(y[2]).any(), act  # NaN propagates, no crash
-        dx, dk, db = ops.dense_backward(np.ones_like(y), x, kernel, y, act)
+        dx, dk, db = ops.dense_backward(np.ones_like(y), x, kernel, y, act, z=z)
         assert np.isfinite(dx[:2]).all(), act
     p = ops.dense_forward(x[:2], kernel, bias, "softmax")
     np.testing.assert_allclose(p.sum(axis=1), 1.0, rtol=1e-6)
@@ -143,8 +153,8 @@ def test_threads_identical(B, I, H, dtype):
             nn.set_num_threads(n)
             res = []
             for act in ACTS:
-                y = ops.dense_forward(x, kernel, bias, act)
-                res += [y, *ops.dense_backward(dy, x, kernel, y, act)]
+                y, z = ops.dense_forward(x, kernel, bias, act, return_z=True)
+                res += [y, *ops.dense_backward(dy, x, kernel, y, act, z=z)]
             out[n] = res
     finally:
         nn.set_num_threads(before)
@@ -181,7 +191,7 @@ def test_errors():
     with pytest.raises(ValueError, match=r"kernel must be 2-D; got shape \(3, 5, 1\)"):
         ops.dense_forward(x, k[..., None])
     with pytest.raises(ValueError, match="activation must be one of linear, sigmoid"):
-        ops.dense_forward(x, k, b, "swish")
+        ops.dense_forward(x, k, b, "mish")
     with pytest.raises(TypeError, match=r"kernel must have the dtype of x \(float32\); got float64"):
         ops.dense_forward(x, k.astype(np.float64))
     with pytest.raises(TypeError, match=r"bias must have the dtype of x"):
@@ -200,6 +210,36 @@ def test_errors():
     with pytest.raises(TypeError, match="dy must have the dtype of x"):
         ops.dense_backward(y.astype(np.float64), x, k, y, "relu")
     with pytest.raises(ValueError, match="activation must be one of"):
-        ops.dense_backward(y, x, k, y, "elu")
+        ops.dense_backward(y, x, k, y, "mish")
     with pytest.raises(ValueError, match="activation must be one of"):
-        reference.dense_backward(y, x, k, y, "elu")
+        reference.dense_backward(y, x, k, y, "mish")
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("act", INPUT_ACTS)
+def test_input_activations_keep_the_preactivation(act, dtype):
+    """gelu / silu: dense_forward(return_z=True) gives z = x @ kernel + bias (written by the
+    epilogue, for every GEMM block shape) beside y; dense_backward takes it as z=, and without it
+    raises."""
+    rng = np.random.default_rng(7)
+    for B, I, H in SHAPES:
+        x, kernel, bias = _params(rng, B, I, H, dtype)
+        for ref in (False, True):
+            y, z = ops.dense_forward(x, kernel, bias, act, return_z=True, _ref=ref)
+            assert z is not None and z.shape == (B, H) and z.dtype == dtype
+            np.testing.assert_array_equal(y, ops.dense_forward(x, kernel, bias, act, _ref=ref))
+            _close(z, x.astype(np.float64) @ kernel + bias, dtype, I)
+            dy = rng.standard_normal((B, H)).astype(dtype)
+            got = ops.dense_backward(dy, x, kernel, y, act, z=z, _ref=ref)
+            explicit = ops.dense_backward(dy, x, kernel, y.copy(), act, z=z.copy(), _ref=ref)
+            for g, e in zip(got, explicit):
+                assert np.array_equal(g, e)
+    y = ops.dense_forward(x, kernel, bias, act)
+    with pytest.raises(ValueError, match=f"dense_backward: activation '{act}' needs the forward "
+                                         "pre-activation z; pass z="):
+        ops.dense_backward(y, x, kernel, y.copy(), act)
+    with pytest.raises(ValueError, match=r"z \(the forward pre-activation\) is needed for "
+                                         f"activation '{act}'; got None"):
+        nn._core.dense_backward(y, x, kernel, y.copy(), act)
+    with pytest.raises(ValueError, match=r"dense_backward: z must be \(B, H\)"):
+        ops.dense_backward(y, x, kernel, y, act, z=np.zeros((1, 1), dtype))

@@ -254,3 +254,195 @@ def test_errors():
         ops.loss("mse", y, p, sample_weight=np.array(["x"] * 4))
     with pytest.raises(ValueError, match="softmax_cross_entropy: y_true must have the shape"):
         ops.softmax_cross_entropy(np.zeros((4, 2)), p)
+
+
+# ---- the NumPy losses (Keras 3's huber, kl_divergence, poisson, log_cosh, hinges, cosine) ----
+
+NEW_LOSSES = ["huber", "kl_divergence", "poisson", "log_cosh", "hinge", "squared_hinge",
+              "categorical_hinge", "cosine_similarity"]
+
+
+def _new_data(rng, name, shape):
+    """(y_true, y_pred) of the kind each loss expects, float64."""
+    C = shape[-1]
+    if name in ("kl_divergence", "poisson"):
+        return rng.dirichlet(np.ones(C), shape[:-1]), rng.uniform(0.05, 1.5, shape)
+    if name in ("hinge", "squared_hinge"):
+        return rng.integers(0, 2, shape).astype(float), rng.standard_normal(shape)
+    if name == "categorical_hinge":
+        return np.eye(C)[rng.integers(0, C, shape[:-1])], rng.standard_normal(shape) * 0.7
+    return rng.standard_normal(shape), rng.standard_normal(shape) * 1.5
+
+
+def _formula(name, t, p):
+    """Per-sample losses written out from Keras 3's definitions, one sample at a time."""
+    lead = t.shape[:-1]
+    out = np.zeros(lead)
+    for i in np.ndindex(lead):
+        a, b = t[i], p[i]
+        if name == "huber":
+            e = b - a
+            out[i] = np.mean([0.5 * v * v if abs(v) <= 1 else abs(v) - 0.5 for v in e])
+        elif name == "kl_divergence":
+            a, b = np.clip(a, 1e-7, 1), np.clip(b, 1e-7, 1)
+            out[i] = sum(u * np.log(u / v) for u, v in zip(a, b))
+        elif name == "poisson":
+            out[i] = np.mean(b - a * np.log(b + 1e-7))
+        elif name == "log_cosh":
+            out[i] = np.mean(np.log(np.cosh(b - a)))
+        elif name in ("hinge", "squared_hinge"):
+            s = 2 * t - 1 if np.isin(t, (0, 1)).all() else t  # Keras's {0,1} -> {-1,1}, batch-wide
+            m = np.maximum(1 - s[i] * b, 0)
+            out[i] = np.mean(m if name == "hinge" else m * m)
+        elif name == "categorical_hinge":
+            out[i] = max(np.max((1 - a) * b) - np.sum(a * b) + 1, 0)
+        elif name == "cosine_similarity":
+            out[i] = -np.dot(a, b) / (np.linalg.norm(a) * np.linalg.norm(b))
+    return out
+
+
+@pytest.mark.parametrize("name", NEW_LOSSES)
+@pytest.mark.parametrize("shape", [(1, 1), (5, 3), (2, 3, 4), (6,)])
+def test_new_losses_match_formulas(name, shape):
+    rng = np.random.default_rng(11)
+    t, p = _new_data(rng, name, shape)
+    loss = nn.losses.get(name)
+    want = _formula(name, t, p)
+    per = getattr(nn.losses, name)(t, p)
+    assert per.shape == shape[:-1] and per.dtype == np.float64
+    np.testing.assert_allclose(per, want, rtol=1e-12, atol=1e-14)
+    assert loss(t, p) == pytest.approx(want.mean(), rel=1e-12, abs=1e-14)
+    w = rng.uniform(0.2, 2.0, shape[:-1])
+    value, grad = loss.value_and_grad(t, p, sample_weight=w)
+    assert value == pytest.approx(np.sum(w * want) / max(want.size, 1), rel=1e-12, abs=1e-14)
+    assert grad.shape == p.shape and grad.dtype == np.float64
+    v32, g32 = loss.value_and_grad(t.astype(np.float32), p.astype(np.float32), sample_weight=w)
+    assert g32.dtype == np.float32 and v32 == pytest.approx(value, rel=1e-5, abs=1e-6)
+
+
+@pytest.mark.parametrize("name", NEW_LOSSES)
+@pytest.mark.parametrize("shape", [(1, 1), (4, 3), (2, 3, 2)])
+def test_new_losses_finite_differences(name, shape):
+    rng = np.random.default_rng(12)
+    t, p = _new_data(rng, name, shape)
+    if name == "huber":  # keep |e| away from the kink at delta = 1
+        e = p - t
+        p = np.where(np.abs(np.abs(e) - 1) < 1e-3, p + 0.01, p)
+    if name in ("hinge", "squared_hinge"):  # keep 1 - y p away from 0
+        s = 2 * t - 1
+        p = np.where(np.abs(1 - s * p) < 1e-3, p + 0.01, p)
+    w = rng.uniform(0.2, 2.0, shape[:-1])
+    loss = nn.losses.get(name)
+    _, grad = loss.value_and_grad(t, p, sample_weight=w)
+    h = 1e-6
+    fd = np.empty_like(p)
+    for i in np.ndindex(p.shape):
+        pp, pm = p.copy(), p.copy()
+        pp[i] += h
+        pm[i] -= h
+        fd[i] = (loss(t, pp, sample_weight=w) - loss(t, pm, sample_weight=w)) / (2 * h)
+    tol = _tol(np.float64, "grad_fd")
+    np.testing.assert_allclose(grad, fd, rtol=0, atol=tol * (np.abs(fd).max() + 1e-3))
+
+
+def test_new_losses_edges_and_config():
+    # huber: delta moves the kink; quadratic inside, linear outside
+    h = nn.losses.Huber(delta=2.0)
+    assert h(np.zeros((1, 2)), np.array([[1.0, 3.0]])) == pytest.approx((0.5 + 2 * 3 - 2) / 2)
+    assert nn.losses.huber(np.zeros((1, 1)), np.array([[3.0]]), delta=0.5)[0] == \
+        pytest.approx(0.5 * 3 - 0.125)
+    # log_cosh does not overflow where cosh does
+    assert nn.losses.log_cosh(np.zeros((1, 1)), np.array([[1000.0]]))[0] == \
+        pytest.approx(1000 - np.log(2))
+    # cosine similarity: parallel -1, opposite +1, a zero vector 0 (the epsilon floor)
+    cs = nn.losses.cosine_similarity(np.array([[1.0, 2], [1, 2], [1, 2]]),
+                                     np.array([[2.0, 4], [-1, -2], [0, 0]]))
+    np.testing.assert_allclose(cs, [-1, 1, 0], atol=1e-12)
+    _, g = nn.losses.CosineSimilarity().value_and_grad([[1.0, 0]], [[0.0, 0]])
+    assert np.isfinite(g).all()
+    # hinge labels in {-1, 1} are used as they are
+    assert nn.losses.hinge([[-1.0, 1.0]], [[0.5, 0.5]])[0] == pytest.approx((1.5 + 0.5) / 2)
+    # configs, names and the registry
+    for name in NEW_LOSSES:
+        loss = nn.losses.get(name)
+        again = nn.losses.deserialize(nn.losses.serialize(loss))
+        assert type(again) is type(loss) and again.get_config() == loss.get_config()
+        assert nn.losses.get(getattr(nn.losses, name)).__class__ is type(loss)
+    assert nn.losses.get("huber").name == "huber_loss"
+    assert nn.losses.deserialize(nn.losses.serialize(h)).delta == 2.0
+    with pytest.raises(ValueError, match="delta must be a finite number >= 0; got -1"):
+        nn.losses.Huber(delta=-1)
+    with pytest.raises(ValueError, match="only axis=-1 is supported"):
+        nn.losses.CosineSimilarity(axis=0)
+    with pytest.raises(ValueError, match=r"y_true must have the shape of y_pred \(2, 3\)"):
+        nn.losses.huber(np.zeros((3, 2)), np.zeros((2, 3)))
+
+
+@pytest.mark.parametrize("from_logits", [False, True])
+@pytest.mark.parametrize("name", LOSSES)
+def test_function_forms_are_per_sample(name, from_logits):
+    """keras.losses.<name>(y_true, y_pred) returns per-sample losses whose mean is the class's
+    value (the C++ kernel's)."""
+    if from_logits and name in ("mse", "mae"):
+        return
+    rng = np.random.default_rng(13)
+    for shape in [(5, 3), (2, 3, 4), (1, 1), (4,)]:
+        y_true, y_pred, _ = _data(rng, name, shape, np.float64, from_logits)
+        kw = {} if name in ("mse", "mae") else {"from_logits": from_logits}
+        per = getattr(nn.losses, name)(y_true, y_pred, **kw)
+        assert per.shape == shape[:-1] and per.dtype == np.float64
+        value, _ = ops.loss(name, y_true, y_pred, from_logits=from_logits)
+        assert float(np.mean(per)) == pytest.approx(value, rel=1e-12, abs=1e-14)
+        per32 = getattr(nn.losses, name)(y_true, y_pred.astype(np.float32), **kw)
+        assert per32.dtype == np.float32
+    assert nn.losses.mse is nn.losses.mean_squared_error
+
+
+def test_function_forms_label_smoothing_and_errors():
+    rng = np.random.default_rng(14)
+    t = np.eye(4)[rng.integers(0, 4, 6)]
+    p = rng.uniform(0.1, 1.0, (6, 4))
+    for fn, cls in ((nn.losses.categorical_crossentropy, nn.losses.CategoricalCrossentropy),
+                    (nn.losses.binary_crossentropy, nn.losses.BinaryCrossentropy)):
+        per = fn(t, p, label_smoothing=0.2)
+        assert float(per.mean()) == pytest.approx(cls(label_smoothing=0.2)(t, p), rel=1e-12)
+    with pytest.raises(ValueError, match=r"class ids in \[0, C\) = \[0, 4\); got 4"):
+        nn.losses.sparse_categorical_crossentropy([0, 4], p[:2])
+    with pytest.raises(ValueError, match="ignore_class is not supported"):
+        nn.losses.sparse_categorical_crossentropy([0, 1], p[:2], ignore_class=0)
+
+
+def test_model_trains_with_huber_and_function_form():
+    rng = np.random.default_rng(15)
+    x = rng.standard_normal((64, 3)).astype(np.float32)
+    y = (x @ np.array([[1.0], [-2.0], [0.5]]) + 3 * (rng.random((64, 1)) < 0.05)).astype(
+        np.float32)
+    nn.set_seed(1)
+    model = nn.Sequential([nn.layers.Input((3,)), nn.layers.Dense(1)])
+    model.compile(optimizer=nn.optimizers.SGD(learning_rate=0.1), loss=nn.losses.huber)
+    assert isinstance(model.loss, nn.losses.Huber)
+    hist = model.fit(x, y, epochs=20, batch_size=16, verbose=0).history["loss"]
+    assert hist[-1] < 0.5 * hist[0]
+
+
+def test_against_keras():
+    """Optional: per-sample values equal keras.losses.* (Keras 3, float32)."""
+    from .peers import keras_or_skip
+    keras = keras_or_skip()
+    L = keras.losses
+    rng = np.random.default_rng(16)
+    t = rng.random((8, 5)).astype(np.float32)
+    p = rng.random((8, 5)).astype(np.float32)
+    onehot = np.eye(5, dtype=np.float32)[rng.integers(0, 5, 8)]
+    binary = (rng.random((8, 5)) > 0.5).astype(np.float32)
+    ids = rng.integers(0, 5, 8)
+    cases = [("huber", (t, p)), ("kl_divergence", (t, p)), ("poisson", (t, p)),
+             ("log_cosh", (t, p)), ("hinge", (binary, p - 0.5)),
+             ("squared_hinge", (binary, p - 0.5)), ("categorical_hinge", (onehot, p)),
+             ("cosine_similarity", (t, p - 0.5)), ("mean_squared_error", (t, p)),
+             ("binary_crossentropy", (binary, p)), ("categorical_crossentropy", (onehot, p)),
+             ("sparse_categorical_crossentropy", (ids, p))]
+    for name, args in cases:
+        np.testing.assert_allclose(getattr(nn.losses, name)(*args),
+                                   np.asarray(getattr(L, name)(*args)), rtol=1e-5, atol=1e-6,
+                                   err_msg=name)

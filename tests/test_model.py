@@ -593,10 +593,10 @@ def test_categorical_target_shape_error_has_hint():
 
 def test_compile_and_structure_errors():
     model = _classifier()
-    with pytest.raises(ValueError, match=r"Unknown loss 'hinge'; valid names: .*'mse'"):
-        model.compile(loss="hinge")
-    with pytest.raises(ValueError, match=r"Unknown optimizer 'adagrad'"):
-        model.compile(optimizer="adagrad", loss="mse")
+    with pytest.raises(ValueError, match=r"Unknown loss 'focal_loss'; valid names: .*'mse'"):
+        model.compile(loss="focal_loss")
+    with pytest.raises(ValueError, match=r"Unknown optimizer 'adadelta'"):
+        model.compile(optimizer="adadelta", loss="mse")
     with pytest.raises(ValueError, match=r"Unknown metric 'f1'; valid names: .*'accuracy'"):
         model.compile(loss="mse", metrics=["f1"])
     with pytest.raises(ValueError, match="metrics must be a list"):

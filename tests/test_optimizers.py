@@ -1,8 +1,11 @@
-"""Optimizers: in-place SGD / Adam(W) / RMSprop updates, sum_squares and the L1L2 regulariser.
+"""Optimizers: in-place SGD / Adam(W) / RMSprop / Adagrad / Adamax / Nadam / Lion updates,
+sum_squares and the L1L2 regulariser.
 
 Each update runs a short trajectory (fresh random gradient every step, random starting slots)
 through nanonet.ops and nanonet.reference side by side; sizes cross the threading threshold.
 """
+import re
+
 import numpy as np
 import pytest
 
@@ -539,3 +542,135 @@ def test_zero_learning_rate_leaves_params_unchanged():
     ops.sgd_update(p, np.ones_like(p), None, 0.0)
     ops.rmsprop_update(p, np.ones_like(p), np.zeros_like(p), 0.0)
     assert p.tolist() == [1.0, -2.0]
+
+
+# --------------------------------------------------------------------------------------------
+# Adagrad, Adamax, Nadam, Lion: trajectories against the twin, the scalar C++ twin, threads
+
+def _nadam_u_product(t, beta_1=0.9):
+    return float(np.prod([beta_1 * (1 - 0.5 * 0.96 ** i) for i in range(1, t + 1)]))
+
+
+# (name, slot count, positive slots?, extra kwargs per step (a function of the 1-based step))
+NEW_OPS = {
+    "adagrad": (1, True, lambda t, c: dict(epsilon=c.get("epsilon", 1e-7))),
+    "adamax": (2, False, lambda t, c: dict(step=t, beta_1=c.get("beta_1", 0.9),
+                                           beta_2=c.get("beta_2", 0.999))),
+    "nadam": (2, False, lambda t, c: dict(step=t, u_product=_nadam_u_product(
+        t, c.get("beta_1", 0.9)), beta_1=c.get("beta_1", 0.9), beta_2=c.get("beta_2", 0.999))),
+    "lion": (1, False, lambda t, c: dict(beta_1=c.get("beta_1", 0.9),
+                                         beta_2=c.get("beta_2", 0.99))),
+}
+NEW_CONFIGS = [dict(), dict(grad_scale=0.4, clipvalue=0.3), dict(beta_1=0.5, beta_2=0.8)]
+
+
+def _new_slots(rng, name, shape, dtype):
+    count, positive, _ = NEW_OPS[name]
+    if name in ("adamax", "nadam"):  # m any sign; u / v >= 0
+        return [_rand(rng, shape, dtype), _rand(rng, shape, dtype, 0.0, 1.5)]
+    return [_rand(rng, shape, dtype, 0.05, 1.5) if positive else _rand(rng, shape, dtype)
+            for _ in range(count)]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("n", SIZES)
+@pytest.mark.parametrize("name,cfg", [(nm, c) for nm in sorted(NEW_OPS) for c in NEW_CONFIGS
+                                      if not (nm == "adagrad" and "beta_1" in c)],
+                         ids=lambda v: repr(v))
+def test_new_update_trajectories_match_reference(name, cfg, n, dtype):
+    rng = np.random.default_rng(n + 17)
+    shape = _shape(n)
+    p0 = _rand(rng, shape, dtype)
+    (mine, want) = _pairs([p0] + _new_slots(rng, name, shape, dtype))
+    clip = {k: cfg[k] for k in ("grad_scale", "clipvalue") if k in cfg}
+    for t in range(1, STEPS + 1):
+        g = _rand(rng, shape, dtype)
+        kw = dict(NEW_OPS[name][2](t, cfg), **clip)
+        getattr(ops, f"{name}_update")(mine[0], g, *mine[1:], 0.01, **kw)
+        getattr(reference, f"{name}_update")(want[0], g, *want[1:], 0.01, **kw)
+    for a, b in zip(mine, want):
+        assert a.dtype == dtype and a.shape == shape
+        _close(a, b, dtype, name)
+
+
+def _run_new(suffix, dtype, n, seed):
+    rng = np.random.default_rng(seed)
+    out = []
+    for name in sorted(NEW_OPS):
+        arrays = [_rand(rng, n, dtype)] + _new_slots(rng, name, n, dtype)
+        g = _rand(rng, n, dtype)
+        kw = NEW_OPS[name][2](5, {})
+        getattr(_core, f"{name}_update{suffix}")(arrays[0], g, *arrays[1:], 0.01, **kw,
+                                                 grad_scale=0.7, clipvalue=0.9)
+        out += arrays
+    return out
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("n", [17, 40009])
+def test_new_updates_fast_equal_scalar_twins_and_threads(n, dtype):
+    fast = _run_new("", dtype, n, seed=n)
+    for a, b in zip(fast, _run_new("_ref", dtype, n, seed=n)):
+        _close(a, b, dtype)  # same expressions; FMA contraction may round differently
+    before = nn.get_num_threads()
+    try:
+        nn.set_num_threads(1)
+        one = _run_new("", dtype, n, seed=n)
+        nn.set_num_threads(2)
+        two = _run_new("", dtype, n, seed=n)
+    finally:
+        nn.set_num_threads(before)
+    for a, b in zip(one, two):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_new_updates_written_out():
+    """One step of each rule on hand-sized float64 arrays, the Keras 3 formulas spelled out."""
+    p0, g = np.array([0.5, -1.0, 2.0]), np.array([0.3, -0.2, 0.0])
+    lr = 0.1
+    # Adagrad
+    p, acc = p0.copy(), np.full(3, 0.1)
+    ops.adagrad_update(p, g, acc, lr, epsilon=1e-7)
+    np.testing.assert_allclose(acc, 0.1 + g ** 2, rtol=1e-15)
+    np.testing.assert_allclose(p, p0 - lr * g / np.sqrt(0.1 + g ** 2 + 1e-7), rtol=1e-15)
+    # Adamax, step 2
+    p, m, u = p0.copy(), np.array([0.1, 0.1, -0.1]), np.array([0.2, 0.05, 0.3])
+    m_want = m + (g - m) * 0.1
+    u_want = np.maximum(0.999 * u, np.abs(g))
+    ops.adamax_update(p, g, m, u, lr, 2)
+    np.testing.assert_allclose(m, m_want, rtol=1e-15)
+    np.testing.assert_allclose(u, u_want, rtol=1e-15)
+    np.testing.assert_allclose(p, p0 - lr * m_want / ((1 - 0.9 ** 2) * (u_want + 1e-7)),
+                               rtol=1e-14)
+    # Nadam, step 1 from zero slots: u_1, u_2 = 0.9 (1 - 0.5 * 0.96^t)
+    u1, u2 = 0.9 * (1 - 0.5 * 0.96), 0.9 * (1 - 0.5 * 0.96 ** 2)
+    p, m, v = p0.copy(), np.zeros(3), np.zeros(3)
+    ops.nadam_update(p, g, m, v, lr, 1, u1)
+    m_w, v_w = 0.1 * g, 0.001 * g ** 2
+    m_hat = u2 * m_w / (1 - u1 * u2) + (1 - u1) * g / (1 - u1)
+    v_hat = v_w / (1 - 0.999)
+    np.testing.assert_allclose(p, p0 - lr * m_hat / (np.sqrt(v_hat) + 1e-7), rtol=1e-14)
+    # Lion: the step is lr * sign(...) exactly; sign(0) = 0 leaves that entry alone
+    p, m = p0.copy(), np.array([0.0, 1.0, 0.0])
+    ops.lion_update(p, g, m, lr)
+    np.testing.assert_array_equal(p, p0 - lr * np.sign(0.9 * np.array([0, 1.0, 0]) + 0.1 * g))
+    np.testing.assert_allclose(m, 0.99 * np.array([0, 1.0, 0]) + 0.01 * g, rtol=1e-15)
+
+
+@pytest.mark.parametrize("op,kwargs,msg", [
+    ("adagrad_update", dict(epsilon=-1.0), "epsilon must be >= 0 and finite; got -1"),
+    ("adamax_update", dict(step=0), "step must be >= 1; got 0"),
+    ("adamax_update", dict(step=1, beta_1=1.0), "beta_1 must be in [0, 1); got 1"),
+    ("nadam_update", dict(step=1, u_product=1.0), "u_product must be in [0, 1); got 1"),
+    ("lion_update", dict(beta_2=1.5), "beta_2 must be in [0, 1]; got 1.5"),
+])
+def test_new_update_validation(op, kwargs, msg):
+    p, g = np.zeros(3), np.ones(3)
+    slots = [np.zeros(3) for _ in range(NEW_OPS[op.split("_")[0]][0])]
+    with pytest.raises(ValueError, match=re.escape(f"{op}: {msg}")):
+        getattr(ops, op)(p, g, *slots, 0.1, **kwargs)
+    ok = {"nadam_update": {"step": 1, "u_product": 0.5}, "adamax_update": {"step": 1}}.get(op, {})
+    with pytest.raises(TypeError, match="must have the dtype of grad"):
+        getattr(ops, op)(p, g, *[s.astype(np.float32) for s in slots], 0.1, **ok)
+    with pytest.raises(ValueError, match="share memory"):
+        getattr(_core, op)(p, g, *([p] + slots[1:]), 0.1, **ok)

@@ -280,8 +280,8 @@ def test_registry():
     opt = optimizers.SGD()
     assert optimizers.get(opt) is opt
     assert optimizers.get("sgd") is not optimizers.get("sgd")
-    with pytest.raises(ValueError, match=r"Unknown optimizer 'adagrad'.*'adam'"):
-        optimizers.get("adagrad")
+    with pytest.raises(ValueError, match=r"Unknown optimizer 'adadelta'.*'adam'"):
+        optimizers.get("adadelta")
     with pytest.raises(ValueError, match="Could not interpret optimizer"):
         optimizers.get(3)
 
@@ -320,3 +320,145 @@ def test_apply_errors():
 
 def test_exported_from_package():
     assert nn.optimizers.Adam is optimizers.Adam
+
+
+# ---- Adagrad, Adamax, Nadam, Lion -------------------------------------------------------------
+
+def _new_reference_run(kind, params, grad_seq, lr, **hp):
+    """The same steps with the NumPy twins in float64 (slots as Keras initialises them)."""
+    params = [p.astype(np.float64) for p in params]
+    init = hp.pop("initial_accumulator_value", 0.1)
+    wd = hp.pop("weight_decay", None)
+    slots = [[np.full_like(p, init)] if kind == "adagrad" else
+             [np.zeros_like(p) for _ in range(1 if kind == "lion" else 2)] for p in params]
+    beta_1 = hp.get("beta_1", 0.9)
+    u_product = 1.0
+    for step, grads in enumerate(grad_seq):
+        t = step + 1
+        u_product *= beta_1 * (1 - 0.5 * 0.96 ** t)
+        for p, g, s in zip(params, grads, slots):
+            g = g.astype(np.float64)
+            if wd:
+                p -= p * (wd * lr)
+            if kind == "adagrad":
+                reference.adagrad_update(p, g, *s, lr, **hp)
+            elif kind == "adamax":
+                reference.adamax_update(p, g, *s, lr, t, **hp)
+            elif kind == "nadam":
+                reference.nadam_update(p, g, *s, lr, t, u_product, **hp)
+            else:
+                reference.lion_update(p, g, *s, lr, **hp)
+    return params
+
+
+NEW_CASES = [
+    ("adagrad", optimizers.Adagrad, {}),
+    ("adagrad", optimizers.Adagrad, {"initial_accumulator_value": 0.5, "epsilon": 1e-4}),
+    ("adamax", optimizers.Adamax, {}),
+    ("adamax", optimizers.Adamax, {"beta_1": 0.7, "beta_2": 0.9, "weight_decay": 0.1}),
+    ("nadam", optimizers.Nadam, {}),
+    ("nadam", optimizers.Nadam, {"beta_1": 0.8, "epsilon": 1e-4}),
+    ("lion", optimizers.Lion, {}),
+    ("lion", optimizers.Lion, {"beta_1": 0.5, "beta_2": 0.9, "weight_decay": 0.05}),
+]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("kind,cls,hp", NEW_CASES)
+def test_new_optimizers_match_reference(kind, cls, hp, dtype):
+    rng = np.random.default_rng(9)
+    params = _params(rng, dtype)
+    start = [p.copy() for p in params]
+    grad_seq = [_grads(rng, params, k) for k in range(5)]
+    opt = cls(learning_rate=0.05, **hp)
+    for grads in grad_seq:
+        opt.apply(grads, params)
+    assert opt.iterations == 5
+    want = _new_reference_run(kind, start, grad_seq, 0.05, **dict(hp))
+    tol = 50 * TOL[np.dtype(dtype).name]["optimizer"]
+    for p, w in zip(params, want):
+        assert p.dtype == dtype
+        np.testing.assert_allclose(p, w, rtol=tol, atol=tol)
+
+
+def test_new_optimizers_keras_defaults_registry_config():
+    a = optimizers.Adagrad().get_config()
+    assert (a["learning_rate"], a["initial_accumulator_value"], a["epsilon"], a["name"]) == \
+        (0.001, 0.1, 1e-7, "adagrad")
+    for cls, name in ((optimizers.Adamax, "adamax"), (optimizers.Nadam, "nadam")):
+        c = cls().get_config()
+        assert (c["learning_rate"], c["beta_1"], c["beta_2"], c["epsilon"], c["name"]) == \
+            (0.001, 0.9, 0.999, 1e-7, name)
+    c = optimizers.Lion().get_config()
+    assert (c["learning_rate"], c["beta_1"], c["beta_2"], c["name"]) == (0.001, 0.9, 0.99, "lion")
+    for name, cls in (("adagrad", optimizers.Adagrad), ("adamax", optimizers.Adamax),
+                      ("nadam", optimizers.Nadam), ("lion", optimizers.Lion),
+                      ("Adagrad", optimizers.Adagrad), ("Nadam", optimizers.Nadam)):
+        assert type(optimizers.get(name)) is cls
+    for cls in (optimizers.Adagrad, optimizers.Adamax, optimizers.Nadam, optimizers.Lion):
+        opt = cls(learning_rate=0.03, clipnorm=2.0)
+        config = opt.get_config()
+        assert optimizers.deserialize(optimizers.serialize(opt)).get_config() == config
+    with pytest.raises(ValueError, match="beta_1 must be in"):
+        optimizers.Lion(beta_1=0.0)
+    with pytest.raises(ValueError, match="initial_accumulator_value must be in"):
+        optimizers.Adagrad(initial_accumulator_value=-1.0)
+
+
+def test_adagrad_slots_start_at_initial_value_and_nadam_resumes():
+    p = np.zeros(3)
+    opt = optimizers.Adagrad(initial_accumulator_value=0.25)
+    opt.build([p])
+    np.testing.assert_array_equal(opt.variables[1], 0.25)
+    # Nadam's u_product is a function of iterations: a restored optimizer continues exactly
+    rng = np.random.default_rng(3)
+    params = _params(rng, np.float64)
+    a = optimizers.Nadam(learning_rate=0.01)
+    for k in range(3):
+        a.apply(_grads(rng, params, k), params)
+    params_b = [q.copy() for q in params]
+    b = optimizers.Nadam(learning_rate=0.01)
+    b.build(params_b)
+    b.set_variables([v.copy() for v in a.variables])
+    grads = _grads(rng, params, 3)
+    a.apply(grads, params)
+    b.apply(grads, params_b)
+    for x, y in zip(params, params_b):
+        np.testing.assert_array_equal(x, y)
+
+
+@pytest.mark.parametrize("name", ["adagrad", "adamax", "nadam", "lion"])
+def test_new_optimizers_train(name):
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((64, 3)).astype(np.float32)
+    y = (x @ np.array([[1.0], [-2.0], [0.5]])).astype(np.float32)
+    nn.set_seed(0)
+    model = nn.Sequential([nn.layers.Input((3,)), nn.layers.Dense(1)])
+    lr = {"adagrad": 0.5, "adamax": 0.05, "nadam": 0.05, "lion": 0.01}[name]
+    model.compile(optimizer=optimizers.get({"class_name": optimizers.get(name).__class__.__name__,
+                                            "config": {"learning_rate": lr}}), loss="mse")
+    hist = model.fit(x, y, epochs=20, batch_size=16, verbose=0).history["loss"]
+    assert hist[-1] < 0.2 * hist[0], hist
+
+
+@pytest.mark.parametrize("name,kw", [
+    ("adagrad", {}), ("adagrad", {"initial_accumulator_value": 0.3}), ("adamax", {}),
+    ("adamax", {"weight_decay": 0.1}), ("nadam", {}), ("nadam", {"beta_1": 0.8}), ("lion", {}),
+    ("lion", {"beta_1": 0.5, "beta_2": 0.9})])
+def test_against_keras(name, kw):
+    """Optional: six steps equal keras.optimizers.* applied to a Variable (Keras 3, float32)."""
+    from .peers import keras_or_skip
+    keras = keras_or_skip()
+    rng = np.random.default_rng(12)
+    p0 = rng.standard_normal((4, 3)).astype(np.float32)
+    grads = [rng.standard_normal((4, 3)).astype(np.float32) for _ in range(6)]
+    config = dict(learning_rate=0.05, **kw)
+    peer = keras.optimizers.get({"class_name": name, "config": config})
+    var = keras.Variable(p0.copy())
+    peer.build([var])
+    ours = optimizers.get({"class_name": type(optimizers.get(name)).__name__, "config": config})
+    q = p0.copy()
+    for g in grads:
+        peer.apply([g], [var])
+        ours.apply([g], [q])
+    np.testing.assert_allclose(q, np.asarray(var.value), rtol=1e-5, atol=1e-6)

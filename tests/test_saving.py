@@ -224,6 +224,10 @@ def _optimizer_cases():
                                                               warmup_target=0.02,
                                                               warmup_steps=3)),
         "AdamW-InverseTimeDecay": O.AdamW(S.InverseTimeDecay(0.01, 2, 0.5)),
+        "Adagrad": O.Adagrad(0.05, initial_accumulator_value=0.2, clipnorm=1.0),
+        "Adamax": O.Adamax(0.01, beta_1=0.8, weight_decay=0.01),
+        "Nadam": O.Nadam(0.01, epsilon=1e-6, clipvalue=0.5),
+        "Lion": O.Lion(0.001, beta_2=0.95),
     }
 
 

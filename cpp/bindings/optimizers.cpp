@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include "bindings/common.hpp"
@@ -202,6 +203,86 @@ void rmsprop_impl(const char* fn, bool use_ref, py::array param, const py::array
     run_rmsprop<double>(use_ref, param, velocity, mbuf, ag, grad, h, c);
 }
 
+// ---- adagrad, adamax, nadam, lion: param and one or two slots, all required
+
+// Runs kernel(p, s1, s2, g, n) on T pointers after the shared checks; s2 may be absent (null).
+template <typename Kernel>
+void run_slots(const char* fn, py::array& param, const py::array& grad, py::array& s1,
+               const char* s1_name, py::array* s2, const char* s2_name, const Kernel& kernel) {
+  check_grad(grad, fn, "grad");
+  check_inplace(param, grad, fn, "param", "grad");
+  check_inplace(s1, grad, fn, s1_name, "grad");
+  if (s2) check_inplace(*s2, grad, fn, s2_name, "grad");
+  check_no_overlap(fn, {{"param", &param}, {"grad", &grad}, {s1_name, &s1}, {s2_name, s2}});
+  const index_t n = static_cast<index_t>(grad.size());
+  dispatch_float(grad, [&](auto zero) {
+    using T = decltype(zero);
+    T* pp = mptr<T>(param);
+    T* p1 = mptr<T>(s1);
+    T* p2 = s2 ? mptr<T>(*s2) : nullptr;
+    const T* pg = cptr<T>(grad);
+    py::gil_scoped_release release;
+    kernel(pp, p1, p2, pg, n);
+  });
+}
+
+void adagrad_impl(const char* fn, bool use_ref, py::array param, const py::array& grad,
+                  py::array accumulator, double lr, double epsilon, double grad_scale,
+                  double clipvalue) {
+  const AdagradHyper h{lr, epsilon};
+  const GradClip c{grad_scale, clipvalue};
+  check_adagrad(fn, h);
+  check_grad_clip(fn, c);
+  auto k = [&](auto* p, auto* a, auto*, const auto* g, index_t n) {
+    using T = std::remove_pointer_t<decltype(p)>;
+    (use_ref ? adagrad_update_ref<T> : adagrad_update<T>)(p, a, g, n, h, c);
+  };
+  run_slots(fn, param, grad, accumulator, "accumulator", nullptr, "", k);
+}
+
+void adamax_impl(const char* fn, bool use_ref, py::array param, const py::array& grad,
+                 py::array m, py::array u, double lr, std::int64_t step, double beta_1,
+                 double beta_2, double epsilon, double grad_scale, double clipvalue) {
+  const AdamaxHyper h{lr, step, beta_1, beta_2, epsilon};
+  const GradClip c{grad_scale, clipvalue};
+  check_adamax(fn, h);
+  check_grad_clip(fn, c);
+  auto k = [&](auto* p, auto* a, auto* b, const auto* g, index_t n) {
+    using T = std::remove_pointer_t<decltype(p)>;
+    (use_ref ? adamax_update_ref<T> : adamax_update<T>)(p, a, b, g, n, h, c);
+  };
+  run_slots(fn, param, grad, m, "m", &u, "u", k);
+}
+
+void nadam_impl(const char* fn, bool use_ref, py::array param, const py::array& grad,
+                py::array m, py::array v, double lr, std::int64_t step, double u_product,
+                double beta_1, double beta_2, double epsilon, double grad_scale,
+                double clipvalue) {
+  const NadamHyper h{lr, step, beta_1, beta_2, epsilon, u_product};
+  const GradClip c{grad_scale, clipvalue};
+  check_nadam(fn, h);
+  check_grad_clip(fn, c);
+  auto k = [&](auto* p, auto* a, auto* b, const auto* g, index_t n) {
+    using T = std::remove_pointer_t<decltype(p)>;
+    (use_ref ? nadam_update_ref<T> : nadam_update<T>)(p, a, b, g, n, h, c);
+  };
+  run_slots(fn, param, grad, m, "m", &v, "v", k);
+}
+
+void lion_impl(const char* fn, bool use_ref, py::array param, const py::array& grad,
+               py::array m, double lr, double beta_1, double beta_2, double grad_scale,
+               double clipvalue) {
+  const LionHyper h{lr, beta_1, beta_2};
+  const GradClip c{grad_scale, clipvalue};
+  check_lion(fn, h);
+  check_grad_clip(fn, c);
+  auto k = [&](auto* p, auto* a, auto*, const auto* g, index_t n) {
+    using T = std::remove_pointer_t<decltype(p)>;
+    (use_ref ? lion_update_ref<T> : lion_update<T>)(p, a, g, n, h, c);
+  };
+  run_slots(fn, param, grad, m, "m", nullptr, "", k);
+}
+
 // ---- reductions and the regulariser
 
 template <typename T>
@@ -372,6 +453,77 @@ void register_optimizers(py::module_& m) {
             py::arg("l2") = 0.0, doc.c_str());
       },
       "In place, accumulates the L1L2 gradient: grad += l1 * sign(param) + 2 * l2 * param.");
+  def_pair(
+      m, "adagrad_update",
+      [&](py::module_& mod, const std::string& name, bool use_ref, const std::string& doc) {
+        mod.def(
+            name.c_str(),
+            [fn = name, use_ref](py::array param, const py::array& grad, py::array accumulator,
+                                 double lr, double epsilon, double grad_scale, double clipvalue) {
+              adagrad_impl(fn.c_str(), use_ref, param, grad, accumulator, lr, epsilon,
+                           grad_scale, clipvalue);
+            },
+            py::arg("param").noconvert(), py::arg("grad"), py::arg("accumulator").noconvert(),
+            py::arg("lr"), py::arg("epsilon") = 1e-7, py::arg("grad_scale") = 1.0,
+            py::arg("clipvalue") = 0.0, doc.c_str());
+      },
+      "In place, Keras Adagrad: accumulator += g'^2; param -= lr * g' / sqrt(accumulator + "
+      "epsilon).");
+  def_pair(
+      m, "adamax_update",
+      [&](py::module_& mod, const std::string& name, bool use_ref, const std::string& doc) {
+        mod.def(
+            name.c_str(),
+            [fn = name, use_ref](py::array param, const py::array& grad, py::array m_,
+                                 py::array u_, double lr, std::int64_t step, double beta_1,
+                                 double beta_2, double epsilon, double grad_scale,
+                                 double clipvalue) {
+              adamax_impl(fn.c_str(), use_ref, param, grad, m_, u_, lr, step, beta_1, beta_2,
+                          epsilon, grad_scale, clipvalue);
+            },
+            py::arg("param").noconvert(), py::arg("grad"), py::arg("m").noconvert(),
+            py::arg("u").noconvert(), py::arg("lr"), py::arg("step"), py::arg("beta_1") = 0.9,
+            py::arg("beta_2") = 0.999, py::arg("epsilon") = 1e-7, py::arg("grad_scale") = 1.0,
+            py::arg("clipvalue") = 0.0, doc.c_str());
+      },
+      "In place, Keras Adamax (step is 1-based): m += (g' - m)(1 - beta_1); "
+      "u = max(beta_2 u, |g'|); param -= lr m / ((1 - beta_1^step)(u + epsilon)).");
+  def_pair(
+      m, "nadam_update",
+      [&](py::module_& mod, const std::string& name, bool use_ref, const std::string& doc) {
+        mod.def(
+            name.c_str(),
+            [fn = name, use_ref](py::array param, const py::array& grad, py::array m_,
+                                 py::array v_, double lr, std::int64_t step, double u_product,
+                                 double beta_1, double beta_2, double epsilon,
+                                 double grad_scale, double clipvalue) {
+              nadam_impl(fn.c_str(), use_ref, param, grad, m_, v_, lr, step, u_product, beta_1,
+                         beta_2, epsilon, grad_scale, clipvalue);
+            },
+            py::arg("param").noconvert(), py::arg("grad"), py::arg("m").noconvert(),
+            py::arg("v").noconvert(), py::arg("lr"), py::arg("step"), py::arg("u_product"),
+            py::arg("beta_1") = 0.9, py::arg("beta_2") = 0.999, py::arg("epsilon") = 1e-7,
+            py::arg("grad_scale") = 1.0, py::arg("clipvalue") = 0.0, doc.c_str());
+      },
+      "In place, Keras Nadam (step is 1-based; u_product = prod_{i <= step} beta_1 (1 - 0.5 * "
+      "0.96^i)); equations in cpp/nanonet/optimizers.hpp.");
+  def_pair(
+      m, "lion_update",
+      [&](py::module_& mod, const std::string& name, bool use_ref, const std::string& doc) {
+        mod.def(
+            name.c_str(),
+            [fn = name, use_ref](py::array param, const py::array& grad, py::array m_,
+                                 double lr, double beta_1, double beta_2, double grad_scale,
+                                 double clipvalue) {
+              lion_impl(fn.c_str(), use_ref, param, grad, m_, lr, beta_1, beta_2, grad_scale,
+                        clipvalue);
+            },
+            py::arg("param").noconvert(), py::arg("grad"), py::arg("m").noconvert(),
+            py::arg("lr"), py::arg("beta_1") = 0.9, py::arg("beta_2") = 0.99,
+            py::arg("grad_scale") = 1.0, py::arg("clipvalue") = 0.0, doc.c_str());
+      },
+      "In place, Keras Lion: param -= lr * sign(beta_1 m + (1 - beta_1) g'); "
+      "m = beta_2 m + (1 - beta_2) g'.");
 }
 
 }  // namespace nanonet

@@ -6,9 +6,31 @@
 //   relu         y = max(x, 0) (NaN stays)     dx = y > 0 ? dy : 0
 //   softmax      y_j = exp(x_j - m) / s        dx_j = y_j * (dy_j - sum_k dy_k y_k)
 //   log_softmax  y_j = x_j - m - log(s)        dx_j = dy_j - exp(y_j) * sum_k dy_k
-// with m = max_k x_k and s = sum_k exp(x_k - m) over one row (the last axis), so softmax and
-// log_softmax never overflow for finite x (|x| = 1e4 included); a row holding NaN or inf gives
-// NaN in that row only.
+// Keras 3's other activations (their default arguments, fixed by the name):
+//   gelu         y = x Phi(x) = x erfc(-x/sqrt2)/2             dx = dy (Phi(x) + x phi(x))
+//   gelu_approximate (Keras gelu(approximate=True)), u = sqrt(2/pi) (x + 0.044715 x^3):
+//                y = x (1 + tanh(u))/2 = x s, s = sigmoid(2u)  dx = dy (s + 2 x s (1-s) u')
+//   silu (swish) y = x sigmoid(x)                               dx = dy s (1 + x (1 - s))
+//   elu          y = x > 0 ? x : expm1(x)      (alpha = 1)      dx = dy (y > 0 ? 1 : y + 1)
+//   selu         y = scale (x > 0 ? x : alpha expm1(x))         dx = dy (y > 0 ? scale
+//                scale = 1.05070098, alpha = 1.67326324 (Keras)          : y + scale alpha)
+//   leaky_relu   y = x < 0 ? 0.2 x : x   (negative_slope 0.2)   dx = dy (y < 0 ? 0.2 : 1)
+//   softplus     y = max(x, 0) + log1p(exp(-|x|))               dx = dy (-expm1(-y))
+//                                                                  = dy sigmoid(x)
+//   softsign     y = x / (1 + |x|)                              dx = dy (1 - |y|)^2
+//   hard_sigmoid y = relu6(x + 3) / 6                            dx = dy (0 < y < 1 ? 1/6 : 0)
+//   exponential  y = exp(x)                                     dx = dy y
+// gelu, gelu_approximate and silu cannot be differentiated from y (not monotonic), so their
+// backward reads the forward INPUT x as well (activation_needs_input); every other activation's
+// backward reads y only (x may be null). For x < -100 the gelu / silu outputs are 0 (their true
+// values underflow long before), so -inf gives 0, not NaN; for |x| > 100 their slopes are 0 / 1.
+// The tails are precise (no fast-math; no 1 + small cancels): expm1(x) for x <= 0 (elu, selu,
+// softplus's slope) is 2t / (1 - t) with t = vm::tanh(x / 2), vectorised and a few ulp; gelu
+// uses std::erfc, evaluated in double for float input, and softplus std::log1p: scalar libm
+// calls, so those two forwards run ~50x slower than sigmoid (gelu_approximate is vectorised).
+// Backward from y is exact to relative rounding except where y determines x poorly: elu / selu's
+// y + 1 as y -> -1 and softsign's 1 - |y| as |y| -> 1 are exact to an absolute ~eps (the slope
+// itself being ~0 there).
 //
 // Shapes: x, y, dy, dx are rows x cols, row-major and contiguous (row stride = cols).
 // Elementwise activations treat them as rows * cols independent elements; softmax and
@@ -35,15 +57,24 @@
 
 namespace nanonet {
 
-enum class Activation { linear, sigmoid, tanh, relu, softmax, log_softmax };
+enum class Activation {
+  linear, sigmoid, tanh, relu, softmax, log_softmax,
+  gelu, gelu_approximate, silu, elu, selu, leaky_relu, softplus, softsign, hard_sigmoid,
+  exponential
+};
 
-// "linear", "sigmoid", "tanh", "relu", "softmax", "log_softmax"; anything else throws
+// The names above ("swish" is accepted for silu, as in Keras); anything else throws
 // std::invalid_argument naming `fn`, the bad name and the valid ones.
 Activation activation_from_name(const std::string& name, const char* fn = "activation");
 const char* activation_name(Activation act);
-const char* activation_valid_names();  // "linear, sigmoid, tanh, relu, softmax, log_softmax"
+const char* activation_valid_names();  // "linear, sigmoid, tanh, relu, softmax, log_softmax, ..."
 inline bool activation_is_rowwise(Activation act) {
   return act == Activation::softmax || act == Activation::log_softmax;
+}
+// True when the backward needs the forward input x (gelu, gelu_approximate, silu).
+inline bool activation_needs_input(Activation act) {
+  return act == Activation::gelu || act == Activation::gelu_approximate ||
+         act == Activation::silu;
 }
 
 constexpr index_t kActivationParallelElems = index_t(1) << 15;
@@ -52,35 +83,39 @@ constexpr index_t kActivationParallelElems = index_t(1) << 15;
 template <typename T>
 void activation_forward(T* y, const T* x, index_t rows, index_t cols, Activation act);
 
-// dx = f'(y) applied to dy, from the forward OUTPUT y; dx overwritten (may be dy).
+// dx = f'(.) applied to dy, from the forward OUTPUT y and, for activation_needs_input(act), the
+// forward INPUT x (null otherwise); dx overwritten (may be dy).
 template <typename T>
-void activation_backward(T* dx, const T* dy, const T* y, index_t rows, index_t cols,
+void activation_backward(T* dx, const T* dy, const T* y, const T* x, index_t rows, index_t cols,
                          Activation act);
 
 // Plain scalar twins (std::exp, std::tanh, one thread): the specification of the two above.
 template <typename T>
 void activation_forward_ref(T* y, const T* x, index_t rows, index_t cols, Activation act);
 template <typename T>
-void activation_backward_ref(T* dx, const T* dy, const T* y, index_t rows, index_t cols,
-                             Activation act);
+void activation_backward_ref(T* dx, const T* dy, const T* y, const T* x, index_t rows,
+                             index_t cols, Activation act);
 
 // ---- serial building blocks (no threads) ----------------------------------------------------
 
 // c[i * ldc + j] = f(c[i * ldc + j] + bias[j]) on an m x n block; bias may be null (no add).
 // In place. f is elementwise: for softmax / log_softmax only the bias is added (they need whole
-// rows; apply them afterwards). Never throws (it runs inside GEMM's parallel region).
+// rows; apply them afterwards). z, when not null, receives the pre-activation
+// z[i * ldz + j] = c + bias (what activation_needs_input activations' backward reads).
+// Never throws (it runs inside GEMM's parallel region).
 template <typename T>
 void bias_activation_block(T* c, index_t ldc, index_t m, index_t n, const T* bias,
-                           Activation act);
+                           Activation act, T* z = nullptr, index_t ldz = 0);
 
 // One row of n: y = softmax(x) or log_softmax(x) (log = true). y may be x.
 template <typename T>
 void softmax_row(T* y, const T* x, index_t n, bool log);
 
-// dx = f'(y) dy over n elements (for softmax / log_softmax: the n elements are one row).
-// dx may be dy.
+// dx = f'(y) dy over n elements (for softmax / log_softmax: the n elements are one row); x is
+// the forward input for activation_needs_input(act), else may be null. dx may be dy.
 template <typename T>
-void activation_backward_span(T* dx, const T* dy, const T* y, index_t n, Activation act);
+void activation_backward_span(T* dx, const T* dy, const T* y, const T* x, index_t n,
+                              Activation act);
 
 // ---- threads -------------------------------------------------------------------------------
 

@@ -72,6 +72,34 @@ void check_l1_l2(const char* fn, double l1, double l2) {
   check_nonneg_finite(fn, "l2", l2);
 }
 
+void check_adagrad(const char* fn, const AdagradHyper& h) {
+  check_nonneg_finite(fn, "lr", h.lr);
+  check_nonneg_finite(fn, "epsilon", h.epsilon);
+}
+
+void check_adamax(const char* fn, const AdamaxHyper& h) {
+  check_nonneg_finite(fn, "lr", h.lr);
+  if (h.step < 1) bad_arg(fn, "step", ">= 1", static_cast<double>(h.step));
+  check_unit_open(fn, "beta_1", h.beta_1);
+  check_unit_open(fn, "beta_2", h.beta_2);
+  check_nonneg_finite(fn, "epsilon", h.epsilon);
+}
+
+void check_nadam(const char* fn, const NadamHyper& h) {
+  check_nonneg_finite(fn, "lr", h.lr);
+  if (h.step < 1) bad_arg(fn, "step", ">= 1", static_cast<double>(h.step));
+  check_unit_open(fn, "beta_1", h.beta_1);
+  check_unit_open(fn, "beta_2", h.beta_2);
+  check_nonneg_finite(fn, "epsilon", h.epsilon);
+  check_unit_open(fn, "u_product", h.u_product);
+}
+
+void check_lion(const char* fn, const LionHyper& h) {
+  check_nonneg_finite(fn, "lr", h.lr);
+  check_unit_closed(fn, "beta_1", h.beta_1);
+  check_unit_closed(fn, "beta_2", h.beta_2);
+}
+
 namespace {
 
 // ---------------------------------------------------------------------------------------------
@@ -471,6 +499,208 @@ void l1_l2_grad_acc_ref(T* g, const T* p, index_t n, double l1, double l2) {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Adagrad, Adamax, Nadam, Lion
+
+namespace {
+
+template <typename T>
+inline T ref_grad(T g, const GradClip& c) {
+  T gi = g * static_cast<T>(c.grad_scale);
+  const T cv = static_cast<T>(c.clipvalue);
+  if (c.clipvalue > 0.0) gi = std::isnan(gi) ? gi : std::min(std::max(gi, -cv), cv);
+  return gi;
+}
+
+template <typename T>
+void adagrad_block(T* __restrict p, T* __restrict acc, const T* __restrict g, index_t i0,
+                   index_t i1, T lr, T eps, T scale, T bound) {
+  for (index_t i = i0; i < i1; ++i) {
+    const T gi = prep_grad(g[i], scale, bound);
+    const T a = acc[i] + gi * gi;
+    acc[i] = a;
+    p[i] -= lr * gi / std::sqrt(a + eps);
+  }
+}
+
+template <typename T>
+void adamax_block(T* __restrict p, T* __restrict m, T* __restrict u, const T* __restrict g,
+                  index_t i0, index_t i1, T lr, T one_b1, T b2, T c1, T eps, T scale, T bound) {
+  for (index_t i = i0; i < i1; ++i) {
+    const T gi = prep_grad(g[i], scale, bound);
+    T mi = m[i];
+    mi += (gi - mi) * one_b1;
+    const T a = b2 * u[i], ag = std::fabs(gi);
+    const T ui = a < ag ? ag : a;
+    m[i] = mi;
+    u[i] = ui;
+    p[i] -= (lr * mi) / (c1 * (ui + eps));
+  }
+}
+
+// Nadam's per-step constants (double, rounded to T once).
+template <typename T>
+struct NadamConsts {
+  T one_b1, one_b2, ut1, d1, one_ut, d0, d2, lr, eps;
+  explicit NadamConsts(const NadamHyper& h) {
+    const double t = static_cast<double>(h.step);
+    const double u_t = h.beta_1 * (1.0 - 0.5 * std::pow(0.96, t));
+    const double u_t1 = h.beta_1 * (1.0 - 0.5 * std::pow(0.96, t + 1.0));
+    const double u_product_1 = h.u_product * u_t1;
+    one_b1 = static_cast<T>(1.0 - h.beta_1);
+    one_b2 = static_cast<T>(1.0 - h.beta_2);
+    ut1 = static_cast<T>(u_t1);
+    d1 = static_cast<T>(1.0 - u_product_1);
+    one_ut = static_cast<T>(1.0 - u_t);
+    d0 = static_cast<T>(1.0 - h.u_product);
+    d2 = static_cast<T>(1.0 - std::pow(h.beta_2, t));
+    lr = static_cast<T>(h.lr);
+    eps = static_cast<T>(h.epsilon);
+  }
+};
+
+template <typename T>
+void nadam_block(T* __restrict p, T* __restrict m, T* __restrict v, const T* __restrict g,
+                 index_t i0, index_t i1, const NadamConsts<T>& k, T scale, T bound) {
+  const T one_b1 = k.one_b1, one_b2 = k.one_b2, ut1 = k.ut1, d1 = k.d1, one_ut = k.one_ut,
+          d0 = k.d0, d2 = k.d2, lr = k.lr, eps = k.eps;
+  for (index_t i = i0; i < i1; ++i) {
+    const T gi = prep_grad(g[i], scale, bound);
+    T mi = m[i], vi = v[i];
+    mi += (gi - mi) * one_b1;
+    vi += (gi * gi - vi) * one_b2;
+    m[i] = mi;
+    v[i] = vi;
+    const T m_hat = ut1 * mi / d1 + one_ut * gi / d0;
+    const T v_hat = vi / d2;
+    p[i] -= (m_hat * lr) / (std::sqrt(v_hat) + eps);
+  }
+}
+
+template <typename T>
+void lion_block(T* __restrict p, T* __restrict m, const T* __restrict g, index_t i0, index_t i1,
+                T lr, T b1, T one_b1, T b2, T one_b2, T scale, T bound) {
+  for (index_t i = i0; i < i1; ++i) {
+    const T gi = prep_grad(g[i], scale, bound);
+    const T mi = m[i];
+    const T c = mi * b1 + gi * one_b1;
+    const T sg = c > T(0) ? T(1) : (c < T(0) ? T(-1) : c * T(0));
+    p[i] -= lr * sg;
+    m[i] = mi * b2 + gi * one_b2;
+  }
+}
+
+}  // namespace
+
+template <typename T>
+void adagrad_update(T* p, T* accumulator, const T* g, index_t n, const AdagradHyper& h,
+                    const GradClip& c) {
+  check_adagrad("adagrad_update", h);
+  check_grad_clip("adagrad_update", c);
+  const ClipT<T> ct(c);
+  const T lr = static_cast<T>(h.lr), eps = static_cast<T>(h.epsilon);
+  for_blocks(n, [&](index_t i0, index_t i1) {
+    adagrad_block<T>(p, accumulator, g, i0, i1, lr, eps, ct.scale, ct.bound);
+  });
+}
+
+template <typename T>
+void adagrad_update_ref(T* p, T* accumulator, const T* g, index_t n, const AdagradHyper& h,
+                        const GradClip& c) {
+  check_adagrad("adagrad_update_ref", h);
+  check_grad_clip("adagrad_update_ref", c);
+  const T lr = static_cast<T>(h.lr), eps = static_cast<T>(h.epsilon);
+  for (index_t i = 0; i < n; ++i) {
+    const T gi = ref_grad(g[i], c);
+    accumulator[i] += gi * gi;
+    p[i] -= lr * gi / std::sqrt(accumulator[i] + eps);
+  }
+}
+
+template <typename T>
+void adamax_update(T* p, T* m, T* u, const T* g, index_t n, const AdamaxHyper& h,
+                   const GradClip& c) {
+  check_adamax("adamax_update", h);
+  check_grad_clip("adamax_update", c);
+  const ClipT<T> ct(c);
+  const T lr = static_cast<T>(h.lr), one_b1 = static_cast<T>(1.0 - h.beta_1);
+  const T b2 = static_cast<T>(h.beta_2), eps = static_cast<T>(h.epsilon);
+  const T c1 = static_cast<T>(1.0 - std::pow(h.beta_1, static_cast<double>(h.step)));
+  for_blocks(n, [&](index_t i0, index_t i1) {
+    adamax_block<T>(p, m, u, g, i0, i1, lr, one_b1, b2, c1, eps, ct.scale, ct.bound);
+  });
+}
+
+template <typename T>
+void adamax_update_ref(T* p, T* m, T* u, const T* g, index_t n, const AdamaxHyper& h,
+                       const GradClip& c) {
+  check_adamax("adamax_update_ref", h);
+  check_grad_clip("adamax_update_ref", c);
+  const T lr = static_cast<T>(h.lr), one_b1 = static_cast<T>(1.0 - h.beta_1);
+  const T b2 = static_cast<T>(h.beta_2), eps = static_cast<T>(h.epsilon);
+  const T c1 = static_cast<T>(1.0 - std::pow(h.beta_1, static_cast<double>(h.step)));
+  for (index_t i = 0; i < n; ++i) {
+    const T gi = ref_grad(g[i], c);
+    m[i] += (gi - m[i]) * one_b1;
+    u[i] = std::max(b2 * u[i], std::fabs(gi));
+    p[i] -= (lr * m[i]) / (c1 * (u[i] + eps));
+  }
+}
+
+template <typename T>
+void nadam_update(T* p, T* m, T* v, const T* g, index_t n, const NadamHyper& h,
+                  const GradClip& c) {
+  check_nadam("nadam_update", h);
+  check_grad_clip("nadam_update", c);
+  const ClipT<T> ct(c);
+  const NadamConsts<T> k(h);
+  for_blocks(n, [&](index_t i0, index_t i1) {
+    nadam_block<T>(p, m, v, g, i0, i1, k, ct.scale, ct.bound);
+  });
+}
+
+template <typename T>
+void nadam_update_ref(T* p, T* m, T* v, const T* g, index_t n, const NadamHyper& h,
+                      const GradClip& c) {
+  check_nadam("nadam_update_ref", h);
+  check_grad_clip("nadam_update_ref", c);
+  const NadamConsts<T> k(h);
+  for (index_t i = 0; i < n; ++i) {
+    const T gi = ref_grad(g[i], c);
+    m[i] += (gi - m[i]) * k.one_b1;
+    v[i] += (gi * gi - v[i]) * k.one_b2;
+    const T m_hat = k.ut1 * m[i] / k.d1 + k.one_ut * gi / k.d0;
+    p[i] -= (m_hat * k.lr) / (std::sqrt(v[i] / k.d2) + k.eps);
+  }
+}
+
+template <typename T>
+void lion_update(T* p, T* m, const T* g, index_t n, const LionHyper& h, const GradClip& c) {
+  check_lion("lion_update", h);
+  check_grad_clip("lion_update", c);
+  const ClipT<T> ct(c);
+  const T lr = static_cast<T>(h.lr), b1 = static_cast<T>(h.beta_1),
+          one_b1 = static_cast<T>(1.0 - h.beta_1), b2 = static_cast<T>(h.beta_2),
+          one_b2 = static_cast<T>(1.0 - h.beta_2);
+  for_blocks(n, [&](index_t i0, index_t i1) {
+    lion_block<T>(p, m, g, i0, i1, lr, b1, one_b1, b2, one_b2, ct.scale, ct.bound);
+  });
+}
+
+template <typename T>
+void lion_update_ref(T* p, T* m, const T* g, index_t n, const LionHyper& h, const GradClip& c) {
+  check_lion("lion_update_ref", h);
+  check_grad_clip("lion_update_ref", c);
+  const T lr = static_cast<T>(h.lr), b1 = static_cast<T>(h.beta_1),
+          one_b1 = static_cast<T>(1.0 - h.beta_1), b2 = static_cast<T>(h.beta_2),
+          one_b2 = static_cast<T>(1.0 - h.beta_2);
+  for (index_t i = 0; i < n; ++i) {
+    const T gi = ref_grad(g[i], c);
+    p[i] -= lr * sign_of(m[i] * b1 + gi * one_b1);
+    m[i] = m[i] * b2 + gi * one_b2;
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
 // Instantiations
 
 #define NN_OPTIMIZERS_INSTANTIATE(T)                                                            \
@@ -489,7 +719,22 @@ void l1_l2_grad_acc_ref(T* g, const T* p, index_t n, double l1, double l2) {
   template double l1_l2_value<T>(const T*, index_t, double, double);                            \
   template double l1_l2_value_ref<T>(const T*, index_t, double, double);                        \
   template void l1_l2_grad_acc<T>(T*, const T*, index_t, double, double);                       \
-  template void l1_l2_grad_acc_ref<T>(T*, const T*, index_t, double, double);
+  template void l1_l2_grad_acc_ref<T>(T*, const T*, index_t, double, double);              \
+  template void adagrad_update<T>(T*, T*, const T*, index_t, const AdagradHyper&,             \
+                                  const GradClip&);                                            \
+  template void adagrad_update_ref<T>(T*, T*, const T*, index_t, const AdagradHyper&,         \
+                                      const GradClip&);                                        \
+  template void adamax_update<T>(T*, T*, T*, const T*, index_t, const AdamaxHyper&,           \
+                                 const GradClip&);                                             \
+  template void adamax_update_ref<T>(T*, T*, T*, const T*, index_t, const AdamaxHyper&,       \
+                                     const GradClip&);                                         \
+  template void nadam_update<T>(T*, T*, T*, const T*, index_t, const NadamHyper&,             \
+                                const GradClip&);                                              \
+  template void nadam_update_ref<T>(T*, T*, T*, const T*, index_t, const NadamHyper&,         \
+                                    const GradClip&);                                          \
+  template void lion_update<T>(T*, T*, const T*, index_t, const LionHyper&, const GradClip&); \
+  template void lion_update_ref<T>(T*, T*, const T*, index_t, const LionHyper&,               \
+                                   const GradClip&);
 
 NN_OPTIMIZERS_INSTANTIATE(float)
 NN_OPTIMIZERS_INSTANTIATE(double)

@@ -1,4 +1,5 @@
-// optimizers: in-place parameter updates (SGD, Adam/AdamW, RMSprop), the sum of squares used for
+// optimizers: in-place parameter updates (SGD, Adam/AdamW, RMSprop, Adagrad, Adamax, Nadam,
+// Lion), the sum of squares used for
 // clipnorm / global_clipnorm, and the L1/L2 weight regulariser (value and gradient).
 //
 // Layout: every array is a flat, contiguous run of n elements (a parameter of any shape, seen as
@@ -28,6 +29,18 @@
 //             momentum > 0: momentum_buf = momentum * momentum_buf + increment; p -= momentum_buf
 //             else:         p -= increment
 //             (momentum_buf is touched only when momentum > 0, average_grad only when centered)
+//   adagrad   accumulator += g'^2;  p -= lr * g' / sqrt(accumulator + epsilon)
+//             (the Python optimizer starts accumulator at initial_accumulator_value, 0.1)
+//   adamax    m += (g' - m) * (1 - beta_1);  u = max(beta_2 * u, |g'|)
+//             p -= (lr * m) / ((1 - beta_1^step) * (u + epsilon))
+//   nadam     u_t = beta_1 (1 - 0.5 * 0.96^step),  u_t1 = beta_1 (1 - 0.5 * 0.96^(step + 1))
+//             u_product = prod_{i = 1..step} u_i (kept by the caller; Keras's _u_product after
+//             this step's update), u_product_1 = u_product * u_t1        (all in double)
+//             m += (g' - m) * (1 - beta_1);  v += (g'^2 - v) * (1 - beta_2)
+//             m_hat = u_t1 * m / (1 - u_product_1) + (1 - u_t) * g' / (1 - u_product)
+//             v_hat = v / (1 - beta_2^step);  p -= (m_hat * lr) / (sqrt(v_hat) + epsilon)
+//   lion      p -= lr * sign(m * beta_1 + g' * (1 - beta_1));  m = m * beta_2 + g' * (1 - beta_2)
+//             (sign(0) = 0)
 //   sum_squares(x)           = sum x^2                        accumulated in double
 //   l1_l2_value(p, l1, l2)   = l1 * sum |p| + l2 * sum p^2    accumulated in double
 //   l1_l2_grad_acc(g, p)     : g += l1 * sign(p) + 2 * l2 * p  (accumulates into g)
@@ -87,12 +100,44 @@ struct RmspropHyper {
   bool centered = false;
 };
 
+struct AdagradHyper {
+  double lr = 0.001;
+  double epsilon = 1e-7;
+};
+
+struct AdamaxHyper {
+  double lr = 0.001;
+  std::int64_t step = 1;
+  double beta_1 = 0.9;
+  double beta_2 = 0.999;
+  double epsilon = 1e-7;
+};
+
+struct NadamHyper {
+  double lr = 0.001;
+  std::int64_t step = 1;
+  double beta_1 = 0.9;
+  double beta_2 = 0.999;
+  double epsilon = 1e-7;
+  double u_product = 0.9 * (1.0 - 0.5 * 0.96);  // prod_{i <= step} u_i (step 1 by default)
+};
+
+struct LionHyper {
+  double lr = 0.001;
+  double beta_1 = 0.9;
+  double beta_2 = 0.99;
+};
+
 // Hyperparameter checks (also run by every update): std::invalid_argument "fn: arg must be ...".
 void check_grad_clip(const char* fn, const GradClip& c);
 void check_sgd(const char* fn, const SgdHyper& h);
 void check_adam(const char* fn, const AdamHyper& h);
 void check_rmsprop(const char* fn, const RmspropHyper& h);
 void check_l1_l2(const char* fn, double l1, double l2);
+void check_adagrad(const char* fn, const AdagradHyper& h);
+void check_adamax(const char* fn, const AdamaxHyper& h);
+void check_nadam(const char* fn, const NadamHyper& h);  // also u_product in [0, 1)
+void check_lion(const char* fn, const LionHyper& h);    // beta_1, beta_2 in [0, 1]
 
 // velocity may be null when momentum == 0.
 template <typename T>
@@ -114,6 +159,32 @@ void rmsprop_update(T* p, T* velocity, T* momentum_buf, T* average_grad, const T
 template <typename T>
 void rmsprop_update_ref(T* p, T* velocity, T* momentum_buf, T* average_grad, const T* g,
                         index_t n, const RmspropHyper& h, const GradClip& c);
+
+template <typename T>
+void adagrad_update(T* p, T* accumulator, const T* g, index_t n, const AdagradHyper& h,
+                    const GradClip& c);
+template <typename T>
+void adagrad_update_ref(T* p, T* accumulator, const T* g, index_t n, const AdagradHyper& h,
+                        const GradClip& c);
+
+template <typename T>
+void adamax_update(T* p, T* m, T* u, const T* g, index_t n, const AdamaxHyper& h,
+                   const GradClip& c);
+template <typename T>
+void adamax_update_ref(T* p, T* m, T* u, const T* g, index_t n, const AdamaxHyper& h,
+                       const GradClip& c);
+
+template <typename T>
+void nadam_update(T* p, T* m, T* v, const T* g, index_t n, const NadamHyper& h,
+                  const GradClip& c);
+template <typename T>
+void nadam_update_ref(T* p, T* m, T* v, const T* g, index_t n, const NadamHyper& h,
+                      const GradClip& c);
+
+template <typename T>
+void lion_update(T* p, T* m, const T* g, index_t n, const LionHyper& h, const GradClip& c);
+template <typename T>
+void lion_update_ref(T* p, T* m, const T* g, index_t n, const LionHyper& h, const GradClip& c);
 
 template <typename T>
 double sum_squares(const T* x, index_t n);

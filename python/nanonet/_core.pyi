@@ -3,26 +3,38 @@ import typing
 
 import numpy
 
-def activation_backward(dy: numpy.ndarray, y: numpy.ndarray, activation: str) -> numpy.ndarray:
-    """dx from the upstream gradient dy and the forward OUTPUT y (same shape and dtype). Returns a new array."""
+def activation_backward(dy: numpy.ndarray, y: numpy.ndarray, activation: str, x: object = None) -> numpy.ndarray:
+    """dx from the upstream gradient dy, the forward OUTPUT y and, for gelu, gelu_approximate and silu, the forward INPUT x (same shape and dtype). Returns a new array."""
 
-def activation_backward_ref(dy: numpy.ndarray, y: numpy.ndarray, activation: str) -> numpy.ndarray:
+def activation_backward_ref(dy: numpy.ndarray, y: numpy.ndarray, activation: str, x: object = None) -> numpy.ndarray:
     """activation_backward through the plain scalar C++ reference (one thread)."""
 
-def activation_forward(x: numpy.ndarray, activation: str) -> numpy.ndarray:
-    """y = f(x) for a C-contiguous float32/float64 array of any shape; softmax and log_softmax normalise the last axis. Returns a new array."""
+def activation_forward(x: numpy.ndarray, activation: str, keep_input: bool = False) -> numpy.ndarray:
+    """y = f(x) for a C-contiguous float32/float64 array of any shape; softmax and log_softmax normalise the last axis. Returns a new array; with keep_input one (2, *x.shape) array holding [y, x]."""
 
-def activation_forward_ref(x: numpy.ndarray, activation: str) -> numpy.ndarray:
+def activation_forward_ref(x: numpy.ndarray, activation: str, keep_input: bool = False) -> numpy.ndarray:
     """activation_forward through the plain scalar C++ reference (std::exp, one thread)."""
 
 def active_isa() -> str:
     """SIMD path the kernels use now."""
+
+def adagrad_update(param: numpy.ndarray, grad: numpy.ndarray, accumulator: numpy.ndarray, lr: typing.SupportsFloat | typing.SupportsIndex, epsilon: typing.SupportsFloat | typing.SupportsIndex = 1e-07, grad_scale: typing.SupportsFloat | typing.SupportsIndex = 1.0, clipvalue: typing.SupportsFloat | typing.SupportsIndex = 0.0) -> None:
+    """In place, Keras Adagrad: accumulator += g'^2; param -= lr * g' / sqrt(accumulator + epsilon)."""
+
+def adagrad_update_ref(param: numpy.ndarray, grad: numpy.ndarray, accumulator: numpy.ndarray, lr: typing.SupportsFloat | typing.SupportsIndex, epsilon: typing.SupportsFloat | typing.SupportsIndex = 1e-07, grad_scale: typing.SupportsFloat | typing.SupportsIndex = 1.0, clipvalue: typing.SupportsFloat | typing.SupportsIndex = 0.0) -> None:
+    """The scalar single-thread twin of adagrad_update (the C++ specification)."""
 
 def adam_update(param: numpy.ndarray, grad: numpy.ndarray, m: numpy.ndarray, v: numpy.ndarray, lr: typing.SupportsFloat | typing.SupportsIndex, step: typing.SupportsInt | typing.SupportsIndex, beta_1: typing.SupportsFloat | typing.SupportsIndex = 0.9, beta_2: typing.SupportsFloat | typing.SupportsIndex = 0.999, epsilon: typing.SupportsFloat | typing.SupportsIndex = 1e-07, weight_decay: typing.SupportsFloat | typing.SupportsIndex = 0.0, grad_scale: typing.SupportsFloat | typing.SupportsIndex = 1.0, clipvalue: typing.SupportsFloat | typing.SupportsIndex = 0.0) -> None:
     """In place, Keras Adam/AdamW (step is 1-based): param -= param * weight_decay * lr; m += (g' - m)(1 - beta_1); v += (g'^2 - v)(1 - beta_2); param -= lr * sqrt(1 - beta_2^step) / (1 - beta_1^step) * m / (sqrt(v) + epsilon)."""
 
 def adam_update_ref(param: numpy.ndarray, grad: numpy.ndarray, m: numpy.ndarray, v: numpy.ndarray, lr: typing.SupportsFloat | typing.SupportsIndex, step: typing.SupportsInt | typing.SupportsIndex, beta_1: typing.SupportsFloat | typing.SupportsIndex = 0.9, beta_2: typing.SupportsFloat | typing.SupportsIndex = 0.999, epsilon: typing.SupportsFloat | typing.SupportsIndex = 1e-07, weight_decay: typing.SupportsFloat | typing.SupportsIndex = 0.0, grad_scale: typing.SupportsFloat | typing.SupportsIndex = 1.0, clipvalue: typing.SupportsFloat | typing.SupportsIndex = 0.0) -> None:
     """The scalar single-thread twin of adam_update (the C++ specification)."""
+
+def adamax_update(param: numpy.ndarray, grad: numpy.ndarray, m: numpy.ndarray, u: numpy.ndarray, lr: typing.SupportsFloat | typing.SupportsIndex, step: typing.SupportsInt | typing.SupportsIndex, beta_1: typing.SupportsFloat | typing.SupportsIndex = 0.9, beta_2: typing.SupportsFloat | typing.SupportsIndex = 0.999, epsilon: typing.SupportsFloat | typing.SupportsIndex = 1e-07, grad_scale: typing.SupportsFloat | typing.SupportsIndex = 1.0, clipvalue: typing.SupportsFloat | typing.SupportsIndex = 0.0) -> None:
+    """In place, Keras Adamax (step is 1-based): m += (g' - m)(1 - beta_1); u = max(beta_2 u, |g'|); param -= lr m / ((1 - beta_1^step)(u + epsilon))."""
+
+def adamax_update_ref(param: numpy.ndarray, grad: numpy.ndarray, m: numpy.ndarray, u: numpy.ndarray, lr: typing.SupportsFloat | typing.SupportsIndex, step: typing.SupportsInt | typing.SupportsIndex, beta_1: typing.SupportsFloat | typing.SupportsIndex = 0.9, beta_2: typing.SupportsFloat | typing.SupportsIndex = 0.999, epsilon: typing.SupportsFloat | typing.SupportsIndex = 1e-07, grad_scale: typing.SupportsFloat | typing.SupportsIndex = 1.0, clipvalue: typing.SupportsFloat | typing.SupportsIndex = 0.0) -> None:
+    """The scalar single-thread twin of adamax_update (the C++ specification)."""
 
 def batch_norm_backward(dy: numpy.ndarray, x: numpy.ndarray, mean: numpy.ndarray, inv_std: numpy.ndarray, gamma: object, training: bool, mask: object) -> tuple:
     """Gradients of batch_norm_forward -> (dx, dgamma, dbeta), all overwritten."""
@@ -36,16 +48,16 @@ def batch_norm_forward(x: numpy.ndarray, gamma: object, beta: object, moving_mea
 def batch_norm_forward_ref(x: numpy.ndarray, gamma: object, beta: object, moving_mean: object, moving_var: object, training: bool, momentum: typing.SupportsFloat | typing.SupportsIndex, epsilon: typing.SupportsFloat | typing.SupportsIndex, mask: object) -> tuple:
     """Batch normalization of (N, F) rows -> (y, mean, inv_std); training=True uses batch statistics and updates moving_mean/moving_var in place. Plain serial loops (the C++ specification)."""
 
-def dense_backward(dy: numpy.ndarray, x: numpy.ndarray, kernel: numpy.ndarray, y: object, activation: str = 'linear', need_dx: bool = True) -> tuple:
-    """(dx or None, dkernel, dbias) for y = f(x @ kernel + bias), from dy and the output y (None allowed for linear). New arrays."""
+def dense_backward(dy: numpy.ndarray, x: numpy.ndarray, kernel: numpy.ndarray, y: object, activation: str = 'linear', need_dx: bool = True, z: object = None) -> tuple:
+    """(dx or None, dkernel, dbias) for y = f(x @ kernel + bias), from dy and the output y (None allowed for linear) and, for gelu, gelu_approximate and silu, the pre-activation z (B, H). New arrays."""
 
-def dense_backward_ref(dy: numpy.ndarray, x: numpy.ndarray, kernel: numpy.ndarray, y: object, activation: str = 'linear', need_dx: bool = True) -> tuple:
+def dense_backward_ref(dy: numpy.ndarray, x: numpy.ndarray, kernel: numpy.ndarray, y: object, activation: str = 'linear', need_dx: bool = True, z: object = None) -> tuple:
     """dense_backward through the scalar C++ reference (gemm_ref, one thread)."""
 
-def dense_forward(x: numpy.ndarray, kernel: numpy.ndarray, bias: object = None, activation: str = 'linear') -> numpy.ndarray:
-    """y = f(x @ kernel + bias): x (B, I), kernel (I, H), bias (H,) or None; bias and elementwise f fused into the GEMM epilogue. Returns a new (B, H) array."""
+def dense_forward(x: numpy.ndarray, kernel: numpy.ndarray, bias: object = None, activation: str = 'linear', keep_preactivation: bool = False) -> numpy.ndarray:
+    """y = f(x @ kernel + bias): x (B, I), kernel (I, H), bias (H,) or None; bias and elementwise f fused into the GEMM epilogue. Returns a new (B, H) array; with keep_preactivation one (2, B, H) array holding [y, z], z = x @ kernel + bias."""
 
-def dense_forward_ref(x: numpy.ndarray, kernel: numpy.ndarray, bias: object = None, activation: str = 'linear') -> numpy.ndarray:
+def dense_forward_ref(x: numpy.ndarray, kernel: numpy.ndarray, bias: object = None, activation: str = 'linear', keep_preactivation: bool = False) -> numpy.ndarray:
     """dense_forward through the scalar C++ reference (gemm_ref, one thread)."""
 
 def detect_isa() -> str:
@@ -117,6 +129,12 @@ def layer_norm_forward(x: numpy.ndarray, gamma: object, beta: object, epsilon: t
 def layer_norm_forward_ref(x: numpy.ndarray, gamma: object, beta: object, epsilon: typing.SupportsFloat | typing.SupportsIndex) -> tuple:
     """Layer normalization of each row of (N, F) -> (y, mean, inv_std). Plain serial loops (the C++ specification)."""
 
+def lion_update(param: numpy.ndarray, grad: numpy.ndarray, m: numpy.ndarray, lr: typing.SupportsFloat | typing.SupportsIndex, beta_1: typing.SupportsFloat | typing.SupportsIndex = 0.9, beta_2: typing.SupportsFloat | typing.SupportsIndex = 0.99, grad_scale: typing.SupportsFloat | typing.SupportsIndex = 1.0, clipvalue: typing.SupportsFloat | typing.SupportsIndex = 0.0) -> None:
+    """In place, Keras Lion: param -= lr * sign(beta_1 m + (1 - beta_1) g'); m = beta_2 m + (1 - beta_2) g'."""
+
+def lion_update_ref(param: numpy.ndarray, grad: numpy.ndarray, m: numpy.ndarray, lr: typing.SupportsFloat | typing.SupportsIndex, beta_1: typing.SupportsFloat | typing.SupportsIndex = 0.9, beta_2: typing.SupportsFloat | typing.SupportsIndex = 0.99, grad_scale: typing.SupportsFloat | typing.SupportsIndex = 1.0, clipvalue: typing.SupportsFloat | typing.SupportsIndex = 0.0) -> None:
+    """The scalar single-thread twin of lion_update (the C++ specification)."""
+
 def loss(name: str, y_true: numpy.ndarray, y_pred: numpy.ndarray, from_logits: bool = False, sample_weight: object = None, compute_grad: bool = True) -> tuple:
     """(value, grad or None) of a Keras loss over y_pred (P, C); y_true (P, C), or (P,) int64 ids for sparse_categorical_crossentropy; sample_weight (P,) or None. value = sum(w * l) / P; grad = d value / d y_pred."""
 
@@ -134,6 +152,12 @@ def matmul_prepacked(a: numpy.ndarray, b: numpy.ndarray, transpose_a: bool = Fal
 
 def matmul_ref(a: numpy.ndarray, b: numpy.ndarray, transpose_a: bool = False, transpose_b: bool = False) -> numpy.ndarray:
     """matmul through the plain scalar gemm_ref (single thread): the C++ specification."""
+
+def nadam_update(param: numpy.ndarray, grad: numpy.ndarray, m: numpy.ndarray, v: numpy.ndarray, lr: typing.SupportsFloat | typing.SupportsIndex, step: typing.SupportsInt | typing.SupportsIndex, u_product: typing.SupportsFloat | typing.SupportsIndex, beta_1: typing.SupportsFloat | typing.SupportsIndex = 0.9, beta_2: typing.SupportsFloat | typing.SupportsIndex = 0.999, epsilon: typing.SupportsFloat | typing.SupportsIndex = 1e-07, grad_scale: typing.SupportsFloat | typing.SupportsIndex = 1.0, clipvalue: typing.SupportsFloat | typing.SupportsIndex = 0.0) -> None:
+    """In place, Keras Nadam (step is 1-based; u_product = prod_{i <= step} beta_1 (1 - 0.5 * 0.96^i)); equations in cpp/nanonet/optimizers.hpp."""
+
+def nadam_update_ref(param: numpy.ndarray, grad: numpy.ndarray, m: numpy.ndarray, v: numpy.ndarray, lr: typing.SupportsFloat | typing.SupportsIndex, step: typing.SupportsInt | typing.SupportsIndex, u_product: typing.SupportsFloat | typing.SupportsIndex, beta_1: typing.SupportsFloat | typing.SupportsIndex = 0.9, beta_2: typing.SupportsFloat | typing.SupportsIndex = 0.999, epsilon: typing.SupportsFloat | typing.SupportsIndex = 1e-07, grad_scale: typing.SupportsFloat | typing.SupportsIndex = 1.0, clipvalue: typing.SupportsFloat | typing.SupportsIndex = 0.0) -> None:
+    """The scalar single-thread twin of nadam_update (the C++ specification)."""
 
 def rmsprop_update(param: numpy.ndarray, grad: numpy.ndarray, velocity: numpy.ndarray, lr: typing.SupportsFloat | typing.SupportsIndex, rho: typing.SupportsFloat | typing.SupportsIndex = 0.9, momentum: typing.SupportsFloat | typing.SupportsIndex = 0.0, epsilon: typing.SupportsFloat | typing.SupportsIndex = 1e-07, centered: bool = False, momentum_buf: object = None, average_grad: object = None, grad_scale: typing.SupportsFloat | typing.SupportsIndex = 1.0, clipvalue: typing.SupportsFloat | typing.SupportsIndex = 0.0) -> None:
     """In place, Keras 3 RMSprop: velocity = rho * velocity + (1 - rho) g'^2; centered: average_grad = rho * average_grad + (1 - rho) g', denominator = velocity - average_grad^2 + epsilon, else velocity + epsilon; increment = lr g' / sqrt(denominator); momentum > 0: momentum_buf = momentum * momentum_buf + increment, param -= momentum_buf; else param -= increment."""

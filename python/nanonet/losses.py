@@ -23,8 +23,13 @@ from . import ops
 
 __all__ = [
     "Loss", "MeanSquaredError", "MeanAbsoluteError", "BinaryCrossentropy",
-    "CategoricalCrossentropy", "SparseCategoricalCrossentropy", "get", "serialize",
-    "deserialize",
+    "CategoricalCrossentropy", "SparseCategoricalCrossentropy", "Huber", "KLDivergence",
+    "Poisson", "LogCosh", "Hinge", "SquaredHinge", "CategoricalHinge", "CosineSimilarity",
+    "get", "serialize", "deserialize",
+    # Keras's function forms: per-sample losses (no reduction, no sample_weight)
+    "mean_squared_error", "mean_absolute_error", "mse", "mae", "binary_crossentropy",
+    "categorical_crossentropy", "sparse_categorical_crossentropy", "huber", "kl_divergence",
+    "poisson", "log_cosh", "hinge", "squared_hinge", "categorical_hinge", "cosine_similarity",
 ]
 
 
@@ -173,14 +178,360 @@ class SparseCategoricalCrossentropy(CategoricalCrossentropy):
         return {"from_logits": self.from_logits, "name": self.name}
 
 
+# ---- losses computed in NumPy ---------------------------------------------------------------
+# Per-sample values (B,) or (B, T) and their gradient wrt y_pred from one function each; the
+# work is O(B * C) elementwise NumPy per step, small beside the layers' GEMMs. The reduction is
+# the kernels' (Keras's "sum_over_batch_size"): sum(w * per) / number of samples.
+
+_EPSILON = 1e-7  # Keras's backend.epsilon()
+
+
+def _prepare(y_true, y_pred, fn):
+    """(y_true, y_pred) as C-contiguous float arrays of y_pred's dtype and shape (..., C)."""
+    y_pred = ops._loss_y_pred(Loss._pred(y_pred), fn)
+    return ops._loss_y_true(y_true, y_pred, fn), y_pred
+
+
+def _hinge_labels(y_true):
+    """Keras's convert_binary_labels_to_hinge: labels all in {0, 1} become {-1, 1}."""
+    if np.all((y_true == 0) | (y_true == 1)):
+        return 2.0 * y_true - 1.0
+    return y_true
+
+
+def _huber(t, p, grad, delta=1.0):
+    e = p - t
+    a = np.abs(e)
+    quad = a <= delta
+    per = np.mean(np.where(quad, 0.5 * e * e, delta * a - 0.5 * delta * delta), axis=-1)
+    g = np.where(quad, e, delta * np.sign(e)) / p.shape[-1] if grad else None
+    return per, g
+
+
+def _kl_divergence(t, p, grad):
+    tc = np.clip(t, _EPSILON, 1.0)
+    pc = np.clip(p, _EPSILON, 1.0)
+    per = np.sum(tc * np.log(tc / pc), axis=-1)
+    g = np.where((p >= _EPSILON) & (p <= 1.0), -tc / pc, 0.0) if grad else None
+    return per, g
+
+
+def _poisson(t, p, grad):
+    per = np.mean(p - t * np.log(p + _EPSILON), axis=-1)
+    g = (1.0 - t / (p + _EPSILON)) / p.shape[-1] if grad else None
+    return per, g
+
+
+def _log_cosh(t, p, grad):
+    x = p - t  # log(cosh(x)) = x + softplus(-2x) - log 2, without overflow
+    softplus = np.maximum(-2 * x, 0) + np.log1p(np.exp(-np.abs(2 * x)))
+    per = np.mean(x + softplus - math.log(2.0), axis=-1)
+    g = np.tanh(x) / p.shape[-1] if grad else None
+    return per, g
+
+
+def _hinge(t, p, grad):
+    t = _hinge_labels(t)
+    m = np.maximum(1.0 - t * p, 0.0)
+    per = np.mean(m, axis=-1)
+    g = np.where(m > 0, -t, 0.0) / p.shape[-1] if grad else None
+    return per, g
+
+
+def _squared_hinge(t, p, grad):
+    t = _hinge_labels(t)
+    m = np.maximum(1.0 - t * p, 0.0)
+    per = np.mean(m * m, axis=-1)
+    g = -2.0 * t * m / p.shape[-1] if grad else None
+    return per, g
+
+
+def _categorical_hinge(t, p, grad):
+    pos = np.sum(t * p, axis=-1)
+    other = (1.0 - t) * p
+    neg = np.max(other, axis=-1) if p.shape[-1] else np.zeros(p.shape[:-1], p.dtype)
+    per = np.maximum(neg - pos + 1.0, 0.0)
+    g = None
+    if grad:
+        # d/dp: -t + (1 - t_j) at the first arg max j of (1 - t) p, where the hinge is active
+        j = np.argmax(other, axis=-1)[..., None] if p.shape[-1] else None
+        g = -t
+        if j is not None:
+            g = g + (np.arange(p.shape[-1]) == j) * (1.0 - t)
+        g = np.where((per > 0)[..., None], g, 0.0)
+    return per, g
+
+
+def _cosine_similarity(t, p, grad):
+    # Keras: -sum(l2norm(y_true) * l2norm(y_pred)), l2norm(x) = x / max(||x||, epsilon)
+    u = t / np.maximum(np.sqrt(np.sum(t * t, axis=-1, keepdims=True)), _EPSILON)
+    n = np.sqrt(np.sum(p * p, axis=-1, keepdims=True))
+    d = np.maximum(n, _EPSILON)
+    q = p / d
+    per = -np.sum(u * q, axis=-1)
+    g = None
+    if grad:  # -(u - (u . q) q) / ||p|| where ||p|| > epsilon, else -u / epsilon
+        uq = np.sum(u * q, axis=-1, keepdims=True)
+        g = np.where(n > _EPSILON, -(u - uq * q) / d, -u / _EPSILON)
+    return per, g
+
+
+class _NumpyLoss(Loss):
+    """A loss whose per-sample values and gradient come from ``_per_sample`` (NumPy)."""
+    _per_sample = None
+
+    def _kwargs(self):
+        return {}
+
+    def value_and_grad(self, y_true, y_pred, sample_weight=None, compute_grad=True):
+        fn = type(self).__name__
+        t, p = _prepare(y_true, y_pred, fn)
+        w = ops._loss_weight(sample_weight, p, fn)  # flat (P,) or None
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            per, g = type(self)._per_sample(t, p, compute_grad, **self._kwargs())
+        count = max(per.size, 1)
+        per = per.reshape(-1)
+        scale = np.ones(per.size, np.float64) if w is None else w.astype(np.float64)
+        value = float(np.sum(scale * per, dtype=np.float64) / count) if per.size else 0.0
+        if not compute_grad:
+            return value, None
+        grad = g * (scale / count).reshape(p.shape[:-1] + (1,))
+        return value, np.ascontiguousarray(grad, dtype=p.dtype)
+
+
+class Huber(_NumpyLoss):
+    """mean over the last axis of 0.5 e^2 where |e| <= delta, else delta (|e| - delta / 2);
+    e = y_pred - y_true."""
+    _default_name = "huber_loss"
+    _per_sample = staticmethod(_huber)
+
+    def __init__(self, delta=1.0, name=None):
+        super().__init__(name)
+        if isinstance(delta, bool) or not isinstance(delta, numbers.Real) or \
+                not math.isfinite(delta) or delta < 0:
+            raise ValueError(f"Huber: delta must be a finite number >= 0; got {delta!r}")
+        self.delta = float(delta)
+
+    def _kwargs(self):
+        return {"delta": self.delta}
+
+    def get_config(self):
+        return {"delta": self.delta, "name": self.name}
+
+
+class KLDivergence(_NumpyLoss):
+    """sum(y_true log(y_true / y_pred)) over the last axis, both clipped to [1e-7, 1]."""
+    _default_name = "kl_divergence"
+    _per_sample = staticmethod(_kl_divergence)
+
+
+class Poisson(_NumpyLoss):
+    """mean(y_pred - y_true log(y_pred + 1e-7)) over the last axis."""
+    _default_name = "poisson"
+    _per_sample = staticmethod(_poisson)
+
+
+class LogCosh(_NumpyLoss):
+    """mean(log(cosh(y_pred - y_true))) over the last axis (computed without overflow)."""
+    _default_name = "log_cosh"
+    _per_sample = staticmethod(_log_cosh)
+
+
+class Hinge(_NumpyLoss):
+    """mean(max(1 - y_true y_pred, 0)); labels all in {0, 1} are mapped to {-1, 1} (Keras)."""
+    _default_name = "hinge"
+    _per_sample = staticmethod(_hinge)
+
+
+class SquaredHinge(_NumpyLoss):
+    """mean(max(1 - y_true y_pred, 0)^2); {0, 1} labels mapped to {-1, 1} as for Hinge."""
+    _default_name = "squared_hinge"
+    _per_sample = staticmethod(_squared_hinge)
+
+
+class CategoricalHinge(_NumpyLoss):
+    """max(max((1 - y_true) y_pred) - sum(y_true y_pred) + 1, 0) per sample (one-hot y_true)."""
+    _default_name = "categorical_hinge"
+    _per_sample = staticmethod(_categorical_hinge)
+
+
+class CosineSimilarity(_NumpyLoss):
+    """-sum(l2_normalize(y_true) * l2_normalize(y_pred)) over the last axis (Keras 3's sign:
+    -1 is best); l2_normalize(x) = x / max(||x||, 1e-7). Only axis=-1 is supported."""
+    _default_name = "cosine_similarity"
+    _per_sample = staticmethod(_cosine_similarity)
+
+    def __init__(self, axis=-1, name=None):
+        super().__init__(name)
+        if axis != -1:
+            raise ValueError(f"CosineSimilarity: only axis=-1 is supported; got {axis!r}")
+        self.axis = -1
+
+    def get_config(self):
+        return {"axis": self.axis, "name": self.name}
+
+
+# ---- Keras's function forms: per-sample losses ----------------------------------------------
+# keras.losses.<name>(y_true, y_pred): the loss of each sample, shape y_pred.shape[:-1], float
+# of y_pred's dtype, no sample weights and no reduction (the classes' value is their mean).
+
+def _per_sample_values(fn, per_sample, y_true, y_pred, **kw):
+    t, p = _prepare(y_true, y_pred, fn)
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        per, _ = per_sample(t, p, False, **kw)
+    return np.asarray(per, dtype=p.dtype)
+
+
+def _mse(t, p, grad):
+    return np.mean((p - t) ** 2, axis=-1), None
+
+
+def _mae(t, p, grad):
+    return np.mean(np.abs(p - t), axis=-1), None
+
+
+def mean_squared_error(y_true, y_pred):
+    """mean((y_true - y_pred)^2, axis=-1)."""
+    return _per_sample_values("mean_squared_error", _mse, y_true, y_pred)
+
+
+def mean_absolute_error(y_true, y_pred):
+    """mean(|y_true - y_pred|, axis=-1)."""
+    return _per_sample_values("mean_absolute_error", _mae, y_true, y_pred)
+
+
+mse = mean_squared_error
+mae = mean_absolute_error
+
+
+def binary_crossentropy(y_true, y_pred, from_logits=False, label_smoothing=0.0, axis=-1):
+    """mean over the last axis of -(y log p + (1 - y) log(1 - p)), p clipped to [1e-7, 1 - 1e-7]
+    (from_logits: the stable log-sigmoid form)."""
+    fn = "binary_crossentropy"
+    if axis != -1:
+        raise ValueError(f"{fn}: only axis=-1 is supported; got {axis!r}")
+    from_logits = _check_bool(from_logits, "from_logits", fn)
+    s = _check_smoothing(label_smoothing, fn)
+    t, z = _prepare(y_true, y_pred, fn)
+    if s:
+        t = t * (1.0 - s) + 0.5 * s
+    with np.errstate(over="ignore", divide="ignore"):
+        if from_logits:
+            e = np.maximum(z, 0) - z * t + np.log1p(np.exp(-np.abs(z)))
+        else:
+            p = np.clip(z, _EPSILON, 1 - _EPSILON)
+            e = -(t * np.log(p) + (1 - t) * np.log(1 - p))
+    return np.mean(e, axis=-1).astype(z.dtype)
+
+
+def _log_probs(z, from_logits):
+    """log of the class probabilities, as the categorical kernels take them."""
+    if from_logits:
+        return ops.activation_forward(z, "log_softmax")
+    q = z / np.sum(z, axis=-1, keepdims=True)
+    return np.log(np.clip(q, _EPSILON, 1 - _EPSILON))
+
+
+def categorical_crossentropy(y_true, y_pred, from_logits=False, label_smoothing=0.0, axis=-1):
+    """-sum(y log p) over classes; p = y_pred normalised by its row sum and clipped to
+    [1e-7, 1 - 1e-7] (from_logits: log_softmax)."""
+    fn = "categorical_crossentropy"
+    if axis != -1:
+        raise ValueError(f"{fn}: only axis=-1 is supported; got {axis!r}")
+    from_logits = _check_bool(from_logits, "from_logits", fn)
+    s = _check_smoothing(label_smoothing, fn)
+    t, z = _prepare(y_true, y_pred, fn)
+    if s:
+        t = t * (1.0 - s) + s / z.shape[-1]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return (-np.sum(t * _log_probs(z, from_logits), axis=-1)).astype(z.dtype)
+
+
+def sparse_categorical_crossentropy(y_true, y_pred, from_logits=False, ignore_class=None,
+                                    axis=-1):
+    """-log p[y] for integer class ids y (shape y_pred.shape[:-1], or with a trailing 1)."""
+    fn = "sparse_categorical_crossentropy"
+    if axis != -1:
+        raise ValueError(f"{fn}: only axis=-1 is supported; got {axis!r}")
+    if ignore_class is not None:
+        raise ValueError(f"{fn}: ignore_class is not supported; got {ignore_class!r}")
+    from_logits = _check_bool(from_logits, "from_logits", fn)
+    z = ops._loss_y_pred(Loss._pred(y_pred), fn)
+    ids = ops._loss_ids(y_true, z, fn)
+    C = z.shape[-1]
+    if ids.size and (ids.min() < 0 or ids.max() >= C):
+        bad = ids[(ids < 0) | (ids >= C)][0]
+        raise ValueError(f"{fn}: sparse y_true must hold integer class ids in [0, C) = [0, {C}); "
+                         f"got {int(bad)}")
+    rows = ops._loss_rows(z)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        lp = _log_probs(rows, from_logits)
+    return (-lp[np.arange(rows.shape[0]), ids]).reshape(z.shape[:-1]).astype(z.dtype)
+
+
+def huber(y_true, y_pred, delta=1.0):
+    """Per-sample Huber loss (see Huber)."""
+    return _per_sample_values("huber", _huber, y_true, y_pred, delta=Huber(delta).delta)
+
+
+def kl_divergence(y_true, y_pred):
+    """Per-sample sum(y_true log(y_true / y_pred)), both clipped to [1e-7, 1]."""
+    return _per_sample_values("kl_divergence", _kl_divergence, y_true, y_pred)
+
+
+def poisson(y_true, y_pred):
+    """Per-sample mean(y_pred - y_true log(y_pred + 1e-7))."""
+    return _per_sample_values("poisson", _poisson, y_true, y_pred)
+
+
+def log_cosh(y_true, y_pred):
+    """Per-sample mean(log(cosh(y_pred - y_true)))."""
+    return _per_sample_values("log_cosh", _log_cosh, y_true, y_pred)
+
+
+def hinge(y_true, y_pred):
+    """Per-sample mean(max(1 - y_true y_pred, 0)) ({0, 1} labels mapped to {-1, 1})."""
+    return _per_sample_values("hinge", _hinge, y_true, y_pred)
+
+
+def squared_hinge(y_true, y_pred):
+    """Per-sample mean(max(1 - y_true y_pred, 0)^2)."""
+    return _per_sample_values("squared_hinge", _squared_hinge, y_true, y_pred)
+
+
+def categorical_hinge(y_true, y_pred):
+    """Per-sample max(max((1 - y_true) y_pred) - sum(y_true y_pred) + 1, 0)."""
+    return _per_sample_values("categorical_hinge", _categorical_hinge, y_true, y_pred)
+
+
+def cosine_similarity(y_true, y_pred, axis=-1):
+    """Per-sample -sum(l2_normalize(y_true) * l2_normalize(y_pred)) (Keras 3's sign)."""
+    CosineSimilarity(axis=axis)  # validates axis
+    return _per_sample_values("cosine_similarity", _cosine_similarity, y_true, y_pred)
+
+
 _CLASSES = (MeanSquaredError, MeanAbsoluteError, BinaryCrossentropy, CategoricalCrossentropy,
-            SparseCategoricalCrossentropy)
+            SparseCategoricalCrossentropy, Huber, KLDivergence, Poisson, LogCosh, Hinge,
+            SquaredHinge, CategoricalHinge, CosineSimilarity)
 _NAMES = {
     "mse": MeanSquaredError, "mean_squared_error": MeanSquaredError,
     "mae": MeanAbsoluteError, "mean_absolute_error": MeanAbsoluteError,
     "binary_crossentropy": BinaryCrossentropy,
     "categorical_crossentropy": CategoricalCrossentropy,
     "sparse_categorical_crossentropy": SparseCategoricalCrossentropy,
+    "huber": Huber, "huber_loss": Huber,
+    "kl_divergence": KLDivergence, "kld": KLDivergence,
+    "poisson": Poisson, "log_cosh": LogCosh, "hinge": Hinge, "squared_hinge": SquaredHinge,
+    "categorical_hinge": CategoricalHinge, "cosine_similarity": CosineSimilarity,
+}
+# The function forms, accepted by get() (Keras's compile(loss=keras.losses.huber)).
+_FUNCTIONS = {
+    mean_squared_error: MeanSquaredError, mean_absolute_error: MeanAbsoluteError,
+    binary_crossentropy: BinaryCrossentropy, categorical_crossentropy: CategoricalCrossentropy,
+    sparse_categorical_crossentropy: SparseCategoricalCrossentropy, huber: Huber,
+    kl_divergence: KLDivergence, poisson: Poisson, log_cosh: LogCosh, hinge: Hinge,
+    squared_hinge: SquaredHinge, categorical_hinge: CategoricalHinge,
+    cosine_similarity: CosineSimilarity,
 }
 _REGISTRY = Registry("losses", "loss", _NAMES, _CLASSES)
 serialize = _REGISTRY.serialize
@@ -197,5 +548,7 @@ def get(identifier):
         return deserialize(identifier)
     if isinstance(identifier, type) and issubclass(identifier, Loss):
         return identifier()
+    if callable(identifier) and identifier in _FUNCTIONS:
+        return _FUNCTIONS[identifier]()
     raise ValueError(f"Could not interpret loss {identifier!r}; pass a name ({sorted(_NAMES)}) "
                      f"or a nanonet.losses.Loss")

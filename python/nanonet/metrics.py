@@ -24,6 +24,9 @@ __all__ = [
     "SparseCategoricalAccuracy", "MeanSquaredError", "MeanAbsoluteError", "binary_accuracy",
     "categorical_accuracy", "sparse_categorical_accuracy", "mean_squared_error",
     "mean_absolute_error", "get", "serialize", "deserialize",
+    "Precision", "Recall", "AUC", "F1Score", "TopKCategoricalAccuracy",
+    "SparseTopKCategoricalAccuracy", "top_k_categorical_accuracy",
+    "sparse_top_k_categorical_accuracy",
 ]
 
 
@@ -200,13 +203,411 @@ class MeanAbsoluteError(MeanMetricWrapper):
         super().__init__(mean_absolute_error, name=name)
 
 
+# -- top-k accuracies ---------------------------------------------------------------------------
+
+def _check_k(k, cls):
+    if isinstance(k, bool) or not isinstance(k, numbers.Integral) or k < 1:
+        raise ValueError(f"{cls}: k must be a positive int; got {k!r}")
+    return int(k)
+
+
+def _in_top_k(ids, p, k):
+    """Keras 3's in_top_k: the target's rank 1 + #(predictions strictly greater) is <= k; a NaN
+    prediction at the target counts as -inf. p (N, C), ids (N,) ints."""
+    at = np.take_along_axis(p, ids[:, None], axis=-1)
+    at = np.where(np.isnan(at), -np.inf, at)
+    return (1 + np.sum(p > at, axis=-1)) <= k
+
+
+def sparse_top_k_categorical_accuracy(y_true, y_pred, k=5):
+    """Per sample: 1 where the class id y_true is among the k largest predictions."""
+    p = np.asarray(y_pred, dtype=np.float64)
+    if p.ndim < 1:
+        raise ValueError("sparse_top_k_categorical_accuracy: y_pred must be at least 1-D")
+    lead = p.shape[:-1]
+    t = np.asarray(y_true)
+    if t.shape == lead + (1,):
+        t = t.reshape(lead)
+    if t.shape != lead:
+        raise ValueError(f"sparse_top_k_categorical_accuracy: y_true must have shape {lead}; "
+                         f"got {t.shape}")
+    ids = t.astype(np.int64).reshape(-1)
+    C = p.shape[-1]
+    if ids.size and (ids.min() < 0 or ids.max() >= C):
+        raise ValueError(f"sparse_top_k_categorical_accuracy: class ids must be in [0, {C}); "
+                         f"got {int(ids[(ids < 0) | (ids >= C)][0])}")
+    hit = _in_top_k(ids, p.reshape(-1, C), _check_k(k, "sparse_top_k_categorical_accuracy"))
+    return hit.reshape(lead).astype(np.float64)
+
+
+def top_k_categorical_accuracy(y_true, y_pred, k=5):
+    """Per sample: 1 where argmax(y_true) (one-hot targets) is among the k largest
+    predictions."""
+    t, p = _pair(y_true, y_pred, "top_k_categorical_accuracy")
+    return sparse_top_k_categorical_accuracy(np.argmax(t, axis=-1), p, k)
+
+
+class TopKCategoricalAccuracy(MeanMetricWrapper):
+    """How often the one-hot target is among the k (default 5) largest predictions."""
+    direction = "up"
+    argmax_only = True  # ranks are the same on logits as on softmax probabilities
+
+    def __init__(self, k=5, name="top_k_categorical_accuracy"):
+        self.k = _check_k(k, type(self).__name__)
+        super().__init__(top_k_categorical_accuracy, name=name, k=self.k)
+
+    def get_config(self):
+        return {"k": self.k, "name": self.name}
+
+
+class SparseTopKCategoricalAccuracy(MeanMetricWrapper):
+    """How often the integer class id is among the k (default 5) largest predictions."""
+    direction = "up"
+    argmax_only = True
+
+    def __init__(self, k=5, name="sparse_top_k_categorical_accuracy"):
+        self.k = _check_k(k, type(self).__name__)
+        super().__init__(sparse_top_k_categorical_accuracy, name=name, k=self.k)
+
+    def get_config(self):
+        return {"k": self.k, "name": self.name}
+
+
+# -- confusion-matrix metrics -----------------------------------------------------------------
+# Streaming weighted counts of true/false positives/negatives at one or more thresholds, as
+# Keras's update_confusion_matrix_variables: a prediction is positive when y_pred > threshold;
+# a label is positive when nonzero; sample_weight broadcasts over the trailing axes.
+
+_EPSILON = 1e-7  # Keras's backend.epsilon()
+
+
+def _broadcast_weight(sample_weight, shape, cls):
+    if sample_weight is None:
+        return np.ones(shape)
+    w = np.asarray(sample_weight, dtype=np.float64)
+    if w.ndim < len(shape):
+        w = w.reshape(w.shape + (1,) * (len(shape) - w.ndim))
+    try:
+        return np.broadcast_to(w, shape)
+    except ValueError:
+        raise ValueError(f"{cls}: sample_weight of shape {np.shape(sample_weight)} does not "
+                         f"match y_pred of shape {shape}") from None
+
+
+def _confusion_counts(y_true, y_pred, thresholds, sample_weight, cls, class_id=None, top_k=None):
+    """(tp, fp, tn, fn), float64 arrays of len(thresholds) (sorted ascending)."""
+    t, p = _pair(y_true, y_pred, cls)
+    p = np.asarray(p, dtype=np.float64)
+    w = _broadcast_weight(sample_weight, p.shape, cls)
+    if top_k is not None:  # only each row's k largest can be positive (Keras's _filter_top_k)
+        kth = -np.sort(-p, axis=-1)[..., top_k - 1:top_k] if p.shape[-1] >= top_k else None
+        if kth is not None:
+            order = np.argsort(-p, axis=-1, kind="stable")
+            keep = np.zeros(p.shape, bool)
+            np.put_along_axis(keep, order[..., :top_k], True, axis=-1)
+            p = np.where(keep, p, -np.inf)
+    if class_id is not None:
+        if not 0 <= class_id < p.shape[-1]:
+            raise ValueError(f"{cls}: class_id {class_id} is out of range for y_pred with "
+                             f"{p.shape[-1]} classes")
+        t, p, w = t[..., class_id], p[..., class_id], w[..., class_id]
+    pos = (np.asarray(t) != 0).reshape(-1)
+    p, w = p.reshape(-1), w.reshape(-1)
+    th = np.asarray(thresholds, dtype=np.float64)
+    # above[i] = how many thresholds p_i exceeds (p > thr); NaN exceeds none
+    above = np.searchsorted(th, np.where(np.isnan(p), -np.inf, p), side="left")
+    n = len(th)
+    pos_w = np.bincount(above, weights=w * pos, minlength=n + 1)
+    neg_w = np.bincount(above, weights=w * ~pos, minlength=n + 1)
+    # predicted positive at threshold j: above > j
+    tp = np.cumsum(pos_w[::-1])[::-1][1:]
+    fp = np.cumsum(neg_w[::-1])[::-1][1:]
+    return tp, fp, neg_w.sum() - fp, pos_w.sum() - tp
+
+
+def _check_thresholds(thresholds, default, cls):
+    """(sorted float64 array, whether the result is a list)."""
+    if thresholds is None:
+        return np.array([default]), False
+    scalar = isinstance(thresholds, numbers.Real) and not isinstance(thresholds, bool)
+    th = np.atleast_1d(np.asarray(thresholds, dtype=np.float64))
+    if th.ndim != 1 or th.size == 0 or not np.all(np.isfinite(th)):
+        raise ValueError(f"{cls}: thresholds must be a finite number or a list of them; got "
+                         f"{thresholds!r}")
+    return th, not scalar
+
+
+def _check_opt_int(value, name, cls, low):
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low:
+        raise ValueError(f"{cls}: {name} must be None or an int >= {low}; got {value!r}")
+    return int(value)
+
+
+def _divide_no_nan(a, b):
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    return np.divide(a, b, out=np.zeros(np.broadcast(a, b).shape), where=b != 0)
+
+
+class _ConfusionMetric(Metric):
+    direction = "up"
+
+    def __init__(self, thresholds=None, top_k=None, class_id=None, name=None):
+        cls = type(self).__name__
+        # Keras: 0.5 by default, or -inf with top_k (every top-k prediction is positive)
+        default = 0.5 if top_k is None else -np.inf
+        self._thresholds, self._as_list = _check_thresholds(thresholds, default, cls)
+        self._order = np.argsort(self._thresholds, kind="stable")
+        self.thresholds = thresholds
+        self.top_k = _check_opt_int(top_k, "top_k", cls, 1)
+        self.class_id = _check_opt_int(class_id, "class_id", cls, 0)
+        super().__init__(name)
+
+    def reset_state(self):
+        n = len(getattr(self, "_thresholds", [0]))
+        self.true_positives = np.zeros(n)
+        self.false_positives = np.zeros(n)
+        self.true_negatives = np.zeros(n)
+        self.false_negatives = np.zeros(n)
+
+    def update_state(self, y_true, y_pred, sample_weight=None):
+        tp, fp, tn, fn = _confusion_counts(y_true, y_pred, self._thresholds[self._order],
+                                           sample_weight, type(self).__name__, self.class_id,
+                                           self.top_k)
+        back = np.empty_like(self._order)
+        back[self._order] = np.arange(len(self._order))  # counts in the thresholds' given order
+        self.true_positives += tp[back]
+        self.false_positives += fp[back]
+        self.true_negatives += tn[back]
+        self.false_negatives += fn[back]
+
+    def _out(self, values):
+        return [float(v) for v in values] if self._as_list else float(values[0])
+
+    def get_config(self):
+        th = self.thresholds
+        if isinstance(th, np.ndarray):
+            th = th.tolist()
+        return {"thresholds": th, "top_k": self.top_k, "class_id": self.class_id,
+                "name": self.name}
+
+    def __repr__(self):
+        return f"<{type(self).__name__} name={self.name!r} result={self.result()!r}>"
+
+
+class Precision(_ConfusionMetric):
+    """tp / (tp + fp) at thresholds (default 0.5; a list gives a list); 0 when undefined.
+    top_k: only each row's k largest predictions count as positive; class_id: one class."""
+
+    def __init__(self, thresholds=None, top_k=None, class_id=None, name="precision"):
+        super().__init__(thresholds, top_k, class_id, name)
+
+    def result(self):
+        return self._out(_divide_no_nan(self.true_positives,
+                                        self.true_positives + self.false_positives))
+
+
+class Recall(_ConfusionMetric):
+    """tp / (tp + fn) at thresholds (default 0.5; a list gives a list); 0 when undefined."""
+
+    def __init__(self, thresholds=None, top_k=None, class_id=None, name="recall"):
+        super().__init__(thresholds, top_k, class_id, name)
+
+    def result(self):
+        return self._out(_divide_no_nan(self.true_positives,
+                                        self.true_positives + self.false_negatives))
+
+
+class AUC(Metric):
+    """Area under the ROC or PR curve from confusion counts at num_thresholds thresholds,
+    Keras 3's AUC with summation_method="interpolation" (the default): ROC by the trapezoid
+    rule over (false positive rate, recall); PR by Davis & Goadrich's interpolation
+    (Keras's interpolate_pr_auc). The thresholds are -1e-7, (i + 1) / (num_thresholds - 1) for
+    i < num_thresholds - 2, and 1 + 1e-7, unless given. All labels are pooled (multi_label=False);
+    from_logits applies a sigmoid first. summation_method "minoring" / "majoring" take the
+    lower / upper Riemann sums instead."""
+    direction = "up"
+
+    def __init__(self, num_thresholds=200, curve="ROC", summation_method="interpolation",
+                 name="auc", dtype=None, thresholds=None, multi_label=False, num_labels=None,
+                 label_weights=None, from_logits=False):
+        cls = "AUC"
+        if curve not in ("ROC", "PR"):
+            raise ValueError(f"{cls}: curve must be 'ROC' or 'PR'; got {curve!r}")
+        if summation_method not in ("interpolation", "minoring", "majoring"):
+            raise ValueError(f"{cls}: summation_method must be 'interpolation', 'minoring' or "
+                             f"'majoring'; got {summation_method!r}")
+        if multi_label or num_labels is not None or label_weights is not None:
+            raise ValueError(f"{cls}: multi_label, num_labels and label_weights are not "
+                             "supported (labels are pooled)")
+        if not isinstance(from_logits, (bool, np.bool_)):
+            raise ValueError(f"{cls}: from_logits must be True or False; got {from_logits!r}")
+        if thresholds is not None:
+            th = np.asarray(thresholds, dtype=np.float64).reshape(-1)
+            if th.size == 0 or not np.all(np.isfinite(th)):
+                raise ValueError(f"{cls}: thresholds must be finite numbers; got {thresholds!r}")
+            self._thresholds = np.concatenate([[-_EPSILON], np.sort(th), [1 + _EPSILON]])
+            self.num_thresholds = len(self._thresholds)
+        else:
+            if isinstance(num_thresholds, bool) or not isinstance(num_thresholds,
+                                                                  numbers.Integral) \
+                    or num_thresholds <= 1:
+                raise ValueError(f"{cls}: num_thresholds must be an int > 1; got "
+                                 f"{num_thresholds!r}")
+            n = int(num_thresholds)
+            inner = [(i + 1) * 1.0 / (n - 1) for i in range(n - 2)]
+            self._thresholds = np.array([0.0 - _EPSILON] + inner + [1.0 + _EPSILON])
+            self.num_thresholds = n
+        self.thresholds = None if thresholds is None else list(np.asarray(thresholds,
+                                                                          float).reshape(-1))
+        self.curve = curve
+        self.summation_method = summation_method
+        self.from_logits = bool(from_logits)
+        self.multi_label = False
+        super().__init__(name)
+
+    def reset_state(self):
+        n = len(getattr(self, "_thresholds", [0]))
+        self.true_positives = np.zeros(n)
+        self.false_positives = np.zeros(n)
+        self.true_negatives = np.zeros(n)
+        self.false_negatives = np.zeros(n)
+
+    def update_state(self, y_true, y_pred, sample_weight=None):
+        p = np.asarray(y_pred, dtype=np.float64)
+        if self.from_logits:
+            with np.errstate(over="ignore"):
+                p = 1 / (1 + np.exp(-p))
+        tp, fp, tn, fn = _confusion_counts(y_true, p, self._thresholds, sample_weight, "AUC")
+        self.true_positives += tp
+        self.false_positives += fp
+        self.true_negatives += tn
+        self.false_negatives += fn
+
+    def _interpolate_pr_auc(self):
+        tp, fp, fn = self.true_positives, self.false_positives, self.false_negatives
+        n = self.num_thresholds
+        dtp = tp[:n - 1] - tp[1:]
+        p = tp + fp
+        dp = p[:n - 1] - p[1:]
+        prec_slope = _divide_no_nan(dtp, np.maximum(dp, 0))
+        intercept = tp[1:] - prec_slope * p[1:]
+        safe_p_ratio = np.where((p[:n - 1] > 0) & (p[1:] > 0),
+                                _divide_no_nan(p[:n - 1], np.maximum(p[1:], 0)), 1.0)
+        increment = _divide_no_nan(prec_slope * (dtp + intercept * np.log(safe_p_ratio)),
+                                   np.maximum(tp[1:] + fn[1:], 0))
+        return float(np.sum(increment))
+
+    def result(self):
+        if self.curve == "PR" and self.summation_method == "interpolation":
+            return self._interpolate_pr_auc()
+        tp, fp, tn, fn = (self.true_positives, self.false_positives, self.true_negatives,
+                          self.false_negatives)
+        n = self.num_thresholds
+        recall = _divide_no_nan(tp, tp + fn)
+        if self.curve == "ROC":
+            x, y = _divide_no_nan(fp, fp + tn), recall
+        else:
+            x, y = recall, _divide_no_nan(tp, tp + fp)
+        if self.summation_method == "interpolation":
+            heights = (y[:n - 1] + y[1:]) / 2.0
+        elif self.summation_method == "minoring":
+            heights = np.minimum(y[:n - 1], y[1:])
+        else:
+            heights = np.maximum(y[:n - 1], y[1:])
+        return float(np.sum((x[:n - 1] - x[1:]) * heights))
+
+    def get_config(self):
+        return {"num_thresholds": self.num_thresholds, "curve": self.curve,
+                "summation_method": self.summation_method, "name": self.name,
+                "thresholds": self.thresholds, "from_logits": self.from_logits}
+
+
+class F1Score(Metric):
+    """Keras 3's F1Score (FBetaScore with beta = 1) over (B, C) targets and predictions:
+    per class 2 p r / (p + r) from streamed tp, fp, fn (epsilon 1e-7 in each division).
+    threshold None: each row's maximum (if nonzero) is the positive prediction; else
+    y_pred > threshold. average None returns the per-class array (as Keras; use "micro",
+    "macro" or "weighted" for one number, e.g. in compile(metrics=...))."""
+    direction = "up"
+    beta = 1.0
+
+    def __init__(self, average=None, threshold=None, name="f1_score", dtype=None):
+        if average not in (None, "micro", "macro", "weighted"):
+            raise ValueError(f"F1Score: average must be None, 'micro', 'macro' or 'weighted'; "
+                             f"got {average!r}")
+        if threshold is not None and (isinstance(threshold, bool) or
+                                      not isinstance(threshold, numbers.Real) or
+                                      not 0.0 < threshold <= 1.0):
+            raise ValueError(f"F1Score: threshold must be None or a number in (0, 1]; got "
+                             f"{threshold!r}")
+        self.average = average
+        self.threshold = None if threshold is None else float(threshold)
+        self._tp = None
+        super().__init__(name)
+
+    def reset_state(self):
+        self._tp = self._fp = self._fn = self._support = None
+
+    def update_state(self, y_true, y_pred, sample_weight=None):
+        t, p = _pair(y_true, y_pred, "F1Score")
+        if p.ndim != 2:
+            raise ValueError(f"F1Score: y_pred must be 2-D (batch, classes); got shape {p.shape}")
+        p = np.asarray(p, np.float64)
+        t = np.asarray(t, np.float64)
+        if self.threshold is None:
+            pred = (p >= p.max(axis=-1, keepdims=True)) & (np.abs(p) > 1e-9)
+        else:
+            pred = p > self.threshold
+        pred = pred.astype(np.float64)
+        w = np.ones((p.shape[0], 1)) if sample_weight is None else \
+            np.asarray(sample_weight, np.float64).reshape(-1, 1)
+        if w.shape[0] != p.shape[0]:
+            raise ValueError(f"F1Score: sample_weight must have one value per row of y_pred "
+                             f"{p.shape}; got shape {np.shape(sample_weight)}")
+        axis = None if self.average == "micro" else 0
+        add = [np.sum(v * w, axis=axis) for v in (pred * t, pred * (1 - t), (1 - pred) * t, t)]
+        if self._tp is None:
+            self._tp, self._fp, self._fn, self._support = add
+        else:
+            self._tp = self._tp + add[0]
+            self._fp = self._fp + add[1]
+            self._fn = self._fn + add[2]
+            self._support = self._support + add[3]
+
+    def result(self):
+        if self._tp is None:
+            return 0.0
+        precision = self._tp / (self._tp + self._fp + _EPSILON)
+        recall = self._tp / (self._tp + self._fn + _EPSILON)
+        b2 = self.beta ** 2
+        f1 = precision * recall / (b2 * precision + recall + _EPSILON) * (1 + b2)
+        if self.average == "weighted":
+            weights = self._support / (np.sum(self._support) + _EPSILON)
+            return float(np.sum(f1 * weights))
+        if self.average is not None:
+            return float(np.mean(f1))
+        return np.asarray(f1, np.float64)
+
+    def get_config(self):
+        return {"average": self.average, "threshold": self.threshold, "name": self.name}
+
+    def __repr__(self):
+        return f"<F1Score name={self.name!r} average={self.average!r}>"
+
+
 _CLASSES = (Mean, BinaryAccuracy, CategoricalAccuracy, SparseCategoricalAccuracy,
-            MeanSquaredError, MeanAbsoluteError)
+            MeanSquaredError, MeanAbsoluteError, Precision, Recall, AUC, F1Score,
+            TopKCategoricalAccuracy, SparseTopKCategoricalAccuracy)
 _NAMES = {
     "binary_accuracy": BinaryAccuracy, "categorical_accuracy": CategoricalAccuracy,
     "sparse_categorical_accuracy": SparseCategoricalAccuracy, "mse": MeanSquaredError,
     "mean_squared_error": MeanSquaredError, "mae": MeanAbsoluteError,
     "mean_absolute_error": MeanAbsoluteError,
+    "precision": Precision, "recall": Recall, "auc": AUC, "f1_score": F1Score,
+    "top_k_categorical_accuracy": TopKCategoricalAccuracy,
+    "sparse_top_k_categorical_accuracy": SparseTopKCategoricalAccuracy,
 }
 _ACCURACY = ("accuracy", "acc")
 _REGISTRY = Registry("metrics", "metric", _NAMES, _CLASSES)

@@ -174,6 +174,49 @@ def rmsprop_update(param, grad, velocity, lr, rho=0.9, momentum=0.0, epsilon=1e-
                          float(clipvalue))
 
 
+def adagrad_update(param, grad, accumulator, lr, epsilon=1e-7, grad_scale=1.0,
+                   clipvalue=0.0) -> None:
+    """In place, Keras Adagrad: accumulator += g'^2; param -= lr * g' / sqrt(accumulator +
+    epsilon)."""
+    fn = "adagrad_update"
+    grad = _update_grad(grad, param, fn)
+    _core.adagrad_update(param, grad, _inplace(accumulator, "accumulator", fn), float(lr),
+                         float(epsilon), float(grad_scale), float(clipvalue))
+
+
+def adamax_update(param, grad, m, u, lr, step, beta_1=0.9, beta_2=0.999, epsilon=1e-7,
+                  grad_scale=1.0, clipvalue=0.0) -> None:
+    """In place, Keras Adamax; step is the 1-based update count. m += (g' - m)(1 - beta_1);
+    u = max(beta_2 u, |g'|); param -= lr m / ((1 - beta_1**step)(u + epsilon))."""
+    fn = "adamax_update"
+    grad = _update_grad(grad, param, fn)
+    _core.adamax_update(param, grad, _inplace(m, "m", fn), _inplace(u, "u", fn), float(lr),
+                        _step(step, fn), float(beta_1), float(beta_2), float(epsilon),
+                        float(grad_scale), float(clipvalue))
+
+
+def nadam_update(param, grad, m, v, lr, step, u_product, beta_1=0.9, beta_2=0.999,
+                 epsilon=1e-7, grad_scale=1.0, clipvalue=0.0) -> None:
+    """In place, Keras Nadam; step is the 1-based update count and u_product the product of
+    beta_1 (1 - 0.5 * 0.96**i) over i = 1..step (the optimizer keeps it). Equations in
+    cpp/nanonet/optimizers.hpp and nanonet.reference.nadam_update."""
+    fn = "nadam_update"
+    grad = _update_grad(grad, param, fn)
+    _core.nadam_update(param, grad, _inplace(m, "m", fn), _inplace(v, "v", fn), float(lr),
+                       _step(step, fn), float(u_product), float(beta_1), float(beta_2),
+                       float(epsilon), float(grad_scale), float(clipvalue))
+
+
+def lion_update(param, grad, m, lr, beta_1=0.9, beta_2=0.99, grad_scale=1.0,
+                clipvalue=0.0) -> None:
+    """In place, Keras Lion: param -= lr * sign(beta_1 m + (1 - beta_1) g');
+    m = beta_2 m + (1 - beta_2) g'."""
+    fn = "lion_update"
+    grad = _update_grad(grad, param, fn)
+    _core.lion_update(param, grad, _inplace(m, "m", fn), float(lr), float(beta_1),
+                      float(beta_2), float(grad_scale), float(clipvalue))
+
+
 def sum_squares(x) -> float:
     """sum(x**2) accumulated in float64; the same value for every thread count."""
     return _core.sum_squares(_contiguous(_float_array(x, "x", "sum_squares")))
@@ -437,7 +480,16 @@ def global_max_pool1d_backward(dy, argmax, steps, *, _ref: bool = False) -> np.n
 # --------------------------------------------------------------------------------------------
 # ---- activations
 
-ACTIVATIONS = ("linear", "sigmoid", "tanh", "relu", "softmax", "log_softmax")
+ACTIVATIONS = ("linear", "sigmoid", "tanh", "relu", "softmax", "log_softmax", "gelu",
+               "gelu_approximate", "silu", "swish", "elu", "selu", "leaky_relu", "softplus",
+               "softsign", "hard_sigmoid", "exponential")
+# Keras 3 names with their default arguments: gelu is exact (Keras gelu(approximate=False)),
+# gelu_approximate the tanh form (approximate=True); swish = silu; elu alpha=1; leaky_relu
+# negative_slope=0.2; hard_sigmoid = relu6(x + 3) / 6. Equations: cpp/nanonet/activations.hpp.
+
+# Activations whose backward needs the forward input (they are not monotonic, so y does not
+# determine x): their backward takes x (activation_backward) or z (dense_backward).
+INPUT_ACTIVATIONS = ("gelu", "gelu_approximate", "silu", "swish")
 
 
 def _activation_name(activation, fn: str) -> str:
@@ -449,6 +501,15 @@ def _activation_name(activation, fn: str) -> str:
     return activation
 
 
+def _input_for(fn: str, name: str, x, arg: str, what: str):
+    if x is not None:
+        return _contiguous(_float_array(x, arg, fn))
+    if name in INPUT_ACTIVATIONS:
+        raise ValueError(f"{fn}: activation {name!r} needs the forward {what} {arg}; pass "
+                         f"{arg}=")
+    return None
+
+
 def activation_forward(x, activation, *, _ref: bool = False) -> np.ndarray:
     """y = f(x) for any shape; activation in ACTIVATIONS (None = linear); softmax and log_softmax
     normalise the last axis and are stable for any finite x. Returns a new array.
@@ -456,29 +517,38 @@ def activation_forward(x, activation, *, _ref: bool = False) -> np.ndarray:
     fn = "activation_forward"
     x = _contiguous(_float_array(x, "x", fn))
     name = _activation_name(activation, fn)
-    return (_core.activation_forward_ref if _ref else _core.activation_forward)(x, name)
+    f = _core.activation_forward_ref if _ref else _core.activation_forward
+    return f(x, name)
 
 
-def activation_backward(dy, y, activation, *, _ref: bool = False) -> np.ndarray:
+def activation_backward(dy, y, activation, x=None, *, _ref: bool = False) -> np.ndarray:
     """dx from the upstream gradient dy and the forward OUTPUT y (same shape and dtype):
     relu dy*(y>0), sigmoid dy*y*(1-y), tanh dy*(1-y^2), softmax y*(dy - sum(dy*y)),
-    log_softmax dy - exp(y)*sum(dy) (sums over the last axis). Returns a new array."""
+    log_softmax dy - exp(y)*sum(dy) (sums over the last axis), the others as in
+    cpp/nanonet/activations.hpp. x, the forward INPUT, is needed for INPUT_ACTIVATIONS (gelu,
+    gelu_approximate, silu / swish), which the caller keeps (Activation keeps it in its ctx).
+    Returns a new array."""
     fn = "activation_backward"
     dy = _contiguous(_float_array(dy, "dy", fn))
     y = _contiguous(_float_array(y, "y", fn))
     _same_dtype(fn, ("dy", "y"), dy, y)
     name = _activation_name(activation, fn)
-    return (_core.activation_backward_ref if _ref else _core.activation_backward)(dy, y, name)
+    x = _input_for(fn, name, x, "x", "input")
+    f = _core.activation_backward_ref if _ref else _core.activation_backward
+    return f(dy, y, name, x)
 
 
 # --------------------------------------------------------------------------------------------
 # ---- dense
 
-def dense_forward(x, kernel, bias=None, activation="linear", *, _ref: bool = False) -> np.ndarray:
+def dense_forward(x, kernel, bias=None, activation="linear", *, return_z: bool = False,
+                  _ref: bool = False):
     """y = f(x @ kernel + bias): x (B, I), kernel (I, units), bias (units,) or None. The bias and
     elementwise activations run in the GEMM epilogue; softmax / log_softmax per row after it.
-    Returns a new (B, units) array."""
-    if not _ref and type(x) is np.ndarray and type(kernel) is np.ndarray and \
+    Returns a new (B, units) array; with return_z=True the pair (y, z), z = x @ kernel + bias
+    written by the same epilogue (what dense_backward needs for INPUT_ACTIVATIONS; None for the
+    others)."""
+    if not _ref and not return_z and type(x) is np.ndarray and type(kernel) is np.ndarray and \
             type(activation) is str:
         # The common case of a model's forward: arrays already as the kernel takes them, which
         # the binding checks itself. Anything it refuses goes the converting way below (which
@@ -494,14 +564,22 @@ def dense_forward(x, kernel, bias=None, activation="linear", *, _ref: bool = Fal
         bias = _contiguous(_float_array(bias, "bias", fn))
     _same_dtype(fn, ("x", "kernel", "bias"), x, kernel, bias)
     name = _activation_name(activation, fn)
-    return (_core.dense_forward_ref if _ref else _core.dense_forward)(x, kernel, bias, name)
+    f = _core.dense_forward_ref if _ref else _core.dense_forward
+    if not return_z:
+        return f(x, kernel, bias, name)
+    if name in INPUT_ACTIVATIONS:
+        yz = f(x, kernel, bias, name, True)  # one (2, B, units) array: [y, z]
+        return yz[0], yz[1]
+    return f(x, kernel, bias, name), None
 
 
-def dense_backward(dy, x, kernel, y, activation="linear", need_dx: bool = True, *,
+def dense_backward(dy, x, kernel, y, activation="linear", need_dx: bool = True, z=None, *,
                    _ref: bool = False):
     """(dx or None, dkernel, dbias) for y = f(x @ kernel + bias), from dy (B, units) and the
     forward output y (None allowed for linear): dz = f'(y) dy, dkernel = x^T dz, dbias = sum_B dz
-    (returned even for a layer without bias), dx = dz kernel^T when need_dx. New arrays."""
+    (returned even for a layer without bias), dx = dz kernel^T when need_dx. z, the
+    pre-activation (B, units), is needed for INPUT_ACTIVATIONS (dense_forward(..., return_z=True)
+    gives it). New arrays."""
     fn = "dense_backward"
     dy = _contiguous(_float_array(dy, "dy", fn))
     x = _contiguous(_float_array(x, "x", fn))
@@ -510,8 +588,9 @@ def dense_backward(dy, x, kernel, y, activation="linear", need_dx: bool = True, 
         y = _contiguous(_float_array(y, "y", fn))
     _same_dtype(fn, ("x", "kernel", "dy", "y"), x, kernel, dy, y)
     name = _activation_name(activation, fn)
+    z = _input_for(fn, name, z, "z", "pre-activation")
     f = _core.dense_backward_ref if _ref else _core.dense_backward
-    return f(dy, x, kernel, y, name, bool(need_dx))
+    return f(dy, x, kernel, y, name, bool(need_dx), z)
 
 
 # --------------------------------------------------------------------------------------------

@@ -27,7 +27,8 @@ from . import ops
 from . import schedules as _schedules
 from ._registry import Registry
 
-__all__ = ["Optimizer", "SGD", "Adam", "AdamW", "RMSprop", "get", "serialize", "deserialize"]
+__all__ = ["Optimizer", "SGD", "Adam", "AdamW", "RMSprop", "Adagrad", "Adamax", "Nadam", "Lion",
+           "get", "serialize", "deserialize"]
 
 
 def _number(value, name, cls, lo=None, hi=None, lo_open=False, hi_open=False, allow_none=False):
@@ -344,8 +345,130 @@ class RMSprop(Optimizer):
                 "epsilon": self.epsilon, "centered": self.centered}
 
 
-_CLASSES = (SGD, Adam, AdamW, RMSprop)
-_NAMES = {"sgd": SGD, "adam": Adam, "adamw": AdamW, "rmsprop": RMSprop}
+class Adagrad(Optimizer):
+    """Adagrad as Keras computes it: accumulator (starting at initial_accumulator_value)
+    += g^2; p -= lr g / sqrt(accumulator + epsilon)."""
+
+    def __init__(self, learning_rate=0.001, initial_accumulator_value=0.1, epsilon=1e-7,
+                 weight_decay=None, clipnorm=None, clipvalue=None, global_clipnorm=None,
+                 name="adagrad"):
+        super().__init__(learning_rate, weight_decay, clipnorm, clipvalue, global_clipnorm, name)
+        self.initial_accumulator_value = _number(initial_accumulator_value,
+                                                 "initial_accumulator_value", "Adagrad", lo=0.0)
+        self.epsilon = _number(epsilon, "epsilon", "Adagrad", lo=0.0)
+
+    def _slot_names(self):
+        return ("accumulator",)
+
+    def _slots_of(self, param):
+        new = id(param) not in self._index
+        slots = super()._slots_of(param)
+        if new:
+            slots[0].fill(self.initial_accumulator_value)
+        return slots
+
+    def _update(self, param, grad, slots, lr, grad_scale):
+        ops.adagrad_update(param, grad, slots[0], lr, epsilon=self.epsilon,
+                           grad_scale=grad_scale, clipvalue=self._clipvalue)
+
+    def get_config(self):
+        return {**super().get_config(),
+                "initial_accumulator_value": self.initial_accumulator_value,
+                "epsilon": self.epsilon}
+
+
+class Adamax(Optimizer):
+    """Adamax (Adam with the infinity norm), as Keras: m += (g - m)(1 - beta_1);
+    u = max(beta_2 u, |g|); p -= lr m / ((1 - beta_1^t)(u + epsilon)), t = iterations + 1."""
+
+    def __init__(self, learning_rate=0.001, beta_1=0.9, beta_2=0.999, epsilon=1e-7,
+                 weight_decay=None, clipnorm=None, clipvalue=None, global_clipnorm=None,
+                 name="adamax"):
+        super().__init__(learning_rate, weight_decay, clipnorm, clipvalue, global_clipnorm, name)
+        self.beta_1 = _number(beta_1, "beta_1", "Adamax", lo=0.0, hi=1.0, hi_open=True)
+        self.beta_2 = _number(beta_2, "beta_2", "Adamax", lo=0.0, hi=1.0, hi_open=True)
+        self.epsilon = _number(epsilon, "epsilon", "Adamax", lo=0.0)
+
+    def _slot_names(self):
+        return ("momentum", "norm")
+
+    def _update(self, param, grad, slots, lr, grad_scale):
+        m, u = slots
+        ops.adamax_update(param, grad, m, u, lr, self.iterations + 1, beta_1=self.beta_1,
+                          beta_2=self.beta_2, epsilon=self.epsilon, grad_scale=grad_scale,
+                          clipvalue=self._clipvalue)
+
+    def get_config(self):
+        return {**super().get_config(), "beta_1": self.beta_1, "beta_2": self.beta_2,
+                "epsilon": self.epsilon}
+
+
+class Nadam(Optimizer):
+    """Adam with Nesterov momentum, Keras 3's update (Dozat's momentum schedule
+    u_t = beta_1 (1 - 0.5 * 0.96^t)); see nanonet.reference.nadam_update.
+
+    Keras keeps the product of the u_t as a variable; here it is a function of ``iterations``
+    (computed in float64 and cached), so ``variables`` stays [iterations] + slots and a saved
+    optimizer resumes exactly."""
+
+    def __init__(self, learning_rate=0.001, beta_1=0.9, beta_2=0.999, epsilon=1e-7,
+                 weight_decay=None, clipnorm=None, clipvalue=None, global_clipnorm=None,
+                 name="nadam"):
+        super().__init__(learning_rate, weight_decay, clipnorm, clipvalue, global_clipnorm, name)
+        self.beta_1 = _number(beta_1, "beta_1", "Nadam", lo=0.0, hi=1.0, hi_open=True)
+        self.beta_2 = _number(beta_2, "beta_2", "Nadam", lo=0.0, hi=1.0, hi_open=True)
+        self.epsilon = _number(epsilon, "epsilon", "Nadam", lo=0.0)
+        self._u_cache = (0, 1.0)  # (t, prod_{i <= t} u_i)
+
+    def _u_product(self, t):
+        """prod_{i = 1..t} beta_1 (1 - 0.5 * 0.96^i)."""
+        t0, prod = self._u_cache
+        if t0 > t:
+            t0, prod = 0, 1.0
+        for i in range(t0 + 1, t + 1):
+            prod *= self.beta_1 * (1.0 - 0.5 * 0.96 ** i)
+        self._u_cache = (t, prod)
+        return prod
+
+    def _slot_names(self):
+        return ("momentum", "velocity")
+
+    def _update(self, param, grad, slots, lr, grad_scale):
+        m, v = slots
+        t = self.iterations + 1
+        ops.nadam_update(param, grad, m, v, lr, t, self._u_product(t), beta_1=self.beta_1,
+                         beta_2=self.beta_2, epsilon=self.epsilon, grad_scale=grad_scale,
+                         clipvalue=self._clipvalue)
+
+    def get_config(self):
+        return {**super().get_config(), "beta_1": self.beta_1, "beta_2": self.beta_2,
+                "epsilon": self.epsilon}
+
+
+class Lion(Optimizer):
+    """Lion (Chen et al. 2023), as Keras: p -= lr sign(beta_1 m + (1 - beta_1) g);
+    m = beta_2 m + (1 - beta_2) g. beta_1 in (0, 1], beta_2 in [0, 1]."""
+
+    def __init__(self, learning_rate=0.001, beta_1=0.9, beta_2=0.99, weight_decay=None,
+                 clipnorm=None, clipvalue=None, global_clipnorm=None, name="lion"):
+        super().__init__(learning_rate, weight_decay, clipnorm, clipvalue, global_clipnorm, name)
+        self.beta_1 = _number(beta_1, "beta_1", "Lion", lo=0.0, hi=1.0, lo_open=True)
+        self.beta_2 = _number(beta_2, "beta_2", "Lion", lo=0.0, hi=1.0)
+
+    def _slot_names(self):
+        return ("momentum",)
+
+    def _update(self, param, grad, slots, lr, grad_scale):
+        ops.lion_update(param, grad, slots[0], lr, beta_1=self.beta_1, beta_2=self.beta_2,
+                        grad_scale=grad_scale, clipvalue=self._clipvalue)
+
+    def get_config(self):
+        return {**super().get_config(), "beta_1": self.beta_1, "beta_2": self.beta_2}
+
+
+_CLASSES = (SGD, Adam, AdamW, RMSprop, Adagrad, Adamax, Nadam, Lion)
+_NAMES = {"sgd": SGD, "adam": Adam, "adamw": AdamW, "rmsprop": RMSprop, "adagrad": Adagrad,
+          "adamax": Adamax, "nadam": Nadam, "lion": Lion}
 _REGISTRY = Registry("optimizers", "optimizer", _NAMES, _CLASSES)
 serialize = _REGISTRY.serialize
 deserialize = _REGISTRY.deserialize

@@ -5,6 +5,8 @@ time both. It computes in the dtype of its inputs.
 """
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 
@@ -78,6 +80,43 @@ def rmsprop_update(param, grad, velocity, lr, rho=0.9, momentum=0.0, epsilon=1e-
         param -= momentum_buf
     else:
         param -= increment
+
+
+def adagrad_update(param, grad, accumulator, lr, epsilon=1e-7, grad_scale=1.0, clipvalue=0.0):
+    g = _clipped_grad(grad, grad_scale, clipvalue)
+    accumulator += np.square(g)
+    param -= float(lr) * g / np.sqrt(accumulator + float(epsilon))
+
+
+def adamax_update(param, grad, m, u, lr, step, beta_1=0.9, beta_2=0.999, epsilon=1e-7,
+                  grad_scale=1.0, clipvalue=0.0):
+    g = _clipped_grad(grad, grad_scale, clipvalue)
+    beta_1, beta_2 = float(beta_1), float(beta_2)
+    m += (g - m) * (1.0 - beta_1)
+    u[...] = np.maximum(beta_2 * u, np.abs(g))
+    param -= (float(lr) * m) / ((1.0 - beta_1 ** int(step)) * (u + float(epsilon)))
+
+
+def nadam_update(param, grad, m, v, lr, step, u_product, beta_1=0.9, beta_2=0.999, epsilon=1e-7,
+                 grad_scale=1.0, clipvalue=0.0):
+    """Keras 3 Nadam; u_product = prod_{i <= step} u_i, u_i = beta_1 (1 - 0.5 * 0.96**i)."""
+    g = _clipped_grad(grad, grad_scale, clipvalue)
+    beta_1, beta_2, t = float(beta_1), float(beta_2), int(step)
+    u_t = beta_1 * (1.0 - 0.5 * 0.96 ** t)
+    u_t1 = beta_1 * (1.0 - 0.5 * 0.96 ** (t + 1))
+    u_product_1 = float(u_product) * u_t1
+    m += (g - m) * (1.0 - beta_1)
+    v += (np.square(g) - v) * (1.0 - beta_2)
+    m_hat = u_t1 * m / (1.0 - u_product_1) + (1.0 - u_t) * g / (1.0 - float(u_product))
+    v_hat = v / (1.0 - beta_2 ** t)
+    param -= (m_hat * float(lr)) / (np.sqrt(v_hat) + float(epsilon))
+
+
+def lion_update(param, grad, m, lr, beta_1=0.9, beta_2=0.99, grad_scale=1.0, clipvalue=0.0):
+    g = _clipped_grad(grad, grad_scale, clipvalue)
+    beta_1, beta_2 = float(beta_1), float(beta_2)
+    param -= float(lr) * np.sign(m * beta_1 + g * (1.0 - beta_1))
+    m[...] = m * beta_2 + g * (1.0 - beta_2)
 
 
 def sum_squares(x):
@@ -259,47 +298,118 @@ def global_max_pool1d_backward(dy, argmax, steps):
 # --------------------------------------------------------------------------------------------
 # ---- activations
 
-_ACTIVATIONS = ("linear", "sigmoid", "tanh", "relu", "softmax", "log_softmax")
+_ACTIVATIONS = ("linear", "sigmoid", "tanh", "relu", "softmax", "log_softmax", "gelu",
+                "gelu_approximate", "silu", "swish", "elu", "selu", "leaky_relu", "softplus",
+                "softsign", "hard_sigmoid", "exponential")
+_INPUT_ACTIVATIONS = ("gelu", "gelu_approximate", "silu", "swish")
+_SELU_SCALE, _SELU_ALPHA = 1.05070098, 1.67326324  # Keras's constants
+_LEAKY_SLOPE = 0.2                                   # Keras 3 leaky_relu negative_slope
+_GELU_K0, _GELU_K1 = math.sqrt(2 / math.pi), 0.044715
 
 
 def _act_name(activation, fn):
     a = "linear" if activation is None else activation
     if a not in _ACTIVATIONS:
         raise ValueError(f"{fn}: activation must be one of {', '.join(_ACTIVATIONS)}; got {a!r}")
-    return a
+    return "silu" if a == "swish" else a
+
+
+def _erfc(x):
+    """erfc elementwise (NumPy has none): math.erfc per element, in float64, cast back."""
+    return np.vectorize(math.erfc, otypes=[np.float64])(x).astype(x.dtype)
+
+
+def _sigmoid(x):
+    with np.errstate(over="ignore"):
+        return 1 / (1 + np.exp(-x))
 
 
 def activation_forward(x, activation):
     x = np.asarray(x)
     a = _act_name(activation, "activation_forward")
-    with np.errstate(over="ignore"):
+    zero = np.zeros((), x.dtype)
+    with np.errstate(over="ignore", invalid="ignore"):
         if a == "sigmoid":
             return 1 / (1 + np.exp(-x))
         if a == "tanh":
             return np.tanh(x)
         if a == "relu":
-            return np.maximum(x, np.zeros((), x.dtype))  # NaN stays NaN
+            return np.maximum(x, zero)  # NaN stays NaN
         if a in ("softmax", "log_softmax") and x.size:
             z = x - x.max(axis=-1, keepdims=True)
             s = np.exp(z).sum(axis=-1, keepdims=True)
             return np.exp(z) / s if a == "softmax" else z - np.log(s)
+        # x < -100: 0 exactly (the true value underflows; -inf gives 0, not nan)
+        if a == "gelu":  # x Phi(x), Phi(x) = erfc(-x / sqrt 2) / 2 (no 1 + erf cancellation)
+            return np.where(x < -100, zero, 0.5 * x * _erfc(-x / np.sqrt(2)))
+        if a == "gelu_approximate":  # x (1 + tanh(u)) / 2 = x sigmoid(2u)
+            u = _GELU_K0 * (x + _GELU_K1 * x ** 3)
+            return np.where(x < -100, zero, x * _sigmoid(2 * u))
+        if a == "silu":
+            return np.where(x < -100, zero, x * _sigmoid(x))
+        if a == "elu":
+            return np.where(x > 0, x, np.expm1(x))
+        if a == "selu":
+            return _SELU_SCALE * np.where(x > 0, x, _SELU_ALPHA * np.expm1(x))
+        if a == "leaky_relu":
+            return np.where(x < 0, _LEAKY_SLOPE * x, x)
+        if a == "softplus":
+            return np.maximum(x, zero) + np.log1p(np.exp(-np.abs(x)))
+        if a == "softsign":
+            return x / (1 + np.abs(x))
+        if a == "hard_sigmoid":  # Keras 3: relu6(x + 3) / 6
+            return np.clip(x + 3, 0, 6) / 6
+        if a == "exponential":
+            return np.exp(x)
     return x.copy()
 
 
-def activation_backward(dy, y, activation):
-    """dx from the upstream gradient and the forward OUTPUT y."""
+def activation_backward(dy, y, activation, x=None):
+    """dx from the upstream gradient and the forward OUTPUT y; gelu, gelu_approximate and silu
+    read the forward INPUT x instead (required for them)."""
     dy, y = np.asarray(dy), np.asarray(y)
     a = _act_name(activation, "activation_backward")
+    if a in _INPUT_ACTIVATIONS:
+        if x is None:
+            raise ValueError(f"activation_backward: activation {a!r} needs the forward input x")
+        x = np.asarray(x)
+    zero = np.zeros((), dy.dtype)
     if a == "sigmoid":
         return dy * y * (1 - y)
     if a == "tanh":
         return dy * (1 - y * y)
     if a == "relu":
-        return np.where(y > 0, dy, np.zeros((), dy.dtype))
+        return np.where(y > 0, dy, zero)
     if a == "softmax":
         return y * (dy - (dy * y).sum(axis=-1, keepdims=True))
     if a == "log_softmax":
         return dy - np.exp(y) * dy.sum(axis=-1, keepdims=True)
+    with np.errstate(over="ignore", invalid="ignore"):
+        if a == "gelu":  # Phi(x) + x phi(x)
+            d = 0.5 * _erfc(-x / np.sqrt(2)) + x * np.exp(-0.5 * x * x) / np.sqrt(2 * np.pi)
+            return dy * np.where(np.abs(x) > 100, (x > 0).astype(dy.dtype), d)
+        if a == "gelu_approximate":  # y = x (1 + tanh(u)) / 2
+            t = np.tanh(_GELU_K0 * (x + _GELU_K1 * x ** 3))
+            du = _GELU_K0 * (1 + 3 * _GELU_K1 * x * x)
+            d = 0.5 * (1 + t) + 0.5 * x * (1 - t * t) * du
+            return dy * np.where(np.abs(x) > 100, (x > 0).astype(dy.dtype), d)
+        if a == "silu":
+            s = _sigmoid(x)
+            return dy * np.where(np.abs(x) > 100, (x > 0).astype(dy.dtype), s * (1 + x * (1 - s)))
+    if a == "elu":  # exp(x) = y + 1 for x <= 0
+        return dy * np.where(y > 0, 1, y + 1)
+    if a == "selu":
+        return dy * np.where(y > 0, _SELU_SCALE, y + _SELU_SCALE * _SELU_ALPHA)
+    if a == "leaky_relu":
+        return dy * np.where(y < 0, _LEAKY_SLOPE, 1).astype(dy.dtype)
+    if a == "softplus":  # sigmoid(x) = 1 - exp(-y)
+        return dy * -np.expm1(-y)
+    if a == "softsign":  # 1 / (1 + |x|)^2 = (1 - |y|)^2
+        return dy * (1 - np.abs(y)) ** 2
+    if a == "hard_sigmoid":
+        return np.where((y > 0) & (y < 1), dy / 6, zero)
+    if a == "exponential":
+        return dy * y
     return dy.copy()
 
 
@@ -313,10 +423,11 @@ def dense_forward(x, kernel, bias=None, activation="linear"):
     return activation_forward(z, activation)
 
 
-def dense_backward(dy, x, kernel, y, activation="linear", need_dx=True):
-    """(dx or None, dkernel, dbias)."""
+def dense_backward(dy, x, kernel, y, activation="linear", need_dx=True, z=None):
+    """(dx or None, dkernel, dbias); z = x @ kernel + bias is needed for gelu, gelu_approximate
+    and silu."""
     a = _act_name(activation, "dense_backward")
-    dz = np.asarray(dy) if a == "linear" else activation_backward(dy, y, a)
+    dz = np.asarray(dy) if a == "linear" else activation_backward(dy, y, a, z)
     dx = dz @ np.asarray(kernel).T if need_dx else None
     return dx, np.asarray(x).T @ dz, dz.sum(axis=0)
 

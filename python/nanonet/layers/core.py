@@ -20,8 +20,12 @@ from .node import Node, SymbolicTensor
 
 __all__ = ["Dense", "Activation", "Dropout", "Flatten", "InputLayer", "Input", "ACTIVATIONS"]
 
-# Activations the kernels know (nanonet.ops.activation_forward / activation_backward).
-ACTIVATIONS = ("linear", "sigmoid", "tanh", "relu", "softmax", "log_softmax")
+# Activations the kernels know (nanonet.ops.activation_forward / activation_backward); Keras 3
+# names with their default arguments ("gelu" exact, "gelu_approximate" the tanh form, "swish" =
+# "silu"; see nanonet.ops.ACTIVATIONS).
+ACTIVATIONS = ("linear", "sigmoid", "tanh", "relu", "softmax", "log_softmax", "gelu",
+               "gelu_approximate", "silu", "swish", "elu", "selu", "leaky_relu", "softplus",
+               "softsign", "hard_sigmoid", "exponential")
 
 
 def _activation_name(activation, cls):
@@ -96,8 +100,13 @@ class Dense(Layer):
             raise ValueError(f"Dense {self.name!r}: input must be (batch, ..., "
                              f"{self.kernel.shape[0]}); got shape {x.shape}")
         x2 = x if x.ndim == 2 else x.reshape(-1, x.shape[-1])
-        y2 = ops.dense_forward(x2, self.kernel, self.bias, activation)
-        ctx = (x2, y2, activation, x.shape) if training else None
+        if training and activation in ops.INPUT_ACTIVATIONS:
+            # gelu / silu: the backward needs the pre-activation z as well as y
+            y2, z2 = ops.dense_forward(x2, self.kernel, self.bias, activation, return_z=True)
+        else:
+            y2 = ops.dense_forward(x2, self.kernel, self.bias, activation)
+            z2 = None
+        ctx = (x2, y2, activation, x.shape, z2) if training else None
         return (y2 if x.ndim == 2 else y2.reshape(x.shape[:-1] + (self.units,))), ctx
 
     def forward(self, x, training=False, mask=None):
@@ -108,13 +117,13 @@ class Dense(Layer):
         return self._forward(x, training, "linear")
 
     def backprop(self, ctx, dy, need_dx=True):
-        x2, y2, activation, x_shape = ctx
+        x2, y2, activation, x_shape, z2 = ctx
         dy2 = np.ascontiguousarray(_rows(np.asarray(dy)), dtype=self.dtype)
         if dy2.shape != y2.shape:
             raise ValueError(f"Dense {self.name!r}: dy must have the output's shape "
                              f"{x_shape[:-1] + (self.units,)}; got {np.shape(dy)}")
         dx, dkernel, dbias = ops.dense_backward(dy2, x2, self.kernel, y2, activation,
-                                                need_dx=need_dx)
+                                                need_dx=need_dx, z=z2)
         grads = self._trainable_grads([dkernel, dbias] if self.use_bias else [dkernel])
         return (None if dx is None else dx.reshape(x_shape)), grads
 
@@ -131,7 +140,9 @@ class Dense(Layer):
 
 
 class Activation(Layer):
-    """Applies an activation by name: linear, sigmoid, tanh, relu, softmax, log_softmax."""
+    """Applies an activation by name (``nanonet.ops.ACTIVATIONS``): linear, sigmoid, tanh, relu,
+    softmax, log_softmax, gelu, gelu_approximate, silu / swish, elu, selu, leaky_relu, softplus,
+    softsign, hard_sigmoid, exponential."""
     supports_masking = True
 
     def __init__(self, activation, **kwargs):
@@ -150,19 +161,21 @@ class Activation(Layer):
         x = self._input(x)
         x2 = _rows(x)
         y2 = ops.activation_forward(x2, self.activation)
-        return y2.reshape(x.shape), ((y2, self.activation, x.shape) if training else None)
+        # gelu / silu: the backward needs the input as well as y
+        keep = x2 if self.activation in ops.INPUT_ACTIVATIONS else None
+        return y2.reshape(x.shape), ((y2, self.activation, x.shape, keep) if training else None)
 
     def forward_logits(self, x, training=False, mask=None):
         """The input unchanged (the activation is left to the fused loss); see Layer."""
         x = self._input(x)
-        return x, ((None, "linear", x.shape) if training else None)
+        return x, ((None, "linear", x.shape, None) if training else None)
 
     def backprop(self, ctx, dy, need_dx=True):
-        y2, activation, x_shape = ctx
+        y2, activation, x_shape, x2 = ctx
         if activation == "linear":
             return np.asarray(dy).reshape(x_shape), []
         dy2 = np.ascontiguousarray(_rows(np.asarray(dy)), dtype=y2.dtype)
-        return ops.activation_backward(dy2, y2, activation).reshape(x_shape), []
+        return ops.activation_backward(dy2, y2, activation, x=x2).reshape(x_shape), []
 
     def get_config(self):
         return {**super().get_config(), "activation": self.activation}
