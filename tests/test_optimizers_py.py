@@ -459,6 +459,6 @@ def test_against_keras(name, kw):
     ours = optimizers.get({"class_name": type(optimizers.get(name)).__name__, "config": config})
     q = p0.copy()
     for g in grads:
-        peer.apply([g], [var])
+        peer.apply([keras.ops.convert_to_tensor(g)], [var])
         ours.apply([g], [q])
-    np.testing.assert_allclose(q, np.asarray(var.value), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(q, keras.ops.convert_to_numpy(var), rtol=1e-5, atol=1e-6)
