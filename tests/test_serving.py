@@ -172,6 +172,22 @@ def _raw(server, data):
     return b"".join(chunks).decode("latin-1")
 
 
+def _read_all(sock):
+    chunks = []
+    while True:
+        chunk = sock.recv(65536)
+        if not chunk:
+            return b"".join(chunks)
+        chunks.append(chunk)
+
+
+def _wait_for(condition, timeout=TIMEOUT):
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out waiting"
+        time.sleep(0.01)
+
+
 def test_missing_or_bad_content_length(mlp_server):
     _, server = mlp_server
     reply = _raw(server, b"POST /predict HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
@@ -181,10 +197,10 @@ def test_missing_or_bad_content_length(mlp_server):
     reply = _raw(server, b"POST /predict HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n"
                          b"\r\n5\r\nhello\r\n0\r\n\r\n")
     assert reply.startswith("HTTP/1.1 411") and "chunked" in reply
-    reply = _raw(server, b"GET / x HTTP/1.1\r\n\r\n")  # http.server's own error, as JSON
-    assert reply.startswith("HTTP/1.1 400") and '{"error": "Bad request syntax' in reply
-    reply = _raw(server, b"GET / HTTP/x.y\r\n\r\n")  # (no status line: HTTP/0.9 rules)
-    assert '{"error": "Bad request version' in reply
+    reply = _raw(server, b"GET / x HTTP/1.1\r\n\r\n")  # a malformed request line, as JSON
+    assert reply.startswith("HTTP/1.1 400") and '{"error":"Bad request syntax' in reply
+    reply = _raw(server, b"GET / HTTP/x.y\r\n\r\n")
+    assert reply.startswith("HTTP/1.1 400") and '{"error":"Bad request version' in reply
     # a client that promises a body and disappears does not hurt the server
     with socket.create_connection((server.host, server.port), timeout=TIMEOUT) as s:
         s.sendall(b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{\"in")
@@ -308,25 +324,55 @@ def test_shutdown_finishes_requests_in_flight():
     server.shutdown()  # idempotent
 
 
-def test_connection_limit():
+def test_connection_limit_closes_the_longest_idle_connection_to_make_room():
     server = ModelServer(_mlp(), port=0, max_connections=2).start()
     try:
-        a, b = Client(server), Client(server)
-        assert a.request("GET", "/health")[0] == 200
-        assert b.request("GET", "/health")[0] == 200
-        reply = _raw(server, b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
-        assert reply.startswith("HTTP/1.1 503") and "too many open connections" in reply
-        a.close()
-        deadline = time.monotonic() + TIMEOUT
-        while True:  # the closed connection's thread ends shortly after
-            reply = _raw(server, b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-            if reply.startswith("HTTP/1.1 200") or time.monotonic() > deadline:
-                break
-            time.sleep(0.05)
+        a = socket.create_connection((server.host, server.port), timeout=TIMEOUT)
+        time.sleep(0.05)
+        b = socket.create_connection((server.host, server.port), timeout=TIMEOUT)
+        time.sleep(0.05)
+        # a third client is answered: the connection idle the longest (a) gives up its slot
+        reply = _raw(server, b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
         assert reply.startswith("HTTP/1.1 200")
-        assert b.request("GET", "/health")[0] == 200
+        assert a.recv(100) == b""  # closed by the server
+        b.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        assert _read_all(b).startswith(b"HTTP/1.1 200")
+        a.close()
         b.close()
     finally:
+        server.shutdown(timeout=TIMEOUT)
+
+
+def test_connection_limit_answers_503_when_every_slot_waits_for_the_model():
+    model = _mlp()
+    real = model.predict_on_batch
+    release = threading.Event()
+
+    def slow(x):
+        release.wait(TIMEOUT)
+        return real(x)
+
+    server = ModelServer(model, port=0, max_connections=2)
+    server.batcher.predict = slow
+    server.start()
+    busy = []
+    try:
+        body = json.dumps({"inputs": [0.0] * 8}).encode()
+        for _ in range(2):
+            s = socket.create_connection((server.host, server.port), timeout=TIMEOUT)
+            s.sendall(b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Length: " +
+                      str(len(body)).encode() + b"\r\n\r\n" + body)
+            busy.append(s)
+        _wait_for(lambda: len([c for c in list(server._conns.values()) if c.pending]) == 2)
+        reply = _raw(server, b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert reply.startswith("HTTP/1.1 503") and "too many open connections" in reply
+        release.set()
+        for s in busy:
+            assert s.recv(65536).startswith(b"HTTP/1.1 200")
+    finally:
+        release.set()
+        for s in busy:
+            s.close()
         server.shutdown(timeout=TIMEOUT)
 
 
