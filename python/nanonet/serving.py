@@ -670,6 +670,11 @@ def _v2_shape(shape):
     return [-1 if d is None else d for d in shape]
 
 
+def _v2_fmt(sample_shape):
+    """A batch shape as a v2 client writes it: [n, 8]."""
+    return "[" + ", ".join(["n"] + ["-1" if d is None else str(d) for d in sample_shape]) + "]"
+
+
 class _Job:
     """One inference request on its way through the server: the protocol, its arrays (one per
     model input, batch axis first), whether it was one sample, and what the answer needs."""
@@ -1635,7 +1640,7 @@ class ModelServer:
         if not isinstance(shape, list) or not shape or \
                 not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape):
             raise RequestError(400, f"{what}: shape must be a list of sizes >= 0 with the batch "
-                                    f"axis first, e.g. {_v2_shape(('n',) + spec.sample_shape)}; "
+                                    f"axis first, e.g. {_v2_fmt(spec.sample_shape)}; "
                                     f"got {_short(shape)}")
         if datatype not in _V2_TYPES:
             raise RequestError(400, f"{what}: datatype must be one of {sorted(_V2_TYPES)} (BYTES "
@@ -1659,9 +1664,8 @@ class ModelServer:
                                     "floating-point numbers")
         arr = arr.reshape(shape)
         if len(shape) != len(spec.shape):
-            raise RequestError(400, f"{what}: shape must be "
-                                    f"{_v2_shape(('n',) + spec.sample_shape)} (batch axis "
-                                    f"first); got {shape}")
+            raise RequestError(400, f"{what}: shape must be {_v2_fmt(spec.sample_shape)} (batch "
+                                    f"axis first); got {shape}")
         return _conform(arr, spec, what, batch=True)[0]
 
     def _encode(self, job, ys):
