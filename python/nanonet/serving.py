@@ -119,7 +119,7 @@ MAX_HEADER_BYTES = 64 << 10
 MODEL_VERSION = "1"
 _INLINE_BODY_BYTES = 64 << 10   # larger bodies are parsed on a parse thread
 _INLINE_ROWS = 2048             # larger answers are encoded on a parse thread
-_JSON_ROWS = 1024               # rows per json.dumps call when encoding a large answer
+_JSON_VALUES = 2048             # numbers per json.dumps / json.loads call on large bodies
 _LINGER_S = 2.0                 # after an answer with Connection: close, drain for this long
 
 
@@ -219,11 +219,29 @@ def _as_numbers(data, what):
     if not isinstance(data, list):
         raise RequestError(400, f"{what} must be a (nested) list of numbers; got "
                                 f"{type(data).__name__}")
+    # np.array of a big nested list holds the GIL throughout (about 0.2 us a number), so a
+    # long list is converted in pieces of rows
+    rows = len(data)
+    if rows > 1:
+        first = data[0]
+        size = 1
+        while isinstance(first, list) and first:
+            size *= len(first)
+            first = first[0]
+        rows = max(1, _JSON_VALUES // max(1, size))
     try:
-        arr = np.array(data)
+        if rows >= len(data):
+            arr = _numbers(np.array(data), what)
+        else:
+            arr = np.concatenate([_numbers(np.array(data[i:i + rows]), what)
+                                  for i in range(0, len(data), rows)])
     except (ValueError, TypeError, OverflowError):
         raise RequestError(400, f"{what} must be a rectangular nested list of numbers (all rows "
                                 "of one length)") from None
+    return arr
+
+
+def _numbers(arr, what):
     if arr.dtype.kind not in "iuf":
         kind = {"b": "booleans", "U": "strings", "O": "mixed, null or out-of-range values or "
                 "ragged rows"}.get(arr.dtype.kind, f"dtype {arr.dtype}")
@@ -644,12 +662,116 @@ def _dumps(obj):
 
 
 def _dumps_array(a):
-    """JSON of an array's nested lists, in pieces of rows (so the GIL is given up between
-    pieces and other threads are not stalled by one large answer)."""
-    if a.ndim == 0 or a.shape[0] <= _JSON_ROWS:
+    """JSON of an array's nested lists, in pieces of rows (one json.dumps call holds the GIL
+    throughout, about 3 us a float: pieces keep the event loop answering others meanwhile)."""
+    rows = max(1, _JSON_VALUES // max(1, a[0].size)) if a.ndim else 1
+    if a.ndim == 0 or a.shape[0] <= rows:
         return _dumps(a.tolist())
-    pieces = [_dumps(a[i:i + _JSON_ROWS].tolist())[1:-1] for i in range(0, a.shape[0], _JSON_ROWS)]
+    pieces = [_dumps(a[i:i + rows].tolist())[1:-1] for i in range(0, a.shape[0], rows)]
     return "[" + ",".join(pieces) + "]"
+
+
+_WS = re.compile(r"[ \t\n\r]*")
+_NUMBER_START = frozenset("-0123456789")
+
+
+def _loads(body):
+    """json.loads of a request body that may be megabytes: the outer objects and lists are
+    walked here and their elements (rows; pieces of flat number lists) decoded one call each,
+    because one json.loads call holds the GIL throughout (about 80 ms a megabyte), which would
+    stall the event loop and every other client for that long."""
+    if len(body) <= _INLINE_BODY_BYTES:
+        return json.loads(body, parse_constant=_reject_constant)
+    text = body.decode("utf-8") if isinstance(body, (bytes, bytearray)) else body
+    if text.startswith("\ufeff"):
+        raise json.JSONDecodeError("Unexpected UTF-8 BOM (decode using utf-8-sig)", text, 0)
+    decoder = json.JSONDecoder(parse_constant=_reject_constant)
+    value, end = _parse_value(text, _WS.match(text, 0).end(), 0, decoder)
+    end = _WS.match(text, end).end()
+    if end != len(text):
+        raise json.JSONDecodeError("Extra data", text, end)
+    return value
+
+
+def _parse_value(s, i, depth, decoder):
+    """Objects down to depth 2 ({"inputs": [{"name": ..., "data": [...]}]}) and lists down to
+    depth 1 (a list of rows) are walked here; a long flat list of numbers anywhere down to
+    depth 3 is decoded in pieces; anything else in one call."""
+    c = s[i:i + 1]
+    if c == "{" and depth <= 2:
+        return _parse_object(s, i, depth, decoder)
+    if c == "[" and depth <= 3:
+        flat = _parse_numbers(s, i)
+        if flat is not None:
+            return flat
+        if depth <= 1:
+            return _parse_list(s, i, depth, decoder)
+    return decoder.raw_decode(s, i)
+
+
+def _parse_object(s, i, depth, decoder):
+    out = {}
+    i = _WS.match(s, i + 1).end()
+    if s[i:i + 1] == "}":
+        return out, i + 1
+    while True:
+        if s[i:i + 1] != '"':
+            raise json.JSONDecodeError("Expecting property name enclosed in double quotes", s, i)
+        key, i = decoder.raw_decode(s, i)
+        i = _WS.match(s, i).end()
+        if s[i:i + 1] != ":":
+            raise json.JSONDecodeError("Expecting ':' delimiter", s, i)
+        out[key], i = _parse_value(s, _WS.match(s, i + 1).end(), depth + 1, decoder)
+        i = _WS.match(s, i).end()
+        c = s[i:i + 1]
+        if c == "}":
+            return out, i + 1
+        if c != ",":
+            raise json.JSONDecodeError("Expecting ',' delimiter", s, i)
+        i = _WS.match(s, i + 1).end()
+
+
+def _parse_numbers(s, i):
+    """(list, end) for a long flat list of numbers at s[i] == "[", decoded in pieces; None for
+    anything else."""
+    i = _WS.match(s, i + 1).end()
+    if s[i:i + 1] not in _NUMBER_START:
+        return None
+    close = s.find("]", i)
+    if close < i + 8 * _JSON_VALUES or s.find("[", i, close) >= 0 or \
+            s.find('"', i, close) >= 0 or s.find("{", i, close) >= 0:
+        return None
+    out = []
+    pos = i
+    while pos < close:
+        cut = s.find(",", min(close, pos + 8 * _JSON_VALUES), close)
+        cut = close if cut < 0 else cut
+        piece = s[pos:cut]
+        if not piece.strip():
+            raise json.JSONDecodeError("Expecting value", s, pos)
+        try:
+            out.extend(json.loads("[" + piece + "]", parse_constant=_reject_constant))
+        except json.JSONDecodeError as e:
+            raise json.JSONDecodeError(e.msg, s, pos + max(0, e.pos - 1)) from None
+        pos = cut + 1
+    return out, close + 1
+
+
+def _parse_list(s, i, depth, decoder):
+    out = []
+    i = _WS.match(s, i + 1).end()
+    if s[i:i + 1] == "]":
+        return out, i + 1
+    while True:
+        value, i = _parse_value(s, i, depth + 1, decoder)
+        out.append(value)
+        i = _WS.match(s, i).end()
+        c = s[i:i + 1]
+        if c == "]":
+            return out, i + 1
+        if c != ",":
+            raise json.JSONDecodeError("Expecting ',' delimiter", s, i)
+        i = _WS.match(s, i + 1).end()
 
 
 _V2_TYPES = {"BOOL": "bool", "UINT8": "uint8", "UINT16": "uint16", "UINT32": "uint32",
@@ -967,12 +1089,12 @@ class ModelServer:
                     if what == "accept":
                         self._accept()
                     elif what == "wake":
-                        self._wake_flag = False
-                        try:
+                        try:  # drain first, then clear: a wake-up sent meanwhile is not lost
                             while self._wake_r.recv(4096):
                                 pass
                         except OSError:
                             pass
+                        self._wake_flag = False
                     elif what.state != _CLOSED:
                         if mask & selectors.EVENT_WRITE:
                             self._on_write(what)
@@ -1495,7 +1617,7 @@ class ModelServer:
     def _parse(self, proto, body):
         """The request body of an inference protocol as a _Job (RequestError if it is bad)."""
         try:
-            payload = json.loads(body, parse_constant=_reject_constant)
+            payload = _loads(body)
         except (ValueError, RecursionError) as e:
             raise RequestError(400, f"the body is not valid JSON: {e}") from None
         del body
