@@ -282,6 +282,7 @@ def scenario_big_request(path):
             out = _post(c, big)
             result["big_s"] = time.perf_counter() - t0
             result["big_rows"] = len(out)
+            result["big_head"] = out[:64]
             c.close()
 
         t = threading.Thread(target=send_big, daemon=True)
@@ -297,14 +298,15 @@ def scenario_big_request(path):
         conn.close()
     finally:
         server.stop()
-    want_first = model.predict(ids[:64], verbose=0)
     assert result.get("big_rows") == BIG_SAMPLES, result
-    del want_first
+    np.testing.assert_allclose(result["big_head"], model.predict(ids[:64], verbose=0), rtol=1e-5,
+                               atol=1e-6)
     return {"samples": BIG_SAMPLES, "body_mb": round(len(big) / 1e6, 2),
             "big_request_s": round(result["big_s"], 2),
             "rss_before_mb": round(rss_before / 1024, 1),
             "peak_growth_mb": round((hwm_after - max(rss_before, 0)) / 1024, 1),
-            "hwm_before_mb": round(hwm_before / 1024, 1), "hwm_after_mb": round(hwm_after / 1024, 1),
+            "hwm_before_mb": round(hwm_before / 1024, 1),
+            "hwm_after_mb": round(hwm_after / 1024, 1),
             "small_requests_meanwhile": len(small_ms),
             "small_p50_ms": round(float(np.percentile(small_ms, 50)), 2) if small_ms else None,
             "small_max_ms": round(max(small_ms), 2) if small_ms else None}
@@ -349,7 +351,7 @@ def scenario_trickle(path):
     server = _Server(path, None, 32)
     try:
         data = b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Length: 200\r\n\r\n" + b" " * 200
-        s = socket.create_connection((HOST, server.port), timeout=2)
+        s = socket.create_connection((HOST, server.port), timeout=1.0)
         t0 = time.perf_counter()
         sent, reply = 0, b""
         while sent < len(data) and time.perf_counter() - t0 < 60:
@@ -381,7 +383,8 @@ def main(argv=None):
     parser.add_argument("--seconds", type=float, default=10.0, help="load phase length")
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--json", default=None, help="also write the figures here")
-    parser.add_argument("--only", default=None, help="comma-separated subset: load,big,idle,trickle")
+    parser.add_argument("--only", default=None,
+                        help="comma-separated subset: load,big,idle,trickle")
     args = parser.parse_args(argv)
     only = set(args.only.split(",")) if args.only else {"load", "big", "idle", "trickle"}
     results = {"machine": f"{platform.machine()} {os.cpu_count()} cpus, Python "

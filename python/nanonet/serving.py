@@ -63,9 +63,9 @@ Batching: complete requests are parsed and validated on the event-loop thread (b
 queued for one batcher thread. The batcher takes the first waiting request and gathers the ones
 that arrive within --batch-timeout-ms of it (never more than --max-batch samples together,
 requests of one shape per model call), but stops waiting as soon as no request is being
-received, so a lone request is not delayed; then it runs one ``predict_on_batch`` and hands each
-request its rows. A request larger than --max-batch is cut into --max-batch chunks that go back
-to the end of the queue one at a time, so other clients' requests run between them and the
+received, so a lone request is not delayed; then it runs one ``predict_on_batch`` and hands
+each request its rows. A request larger than --max-batch is cut into --max-batch chunks that go
+back to the end of the queue one at a time, so other clients' requests run between them and the
 model's working memory stays that of one batch. Only the batcher thread calls the model, so
 requests never race on its state; if a model call fails (e.g. a token id out of range), the
 requests of that batch are retried one by one so that only the bad one gets the error.
@@ -1096,12 +1096,18 @@ class ModelServer:
                             pass
                         self._wake_flag = False
                     elif what.state != _CLOSED:
-                        if mask & selectors.EVENT_WRITE:
-                            self._on_write(what)
-                        if mask & selectors.EVENT_READ and what.state != _CLOSED:
-                            self._on_read(what)
+                        try:
+                            if mask & selectors.EVENT_WRITE:
+                                self._on_write(what)
+                            if mask & selectors.EVENT_READ and what.state != _CLOSED:
+                                self._on_read(what)
+                        except Exception:  # noqa: BLE001 - a bug must cost one connection only
+                            self._internal_error(what)
                 while self._calls:
-                    self._calls.popleft()()
+                    try:
+                        self._calls.popleft()()
+                    except Exception:  # noqa: BLE001
+                        self._internal_error(None)
             finally:
                 self.batcher.withdraw()
             now = time.monotonic()
@@ -1110,6 +1116,12 @@ class ModelServer:
             if now >= next_sweep:
                 self._sweep(now)
                 next_sweep = now + sweep_every
+
+    def _internal_error(self, conn):
+        import traceback
+        traceback.print_exc(file=sys.stderr)
+        if conn is not None:
+            self._close(conn)
 
     def _drain(self, now):
         """Shutting down: True when the loop may end."""
@@ -1164,7 +1176,9 @@ class ModelServer:
                         self._sel.unregister(self._listener)
                         self._accepting = False
                     return
-                raise
+                if e.errno in (errno.ECONNABORTED, errno.EPROTO):
+                    continue  # the client gave up while queued
+                return
             full = len(self._conns) >= self.max_connections and not self._evict(now)
             if full and len(self._conns) >= self.max_connections + 64:
                 self.metrics.closed["refused_full"] += 1
