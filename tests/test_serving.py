@@ -543,10 +543,13 @@ def test_add_arguments_defaults():
     assert (args.model, args.host, args.port, args.max_batch, args.batch_timeout_ms) == \
         ("m.nnet", "127.0.0.1", 8000, 32, 2.0)
     assert args.func is serving.run and args.threads is None
+    assert (args.max_samples_per_request, args.request_deadline, args.idle_timeout,
+            args.max_connections, args.model_name) == (32768, 15.0, 60.0, 1024, None)
     assert 1 <= serving.default_threads() <= max(1, nn.get_num_threads())
     assert serving.__doc__.splitlines()[0]
     for bad in (["m", "--port", "70000"], ["m", "--max-batch", "0"],
-                ["m", "--batch-timeout-ms", "-1"]):
+                ["m", "--batch-timeout-ms", "-1"], ["m", "--request-deadline", "0"],
+                ["m", "--idle-timeout", "inf"], ["m", "--max-samples-per-request", "0"]):
         with pytest.raises(SystemExit):
             parser.parse_args(bad)
 
@@ -554,7 +557,8 @@ def test_add_arguments_defaults():
 def test_serve_command_answers_and_stops_on_sigterm(tmp_path):
     model = _mlp()
     model.save(tmp_path / "m.nnet")
-    args, env = _serve_command(tmp_path / "m.nnet", "--max-batch", "4")
+    args, env = _serve_command(tmp_path / "m.nnet", "--max-batch", "4",
+                               "--max-samples-per-request", "3", "--model-name", "mlp")
     proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env=env)
     try:
@@ -571,7 +575,10 @@ def test_serve_command_answers_and_stops_on_sigterm(tmp_path):
                                                  verbose=0)[0], rtol=1e-6, atol=1e-7)
         conn.request("GET", "/health")
         health = json.loads(conn.getresponse().read())
-        assert health["max_batch"] == 4
+        assert health["max_batch"] == 4 and health["max_samples_per_request"] == 3
+        conn.request("POST", "/v1/models/mlp:predict", json.dumps({"instances": [[0.25] * 8] * 4}))
+        resp = conn.getresponse()
+        assert resp.status == 413 and "limit is 3" in json.loads(resp.read())["error"]
         assert f"{serving.default_threads()} kernel threads" in line
         conn.close()
         proc.send_signal(signal.SIGTERM)
