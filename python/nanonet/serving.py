@@ -1979,7 +1979,8 @@ def add_arguments(parser):
     parser.add_argument("--port", type=_port, default=8000,
                         help="TCP port (default 8000; 0 picks a free one)")
     parser.add_argument("--max-batch", type=_positive_int, default=DEFAULT_MAX_BATCH,
-                        help=f"most samples per model call (default {DEFAULT_MAX_BATCH})")
+                        help="most samples per model call; a larger request is cut into "
+                             f"chunks of this size (default {DEFAULT_MAX_BATCH})")
     parser.add_argument("--batch-timeout-ms", type=_nonnegative_float,
                         default=DEFAULT_BATCH_TIMEOUT_MS,
                         help="how long the first queued request waits for others to join its "
