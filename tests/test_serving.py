@@ -733,6 +733,62 @@ def test_big_body_is_parsed_off_the_event_loop():
         server.shutdown(timeout=TIMEOUT)
 
 
+def test_at_most_four_large_requests_at_once():
+    model = _mlp()
+    real = model.predict_on_batch
+    release = threading.Event()
+
+    def slow(x):
+        release.wait(TIMEOUT)
+        return real(x)
+
+    server = ModelServer(model, port=0)
+    server.batcher.predict = slow
+    server.start()
+    x = np.random.default_rng(8).standard_normal((1500, 8)).astype(np.float32)
+    body = json.dumps({"inputs": x.tolist()}).encode()
+    assert len(body) > serving._INLINE_BODY_BYTES
+    request = b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Length: " + \
+        str(len(body)).encode() + b"\r\n\r\n"
+    held = []
+    try:
+        for _ in range(4):
+            s = socket.create_connection((server.host, server.port), timeout=TIMEOUT)
+            s.sendall(request + body)
+            held.append(s)
+        _wait_for(lambda: server._large == 4)
+        reply = _raw(server, request)  # a fifth is refused before its body is sent
+        assert reply.startswith("HTTP/1.1 503") and "4 large requests" in reply
+        c = Client(server)
+        assert c.request("GET", "/health")[0] == 200  # small requests are not limited
+        release.set()
+        for s in held:
+            s.settimeout(TIMEOUT)
+            assert _read_all_response(s).startswith(b"HTTP/1.1 200")
+        _wait_for(lambda: server._large == 0)
+        assert c.request("POST", "/predict", body)[0] == 200  # slots are given back
+        c.close()
+    finally:
+        release.set()
+        for s in held:
+            s.close()
+        server.shutdown(timeout=TIMEOUT)
+
+
+def _read_all_response(sock):
+    """One HTTP answer with a Content-Length, read from a keep-alive socket."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        data += sock.recv(65536)
+    head, _, rest = data.partition(b"\r\n\r\n")
+    length = int(re.search(rb"Content-Length: (\d+)", head).group(1))
+    while len(rest) < length:
+        chunk = sock.recv(65536)
+        assert chunk
+        rest += chunk
+    return head + b"\r\n\r\n" + rest
+
+
 # -- slow clients must not deny service (issue 8, item 3) ---------------------------------------
 @pytest.mark.parametrize("where", ["headers", "body"])
 def test_trickling_client_is_cut_off_at_the_request_deadline(where):

@@ -41,13 +41,15 @@ malformed JSON and for inputs of the wrong type, rank, shape or values (the mess
 was expected and what came), 404 for an unknown path or model, 405 for a wrong method, 408 when
 a request is not received within --request-deadline, 411 without a Content-Length, 413 for a
 body over --max-body-bytes or more than --max-samples-per-request samples, 431 for headers over
-64 KiB, 503 when the queue is full, when every connection slot is busy with a request, when the
-model does not answer within 60 s or when the server is shutting down, 500 for anything
-unexpected.
+64 KiB, 503 when the queue is full, when every connection slot is busy with a request, when 4
+large requests are in progress, when the model does not answer within 60 s or when the server is
+shutting down, 500 for anything unexpected.
 
 Limits (constructor arguments; CLI flags in brackets):
   max_body_bytes [--max-body-bytes] (8 MiB), max_samples [--max-samples-per-request] (32768):
       a request above either gets a 413 and nothing of it reaches the model.
+  At most 4 requests with bodies over 64 KiB are received, parsed or run at once (a 503 for a
+      fifth, before its body is read), so concurrent big requests cannot add up either.
   request_deadline [--request-deadline] (15 s): the whole request, headers and body, from its
       first byte; a client still sending after it gets a 408 and is disconnected, however
       steadily it trickles bytes.
@@ -121,6 +123,7 @@ _INLINE_BODY_BYTES = 64 << 10   # larger bodies are parsed on a parse thread
 _INLINE_ROWS = 2048             # larger answers are encoded on a parse thread
 _JSON_VALUES = 2048             # numbers per json.dumps / json.loads call on large bodies
 _LINGER_S = 2.0                 # after an answer with Connection: close, drain for this long
+_MAX_LARGE = 4                  # most requests with bodies over _INLINE_BODY_BYTES at once
 
 
 class RequestError(Exception):
@@ -843,7 +846,8 @@ class _Request:
 class _Conn:
     __slots__ = ("sock", "fd", "addr", "inbuf", "state", "events", "started", "idle_since",
                  "head_end", "body_len", "request", "received", "out", "out_since",
-                 "close_after", "pending", "busy_since", "gen", "linger_until", "continued")
+                 "close_after", "pending", "busy_since", "gen", "linger_until", "continued",
+                 "large")
 
     def __init__(self, sock, addr, now):
         self.sock = sock
@@ -866,6 +870,7 @@ class _Conn:
         self.gen = 0             # bumped per request: stale answers are dropped
         self.linger_until = 0.0
         self.continued = False
+        self.large = False       # holds one of the _MAX_LARGE slots
 
 
 class ModelServer:
@@ -926,6 +931,7 @@ class ModelServer:
         self._drain_deadline = None
         self._conns = {}
         self._calls = collections.deque()
+        self._large = 0  # requests with bodies over _INLINE_BODY_BYTES, received to answered
         self._wake_flag = False
         self._date = (0, "")
         self._workers = None
@@ -1239,9 +1245,15 @@ class ModelServer:
             self._sel.modify(conn.sock, events, conn)
         conn.events = events
 
+    def _release_large(self, conn):
+        if conn.large:
+            conn.large = False
+            self._large -= 1
+
     def _close(self, conn):
         if conn.state == _CLOSED:
             return
+        self._release_large(conn)
         if conn.pending is not None:
             Batcher.cancel(conn.pending)
             conn.pending = None
@@ -1350,6 +1362,14 @@ class ModelServer:
                 try:
                     conn.request = self._parse_head(bytes(buf[:end]))
                     conn.body_len = self._body_length(conn.request)
+                    if conn.body_len > _INLINE_BODY_BYTES:
+                        if self._large >= _MAX_LARGE:
+                            raise RequestError(503, f"{self._large} large requests (bodies over "
+                                                    f"{_INLINE_BODY_BYTES} bytes) are in "
+                                                    "progress, the most at once; retry later",
+                                               close=True)
+                        self._large += 1
+                        conn.large = True
                 except RequestError as e:
                     self._refuse(conn, e)
                     return
@@ -1861,6 +1881,7 @@ class ModelServer:
         """Queue an answer to req on conn; the connection goes on to its next request."""
         if conn.state == _CLOSED:
             return
+        self._release_large(conn)
         if not isinstance(body, (bytes, bytearray)):
             body = _dumps(body).encode("utf-8")
         if req is None or not req.keep_alive or self.draining:
