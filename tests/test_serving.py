@@ -1186,3 +1186,35 @@ def test_describe_model_of_a_sequential():
     assert len(ins) == 1 and ins[0].shape == (None, 8) and ins[0].dtype == np.float32
     assert ins[0].name == model._input_layer.name
     assert len(outs) == 1 and outs[0].shape == (None, 3) and outs[0].name == model.layers[-1].name
+
+
+def test_a_real_two_input_two_output_graph_model(tmp_path):
+    """A functional model saved and loaded is served: inputs by name, outputs by name."""
+    nn.set_seed(3)
+    tokens = nn.Input((5,), dtype="int32", name="tokens")
+    extra = nn.Input((3,), name="extra")
+    v = L.GlobalAveragePooling1D()(L.Embedding(20, 4, mask_zero=True)(tokens))
+    h = L.Concatenate()([v, L.Dense(4, activation="relu")(extra)])
+    model = nn.Model([tokens, extra], [L.Dense(3, activation="softmax", name="label")(h),
+                                       L.Dense(1, name="score")(h)])
+    model.save(tmp_path / "g.nnet")
+    loaded = nn.load_model(tmp_path / "g.nnet")
+    rng = np.random.default_rng(4)
+    xt = rng.integers(0, 20, (6, 5))
+    xe = rng.standard_normal((6, 3)).astype(np.float32)
+    want = model.predict([xt, xe], verbose=0)
+    server = ModelServer(loaded, port=0).start()
+    try:
+        c = Client(server)
+        health = c.request("GET", "/health")[1]
+        assert [i["name"] for i in health["inputs"]] == ["tokens", "extra"]
+        assert health["inputs"][0]["dtype"] == "int32"
+        assert [o["name"] for o in health["outputs"]] == ["label", "score"]
+        status, body, _ = c.predict({"tokens": xt.tolist(), "extra": xe.tolist()})
+        assert status == 200
+        np.testing.assert_allclose(body["outputs"]["label"], want[0], rtol=1e-6, atol=1e-7)
+        np.testing.assert_allclose(np.reshape(body["outputs"]["score"], (6, 1)), want[1],
+                                   rtol=1e-6, atol=1e-7)
+        c.close()
+    finally:
+        server.shutdown(timeout=TIMEOUT)

@@ -184,22 +184,24 @@ def input_spec(model):
 def describe_model(model):
     """(input specs, output specs) of a model, as lists of TensorSpec.
 
-    A model with ``inputs`` / ``outputs`` (lists of symbolic tensors with .name, .shape,
-    .dtype; names from ``input_names`` / ``output_names`` where present) is described by them;
-    one without (today's Sequential) has one input, named after its Input layer ("input"
-    without one), of ``model.input_shape`` and the dtype ``input_spec`` works out, and one
-    output named after its last layer, of ``model.output_shape``."""
+    A nanonet model (Sequential or graph) is described by its ``inputs`` / ``outputs`` (symbolic
+    tensors with .shape and .dtype) under ``input_names`` / ``output_names``; an input that feeds
+    Embedding layers takes token ids (int32) whatever float dtype it was recorded with. A
+    duck-typed model without ``inputs`` has one input of ``model.input_shape`` (dtype as
+    ``input_spec`` works it out) and one output named after its last layer."""
     inputs, outputs = getattr(model, "inputs", None), getattr(model, "outputs", None)
-    if inputs is not None and outputs is not None:
-        def specs(tensors, names):
+    if inputs and outputs:
+        def specs(tensors, names, ids):
             names = list(names) if names is not None else [t.name for t in tensors]
-            return [TensorSpec(n, t.shape, getattr(t, "dtype", None) or "float32")
-                    for n, t in zip(names, tensors)]
-        ins = specs(inputs, getattr(model, "input_names", None))
-        outs = specs(outputs, getattr(model, "output_names", None))
-        if not ins or not outs:
-            raise ValueError(f"model {getattr(model, 'name', '?')!r} has no inputs or no "
-                             "outputs to serve")
+            out = []
+            for n, t in zip(names, tensors):
+                dtype = getattr(t, "dtype", None) or "float32"
+                if ids and np.dtype(dtype).kind == "f" and _feeds_embedding(model, t):
+                    dtype = "int32"  # token ids
+                out.append(TensorSpec(n, t.shape, dtype))
+            return out
+        ins = specs(inputs, getattr(model, "input_names", None), True)
+        outs = specs(outputs, getattr(model, "output_names", None), False)
         for what, group in (("input", ins), ("output", outs)):
             names = [s.name for s in group]
             if len(set(names)) != len(names):
@@ -214,6 +216,14 @@ def describe_model(model):
     out_dtype = getattr(last, "dtype", None) or "float32"
     outs = [TensorSpec(last.name, model.output_shape, out_dtype)]
     return ins, outs
+
+
+def _feeds_embedding(model, tensor):
+    """Whether an Embedding layer of the model consumes tensor directly."""
+    for node in getattr(model, "_nodes", ()):
+        if type(node.layer).__name__ == "Embedding" and any(t is tensor for t in node.inputs):
+            return True
+    return False
 
 
 # -- validation ---------------------------------------------------------------------------------
