@@ -1,0 +1,87 @@
+"""Run by tests/test_distributed.py, under ``mpiexec -n N python tests/mpi_worker.py CASE OUT``
+and in-process (N = 1) for the reference: trains one case and writes, per rank, the final
+weights and the History to OUT/rank<r>.npz.
+
+Cases (float64, dropout off, Adam, 20 optimizer steps of global batch 32, shuffled):
+  mlp         Dense MLP on 615 samples (19 full batches + one of 7: an uneven remainder),
+              sample weights, an L2 regularizer, validation_split=0.1
+  lstm        Embedding -> LSTM(return_sequences) -> LSTM -> Dense(softmax): the showcase's
+              shape, small; 20 full batches
+  tiny_tail   the MLP on 611 samples: the last batch has 3 samples, fewer than 4 ranks
+Each rank seeds its initialisation differently (rank 0 with the reference's seed), so the
+result matches only if the weights are broadcast from rank 0.
+"""
+from __future__ import annotations
+
+import os
+import sys
+
+import numpy as np
+
+import nanonet as nn
+from nanonet import layers
+
+
+def build(case, seed):
+    nn.set_seed(seed)
+    if case == "lstm":
+        model = nn.Sequential([
+            layers.Input((6,), dtype="int64"),
+            layers.Embedding(40, 8, dtype="float64"),
+            layers.LSTM(7, return_sequences=True, dtype="float64"),
+            layers.LSTM(5, dtype="float64"),
+            layers.Dense(3, activation="softmax", dtype="float64"),
+        ])
+        model.compile(optimizer=nn.optimizers.Adam(0.01), loss="categorical_crossentropy",
+                      metrics=["accuracy"])
+    else:
+        model = nn.Sequential([
+            layers.Input((5,), dtype="float64"),
+            layers.Dense(9, activation="tanh", dtype="float64",
+                         kernel_regularizer=nn.regularizers.L2(1e-3)),
+            layers.Dense(4, activation="softmax", dtype="float64"),
+        ])
+        model.compile(optimizer=nn.optimizers.Adam(0.01), loss="categorical_crossentropy",
+                      metrics=["accuracy"])
+    return model
+
+
+def data(case):
+    rng = np.random.default_rng(1234)
+    if case == "lstm":
+        n = 20 * 32
+        x = rng.integers(0, 40, (n, 6))
+        y = np.eye(3)[rng.integers(0, 3, n)]
+        return x, y, None
+    n_train = 615 if case == "mlp" else 611
+    n = int(np.ceil(n_train / 0.9)) if case == "mlp" else n_train
+    x = rng.standard_normal((n, 5))
+    y = np.eye(4)[rng.integers(0, 4, n)]
+    sw = rng.uniform(0.5, 2.0, n)
+    return x, y, sw
+
+
+def run(case, out, rank=0):
+    x, y, sw = data(case)
+    model = build(case, 7 + 1000 * rank)  # only rank 0's initialisation is the reference's
+    kwargs = dict(batch_size=32, epochs=1, verbose=0, shuffle=True)
+    if case == "mlp":
+        n_val = len(x) - 615
+        kwargs.update(validation_split=n_val / len(x) + 1e-9, sample_weight=sw)
+    if case == "tiny_tail":
+        kwargs.update(sample_weight=sw)
+    hist = model.fit(x, y, **kwargs)
+    ev = model.evaluate(x[:101], y[:101], batch_size=32, verbose=0, return_dict=True)
+    arrays = {f"w{i}": w for i, w in enumerate(model.get_weights())}
+    for k, v in hist.history.items():
+        arrays["h_" + k] = np.asarray(v)
+    for k, v in ev.items():
+        arrays["e_" + k] = np.asarray(v)
+    arrays["iterations"] = np.asarray(model.optimizer.iterations)
+    np.savez(os.path.join(out, f"rank{rank}.npz"), **arrays)
+
+
+if __name__ == "__main__":
+    nn.set_num_threads(1)
+    r, _ = nn.distributed.initialize()
+    run(sys.argv[1], sys.argv[2], r)
