@@ -8,6 +8,10 @@ Cases (float64, dropout off, Adam, 20 optimizer steps of global batch 32, shuffl
   lstm        Embedding -> LSTM(return_sequences) -> LSTM -> Dense(softmax): the showcase's
               shape, small; 20 full batches
   tiny_tail   the MLP on 611 samples: the last batch has 3 samples, fewer than 4 ranks
+  ckpt        the MLP for 2 of 3 epochs with verbose=1, ModelCheckpoint(OUT/ckpt.nnet) and
+              CSVLogger(OUT/log.csv) (``run_ckpt``); the test resumes it on one process
+  crash       the ckpt run, but rank 1 raises (``crash raise``) or SIGKILLs itself (``crash
+              kill``) in the middle of epoch 2
 Each rank seeds its initialisation differently (rank 0 with the reference's seed), so the
 result matches only if the weights are broadcast from rank 0.
 """
@@ -81,7 +85,41 @@ def run(case, out, rank=0):
     np.savez(os.path.join(out, f"rank{rank}.npz"), **arrays)
 
 
+def fit_ckpt(model, out, epochs, initial_epoch=0, extra=()):
+    x, y, sw = data("mlp")
+    cbs = [nn.callbacks.ModelCheckpoint(os.path.join(out, "ckpt.nnet"), monitor="loss"),
+           nn.callbacks.CSVLogger(os.path.join(out, "log.csv"), append=initial_epoch > 0),
+           *extra]
+    return model.fit(x[:615], y[:615], sample_weight=sw[:615], batch_size=32, epochs=epochs,
+                     initial_epoch=initial_epoch, verbose=1 if initial_epoch == 0 else 0,
+                     callbacks=cbs)
+
+
+class Crash(nn.callbacks.Callback):
+    """On rank 1, in epoch 2 (index 1) at batch 5: raise, or SIGKILL this process."""
+
+    def __init__(self, how):
+        super().__init__()
+        self.how, self.epoch = how, 0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch = epoch
+
+    def on_train_batch_begin(self, batch, logs=None):
+        if nn.distributed.rank() == 1 and self.epoch == 1 and batch == 5:
+            if self.how == "kill":
+                import signal
+                sys.stdout.flush()
+                os.kill(os.getpid(), signal.SIGKILL)
+            raise RuntimeError("rank 1 fails on purpose")
+
+
 if __name__ == "__main__":
     nn.set_num_threads(1)
-    r, _ = nn.distributed.initialize()
-    run(sys.argv[1], sys.argv[2], r)
+    r, _ = nn.distributed.initialize(timeout=20)
+    if sys.argv[1] == "ckpt":
+        fit_ckpt(build("mlp", 7 + 1000 * r), sys.argv[2], epochs=2)
+    elif sys.argv[1] == "crash":
+        fit_ckpt(build("mlp", 7 + 1000 * r), sys.argv[3], epochs=3, extra=[Crash(sys.argv[2])])
+    else:
+        run(sys.argv[1], sys.argv[2], r)

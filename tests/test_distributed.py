@@ -126,3 +126,25 @@ def test_data_parallel_fit_equals_one_process(case, ranks, tmp_path):
         np.testing.assert_allclose(got[0][k], ref[k], rtol=RTOL, atol=0, err_msg=k)
         for r in range(1, ranks):
             np.testing.assert_array_equal(got[r][k], got[0][k], err_msg=f"{k} on rank {r}")
+
+
+@needs_mpi
+def test_checkpoint_from_two_ranks_resumes_on_one(tmp_path):
+    """Only rank 0 prints and writes; its checkpoint after 2 epochs, resumed on one process for
+    epoch 3, gives the weights of 3 epochs on one process."""
+    dist = tmp_path / "dist"
+    dist.mkdir()
+    out = launch(2, [os.path.join(HERE, "mpi_worker.py"), "ckpt", str(dist)])
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert out.stdout.count("Epoch 1/2") == 1 and out.stdout.count("Epoch 2/2") == 1, out.stdout
+    assert sorted(os.listdir(dist)) == ["ckpt.nnet", "log.csv"]
+    assert len(open(dist / "log.csv").read().splitlines()) == 3  # header + 2 epochs, once
+    resumed = nn.load_model(str(dist / "ckpt.nnet"))
+    assert resumed.optimizer.iterations == 2 * 20
+    mpi_worker.fit_ckpt(resumed, str(dist), epochs=3, initial_epoch=2)
+    one = tmp_path / "one"
+    one.mkdir()
+    ref = mpi_worker.build("mlp", 7)
+    mpi_worker.fit_ckpt(ref, str(one), epochs=3)
+    for a, b in zip(resumed.get_weights(), ref.get_weights()):
+        np.testing.assert_allclose(a, b, rtol=RTOL, atol=0)
