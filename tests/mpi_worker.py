@@ -11,7 +11,7 @@ Cases (float64, dropout off, Adam, 20 optimizer steps of global batch 32, shuffl
   ckpt        the MLP for 2 of 3 epochs with verbose=1, ModelCheckpoint(OUT/ckpt.nnet) and
               CSVLogger(OUT/log.csv) (``run_ckpt``); the test resumes it on one process
   crash       the ckpt run, but rank 1 raises (``crash raise``) or SIGKILLs itself (``crash
-              kill``) in the middle of epoch 2
+              kill``) or hangs (``crash hang``) in the middle of epoch 2
 Each rank seeds its initialisation differently (rank 0 with the reference's seed), so the
 result matches only if the weights are broadcast from rank 0.
 """
@@ -111,12 +111,15 @@ class Crash(nn.callbacks.Callback):
                 import signal
                 sys.stdout.flush()
                 os.kill(os.getpid(), signal.SIGKILL)
+            if self.how == "hang":
+                import time
+                time.sleep(600)
             raise RuntimeError("rank 1 fails on purpose")
 
 
 if __name__ == "__main__":
     nn.set_num_threads(1)
-    r, _ = nn.distributed.initialize(timeout=20)
+    r, _ = nn.distributed.initialize()  # timeout: env NANONET_DIST_TIMEOUT
     if sys.argv[1] == "ckpt":
         fit_ckpt(build("mlp", 7 + 1000 * r), sys.argv[2], epochs=2)
     elif sys.argv[1] == "crash":

@@ -9,8 +9,10 @@ from __future__ import annotations
 import importlib.util
 import os
 import shutil
+import re
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -45,9 +47,10 @@ def mpiexec():
     return found
 
 
-def launch(n, args, timeout=180, extra=()):
-    cmd = [mpiexec(), *extra, "-n", str(n), sys.executable, *args]
-    return subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=timeout)
+def launch(n, args, timeout=180, env=None):
+    cmd = [mpiexec(), "-n", str(n), sys.executable, *args]
+    return subprocess.run(cmd, env={**_env(), **(env or {})}, capture_output=True, text=True,
+                          timeout=timeout)
 
 
 # -- without MPI --------------------------------------------------------------------------------
@@ -148,3 +151,52 @@ def test_checkpoint_from_two_ranks_resumes_on_one(tmp_path):
     mpi_worker.fit_ckpt(ref, str(one), epochs=3)
     for a, b in zip(resumed.get_weights(), ref.get_weights()):
         np.testing.assert_allclose(a, b, rtol=RTOL, atol=0)
+
+
+def _resume_checkpoint(path):
+    model = nn.load_model(str(path))
+    assert model.optimizer.iterations == 20  # the checkpoint of epoch 1, intact
+    mpi_worker.fit_ckpt(model, str(path.parent), epochs=2, initial_epoch=1)
+    assert model.optimizer.iterations == 40
+
+
+@needs_mpi
+def test_an_exception_on_one_rank_aborts_every_rank(tmp_path):
+    t0 = time.monotonic()
+    out = launch(2, [os.path.join(HERE, "mpi_worker.py"), "crash", "raise", str(tmp_path)])
+    assert out.returncode != 0
+    assert time.monotonic() - t0 < 60
+    assert "nanonet.distributed: rank 1 of 2: uncaught exception; aborting all 2 ranks" \
+        in out.stderr, out.stderr
+    assert "RuntimeError: rank 1 fails on purpose" in out.stderr
+    _resume_checkpoint(tmp_path / "ckpt.nnet")
+
+
+@needs_mpi
+def test_a_killed_rank_stops_the_others_naming_it(tmp_path):
+    """SIGKILL on rank 1 mid-epoch 2: mpiexec stops rank 0 and names the dead pid, which the
+    table rank 0 wrote at initialize maps to rank 1; the epoch-1 checkpoint resumes."""
+    t0 = time.monotonic()
+    out = launch(2, [os.path.join(HERE, "mpi_worker.py"), "crash", "kill", str(tmp_path)])
+    text = out.stdout + out.stderr
+    assert out.returncode != 0, text
+    assert time.monotonic() - t0 < 60
+    table = dict(re.findall(r"(\d+): pid (\d+) on", text.split("nanonet.distributed: 2 ranks")[1]
+                            .splitlines()[0]))
+    lost = re.search(r"PID (\d+)", text)
+    assert lost and lost.group(1) == table["1"], text
+    _resume_checkpoint(tmp_path / "ckpt.nnet")
+
+
+@needs_mpi
+def test_a_hung_rank_trips_the_watchdog(tmp_path):
+    """Rank 1 sleeps inside a step: rank 0 waits NANONET_DIST_TIMEOUT seconds in the gradient
+    allreduce, then says so and aborts every rank."""
+    t0 = time.monotonic()
+    out = launch(2, [os.path.join(HERE, "mpi_worker.py"), "crash", "hang", str(tmp_path)],
+                 env={"NANONET_DIST_TIMEOUT": "5"})
+    assert out.returncode != 0
+    assert 5 < time.monotonic() - t0 < 60
+    assert ("nanonet.distributed: rank 0 of 2: a peer rank did not answer (hung, or lost on "
+            "another host); no reply within 5 s in the gradient allreduce") in out.stderr, \
+        out.stderr

@@ -27,9 +27,10 @@ own) run on rank 0 only. Checkpoints are ordinary ``.nnet`` files: resume on any
 Failure: an uncaught exception on any rank calls MPI_Abort (every rank stops). Collectives wait
 through a watchdog: a peer that does not answer within ``timeout`` seconds (default 60, env
 ``NANONET_DIST_TIMEOUT``), or whose death MPI reports, stops this rank with a message naming the
-lost rank (by its pid on this host) and MPI_Abort. mpiexec (hydra) itself kills the survivors
-when a rank dies, within a second, naming the pid; ``mpiexec -disable-auto-cleanup`` leaves that
-to nanonet's watchdog, which names the rank.
+lost rank (by its pid on this host) and MPI_Abort. When a rank dies, mpiexec (hydra) itself
+SIGKILLs the others within a second and names the dead process's pid and exit code (even with
+``-disable-auto-cleanup``); rank 0 writes the rank -> pid table to stderr at ``initialize`` so
+that pid names the rank.
 
 Nothing here imports mpi4py until ``initialize`` runs under a launcher.
 """
@@ -95,6 +96,10 @@ def initialize(comm=None, timeout=None):
         _rank, _size = _comm.Get_rank(), _comm.Get_size()
         _peers = _comm.allgather((socket.gethostname(), os.getpid()))
         _install_excepthook()
+        if _rank == 0:  # the launcher names a lost process by pid: this line maps it to a rank
+            table = ", ".join(f"{r}: pid {pid} on {h}" for r, (h, pid) in enumerate(_peers))
+            sys.stderr.write(f"nanonet.distributed: {_size} ranks ({table})\n")
+            sys.stderr.flush()
     _initialized = True
     return _rank, _size
 
