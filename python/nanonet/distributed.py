@@ -13,7 +13,9 @@ model; ``fit`` (through the hook in models/training.py, the only place that know
   (the first ``batch % N`` ranks take one more; ``shard``);
 - after backward, scales each rank's gradients by (its samples / global batch) and sums them
   with MPI Allreduce over a few flat buckets per dtype (``bucket_bytes``), so the optimizer step
-  equals the one-process step on the global batch (losses are means over samples; a masked
+  equals the one-process step on the global batch. An Embedding table's gradient is row-sparse
+  (only the rows of this share's ids are nonzero): its nonzero rows are allgathered and summed
+  in rank order instead, a few hundred KiB instead of V x E floats (losses are means over samples; a masked
   sequence output's mean over unmasked steps is weighted by samples, not steps, the one case
   that is not exact);
 - sums every metric's (total, count) over ranks before computing logs, so History, EarlyStopping
@@ -45,7 +47,8 @@ import traceback
 import numpy as np
 
 __all__ = ["initialize", "is_initialized", "rank", "size", "is_primary", "barrier", "allreduce",
-           "broadcast", "broadcast_model", "shard", "print0", "abort", "DataParallel"]
+           "broadcast", "broadcast_model", "shard", "print0", "abort", "gather_floats", "last_hook",
+           "DataParallel"]
 
 _INSTALL = 'pip install "nanonet[mpi]"'
 _LAUNCHER_ENV = ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "PMIX_SIZE", "MPI_LOCALNRANKS")
@@ -56,6 +59,7 @@ _size = 1
 _peers = None      # [(hostname, pid)] by rank
 _timeout = 60.0
 _initialized = False
+_last_hook = None  # the DataParallel of the latest fit / evaluate (for its timings)
 bucket_bytes = 4 << 20  # gradient buckets: a few large Allreduce calls, not one per weight
 
 
@@ -170,16 +174,19 @@ def _lost(what, err=None):
 
 
 def _wait(req, what):
-    """Wait for a nonblocking request, spinning briefly, then polling, up to the timeout."""
+    """Wait for a nonblocking request up to the timeout. MPI progresses a nonblocking
+    collective only inside Test, so this spins (as a blocking MPI call would), yielding the core
+    after the first millisecond so an oversubscribed node still runs its other ranks."""
     try:
         if req.Test():
             return
-        t0 = time.perf_counter()
-        deadline = time.monotonic() + _timeout
+        t0 = time.monotonic()
+        deadline = t0 + _timeout
         while not req.Test():
-            if time.perf_counter() - t0 > 2e-4:
-                time.sleep(2e-5)
-                if time.monotonic() > deadline:
+            now = time.monotonic()
+            if now - t0 > 1e-3:
+                os.sched_yield()
+                if now > deadline:
                     _lost(what)
     except Exception as e:  # mpi4py.MPI.Exception: a peer died, as MPI noticed
         if type(e).__name__ == "Exception" and type(e).__module__.startswith("mpi4py"):
@@ -257,6 +264,19 @@ def broadcast_model(model, root=0):
     model._train_seed = _broadcast_object(seed, root)
 
 
+def gather_floats(values):
+    """Every rank's list of floats, concatenated in rank order (on every rank)."""
+    if _comm is None:
+        return [float(v) for v in values]
+    return [float(v) for part in _comm.allgather([float(v) for v in values]) for v in part]
+
+
+def last_hook():
+    """The DataParallel hook of the latest data-parallel fit or evaluate (None on one process):
+    its ``timings`` hold the per-step breakdown."""
+    return _last_hook
+
+
 def shard(sl, n_ranks=None, r=None):
     """This rank's contiguous share of the global batch ``sl`` (a slice with a stop): sizes
     differ by at most one, the first ``len % n_ranks`` ranks take the larger."""
@@ -282,6 +302,8 @@ class DataParallel:
         self.n_global = self.n_local = 0
         self.timings = {"compute": 0.0, "pack": 0.0, "wait": 0.0, "allreduce": 0.0, "steps": 0}
         self._t_step = None
+        global _last_hook
+        _last_hook = self
 
     @classmethod
     def start(cls, model, broadcast=True):
@@ -293,18 +315,39 @@ class DataParallel:
             broadcast_model(model)
         return cls(model)
 
-    def shard(self, sl):
-        """This rank's share of the global batch sl (remembered for the gradient scale)."""
+    def shard(self, sl, xs=None):
+        """This rank's share of the global batch sl (remembered for the gradient scale; the
+        inputs xs, when given, tell the Embedding tables' rows)."""
         self.n_global = sl.stop - sl.start
         self._t_step = time.perf_counter()
         mine = shard(sl)
         self.n_local = mine.stop - mine.start
+        self._xs, self._mine = xs, mine
         return mine
 
     # -- gradients -----------------------------------------------------------------------------
     def _build_layout(self, params):
-        """Per dtype, one flat buffer holding every parameter's gradient then a presence count
-        per parameter; buffers are cut into buckets of about bucket_bytes."""
+        """Per dtype, one flat buffer holding every dense parameter's gradient then a presence
+        count per parameter (Embedding tables: presence only); buffers are cut into buckets of
+        about bucket_bytes."""
+        from .layers.embedding import Embedding
+        layers = getattr(self.model, "layers", [])
+        tables = {id(layer.embeddings) for layer in layers
+                  if isinstance(layer, Embedding) and layer.embeddings is not None}
+        self._sparse = {i: None for i, p in enumerate(params) if id(p) in tables and p.ndim == 2}
+        # Which model input feeds each table (its rows are that input's ids); None: scan the
+        # gradient for nonzero rows instead.
+        self._table_input = {}
+        inputs = [id(t) for t in getattr(self.model, "inputs", [])]
+        by_param = {id(p): i for i, p in enumerate(params)}
+        for node in getattr(self.model, "_nodes", []):
+            if isinstance(node.layer, Embedding) and id(node.layer.embeddings) in by_param:
+                i = by_param[id(node.layer.embeddings)]
+                k = inputs.index(id(node.inputs[0])) if len(node.inputs) == 1 and \
+                    id(node.inputs[0]) in inputs else None
+                self._table_input[i] = k if self._table_input.get(i, k) == k else None
+        for i in self._sparse:
+            self._table_input.setdefault(i, None)
         groups = {}
         for i, p in enumerate(params):
             groups.setdefault(np.dtype(p.dtype), []).append(i)
@@ -313,7 +356,7 @@ class DataParallel:
             offsets, off = [], 0
             for i in idx:
                 offsets.append(off)
-                off += params[i].size
+                off += 0 if i in self._sparse else params[i].size
             buf = np.zeros(off + len(idx), dtype=dt)
             step = max(1, bucket_bytes // dt.itemsize)
             buckets = [buf[s:s + step] for s in range(0, buf.size, step)]
@@ -337,31 +380,81 @@ class DataParallel:
                 p = params[i]
                 dst = buf[off:off + p.size]
                 g = wgrads.get(id(p))
-                if g is None:
+                flags[j] = 0 if g is None else 1
+                if i in self._sparse:
+                    self._sparse[i] = g
+                elif g is None:
                     dst[...] = 0
-                    flags[j] = 0
                 else:
                     np.multiply(g.reshape(-1), dt.type(scale), out=dst)
-                    flags[j] = 1
         t1 = time.perf_counter()
         self.timings["pack"] += t1 - t0
         if self.profile:
             barrier("gradient barrier (profile)")
         t2 = time.perf_counter()
         self.timings["wait"] += t2 - t1
-        _allreduce_many([b for entry in self._layout[1] for b in entry[4]],
-                        "the gradient allreduce")
+        if _comm is not None:
+            from mpi4py import MPI
+            reqs = [_comm.Iallreduce(MPI.IN_PLACE, b, op=MPI.SUM)
+                    for entry in self._layout[1] for b in entry[4]]
+        for i, g in self._sparse.items():
+            out[i] = self._reduce_rows(i, params[i], g, scale)
+        if _comm is not None:
+            for r in reqs:
+                _wait(r, "the gradient allreduce")
         t3 = time.perf_counter()
         self.timings["allreduce"] += t3 - t2
         for dt, idx, offsets, buf, _ in self._layout[1]:
             flags = buf[buf.size - len(idx):]
             for j, (i, off) in enumerate(zip(idx, offsets)):
-                if flags[j] > 0:
+                if flags[j] > 0 and i not in self._sparse:
                     p = params[i]
                     out[i] = buf[off:off + p.size].reshape(p.shape)
+                elif flags[j] == 0:
+                    out[i] = None
         self.timings["pack"] += time.perf_counter() - t3
         self.timings["steps"] += 1
         return out
+
+    def _reduce_rows(self, i, p, g, scale):
+        """The summed gradient of an Embedding table from every rank's nonzero rows
+        (Allgatherv of row ids and rows; summed in rank order, the same on every rank). The
+        dense result lives in a buffer kept per table, re-zeroed only where it was set."""
+        from mpi4py import MPI
+        t0 = time.perf_counter()
+        k = self._table_input[i]
+        if g is None:
+            rows = np.zeros(0, dtype=np.int64)
+            vals = np.zeros((0, p.shape[1]), dtype=p.dtype)
+        else:
+            if k is not None and self._xs is not None:
+                rows = np.unique(self._xs[k][self._mine]).astype(np.int64, copy=False)
+            else:
+                rows = np.flatnonzero(g.any(axis=1)).astype(np.int64)
+            vals = np.multiply(g[rows], p.dtype.type(scale))
+        self.timings["pack"] += time.perf_counter() - t0
+        self.timings["allreduce"] -= time.perf_counter() - t0
+        counts = np.zeros(_size, dtype=np.int64)
+        _wait(_comm.Iallgather(np.array([rows.size], dtype=np.int64), counts),
+              "the embedding row-count allgather")
+        all_rows = np.empty(int(counts.sum()), dtype=np.int64)
+        all_vals = np.empty((all_rows.size, p.shape[1]), dtype=p.dtype)
+        r1 = _comm.Iallgatherv(rows, (all_rows, counts))
+        r2 = _comm.Iallgatherv(vals, (all_vals, counts * p.shape[1]))
+        _wait(r1, "the embedding row allgather")
+        _wait(r2, "the embedding row allgather")
+        state = getattr(self, "_tables", {}).get(i)
+        if state is None:
+            state = [np.zeros(p.shape, dtype=p.dtype), np.zeros(0, dtype=np.int64)]
+            self.__dict__.setdefault("_tables", {})[i] = state
+        dense, last = state
+        dense[last] = 0
+        start = 0
+        for c in counts:  # rank order: rows are unique within a rank
+            dense[all_rows[start:start + c]] += all_vals[start:start + c]
+            start += c
+        state[1] = all_rows
+        return dense
 
     # -- metrics -------------------------------------------------------------------------------
     def reduce_logs(self, metric_set, names):

@@ -373,7 +373,7 @@ class Trainer:
                 for step, sl in enumerate(slices):
                     cbs.on_train_batch_begin(step)
                     if self._dp is not None:  # data parallel: this rank's share of the batch
-                        sl = self._dp.shard(sl)
+                        sl = self._dp.shard(sl, xe)
                     logs = self._train_step(_data.take(xe, sl), _data.take(ye, sl),
                                             _data.take(swe, sl))
                     cbs.on_train_batch_end(step, logs)
