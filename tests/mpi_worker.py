@@ -5,8 +5,9 @@ weights and the History to OUT/rank<r>.npz.
 Cases (float64, dropout off, Adam, 20 optimizer steps of global batch 32, shuffled):
   mlp         Dense MLP on 615 samples (19 full batches + one of 7: an uneven remainder),
               sample weights, an L2 regularizer, validation_split=0.1
-  lstm        Embedding -> LSTM(return_sequences) -> LSTM -> Dense(softmax): the showcase's
-              shape, small; 20 full batches
+  lstm        Embedding(400) -> LSTM(return_sequences) -> LSTM -> Dense(softmax): the
+              showcase's shape, small; 20 full batches; the table's rows are allgathered
+  lstm_v12    the same with a 12-word vocabulary: the table is allreduced dense
   tiny_tail   the MLP on 611 samples: the last batch has 3 samples, fewer than 4 ranks
   ckpt        the MLP for 2 of 3 epochs with verbose=1, ModelCheckpoint(OUT/ckpt.nnet) and
               CSVLogger(OUT/log.csv) (``run_ckpt``); the test resumes it on one process
@@ -26,12 +27,16 @@ import nanonet as nn
 from nanonet import layers
 
 
+def vocab(case):
+    return 12 if case == "lstm_v12" else 400
+
+
 def build(case, seed):
     nn.set_seed(seed)
-    if case == "lstm":
+    if case.startswith("lstm"):
         model = nn.Sequential([
             layers.Input((6,), dtype="int64"),
-            layers.Embedding(40, 8, dtype="float64"),
+            layers.Embedding(vocab(case), 8, dtype="float64"),
             layers.LSTM(7, return_sequences=True, dtype="float64"),
             layers.LSTM(5, dtype="float64"),
             layers.Dense(3, activation="softmax", dtype="float64"),
@@ -52,9 +57,9 @@ def build(case, seed):
 
 def data(case):
     rng = np.random.default_rng(1234)
-    if case == "lstm":
+    if case.startswith("lstm"):
         n = 20 * 32
-        x = rng.integers(0, 40, (n, 6))
+        x = rng.integers(0, vocab(case), (n, 6))
         y = np.eye(3)[rng.integers(0, 3, n)]
         return x, y, None
     n_train = 615 if case == "mlp" else 611
@@ -75,6 +80,7 @@ def run(case, out, rank=0):
     if case == "tiny_tail":
         kwargs.update(sample_weight=sw)
     hist = model.fit(x, y, **kwargs)
+    hook = nn.distributed.last_hook()  # fit's (evaluate makes its own)
     ev = model.evaluate(x[:101], y[:101], batch_size=32, verbose=0, return_dict=True)
     arrays = {f"w{i}": w for i, w in enumerate(model.get_weights())}
     for k, v in hist.history.items():
@@ -82,6 +88,8 @@ def run(case, out, rank=0):
     for k, v in ev.items():
         arrays["e_" + k] = np.asarray(v)
     arrays["iterations"] = np.asarray(model.optimizer.iterations)
+    if hook is not None:
+        arrays["dense_tables"] = np.asarray(hook.timings["dense_tables"])
     np.savez(os.path.join(out, f"rank{rank}.npz"), **arrays)
 
 

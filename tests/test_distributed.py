@@ -27,8 +27,15 @@ import mpi_worker  # noqa: E402
 HAVE_MPI4PY = importlib.util.find_spec("mpi4py") is not None
 needs_mpi = pytest.mark.skipif(not HAVE_MPI4PY, reason='mpi4py absent: pip install "nanonet[mpi]"')
 # Data-parallel sums differ from the one-process sums only in the order of additions; 20 Adam
-# steps keep that at ~1e-13 elementwise in float64 (measured 9e-14 at worst, the embedding).
+# steps keep that at ~1e-13 relative in float64 (measured 9e-14 at worst, the embedding). The
+# tolerance is relative to each array's largest entry: an entry that passes near zero (measured
+# 1.6e-6 in a table of 0.05s) keeps an absolute error of a few 1e-17, not a relative one.
 RTOL = 1e-12
+
+
+def assert_close(got, want, err_msg=""):
+    scale = float(np.max(np.abs(want))) if np.size(want) else 0.0
+    np.testing.assert_allclose(got, want, rtol=RTOL, atol=RTOL * scale, err_msg=err_msg)
 
 
 def _env():
@@ -110,7 +117,8 @@ def test_rank0_only_callbacks_are_skipped_on_other_ranks(monkeypatch, tmp_path):
 
 # -- over MPI -------------------------------------------------------------------------------
 @needs_mpi
-@pytest.mark.parametrize("case,ranks", [("mlp", 2), ("lstm", 2), ("tiny_tail", 4)])
+@pytest.mark.parametrize("case,ranks", [("mlp", 2), ("lstm", 2), ("lstm_v12", 2),
+                                        ("tiny_tail", 4)])
 def test_data_parallel_fit_equals_one_process(case, ranks, tmp_path):
     """20 Adam steps of global batch 32: every rank ends with the one-process weights
     (broadcast from rank 0: the other ranks start from other seeds), and History / evaluate
@@ -125,8 +133,10 @@ def test_data_parallel_fit_equals_one_process(case, ranks, tmp_path):
     ref = np.load(one / "rank0.npz")
     got = [np.load(dist / f"rank{r}.npz") for r in range(ranks)]
     assert int(ref["iterations"]) == 20
+    if case.startswith("lstm"):  # which reduction the Embedding table took
+        assert (int(got[0]["dense_tables"]) > 0) == (case == "lstm_v12")
     for k in ref.files:
-        np.testing.assert_allclose(got[0][k], ref[k], rtol=RTOL, atol=0, err_msg=k)
+        assert_close(got[0][k], ref[k], err_msg=k)
         for r in range(1, ranks):
             np.testing.assert_array_equal(got[r][k], got[0][k], err_msg=f"{k} on rank {r}")
 
@@ -150,7 +160,7 @@ def test_checkpoint_from_two_ranks_resumes_on_one(tmp_path):
     ref = mpi_worker.build("mlp", 7)
     mpi_worker.fit_ckpt(ref, str(one), epochs=3)
     for a, b in zip(resumed.get_weights(), ref.get_weights()):
-        np.testing.assert_allclose(a, b, rtol=RTOL, atol=0)
+        assert_close(a, b)
 
 
 def _resume_checkpoint(path):

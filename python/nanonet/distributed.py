@@ -300,7 +300,8 @@ class DataParallel:
             if profile is None else bool(profile)
         self._layout = None
         self.n_global = self.n_local = 0
-        self.timings = {"compute": 0.0, "pack": 0.0, "wait": 0.0, "allreduce": 0.0, "steps": 0}
+        self.timings = {"compute": 0.0, "pack": 0.0, "wait": 0.0, "allreduce": 0.0, "steps": 0,
+                        "dense_tables": 0}
         self._t_step = None
         global _last_hook
         _last_hook = self
@@ -437,17 +438,29 @@ class DataParallel:
         counts = np.zeros(_size, dtype=np.int64)
         _wait(_comm.Iallgather(np.array([rows.size], dtype=np.int64), counts),
               "the embedding row-count allgather")
+        state = getattr(self, "_tables", {}).get(i)
+        if state is None:
+            state = [np.zeros(p.shape, dtype=p.dtype), np.zeros(0, dtype=np.int64)]
+            self.__dict__.setdefault("_tables", {})[i] = state
+        dense, last = state
+        if int(counts.sum()) * (p.shape[1] * p.itemsize + 8) > 2 * p.nbytes:
+            # Gathering every rank's rows would move more than a ring allreduce of the whole
+            # table (about 2x its bytes): reduce it dense (the same decision on every rank).
+            if g is None:
+                dense[...] = 0
+            else:
+                np.multiply(g, p.dtype.type(scale), out=dense)
+            state[1] = np.arange(p.shape[0])
+            self.timings["dense_tables"] += 1
+            from mpi4py import MPI as _MPI
+            _wait(_comm.Iallreduce(_MPI.IN_PLACE, dense, op=_MPI.SUM), "the embedding allreduce")
+            return dense
         all_rows = np.empty(int(counts.sum()), dtype=np.int64)
         all_vals = np.empty((all_rows.size, p.shape[1]), dtype=p.dtype)
         r1 = _comm.Iallgatherv(rows, (all_rows, counts))
         r2 = _comm.Iallgatherv(vals, (all_vals, counts * p.shape[1]))
         _wait(r1, "the embedding row allgather")
         _wait(r2, "the embedding row allgather")
-        state = getattr(self, "_tables", {}).get(i)
-        if state is None:
-            state = [np.zeros(p.shape, dtype=p.dtype), np.zeros(0, dtype=np.int64)]
-            self.__dict__.setdefault("_tables", {})[i] = state
-        dense, last = state
         dense[last] = 0
         start = 0
         for c in counts:  # rank order: rows are unique within a rank
