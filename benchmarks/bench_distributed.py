@@ -10,7 +10,9 @@ T = 24, C = 25), float32, one kernel thread per rank (--threads). Times ``fit`` 
 global batches of --batch-size after a --warmup fit, and prints one JSON line from rank 0:
 samples/s and, under MPI, the mean per-step breakdown (compute = forward + losses + backward of
 this rank's share; pack = scale + copy into / out of the buckets; wait = the barrier before the
-allreduce (profile only); allreduce), plus the gradient bytes reduced per step.
+allreduce (profile only); allreduce), the gradient bytes per step, and each rank's CPU seconds
+per wall second (core_share: below 1 when other processes share the node; spinning in a
+collective counts as CPU).
 """
 from __future__ import annotations
 
@@ -45,13 +47,15 @@ def main():
     model = build_model(args.vocab, args.classes, args.units)
     model.fit(x, y, batch_size=args.batch_size, epochs=1, steps_per_epoch=args.warmup, verbose=0)
     nn.distributed.barrier()
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     model.fit(x, y, batch_size=args.batch_size, epochs=1, verbose=0, shuffle=False)
     nn.distributed.barrier()
-    dt = time.perf_counter() - t0
+    dt, cpu = time.perf_counter() - t0, time.process_time() - c0
     out = {"ranks": size, "threads": args.threads, "batch": args.batch_size, "steps": args.steps,
            "seconds": round(dt, 3), "samples_per_s": round(n / dt, 1),
-           "grad_bytes_per_step": int(sum(w.nbytes for w in model.trainable_weights))}
+           "grad_bytes_per_step": int(sum(w.nbytes for w in model.trainable_weights)),
+           # the share of a core each rank got: below 1 when other processes share the node
+           "core_share": [round(c / dt, 2) for c in nn.distributed.gather_floats([cpu])]}
     dp = nn.distributed.last_hook()
     if dp is not None:
         t = dp.timings
