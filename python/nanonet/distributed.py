@@ -20,8 +20,12 @@ model; ``fit`` (through the hook in models/training.py, the only place that know
   that is not exact);
 - sums every metric's (total, count) over ranks before computing logs, so History, EarlyStopping
   and ReduceLROnPlateau see the same numbers on every rank;
-- shards validation and ``evaluate`` the same way and reduces their metrics. ``predict`` is not
-  sharded: every rank computes the full result.
+- shards validation and ``evaluate`` the same way and reduces their metrics. ``predict``,
+  ``train_on_batch`` and the other *_on_batch methods are not distributed: each rank computes
+  the full result on what it is given.
+
+Dropout: every rank draws from the same epoch Generator, so ranks apply the same dropout masks to
+different samples (the equivalence holds with dropout off).
 
 Callbacks with ``rank0_only = True`` (ProgbarLogger, ModelCheckpoint, CSVLogger; set it on your
 own) run on rank 0 only. Checkpoints are ordinary ``.nnet`` files: resume on any number of ranks.
