@@ -7,7 +7,8 @@ from . import ops, reference
 from .ops import get_num_threads, set_num_threads
 
 # ---- model API
-from . import callbacks, initializers, layers, losses, metrics, optimizers, regularizers
+from . import callbacks, distributed, initializers, layers, losses, metrics, optimizers
+from . import regularizers
 from .layers import Input
 from .models import Model, Sequential
 from .random import set_seed
@@ -20,7 +21,7 @@ from .saving import load_model
 
 __all__ = [
     "__version__", "ops", "reference", "get_num_threads", "set_num_threads",
-    "callbacks", "initializers", "layers", "losses", "metrics", "optimizers", "regularizers",
+    "callbacks", "distributed", "initializers", "layers", "losses", "metrics", "optimizers", "regularizers",
     "Input", "Model", "Sequential", "set_seed", "datasets", "models", "preprocessing", "schedules", "utils",
     "load_model",
 ]

@@ -23,13 +23,21 @@ import warnings
 
 import numpy as np
 
+from . import distributed as _distributed
+
 __all__ = ["Callback", "CallbackList", "History", "ProgbarLogger", "EarlyStopping"]
 __all__ += ["ModelCheckpoint", "ReduceLROnPlateau", "LearningRateScheduler", "CSVLogger",
             "TerminateOnNaN"]
 
 
 class Callback:
-    """Base class: every hook is a no-op; ``self.model`` and ``self.params`` are set by fit."""
+    """Base class: every hook is a no-op; ``self.model`` and ``self.params`` are set by fit.
+
+    ``rank0_only = True`` (ProgbarLogger, ModelCheckpoint, CSVLogger) makes CallbackList skip the
+    callback on every rank but 0 under ``nanonet.distributed``: set it on callbacks that print
+    or write files."""
+
+    rank0_only = False
 
     def __init__(self):
         self.params = {}
@@ -150,17 +158,24 @@ class CallbackList(Callback):
     def __iter__(self):
         return iter(self.callbacks)
 
+    def _here(self):
+        """The callbacks that run on this rank: all on rank 0 (or one process), else those
+        without ``rank0_only``."""
+        if _distributed.rank() == 0:
+            return self.callbacks
+        return [c for c in self.callbacks if not c.rank0_only]
+
 
 def _dispatch(hook):
     if hook.endswith(("batch_begin", "batch_end")) or hook.startswith("on_epoch"):
         def call(self, index, logs=None):
             logs = _pythonify(logs)
-            for c in self.callbacks:
+            for c in self._here():
                 getattr(c, hook)(index, logs=logs)
     else:
         def call(self, logs=None):
             logs = _pythonify(logs)
-            for c in self.callbacks:
+            for c in self._here():
                 getattr(c, hook)(logs=logs)
     call.__name__ = hook
     call.__doc__ = f"Calls {hook} on every callback."
@@ -208,6 +223,8 @@ class ProgbarLogger(Callback):
 
     Output goes to ``stream`` (sys.stdout at print time by default).
     """
+
+    rank0_only = True
 
     def __init__(self, stream=None):
         super().__init__()
@@ -430,6 +447,8 @@ class ModelCheckpoint(_MonitorCallback):
     callbacks that change the model at the end of an epoch (ReduceLROnPlateau) so the file
     holds their change; callbacks' own state (patience counters) is not saved, as in Keras.
     """
+
+    rank0_only = True
 
     def __init__(self, filepath, monitor="val_loss", verbose=0, save_best_only=False,
                  save_weights_only=False, mode="auto", save_freq="epoch",
@@ -677,6 +696,8 @@ class CSVLogger(Callback):
     (filled with "NA" while absent), so later validation epochs fit the header. append=True
     appends to an existing file (its header is kept). The file is flushed after every row.
     """
+
+    rank0_only = True
 
     def __init__(self, filename, separator=",", append=False):
         super().__init__()

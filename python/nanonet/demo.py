@@ -5,6 +5,10 @@
 compiled with adam, categorical cross-entropy and accuracy, fit with a validation set, evaluated
 on held-out data. The default dataset ships with nanonet (WordNet noun glosses labelled with
 their lexicographer category), so nothing is downloaded.
+
+Under ``mpiexec -n N python -m nanonet demo`` it trains data-parallel (nanonet.distributed):
+the same global batch split over the ranks, each with cores // N kernel threads unless
+--threads says otherwise; rank 0 prints and saves.
 """
 from __future__ import annotations
 
@@ -69,11 +73,17 @@ def build_model(vocab_size: int, num_classes: int, units: int = 128):
 
 
 def run(args) -> int:
+    import os
+
     import nanonet as nn
     from .preprocessing import Tokenizer, pad_sequences, to_categorical, train_test_split
 
+    rank, size = nn.distributed.initialize()
+    print = nn.distributed.print0  # noqa: A001 - rank 0 prints
     if args.threads is not None:
         nn.set_num_threads(args.threads)
+    elif size > 1:  # one process per core group: do not oversubscribe the node
+        nn.set_num_threads(max(1, (os.cpu_count() or 1) // size))
     nn.set_seed(args.seed)
     max_samples, epochs, maxlen = _defaults(args)
 
@@ -97,7 +107,8 @@ def run(args) -> int:
     vocab = min(args.num_words, len(tok.word_index) + 1)
     print(f"nanonet {nn.__version__} demo: {args.dataset}, {len(texts)} texts, {len(names)} classes, "
           f"vocabulary {vocab}, maxlen {maxlen}; train {len(idx_train)}, val {len(idx_val)}, "
-          f"test {len(idx_test)}; {nn.get_num_threads()} threads ({nn.ops.active_isa()})")
+          f"test {len(idx_test)}; {nn.get_num_threads()} threads ({nn.ops.active_isa()})"
+          + (f" x {size} ranks" if size > 1 else ""))
 
     model = build_model(vocab, len(names), args.units)
     # Small datasets overfit after an epoch or two: keep the weights of the best validation loss.
@@ -114,7 +125,7 @@ def run(args) -> int:
     for i, p in zip(idx_test[:6], probs):
         text = texts[i] if len(texts[i]) <= 70 else texts[i][:67] + "..."
         print(f"  {names[int(np.argmax(p))]:<20} (true {names[labels[i]]:<20}) {text}")
-    if args.save:
+    if args.save and nn.distributed.is_primary():
         model.save(args.save)
         print(f"saved to {args.save}")
     return 0

@@ -23,6 +23,7 @@ import numbers
 import numpy as np
 
 from .. import callbacks as _callbacks
+from .. import distributed as _distributed
 from .. import optimizers as _optimizers
 from .. import random as _random
 from . import data_adapters as _data
@@ -68,6 +69,7 @@ class Trainer:
         self.stop_training = False
         self.history = None
         self._train_seed = None
+        self._dp = None  # the data-parallel hook during fit / evaluate under MPI (distributed.py)
 
     # -- compile -------------------------------------------------------------------------------
     def compile(self, optimizer="rmsprop", loss=None, loss_weights=None, metrics=None):
@@ -195,6 +197,11 @@ class Trainer:
 
     # -- steps -------------------------------------------------------------------------------
     def _train_step(self, xs, ys, sws):
+        if self._dp is not None and xs[0].shape[0] == 0:
+            # Data parallel: this rank's share of a batch smaller than the ranks is empty; it
+            # still takes part in the gradient and metric reductions.
+            self._apply_gradients({}, self.regularized_weights())
+            return self._logs(self._train_metrics)
         cl = self.compiled_loss
         fused = cl.fused if cl.fused is not None else cl.decide_fused(self)
         outs, masks, ctxs = self._execute(xs, True, [k for k, f in enumerate(fused) if f])
@@ -203,8 +210,18 @@ class Trainer:
         if regs:
             total += sum(r(w) for w, r in regs)
         _, wgrads = self._backward(ctxs, douts, False)
+        self._apply_gradients(wgrads, regs)
+        metric_set = self._metric_set("train", ys, outs)
+        self._update_metrics(metric_set, total, values, ys, outs, sws, masks, xs[0].shape[0])
+        return self._logs(metric_set)
+
+    def _apply_gradients(self, wgrads, regs):
+        """Regularizer gradients added, then one optimizer step ({id(weight): grad})."""
         params = self.trainable_weights
         if params:
+            if self._dp is not None:  # data parallel: the global batch's gradients, all ranks
+                grads = self._dp.reduce_gradients(wgrads, params)
+                wgrads = {id(p): g for p, g in zip(params, grads) if g is not None}
             for w, r in regs:
                 g = wgrads.get(id(w))
                 if g is None:
@@ -215,9 +232,6 @@ class Trainer:
                     wgrads[id(w)] = g
                 r.add_gradient(g, w)
             self.optimizer.apply([wgrads.get(id(p)) for p in params], params)
-        metric_set = self._metric_set("train", ys, outs)
-        self._update_metrics(metric_set, total, values, ys, outs, sws, masks, xs[0].shape[0])
-        return self._logs(metric_set)
 
     def _test_step(self, xs, ys, sws):
         outs, masks, _ = self._execute(xs, False)
@@ -240,6 +254,8 @@ class Trainer:
             m.update_state(ys[owner], outs[owner], sample_weight=mw)
 
     def _logs(self, metric_set):
+        if self._dp is not None:  # data parallel: every metric's (total, count) summed over ranks
+            return self._dp.reduce_logs(metric_set, self.compiled_metrics.names)
         return {name: float(m.result())
                 for name, m in zip(self.compiled_metrics.names, metric_set)}
 
@@ -339,6 +355,7 @@ class Trainer:
                                       model=self, verbose=verbose, epochs=epochs,
                                       steps=len(slices))
         self.stop_training = False
+        self._dp = _distributed.DataParallel.start(self)  # None on one process
         cbs.on_train_begin()
         epoch_logs = {}
         try:
@@ -355,6 +372,8 @@ class Trainer:
                 logs = {}
                 for step, sl in enumerate(slices):
                     cbs.on_train_batch_begin(step)
+                    if self._dp is not None:  # data parallel: this rank's share of the batch
+                        sl = self._dp.shard(sl, xe)
                     logs = self._train_step(_data.take(xe, sl), _data.take(ye, sl),
                                             _data.take(swe, sl))
                     cbs.on_train_batch_end(step, logs)
@@ -370,6 +389,7 @@ class Trainer:
                     break
         finally:
             _random.exit_epoch()
+            self._dp = None
         cbs.on_train_end(epoch_logs)
         history = next(c for c in cbs if isinstance(c, _callbacks.History))
         self.history = history
@@ -382,6 +402,12 @@ class Trainer:
         logs = {}
         for step, sl in enumerate(slices):
             cbs.on_test_batch_begin(step)
+            if self._dp is not None:  # data parallel: this rank's share, metrics summed
+                sl = self._dp.shard(sl)
+                if sl.stop == sl.start:
+                    logs = self._logs(self._test_metrics)
+                    cbs.on_test_batch_end(step, logs)
+                    continue
             logs = self._test_step(_data.take(xs, sl), _data.take(ys, sl), _data.take(sws, sl))
             cbs.on_test_batch_end(step, logs)
         cbs.on_test_end(logs)
@@ -407,7 +433,11 @@ class Trainer:
         cbs = _callbacks.CallbackList(callbacks, add_progbar=verbose != 0, model=self,
                                       verbose=verbose, epochs=1,
                                       steps=n_steps if steps is None else min(steps, n_steps))
-        logs = self._run_evaluation(xs, ys, sws, batch_size, steps, cbs)
+        dp, self._dp = self._dp, self._dp or _distributed.DataParallel.start(self, broadcast=False)
+        try:
+            logs = self._run_evaluation(xs, ys, sws, batch_size, steps, cbs)
+        finally:
+            self._dp = dp
         return self._flatten_logs(logs, return_dict)
 
     def predict(self, x, batch_size=None, verbose="auto", steps=None, callbacks=None):
