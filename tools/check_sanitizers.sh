@@ -62,6 +62,7 @@ export UBSAN_OPTIONS="halt_on_error=1:abort_on_error=1:print_stacktrace=1:log_pa
 export PYTHONMALLOC=malloc   # Python objects on ASan's heap too, not in pymalloc arenas
 export PYTHONPATH="$STAGE${PYTHONPATH:+:$PYTHONPATH}"
 export PYTHONDONTWRITEBYTECODE=1
+export NANONET_SANITIZED=1   # tests comparing bits with the release build's results relax to rounding
 
 # Refuse to run against anything but the staged, sanitized module.
 "$PY" - "$STAGE" <<'EOF'
