@@ -196,3 +196,271 @@ def test_core_rejects_non_contiguous():
     qt = q.transpose(0, 2, 1, 3).copy().transpose(0, 2, 1, 3)
     np.testing.assert_array_equal(ops.attention_forward(qt, k, v)[0],
                                   ops.attention_forward(q, k, v)[0])
+
+
+# -- the MultiHeadAttention layer -----------------------------------------------------------------
+L = nn.layers
+
+
+def _randomize(layer, rng, scale=0.5):
+    layer.set_weights([scale * rng.standard_normal(w.shape) for w in layer.weights])
+
+
+def _mha_numpy(layer, query, value, key=None, mask=None, causal=False):
+    """The layer's equations written out with the NumPy twin (mask: (B, Tq, Tv) or None)."""
+    key = value if key is None else key
+    ws = layer.get_weights()
+    if layer.use_bias:
+        wq, bq, wk, bk, wv, bv, wo, bo = ws
+    else:
+        (wq, wk, wv, wo), bq, bk, bv, bo = ws, 0, 0, 0, 0
+    Q = np.einsum("btd,dhk->bhtk", query, wq) + np.asarray(bq)[..., None, :] \
+        if layer.use_bias else np.einsum("btd,dhk->bhtk", query, wq)
+    K = np.einsum("btd,dhk->bhtk", key, wk) + (np.asarray(bk)[..., None, :] if layer.use_bias
+                                               else 0)
+    V = np.einsum("btd,dhk->bhtk", value, wv) + (np.asarray(bv)[..., None, :] if layer.use_bias
+                                                 else 0)
+    O, _ = reference.attention_forward(Q, K, V, mask, causal, 1 / np.sqrt(layer.key_dim))
+    return np.einsum("bhtv,hvo->bto", O, wo) + bo
+
+
+@pytest.mark.parametrize("use_bias", [True, False])
+def test_layer_matches_equations(use_bias):
+    rng = np.random.default_rng(10)
+    B, Tq, Tv = 3, 5, 7
+    q = rng.standard_normal((B, Tq, 6))
+    v = rng.standard_normal((B, Tv, 4))
+    k = rng.standard_normal((B, Tv, 3))
+    mha = L.MultiHeadAttention(2, 3, value_dim=5, use_bias=use_bias, output_shape=4,
+                               dtype="float64")
+    qm = rng.random((B, Tq)) < 0.8
+    vm = rng.random((B, Tv)) < 0.7
+    am = rng.random((B, Tq, Tv)) < 0.8
+    y = mha(q, v, key=k, attention_mask=am, use_causal_mask=True, query_mask=qm, value_mask=vm)
+    assert y.shape == (B, Tq, 4)
+    assert [w.shape for w in mha.weights] == (
+        [(6, 2, 3), (2, 3), (3, 2, 3), (2, 3), (4, 2, 5), (2, 5), (2, 5, 4), (4,)] if use_bias
+        else [(6, 2, 3), (3, 2, 3), (4, 2, 5), (2, 5, 4)])
+    _randomize(mha, rng)
+    y = mha(q, v, key=k, attention_mask=am, use_causal_mask=True, query_mask=qm, value_mask=vm)
+    full = am & qm[:, :, None] & vm[:, None, :]
+    np.testing.assert_allclose(y, _mha_numpy(mha, q, v, k, full, True), rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("config", ["self", "key+masks", "causal+attention_mask"])
+def test_layer_gradients_match_finite_differences(config):
+    rng = np.random.default_rng(11)
+    B, Tq, Tv, F = 2, 4, 3, 3
+    mha = L.MultiHeadAttention(2, 2, value_dim=3, dtype="float64")
+    q = rng.standard_normal((B, Tq, F))
+    v = q if config == "self" else rng.standard_normal((B, Tv, 4))
+    kwargs = {}
+    args = [q, v]
+    if config == "key+masks":
+        kwargs["key"] = rng.standard_normal((B, Tv, 2))
+        kwargs["value_mask"] = np.array([[True, False, True], [False, False, False]])
+        kwargs["query_mask"] = np.array([[True, True, False, True], [True] * 4])
+    if config == "causal+attention_mask":
+        kwargs["use_causal_mask"] = True
+        kwargs["attention_mask"] = rng.random((B, Tq, Tv)) < 0.7
+    mha(*args, **kwargs)
+    _randomize(mha, rng)
+    R = rng.standard_normal((B, Tq, F))
+    arrays = [q] if config == "self" else [q, v] + ([kwargs["key"]] if "key" in kwargs else [])
+
+    def run(training=False):
+        call_args = [arrays[0], arrays[0] if config == "self" else arrays[1]]
+        kw = dict(kwargs)
+        if "key" in kw:
+            kw["key"] = arrays[2]
+        return mha(*call_args, training=training, **kw)
+
+    y = run(training=True)
+    dx = mha.backward(R)
+    grads = mha.grads
+    loss = lambda: float(np.sum(run() * R))  # noqa: E731
+    h = 1e-6
+    wanted = [(w, g) for w, g in zip(mha.trainable_weights, grads)]
+    if config == "self":
+        wanted.append((arrays[0], dx[0] + dx[1]))  # query and value are the same array
+    else:
+        wanted += list(zip(arrays, dx))
+    assert np.all(np.isfinite(y))
+    for a, g in wanted:
+        num = np.zeros_like(a)
+        for idx in np.ndindex(a.shape):
+            old = a[idx]
+            a[idx] = old + h
+            up = loss()
+            a[idx] = old - h
+            down = loss()
+            a[idx] = old
+            num[idx] = (up - down) / (2 * h)
+        assert g.shape == a.shape
+        np.testing.assert_allclose(g, num, rtol=0, atol=1e-7 * (np.abs(num).max() + 1))
+
+
+def test_layer_in_functional_graph_matches_eager_and_trains():
+    rng = np.random.default_rng(12)
+    ids = nn.Input((6,), dtype="int32")
+    emb = L.Embedding(9, 8, mask_zero=True)
+    x = emb(ids)
+    mha = L.MultiHeadAttention(2, 4)
+    h = L.Add()([x, mha(x, x, use_causal_mask=True)])
+    out = L.Dense(1)(L.GlobalAveragePooling1D()(h))
+    model = nn.Model(ids, out)
+    xi = rng.integers(1, 9, size=(5, 6)).astype(np.int32)
+    xi[:, -2:] = 0
+    e = emb(xi)
+    want = mha(e, e, use_causal_mask=True, query_mask=xi != 0, value_mask=xi != 0)
+    got = nn.Model(ids, mha._inbound_nodes[0].outputs[0]).predict(xi, verbose=0)
+    np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-6)
+    model.compile("adam", "mse")
+    y = rng.standard_normal((5, 1)).astype(np.float32)
+    first = model.train_on_batch(xi, y)
+    for _ in range(30):
+        last = model.train_on_batch(xi, y)
+    assert last < first
+
+
+def test_graph_attention_mask_as_input():
+    rng = np.random.default_rng(13)
+    q_in, v_in = nn.Input((4, 3)), nn.Input((5, 2))
+    m_in = nn.Input((4, 5), dtype="bool")
+    mha = L.MultiHeadAttention(1, 3, dtype="float32")
+    model = nn.Model([q_in, v_in, m_in], mha(q_in, v_in, attention_mask=m_in))
+    q = rng.standard_normal((2, 4, 3)).astype(np.float32)
+    v = rng.standard_normal((2, 5, 2)).astype(np.float32)
+    m = rng.random((2, 4, 5)) < 0.6
+    np.testing.assert_allclose(model.predict([q, v, m], verbose=0),
+                               mha(q, v, attention_mask=m), rtol=1e-6, atol=1e-6)
+
+
+def test_return_attention_scores():
+    rng = np.random.default_rng(14)
+    mha = L.MultiHeadAttention(3, 2, dtype="float64")
+    q = rng.standard_normal((2, 4, 5))
+    v = rng.standard_normal((2, 5, 3))
+    vm = np.array([[True, True, False, True, False], [False] * 5])
+    y, s = mha(q, v, return_attention_scores=True, value_mask=vm)
+    assert s.shape == (2, 3, 4, 5)
+    np.testing.assert_allclose(s[0].sum(-1), 1.0, rtol=1e-12)
+    assert not s[1].any() and not s[0][..., ~vm[0]].any()
+    np.testing.assert_allclose(y, mha(q, v, value_mask=vm), rtol=1e-12)
+
+
+def test_layer_bad_input():
+    for kw, match in (({"num_heads": 0, "key_dim": 2}, "num_heads must be a positive int"),
+                      ({"num_heads": 2, "key_dim": -1}, "key_dim must be a positive int"),
+                      ({"num_heads": 2, "key_dim": 2, "dropout": 1.0}, "dropout must be"),
+                      ({"num_heads": 2, "key_dim": 2, "output_shape": (2, 3)}, "output_shape")):
+        with pytest.raises(ValueError, match=match):
+            L.MultiHeadAttention(**kw)
+    rng = np.random.default_rng(15)
+    mha = L.MultiHeadAttention(2, 2)
+    q = rng.standard_normal((2, 4, 3)).astype(np.float32)
+    mha(q, q)
+    with pytest.raises(ValueError, match=r"query must be \(batch, steps, 3\)"):
+        mha(q[..., :2], q)
+    with pytest.raises(ValueError, match="attention_mask must broadcast"):
+        mha(q, q, attention_mask=np.ones((2, 3, 4), bool))
+    with pytest.raises(NotImplementedError, match="dropout"):
+        L.MultiHeadAttention(2, 2, dropout=0.1)(q, q, training=True)
+    x = nn.Input((4, 3))
+    shared = L.MultiHeadAttention(2, 2)
+    shared(x, x)
+    with pytest.raises(ValueError, match="same options"):
+        shared(x, x, use_causal_mask=True)
+
+
+# -- optional: Keras 3 with copied weights ------------------------------------------------------
+def test_layer_matches_keras():
+    import os
+    os.environ.setdefault("KERAS_BACKEND", "torch")
+    keras = pytest.importorskip("keras")
+    rng = np.random.default_rng(16)
+    B, Tq, Tv = 3, 6, 5
+    q = rng.standard_normal((B, Tq, 8)).astype(np.float32)
+    v = rng.standard_normal((B, Tv, 4)).astype(np.float32)
+    k = rng.standard_normal((B, Tv, 7)).astype(np.float32)
+    am = rng.random((B, Tq, Tv)) < 0.7
+    am[:, :, 0] = True  # no fully masked row: Keras's fused path (torch SDPA) and its explicit
+    # one (return_attention_scores) disagree there; see test_layer_fully_masked_rows_match_keras
+    km = keras.layers.MultiHeadAttention(num_heads=3, key_dim=5, value_dim=2)
+    ky = keras.ops.convert_to_numpy(km(q, v, key=k, attention_mask=am, use_causal_mask=True))
+    weights = [0.5 * rng.standard_normal(w.shape).astype(np.float32) for w in km.get_weights()]
+    km.set_weights(weights)
+    ky = keras.ops.convert_to_numpy(km(q, v, key=k, attention_mask=am, use_causal_mask=True))
+    ks = keras.ops.convert_to_numpy(km(q, v, key=k, attention_mask=am, use_causal_mask=True,
+                                       return_attention_scores=True)[1])
+    nm = L.MultiHeadAttention(num_heads=3, key_dim=5, value_dim=2)
+    nm(q, v, key=k)
+    assert [w.shape for w in nm.get_weights()] == [w.shape for w in weights]
+    nm.set_weights(weights)
+    y, s = nm(q, v, key=k, attention_mask=am, use_causal_mask=True, return_attention_scores=True)
+    np.testing.assert_allclose(y, ky, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(s, ks, rtol=1e-5, atol=1e-6)
+
+    # Gradients of sum(out * R) with respect to the inputs and weights, through torch autograd.
+    import torch
+    R = rng.standard_normal(ky.shape).astype(np.float32)
+    tq, tv, tk = (torch.tensor(a, requires_grad=True) for a in (q, v, k))
+    out = km(tq, tv, key=tk, attention_mask=torch.tensor(am), use_causal_mask=True)
+    (out * torch.tensor(R)).sum().backward()
+    nm(q, v, key=k, attention_mask=am, use_causal_mask=True, training=True)
+    dq, dv, dk = nm.backward(R)
+    for got, t in ((dq, tq), (dv, tv), (dk, tk)):
+        np.testing.assert_allclose(got, t.grad.numpy(), rtol=1e-4, atol=1e-4)
+    kgrads = [w.value.grad.numpy() for w in km.trainable_weights]
+    for got, want in zip(nm.grads, kgrads):
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
+
+
+def test_layer_fully_masked_rows_match_keras():
+    """Keras's explicit path (taken with return_attention_scores) zeroes the probabilities of a
+    row with no visible key, as the kernel does; the output there is the output bias."""
+    import os
+    os.environ.setdefault("KERAS_BACKEND", "torch")
+    keras = pytest.importorskip("keras")
+    rng = np.random.default_rng(18)
+    q = rng.standard_normal((2, 4, 6)).astype(np.float32)
+    am = rng.random((2, 4, 5)) < 0.6
+    am[0, 1] = False
+    am[1, 3] = False
+    km = keras.layers.MultiHeadAttention(num_heads=2, key_dim=3)
+    km(q, q[:, :1].repeat(5, 1), attention_mask=am)
+    weights = [0.5 * rng.standard_normal(w.shape).astype(np.float32) for w in km.get_weights()]
+    km.set_weights(weights)
+    v = rng.standard_normal((2, 5, 6)).astype(np.float32)
+    ky, ks = (keras.ops.convert_to_numpy(t) for t in
+              km(q, v, attention_mask=am, return_attention_scores=True))
+    nm = L.MultiHeadAttention(num_heads=2, key_dim=3)
+    nm(q, v)
+    nm.set_weights(weights)
+    y, s = nm(q, v, attention_mask=am, return_attention_scores=True)
+    np.testing.assert_allclose(y, ky, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(s, ks, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(y[0, 1], weights[-1], rtol=1e-6)
+
+
+def test_layer_embedding_masks_match_keras():
+    import os
+    os.environ.setdefault("KERAS_BACKEND", "torch")
+    keras = pytest.importorskip("keras")
+    rng = np.random.default_rng(17)
+    ids = rng.integers(1, 10, size=(4, 6)).astype(np.int32)
+    ids[0, -3:] = 0
+    ids[1, -1:] = 0
+
+    def build(lib, layers):
+        inp = lib.Input((6,), dtype="int32")
+        x = layers.Embedding(10, 8, mask_zero=True)(inp)
+        y = layers.MultiHeadAttention(2, 4)(x, x)
+        return lib.Model(inp, layers.GlobalAveragePooling1D()(y))
+    km = build(keras, keras.layers)
+    nm = build(nn, L)
+    weights = [0.5 * rng.standard_normal(w.shape).astype(np.float32) for w in km.get_weights()]
+    km.set_weights(weights)
+    nm.set_weights(weights)
+    np.testing.assert_allclose(nm.predict(ids, verbose=0), km.predict(ids, verbose=0),
+                               rtol=1e-5, atol=1e-5)
