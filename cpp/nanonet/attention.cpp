@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <limits>
 #include <vector>
 
@@ -9,6 +10,14 @@
 
 #ifdef _OPENMP
 #include <omp.h>
+#endif
+
+#if defined(__GNUC__) || defined(__clang__)
+// Everything a clone calls is inlined into it: a helper left out of line would be compiled once
+// for the baseline ISA only (SSE2) and the clones would gain nothing.
+#define NN_ATTN_INLINE inline __attribute__((always_inline))
+#else
+#define NN_ATTN_INLINE inline
 #endif
 
 namespace nanonet {
@@ -31,38 +40,84 @@ struct Args {
 
 // ---------------------------------------------------------------------------------------------
 // Small dense products on tiles. C (M, N) = or += A (M, K) * Bm (K, N), every matrix row-major
-// with its own leading dimension. Blocks of 4 rows x NB columns keep their sums in a local
-// array the compiler holds in vector registers; the inner loops run over contiguous columns, so
-// they vectorise without reassociation (no fast-math). Edges take the plain loop.
+// with its own leading dimension. Blocks of 4 rows x NB = two 32-byte vectors of columns keep
+// their 8 sums in registers (GCC/Clang vector extensions: ymm in the AVX2/AVX-512 clones, pairs
+// of xmm in the baseline one); each step broadcasts one A element per row and loads one row of B.
+// The order of every sum is p = 0 .. K-1, as in the scalar edge loops. Edges take plain loops.
+#if defined(__GNUC__) || defined(__clang__)
+#define NN_ATTN_VEC 1
 template <typename S>
-inline void mm_nn(S* C, index_t ldc, const S* A, index_t lda, const S* Bm, index_t ldb, index_t M,
+struct Vec;
+template <>
+struct Vec<float> {
+  typedef float type __attribute__((vector_size(32)));
+};
+template <>
+struct Vec<double> {
+  typedef double type __attribute__((vector_size(32)));
+};
+// By reference, never by value: a 32-byte vector argument or return value would change the ABI
+// of the baseline clone.
+template <typename VT, typename S>
+NN_ATTN_INLINE void loadu(VT& v, const S* p) {
+  std::memcpy(&v, p, sizeof v);
+}
+template <typename VT, typename S>
+NN_ATTN_INLINE void storeu(S* p, const VT& v) {
+  std::memcpy(p, &v, sizeof v);
+}
+#else
+#define NN_ATTN_VEC 0
+#endif
+
+template <typename S>
+NN_ATTN_INLINE void mm_nn(S* C, index_t ldc, const S* A, index_t lda, const S* Bm, index_t ldb, index_t M,
                   index_t N, index_t K, bool accumulate) {
   constexpr index_t MB = 4;
-  constexpr index_t NB = 64 / sizeof(S);  // 16 floats or 8 doubles: two AVX2 registers
+  constexpr index_t W = 32 / sizeof(S);  // lanes per 32-byte vector
+  constexpr index_t NB = 2 * W;
   index_t i = 0;
   for (; i + MB <= M; i += MB) {
     index_t j = 0;
+#if NN_ATTN_VEC
+    using VT = typename Vec<S>::type;
     for (; j + NB <= N; j += NB) {
-      S c[MB][NB];
-      for (index_t r = 0; r < MB; ++r)
-        for (index_t x = 0; x < NB; ++x) c[r][x] = accumulate ? C[(i + r) * ldc + j + x] : S(0);
-      for (index_t p = 0; p < K; ++p) {
-        const S* b_p = Bm + p * ldb + j;
-        for (index_t r = 0; r < MB; ++r) {
-          const S a = A[(i + r) * lda + p];
-          for (index_t x = 0; x < NB; ++x) c[r][x] += a * b_p[x];
+      VT c0[MB], c1[MB];
+      for (index_t r = 0; r < MB; ++r) {
+        if (accumulate) {
+          loadu(c0[r], C + (i + r) * ldc + j);
+          loadu(c1[r], C + (i + r) * ldc + j + W);
+        } else {
+          c0[r] = VT{};
+          c1[r] = VT{};
         }
       }
-      for (index_t r = 0; r < MB; ++r)
-        for (index_t x = 0; x < NB; ++x) C[(i + r) * ldc + j + x] = c[r][x];
+      const S* a_0 = A + i * lda;
+      for (index_t p = 0; p < K; ++p) {
+        VT b0, b1;
+        loadu(b0, Bm + p * ldb + j);
+        loadu(b1, Bm + p * ldb + j + W);
+        for (index_t r = 0; r < MB; ++r) {
+          const S a = a_0[r * lda + p];
+          c0[r] += a * b0;
+          c1[r] += a * b1;
+        }
+      }
+      for (index_t r = 0; r < MB; ++r) {
+        storeu(C + (i + r) * ldc + j, c0[r]);
+        storeu(C + (i + r) * ldc + j + W, c1[r]);
+      }
     }
+#endif
     if (j < N) {
       for (index_t r = 0; r < MB; ++r) {
         S* c_r = C + (i + r) * ldc;
-        for (index_t x = j; x < N; ++x) {
-          S s = accumulate ? c_r[x] : S(0);
-          for (index_t p = 0; p < K; ++p) s += A[(i + r) * lda + p] * Bm[p * ldb + x];
-          c_r[x] = s;
+        if (!accumulate)
+          for (index_t x = j; x < N; ++x) c_r[x] = S(0);
+        for (index_t p = 0; p < K; ++p) {
+          const S a = A[(i + r) * lda + p];
+          const S* b_p = Bm + p * ldb;
+          for (index_t x = j; x < N; ++x) c_r[x] += a * b_p[x];
         }
       }
     }
@@ -81,14 +136,14 @@ inline void mm_nn(S* C, index_t ldc, const S* A, index_t lda, const S* Bm, index
 
 // dst (cols, rows) = alpha * src (rows, cols)^T; src has leading dimension lds.
 template <typename S>
-inline void transpose(S* dst, const S* src, index_t lds, index_t rows, index_t cols, S alpha) {
+NN_ATTN_INLINE void transpose(S* dst, const S* src, index_t lds, index_t rows, index_t cols, S alpha) {
   for (index_t r = 0; r < rows; ++r)
     for (index_t c = 0; c < cols; ++c) dst[c * rows + r] = alpha * src[r * lds + c];
 }
 
 // valid_ij for query row i, keys j0 .. j0 + nj - 1, written as 0/1 bytes into ok.
 template <typename S>
-inline void valid_keys(bool* ok, const Args<S>& a, index_t b, index_t i, index_t j0, index_t nj) {
+NN_ATTN_INLINE void valid_keys(bool* ok, const Args<S>& a, index_t b, index_t i, index_t j0, index_t nj) {
   const bool* m = a.mask ? a.mask + (b * a.mask_rows + (a.mask_rows == 1 ? 0 : i)) * a.Tk + j0
                          : nullptr;
   for (index_t c = 0; c < nj; ++c) ok[c] = (!m || m[c]) && (!a.causal || j0 + c <= i);
@@ -96,7 +151,7 @@ inline void valid_keys(bool* ok, const Args<S>& a, index_t b, index_t i, index_t
 
 // Keys a query tile [i0, i0 + ni) may see: [0, kend).
 template <typename S>
-inline index_t key_end(const Args<S>& a, index_t i0, index_t ni) {
+NN_ATTN_INLINE index_t key_end(const Args<S>& a, index_t i0, index_t ni) {
   return a.causal ? std::min(a.Tk, i0 + ni) : a.Tk;
 }
 
@@ -113,7 +168,7 @@ struct FwdWork {
 };
 
 template <typename S>
-inline void forward_tile_body(S* out, S* lse, const Args<S>& a, index_t bh, index_t i0,
+NN_ATTN_INLINE void forward_tile_body(S* out, S* lse, const Args<S>& a, index_t bh, index_t i0,
                               FwdWork<S>& w) {
   const index_t D = a.D, Dv = a.Dv, Tk = a.Tk, b = bh / a.H;
   const index_t ni = std::min(kAttnBlockQ, a.Tq - i0);
@@ -207,7 +262,7 @@ struct BwdArgs {
 };
 
 template <typename S>
-inline void block_p_ds(const BwdArgs<S>& g, index_t bh, index_t i0, index_t ni, index_t j0,
+NN_ATTN_INLINE void block_p_ds(const BwdArgs<S>& g, index_t bh, index_t i0, index_t ni, index_t j0,
                        index_t nj, BwdWork<S>& w) {
   const Args<S>& a = g.a;
   const index_t D = a.D, Dv = a.Dv, b = bh / a.H;
@@ -241,7 +296,7 @@ inline void block_p_ds(const BwdArgs<S>& g, index_t bh, index_t i0, index_t ni, 
 }
 
 template <typename S>
-inline void dkdv_block(const BwdArgs<S>& g, index_t bh, index_t i0, index_t ni, index_t j0,
+NN_ATTN_INLINE void dkdv_block(const BwdArgs<S>& g, index_t bh, index_t i0, index_t ni, index_t j0,
                        index_t nj, BwdWork<S>& w) {
   const Args<S>& a = g.a;
   const index_t D = a.D, Dv = a.Dv;
@@ -256,7 +311,7 @@ inline void dkdv_block(const BwdArgs<S>& g, index_t bh, index_t i0, index_t ni, 
 }
 
 template <typename S>
-inline void dq_block(const BwdArgs<S>& g, index_t bh, index_t i0, index_t ni, index_t j0,
+NN_ATTN_INLINE void dq_block(const BwdArgs<S>& g, index_t bh, index_t i0, index_t ni, index_t j0,
                      index_t nj, BwdWork<S>& w) {
   const Args<S>& a = g.a;
   const index_t D = a.D;
@@ -268,7 +323,7 @@ inline void dq_block(const BwdArgs<S>& g, index_t bh, index_t i0, index_t ni, in
 // mode 0: all of pair bh (dq, dk, dv); mode 1: key tile jt of pair bh (dk, dv);
 // mode 2: query tile it of pair bh (dq). Every mode visits blocks in the same order per output.
 template <typename S>
-inline void backward_item_body(const BwdArgs<S>& g, int mode, index_t bh, index_t tile,
+NN_ATTN_INLINE void backward_item_body(const BwdArgs<S>& g, int mode, index_t bh, index_t tile,
                                BwdWork<S>& w) {
   const Args<S>& a = g.a;
   const index_t Tq = a.Tq, Tk = a.Tk;
