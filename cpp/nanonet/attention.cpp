@@ -39,8 +39,8 @@ struct Args {
 };
 
 // ---------------------------------------------------------------------------------------------
-// Small dense products on tiles. C (M, N) = or += A (M, K) * Bm (K, N), every matrix row-major
-// with its own leading dimension. Blocks of 4 rows x NB = two 32-byte vectors of columns keep
+// Small dense products on tiles. C (M, N) = or += A (M, K) * Bm (K, N); C and Bm row-major with
+// leading dimensions ldc, ldb; A(i, p) = A[i * ars + p * aps], so A may be a transposed view. Blocks of 4 rows x NB = two 32-byte vectors of columns keep
 // their 8 sums in registers (GCC/Clang vector extensions: ymm in the AVX2/AVX-512 clones, pairs
 // of xmm in the baseline one); each step broadcasts one A element per row and loads one row of B.
 // The order of every sum is p = 0 .. K-1, as in the scalar edge loops. Edges take plain loops.
@@ -71,8 +71,8 @@ NN_ATTN_INLINE void storeu(S* p, const VT& v) {
 #endif
 
 template <typename S>
-NN_ATTN_INLINE void mm_nn(S* C, index_t ldc, const S* A, index_t lda, const S* Bm, index_t ldb, index_t M,
-                  index_t N, index_t K, bool accumulate) {
+NN_ATTN_INLINE void mm_nn(S* C, index_t ldc, const S* A, index_t ars, index_t aps, const S* Bm,
+                          index_t ldb, index_t M, index_t N, index_t K, bool accumulate) {
   constexpr index_t MB = 4;
   constexpr index_t W = 32 / sizeof(S);  // lanes per 32-byte vector
   constexpr index_t NB = 2 * W;
@@ -92,13 +92,13 @@ NN_ATTN_INLINE void mm_nn(S* C, index_t ldc, const S* A, index_t lda, const S* B
           c1[r] = VT{};
         }
       }
-      const S* a_0 = A + i * lda;
+      const S* a_0 = A + i * ars;
       for (index_t p = 0; p < K; ++p) {
         VT b0, b1;
         loadu(b0, Bm + p * ldb + j);
         loadu(b1, Bm + p * ldb + j + W);
         for (index_t r = 0; r < MB; ++r) {
-          const S a = a_0[r * lda + p];
+          const S a = a_0[r * ars + p * aps];
           c0[r] += a * b0;
           c1[r] += a * b1;
         }
@@ -115,7 +115,7 @@ NN_ATTN_INLINE void mm_nn(S* C, index_t ldc, const S* A, index_t lda, const S* B
         if (!accumulate)
           for (index_t x = j; x < N; ++x) c_r[x] = S(0);
         for (index_t p = 0; p < K; ++p) {
-          const S a = A[(i + r) * lda + p];
+          const S a = A[(i + r) * ars + p * aps];
           const S* b_p = Bm + p * ldb;
           for (index_t x = j; x < N; ++x) c_r[x] += a * b_p[x];
         }
@@ -127,26 +127,23 @@ NN_ATTN_INLINE void mm_nn(S* C, index_t ldc, const S* A, index_t lda, const S* B
     if (!accumulate)
       for (index_t x = 0; x < N; ++x) c_i[x] = S(0);
     for (index_t p = 0; p < K; ++p) {
-      const S a = A[i * lda + p];
+      const S a = A[i * ars + p * aps];
       const S* b_p = Bm + p * ldb;
       for (index_t x = 0; x < N; ++x) c_i[x] += a * b_p[x];
     }
   }
 }
 
-// dst (cols, rows) = alpha * src (rows, cols)^T; src has leading dimension lds.
+// valid_ij for query row i, keys j0 .. j0 + nj - 1, written as 0/1 bytes into ok; returns ok, or
+// nullptr when every one of those keys is valid (no mask, and causal leaves them all visible).
 template <typename S>
-NN_ATTN_INLINE void transpose(S* dst, const S* src, index_t lds, index_t rows, index_t cols, S alpha) {
-  for (index_t r = 0; r < rows; ++r)
-    for (index_t c = 0; c < cols; ++c) dst[c * rows + r] = alpha * src[r * lds + c];
-}
-
-// valid_ij for query row i, keys j0 .. j0 + nj - 1, written as 0/1 bytes into ok.
-template <typename S>
-NN_ATTN_INLINE void valid_keys(bool* ok, const Args<S>& a, index_t b, index_t i, index_t j0, index_t nj) {
+NN_ATTN_INLINE const bool* valid_keys(bool* ok, const Args<S>& a, index_t b, index_t i,
+                                      index_t j0, index_t nj) {
+  if (!a.mask && (!a.causal || j0 + nj - 1 <= i)) return nullptr;
   const bool* m = a.mask ? a.mask + (b * a.mask_rows + (a.mask_rows == 1 ? 0 : i)) * a.Tk + j0
                          : nullptr;
   for (index_t c = 0; c < nj; ++c) ok[c] = (!m || m[c]) && (!a.causal || j0 + c <= i);
+  return ok;
 }
 
 // Keys a query tile [i0, i0 + ni) may see: [0, kend).
@@ -155,25 +152,87 @@ NN_ATTN_INLINE index_t key_end(const Args<S>& a, index_t i0, index_t ni) {
   return a.causal ? std::min(a.Tk, i0 + ni) : a.Tk;
 }
 
+// Row helpers on one tile row of nj scores, branch-free so they vectorise. Lane-wise partial
+// maxima / sums in a fixed order (the result does not depend on the thread count).
+// s_c = ok_c ? s_c * scale - sub : -inf; ok == nullptr: every key is valid.
+template <typename S>
+NN_ATTN_INLINE void scale_mask_row(S* s, const bool* ok, index_t nj, S scale, S sub) {
+  const S neg_inf = -std::numeric_limits<S>::infinity();
+  if (!ok) {
+    NN_PRAGMA_SIMD
+    for (index_t c = 0; c < nj; ++c) s[c] = s[c] * scale - sub;
+    return;
+  }
+  NN_PRAGMA_SIMD
+  for (index_t c = 0; c < nj; ++c) s[c] = vm::select(ok[c], s[c] * scale - sub, neg_inf);
+}
+template <typename S>
+NN_ATTN_INLINE S row_max(const S* s, index_t nj, S init) {
+  constexpr index_t L = 8;
+  S m[L];
+  for (index_t l = 0; l < L; ++l) m[l] = init;
+  index_t c = 0;
+  for (; c + L <= nj; c += L)
+    for (index_t l = 0; l < L; ++l) m[l] = vm::select(s[c + l] > m[l], s[c + l], m[l]);
+  for (; c < nj; ++c) m[0] = vm::select(s[c] > m[0], s[c], m[0]);
+  S r = m[0];
+  for (index_t l = 1; l < L; ++l) r = vm::select(m[l] > r, m[l], r);
+  return r;
+}
+// s_c = exp(s_c - mx); returns sum_c s_c
+template <typename S>
+NN_ATTN_INLINE S exp_row_sum(S* s, index_t nj, S mx) {
+  NN_PRAGMA_SIMD
+  for (index_t c = 0; c < nj; ++c) s[c] = vm::exp(s[c] - mx);
+  constexpr index_t L = 8;
+  S t[L] = {};
+  index_t c = 0;
+  for (; c + L <= nj; c += L)
+    for (index_t l = 0; l < L; ++l) t[l] += s[c + l];
+  for (; c < nj; ++c) t[0] += s[c];
+  S r = S(0);
+  for (index_t l = 0; l < L; ++l) r += t[l];
+  return r;
+}
+
+// dst (D, T) = src (T, D)^T for one (b, h) pair's keys or values, cached per pair: the tile
+// products then read a key tile's transpose at dst + j0 with leading dimension T.
+template <typename S>
+struct PairT {
+  std::vector<S> data;
+  index_t bh = -1;
+  NN_ATTN_INLINE const S* get(const S* src, index_t pair, index_t T, index_t D) {
+    if (bh != pair) {
+      data.resize(static_cast<size_t>(D * T));
+      const S* src_bh = src + pair * T * D;
+      for (index_t d = 0; d < D; ++d)
+        for (index_t t = 0; t < T; ++t) data[d * T + t] = src_bh[t * D + d];
+      bh = pair;
+    }
+    return data.data();
+  }
+};
+
 // ---------------------------------------------------------------------------------------------
-// Forward of one query tile of one (b, h) pair. Workspace: kt (D, BK), s (BQ, BK), acc (BQ, Dv),
-// m, l (BQ), ok (BK).
+// Forward of one query tile of one (b, h) pair. Workspace: kt (D, Tk) (the pair's keys,
+// transposed once per pair), s (BQ, BK), acc (BQ, Dv), m, l (BQ), ok (BK).
 template <typename S>
 struct FwdWork {
-  std::vector<S> kt, s, acc, m, l;
+  PairT<S> kt;
+  std::vector<S> s, acc, m, l;
   std::vector<char> ok;
-  FwdWork(index_t D, index_t Dv)
-      : kt(D * kAttnBlockK), s(kAttnBlockQ * kAttnBlockK), acc(kAttnBlockQ * Dv),
-        m(kAttnBlockQ), l(kAttnBlockQ), ok(kAttnBlockK) {}
+  FwdWork(index_t, index_t Dv)
+      : s(kAttnBlockQ * kAttnBlockK), acc(kAttnBlockQ * Dv), m(kAttnBlockQ), l(kAttnBlockQ),
+        ok(kAttnBlockK) {}
 };
 
 template <typename S>
 NN_ATTN_INLINE void forward_tile_body(S* out, S* lse, const Args<S>& a, index_t bh, index_t i0,
-                              FwdWork<S>& w) {
+                                      FwdWork<S>& w) {
   const index_t D = a.D, Dv = a.Dv, Tk = a.Tk, b = bh / a.H;
   const index_t ni = std::min(kAttnBlockQ, a.Tq - i0);
   const S* q_i = a.q + (bh * a.Tq + i0) * D;
-  const S* k_bh = a.k + bh * Tk * D;
+  const S* kt = w.kt.get(a.k, bh, Tk, D);
   const S* v_bh = a.v + bh * Tk * Dv;
   const S neg_inf = -std::numeric_limits<S>::infinity();
   S* acc = w.acc.data();
@@ -187,32 +246,23 @@ NN_ATTN_INLINE void forward_tile_body(S* out, S* lse, const Args<S>& a, index_t 
   for (index_t j0 = 0; j0 < kend; j0 += kAttnBlockK) {
     const index_t nj = std::min(kAttnBlockK, kend - j0);
     // s (ni, nj) = q_i (ni, D) k_j^T (D, nj)
-    transpose(w.kt.data(), k_bh + j0 * D, D, nj, D, S(1));
-    mm_nn(w.s.data(), nj, q_i, D, w.kt.data(), nj, ni, nj, D, false);
+    mm_nn(w.s.data(), nj, q_i, D, 1, kt + j0, Tk, ni, nj, D, false);
     for (index_t r = 0; r < ni; ++r) {
       S* s_r = w.s.data() + r * nj;
-      valid_keys(ok, a, b, i0 + r, j0, nj);
-      S mx = m[r];
-      for (index_t c = 0; c < nj; ++c) {
-        s_r[c] = ok[c] ? s_r[c] * a.scale : neg_inf;
-        mx = std::max(mx, s_r[c]);
-      }
+      scale_mask_row(s_r, valid_keys(ok, a, b, i0 + r, j0, nj), nj, a.scale, S(0));
+      const S mx = row_max(s_r, nj, m[r]);
       if (mx == neg_inf) {  // nothing valid so far in this row: p = 0 in this tile
         for (index_t c = 0; c < nj; ++c) s_r[c] = S(0);
         continue;
       }
       const S alpha = vm::exp(m[r] - mx);  // m = -inf: 0 (acc and l are 0 anyway)
-      S sum = S(0);
-      NN_PRAGMA_SIMD
-      for (index_t c = 0; c < nj; ++c) s_r[c] = vm::exp(s_r[c] - mx);
-      for (index_t c = 0; c < nj; ++c) sum += s_r[c];
-      l[r] = l[r] * alpha + sum;
+      l[r] = l[r] * alpha + exp_row_sum(s_r, nj, mx);
       m[r] = mx;
       S* acc_r = acc + r * Dv;
       for (index_t e = 0; e < Dv; ++e) acc_r[e] *= alpha;
     }
     // acc (ni, Dv) += p (ni, nj) v_j (nj, Dv)
-    mm_nn(acc, Dv, w.s.data(), nj, v_bh + j0 * Dv, Dv, ni, Dv, nj, true);
+    mm_nn(acc, Dv, w.s.data(), nj, 1, v_bh + j0 * Dv, Dv, ni, Dv, nj, true);
   }
   S* out_i = out + (bh * a.Tq + i0) * Dv;
   S* lse_i = lse + bh * a.Tq + i0;
@@ -243,11 +293,11 @@ NN_TARGET_CLONES void forward_tile(double* out, double* lse, const Args<double>&
 // share to dk_j and dv_j, dq_block to dq_i.
 template <typename S>
 struct BwdWork {
-  std::vector<S> kt, vt, p, ds, t;
+  PairT<S> kt, vt;  // the pair's keys and values, transposed once per pair
+  std::vector<S> p, ds;
   std::vector<char> ok;
-  BwdWork(index_t D, index_t Dv)
-      : kt(D * kAttnBlockK), vt(Dv * kAttnBlockK), p(kAttnBlockQ * kAttnBlockK),
-        ds(kAttnBlockQ * kAttnBlockK), t(kAttnBlockQ * kAttnBlockK), ok(kAttnBlockK) {}
+  BwdWork(index_t, index_t)
+      : p(kAttnBlockQ * kAttnBlockK), ds(kAttnBlockQ * kAttnBlockK), ok(kAttnBlockK) {}
 };
 
 template <typename S>
@@ -262,61 +312,61 @@ struct BwdArgs {
 };
 
 template <typename S>
-NN_ATTN_INLINE void block_p_ds(const BwdArgs<S>& g, index_t bh, index_t i0, index_t ni, index_t j0,
-                       index_t nj, BwdWork<S>& w) {
+NN_ATTN_INLINE void block_p_ds(const BwdArgs<S>& g, index_t bh, index_t i0, index_t ni,
+                               index_t j0, index_t nj, BwdWork<S>& w) {
   const Args<S>& a = g.a;
-  const index_t D = a.D, Dv = a.Dv, b = bh / a.H;
+  const index_t D = a.D, Dv = a.Dv, Tk = a.Tk, b = bh / a.H;
   const S* q_i = a.q + (bh * a.Tq + i0) * D;
-  const S* k_j = a.k + (bh * a.Tk + j0) * D;
-  const S* v_j = a.v + (bh * a.Tk + j0) * Dv;
   const S* do_i = g.dout + (bh * a.Tq + i0) * Dv;
   const S* lse_i = g.lse + bh * a.Tq + i0;
   const S* D_i = g.Drow + bh * a.Tq + i0;
+  const S* kt = w.kt.get(a.k, bh, Tk, D);
+  const S* vt = w.vt.get(a.v, bh, Tk, Dv);
   bool* ok = reinterpret_cast<bool*>(w.ok.data());
   const S neg_inf = -std::numeric_limits<S>::infinity();
-  // s = q_i k_j^T, p = exp(scale s - lse) where valid
-  transpose(w.kt.data(), k_j, D, nj, D, S(1));
-  mm_nn(w.p.data(), nj, q_i, D, w.kt.data(), nj, ni, nj, D, false);
-  // dp = dout_i v_j^T
-  transpose(w.vt.data(), v_j, Dv, nj, Dv, S(1));
-  mm_nn(w.ds.data(), nj, do_i, Dv, w.vt.data(), nj, ni, nj, Dv, false);
+  // s = q_i k_j^T; dp = dout_i v_j^T
+  mm_nn(w.p.data(), nj, q_i, D, 1, kt + j0, Tk, ni, nj, D, false);
+  mm_nn(w.ds.data(), nj, do_i, Dv, 1, vt + j0, Tk, ni, nj, Dv, false);
   for (index_t r = 0; r < ni; ++r) {
     S* p_r = w.p.data() + r * nj;
     S* ds_r = w.ds.data() + r * nj;
-    valid_keys(ok, a, b, i0 + r, j0, nj);
     const bool live = lse_i[r] != neg_inf;  // a fully masked row has p = 0
-    const S l = live ? lse_i[r] : S(0);
-    for (index_t c = 0; c < nj; ++c) p_r[c] = (ok[c] && live) ? p_r[c] * a.scale - l : neg_inf;
+    const bool* okr = valid_keys(ok, a, b, i0 + r, j0, nj);
+    if (!live) {
+      for (index_t c = 0; c < nj; ++c) ok[c] = false;
+      okr = ok;
+    }
+    // p = exp(scale s - lse) where valid, 0 elsewhere
+    scale_mask_row(p_r, okr, nj, a.scale, live ? lse_i[r] : S(0));
     NN_PRAGMA_SIMD
     for (index_t c = 0; c < nj; ++c) p_r[c] = vm::exp(p_r[c]);
     // ds = scale * p (dp - D)
     const S Dr = D_i[r];
+    NN_PRAGMA_SIMD
     for (index_t c = 0; c < nj; ++c) ds_r[c] = a.scale * (p_r[c] * (ds_r[c] - Dr));
   }
 }
 
 template <typename S>
-NN_ATTN_INLINE void dkdv_block(const BwdArgs<S>& g, index_t bh, index_t i0, index_t ni, index_t j0,
-                       index_t nj, BwdWork<S>& w) {
+NN_ATTN_INLINE void dkdv_block(const BwdArgs<S>& g, index_t bh, index_t i0, index_t ni,
+                               index_t j0, index_t nj, BwdWork<S>& w) {
   const Args<S>& a = g.a;
   const index_t D = a.D, Dv = a.Dv;
-  // dv_j (nj, Dv) += p^T (nj, ni) dout_i (ni, Dv)
-  transpose(w.t.data(), w.p.data(), nj, ni, nj, S(1));
-  mm_nn(g.dv + (bh * a.Tk + j0) * Dv, Dv, w.t.data(), ni, g.dout + (bh * a.Tq + i0) * Dv, Dv, nj,
-        Dv, ni, true);
+  // dv_j (nj, Dv) += p^T (nj, ni) dout_i (ni, Dv); p^T read in place (strides 1, nj)
+  mm_nn(g.dv + (bh * a.Tk + j0) * Dv, Dv, w.p.data(), 1, nj, g.dout + (bh * a.Tq + i0) * Dv, Dv,
+        nj, Dv, ni, true);
   // dk_j (nj, D) += ds^T (nj, ni) q_i (ni, D)
-  transpose(w.t.data(), w.ds.data(), nj, ni, nj, S(1));
-  mm_nn(g.dk + (bh * a.Tk + j0) * D, D, w.t.data(), ni, a.q + (bh * a.Tq + i0) * D, D, nj, D, ni,
-        true);
+  mm_nn(g.dk + (bh * a.Tk + j0) * D, D, w.ds.data(), 1, nj, a.q + (bh * a.Tq + i0) * D, D, nj, D,
+        ni, true);
 }
 
 template <typename S>
 NN_ATTN_INLINE void dq_block(const BwdArgs<S>& g, index_t bh, index_t i0, index_t ni, index_t j0,
-                     index_t nj, BwdWork<S>& w) {
+                             index_t nj, BwdWork<S>& w) {
   const Args<S>& a = g.a;
   const index_t D = a.D;
   // dq_i (ni, D) += ds (ni, nj) k_j (nj, D)
-  mm_nn(g.dq + (bh * a.Tq + i0) * D, D, w.ds.data(), nj, a.k + (bh * a.Tk + j0) * D, D, ni, D,
+  mm_nn(g.dq + (bh * a.Tq + i0) * D, D, w.ds.data(), nj, 1, a.k + (bh * a.Tk + j0) * D, D, ni, D,
         nj, true);
 }
 
