@@ -35,8 +35,10 @@
 // one sweep over the tiles); otherwise it runs two sweeps, (b, h, key tile) items computing dk, dv
 // and then (b, h, query tile) items computing dq. Both schemes add the same tile products in the
 // same order, so results are bit-identical for any thread count. Problems below about 2 MFLOP
-// stay on the calling thread. Workspace: a few tiles per thread (O(BQ * BK + (BQ + BK)(D + Dv)))
-// plus D (B * H * Tq) in the backward.
+// stay on the calling thread. Workspace per thread: the current pair's K^T (D, Tk) (and V^T
+// (Dv, Tk) in the backward), transposed once per pair so the tile products read contiguous key
+// columns, and two or three BQ x BK tiles; plus D (B * H * Tq) in the backward. Nothing grows
+// with Tq * Tk.
 //
 // The *_ref twins are plain serial loops, row by row (one Tk-long score row at a time).
 #pragma once
