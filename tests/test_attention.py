@@ -9,11 +9,12 @@ from nanonet import ops, reference
 
 from .tolerances import TOL
 
-# (B, H, Tq, Tk, D, Dv): T = 1, heads = 1, D not a multiple of 8, sizes around the 32-row query
-# and 64-row key tiles, Tq != Tk; the last ones take the multithreaded paths.
+# (B, H, Tq, Tk, D, Dv): T = 1, heads = 1, D not a multiple of 8, sizes around the 16-row query
+# and 128-row key tiles (and the 4 x 16 register blocks), Tq != Tk; the last ones take the
+# multithreaded paths.
 SHAPES = [(1, 1, 1, 1, 1, 1), (1, 1, 1, 5, 3, 2), (2, 1, 5, 1, 7, 4), (1, 2, 7, 7, 8, 8),
-          (2, 3, 33, 65, 13, 5), (1, 1, 31, 63, 16, 17), (3, 2, 64, 64, 32, 32),
-          (1, 1, 97, 130, 9, 11), (4, 4, 40, 40, 24, 24)]
+          (2, 3, 17, 33, 13, 5), (1, 1, 15, 127, 16, 17), (1, 2, 33, 129, 9, 16),
+          (3, 2, 64, 64, 32, 32), (1, 1, 97, 257, 9, 11), (4, 4, 40, 40, 24, 24)]
 MASKS = ["none", "keys", "full", "causal", "keys+causal"]
 
 

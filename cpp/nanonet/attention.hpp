@@ -46,8 +46,8 @@
 
 namespace nanonet {
 
-constexpr index_t kAttnBlockQ = 32;  // BQ: query rows per tile
-constexpr index_t kAttnBlockK = 64;  // BK: key rows per tile
+constexpr index_t kAttnBlockQ = 16;  // BQ: query rows per tile
+constexpr index_t kAttnBlockK = 128;  // BK: key rows per tile (16 x 128 measured best on AVX2)
 
 template <typename S>
 void attention_forward(S* out, S* lse, const S* q, const S* k, const S* v, const bool* mask,
