@@ -337,6 +337,51 @@ def test_graph_attention_mask_as_input():
                                mha(q, v, attention_mask=m), rtol=1e-6, atol=1e-6)
 
 
+def test_layer_dropout_in_training():
+    """Dropout on the probabilities: identity at inference; in training the (seeded) mask is
+    repeatable, about the right fraction is dropped, and gradients match finite differences."""
+    rng = np.random.default_rng(19)
+    B, Tq, Tv = 2, 4, 5
+    q = rng.standard_normal((B, Tq, 3))
+    v = rng.standard_normal((B, Tv, 2))
+    vm = np.array([[True, True, True, False, True], [True] * 5])
+    mha = L.MultiHeadAttention(2, 3, dropout=0.4, seed=5, dtype="float64")
+    plain = L.MultiHeadAttention(2, 3, dtype="float64")
+    mha(q, v)
+    plain(q, v)
+    _randomize(mha, rng)
+    plain.set_weights(mha.get_weights())
+    np.testing.assert_allclose(mha(q, v, value_mask=vm), plain(q, v, value_mask=vm), rtol=1e-13)
+    state = mha.get_rng_state()
+    y1 = mha(q, v, value_mask=vm, training=True)
+    assert not np.allclose(y1, plain(q, v, value_mask=vm))
+    mha.set_rng_state(state)
+    np.testing.assert_array_equal(mha(q, v, value_mask=vm, training=True), y1)
+    R = rng.standard_normal(y1.shape)
+    mha.set_rng_state(state)
+    mha(q, v, value_mask=vm, training=True)
+    kept = mha._ctx[-1][1] != 0  # the keep mask of that call (B, H, Tq, Tv)
+    assert 0.3 < 1 - kept.mean() < 0.5  # 40% dropped, 80 draws
+    dq, dv = mha.backward(R)
+    grads = mha.grads
+
+    def loss():
+        mha.set_rng_state(state)  # the same dropout mask at every evaluation
+        return float(np.sum(mha(q, v, value_mask=vm, training=True) * R))
+    h = 1e-6
+    for a, g in list(zip(mha.trainable_weights, grads)) + [(q, dq), (v, dv)]:
+        num = np.zeros_like(a)
+        for idx in np.ndindex(a.shape):
+            old = a[idx]
+            a[idx] = old + h
+            up = loss()
+            a[idx] = old - h
+            down = loss()
+            a[idx] = old
+            num[idx] = (up - down) / (2 * h)
+        np.testing.assert_allclose(g, num, rtol=0, atol=1e-7 * (np.abs(num).max() + 1))
+
+
 def test_return_attention_scores():
     rng = np.random.default_rng(14)
     mha = L.MultiHeadAttention(3, 2, dtype="float64")
@@ -365,8 +410,6 @@ def test_layer_bad_input():
         mha(q[..., :2], q)
     with pytest.raises(ValueError, match="attention_mask must broadcast"):
         mha(q, q, attention_mask=np.ones((2, 3, 4), bool))
-    with pytest.raises(NotImplementedError, match="dropout"):
-        L.MultiHeadAttention(2, 2, dropout=0.1)(q, q, training=True)
     x = nn.Input((4, 3))
     shared = L.MultiHeadAttention(2, 2)
     shared(x, x)

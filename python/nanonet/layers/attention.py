@@ -30,11 +30,16 @@ In a graph (nanonet.Input), query, value, key and attention_mask are node inputs
 return_attention_scores, whether key / attention_mask are given) are recorded on the layer and
 saved with its config, so a layer shared by several call sites must use the same ones at each.
 
+Dropout (Keras's: on the attention probabilities, after the softmax, kept ones scaled by
+1 / (1 - dropout)) applies only with training=True. The flash kernel has no dropout, so a training
+call with dropout > 0 takes a NumPy path that stores the (B, H, Tq, Tv) probabilities and its
+keep mask (memory grows with Tq * Tv; the equations and the masks are the same). Masks are drawn
+from the layer's own Generator when seed= is given, else from nanonet's (nanonet.set_seed).
+
 Limits: return_attention_scores computes the (B, H, Tq, Tv) probabilities separately in NumPy
-(the flash kernel never forms them), for inspection: no gradient flows back through them.
-Dropout on the attention probabilities (dropout > 0 with training=True) is not implemented and
-raises NotImplementedError; at inference it is the identity, as in Keras. attention_axes other
-than None (the sequence axis) and multi-axis output_shape are not supported.
+(the flash kernel never forms them), for inspection: no gradient flows back through them (they
+are the probabilities before dropout, as Keras returns). attention_axes other than None (the
+sequence axis) and multi-axis output_shape are not supported.
 """
 from __future__ import annotations
 
@@ -45,6 +50,7 @@ import numpy as np
 
 from .. import initializers as _initializers
 from .. import ops
+from .. import random as _random
 from .. import regularizers as _regularizers
 from .base import Layer
 from .node import fmt_shape, is_symbolic
@@ -107,6 +113,7 @@ class MultiHeadAttention(Layer):
         self.kernel_regularizer = _regularizers.get(kernel_regularizer)
         self.bias_regularizer = _regularizers.get(bias_regularizer)
         self.seed = seed
+        self._generator = _random.make_generator(seed, "MultiHeadAttention")
         opts = dict(_DEFAULT_OPTS)
         if call_options is not None:
             if not isinstance(call_options, dict) or set(call_options) - set(opts):
@@ -297,10 +304,6 @@ class MultiHeadAttention(Layer):
                              f"{', key' if opts['key'] else ''}"
                              f"{', attention_mask' if opts['attention_mask'] else ''}); got "
                              f"{len(inputs)}")
-        if training and self.dropout > 0.0:
-            raise NotImplementedError(f"{cls}: dropout on the attention probabilities is not "
-                                      "implemented for training; use dropout=0.0 (a Dropout "
-                                      "layer after the attention works)")
         query = self._float_input(inputs[0])
         value = self._float_input(inputs[1])
         key = self._float_input(inputs[2]) if opts["key"] else value
@@ -327,7 +330,11 @@ class MultiHeadAttention(Layer):
         Q, q2 = self._project(query, self.query_kernel, self.query_bias, self.key_dim)
         K, k2 = self._project(key, self.key_kernel, self.key_bias, self.key_dim)
         V, v2 = self._project(value, self.value_kernel, self.value_bias, self.value_dim)
-        O, lse = ops.attention_forward(Q, K, V, kmask, causal, scale)
+        drop = None
+        if training and self.dropout > 0.0:
+            O, lse, drop = self._dropout_attention(Q, K, V, kmask, causal, scale)
+        else:
+            O, lse = ops.attention_forward(Q, K, V, kmask, causal, scale)
         H, vd = self.num_heads, self.value_dim
         o2 = np.ascontiguousarray(O.transpose(0, 2, 1, 3).reshape(B * Tq, H * vd))
         out_dim = self.output_kernel.shape[-1]
@@ -339,8 +346,29 @@ class MultiHeadAttention(Layer):
         ctx = None
         if training:
             ctx = (q2, k2, v2, Q, K, V, O, lse, o2, kmask, causal, scale, (B, Tq, Tv),
-                   opts)
+                   opts, drop)
         return result, ctx
+
+    def _dropout_attention(self, Q, K, V, kmask, causal, scale):
+        """The training path with dropout: (O, None, (P, Z)) with P the probabilities and
+        Z = keep / (1 - dropout); O = (P * Z) V."""
+        P = self._probabilities(Q, K, kmask, causal, scale)
+        rng = self._generator if self._generator is not None else _random.get_generator()
+        keep = rng.random(P.shape) >= self.dropout
+        Z = keep.astype(self.dtype) * np.dtype(self.dtype).type(1.0 / (1.0 - self.dropout))
+        O = np.ascontiguousarray(np.matmul(P * Z, V))
+        return O, None, (P, Z)
+
+    @staticmethod
+    def _dropout_attention_backward(dO, Q, K, V, drop, scale):
+        """Gradient of O = (P * Z) V, P = softmax(scale Q K^T + mask): (dQ, dK, dV)."""
+        P, Z = drop
+        dV = np.matmul(np.swapaxes(P * Z, -1, -2), dO)
+        dP = np.matmul(dO, np.swapaxes(V, -1, -2)) * Z
+        dS = P * (dP - np.sum(dP * P, axis=-1, keepdims=True)) * Q.dtype.type(scale)
+        dQ = np.matmul(dS, K)
+        dK = np.matmul(np.swapaxes(dS, -1, -2), Q)
+        return dQ, dK, dV
 
     @staticmethod
     def _probabilities(Q, K, kmask, causal, scale):
@@ -361,7 +389,7 @@ class MultiHeadAttention(Layer):
     def backprop(self, ctx, dy, need_dx=True):
         """dy for the output (with return_attention_scores: [dy, dscores], dscores ignored).
         Returns [dquery, dvalue(, dkey)(, None for attention_mask)] and the weight gradients."""
-        q2, k2, v2, Q, K, V, O, lse, o2, kmask, causal, scale, (B, Tq, Tv), opts = ctx
+        q2, k2, v2, Q, K, V, O, lse, o2, kmask, causal, scale, (B, Tq, Tv), opts, drop = ctx
         if opts["return_attention_scores"] and isinstance(dy, (list, tuple)):
             dy = dy[0]
         H, kd, vd = self.num_heads, self.key_dim, self.value_dim
@@ -373,7 +401,10 @@ class MultiHeadAttention(Layer):
         do2, dWo, dbo = ops.dense_backward(dy.reshape(B * Tq, out_dim), o2,
                                            self.output_kernel.reshape(H * vd, out_dim), None)
         dO = np.ascontiguousarray(do2.reshape(B, Tq, H, vd).transpose(0, 2, 1, 3))
-        dQ, dK, dV = ops.attention_backward(dO, Q, K, V, O, lse, kmask, causal, scale)
+        if drop is not None:
+            dQ, dK, dV = self._dropout_attention_backward(dO, Q, K, V, drop, scale)
+        else:
+            dQ, dK, dV = ops.attention_backward(dO, Q, K, V, O, lse, kmask, causal, scale)
 
         def unproject(dP, x2, kernel, T, width):
             d2 = np.ascontiguousarray(dP.transpose(0, 2, 1, 3).reshape(B * T, H * width))
