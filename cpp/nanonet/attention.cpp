@@ -40,9 +40,10 @@ struct Args {
 
 // ---------------------------------------------------------------------------------------------
 // Small dense products on tiles. C (M, N) = or += A (M, K) * Bm (K, N); C and Bm row-major with
-// leading dimensions ldc, ldb; A(i, p) = A[i * ars + p * aps], so A may be a transposed view. Blocks of 4 rows x NB = two 32-byte vectors of columns keep
-// their 8 sums in registers (GCC/Clang vector extensions: ymm in the AVX2/AVX-512 clones, pairs
-// of xmm in the baseline one); each step broadcasts one A element per row and loads one row of B.
+// leading dimensions ldc, ldb; A(i, p) = A[i * ars + p * aps], so A may be a transposed view.
+// Blocks of 4 rows x NB = two 32-byte vectors of columns keep their 8 sums in registers
+// (GCC/Clang vector extensions: ymm in the AVX2/AVX-512 clones, pairs of xmm in the baseline
+// one); each step broadcasts one A element per row and loads one row of B.
 // The order of every sum is p = 0 .. K-1, as in the scalar edge loops. Edges take plain loops.
 #if defined(__GNUC__) || defined(__clang__)
 #define NN_ATTN_VEC 1
