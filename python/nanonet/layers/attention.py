@@ -167,7 +167,6 @@ class MultiHeadAttention(Layer):
                  query_mask=None, value_mask=None, key_mask=None, **kwargs):
         if "inputs" in kwargs:
             query = kwargs.pop("inputs")
-        kwargs.pop("mask", None) if value is None else None
         if kwargs:
             raise TypeError(f"MultiHeadAttention {self.name!r}: unexpected call arguments "
                             f"{sorted(kwargs)}")
