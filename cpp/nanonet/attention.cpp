@@ -204,7 +204,7 @@ struct PairT {
   index_t bh = -1;
   NN_ATTN_INLINE const S* get(const S* src, index_t pair, index_t T, index_t D) {
     if (bh != pair) {
-      data.resize(static_cast<size_t>(D * T));
+      // data holds D * T elements already (sized before the parallel region)
       const S* src_bh = src + pair * T * D;
       for (index_t d = 0; d < D; ++d)
         for (index_t t = 0; t < T; ++t) data[d * T + t] = src_bh[t * D + d];
@@ -222,9 +222,11 @@ struct FwdWork {
   PairT<S> kt;
   std::vector<S> s, acc, m, l;
   std::vector<char> ok;
-  FwdWork(index_t, index_t Dv)
+  FwdWork(index_t D, index_t Dv, index_t Tk)
       : s(kAttnBlockQ * kAttnBlockK), acc(kAttnBlockQ * Dv), m(kAttnBlockQ), l(kAttnBlockQ),
-        ok(kAttnBlockK) {}
+        ok(kAttnBlockK) {
+    kt.data.resize(static_cast<size_t>(D * Tk));
+  }
 };
 
 template <typename S>
@@ -297,8 +299,11 @@ struct BwdWork {
   PairT<S> kt, vt;  // the pair's keys and values, transposed once per pair
   std::vector<S> p, ds;
   std::vector<char> ok;
-  BwdWork(index_t, index_t)
-      : p(kAttnBlockQ * kAttnBlockK), ds(kAttnBlockQ * kAttnBlockK), ok(kAttnBlockK) {}
+  BwdWork(index_t D, index_t Dv, index_t Tk)
+      : p(kAttnBlockQ * kAttnBlockK), ds(kAttnBlockQ * kAttnBlockK), ok(kAttnBlockK) {
+    kt.data.resize(static_cast<size_t>(D * Tk));
+    vt.data.resize(static_cast<size_t>(Dv * Tk));
+  }
 };
 
 template <typename S>
@@ -416,6 +421,14 @@ inline int threads_for(double flops) {
   return flops >= kAttnParallelFlops ? get_num_threads() : 1;
 }
 
+inline int thread_index() {
+#ifdef _OPENMP
+  return omp_get_thread_num();
+#else
+  return 0;
+#endif
+}
+
 }  // namespace
 
 // ---------------------------------------------------------------------------------------------
@@ -433,9 +446,14 @@ void attention_forward(S* out, S* lse, const S* q, const S* k, const S* v, const
     return;
   }
   const int nt = threads_for(2.0 * double(BH) * Tq * Tk * (D + Dv));
+  // Workspaces are allocated here, before the parallel region: an exception (bad_alloc) must not
+  // leave an OpenMP region.
+  std::vector<FwdWork<S>> works;
+  works.reserve(static_cast<size_t>(nt));
+  for (int t = 0; t < nt; ++t) works.emplace_back(D, Dv, Tk);
 #pragma omp parallel num_threads(nt) if (nt > 1)
   {
-    FwdWork<S> w(D, Dv);
+    FwdWork<S>& w = works[static_cast<size_t>(thread_index())];
 #pragma omp for schedule(static)
     for (index_t it = 0; it < items; ++it)
       forward_tile(out, lse, a, it / nqt, (it % nqt) * kAttnBlockQ, w);
@@ -459,6 +477,9 @@ void attention_backward(S* dq, S* dk, S* dv, const S* dout, const S* q, const S*
   const index_t nqt = (Tq + kAttnBlockQ - 1) / kAttnBlockQ;
   const index_t nkt = (Tk + kAttnBlockK - 1) / kAttnBlockK;
   const bool by_pair = BH >= nt;
+  std::vector<BwdWork<S>> works;  // allocated before the parallel region, as in the forward
+  works.reserve(static_cast<size_t>(nt));
+  for (int t = 0; t < nt; ++t) works.emplace_back(D, Dv, Tk);
 #pragma omp parallel num_threads(nt) if (nt > 1)
   {
     // D_i = dout_i . out_i
@@ -468,7 +489,7 @@ void attention_backward(S* dq, S* dk, S* dv, const S* dout, const S* q, const S*
       for (index_t e = 0; e < Dv; ++e) s += dout[r * Dv + e] * out[r * Dv + e];
       Drow[r] = s;
     }
-    BwdWork<S> w(D, Dv);
+    BwdWork<S>& w = works[static_cast<size_t>(thread_index())];
     if (by_pair) {
 #pragma omp for schedule(static)
       for (index_t bh = 0; bh < BH; ++bh) backward_item(g, 0, bh, 0, w);
