@@ -117,7 +117,19 @@ def _merge_case(cls, **kwargs):
     return _graph(build)
 
 
+def _mha_graph(rng):
+    ids = L.Input((7,), dtype="int32")
+    emb = L.Embedding(11, 6, mask_zero=True)(ids)  # its mask becomes the key mask
+    h = L.MultiHeadAttention(2, 3, dropout=0.2, seed=4, name="self_att")(emb, emb,
+                                                                    use_causal_mask=True)
+    ctx = L.Dense(4)(emb)
+    h = L.MultiHeadAttention(3, 2, value_dim=4, output_shape=5, name="cross_att")(
+        h, ctx, key=L.Dense(2)(ctx))
+    return ids, L.Dense(2)(L.GlobalAveragePooling1D()(h)), _ids(rng, (6, 7), 11)
+
+
 CASES = {
+    "MultiHeadAttention": _graph(_mha_graph),
     "Add": _merge_case(L.Add), "Subtract": _merge_case(L.Subtract),
     "Multiply": _merge_case(L.Multiply), "Average": _merge_case(L.Average),
     "Maximum": _merge_case(L.Maximum), "Minimum": _merge_case(L.Minimum),

@@ -17,6 +17,9 @@ TOL = {
         # graph: relative to max|want| + 1, the same model on inputs that differ only in how
         # the kernels block their work (e.g. more padded steps in the input projection GEMM).
         "graph": 1e-5,
+        # attention: relative to max|want| + 1 against a float64 reference; sums of Tk products
+        # in float32 and vm::exp (a few ulp), the backward through two chained products.
+        "attention": 2e-5,
     },
     "float64": {
         "gemm": 1e-14,
@@ -29,5 +32,6 @@ TOL = {
         "vecmath": 6e-16,     # max relative error of vm::exp/sigmoid/tanh: ~3 float64 ulp
         "lstm": 1e-12,        # relative to max|want| + 1
         "graph": 1e-12,
+        "attention": 1e-12,   # relative to max|want| + 1
     },
 }

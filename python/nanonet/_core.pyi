@@ -36,6 +36,18 @@ def adamax_update(param: numpy.ndarray, grad: numpy.ndarray, m: numpy.ndarray, u
 def adamax_update_ref(param: numpy.ndarray, grad: numpy.ndarray, m: numpy.ndarray, u: numpy.ndarray, lr: typing.SupportsFloat | typing.SupportsIndex, step: typing.SupportsInt | typing.SupportsIndex, beta_1: typing.SupportsFloat | typing.SupportsIndex = 0.9, beta_2: typing.SupportsFloat | typing.SupportsIndex = 0.999, epsilon: typing.SupportsFloat | typing.SupportsIndex = 1e-07, grad_scale: typing.SupportsFloat | typing.SupportsIndex = 1.0, clipvalue: typing.SupportsFloat | typing.SupportsIndex = 0.0) -> None:
     """The scalar single-thread twin of adamax_update (the C++ specification)."""
 
+def attention_backward(dout: numpy.ndarray, q: numpy.ndarray, k: numpy.ndarray, v: numpy.ndarray, out: numpy.ndarray, lse: numpy.ndarray, mask: object, causal: bool, scale: typing.SupportsFloat | typing.SupportsIndex) -> tuple:
+    """Gradient of attention_forward -> (dq, dk, dv), overwritten; scores recomputed tile by tile from lse."""
+
+def attention_backward_ref(dout: numpy.ndarray, q: numpy.ndarray, k: numpy.ndarray, v: numpy.ndarray, out: numpy.ndarray, lse: numpy.ndarray, mask: object, causal: bool, scale: typing.SupportsFloat | typing.SupportsIndex) -> tuple:
+    """Gradient of attention_forward -> (dq, dk, dv), overwritten; scores recomputed tile by tile from lse. Plain serial loops (the C++ specification)."""
+
+def attention_forward(q: numpy.ndarray, k: numpy.ndarray, v: numpy.ndarray, mask: object, causal: bool, scale: typing.SupportsFloat | typing.SupportsIndex) -> tuple:
+    """softmax(q k^T * scale + mask) v over (B, H) -> (out (B, H, Tq, Dv), lse (B, H, Tq)); mask bool (B, Tk) or (B, Tq, Tk) or None; a fully masked row gives 0 and lse -inf."""
+
+def attention_forward_ref(q: numpy.ndarray, k: numpy.ndarray, v: numpy.ndarray, mask: object, causal: bool, scale: typing.SupportsFloat | typing.SupportsIndex) -> tuple:
+    """softmax(q k^T * scale + mask) v over (B, H) -> (out (B, H, Tq, Dv), lse (B, H, Tq)); mask bool (B, Tk) or (B, Tq, Tk) or None; a fully masked row gives 0 and lse -inf. Plain serial loops (the C++ specification)."""
+
 def batch_norm_backward(dy: numpy.ndarray, x: numpy.ndarray, mean: numpy.ndarray, inv_std: numpy.ndarray, gamma: object, training: bool, mask: object) -> tuple:
     """Gradients of batch_norm_forward -> (dx, dgamma, dbeta), all overwritten."""
 

@@ -837,3 +837,53 @@ def softmax_cross_entropy(y_true, logits, sparse: bool = False, sample_weight=No
     w = _loss_weight(sample_weight, logits, fn)
     value, grad = _core.softmax_cross_entropy(y_true, _loss_rows(logits), bool(sparse), w)
     return value, grad.reshape(logits.shape)
+
+
+# --------------------------------------------------------------------------------------------
+# ---- attention
+# Scaled dot-product attention over (batch, heads), flash-style (tiles + online softmax, the
+# Tq x Tk scores never stored); equations, layouts and threading in cpp/nanonet/attention.hpp.
+# q (B, H, Tq, D), k (B, H, Tk, D), v (B, H, Tk, Dv); mask: None, bool (B, Tk) key padding or
+# (B, Tq, Tk), True = may attend; causal: key j visible to query i only when j <= i.
+# scale defaults to 1 / sqrt(D). A fully masked row gives out 0, lse -inf and no gradient.
+
+def _attn_scale(scale, D: int, fn: str) -> float:
+    if scale is None:
+        return 1.0 / math.sqrt(D) if D > 0 else 1.0
+    if isinstance(scale, bool) or not isinstance(scale, (int, float, np.integer, np.floating)):
+        raise TypeError(f"{fn}: scale must be a float or None; got {type(scale).__name__}")
+    scale = float(scale)
+    if not math.isfinite(scale):
+        raise ValueError(f"{fn}: scale must be finite; got {scale}")
+    return scale
+
+
+def _attn_mask(mask):
+    if mask is None:
+        return None
+    return np.ascontiguousarray(mask, dtype=bool)
+
+
+def attention_forward(q, k, v, mask=None, causal=False, scale=None, *, _ref: bool = False):
+    """softmax(q k^T * scale + mask) v -> (out (B, H, Tq, Dv), lse (B, H, Tq)); lse is the
+    per-row log-sum-exp of the scaled scores, what attention_backward needs."""
+    fn = "attention_forward"
+    q, k, v = (_contiguous(_float_array(a, n, fn)) for a, n in ((q, "q"), (k, "k"), (v, "v")))
+    _same_dtype(fn, ("q", "k", "v"), q, k, v)
+    s = _attn_scale(scale, q.shape[-1] if q.ndim == 4 else 0, fn)
+    core = _core.attention_forward_ref if _ref else _core.attention_forward
+    return core(q, k, v, _attn_mask(mask), bool(causal), s)
+
+
+def attention_backward(dout, q, k, v, out, lse, mask=None, causal=False, scale=None, *,
+                       _ref: bool = False):
+    """Gradient of attention_forward: dout (B, H, Tq, Dv) and the forward's out and lse ->
+    (dq, dk, dv), shaped like q, k, v."""
+    fn = "attention_backward"
+    arrays = [_contiguous(_float_array(a, n, fn)) for a, n in
+              ((dout, "dout"), (q, "q"), (k, "k"), (v, "v"), (out, "out"), (lse, "lse"))]
+    _same_dtype(fn, ("q", "dout", "k", "v", "out", "lse"), arrays[1], arrays[0], *arrays[2:])
+    dout, q, k, v, out, lse = arrays
+    s = _attn_scale(scale, q.shape[-1] if q.ndim == 4 else 0, fn)
+    core = _core.attention_backward_ref if _ref else _core.attention_backward
+    return core(dout, q, k, v, out, lse, _attn_mask(mask), bool(causal), s)

@@ -594,3 +594,55 @@ def loss(name, y_true, y_pred, from_logits=False, sample_weight=None, compute_gr
 def softmax_cross_entropy(y_true, logits, sparse=False, sample_weight=None):
     name = "sparse_categorical_crossentropy" if sparse else "categorical_crossentropy"
     return loss(name, y_true, logits, from_logits=True, sample_weight=sample_weight)
+
+
+# --------------------------------------------------------------------------------------------
+# ---- attention
+# Scaled dot-product attention with the whole (B, H, Tq, Tk) score array (the kernel never
+# stores it). Shapes and masks as in nanonet.ops.attention_forward.
+
+def _attn_valid(mask, causal, B, Tq, Tk):
+    """Bool (B, 1, Tq, Tk): where query i may attend to key j."""
+    ok = np.ones((B, 1, Tq, Tk), dtype=bool)
+    if mask is not None:
+        m = np.asarray(mask, dtype=bool)
+        ok &= m[:, None, None, :] if m.ndim == 2 else m[:, None, :, :]
+    if causal:
+        ok &= np.tril(np.ones((Tq, Tk), dtype=bool))
+    return ok
+
+
+def _attn_probs(q, k, valid, scale):
+    """(p, lse): softmax over the valid keys (0 elsewhere), lse -inf for a fully masked row."""
+    s = np.einsum("bhid,bhjd->bhij", q, k) * q.dtype.type(scale)
+    s = np.where(valid, s, -np.inf)
+    mx = s.max(axis=-1, keepdims=True)
+    live = np.isfinite(mx)
+    e = np.where(valid, np.exp(s - np.where(live, mx, 0)), 0)
+    l = e.sum(axis=-1, keepdims=True)
+    p = np.where(live, e / np.where(live, l, 1), 0).astype(q.dtype)
+    with np.errstate(divide="ignore"):
+        lse = np.where(live, mx + np.log(np.where(live, l, 1)), -np.inf)[..., 0]
+    return p, lse.astype(q.dtype)
+
+
+def attention_forward(q, k, v, mask=None, causal=False, scale=None):
+    q, k, v = np.asarray(q), np.asarray(k), np.asarray(v)
+    B, _, Tq, D = q.shape
+    scale = 1.0 / np.sqrt(D) if scale is None else scale
+    p, lse = _attn_probs(q, k, _attn_valid(mask, causal, B, Tq, k.shape[2]), scale)
+    return np.einsum("bhij,bhje->bhie", p, v), lse
+
+
+def attention_backward(dout, q, k, v, out, lse, mask=None, causal=False, scale=None):
+    q, k, v, dout = np.asarray(q), np.asarray(k), np.asarray(v), np.asarray(dout)
+    B, _, Tq, D = q.shape
+    scale = 1.0 / np.sqrt(D) if scale is None else scale
+    p, _ = _attn_probs(q, k, _attn_valid(mask, causal, B, Tq, k.shape[2]), scale)
+    dv = np.einsum("bhij,bhie->bhje", p, dout)
+    dp = np.einsum("bhie,bhje->bhij", dout, v)
+    Di = np.sum(dout * np.asarray(out), axis=-1, keepdims=True)
+    ds = p * (dp - Di) * q.dtype.type(scale)
+    dq = np.einsum("bhij,bhjd->bhid", ds, k)
+    dk = np.einsum("bhij,bhid->bhjd", ds, q)
+    return dq.astype(q.dtype), dk.astype(q.dtype), dv.astype(q.dtype)

@@ -1,0 +1,455 @@
+"""MultiHeadAttention with Keras 3's arguments, call signature and weight layout.
+
+    mha = MultiHeadAttention(num_heads, key_dim, value_dim=None, dropout=0.0, use_bias=True,
+                             output_shape=None, kernel_initializer="glorot_uniform",
+                             bias_initializer="zeros", kernel_regularizer=None,
+                             bias_regularizer=None, seed=None, name=..., dtype=...)
+    out = mha(query, value, key=None, attention_mask=None, return_attention_scores=False,
+              training=False, use_causal_mask=False, query_mask=None, value_mask=None,
+              key_mask=None)
+
+query (B, Tq, dq), value (B, Tv, dv), key (B, Tv, dk) (default: value). Per head h:
+Q = query Wq[:, h] + bq[h], K = key Wk[:, h] + bk[h], V = value Wv[:, h] + bv[h],
+O_h = softmax(Q K^T / sqrt(key_dim) + mask) V, out = sum_h O_h Wo[h] + bo, (B, Tq, out_dim) with
+out_dim = output_shape or dq. The core is nanonet.ops.attention_forward / attention_backward (the
+flash kernel: the (Tq, Tv) scores are never stored); the four projections are Dense GEMMs.
+
+Weights, in Keras's order and shapes (so ``set_weights(keras_mha.get_weights())`` copies a Keras
+layer): query kernel (dq, H, key_dim), query bias (H, key_dim), key kernel (dk, H, key_dim), key
+bias (H, key_dim), value kernel (dv, H, value_dim), value bias (H, value_dim), output kernel
+(H, value_dim, out_dim), output bias (out_dim,); no biases with use_bias=False.
+
+Masks, as Keras: the masks of query, value and key (from Embedding(mask_zero=True) in a graph, or
+query_mask= / value_mask= / key_mask= eagerly) combine with attention_mask (bool, broadcastable
+to (B, Tq, Tv), True = may attend) and use_causal_mask (key j visible to query i when j <= i) by
+AND. A query row with no visible key gives zeros before the output projection (Keras zeroes the
+masked probabilities too). The output carries the query's mask.
+
+In a graph (nanonet.Input), query, value, key and attention_mask are node inputs, in that order
+(key and attention_mask when given). The per-call options (use_causal_mask,
+return_attention_scores, whether key / attention_mask are given) are recorded on the layer and
+saved with its config, so a layer shared by several call sites must use the same ones at each.
+
+Dropout (Keras's: on the attention probabilities, after the softmax, kept ones scaled by
+1 / (1 - dropout)) applies only with training=True. The flash kernel has no dropout, so a training
+call with dropout > 0 takes a NumPy path that stores the (B, H, Tq, Tv) probabilities and its
+keep mask (memory grows with Tq * Tv; the equations and the masks are the same). Masks are drawn
+from the layer's own Generator when seed= is given, else from nanonet's (nanonet.set_seed).
+
+Limits: return_attention_scores computes the (B, H, Tq, Tv) probabilities separately in NumPy
+(the flash kernel never forms them), for inspection: no gradient flows back through them (they
+are the probabilities before dropout, as Keras returns). attention_axes other than None (the
+sequence axis) and multi-axis output_shape are not supported.
+"""
+from __future__ import annotations
+
+import math
+import numbers
+
+import numpy as np
+
+from .. import initializers as _initializers
+from .. import ops
+from .. import random as _random
+from .. import regularizers as _regularizers
+from .base import Layer
+from .node import fmt_shape, is_symbolic
+
+__all__ = ["MultiHeadAttention"]
+
+_DEFAULT_OPTS = {"key": False, "attention_mask": False, "use_causal_mask": False,
+                 "return_attention_scores": False}
+
+
+def _pos_int(value, name):
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+        raise ValueError(f"MultiHeadAttention: {name} must be a positive int; got {value!r}")
+    return int(value)
+
+
+def _ser(obj, module):
+    return None if obj is None else module.serialize(obj)
+
+
+class MultiHeadAttention(Layer):
+    """Multi-head (scaled dot-product) attention; see the module docstring."""
+    supports_masking = True
+
+    def __init__(self, num_heads, key_dim, value_dim=None, dropout=0.0, use_bias=True,
+                 output_shape=None, attention_axes=None, kernel_initializer="glorot_uniform",
+                 bias_initializer="zeros", kernel_regularizer=None, bias_regularizer=None,
+                 activity_regularizer=None, kernel_constraint=None, bias_constraint=None,
+                 seed=None, **kwargs):
+        kwargs.pop("flash_attention", None)  # Keras's backend choice; ours is always flash
+        call_options = kwargs.pop("call_options", None)
+        super().__init__(**kwargs)
+        for arg, v in (("attention_axes", attention_axes),
+                       ("activity_regularizer", activity_regularizer),
+                       ("kernel_constraint", kernel_constraint),
+                       ("bias_constraint", bias_constraint)):
+            if v is not None:
+                raise ValueError(f"MultiHeadAttention: {arg} is not supported; got {v!r}")
+        self.num_heads = _pos_int(num_heads, "num_heads")
+        self.key_dim = _pos_int(key_dim, "key_dim")
+        self.value_dim = self.key_dim if value_dim is None else _pos_int(value_dim, "value_dim")
+        if isinstance(dropout, bool) or not isinstance(dropout, numbers.Real) or \
+                not 0.0 <= dropout < 1.0:
+            raise ValueError(f"MultiHeadAttention: dropout must be a float in [0, 1); got "
+                             f"{dropout!r}")
+        self.dropout = float(dropout)
+        if not isinstance(use_bias, (bool, np.bool_)):
+            raise ValueError(f"MultiHeadAttention: use_bias must be True or False; got "
+                             f"{use_bias!r}")
+        self.use_bias = bool(use_bias)
+        if output_shape is not None:
+            shp = (output_shape,) if isinstance(output_shape, numbers.Integral) else output_shape
+            if not isinstance(shp, (tuple, list)) or len(shp) != 1:
+                raise ValueError(f"MultiHeadAttention: output_shape must be an int or a 1-tuple "
+                                 f"(multi-axis outputs are not supported); got {output_shape!r}")
+            output_shape = _pos_int(shp[0], "output_shape")
+        self.output_shape_arg = output_shape
+        self.kernel_initializer = _initializers.get(kernel_initializer)
+        self.bias_initializer = _initializers.get(bias_initializer)
+        self.kernel_regularizer = _regularizers.get(kernel_regularizer)
+        self.bias_regularizer = _regularizers.get(bias_regularizer)
+        self.seed = seed
+        self._generator = _random.make_generator(seed, "MultiHeadAttention")
+        opts = dict(_DEFAULT_OPTS)
+        if call_options is not None:
+            if not isinstance(call_options, dict) or set(call_options) - set(opts):
+                raise ValueError(f"MultiHeadAttention: call_options must be a dict with keys "
+                                 f"{sorted(opts)}; got {call_options!r}")
+            opts.update({k: bool(v) for k, v in call_options.items()})
+        self._graph_opts = opts
+
+    # -- build -------------------------------------------------------------------------------
+    def build(self, query_shape, value_shape=None, key_shape=None):
+        """Keras's build(query_shape, value_shape, key_shape=None), or one list of the node
+        input shapes [query, value(, key)(, attention_mask)]."""
+        if value_shape is None:
+            shapes = list(query_shape) if isinstance(query_shape, list) else None
+            if not shapes or len(shapes) < 2:
+                raise ValueError(f"MultiHeadAttention {self.name!r}: build needs the query and "
+                                 f"value shapes; got {query_shape!r}")
+            query_shape, value_shape = shapes[0], shapes[1]
+            key_shape = shapes[2] if self._graph_opts["key"] and len(shapes) > 2 else None
+        key_shape = value_shape if key_shape is None else key_shape
+        dims = []
+        for what, s in (("query", query_shape), ("value", value_shape), ("key", key_shape)):
+            s = tuple(s)
+            if len(s) != 3 or s[-1] is None:
+                raise ValueError(f"MultiHeadAttention {self.name!r}: {what} must be (batch, "
+                                 f"steps, features) with known features; got shape {s}")
+            dims.append(int(s[-1]))
+        dq, dv, dk = dims
+        H, kd, vd = self.num_heads, self.key_dim, self.value_dim
+        out = self.output_shape_arg or dq
+
+        def w(shape, name, bias=False):
+            return self.add_weight(shape=shape, name=name,
+                                   initializer=self.bias_initializer if bias
+                                   else self.kernel_initializer,
+                                   regularizer=self.bias_regularizer if bias
+                                   else self.kernel_regularizer)
+        self.query_kernel = w((dq, H, kd), "query_kernel")
+        self.query_bias = w((H, kd), "query_bias", True) if self.use_bias else None
+        self.key_kernel = w((dk, H, kd), "key_kernel")
+        self.key_bias = w((H, kd), "key_bias", True) if self.use_bias else None
+        self.value_kernel = w((dv, H, vd), "value_kernel")
+        self.value_bias = w((H, vd), "value_bias", True) if self.use_bias else None
+        self.output_kernel = w((H, vd, out), "output_kernel")
+        self.output_bias = w((out,), "output_bias", True) if self.use_bias else None
+        self.built = True
+
+    # -- calling -----------------------------------------------------------------------------
+    def __call__(self, query=None, value=None, key=None, attention_mask=None,
+                 return_attention_scores=False, training=False, use_causal_mask=False,
+                 query_mask=None, value_mask=None, key_mask=None, **kwargs):
+        if "inputs" in kwargs:
+            query = kwargs.pop("inputs")
+        if kwargs:
+            raise TypeError(f"MultiHeadAttention {self.name!r}: unexpected call arguments "
+                            f"{sorted(kwargs)}")
+        if query is None:
+            raise TypeError(f"MultiHeadAttention {self.name!r}: missing the query")
+        if value is None:
+            # The node form: one list [query, value(, key)(, attention_mask)] with the layer's
+            # recorded call options (what a graph file rebuilds).
+            if not isinstance(query, (list, tuple)) or len(query) < 2:
+                raise TypeError(f"MultiHeadAttention {self.name!r}: call as mha(query, value, "
+                                "key=None, ...); value is missing")
+            return Layer.__call__(self, list(query), training=training)
+        opts = {"key": key is not None, "attention_mask": attention_mask is not None,
+                "use_causal_mask": bool(use_causal_mask),
+                "return_attention_scores": bool(return_attention_scores)}
+        tensors = [query, value] + ([key] if key is not None else []) + \
+            ([attention_mask] if attention_mask is not None else [])
+        if any(is_symbolic(t) for t in tensors):
+            if any(m is not None for m in (query_mask, value_mask, key_mask)):
+                raise TypeError(f"MultiHeadAttention {self.name!r}: in a graph the masks come "
+                                "with the tensors (e.g. Embedding(mask_zero=True)); do not pass "
+                                "query_mask / value_mask / key_mask")
+            if self._inbound_nodes and opts != self._graph_opts:
+                raise ValueError(f"MultiHeadAttention {self.name!r}: a layer shared by several "
+                                 f"call sites must be called with the same options at each; "
+                                 f"first {self._graph_opts}, now {opts}")
+            old = self._graph_opts
+            self._graph_opts = opts
+            try:
+                return Layer.__call__(self, tensors, training=training)
+            except BaseException:
+                self._graph_opts = old
+                raise
+        arrays = [t if isinstance(t, np.ndarray) else np.asarray(t) for t in tensors]
+        if not self.built:
+            shapes = [(None,) + a.shape[1:] for a in arrays[:3]]
+            self._maybe_build_eager(shapes[0], shapes[1], shapes[2] if key is not None else None)
+        masks = [query_mask, value_mask] + ([key_mask] if key is not None else []) + \
+            ([None] if attention_mask is not None else [])
+        if all(m is None for m in masks):
+            masks = None
+        y, ctx = self._forward(arrays, training, masks, opts)
+        if training:
+            self._ctx = ctx
+        return y
+
+    def _maybe_build_eager(self, qs, vs, ks):
+        old = self._graph_opts
+        self._graph_opts = dict(old, key=ks is not None)
+        try:
+            self._maybe_build([qs, vs] + ([ks] if ks is not None else []))
+        finally:
+            self._graph_opts = old
+
+    def _check_input_shapes(self, shapes):
+        if not self.built or not isinstance(shapes, list) or len(shapes) < 2:
+            return
+        dq, dv = self.query_kernel.shape[0], self.value_kernel.shape[0]
+        dk = self.key_kernel.shape[0]
+        want = [("query", dq, shapes[0]), ("value", dv, shapes[1])]
+        if self._graph_opts["key"] and len(shapes) > 2:
+            want.append(("key", dk, shapes[2]))
+        for what, d, s in want:
+            if len(s) != 3 or (s[-1] is not None and s[-1] != d):
+                raise ValueError(f"MultiHeadAttention {self.name!r} was built for {what} of shape "
+                                 f"(None, None, {d}); it is called on shape {fmt_shape(s)}")
+
+    def compute_output_shape(self, input_shape):
+        shapes = input_shape if isinstance(input_shape, list) else [input_shape]
+        q = tuple(shapes[0])
+        v = tuple(shapes[1]) if len(shapes) > 1 else q
+        out = (q[0], q[1], self.output_kernel.shape[-1] if self.built
+               else (self.output_shape_arg or q[-1]))
+        if self._graph_opts["return_attention_scores"]:
+            return [out, (q[0], self.num_heads, q[1], v[1])]
+        return out
+
+    def compute_mask(self, inputs, mask=None):
+        qm = mask[0] if isinstance(mask, (list, tuple)) else None
+        return [qm, None] if self._graph_opts["return_attention_scores"] else qm
+
+    # -- forward / backward ------------------------------------------------------------------
+    def forward(self, inputs, training=False, mask=None):
+        """inputs: [query, value(, key)(, attention_mask)] as recorded in the graph (the layer's
+        call options); mask: the inputs' masks (a list aligned with them) or None."""
+        return self._forward(inputs, training, mask, self._graph_opts)
+
+    def _project(self, x, kernel, bias, heads_dim):
+        """(B, T, d) -> (B, H, T, heads_dim) and the 2-D input kept for backward."""
+        B, T, d = x.shape
+        x2 = np.ascontiguousarray(x.reshape(B * T, d))
+        y = ops.dense_forward(x2, kernel.reshape(d, -1),
+                              None if bias is None else bias.reshape(-1))
+        return np.ascontiguousarray(y.reshape(B, T, self.num_heads, heads_dim)
+                                    .transpose(0, 2, 1, 3)), x2
+
+    def _mask_for_kernel(self, qm, vm, km, am, B, Tq, Tv):
+        """None, (B, Tv) key mask or (B, Tq, Tv) full mask from Keras's masks."""
+        def as_mask(m, shape, what):
+            m = np.asarray(m)
+            if m.shape != shape:
+                raise ValueError(f"MultiHeadAttention {self.name!r}: {what} must be "
+                                 f"(batch, steps) = {shape}; got {m.shape}")
+            return m.astype(bool, copy=False)
+        key = None
+        for m, what in ((vm, "value mask"), (km, "key mask")):
+            if m is not None:
+                m = as_mask(m, (B, Tv), what)
+                key = m if key is None else key & m
+        if qm is None and am is None:
+            return None if key is None else np.ascontiguousarray(key)
+        full = np.ones((B, Tq, Tv), dtype=bool)
+        if qm is not None:
+            full &= as_mask(qm, (B, Tq), "query mask")[:, :, None]
+        if key is not None:
+            full &= key[:, None, :]
+        if am is not None:
+            am = np.asarray(am)
+            try:
+                full &= np.broadcast_to(am.astype(bool, copy=False), (B, Tq, Tv))
+            except ValueError:
+                raise ValueError(f"MultiHeadAttention {self.name!r}: attention_mask must "
+                                 f"broadcast to (batch, query steps, value steps) = "
+                                 f"{(B, Tq, Tv)}; got shape {am.shape}") from None
+        return full
+
+    def _forward(self, inputs, training, mask, opts):
+        cls = f"MultiHeadAttention {self.name!r}"
+        if not isinstance(inputs, (list, tuple)):
+            raise ValueError(f"{cls}: inputs must be [query, value, ...]; got one tensor")
+        n_want = 2 + opts["key"] + opts["attention_mask"]
+        if len(inputs) != n_want:
+            raise ValueError(f"{cls}: expected {n_want} inputs (query, value"
+                             f"{', key' if opts['key'] else ''}"
+                             f"{', attention_mask' if opts['attention_mask'] else ''}); got "
+                             f"{len(inputs)}")
+        query = self._float_input(inputs[0])
+        value = self._float_input(inputs[1])
+        key = self._float_input(inputs[2]) if opts["key"] else value
+        am = inputs[-1] if opts["attention_mask"] else None
+        masks = list(mask) if isinstance(mask, (list, tuple)) else [None] * n_want
+        masks += [None] * (n_want - len(masks))
+        qm, vm = masks[0], masks[1]
+        km = masks[2] if opts["key"] else None
+        for what, x, w in (("query", query, self.query_kernel), ("value", value,
+                                                                 self.value_kernel),
+                           ("key", key, self.key_kernel)):
+            if x.ndim != 3 or x.shape[-1] != w.shape[0]:
+                raise ValueError(f"{cls}: {what} must be (batch, steps, {w.shape[0]}); got shape "
+                                 f"{x.shape}")
+        B, Tq = query.shape[:2]
+        Tv = value.shape[1]
+        if value.shape[0] != B or key.shape[0] != B or key.shape[1] != Tv:
+            raise ValueError(f"{cls}: query {query.shape}, value {value.shape} and key "
+                             f"{key.shape} must share the batch size, and key and value the "
+                             "steps")
+        kmask = self._mask_for_kernel(qm, vm, km, am, B, Tq, Tv)
+        causal = opts["use_causal_mask"]
+        scale = 1.0 / math.sqrt(self.key_dim)
+        Q, q2 = self._project(query, self.query_kernel, self.query_bias, self.key_dim)
+        K, k2 = self._project(key, self.key_kernel, self.key_bias, self.key_dim)
+        V, v2 = self._project(value, self.value_kernel, self.value_bias, self.value_dim)
+        drop = None
+        if training and self.dropout > 0.0:
+            O, lse, drop = self._dropout_attention(Q, K, V, kmask, causal, scale)
+        else:
+            O, lse = ops.attention_forward(Q, K, V, kmask, causal, scale)
+        H, vd = self.num_heads, self.value_dim
+        o2 = np.ascontiguousarray(O.transpose(0, 2, 1, 3).reshape(B * Tq, H * vd))
+        out_dim = self.output_kernel.shape[-1]
+        y = ops.dense_forward(o2, self.output_kernel.reshape(H * vd, out_dim),
+                              self.output_bias).reshape(B, Tq, out_dim)
+        result = y
+        if opts["return_attention_scores"]:
+            result = [y, self._probabilities(Q, K, kmask, causal, scale)]
+        ctx = None
+        if training:
+            ctx = (q2, k2, v2, Q, K, V, O, lse, o2, kmask, causal, scale, (B, Tq, Tv),
+                   opts, drop)
+        return result, ctx
+
+    def _dropout_attention(self, Q, K, V, kmask, causal, scale):
+        """The training path with dropout: (O, None, (P, Z)) with P the probabilities and
+        Z = keep / (1 - dropout); O = (P * Z) V."""
+        P = self._probabilities(Q, K, kmask, causal, scale)
+        rng = self._generator if self._generator is not None else _random.get_generator()
+        keep = rng.random(P.shape) >= self.dropout
+        Z = keep.astype(self.dtype) * np.dtype(self.dtype).type(1.0 / (1.0 - self.dropout))
+        O = np.ascontiguousarray(np.matmul(P * Z, V))
+        return O, None, (P, Z)
+
+    @staticmethod
+    def _dropout_attention_backward(dO, Q, K, V, drop, scale):
+        """Gradient of O = (P * Z) V, P = softmax(scale Q K^T + mask): (dQ, dK, dV)."""
+        P, Z = drop
+        dV = np.matmul(np.swapaxes(P * Z, -1, -2), dO)
+        dP = np.matmul(dO, np.swapaxes(V, -1, -2)) * Z
+        dS = P * (dP - np.sum(dP * P, axis=-1, keepdims=True)) * Q.dtype.type(scale)
+        dQ = np.matmul(dS, K)
+        dK = np.matmul(np.swapaxes(dS, -1, -2), Q)
+        return dQ, dK, dV
+
+    @staticmethod
+    def _probabilities(Q, K, kmask, causal, scale):
+        """The (B, H, Tq, Tv) attention probabilities (inspection only; 0 where masked)."""
+        s = np.einsum("bhid,bhjd->bhij", Q, K) * Q.dtype.type(scale)
+        B, _, Tq, Tv = s.shape
+        ok = np.ones((B, 1, Tq, Tv), dtype=bool)
+        if kmask is not None:
+            ok &= kmask[:, None, None, :] if kmask.ndim == 2 else kmask[:, None]
+        if causal:
+            ok &= np.tril(np.ones((Tq, Tv), dtype=bool))
+        s = np.where(ok, s, -np.inf)
+        mx = s.max(axis=-1, keepdims=True)
+        e = np.where(ok, np.exp(s - np.where(np.isfinite(mx), mx, 0)), 0)
+        den = e.sum(axis=-1, keepdims=True)
+        return (e / np.where(den > 0, den, 1)).astype(Q.dtype)
+
+    def backprop(self, ctx, dy, need_dx=True):
+        """dy for the output (with return_attention_scores: [dy, dscores], dscores ignored).
+        Returns [dquery, dvalue(, dkey)(, None for attention_mask)] and the weight gradients."""
+        q2, k2, v2, Q, K, V, O, lse, o2, kmask, causal, scale, (B, Tq, Tv), opts, drop = ctx
+        if opts["return_attention_scores"] and isinstance(dy, (list, tuple)):
+            dy = dy[0]
+        H, kd, vd = self.num_heads, self.key_dim, self.value_dim
+        out_dim = self.output_kernel.shape[-1]
+        dy = np.ascontiguousarray(dy, dtype=self.dtype)
+        if dy.shape != (B, Tq, out_dim):
+            raise ValueError(f"MultiHeadAttention {self.name!r}: dy must have the output's shape "
+                             f"{(B, Tq, out_dim)}; got {dy.shape}")
+        do2, dWo, dbo = ops.dense_backward(dy.reshape(B * Tq, out_dim), o2,
+                                           self.output_kernel.reshape(H * vd, out_dim), None)
+        dO = np.ascontiguousarray(do2.reshape(B, Tq, H, vd).transpose(0, 2, 1, 3))
+        if drop is not None:
+            dQ, dK, dV = self._dropout_attention_backward(dO, Q, K, V, drop, scale)
+        else:
+            dQ, dK, dV = ops.attention_backward(dO, Q, K, V, O, lse, kmask, causal, scale)
+
+        def unproject(dP, x2, kernel, T, width):
+            d2 = np.ascontiguousarray(dP.transpose(0, 2, 1, 3).reshape(B * T, H * width))
+            dx, dW, db = ops.dense_backward(d2, x2, kernel.reshape(kernel.shape[0], -1), None,
+                                            need_dx=need_dx)
+            return (None if dx is None else dx.reshape(B, T, -1)), dW.reshape(kernel.shape), \
+                db.reshape(H, width)
+        dq, dWq, dbq = unproject(dQ, q2, self.query_kernel, Tq, kd)
+        dk, dWk, dbk = unproject(dK, k2, self.key_kernel, Tv, kd)
+        dv, dWv, dbv = unproject(dV, v2, self.value_kernel, Tv, vd)
+        dWo = dWo.reshape(self.output_kernel.shape)
+        if self.use_bias:
+            grads = [dWq, dbq, dWk, dbk, dWv, dbv, dWo, dbo]
+        else:
+            grads = [dWq, dWk, dWv, dWo]
+        if not need_dx:
+            dx = None
+        else:
+            dx = [dq, dv] if not opts["key"] else [dq, dv, dk]
+            if not opts["key"]:
+                dx[1] = dv + dk  # key is value
+            if opts["attention_mask"]:
+                dx.append(None)
+        return dx, self._trainable_grads(grads)
+
+    def backward(self, dy):
+        """Single-call API: gradients of the last call(..., training=True) -> [dquery, dvalue]
+        (plus dkey when a key was given)."""
+        dx = super().backward(dy)
+        if isinstance(dx, list) and dx and dx[-1] is None:
+            dx = dx[:-1]
+        return dx
+
+    def get_config(self):
+        config = {**super().get_config(), "num_heads": self.num_heads, "key_dim": self.key_dim,
+                  "value_dim": self.value_dim, "dropout": self.dropout, "use_bias": self.use_bias,
+                  "output_shape": self.output_shape_arg,
+                  "kernel_initializer": _initializers.serialize(self.kernel_initializer),
+                  "bias_initializer": _initializers.serialize(self.bias_initializer),
+                  "kernel_regularizer": _ser(self.kernel_regularizer, _regularizers),
+                  "bias_regularizer": _ser(self.bias_regularizer, _regularizers),
+                  "seed": self.seed}
+        if self._graph_opts != _DEFAULT_OPTS:
+            config["call_options"] = dict(self._graph_opts)
+        return config
+
+    def __repr__(self):
+        return (f"<MultiHeadAttention name={self.name!r}, num_heads={self.num_heads}, "
+                f"key_dim={self.key_dim}, value_dim={self.value_dim}>")

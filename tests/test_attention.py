@@ -1,0 +1,535 @@
+"""Scaled dot-product attention: the flash kernel against nanonet.reference (full score matrix)
+and the scalar C++ specification, masks (key padding, full (B, Tq, Tk), causal, fully masked
+rows), float64 finite differences, threads and bad input."""
+import numpy as np
+import pytest
+
+import nanonet as nn
+from nanonet import ops, reference
+
+from .tolerances import TOL
+
+# (B, H, Tq, Tk, D, Dv): T = 1, heads = 1, D not a multiple of 8, sizes around the 16-row query
+# and 128-row key tiles (and the 4 x 16 register blocks), Tq != Tk; the last ones take the
+# multithreaded paths.
+SHAPES = [(1, 1, 1, 1, 1, 1), (1, 1, 1, 5, 3, 2), (2, 1, 5, 1, 7, 4), (1, 2, 7, 7, 8, 8),
+          (2, 3, 17, 33, 13, 5), (1, 1, 15, 127, 16, 17), (1, 2, 33, 129, 9, 16),
+          (3, 2, 64, 64, 32, 32), (1, 1, 97, 257, 9, 11), (4, 4, 40, 40, 24, 24)]
+MASKS = ["none", "keys", "full", "causal", "keys+causal"]
+
+
+def _close(got, want, dtype):
+    tol = TOL[np.dtype(dtype).name]["attention"]
+    want = np.asarray(want, np.float64)
+    assert np.all(np.isfinite(got))
+    np.testing.assert_allclose(got, want, rtol=0, atol=tol * (np.abs(want).max(initial=0) + 1))
+
+
+def _inputs(rng, shape, dtype):
+    B, H, Tq, Tk, D, Dv = shape
+    q = rng.standard_normal((B, H, Tq, D)).astype(dtype)
+    k = rng.standard_normal((B, H, Tk, D)).astype(dtype)
+    v = rng.standard_normal((B, H, Tk, Dv)).astype(dtype)
+    dout = rng.standard_normal((B, H, Tq, Dv)).astype(dtype)
+    return q, k, v, dout
+
+
+def _mask(rng, kind, B, Tq, Tk):
+    """(mask, causal) for a mask kind; row 0 of the batch is fully masked where it can be."""
+    causal = "causal" in kind
+    if kind.startswith("keys"):
+        m = rng.random((B, Tk)) < 0.7
+        m[0] = False  # a fully masked batch row
+        return m, causal
+    if kind == "full":
+        m = rng.random((B, Tq, Tk)) < 0.6
+        m[0, 0] = False  # one fully masked query row
+        return m, causal
+    return None, causal
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("kind", MASKS)
+@pytest.mark.parametrize("shape", SHAPES)
+def test_matches_reference(shape, kind, dtype):
+    rng = np.random.default_rng(abs(hash((shape, kind))) % 2**32)
+    B, H, Tq, Tk, D, Dv = shape
+    q, k, v, dout = _inputs(rng, shape, dtype)
+    mask, causal = _mask(rng, kind, B, Tq, Tk)
+    f64 = [a.astype(np.float64) for a in (q, k, v, dout)]
+    want_out, want_lse = reference.attention_forward(*f64[:3], mask, causal)
+    want = reference.attention_backward(f64[3], *f64[:3], want_out, want_lse, mask, causal)
+    for ref in (False, True):
+        out, lse = ops.attention_forward(q, k, v, mask, causal, _ref=ref)
+        assert out.dtype == dtype and out.shape == (B, H, Tq, Dv) and lse.shape == (B, H, Tq)
+        _close(out, want_out, dtype)
+        dead = np.isneginf(want_lse)
+        assert np.array_equal(np.isneginf(lse), dead)
+        _close(np.where(dead, 0, lse), np.where(dead, 0, want_lse), dtype)
+        grads = ops.attention_backward(dout, q, k, v, out, lse, mask, causal, _ref=ref)
+        for g, w, a in zip(grads, want, (q, k, v)):
+            assert g.dtype == dtype and g.shape == a.shape
+            _close(g, w, dtype)
+    if kind == "keys":  # batch row 0 has no valid key: zeros out, zero gradients, no NaN
+        assert not out[0].any() and not grads[0][0].any()
+        assert not grads[1][0].any() and not grads[2][0].any()
+
+
+def test_reference_matches_naive_softmax():
+    """The twin itself: plain softmax over a (Tq, Tk) score matrix, no mask."""
+    rng = np.random.default_rng(0)
+    q, k, v, _ = _inputs(rng, (2, 3, 5, 6, 4, 3), np.float64)
+    s = q @ k.transpose(0, 1, 3, 2) / 2.0
+    p = np.exp(s - s.max(-1, keepdims=True))
+    p /= p.sum(-1, keepdims=True)
+    out, lse = reference.attention_forward(q, k, v)
+    np.testing.assert_allclose(out, p @ v, rtol=1e-13)
+    np.testing.assert_allclose(lse, np.log(np.exp(s).sum(-1)), rtol=1e-13)
+
+
+@pytest.mark.parametrize("kind", MASKS)
+@pytest.mark.parametrize("shape", [(1, 1, 1, 1, 1, 1), (2, 2, 3, 4, 3, 2), (1, 1, 5, 5, 2, 3),
+                                   (2, 1, 4, 3, 5, 1)])
+def test_gradients_match_finite_differences(shape, kind):
+    rng = np.random.default_rng(7)
+    B, H, Tq, Tk, D, Dv = shape
+    q, k, v, R = _inputs(rng, shape, np.float64)
+    mask, causal = _mask(rng, kind, B, Tq, Tk)
+    scale = 0.7
+
+    def loss():
+        return float(np.sum(ops.attention_forward(q, k, v, mask, causal, scale)[0] * R))
+
+    out, lse = ops.attention_forward(q, k, v, mask, causal, scale)
+    grads = ops.attention_backward(R, q, k, v, out, lse, mask, causal, scale)
+    h = 1e-6
+    for a, g in zip((q, k, v), grads):
+        num = np.zeros_like(a)
+        for idx in np.ndindex(a.shape):
+            old = a[idx]
+            a[idx] = old + h
+            up = loss()
+            a[idx] = old - h
+            down = loss()
+            a[idx] = old
+            num[idx] = (up - down) / (2 * h)
+        err = np.abs(num - g).max() / (np.abs(num).max() + 1e-12)
+        assert err < TOL["float64"]["grad_fd"] * 10 or np.abs(num - g).max() < 1e-9, err
+
+
+@pytest.mark.parametrize("shape", [(1, 1, 200, 150, 16, 8), (2, 1, 70, 70, 8, 8),
+                                   (8, 2, 64, 64, 16, 16)])
+@pytest.mark.parametrize("kind", ["none", "keys+causal"])
+def test_one_and_two_threads_agree(shape, kind):
+    """B * H below the thread count takes the two-sweep backward; results match 1 thread."""
+    rng = np.random.default_rng(3)
+    B, H, Tq, Tk, D, Dv = shape
+    q, k, v, dout = _inputs(rng, shape, np.float32)
+    mask, causal = _mask(rng, kind, B, Tq, Tk)
+    old = nn.get_num_threads()
+    try:
+        res = []
+        for n in (1, 2):
+            nn.set_num_threads(n)
+            out, lse = ops.attention_forward(q, k, v, mask, causal)
+            res.append((out, lse) + ops.attention_backward(dout, q, k, v, out, lse, mask, causal))
+    finally:
+        nn.set_num_threads(old)
+    for a, b in zip(*res):
+        np.testing.assert_array_equal(a, b)  # same tile sums in the same order
+
+
+def test_large_scores_do_not_overflow():
+    rng = np.random.default_rng(1)
+    q, k, v, dout = _inputs(rng, (1, 1, 40, 70, 4, 3), np.float32)
+    q *= 60.0  # scores of several hundred: exp would overflow without the running max
+    out, lse = ops.attention_forward(q, k, v)
+    want, _ = reference.attention_forward(*(a.astype(np.float64) for a in (q, k, v)))
+    assert np.all(np.isfinite(lse))
+    _close(out, want, np.float32)
+
+
+def test_default_scale_is_inverse_sqrt_d():
+    rng = np.random.default_rng(2)
+    q, k, v, _ = _inputs(rng, (1, 2, 3, 4, 9, 2), np.float64)
+    a, _ = ops.attention_forward(q, k, v)
+    b, _ = ops.attention_forward(q, k, v, scale=1 / 3)
+    np.testing.assert_allclose(a, b, rtol=1e-14)
+
+
+# -- bad input --------------------------------------------------------------------------------
+def test_bad_input():
+    rng = np.random.default_rng(4)
+    q, k, v, dout = _inputs(rng, (2, 2, 3, 4, 5, 6), np.float32)
+    with pytest.raises(TypeError, match="v must have the dtype of q"):
+        ops.attention_forward(q, k, v.astype(np.float64))
+    with pytest.raises(TypeError, match="q must be float32 or float64"):
+        ops.attention_forward(q.astype(np.int32), k, v)
+    with pytest.raises(ValueError, match=r"q must be 4-D; got shape \(2, 2, 15\)"):
+        ops.attention_forward(q.reshape(2, 2, 15), k, v)
+    with pytest.raises(ValueError, match=r"k must be \(B, H, Tk, D\) = \(2, 2, 4, 5\)"):
+        ops.attention_forward(q, k[..., :4], v)
+    with pytest.raises(ValueError, match=r"v must be \(B, H, Tk, Dv\)"):
+        ops.attention_forward(q, k, v[:, :, :3])
+    with pytest.raises(ValueError, match=r"mask must be \(B, Tk\) = \(2, 4\)"):
+        ops.attention_forward(q, k, v, np.ones((2, 3), bool))
+    with pytest.raises(ValueError, match=r"mask must be \(B, Tq, Tk\) = \(2, 3, 4\)"):
+        ops.attention_forward(q, k, v, np.ones((2, 4, 4), bool))
+    with pytest.raises(ValueError, match="scale must be finite"):
+        ops.attention_forward(q, k, v, scale=float("nan"))
+    out, lse = ops.attention_forward(q, k, v)
+    with pytest.raises(ValueError, match=r"lse must be \(B, H, Tq\)"):
+        ops.attention_backward(dout, q, k, v, out, lse[..., :2])
+    with pytest.raises(ValueError, match=r"dout must be \(B, H, Tq, Dv\)"):
+        ops.attention_backward(dout[..., :2], q, k, v, out, lse)
+    with pytest.raises(TypeError, match="dout must have the dtype of q"):
+        ops.attention_backward(dout.astype(np.float64), q, k, v, out, lse)
+
+
+def test_core_rejects_non_contiguous():
+    from nanonet import _core
+    rng = np.random.default_rng(5)
+    q, k, v, _ = _inputs(rng, (1, 2, 3, 4, 5, 6), np.float32)
+    with pytest.raises(ValueError, match="q must be C-contiguous"):
+        _core.attention_forward(q.transpose(0, 2, 1, 3).copy().transpose(0, 2, 1, 3), k, v, None,
+                                False, 1.0)
+    # ops copies a non-contiguous view once
+    qt = q.transpose(0, 2, 1, 3).copy().transpose(0, 2, 1, 3)
+    np.testing.assert_array_equal(ops.attention_forward(qt, k, v)[0],
+                                  ops.attention_forward(q, k, v)[0])
+
+
+# -- the MultiHeadAttention layer -----------------------------------------------------------------
+L = nn.layers
+
+
+def _randomize(layer, rng, scale=0.5):
+    layer.set_weights([scale * rng.standard_normal(w.shape) for w in layer.weights])
+
+
+def _mha_numpy(layer, query, value, key=None, mask=None, causal=False):
+    """The layer's equations written out with the NumPy twin (mask: (B, Tq, Tv) or None)."""
+    key = value if key is None else key
+    ws = layer.get_weights()
+    if layer.use_bias:
+        wq, bq, wk, bk, wv, bv, wo, bo = ws
+    else:
+        (wq, wk, wv, wo), bq, bk, bv, bo = ws, 0, 0, 0, 0
+    Q = np.einsum("btd,dhk->bhtk", query, wq) + np.asarray(bq)[..., None, :] \
+        if layer.use_bias else np.einsum("btd,dhk->bhtk", query, wq)
+    K = np.einsum("btd,dhk->bhtk", key, wk) + (np.asarray(bk)[..., None, :] if layer.use_bias
+                                               else 0)
+    V = np.einsum("btd,dhk->bhtk", value, wv) + (np.asarray(bv)[..., None, :] if layer.use_bias
+                                                 else 0)
+    O, _ = reference.attention_forward(Q, K, V, mask, causal, 1 / np.sqrt(layer.key_dim))
+    return np.einsum("bhtv,hvo->bto", O, wo) + bo
+
+
+@pytest.mark.parametrize("use_bias", [True, False])
+def test_layer_matches_equations(use_bias):
+    rng = np.random.default_rng(10)
+    B, Tq, Tv = 3, 5, 7
+    q = rng.standard_normal((B, Tq, 6))
+    v = rng.standard_normal((B, Tv, 4))
+    k = rng.standard_normal((B, Tv, 3))
+    mha = L.MultiHeadAttention(2, 3, value_dim=5, use_bias=use_bias, output_shape=4,
+                               dtype="float64")
+    qm = rng.random((B, Tq)) < 0.8
+    vm = rng.random((B, Tv)) < 0.7
+    am = rng.random((B, Tq, Tv)) < 0.8
+    y = mha(q, v, key=k, attention_mask=am, use_causal_mask=True, query_mask=qm, value_mask=vm)
+    assert y.shape == (B, Tq, 4)
+    assert [w.shape for w in mha.weights] == (
+        [(6, 2, 3), (2, 3), (3, 2, 3), (2, 3), (4, 2, 5), (2, 5), (2, 5, 4), (4,)] if use_bias
+        else [(6, 2, 3), (3, 2, 3), (4, 2, 5), (2, 5, 4)])
+    _randomize(mha, rng)
+    y = mha(q, v, key=k, attention_mask=am, use_causal_mask=True, query_mask=qm, value_mask=vm)
+    full = am & qm[:, :, None] & vm[:, None, :]
+    np.testing.assert_allclose(y, _mha_numpy(mha, q, v, k, full, True), rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("config", ["self", "key+masks", "causal+attention_mask"])
+def test_layer_gradients_match_finite_differences(config):
+    rng = np.random.default_rng(11)
+    B, Tq, Tv, F = 2, 4, 3, 3
+    mha = L.MultiHeadAttention(2, 2, value_dim=3, dtype="float64")
+    q = rng.standard_normal((B, Tq, F))
+    v = q if config == "self" else rng.standard_normal((B, Tv, 4))
+    kwargs = {}
+    args = [q, v]
+    if config == "key+masks":
+        kwargs["key"] = rng.standard_normal((B, Tv, 2))
+        kwargs["value_mask"] = np.array([[True, False, True], [False, False, False]])
+        kwargs["query_mask"] = np.array([[True, True, False, True], [True] * 4])
+    if config == "causal+attention_mask":
+        kwargs["use_causal_mask"] = True
+        kwargs["attention_mask"] = rng.random((B, Tq, Tv)) < 0.7
+    mha(*args, **kwargs)
+    _randomize(mha, rng)
+    R = rng.standard_normal((B, Tq, F))
+    arrays = [q] if config == "self" else [q, v] + ([kwargs["key"]] if "key" in kwargs else [])
+
+    def run(training=False):
+        call_args = [arrays[0], arrays[0] if config == "self" else arrays[1]]
+        kw = dict(kwargs)
+        if "key" in kw:
+            kw["key"] = arrays[2]
+        return mha(*call_args, training=training, **kw)
+
+    y = run(training=True)
+    dx = mha.backward(R)
+    grads = mha.grads
+    loss = lambda: float(np.sum(run() * R))  # noqa: E731
+    h = 1e-6
+    wanted = [(w, g) for w, g in zip(mha.trainable_weights, grads)]
+    if config == "self":
+        wanted.append((arrays[0], dx[0] + dx[1]))  # query and value are the same array
+    else:
+        wanted += list(zip(arrays, dx))
+    assert np.all(np.isfinite(y))
+    for a, g in wanted:
+        num = np.zeros_like(a)
+        for idx in np.ndindex(a.shape):
+            old = a[idx]
+            a[idx] = old + h
+            up = loss()
+            a[idx] = old - h
+            down = loss()
+            a[idx] = old
+            num[idx] = (up - down) / (2 * h)
+        assert g.shape == a.shape
+        np.testing.assert_allclose(g, num, rtol=0, atol=1e-7 * (np.abs(num).max() + 1))
+
+
+def test_layer_in_functional_graph_matches_eager_and_trains():
+    rng = np.random.default_rng(12)
+    ids = nn.Input((6,), dtype="int32")
+    emb = L.Embedding(9, 8, mask_zero=True)
+    x = emb(ids)
+    mha = L.MultiHeadAttention(2, 4)
+    h = L.Add()([x, mha(x, x, use_causal_mask=True)])
+    out = L.Dense(1)(L.GlobalAveragePooling1D()(h))
+    model = nn.Model(ids, out)
+    xi = rng.integers(1, 9, size=(5, 6)).astype(np.int32)
+    xi[:, -2:] = 0
+    e = emb(xi)
+    want = mha(e, e, use_causal_mask=True, query_mask=xi != 0, value_mask=xi != 0)
+    got = nn.Model(ids, mha._inbound_nodes[0].outputs[0]).predict(xi, verbose=0)
+    np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-6)
+    model.compile("adam", "mse")
+    y = rng.standard_normal((5, 1)).astype(np.float32)
+    first = model.train_on_batch(xi, y)
+    for _ in range(30):
+        last = model.train_on_batch(xi, y)
+    assert last < first
+
+
+def test_graph_attention_mask_as_input():
+    rng = np.random.default_rng(13)
+    q_in, v_in = nn.Input((4, 3)), nn.Input((5, 2))
+    m_in = nn.Input((4, 5), dtype="bool")
+    mha = L.MultiHeadAttention(1, 3, dtype="float32")
+    model = nn.Model([q_in, v_in, m_in], mha(q_in, v_in, attention_mask=m_in))
+    q = rng.standard_normal((2, 4, 3)).astype(np.float32)
+    v = rng.standard_normal((2, 5, 2)).astype(np.float32)
+    m = rng.random((2, 4, 5)) < 0.6
+    np.testing.assert_allclose(model.predict([q, v, m], verbose=0),
+                               mha(q, v, attention_mask=m), rtol=1e-6, atol=1e-6)
+
+
+def test_layer_dropout_in_training():
+    """Dropout on the probabilities: identity at inference; in training the (seeded) mask is
+    repeatable, about the right fraction is dropped, and gradients match finite differences."""
+    rng = np.random.default_rng(19)
+    B, Tq, Tv = 2, 4, 5
+    q = rng.standard_normal((B, Tq, 3))
+    v = rng.standard_normal((B, Tv, 2))
+    vm = np.array([[True, True, True, False, True], [True] * 5])
+    mha = L.MultiHeadAttention(2, 3, dropout=0.4, seed=5, dtype="float64")
+    plain = L.MultiHeadAttention(2, 3, dtype="float64")
+    mha(q, v)
+    plain(q, v)
+    _randomize(mha, rng)
+    plain.set_weights(mha.get_weights())
+    np.testing.assert_allclose(mha(q, v, value_mask=vm), plain(q, v, value_mask=vm), rtol=1e-13)
+    state = mha.get_rng_state()
+    y1 = mha(q, v, value_mask=vm, training=True)
+    assert not np.allclose(y1, plain(q, v, value_mask=vm))
+    mha.set_rng_state(state)
+    np.testing.assert_array_equal(mha(q, v, value_mask=vm, training=True), y1)
+    R = rng.standard_normal(y1.shape)
+    mha.set_rng_state(state)
+    mha(q, v, value_mask=vm, training=True)
+    kept = mha._ctx[-1][1] != 0  # the keep mask of that call (B, H, Tq, Tv)
+    assert 0.3 < 1 - kept.mean() < 0.5  # 40% dropped, 80 draws
+    dq, dv = mha.backward(R)
+    grads = mha.grads
+
+    def loss():
+        mha.set_rng_state(state)  # the same dropout mask at every evaluation
+        return float(np.sum(mha(q, v, value_mask=vm, training=True) * R))
+    h = 1e-6
+    for a, g in list(zip(mha.trainable_weights, grads)) + [(q, dq), (v, dv)]:
+        num = np.zeros_like(a)
+        for idx in np.ndindex(a.shape):
+            old = a[idx]
+            a[idx] = old + h
+            up = loss()
+            a[idx] = old - h
+            down = loss()
+            a[idx] = old
+            num[idx] = (up - down) / (2 * h)
+        np.testing.assert_allclose(g, num, rtol=0, atol=1e-7 * (np.abs(num).max() + 1))
+
+
+def test_return_attention_scores():
+    rng = np.random.default_rng(14)
+    mha = L.MultiHeadAttention(3, 2, dtype="float64")
+    q = rng.standard_normal((2, 4, 5))
+    v = rng.standard_normal((2, 5, 3))
+    vm = np.array([[True, True, False, True, False], [False] * 5])
+    y, s = mha(q, v, return_attention_scores=True, value_mask=vm)
+    assert s.shape == (2, 3, 4, 5)
+    np.testing.assert_allclose(s[0].sum(-1), 1.0, rtol=1e-12)
+    assert not s[1].any() and not s[0][..., ~vm[0]].any()
+    np.testing.assert_allclose(y, mha(q, v, value_mask=vm), rtol=1e-12)
+
+
+def test_layer_bad_input():
+    for kw, match in (({"num_heads": 0, "key_dim": 2}, "num_heads must be a positive int"),
+                      ({"num_heads": 2, "key_dim": -1}, "key_dim must be a positive int"),
+                      ({"num_heads": 2, "key_dim": 2, "dropout": 1.0}, "dropout must be"),
+                      ({"num_heads": 2, "key_dim": 2, "output_shape": (2, 3)}, "output_shape")):
+        with pytest.raises(ValueError, match=match):
+            L.MultiHeadAttention(**kw)
+    rng = np.random.default_rng(15)
+    mha = L.MultiHeadAttention(2, 2)
+    q = rng.standard_normal((2, 4, 3)).astype(np.float32)
+    mha(q, q)
+    with pytest.raises(ValueError, match=r"query must be \(batch, steps, 3\)"):
+        mha(q[..., :2], q)
+    with pytest.raises(ValueError, match="attention_mask must broadcast"):
+        mha(q, q, attention_mask=np.ones((2, 3, 4), bool))
+    x = nn.Input((4, 3))
+    shared = L.MultiHeadAttention(2, 2)
+    shared(x, x)
+    with pytest.raises(ValueError, match="same options"):
+        shared(x, x, use_causal_mask=True)
+
+
+# -- optional: Keras 3 with copied weights ------------------------------------------------------
+def test_layer_matches_keras():
+    import os
+    os.environ.setdefault("KERAS_BACKEND", "torch")
+    keras = pytest.importorskip("keras")
+    rng = np.random.default_rng(16)
+    B, Tq, Tv = 3, 6, 5
+    q = rng.standard_normal((B, Tq, 8)).astype(np.float32)
+    v = rng.standard_normal((B, Tv, 4)).astype(np.float32)
+    k = rng.standard_normal((B, Tv, 7)).astype(np.float32)
+    am = rng.random((B, Tq, Tv)) < 0.7
+    am[:, :, 0] = True  # no fully masked row: Keras's fused path (torch SDPA) and its explicit
+    # one (return_attention_scores) disagree there; see test_layer_fully_masked_rows_match_keras
+    km = keras.layers.MultiHeadAttention(num_heads=3, key_dim=5, value_dim=2)
+    ky = keras.ops.convert_to_numpy(km(q, v, key=k, attention_mask=am, use_causal_mask=True))
+    weights = [0.5 * rng.standard_normal(w.shape).astype(np.float32) for w in km.get_weights()]
+    km.set_weights(weights)
+    ky = keras.ops.convert_to_numpy(km(q, v, key=k, attention_mask=am, use_causal_mask=True))
+    ks = keras.ops.convert_to_numpy(km(q, v, key=k, attention_mask=am, use_causal_mask=True,
+                                       return_attention_scores=True)[1])
+    nm = L.MultiHeadAttention(num_heads=3, key_dim=5, value_dim=2)
+    nm(q, v, key=k)
+    assert [w.shape for w in nm.get_weights()] == [w.shape for w in weights]
+    nm.set_weights(weights)
+    y, s = nm(q, v, key=k, attention_mask=am, use_causal_mask=True, return_attention_scores=True)
+    np.testing.assert_allclose(y, ky, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(s, ks, rtol=1e-5, atol=1e-6)
+
+    # Gradients of sum(out * R) with respect to the inputs and weights, through torch autograd.
+    import torch
+    R = rng.standard_normal(ky.shape).astype(np.float32)
+    tq, tv, tk = (torch.tensor(a, requires_grad=True) for a in (q, v, k))
+    out = km(tq, tv, key=tk, attention_mask=torch.tensor(am), use_causal_mask=True)
+    (out * torch.tensor(R)).sum().backward()
+    nm(q, v, key=k, attention_mask=am, use_causal_mask=True, training=True)
+    dq, dv, dk = nm.backward(R)
+    for got, t in ((dq, tq), (dv, tv), (dk, tk)):
+        np.testing.assert_allclose(got, t.grad.numpy(), rtol=1e-4, atol=1e-4)
+    kgrads = [w.value.grad.numpy() for w in km.trainable_weights]
+    for got, want in zip(nm.grads, kgrads):
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
+
+
+def test_layer_fully_masked_rows_match_keras():
+    """Keras's explicit path (taken with return_attention_scores) zeroes the probabilities of a
+    row with no visible key, as the kernel does; the output there is the output bias."""
+    import os
+    os.environ.setdefault("KERAS_BACKEND", "torch")
+    keras = pytest.importorskip("keras")
+    rng = np.random.default_rng(18)
+    q = rng.standard_normal((2, 4, 6)).astype(np.float32)
+    am = rng.random((2, 4, 5)) < 0.6
+    am[0, 1] = False
+    am[1, 3] = False
+    km = keras.layers.MultiHeadAttention(num_heads=2, key_dim=3)
+    km(q, q[:, :1].repeat(5, 1), attention_mask=am)
+    weights = [0.5 * rng.standard_normal(w.shape).astype(np.float32) for w in km.get_weights()]
+    km.set_weights(weights)
+    v = rng.standard_normal((2, 5, 6)).astype(np.float32)
+    ky, ks = (keras.ops.convert_to_numpy(t) for t in
+              km(q, v, attention_mask=am, return_attention_scores=True))
+    nm = L.MultiHeadAttention(num_heads=2, key_dim=3)
+    nm(q, v)
+    nm.set_weights(weights)
+    y, s = nm(q, v, attention_mask=am, return_attention_scores=True)
+    np.testing.assert_allclose(y, ky, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(s, ks, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(y[0, 1], weights[-1], rtol=1e-6)
+
+
+def test_layer_embedding_masks_match_keras():
+    import os
+    os.environ.setdefault("KERAS_BACKEND", "torch")
+    keras = pytest.importorskip("keras")
+    rng = np.random.default_rng(17)
+    ids = rng.integers(1, 10, size=(4, 6)).astype(np.int32)
+    ids[0, -3:] = 0
+    ids[1, -1:] = 0
+
+    def build(lib, layers):
+        inp = lib.Input((6,), dtype="int32")
+        x = layers.Embedding(10, 8, mask_zero=True)(inp)
+        y = layers.MultiHeadAttention(2, 4)(x, x)
+        return lib.Model(inp, layers.GlobalAveragePooling1D()(y))
+    km = build(keras, keras.layers)
+    nm = build(nn, L)
+    weights = [0.5 * rng.standard_normal(w.shape).astype(np.float32) for w in km.get_weights()]
+    km.set_weights(weights)
+    nm.set_weights(weights)
+    np.testing.assert_allclose(nm.predict(ids, verbose=0), km.predict(ids, verbose=0),
+                               rtol=1e-5, atol=1e-5)
+
+
+# -- optional: the core against torch's scaled_dot_product_attention -----------------------------
+@pytest.mark.parametrize("kind", ["none", "keys", "full", "causal"])
+def test_core_matches_torch_sdpa(kind):
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(20)
+    B, H, Tq, Tk, D, Dv = 2, 3, 19, 19, 12, 7
+    q, k, v, dout = _inputs(rng, (B, H, Tq, Tk, D, Dv), np.float64)
+    mask, causal = _mask(rng, kind, B, Tq, Tk)
+    if mask is not None:  # torch gives NaN for a fully masked row; keep one key visible
+        mask = mask.copy()
+        mask[..., 0] = True
+    out, lse = ops.attention_forward(q, k, v, mask, causal)
+    grads = ops.attention_backward(dout, q, k, v, out, lse, mask, causal)
+    tq, tk, tv = (torch.tensor(a, requires_grad=True) for a in (q, k, v))
+    tmask = None
+    if mask is not None:
+        tmask = torch.tensor(mask[:, None, None, :] if mask.ndim == 2 else mask[:, None])
+    tout = torch.nn.functional.scaled_dot_product_attention(tq, tk, tv, attn_mask=tmask,
+                                                            is_causal=causal)
+    tout.backward(torch.tensor(dout))
+    np.testing.assert_allclose(out, tout.detach().numpy(), rtol=1e-12, atol=1e-12)
+    for g, t in zip(grads, (tq, tk, tv)):
+        np.testing.assert_allclose(g, t.grad.numpy(), rtol=1e-11, atol=1e-11)
