@@ -41,33 +41,22 @@ def _check_gradients(model, xs, rng, eps=1e-6):
     y, ctx = model.forward(xs, training=True)
     dxs, grads = model.backprop(ctx, rs[0] if single else rs, need_dx=True)
     tol = TOL["float64"]["grad_fd"]
-    for w, g in zip(model.trainable_weights, grads):
-        assert g is not None and g.shape == w.shape
-        num = np.zeros_like(w)
-        for i in range(w.size):
-            old = w.flat[i]
-            w.flat[i] = old + eps
-            up = _loss(model, xs, rs)
-            w.flat[i] = old - eps
-            down = _loss(model, xs, rs)
-            w.flat[i] = old
-            num.flat[i] = (up - down) / (2 * eps)
-        _assert_close_fd(g, num, tol)
+    pairs = list(zip(model.trainable_weights, grads))
     x_list = xs if isinstance(xs, list) else [xs]
     d_list = dxs if isinstance(dxs, list) else [dxs]
-    for x, d in zip(x_list, d_list):
-        if x.dtype.kind != "f":
-            continue
-        num = np.zeros_like(x)
-        for i in range(x.size):
-            old = x.flat[i]
-            x.flat[i] = old + eps
+    pairs += [(x, d) for x, d in zip(x_list, d_list) if x.dtype.kind == "f"]
+    for arr, g in pairs:  # every weight and float input, perturbed in place
+        assert g is not None and g.shape == arr.shape
+        num = np.zeros_like(arr)
+        for i in range(arr.size):
+            old = arr.flat[i]
+            arr.flat[i] = old + eps
             up = _loss(model, xs, rs)
-            x.flat[i] = old - eps
+            arr.flat[i] = old - eps
             down = _loss(model, xs, rs)
-            x.flat[i] = old
+            arr.flat[i] = old
             num.flat[i] = (up - down) / (2 * eps)
-        _assert_close_fd(d, num, tol)
+        _assert_close_fd(g, num, tol)
 
 
 def _assert_close_fd(got, want, tol):
