@@ -17,9 +17,10 @@ from nanonet import layers as L  # noqa: E402
 V, T, E, H = 40, 9, 8, 6
 
 
-def _nanonet_model():
-    tokens = nn.Input(shape=(T,), dtype="int32", name="tokens")
-    extra = nn.Input(shape=(5,), name="extra")
+def _model(Input, Model, L):
+    """The same graph from either library: its Input, Model and layers namespace."""
+    tokens = Input(shape=(T,), dtype="int32", name="tokens")
+    extra = Input(shape=(5,), name="extra")
     x = L.Embedding(V, E, mask_zero=True, name="emb")(tokens)
     h = L.LSTM(H, return_sequences=True, name="lstm_a")(x)
     h = L.Add(name="res")([h, L.LSTM(H, return_sequences=True, name="lstm_b")(h)])
@@ -28,27 +29,13 @@ def _nanonet_model():
     v = L.Concatenate(name="cat")([v, L.Dense(4, activation="relu", name="ex")(extra)])
     out = L.Dense(3, activation="softmax", name="label")(v)
     aux = L.Dense(1, name="score")(L.Multiply(name="gate")([v, v]))
-    return nn.Model([tokens, extra], [out, aux])
-
-
-def _keras_model():
-    kl = keras.layers
-    tokens = keras.Input(shape=(T,), dtype="int32", name="tokens")
-    extra = keras.Input(shape=(5,), name="extra")
-    x = kl.Embedding(V, E, mask_zero=True, name="emb")(tokens)
-    h = kl.LSTM(H, return_sequences=True, name="lstm_a")(x)
-    h = kl.Add(name="res")([h, kl.LSTM(H, return_sequences=True, name="lstm_b")(h)])
-    h = kl.LayerNormalization(name="ln")(h)
-    v = kl.GlobalAveragePooling1D(name="gap")(h)
-    v = kl.Concatenate(name="cat")([v, kl.Dense(4, activation="relu", name="ex")(extra)])
-    out = kl.Dense(3, activation="softmax", name="label")(v)
-    aux = kl.Dense(1, name="score")(kl.Multiply(name="gate")([v, v]))
-    return keras.Model([tokens, extra], [out, aux])
+    return Model([tokens, extra], [out, aux])
 
 
 def test_functional_model_matches_keras_weight_for_weight():
     rng = np.random.default_rng(0)
-    km, nm = _keras_model(), _nanonet_model()
+    km = _model(keras.Input, keras.Model, keras.layers)
+    nm = _model(nn.Input, nn.Model, L)
     assert [lay.name for lay in km.layers] == [lay.name for lay in nm.layers]
     kw = km.get_weights()
     assert [w.shape for w in kw] == [w.shape for w in nm.get_weights()]

@@ -425,7 +425,6 @@ class DataParallel:
         """The summed gradient of an Embedding table from every rank's nonzero rows
         (Allgatherv of row ids and rows; summed in rank order, the same on every rank). The
         dense result lives in a buffer kept per table, re-zeroed only where it was set."""
-        from mpi4py import MPI
         t0 = time.perf_counter()
         k = self._table_input[i]
         if g is None:

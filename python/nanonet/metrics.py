@@ -350,7 +350,18 @@ def _divide_no_nan(a, b):
     return np.divide(a, b, out=np.zeros(np.broadcast(a, b).shape), where=b != 0)
 
 
-class _ConfusionMetric(Metric):
+class _ThresholdCounts(Metric):
+    """Streaming confusion counts, one per threshold (Precision, Recall, AUC)."""
+
+    def reset_state(self):
+        n = len(getattr(self, "_thresholds", [0]))
+        self.true_positives = np.zeros(n)
+        self.false_positives = np.zeros(n)
+        self.true_negatives = np.zeros(n)
+        self.false_negatives = np.zeros(n)
+
+
+class _ConfusionMetric(_ThresholdCounts):
     direction = "up"
 
     def __init__(self, thresholds=None, top_k=None, class_id=None, name=None):
@@ -363,13 +374,6 @@ class _ConfusionMetric(Metric):
         self.top_k = _check_opt_int(top_k, "top_k", cls, 1)
         self.class_id = _check_opt_int(class_id, "class_id", cls, 0)
         super().__init__(name)
-
-    def reset_state(self):
-        n = len(getattr(self, "_thresholds", [0]))
-        self.true_positives = np.zeros(n)
-        self.false_positives = np.zeros(n)
-        self.true_negatives = np.zeros(n)
-        self.false_negatives = np.zeros(n)
 
     def update_state(self, y_true, y_pred, sample_weight=None):
         tp, fp, tn, fn = _confusion_counts(y_true, y_pred, self._thresholds[self._order],
@@ -419,7 +423,7 @@ class Recall(_ConfusionMetric):
                                         self.true_positives + self.false_negatives))
 
 
-class AUC(Metric):
+class AUC(_ThresholdCounts):
     """Area under the ROC or PR curve from confusion counts at num_thresholds thresholds,
     Keras 3's AUC with summation_method="interpolation" (the default): ROC by the trapezoid
     rule over (false positive rate, recall); PR by Davis & Goadrich's interpolation
@@ -466,13 +470,6 @@ class AUC(Metric):
         self.from_logits = bool(from_logits)
         self.multi_label = False
         super().__init__(name)
-
-    def reset_state(self):
-        n = len(getattr(self, "_thresholds", [0]))
-        self.true_positives = np.zeros(n)
-        self.false_positives = np.zeros(n)
-        self.true_negatives = np.zeros(n)
-        self.false_negatives = np.zeros(n)
 
     def update_state(self, y_true, y_pred, sample_weight=None):
         p = np.asarray(y_pred, dtype=np.float64)

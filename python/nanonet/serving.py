@@ -1759,7 +1759,6 @@ class ModelServer:
 
     def _parse_v2(self, payload):
         specs = self.inputs
-        names = [s.name for s in specs]
         if not isinstance(payload, dict) or not isinstance(payload.get("inputs"), list) or \
                 not payload["inputs"]:
             got = type(payload).__name__ if not isinstance(payload, dict) else \

@@ -58,7 +58,7 @@ import numpy as np
 
 from .. import initializers as _initializers
 from .. import regularizers as _regularizers
-from .node import Node, SymbolicTensor, fmt_shape, is_symbolic
+from .node import Node, SymbolicTensor, flatten_inputs, fmt_shape, is_symbolic
 
 __all__ = ["Layer", "get_registered", "unique_name", "skip_initializers"]
 
@@ -344,7 +344,9 @@ class Layer:
         if type(self).call_logits is not Layer.call_logits:  # single-call layers
             return self.call_logits(inputs, training=training), \
                 (_LEGACY_CTX if training else None)
-        raise NotImplementedError(f"{type(self).__name__} has no logits to give")
+        raise TypeError(f"{type(self).__name__} reports fused_activation "
+                        f"{self.fused_activation!r} but defines neither forward_logits nor "
+                        "call_logits")
 
     def call(self, x, training=False, mask=None):
         """Run ``forward``; when training, keep its ctx for ``backward``."""
@@ -398,7 +400,6 @@ class Layer:
     def _symbolic_inputs(self, inputs, kwargs):
         """(flat inbound tensors, single, node kwargs) for a call on symbolic tensors; layers
         whose call takes tensors by keyword (LSTM's initial_state) fold them in here."""
-        from .node import flatten_inputs
         flat, single = flatten_inputs(inputs, f"{type(self).__name__} {self.name!r}")
         for k, v in kwargs.items():
             if k not in ("training",):

@@ -30,6 +30,14 @@ __all__ = ["Add", "Subtract", "Multiply", "Average", "Maximum", "Minimum", "Conc
 _NORM_EPS = 1e-12  # Keras's l2_normalize epsilon (on the squared norm)
 
 
+def _sum(xs):
+    """The element-wise sum of the (broadcasting) arrays xs, in a new array."""
+    y = xs[0] + xs[1]
+    for x in xs[2:]:
+        y += x
+    return y
+
+
 def _unbroadcast(g, shape):
     """g summed over the axes where ``shape`` was stretched to g's shape."""
     if g.shape == tuple(shape):
@@ -120,10 +128,7 @@ class Add(_Merge):
 
     def forward(self, inputs, training=False, mask=None):
         xs = self._arrays(inputs)
-        y = xs[0] + xs[1]
-        for x in xs[2:]:
-            y += x
-        return y, (self._shapes(xs) if training else None)
+        return _sum(xs), (self._shapes(xs) if training else None)
 
     def backprop(self, shapes, dy, need_dx=True):
         dy = np.asarray(dy)
@@ -170,9 +175,7 @@ class Average(_Merge):
 
     def forward(self, inputs, training=False, mask=None):
         xs = self._arrays(inputs)
-        y = xs[0] + xs[1]
-        for x in xs[2:]:
-            y += x
+        y = _sum(xs)
         y *= y.dtype.type(1.0 / len(xs))
         return y, (self._shapes(xs) if training else None)
 

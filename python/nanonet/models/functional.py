@@ -365,10 +365,9 @@ class Model(Trainer, Layer):
         if len(weights) != len(own):
             raise ValueError(f"{cls} {self.name!r} has {len(own)} weights; set_weights got "
                              f"{len(weights)}")
-        np = _np
         arrays = []
         for k, ((layer, w, n), v) in enumerate(zip(own, weights)):
-            v = np.asarray(v)
+            v = _np.asarray(v)
             if v.shape != w.shape:
                 raise ValueError(f"{cls}.set_weights: weights[{k}] is layer {layer.name!r} "
                                  f"weight {n!r} of shape {w.shape}; got {v.shape}")

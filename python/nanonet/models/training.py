@@ -27,7 +27,7 @@ from .. import distributed as _distributed
 from .. import optimizers as _optimizers
 from .. import random as _random
 from . import data_adapters as _data
-from .compile_utils import CompiledLoss, CompiledMetrics, mask_weights, softmax
+from .compile_utils import CompiledLoss, CompiledMetrics, mask_weights
 
 __all__ = ["Trainer"]
 
@@ -500,5 +500,3 @@ class Trainer:
         from .summary import print_summary
         print_summary(self, line_length=line_length, positions=positions, print_fn=print_fn)
 
-
-__all__ += ["softmax"]
