@@ -199,10 +199,6 @@ class CompiledMetrics:
         self.names = names
         self.losses_present = [loss is not None for loss in losses]
 
-    @property
-    def flat_identifiers(self):
-        return [i for ids in self.identifiers for i in ids]
-
     def build(self, y_shapes, pred_shapes, share_objects):
         """The flat metric list: loss tracker(s), then the compiled metrics output by output. A
         Metric object passed to compile is updated itself during training (share_objects) and

@@ -136,7 +136,6 @@ class Sequential(Model):
                     _unbuild(layer)
                 self._invalidate()
                 raise
-            self._graph_input = inp
             self._batch_input_shape = shape
             self._target_dtypes = None
             if self.compiled_loss is not None:

@@ -98,10 +98,6 @@ class Trainer:
         return list(self.output_names)
 
     @property
-    def _metric_ids(self):
-        return self.compiled_metrics.flat_identifiers if self.compiled_metrics else []
-
-    @property
     def metrics_names(self):
         """["loss", <per-output losses when several>, <metric names in compile order>]."""
         if not self.compiled:
