@@ -30,7 +30,10 @@ def add_arguments(parser) -> None:
     parser.add_argument("--maxlen", type=int, default=None,
                         help="tokens per text after padding/truncating (default 24 wordnet, 40 rotten_tomatoes)")
     parser.add_argument("--num-words", type=int, default=20000, help="vocabulary size")
-    parser.add_argument("--units", type=int, default=128, help="LSTM units")
+    parser.add_argument("--model", choices=tuple(MODELS), default="lstm",
+                        help="architecture: " + "; ".join(f"{k}: {v.__doc__.splitlines()[0]}"
+                                                          for k, v in MODELS.items()))
+    parser.add_argument("--units", type=int, default=128, help="recurrent units")
     parser.add_argument("--threads", type=int, default=None, help="kernel threads (default: all cores)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--save", default=None, metavar="PATH", help="save the trained model here")
@@ -59,7 +62,9 @@ def load_texts(dataset: str, max_samples, seed: int):
 
 
 def build_model(vocab_size: int, num_classes: int, units: int = 128):
-    """The showcase architecture, exactly as a Keras user writes it."""
+    """the showcase: Embedding, LSTM(return_sequences), LSTM, Dense softmax (default).
+
+    The showcase architecture, exactly as a Keras user writes it."""
     from .layers import LSTM, Dense, Embedding
     from .models import Sequential
     model = Sequential([
@@ -70,6 +75,11 @@ def build_model(vocab_size: int, num_classes: int, units: int = 128):
     ])
     model.compile(optimizer="adam", loss="categorical_crossentropy", metrics=["accuracy"])
     return model
+
+
+# --model choices: name -> builder(vocab_size, num_classes, units) returning a compiled model whose
+# docstring's first line is its --help text. One function per architecture, added below.
+MODELS = {"lstm": build_model}
 
 
 def run(args) -> int:
@@ -110,7 +120,7 @@ def run(args) -> int:
           f"test {len(idx_test)}; {nn.get_num_threads()} threads ({nn.ops.active_isa()})"
           + (f" x {size} ranks" if size > 1 else ""))
 
-    model = build_model(vocab, len(names), args.units)
+    model = MODELS[args.model](vocab, len(names), args.units)
     # Small datasets overfit after an epoch or two: keep the weights of the best validation loss.
     stop = nn.callbacks.EarlyStopping(monitor="val_loss", patience=1, restore_best_weights=True)
     model.fit(x_train, y_train, epochs=epochs, batch_size=args.batch_size,
