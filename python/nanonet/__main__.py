@@ -3,6 +3,7 @@
 Commands:
   demo   train the showcase text classifier on real data and print its test accuracy
   serve  answer JSON predict requests for a saved model over HTTP on localhost
+  export write a saved model as an ONNX file (nanonet[onnx])
 """
 from __future__ import annotations
 
@@ -19,6 +20,9 @@ def main(argv=None) -> int:
     if importlib.util.find_spec(__package__ + ".serving") is not None:
         from . import serving
         serving.add_arguments(sub.add_parser("serve", help=serving.__doc__.splitlines()[0]))
+    from .interchange import onnx as onnx_export
+    onnx_export.add_arguments(sub.add_parser("export", help="write a saved model as an ONNX "
+                                             "file (needs nanonet[onnx])"))
     args = parser.parse_args(argv)
     if args.command is None:
         parser.print_help()

@@ -589,6 +589,16 @@ class Model(Trainer, Layer):
     def call(self, x, training=False, mask=None):
         return self._call_arrays(x, training)
 
+    # -- export --------------------------------------------------------------------------------
+    def export(self, filepath, format="onnx", opset_version=None):
+        """Write the model for another runtime (Keras 3's name). ``format="onnx"`` (the only
+        one) writes an ONNX file (``nanonet[onnx]``); see ``nanonet.interchange.onnx``."""
+        if format != "onnx":
+            raise ValueError(f"export: format must be 'onnx' (the only export format); got "
+                             f"{format!r}")
+        from ..interchange import onnx as _onnx_export
+        _onnx_export.export(self, filepath, opset_version=opset_version)
+
     # -- config --------------------------------------------------------------------------------
     def get_config(self):
         """The graph as JSON-able data: every layer's config and, per call site, the tensors it

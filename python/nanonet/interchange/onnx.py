@@ -1,0 +1,710 @@
+"""Export a nanonet model to ONNX (``model.export(path, format="onnx")``; ``nanonet[onnx]``).
+
+The graph is built with ``onnx.helper`` at opset 17 (or ``opset_version``), checked with
+``onnx.checker`` and written atomically. Inputs and outputs carry the model's names; the batch
+axis is dynamic, and so is every other axis the model leaves as None (the sequence length of an
+``Input(shape=(None,))``). Float tensors are float32 (float64 weights are cast); token ids for
+an Embedding are int32 unless the Input says another integer dtype (an input read only by
+Embedding layers is taken for ids, whatever float dtype a Sequential gave it).
+
+How it works. The exporter walks the model's nodes in order, as ``predict`` does, keeping for
+every tensor its ONNX value name and the name of its (B, T) boolean mask, or None. Each layer
+class has a converter in a table (``register_converter``): it receives the graph being built,
+the layer, the input value name(s) and mask name(s), emits ONNX nodes, and returns the output
+name(s) and mask name(s), following the layer's ``compute_mask``. A layer without a converter
+raises ValueError naming the layer and its class.
+
+Masks follow nanonet's predict: Embedding(mask_zero=True) and Masking make them; Dense,
+Activation, Dropout, normalization, TimeDistributed pass them on; merges OR them; pooling and an
+LSTM without return_sequences consume them. nanonet's LSTM skips a masked step (it carries h and
+c and outputs the carried h), wherever the step lies. ONNX's LSTM only knows ``sequence_lens``
+(valid steps first), so a masked LSTM is exported as: order each row's valid steps first
+(TopK on the step index, masked steps keyed past the end; GatherElements), run ``LSTM`` with
+``sequence_lens`` = the number of valid steps, then read each output step t from the state after
+the last valid step <= t (the initial state before the first one). Post-padded, pre-padded or
+holey masks all give nanonet's answer. go_backwards reverses the steps (and the mask) first, as
+nanonet processes them; its outputs stay in processing order, as in nanonet and Keras.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+__all__ = ["to_onnx", "export", "register_converter", "get_converter", "DEFAULT_OPSET"]
+
+DEFAULT_OPSET = 17
+_MIN_OPSET = 17
+_NEG = -1e30  # the score of a masked attention key (finite: an all-masked row stays NaN-free)
+
+_CONVERTERS = {}   # layer class -> (converter, keeps_ids)
+
+
+def _import_onnx():
+    try:
+        import onnx
+    except ImportError:
+        raise ImportError('ONNX export needs the onnx package: pip install "nanonet[onnx]"') \
+            from None
+    return onnx
+
+
+def register_converter(layer_class, converter=None, keeps_ids=False):
+    """Register ``converter`` as the ONNX converter of ``layer_class`` (exact class; a subclass
+    needs its own). Usable as a decorator: ``@register_converter(MyLayer)``.
+
+    ``converter(g, layer, x, mask) -> (y, y_mask)``: g is the graph being built (``g.op``,
+    ``g.const``, ...); x the ONNX name of the input, or a list of names for a layer called on a
+    list; mask the name of its (B, T) bool mask or None (a list for a list of inputs, or None when
+    no input has one). y is a name, or a list for a layer with several outputs; y_mask likewise
+    (what the layer's ``compute_mask`` returns). Integer inputs (token ids) are cast to float
+    before the converter runs unless ``keeps_ids``.
+    """
+    def add(fn):
+        _CONVERTERS[layer_class] = (fn, bool(keeps_ids))
+        return fn
+    return add if converter is None else add(converter)
+
+
+def get_converter(layer_class):
+    """The converter registered for ``layer_class``, or None."""
+    entry = _CONVERTERS.get(layer_class)
+    return None if entry is None else entry[0]
+
+
+# --------------------------------------------------------------------------------------------
+# the graph being built
+
+class Graph:
+    """ONNX nodes, initializers and unique names; what converters write into."""
+
+    def __init__(self, onnx, opset):
+        self.onnx = onnx
+        self.opset = opset
+        self.nodes = []
+        self.initializers = []
+        self.int_names = set()      # value names holding integers (token ids)
+        self._used = set()
+        self._consts = {}
+        self._floats = {}
+
+    def name(self, hint):
+        """A value name not used yet, from hint."""
+        base = "".join(ch if ch.isalnum() or ch in "_./:-" else "_" for ch in hint) or "t"
+        n, k = base, 0
+        while n in self._used:
+            k += 1
+            n = f"{base}_{k}"
+        self._used.add(n)
+        return n
+
+    def op(self, op_type, inputs, hint=None, outputs=1, **attrs):
+        """Emit one node; its output name (a list of names when outputs > 1). An input "" is an
+        omitted optional input."""
+        hint = hint or op_type.lower()
+        outs = [self.name(f"{hint}_out{j}" if outputs > 1 else hint) for j in range(outputs)]
+        self.nodes.append(self.onnx.helper.make_node(op_type, list(inputs), outs,
+                                                     name=self.name(f"{hint}_node"), **attrs))
+        return outs[0] if outputs == 1 else outs
+
+    def const(self, value, hint="const", dtype=np.float32):
+        """An initializer holding value (small constants are shared)."""
+        arr = np.array(value, dtype=dtype, order="C")
+        key = (arr.dtype.str, arr.shape, arr.tobytes()) if arr.size <= 16 else None
+        if key is not None and key in self._consts:
+            return self._consts[key]
+        n = self.name(hint)
+        self.initializers.append(self.onnx.numpy_helper.from_array(arr, n))
+        if key is not None:
+            self._consts[key] = n
+        return n
+
+    def ints(self, values):
+        return self.const(np.asarray(values, np.int64).reshape(-1), "ints", np.int64)
+
+    def scalar(self, value, dtype=np.float32):
+        return self.const(np.asarray(value, dtype).reshape(()), "scalar", dtype)
+
+    def cast(self, x, to):
+        return self.op("Cast", [x], "cast", to=getattr(self.onnx.TensorProto, to))
+
+    def float(self, x):
+        """x as float32 (integer values are cast once)."""
+        if x not in self.int_names:
+            return x
+        if x not in self._floats:
+            self._floats[x] = self.cast(x, "FLOAT")
+        return self._floats[x]
+
+    def reduce(self, op_type, x, axes, keepdims=True):
+        """ReduceSum / ReduceMax / ReduceMean over axes (attribute or input by opset)."""
+        if op_type == "ReduceSum" or self.opset >= 18:
+            return self.op(op_type, [x, self.ints(axes)], op_type.lower(),
+                           keepdims=int(keepdims))
+        return self.op(op_type, [x], op_type.lower(), axes=list(axes), keepdims=int(keepdims))
+
+    def unsqueeze(self, x, axes):
+        return self.op("Unsqueeze", [x, self.ints(axes)], "unsqueeze")
+
+    def squeeze(self, x, axes):
+        return self.op("Squeeze", [x, self.ints(axes)], "squeeze")
+
+    def dims(self, x, start, end=None):
+        """Shape(x)[start:end] as an int64 vector."""
+        attrs = {"start": start} if end is None else {"start": start, "end": end}
+        return self.op("Shape", [x], "shape", **attrs)
+
+    def dim(self, x, axis):
+        """Shape(x)[axis] as an int64 scalar."""
+        return self.squeeze(self.dims(x, axis, axis + 1), [0])
+
+    def reverse_steps(self, x):
+        """x with axis 1 (the steps) reversed."""
+        return self.op("Slice", [x, self.ints([-1]), self.ints([-(2 ** 63)]), self.ints([1]),
+                                 self.ints([-1])], "reverse")
+
+    def gather_steps(self, x, idx):
+        """x[b, idx[b, t], ...] for x (B, T, F) and int64 idx (B, T)."""
+        full = self.op("Expand", [self.unsqueeze(idx, [2]), self.dims(x, 0)], "index")
+        return self.op("GatherElements", [x, full], "gather", axis=1)
+
+    def mask_and(self, a, b):
+        if a is None:
+            return b
+        return a if b is None else self.op("And", [a, b], "and")
+
+
+# --------------------------------------------------------------------------------------------
+# walking a model
+
+def _convert_layer(g, layer, x, mask):
+    entry = _CONVERTERS.get(type(layer))
+    if entry is None:
+        raise ValueError(f"export: layer {layer.name!r} of class {type(layer).__name__} has no "
+                         "ONNX converter; write one and register it with "
+                         "nanonet.interchange.onnx.register_converter")
+    fn, keeps_ids = entry
+    if not keeps_ids:
+        x = [g.float(v) for v in x] if isinstance(x, list) else g.float(x)
+    return fn(g, layer, x, mask)
+
+
+def _walk(g, model, names, masks):
+    """Emit the nodes of model (a Model or Sequential) on input names; (output names, masks)."""
+    env = {}
+    for t, n, m in zip(model.inputs, names, masks):
+        env[id(t)] = (n, m)
+    for node in model._nodes:
+        if node.is_input:
+            continue
+        ins = [env[id(t)] for t in node.inputs]
+        if node.single_input:
+            x, m = ins[0]
+        else:
+            x, m = [n for n, _ in ins], [m for _, m in ins]
+            if all(v is None for v in m):
+                m = None
+        y, ym = _convert_layer(g, node.layer, x, m)
+        if node.single_output:
+            env[id(node.outputs[0])] = (y, ym)
+        else:
+            for j, t in enumerate(node.outputs):
+                env[id(t)] = (y[j], ym[j] if isinstance(ym, (list, tuple)) else ym)
+    return [env[id(t)][0] for t in model.outputs], [env[id(t)][1] for t in model.outputs]
+
+
+def _input_elem_type(model, t):
+    """The ONNX element type of a model input: its integer dtype; int32 for a float input read
+    only by Embedding layers (token ids: a Sequential's input, or a loaded model's); else
+    float32."""
+    from ..layers.embedding import Embedding
+    dt = np.dtype(t.dtype)
+    if dt.kind in "iu":
+        return dt
+    users = [n.layer for n in model._nodes if any(u is t for u in n.inputs)]
+    if users and all(isinstance(u, Embedding) for u in users):
+        return np.dtype(np.int32)
+    return np.dtype(np.float32)
+
+
+def _value_info(onnx, name, dtype, shape, prefix):
+    dims = []
+    for i, d in enumerate(shape):
+        if d is not None:
+            dims.append(int(d))
+        else:
+            dims.append("batch" if i == 0 else f"{prefix}_{'steps' if i == 1 else f'dim{i}'}")
+    elem = onnx.helper.np_dtype_to_tensor_dtype(np.dtype(dtype))
+    return onnx.helper.make_tensor_value_info(name, elem, dims)
+
+
+def to_onnx(model, opset_version=None):
+    """The ONNX ModelProto of a built nanonet model (Sequential or graph Model)."""
+    onnx = _import_onnx()
+    from ..models.functional import Model
+    if not isinstance(model, Model):
+        raise TypeError(f"export: model must be a nanonet Model or Sequential; got "
+                        f"{type(model).__name__}")
+    if not model.built or model._plan is None:
+        raise ValueError(f"export: model {model.name!r} is not built; build it (model.build("
+                         "input_shape), an Input, or a call on data) before exporting")
+    opset = DEFAULT_OPSET if opset_version is None else opset_version
+    newest = onnx.defs.onnx_opset_version()
+    if isinstance(opset, bool) or not isinstance(opset, int) or not _MIN_OPSET <= opset <= newest:
+        raise ValueError(f"export: opset_version must be an int in [{_MIN_OPSET}, {newest}]; got "
+                         f"{opset_version!r}")
+    g = Graph(onnx, opset)
+    inputs, names = [], []
+    for t, n in zip(model.inputs, model.input_names):
+        dt = _input_elem_type(model, t)
+        n = g.name(n)
+        inputs.append(_value_info(onnx, n, dt, t.shape, n))
+        names.append(n)
+        if dt.kind in "iu":
+            g.int_names.add(n)
+    outs, _ = _walk(g, model, names, [None] * len(names))
+    outputs = []
+    for t, n, y in zip(model.outputs, model.output_names, outs):
+        n = g.name(n)
+        g.nodes.append(onnx.helper.make_node("Identity", [g.float(y)], [n],
+                                             name=g.name(f"{n}_node")))
+        outputs.append(_value_info(onnx, n, np.float32, t.shape, n))
+    graph = onnx.helper.make_graph(g.nodes, model.name, inputs, outputs, g.initializers)
+    from .. import __version__
+    proto = onnx.helper.make_model(graph, producer_name="nanonet", producer_version=__version__,
+                                   opset_imports=[onnx.helper.make_opsetid("", opset)])
+    proto.ir_version = min(proto.ir_version, 8)  # readable by onnxruntime releases since 1.14
+    return proto
+
+
+def export(model, filepath, opset_version=None):
+    """Write ``to_onnx(model)`` to filepath, checked by onnx.checker, atomically (a failed
+    export leaves an existing file as it was)."""
+    onnx = _import_onnx()
+    proto = to_onnx(model, opset_version)
+    onnx.checker.check_model(proto)
+    from ..saving import _atomic_write
+    data = proto.SerializeToString()
+    _atomic_write(str(filepath), lambda f: f.write(data), True, "export")
+
+
+# --------------------------------------------------------------------------------------------
+# converters: core layers
+
+def _pass_mask(layer, mask):
+    return mask if layer.supports_masking else None
+
+
+def activation(g, x, name):
+    """ONNX nodes for nanonet's activation ``name`` (Keras 3 definitions) applied to x."""
+    if name == "linear":
+        return x
+    simple = {"sigmoid": ("Sigmoid", {}), "tanh": ("Tanh", {}), "relu": ("Relu", {}),
+              "softmax": ("Softmax", {"axis": -1}), "log_softmax": ("LogSoftmax", {"axis": -1}),
+              "elu": ("Elu", {"alpha": 1.0}),
+              "selu": ("Selu", {"alpha": 1.67326324, "gamma": 1.05070098}),
+              "leaky_relu": ("LeakyRelu", {"alpha": 0.2}), "softplus": ("Softplus", {}),
+              "softsign": ("Softsign", {}), "exponential": ("Exp", {}),
+              "hard_sigmoid": ("HardSigmoid", {"alpha": 1.0 / 6.0, "beta": 0.5})}
+    if name in simple:
+        op, attrs = simple[name]
+        return g.op(op, [x], name, **attrs)
+    if name in ("silu", "swish"):
+        return g.op("Mul", [x, g.op("Sigmoid", [x], "silu")], "silu")
+    if name == "gelu":  # x (1 + erf(x / sqrt 2)) / 2
+        e = g.op("Erf", [g.op("Mul", [x, g.scalar(1 / math.sqrt(2))], "gelu")], "gelu")
+        half = g.op("Mul", [x, g.scalar(0.5)], "gelu")
+        return g.op("Mul", [half, g.op("Add", [e, g.scalar(1.0)], "gelu")], "gelu")
+    if name == "gelu_approximate":  # x sigmoid(2 sqrt(2 / pi) (x + 0.044715 x^3))
+        cube = g.op("Mul", [g.op("Mul", [x, x], "gelu"), x], "gelu")
+        inner = g.op("Add", [x, g.op("Mul", [cube, g.scalar(0.044715)], "gelu")], "gelu")
+        u2 = g.op("Mul", [inner, g.scalar(2 * math.sqrt(2 / math.pi))], "gelu")
+        return g.op("Mul", [x, g.op("Sigmoid", [u2], "gelu")], "gelu")
+    raise ValueError(f"export: activation {name!r} has no ONNX form")
+
+
+def _dense(g, layer, x):
+    y = g.op("MatMul", [x, g.const(layer.kernel, f"{layer.name}/kernel")], layer.name)
+    if layer.use_bias:
+        y = g.op("Add", [y, g.const(layer.bias, f"{layer.name}/bias")], layer.name)
+    return y
+
+
+def _register_core():
+    from ..layers import core, embedding, recurrent, reshaping
+
+    @register_converter(core.Dense)
+    def dense(g, layer, x, mask):
+        return activation(g, _dense(g, layer, x), layer.activation), mask
+
+    @register_converter(core.Activation)
+    def activation_layer(g, layer, x, mask):
+        return activation(g, x, layer.activation), mask
+
+    @register_converter(core.Dropout, keeps_ids=True)
+    def dropout(g, layer, x, mask):
+        return x, mask  # the identity at inference
+
+    @register_converter(core.InputLayer, keeps_ids=True)
+    def input_layer(g, layer, x, mask):
+        return x, None
+
+    @register_converter(core.Flatten)
+    def flatten(g, layer, x, mask):
+        return g.op("Flatten", [x], layer.name, axis=1), None
+
+    @register_converter(reshaping.Reshape)
+    def reshape(g, layer, x, mask):
+        return g.op("Reshape", [x, g.ints((0,) + layer.target_shape)], layer.name), None
+
+    @register_converter(embedding.Embedding, keeps_ids=True)
+    def embedding_layer(g, layer, x, mask):
+        ids = g.cast(x, "INT64")
+        y = g.op("Gather", [g.const(layer.embeddings, f"{layer.name}/embeddings"), ids],
+                 layer.name, axis=0)
+        if not layer.mask_zero:
+            return y, None
+        zero = g.const(np.zeros((), np.int64), "zero", np.int64)
+        return y, g.op("Not", [g.op("Equal", [ids, zero], "mask")], f"{layer.name}/mask")
+
+    @register_converter(recurrent.Masking)
+    def masking(g, layer, x, mask):
+        same = g.op("Equal", [x, g.scalar(layer.mask_value)], "masking")
+        keep = g.reduce("ReduceMax", g.cast(g.op("Not", [same], "masking"), "FLOAT"), [-1])
+        y = g.op("Mul", [x, keep], layer.name)
+        return y, g.cast(g.squeeze(keep, [-1]), "BOOL")
+
+    @register_converter(recurrent.LSTM)
+    def lstm(g, layer, x, mask):
+        return _lstm(g, layer, x, mask)
+
+
+# --------------------------------------------------------------------------------------------
+# LSTM
+
+_RNN_ACTIVATIONS = {"tanh": "Tanh", "sigmoid": "Sigmoid", "relu": "Relu", "linear": "Affine"}
+
+
+def _onnx_gates(w):
+    """(..., 4H) in Keras's gate order i, f, c, o -> ONNX's i, o, f, c."""
+    i, f, c, o = np.split(np.asarray(w, np.float32), 4, axis=-1)
+    return np.concatenate([i, o, f, c], axis=-1)
+
+
+def _lstm(g, layer, x, mask):
+    n = layer.name
+    H = layer.units
+    if isinstance(x, list):       # [x, h0, c0]: an initial state
+        x, h0, c0 = x
+        mask = mask[0] if isinstance(mask, list) else mask
+    else:
+        h0 = c0 = None
+    out_mask = mask if layer.return_sequences else None
+    steps_x, steps_mask = x, mask
+    if layer.go_backwards:       # nanonet processes t = T-1 .. 0
+        steps_x = g.reverse_steps(x)
+        steps_mask = None if mask is None else g.reverse_steps(mask)
+    lens = count = None
+    if steps_mask is not None:
+        valid = g.cast(steps_mask, "INT64")                                   # (B, T)
+        T = g.dim(valid, 1)
+        t = g.op("Range", [g.const(0, "zero", np.int64), T, g.const(1, "one", np.int64)],
+                 f"{n}/steps")
+        # valid steps first, in order: key = t, or T + t for a masked step
+        invalid = g.op("Sub", [g.const(1, "one", np.int64), valid], f"{n}/invalid")
+        key = g.op("Add", [t, g.op("Mul", [invalid, T], f"{n}/key")], f"{n}/key")
+        _, order = g.op("TopK", [key, g.unsqueeze(T, [0])], f"{n}/order", outputs=2, axis=1,
+                        largest=0, sorted=1)
+        steps_x = g.gather_steps(steps_x, order)
+        count = g.op("CumSum", [valid, g.const(1, "one", np.int64)], f"{n}/count")  # (B, T)
+        lens = g.reduce("ReduceSum", valid, [1], keepdims=False)                   # (B,)
+    xt = g.op("Transpose", [steps_x], f"{n}/time_major", perm=[1, 0, 2])
+    W = g.const(_onnx_gates(layer.kernel).T[None], f"{n}/W")
+    R = g.const(_onnx_gates(layer.recurrent_kernel).T[None], f"{n}/R")
+    bias = (_onnx_gates(layer.bias) if layer.use_bias else np.zeros(4 * H, np.float32))
+    Bw = g.const(np.concatenate([bias, np.zeros(4 * H, np.float32)])[None], f"{n}/B")
+    seq = ""
+    if lens is not None:  # at least 1 step: a row with none takes the initial state below
+        seq = g.cast(g.op("Max", [lens, g.const(1, "one", np.int64)], f"{n}/lens"), "INT32")
+    ih = "" if h0 is None else g.unsqueeze(h0, [0])
+    ic = "" if c0 is None else g.unsqueeze(c0, [0])
+    acts = [_RNN_ACTIVATIONS[layer.recurrent_activation], _RNN_ACTIVATIONS[layer.activation],
+            _RNN_ACTIVATIONS[layer.activation]]
+    attrs = {"hidden_size": H, "activations": acts}
+    if "Affine" in acts:  # the identity: alpha x + beta with alpha 1, beta 0
+        attrs["activation_alpha"] = [1.0] * acts.count("Affine")
+        attrs["activation_beta"] = [0.0] * acts.count("Affine")
+    Y, Yh, Yc = g.op("LSTM", [xt, W, R, Bw, seq, ih, ic], n, outputs=3, **attrs)
+    h_n, c_n = g.squeeze(Yh, [0]), g.squeeze(Yc, [0])
+    zero = g.scalar(0.0)
+    if lens is not None:
+        some = g.unsqueeze(g.op("Greater", [lens, g.const(0, "zero", np.int64)], f"{n}/some"),
+                           [1])
+        h_n = g.op("Where", [some, h_n, zero if h0 is None else h0], f"{n}/h_n")
+        c_n = g.op("Where", [some, c_n, zero if c0 is None else c0], f"{n}/c_n")
+    if layer.return_sequences:
+        y = g.op("Transpose", [g.squeeze(Y, [1])], f"{n}/batch_major", perm=[1, 0, 2])
+        if count is not None:
+            # step t outputs the state after the last valid step <= t (h0 before the first)
+            last = g.op("Max", [g.op("Sub", [count, g.const(1, "one", np.int64)], f"{n}/last"),
+                                g.const(0, "zero", np.int64)], f"{n}/last")
+            y = g.gather_steps(y, last)
+            seen = g.unsqueeze(g.op("Greater", [count, g.const(0, "zero", np.int64)],
+                                    f"{n}/seen"), [2])
+            y = g.op("Where", [seen, y, zero if h0 is None else g.unsqueeze(h0, [1])],
+                     f"{n}/y")
+    else:
+        y = h_n
+    if layer.return_state:
+        return [y, h_n, c_n], [out_mask, None, None]
+    return y, out_mask
+
+
+# --------------------------------------------------------------------------------------------
+# normalization, pooling, wrappers
+
+def _register_more():
+    from ..layers import normalization, pooling, wrappers
+    from ..models.functional import Model
+    from ..models.sequential import Sequential
+
+    @register_converter(normalization.BatchNormalization)
+    def batch_norm(g, layer, x, mask):
+        # inference: (x - moving_mean) / sqrt(moving_variance + epsilon) * gamma + beta
+        F = layer.moving_mean.shape[0]
+        gamma = layer.gamma if layer.scale else np.ones(F)
+        beta = layer.beta if layer.center else np.zeros(F)
+        inv = 1.0 / np.sqrt(layer.moving_variance.astype(np.float64) + layer.epsilon)
+        scale = gamma * inv
+        shift = beta - layer.moving_mean * scale
+        y = g.op("Mul", [x, g.const(scale, f"{layer.name}/scale")], layer.name)
+        return g.op("Add", [y, g.const(shift, f"{layer.name}/shift")], layer.name), mask
+
+    @register_converter(normalization.LayerNormalization)
+    def layer_norm(g, layer, x, mask):
+        F = layer._features
+        gamma = layer.gamma if layer.scale else np.ones(F)
+        beta = layer.beta if layer.center else np.zeros(F)
+        y = g.op("LayerNormalization", [x, g.const(gamma, f"{layer.name}/gamma"),
+                                        g.const(beta, f"{layer.name}/beta")],
+                 layer.name, axis=-1, epsilon=layer.epsilon)
+        return y, mask
+
+    def pool(g, layer, x, mask, average):
+        if layer.data_format == "channels_first":
+            x = g.op("Transpose", [x], layer.name, perm=[0, 2, 1])
+        if mask is None:
+            y = g.reduce("ReduceMean" if average else "ReduceMax", x, [1], keepdims=False)
+        else:
+            m = g.unsqueeze(mask, [2])                                       # (B, T, 1)
+            mf = g.cast(m, "FLOAT")
+            count = g.reduce("ReduceSum", mf, [1], keepdims=False)           # (B, 1)
+            if average:  # over the unmasked steps; 0 for a row with none
+                total = g.reduce("ReduceSum", g.op("Mul", [x, mf], layer.name), [1],
+                                 keepdims=False)
+                y = g.op("Div", [total, g.op("Max", [count, g.scalar(1.0)], layer.name)],
+                         layer.name)
+            else:
+                low = g.op("Where", [m, x, g.scalar(-np.inf)], layer.name)
+                top = g.reduce("ReduceMax", low, [1], keepdims=False)
+                some = g.op("Greater", [count, g.scalar(0.0)], layer.name)
+                y = g.op("Where", [some, top, g.scalar(0.0)], layer.name)
+        if layer.keepdims:
+            y = g.unsqueeze(y, [1 if layer.data_format == "channels_last" else 2])
+        return y, None
+
+    register_converter(pooling.GlobalAveragePooling1D,
+                       lambda g, layer, x, mask: pool(g, layer, x, mask, True))
+    register_converter(pooling.GlobalMaxPooling1D,
+                       lambda g, layer, x, mask: pool(g, layer, x, mask, False))
+
+    @register_converter(wrappers.TimeDistributed)
+    def time_distributed(g, layer, x, mask):
+        # (B, T, ...) -> (B * T, ...) -> the wrapped layer -> (B, T, ...)
+        rows = g.op("Reshape", [x, g.op("Concat", [g.ints([-1]), g.dims(x, 2)], "rows",
+                                        axis=0)], f"{layer.name}/rows")
+        y2, _ = _convert_layer(g, layer.layer, rows, None)
+        shape = g.op("Concat", [g.dims(x, 0, 2), g.dims(y2, 1)], "steps", axis=0)
+        return g.op("Reshape", [y2, shape], layer.name), mask
+
+    def nested(g, model, x, mask):
+        xs = x if isinstance(x, list) else [x]
+        masks = mask if isinstance(mask, list) else [mask]
+        if len(masks) != len(xs):
+            masks = [None] * len(xs)
+        outs, _ = _walk(g, model, xs, masks)
+        if len(outs) == 1:
+            return outs[0], None
+        return outs, [None] * len(outs)
+
+    register_converter(Model, nested, keeps_ids=True)
+    register_converter(Sequential, nested, keeps_ids=True)
+
+
+# --------------------------------------------------------------------------------------------
+# merges and attention
+
+def _or_masks(g, mask):
+    if not isinstance(mask, list) or any(m is None for m in mask):
+        return None
+    out = mask[0]
+    for m in mask[1:]:
+        out = g.op("Or", [out, m], "mask_or")
+    return out
+
+
+def _register_merges():
+    from ..layers import attention, merging
+
+    def elementwise(op_type):
+        def convert(g, layer, xs, mask):
+            y = xs[0]
+            for v in xs[1:]:
+                y = g.op(op_type, [y, v], layer.name)
+            return y, _or_masks(g, mask)
+        return convert
+
+    for cls, op_type in ((merging.Add, "Add"), (merging.Subtract, "Sub"),
+                         (merging.Multiply, "Mul"), (merging.Maximum, "Max"),
+                         (merging.Minimum, "Min")):
+        register_converter(cls, elementwise(op_type))
+
+    @register_converter(merging.Average)
+    def average(g, layer, xs, mask):
+        y, m = elementwise("Add")(g, layer, xs, mask)
+        return g.op("Mul", [y, g.scalar(1.0 / len(xs))], layer.name), m
+
+    @register_converter(merging.Concatenate)
+    def concatenate(g, layer, xs, mask):
+        # ranks are known from the graph; the layer resolves the axis
+        rank = len(layer._inbound_nodes[0].inputs[0].shape)
+        ax = layer._axis(rank)
+        y = g.op("Concat", xs, layer.name, axis=ax)
+        if mask is None or all(m is None for m in mask):
+            return y, None
+        # Keras: each input's mask (all True where it has none) broadcast to its shape, joined
+        # along the axis, then any() over the last axis
+        parts = []
+        for x, m in zip(xs, mask):
+            if m is None:
+                m = g.const(np.ones((), bool), "true", bool)
+            else:
+                m = g.unsqueeze(m, [-1])
+            parts.append(g.cast(g.op("Expand", [m, g.dims(x, 0)], "mask"), "FLOAT"))
+        joined = g.op("Concat", parts, "mask", axis=ax)
+        any_ = g.reduce("ReduceMax", joined, [-1], keepdims=False)
+        return y, g.cast(any_, "BOOL")
+
+    @register_converter(merging.Dot)
+    def dot(g, layer, xs, mask):
+        rank = len(layer._inbound_nodes[0].inputs[0].shape)
+        a0, a1 = (a if a >= 0 else rank + a for a in layer.axes)
+        x0, x1 = xs
+        if layer.normalize:
+            x0, x1 = (g.op("Mul", [v, g.op("Reciprocal", [g.op("Sqrt", [g.op(
+                "Max", [g.reduce("ReduceSum", g.op("Mul", [v, v], "dot"), [a]),
+                        g.scalar(1e-12)], "dot")], "dot")], "dot")], "dot")
+                      for v, a in ((x0, a0), (x1, a1)))
+        if rank == 2:
+            return g.reduce("ReduceSum", g.op("Mul", [x0, x1], layer.name), [1]), None
+        if a0 != 2:
+            x0 = g.op("Transpose", [x0], layer.name, perm=[0, 2, 1])
+        if a1 != 1:
+            x1 = g.op("Transpose", [x1], layer.name, perm=[0, 2, 1])
+        return g.op("MatMul", [x0, x1], layer.name), None
+
+    @register_converter(attention.MultiHeadAttention)
+    def mha(g, layer, xs, mask):
+        return _attention(g, layer, xs, mask)
+
+
+def _attention(g, layer, xs, mask):
+    n = layer.name
+    opts = layer._graph_opts
+    query, value = xs[0], xs[1]
+    key = xs[2] if opts["key"] else value
+    am = xs[-1] if opts["attention_mask"] else None
+    masks = list(mask) if isinstance(mask, list) else [None] * len(xs)
+    qm, vm = masks[0], masks[1]
+    km = masks[2] if opts["key"] else None
+    Hn, kd, vd = layer.num_heads, layer.key_dim, layer.value_dim
+
+    def project(x, kernel, bias, width, what):
+        d = kernel.shape[0]
+        y = g.op("MatMul", [x, g.const(kernel.reshape(d, Hn * width), f"{n}/{what}_kernel")],
+                 f"{n}/{what}")
+        if bias is not None:
+            y = g.op("Add", [y, g.const(bias.reshape(-1), f"{n}/{what}_bias")], f"{n}/{what}")
+        y = g.op("Reshape", [y, g.ints([0, 0, Hn, width])], f"{n}/{what}")
+        return g.op("Transpose", [y], f"{n}/{what}", perm=[0, 2, 1, 3])      # (B, H, T, w)
+
+    Q = project(query, layer.query_kernel, layer.query_bias, kd, "query")
+    K = project(key, layer.key_kernel, layer.key_bias, kd, "key")
+    V = project(value, layer.value_kernel, layer.value_bias, vd, "value")
+    Kt = g.op("Transpose", [K], f"{n}/key", perm=[0, 1, 3, 2])
+    scores = g.op("Mul", [g.op("MatMul", [Q, Kt], f"{n}/scores"),
+                          g.scalar(1.0 / math.sqrt(kd))], f"{n}/scores")        # (B, H, Tq, Tv)
+    # True = may attend: value and key masks on keys, the query mask on rows, attention_mask,
+    # the causal mask; all ANDed (Keras)
+    ok = None
+    for m in (vm, km):
+        if m is not None:
+            ok = g.mask_and(ok, g.unsqueeze(m, [1, 2]))
+    if qm is not None:
+        ok = g.mask_and(ok, g.unsqueeze(qm, [1, 3]))
+    if am is not None:
+        am = g.cast(am, "BOOL")
+        rank = len(layer._inbound_nodes[0].inputs[-1].shape)
+        ok = g.mask_and(ok, g.unsqueeze(am, [1]) if rank == 3 else am)
+    if opts["use_causal_mask"]:
+        zero, one = g.const(0, "zero", np.int64), g.const(1, "one", np.int64)
+        qi = g.op("Range", [zero, g.dim(query, 1), one], f"{n}/causal")
+        vj = g.op("Range", [zero, g.dim(value, 1), one], f"{n}/causal")
+        ok = g.mask_and(ok, g.op("LessOrEqual", [g.unsqueeze(vj, [0]), g.unsqueeze(qi, [1])],
+                                 f"{n}/causal"))
+    if ok is not None:
+        scores = g.op("Where", [ok, scores, g.scalar(_NEG)], f"{n}/masked")
+    P = g.op("Softmax", [scores], f"{n}/probs", axis=-1)
+    if ok is not None:  # a row with no visible key gives zeros
+        P = g.op("Where", [ok, P, g.scalar(0.0)], f"{n}/probs")
+    O = g.op("Transpose", [g.op("MatMul", [P, V], f"{n}/attend")], f"{n}/attend",
+             perm=[0, 2, 1, 3])
+    O = g.op("Reshape", [O, g.ints([0, 0, Hn * vd])], f"{n}/attend")
+    out_dim = layer.output_kernel.shape[-1]
+    y = g.op("MatMul", [O, g.const(layer.output_kernel.reshape(Hn * vd, out_dim),
+                                   f"{n}/output_kernel")], n)
+    if layer.output_bias is not None:
+        y = g.op("Add", [y, g.const(layer.output_bias, f"{n}/output_bias")], n)
+    if opts["return_attention_scores"]:
+        return [y, P], [qm, None]
+    return y, qm
+
+
+_register_core()
+_register_more()
+_register_merges()
+
+
+# --------------------------------------------------------------------------------------------
+# command line: python -m nanonet export model.nnet model.onnx
+
+def add_arguments(parser):
+    """Add the ``export`` command's arguments to an argparse parser (sets func=run)."""
+    parser.add_argument("model", help="model file written by model.save (e.g. model.nnet)")
+    parser.add_argument("output", help="ONNX file to write (e.g. model.onnx)")
+    parser.add_argument("--opset", type=int, default=None,
+                        help=f"ONNX opset version (default {DEFAULT_OPSET})")
+    parser.set_defaults(func=run)
+
+
+def run(args) -> int:
+    import sys
+    from ..saving import load_model
+    try:
+        export(load_model(args.model), args.output, opset_version=args.opset)
+    except (ImportError, ValueError, TypeError, OSError) as e:
+        print(f"export: {e}", file=sys.stderr)
+        return 1
+    print(f"exported {args.model} to {args.output} (ONNX opset "
+          f"{DEFAULT_OPSET if args.opset is None else args.opset})")
+    return 0
