@@ -219,23 +219,22 @@ def test_normalization(center, scale, tmp_path):
 
 @pytest.mark.parametrize("cls", [L.GlobalAveragePooling1D, L.GlobalMaxPooling1D])
 @pytest.mark.parametrize("masked", [False, True])
-@pytest.mark.parametrize("data_format,keepdims", [("channels_last", False),
-                                                  ("channels_last", True),
-                                                  ("channels_first", True)])
-def test_global_pooling(cls, masked, data_format, keepdims, tmp_path):
+@pytest.mark.parametrize("keepdims", [False, True])
+def test_global_pooling(cls, masked, keepdims, tmp_path):
     rng = np.random.default_rng(11)
-    if data_format == "channels_first":
-        if masked:
-            pytest.skip("a (B, T) mask does not fit channels_first input")
-        model = nn.Sequential([nn.Input((5, T)), cls(data_format=data_format,
-                                                     keepdims=keepdims)])
-        _compare(model, rng.standard_normal((7, 5, T)).astype(np.float32), tmp_path)
-        return
-    model = nn.Sequential([L.Embedding(V, 4, mask_zero=masked),
-                           cls(data_format=data_format, keepdims=keepdims)])
+    model = nn.Sequential([L.Embedding(V, 4, mask_zero=masked), cls(keepdims=keepdims)])
     model.build((None, T))
     _randomize(model, rng)
     _compare(model, _ids(rng, padding="holes"), tmp_path)
+
+
+@pytest.mark.parametrize("cls", [L.GlobalAveragePooling1D, L.GlobalMaxPooling1D])
+@pytest.mark.parametrize("keepdims", [False, True])
+def test_global_pooling_channels_first(cls, keepdims, tmp_path):
+    rng = np.random.default_rng(11)
+    model = nn.Sequential([nn.Input((5, T)), cls(data_format="channels_first",
+                                                 keepdims=keepdims)])
+    _compare(model, rng.standard_normal((7, 5, T)).astype(np.float32), tmp_path)
 
 
 def test_time_distributed_keeps_the_mask(tmp_path):
@@ -383,3 +382,26 @@ def test_cli_export(tmp_path):
     bad = subprocess.run([sys.executable, "-m", "nanonet", "export", str(tmp_path / "none.nnet"),
                           str(tmp_path / "x.onnx")], capture_output=True, text=True, timeout=300)
     assert bad.returncode != 0 and "none.nnet" in bad.stderr
+
+
+def test_missing_onnx_names_the_extra(monkeypatch, tmp_path):
+    model = nn.Sequential([nn.Input((3,)), L.Dense(2)])
+    monkeypatch.setitem(sys.modules, "onnx", None)  # import onnx now raises ImportError
+    with pytest.raises(ImportError, match=r'pip install "nanonet\[onnx\]"'):
+        model.export(str(tmp_path / "m.onnx"))
+
+
+@pytest.mark.parametrize("opset", [17, 18, 20])
+def test_newer_opsets(opset, tmp_path):
+    rng = np.random.default_rng(19)
+    x = rng.standard_normal((7, T, 3)).astype(np.float32)
+    x[0, 4:] = 0.0
+    model = nn.Sequential([nn.Input((T, 3)), L.Masking(), L.LSTM(4, return_sequences=True),
+                           L.GlobalMaxPooling1D(), L.Dense(2, activation="gelu")])
+    _randomize(model, rng)
+    path = tmp_path / "m.onnx"
+    model.export(str(path), opset_version=opset)
+    proto = onnx.load(str(path))
+    onnx.checker.check_model(proto, full_check=True)
+    assert proto.opset_import[0].version == opset
+    _compare(model, x, tmp_path, _session(path))

@@ -269,7 +269,9 @@ def to_onnx(model, opset_version=None):
         g.nodes.append(onnx.helper.make_node("Identity", [g.float(y)], [n],
                                              name=g.name(f"{n}_node")))
         outputs.append(_value_info(onnx, n, np.float32, t.shape, n))
-    graph = onnx.helper.make_graph(g.nodes, model.name, inputs, outputs, g.initializers)
+    used = {v for node in g.nodes for v in node.input}
+    weights = [w for w in g.initializers if w.name in used]  # shared constants nobody read
+    graph = onnx.helper.make_graph(g.nodes, model.name, inputs, outputs, weights)
     from .. import __version__
     proto = onnx.helper.make_model(graph, producer_name="nanonet", producer_version=__version__,
                                    opset_imports=[onnx.helper.make_opsetid("", opset)])
