@@ -273,9 +273,11 @@ def to_onnx(model, opset_version=None):
     weights = [w for w in g.initializers if w.name in used]  # shared constants nobody read
     graph = onnx.helper.make_graph(g.nodes, model.name, inputs, outputs, weights)
     from .. import __version__
+    opsets = [onnx.helper.make_opsetid("", opset)]
     proto = onnx.helper.make_model(graph, producer_name="nanonet", producer_version=__version__,
-                                   opset_imports=[onnx.helper.make_opsetid("", opset)])
-    proto.ir_version = min(proto.ir_version, 8)  # readable by onnxruntime releases since 1.14
+                                   opset_imports=opsets)
+    # the oldest IR version that knows the opset: readable by the most runtimes
+    proto.ir_version = onnx.helper.find_min_ir_version_for(opsets)
     return proto
 
 
