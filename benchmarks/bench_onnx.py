@@ -81,7 +81,8 @@ def main(argv=None):
     from threadpoolctl import threadpool_limits
     print(f"nanonet {nn.__version__} ({nn.ops.active_isa()}), onnxruntime {ort.__version__}, "
           f"load average {os.getloadavg()[0]:.2f}; {args.rounds} rounds x {args.calls} calls")
-    print("| model | threads | onnxruntime ms | nanonet ms | onnxruntime / nanonet | max abs diff |")
+    print("| model | threads | onnxruntime ms | nanonet ms | onnxruntime / nanonet | "
+          "max abs diff |")
     print("|---|---|---|---|---|---|")
     for mask_zero in (False, True):
         label = "showcase, mask_zero=True, half padded" if mask_zero else "showcase (demo)"

@@ -37,7 +37,7 @@ DEFAULT_OPSET = 17
 _MIN_OPSET = 17
 _NEG = -1e30  # the score of a masked attention key (finite: an all-masked row stays NaN-free)
 
-_CONVERTERS = {}   # layer class -> (converter, keeps_ids)
+_CONVERTERS: dict = {}   # layer class -> (converter, keeps_ids)
 
 
 def _import_onnx():
