@@ -315,6 +315,19 @@ def test_multi_head_attention(variant, tmp_path):
     _compare(model, xs, tmp_path)
 
 
+def test_shared_layer_weights_stored_once(tmp_path):
+    rng = np.random.default_rng(20)
+    a, b = nn.Input((6,), name="a"), nn.Input((6,), name="b")
+    shared = L.Dense(40)
+    model = nn.Model([a, b], L.Add()([shared(a), shared(b)]))
+    _randomize(model, rng)
+    path = _export(model, tmp_path)
+    kernels = [w for w in onnx.load(str(path)).graph.initializer if tuple(w.dims) == (6, 40)]
+    assert len(kernels) == 1
+    _compare(model, [rng.standard_normal((7, 6)).astype(np.float32) for _ in range(2)],
+             tmp_path, _session(path))
+
+
 def test_nested_models_receive_masks(tmp_path):
     rng = np.random.default_rng(16)
     inner = nn.Sequential([nn.Input((T, 4)), L.LSTM(5, return_sequences=True), L.LSTM(3)])
@@ -340,6 +353,10 @@ def test_unsupported_layer_names_layer_and_class(tmp_path):
     with pytest.raises(ValueError, match=r"'twice'.*Doubler.*register_converter"):
         model.export(str(tmp_path / "m.onnx"))
     assert not (tmp_path / "m.onnx").exists()
+    (tmp_path / "old.onnx").write_bytes(b"previous")  # a failed export leaves a file as it was
+    with pytest.raises(ValueError, match="Doubler"):
+        model.export(tmp_path / "old.onnx")
+    assert (tmp_path / "old.onnx").read_bytes() == b"previous"
 
 
 def test_bad_format_opset_and_unbuilt_model(tmp_path):
@@ -351,6 +368,8 @@ def test_bad_format_opset_and_unbuilt_model(tmp_path):
         model.export(str(tmp_path / "m.onnx"), format="tf_saved_model")
     with pytest.raises(ValueError, match="opset_version"):
         model.export(str(tmp_path / "m.onnx"), opset_version=11)
+    with pytest.raises(TypeError, match="filepath"):
+        model.export(None)
 
 
 def test_register_converter_extends_the_table(tmp_path):

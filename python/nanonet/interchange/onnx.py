@@ -27,6 +27,7 @@ nanonet processes them; its outputs stay in processing order, as in nanonet and 
 """
 from __future__ import annotations
 
+import hashlib
 import math
 
 import numpy as np
@@ -108,15 +109,16 @@ class Graph:
         return outs[0] if outputs == 1 else outs
 
     def const(self, value, hint="const", dtype=np.float32):
-        """An initializer holding value (small constants are shared)."""
+        """An initializer holding value. Equal constants are stored once (a layer shared by
+        several call sites writes its weights once)."""
         arr = np.array(value, dtype=dtype, order="C")
-        key = (arr.dtype.str, arr.shape, arr.tobytes()) if arr.size <= 16 else None
-        if key is not None and key in self._consts:
-            return self._consts[key]
+        key = (arr.dtype.str, arr.shape, hashlib.sha256(arr.tobytes()).digest())
+        hit = self._consts.get(key)
+        if hit is not None and np.array_equal(hit[1], arr):
+            return hit[0]
         n = self.name(hint)
         self.initializers.append(self.onnx.numpy_helper.from_array(arr, n))
-        if key is not None:
-            self._consts[key] = n
+        self._consts[key] = (n, arr)
         return n
 
     def ints(self, values):
@@ -284,12 +286,15 @@ def to_onnx(model, opset_version=None):
 def export(model, filepath, opset_version=None):
     """Write ``to_onnx(model)`` to filepath, checked by onnx.checker, atomically (a failed
     export leaves an existing file as it was)."""
+    import os
+    if not isinstance(filepath, (str, os.PathLike)):
+        raise TypeError(f"export: filepath must be a str or path; got {type(filepath).__name__}")
     onnx = _import_onnx()
     proto = to_onnx(model, opset_version)
     onnx.checker.check_model(proto)
     from ..saving import _atomic_write
     data = proto.SerializeToString()
-    _atomic_write(str(filepath), lambda f: f.write(data), True, "export")
+    _atomic_write(os.fspath(filepath), lambda f: f.write(data), True, "export")
 
 
 # --------------------------------------------------------------------------------------------
