@@ -23,7 +23,13 @@ c and outputs the carried h), wherever the step lies. ONNX's LSTM only knows ``s
 ``sequence_lens`` = the number of valid steps, then read each output step t from the state after
 the last valid step <= t (the initial state before the first one). Post-padded, pre-padded or
 holey masks all give nanonet's answer. go_backwards reverses the steps (and the mask) first, as
-nanonet processes them; its outputs stay in processing order, as in nanonet and Keras.
+nanonet processes them; its outputs stay in processing order, as in nanonet and Keras. A row
+with no valid step returns the initial state, as in nanonet.
+
+Adding a layer: write ``convert(g, layer, x, mask) -> (y, y_mask)`` and register it (see
+``register_converter``); ``activation(g, x, name)`` emits any nanonet activation, and a recurrent
+layer reuses ``RecurrentSteps`` (mask compaction, go_backwards, the outputs at masked steps) and
+``rnn_activations`` around ONNX's GRU or RNN operator.
 """
 from __future__ import annotations
 
@@ -32,7 +38,8 @@ import math
 
 import numpy as np
 
-__all__ = ["to_onnx", "export", "register_converter", "get_converter", "DEFAULT_OPSET"]
+__all__ = ["to_onnx", "export", "register_converter", "get_converter", "activation",
+           "RecurrentSteps", "rnn_activations", "DEFAULT_OPSET"]
 
 DEFAULT_OPSET = 17
 _MIN_OPSET = 17
@@ -400,6 +407,76 @@ def _onnx_gates(w):
     return np.concatenate([i, o, f, c], axis=-1)
 
 
+class RecurrentSteps:
+    """The steps an ONNX recurrent operator (LSTM, GRU, RNN) runs for a nanonet RNN layer, and
+    the way back to nanonet's outputs; shared by the recurrent converters.
+
+    ``steps = RecurrentSteps(g, x, mask, go_backwards, name)``: ``steps.x`` is the (T, B, I)
+    time-major input to feed the operator and ``steps.lens`` its ``sequence_lens`` ("" without a
+    mask). Then ``steps.sequence(Y, h0)`` turns the operator's Y (T, 1, B, H) into nanonet's
+    (B, T, H) return_sequences output and ``steps.final(Y_h, h0)`` its Y_h (1, B, H) into the
+    last state (B, H); h0 is the initial state's name or None (zeros).
+    """
+
+    def __init__(self, g, x, mask, go_backwards, name):
+        self.g, self.n = g, name
+        if go_backwards:       # nanonet processes t = T-1 .. 0
+            x = g.reverse_steps(x)
+            mask = None if mask is None else g.reverse_steps(mask)
+        self.count = self.valid_lens = None
+        self.lens = ""
+        if mask is not None:
+            zero, one = g.const(0, "zero", np.int64), g.const(1, "one", np.int64)
+            valid = g.cast(mask, "INT64")                                       # (B, T)
+            T = g.dim(valid, 1)
+            t = g.op("Range", [zero, T, one], f"{name}/steps")
+            # valid steps first, in order: key = t, or T + t for a masked step
+            invalid = g.op("Sub", [one, valid], f"{name}/invalid")
+            key = g.op("Add", [t, g.op("Mul", [invalid, T], f"{name}/key")], f"{name}/key")
+            _, order = g.op("TopK", [key, g.unsqueeze(T, [0])], f"{name}/order", outputs=2,
+                            axis=1, largest=0, sorted=1)
+            x = g.gather_steps(x, order)
+            self.count = g.op("CumSum", [valid, one], f"{name}/count")        # (B, T)
+            self.valid_lens = g.reduce("ReduceSum", valid, [1], keepdims=False)  # (B,)
+            # at least 1 step: a row with none takes the initial state (final, sequence)
+            self.lens = g.cast(g.op("Max", [self.valid_lens, one], f"{name}/lens"), "INT32")
+        self.x = g.op("Transpose", [x], f"{name}/time_major", perm=[1, 0, 2])
+
+    def final(self, Yh, h0):
+        g = self.g
+        h = g.squeeze(Yh, [0])
+        if self.valid_lens is None:
+            return h
+        some = g.op("Greater", [self.valid_lens, g.const(0, "zero", np.int64)], f"{self.n}/some")
+        return g.op("Where", [g.unsqueeze(some, [1]), h, g.scalar(0.0) if h0 is None else h0],
+                    f"{self.n}/final")
+
+    def sequence(self, Y, h0):
+        g = self.g
+        y = g.op("Transpose", [g.squeeze(Y, [1])], f"{self.n}/batch_major", perm=[1, 0, 2])
+        if self.count is None:
+            return y
+        # step t outputs the state after the last valid step <= t (h0 before the first)
+        zero, one = g.const(0, "zero", np.int64), g.const(1, "one", np.int64)
+        last = g.op("Max", [g.op("Sub", [self.count, one], f"{self.n}/last"), zero],
+                    f"{self.n}/last")
+        y = g.gather_steps(y, last)
+        seen = g.unsqueeze(g.op("Greater", [self.count, zero], f"{self.n}/seen"), [2])
+        return g.op("Where", [seen, y, g.scalar(0.0) if h0 is None else g.unsqueeze(h0, [1])],
+                    f"{self.n}/sequence")
+
+
+def rnn_activations(names):
+    """ONNX activation attributes for nanonet activation names: {"activations": [...]} plus
+    alpha / beta for "linear" (ONNX's Affine with alpha 1, beta 0)."""
+    acts = [_RNN_ACTIVATIONS[a] for a in names]
+    attrs = {"activations": acts}
+    if "Affine" in acts:
+        attrs["activation_alpha"] = [1.0] * acts.count("Affine")
+        attrs["activation_beta"] = [0.0] * acts.count("Affine")
+    return attrs
+
+
 def _lstm(g, layer, x, mask):
     n = layer.name
     H = layer.units
@@ -408,62 +485,20 @@ def _lstm(g, layer, x, mask):
         mask = mask[0] if isinstance(mask, list) else mask
     else:
         h0 = c0 = None
-    out_mask = mask if layer.return_sequences else None
-    steps_x, steps_mask = x, mask
-    if layer.go_backwards:       # nanonet processes t = T-1 .. 0
-        steps_x = g.reverse_steps(x)
-        steps_mask = None if mask is None else g.reverse_steps(mask)
-    lens = count = None
-    if steps_mask is not None:
-        valid = g.cast(steps_mask, "INT64")                                   # (B, T)
-        T = g.dim(valid, 1)
-        t = g.op("Range", [g.const(0, "zero", np.int64), T, g.const(1, "one", np.int64)],
-                 f"{n}/steps")
-        # valid steps first, in order: key = t, or T + t for a masked step
-        invalid = g.op("Sub", [g.const(1, "one", np.int64), valid], f"{n}/invalid")
-        key = g.op("Add", [t, g.op("Mul", [invalid, T], f"{n}/key")], f"{n}/key")
-        _, order = g.op("TopK", [key, g.unsqueeze(T, [0])], f"{n}/order", outputs=2, axis=1,
-                        largest=0, sorted=1)
-        steps_x = g.gather_steps(steps_x, order)
-        count = g.op("CumSum", [valid, g.const(1, "one", np.int64)], f"{n}/count")  # (B, T)
-        lens = g.reduce("ReduceSum", valid, [1], keepdims=False)                   # (B,)
-    xt = g.op("Transpose", [steps_x], f"{n}/time_major", perm=[1, 0, 2])
+    steps = RecurrentSteps(g, x, mask, layer.go_backwards, n)
     W = g.const(_onnx_gates(layer.kernel).T[None], f"{n}/W")
     R = g.const(_onnx_gates(layer.recurrent_kernel).T[None], f"{n}/R")
     bias = (_onnx_gates(layer.bias) if layer.use_bias else np.zeros(4 * H, np.float32))
     Bw = g.const(np.concatenate([bias, np.zeros(4 * H, np.float32)])[None], f"{n}/B")
-    seq = ""
-    if lens is not None:  # at least 1 step: a row with none takes the initial state below
-        seq = g.cast(g.op("Max", [lens, g.const(1, "one", np.int64)], f"{n}/lens"), "INT32")
     ih = "" if h0 is None else g.unsqueeze(h0, [0])
     ic = "" if c0 is None else g.unsqueeze(c0, [0])
-    acts = [_RNN_ACTIVATIONS[layer.recurrent_activation], _RNN_ACTIVATIONS[layer.activation],
-            _RNN_ACTIVATIONS[layer.activation]]
-    attrs = {"hidden_size": H, "activations": acts}
-    if "Affine" in acts:  # the identity: alpha x + beta with alpha 1, beta 0
-        attrs["activation_alpha"] = [1.0] * acts.count("Affine")
-        attrs["activation_beta"] = [0.0] * acts.count("Affine")
-    Y, Yh, Yc = g.op("LSTM", [xt, W, R, Bw, seq, ih, ic], n, outputs=3, **attrs)
-    h_n, c_n = g.squeeze(Yh, [0]), g.squeeze(Yc, [0])
-    zero = g.scalar(0.0)
-    if lens is not None:
-        some = g.unsqueeze(g.op("Greater", [lens, g.const(0, "zero", np.int64)], f"{n}/some"),
-                           [1])
-        h_n = g.op("Where", [some, h_n, zero if h0 is None else h0], f"{n}/h_n")
-        c_n = g.op("Where", [some, c_n, zero if c0 is None else c0], f"{n}/c_n")
-    if layer.return_sequences:
-        y = g.op("Transpose", [g.squeeze(Y, [1])], f"{n}/batch_major", perm=[1, 0, 2])
-        if count is not None:
-            # step t outputs the state after the last valid step <= t (h0 before the first)
-            last = g.op("Max", [g.op("Sub", [count, g.const(1, "one", np.int64)], f"{n}/last"),
-                                g.const(0, "zero", np.int64)], f"{n}/last")
-            y = g.gather_steps(y, last)
-            seen = g.unsqueeze(g.op("Greater", [count, g.const(0, "zero", np.int64)],
-                                    f"{n}/seen"), [2])
-            y = g.op("Where", [seen, y, zero if h0 is None else g.unsqueeze(h0, [1])],
-                     f"{n}/y")
-    else:
-        y = h_n
+    # ONNX f (gates i, o, f), g (candidate), h (output): nanonet's ra, a, a
+    acts = rnn_activations([layer.recurrent_activation, layer.activation, layer.activation])
+    Y, Yh, Yc = g.op("LSTM", [steps.x, W, R, Bw, steps.lens, ih, ic], n, outputs=3,
+                     hidden_size=H, **acts)
+    h_n, c_n = steps.final(Yh, h0), steps.final(Yc, c0)
+    y = steps.sequence(Y, h0) if layer.return_sequences else h_n
+    out_mask = mask if layer.return_sequences else None
     if layer.return_state:
         return [y, h_n, c_n], [out_mask, None, None]
     return y, out_mask
