@@ -305,6 +305,11 @@ def save_weights(model, filepath, overwrite=True):
     if not model.built:
         raise ValueError(f"{fn}: model {model.name!r} is not built, so it has no weights yet; "
                          "build it (or run it on data) first")
+    if path.lower().endswith(".safetensors"):
+        from .interchange.weights import safetensors_bytes
+        data = safetensors_bytes(model)
+        _atomic_write(path, lambda f: f.write(data), overwrite, fn)
+        return
     manifest = _base_manifest(model, "weights")
     entries, arrays = _weight_entries(model)
     manifest["arrays"] = entries
@@ -691,6 +696,9 @@ def load_model(filepath, compile=True, allow_nan=False):
     """
     fn = "load_model"
     path = _path(filepath, fn)
+    if path.lower().endswith(".keras"):  # a Keras 3 file (needs h5py)
+        from .interchange.keras_files import load_keras_model
+        return load_keras_model(path)
     with _Archive(path, fn) as archive:
         if archive.manifest["kind"] != "model":
             raise archive.error("this is a weights-only file (written by save_weights); "
@@ -714,6 +722,13 @@ def load_weights(model, filepath, allow_nan=False):
     """
     fn = "load_weights"
     path = _path(filepath, fn)
+    lower = path.lower()
+    if lower.endswith((".h5", ".hdf5", ".keras")):  # Keras 3 weights (needs h5py)
+        from .interchange.keras_files import load_keras_weights
+        return load_keras_weights(model, path)
+    if lower.endswith(".safetensors"):
+        from .interchange.weights import load_safetensors
+        return load_safetensors(model, path, allow_nan=allow_nan)
     with _Archive(path, fn) as archive:
         if not model.built:
             shape = archive.manifest.get("input_shape")
