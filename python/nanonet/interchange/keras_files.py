@@ -364,15 +364,25 @@ def _functional(config, where):
 
 
 # -- weights ------------------------------------------------------------------------------------
-def _h5_paths(model):
-    """[(layer, [h5 dataset path per weight])] for the layers with weights, in Keras's
-    object-tracking naming (see the module docstring)."""
+def keras_layer_keys(model):
+    """[(layer, key)] in ``model.layers`` order, key = the name Keras gives a layer of that
+    class in a fresh session: snake_case class name, then _1, _2, ... for later layers of the
+    same class. It depends on the architecture only, never on the layers' actual names."""
     counts, out = {}, []
     for layer in model.layers:
         base = keras_snake_case(type(layer).__name__)
         k = counts.get(base, 0)
         counts[base] = k + 1
-        path = f"layers/{base}" + (f"_{k}" if k else "")
+        out.append((layer, base + (f"_{k}" if k else "")))
+    return out
+
+
+def _h5_paths(model):
+    """[(layer, [h5 dataset path per weight])] for the layers with weights, in Keras's
+    object-tracking naming (see the module docstring)."""
+    out = []
+    for layer, key in keras_layer_keys(model):
+        path = f"layers/{key}"
         n = len(layer.weights)
         if not n:
             continue
