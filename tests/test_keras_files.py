@@ -117,6 +117,14 @@ def test_hostile_or_unsupported_configs_are_refused(tmp_path, edit, message):
         nn.load_model(_edited(tmp_path, "mlp", edit))
 
 
+def test_keras_ops_on_values_are_refused(tmp_path):
+    def edit(c):
+        add = next(lc for lc in c["config"]["layers"] if lc["class_name"] == "Add")
+        add["module"] = "keras.src.ops.numpy"
+    with pytest.raises(ValueError, match="Keras op 'Add'.*no nanonet layer"):
+        nn.load_model(_edited(tmp_path, "functional_merge", edit))
+
+
 def test_stateful_lstm_is_refused(tmp_path):
     def edit(c):
         next(lc for lc in c["config"]["layers"]
@@ -136,6 +144,26 @@ def test_not_a_keras_file(tmp_path):
     (tmp_path / "bad.weights.h5").write_bytes(b"\x89HDF garbage")
     with pytest.raises(ValueError, match="not a valid HDF5"):
         m.load_weights(tmp_path / "bad.weights.h5")
+
+
+def test_keras_2_files_are_named(tmp_path):
+    legacy = tmp_path / "legacy.h5"
+    with h5py.File(legacy, "w") as f:
+        f.attrs["layer_names"] = [b"dense"]
+        f.create_group("dense")
+    m = nn.Sequential([nn.Input((6,)), nn.layers.Dense(2)])
+    with pytest.raises(ValueError, match="Keras 2 .legacy HDF5"):
+        m.load_weights(legacy)
+    src = fixture("mlp")[0]
+    old = tmp_path / "old.keras"
+    with zipfile.ZipFile(src) as zin, zipfile.ZipFile(old, "w") as zout:
+        for info in zin.infolist():
+            data = zin.read(info.filename)
+            if info.filename == "metadata.json":
+                data = json.dumps({**json.loads(data), "keras_version": "2.15.0"}).encode()
+            zout.writestr(info.filename, data)
+    with pytest.raises(ValueError, match="written by Keras 2.15.0"):
+        nn.load_model(old)
 
 
 def test_missing_h5py_names_the_extra(monkeypatch):

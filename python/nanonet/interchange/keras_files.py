@@ -265,6 +265,9 @@ def _functional(config, where):
             raise ValueError(f"{where}: layers[{k}] must be an object")
         if spec.get("name") in mask_ops:
             continue
+        if str(spec.get("module", "")).startswith("keras.src.ops"):
+            raise _Refused(f"{where}: layers[{k}] is the Keras op {spec.get('class_name')!r} "
+                           "(keras.ops used in a Functional model), which has no nanonet layer")
         layer = _build_layer(spec, f"{where}: layers[{k}]")
         name = spec.get("name", layer.name)
         if name in created:
@@ -405,6 +408,10 @@ def _h5_paths(model):
 def _read_h5_weights(h5, model, where):
     """The model's weights, in ``model.weights`` order, read from the open h5py File."""
     h5py = _h5py()
+    if "layers" not in h5 and ("model_weights" in h5 or "layer_names" in h5.attrs):
+        raise ValueError(f"{where}: this is a Keras 2 (legacy HDF5) weights file; nanonet reads "
+                         "the .weights.h5 files of Keras 3 (load it in Keras 3 and save it "
+                         "again)")
     values = []
     for layer, paths in _h5_paths(model):
         group = paths[0].rsplit("/", 1)[0]
@@ -465,10 +472,16 @@ def _read_zip(path, fn):
         try:
             config = json.loads(zf.read("config.json").decode("utf-8"))
             weights = zf.read("model.weights.h5")
+            meta = json.loads(zf.read("metadata.json").decode("utf-8")) \
+                if "metadata.json" in infos and infos["metadata.json"].file_size < 1 << 20 else {}
         except (ValueError, zipfile.BadZipFile, OSError, UnicodeDecodeError) as e:
             raise ValueError(f"{fn}: {path!r} is corrupt: {e}") from None
     if not isinstance(config, dict):
         raise ValueError(f"{fn}: {path!r}: config.json must hold an object")
+    version = meta.get("keras_version") if isinstance(meta, dict) else None
+    if isinstance(version, str) and not version.startswith("3."):
+        raise ValueError(f"{fn}: {path!r} was written by Keras {version}; nanonet reads the "
+                         "files of Keras 3")
     return config, weights
 
 
