@@ -21,8 +21,8 @@ def main():
     p.add_argument("--repeats", type=int, default=9)
     p.add_argument("--dir", default=None, help="directory for the files (default: a temp dir)")
     args = p.parse_args()
-    from threadpoolctl import threadpool_limits
     import nanonet as nn
+    from threadpoolctl import threadpool_limits
     nn.set_num_threads(1)
     with threadpool_limits(1), tempfile.TemporaryDirectory(dir=args.dir) as d:
         nn.set_seed(0)

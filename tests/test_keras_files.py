@@ -68,7 +68,8 @@ def test_mismatching_weights_are_refused():
     _, weights, _, _ = fixture("mlp")
     model = nn.Sequential([nn.Input((6,)), nn.layers.Dense(8), nn.layers.Dense(4),
                            nn.layers.Dense(3)])
-    with pytest.raises(ValueError, match=r"weight .kernel. must have shape \(8, 4\); .layers/dense_1/vars/0. has shape \(8, 5\)"):
+    with pytest.raises(ValueError, match=r"weight .kernel. must have shape \(8, 4\); "
+                                         r".layers/dense_1/vars/0. has shape \(8, 5\)"):
         model.load_weights(weights)
     lstm = nn.Sequential([nn.Input((3, 6)), nn.layers.LSTM(2)])
     with pytest.raises(ValueError, match="no weights for layer"):

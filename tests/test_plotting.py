@@ -9,7 +9,7 @@ import pytest
 import nanonet as nn
 
 pytest.importorskip("matplotlib")
-from matplotlib.image import imread  # noqa: E402
+from matplotlib.image import imread
 
 HISTORY = {"loss": [1.2, 0.8, 0.6, 0.5], "accuracy": [0.4, 0.6, 0.7, 0.75],
            "val_loss": [1.3, 0.9, 0.8, 0.85], "val_accuracy": [0.35, 0.55, 0.6, 0.62]}

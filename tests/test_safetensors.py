@@ -100,7 +100,7 @@ def test_failed_save_keeps_the_previous_file(tmp_path, monkeypatch):
     path = tmp_path / "w.safetensors"
     model.save_weights(path)
     before = path.read_bytes()
-    import nanonet.saving as saving
+    from nanonet import saving
 
     def boom(f):
         f.write(b"partial")

@@ -155,7 +155,8 @@ def plot_model(model, to_file="model.png", show_shapes=True, dpi=100):
     ax.set_axis_off()
     for i, layer in enumerate(layers):
         x, y = pos[i]
-        ax.text(x, y, _label(layer, shapes.get(i) if show_shapes else None), ha="center", va="center", fontsize=8,
+        ax.text(x, y, _label(layer, shapes.get(i) if show_shapes else None), ha="center",
+                va="center", fontsize=8,
                 bbox={"boxstyle": "round,pad=0.4", "facecolor": "#e8f0fb",
                       "edgecolor": "#3a6ea5"}, gid=f"layer:{layer.name}")
     for a, b in edges:

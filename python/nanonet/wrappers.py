@@ -16,9 +16,10 @@ int) builds and fits the model under that nanonet seed (``nn.set_seed``; the pre
 state is restored afterwards), which makes fits repeatable, as scikit-learn's checks expect.
 
 The classifier's ``predict_proba`` returns the model's outputs (one column per class, e.g. a
-softmax) normalised per row; ``predict`` maps the most probable column back to a label of ``classes_``; ``score`` is accuracy (classifier) or R^2 (regressor), as in
-scikit-learn. The estimators clone (``sklearn.base.clone``) and pickle: a fitted model is pickled
-as the bytes of nanonet's own model file (``model.save``), never as Python objects.
+softmax) normalised per row; ``predict`` maps the most probable column back to a label of
+``classes_``; ``score`` is accuracy (classifier) or R^2 (regressor), as in scikit-learn. The
+estimators clone (``sklearn.base.clone``) and pickle: a fitted model is pickled as the bytes of
+nanonet's own model file (``model.save``), never as Python objects.
 
 scikit-learn's ``check_estimator`` passes except for the checks Keras's wrappers also mark as
 expected failures (``EXPECTED_FAILED_CHECKS``), because neural-network training is not
@@ -48,7 +49,7 @@ import tempfile
 
 import numpy as np
 
-__all__ = ["SKLearnClassifier", "SKLearnRegressor", "EXPECTED_FAILED_CHECKS"]
+__all__ = ["EXPECTED_FAILED_CHECKS", "SKLearnClassifier", "SKLearnRegressor"]
 
 EXPECTED_FAILED_CHECKS = {
     "SKLearnClassifier": {
@@ -127,6 +128,9 @@ class _Base:
         self.model_kwargs = model_kwargs
         self.fit_kwargs = fit_kwargs
         self.random_state = random_state
+
+    def _more_tags(self):  # scikit-learn < 1.6
+        return {"non_deterministic": True, "multioutput": "Regressor" in type(self).__name__}
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

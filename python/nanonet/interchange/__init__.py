@@ -8,8 +8,13 @@ from __future__ import annotations
 
 import importlib
 
-__all__ = ["load_keras_model", "load_keras_weights", "from_torch_state_dict",
-           "to_torch_state_dict", "keras_weight_names"]
+__all__ = [
+    "from_torch_state_dict",
+    "keras_weight_names",
+    "load_keras_model",
+    "load_keras_weights",
+    "to_torch_state_dict",
+]
 
 _LAZY = {"load_keras_model": "keras_files", "load_keras_weights": "keras_files",
          "from_torch_state_dict": "weights", "to_torch_state_dict": "weights",

@@ -32,7 +32,7 @@ import zipfile
 
 import numpy as np
 
-__all__ = ["load_keras_model", "load_keras_weights", "is_keras_file", "is_keras_weights_file"]
+__all__ = ["is_keras_file", "is_keras_weights_file", "load_keras_model", "load_keras_weights"]
 
 _MAX_CONFIG_BYTES = 64 << 20
 _MAX_WEIGHTS_BYTES = 4 << 30
@@ -67,7 +67,8 @@ def is_keras_weights_file(path):
 
 
 def keras_snake_case(name):
-    """Keras's automatic name for a class: ``GlobalAveragePooling1D`` -> ``global_average_pooling1d``."""
+    """Keras's automatic name for a class: ``GlobalAveragePooling1D`` ->
+    ``global_average_pooling1d``."""
     s = re.sub(r"(.)([A-Z][a-z0-9]+)", r"\1_\2", name)
     return re.sub(r"([a-z])([A-Z])", r"\1_\2", s).lower()
 
@@ -92,7 +93,7 @@ def _check_no_code(obj, where):
         if reg is not None and reg != cls:
             raise _Refused(f"{where} holds the custom object {reg!r}; only Keras's own classes "
                            "are loaded")
-        for k, v in obj.items():
+        for v in obj.values():
             _check_no_code(v, where)
     elif isinstance(obj, list):
         for v in obj:
@@ -100,8 +101,7 @@ def _check_no_code(obj, where):
 
 
 def _layer_class(class_name, where):
-    from ..layers.base import get_registered
-    from ..layers.base import Layer
+    from ..layers.base import Layer, get_registered
     cls = get_registered(class_name) if isinstance(class_name, str) else None
     if cls is None or class_name.startswith("_") or not issubclass(cls, Layer):
         raise _Refused(f"{where}: layer class {class_name!r} has no nanonet equivalent")

@@ -17,10 +17,11 @@ where ``<key>`` is the name Keras gives a layer in a fresh session: the snake_ca
 then ``_1``, ``_2``, ... for later layers of the same class in ``model.layers`` order (the names
 Keras 3 shows as ``variable.path``). It depends on the architecture only, not on the layers'
 actual names (which count up across every model made in a process), so the file loads into
-any model of the same architecture; ``keras_weight_names(model)`` lists them. The header's metadata holds "format": "nanonet" and
-the model's input shape (JSON), so an unbuilt model can be built before loading. Loading matches
-by name: a missing, unexpected or differently shaped tensor is a ValueError naming it; values
-are cast to the model's dtypes; NaN or inf are refused unless ``allow_nan=True``.
+any model of the same architecture; ``keras_weight_names(model)`` lists them. The header's
+metadata holds "format": "nanonet" and the model's input shape (JSON), so an unbuilt model can
+be built before loading. Loading matches by name: a missing, unexpected or differently shaped
+tensor is a ValueError naming it; values are cast to the model's dtypes; NaN or inf are refused
+unless ``allow_nan=True``.
 
 PyTorch state dicts (``from_torch_state_dict(model, state_dict)``, values as NumPy arrays,
 e.g. ``{k: v.numpy() for k, v in module.state_dict().items()}``): the torch modules are taken in
@@ -50,8 +51,13 @@ import re
 
 import numpy as np
 
-__all__ = ["keras_weight_names", "safetensors_bytes", "load_safetensors",
-           "from_torch_state_dict", "to_torch_state_dict"]
+__all__ = [
+    "from_torch_state_dict",
+    "keras_weight_names",
+    "load_safetensors",
+    "safetensors_bytes",
+    "to_torch_state_dict",
+]
 
 MAX_BYTES = 4 << 30
 _MHA_PARTS = {"query": "query", "key": "key", "value": "value", "output": "attention_output"}

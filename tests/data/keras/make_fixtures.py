@@ -8,9 +8,8 @@ normalisation statistics included) so a weight loaded into the wrong place shows
 """
 import os
 
-import numpy as np
-
 import keras
+import numpy as np
 from keras import layers
 
 HERE = os.path.dirname(os.path.abspath(__file__))
