@@ -1,28 +1,26 @@
-"""Files and weights from other libraries: Keras 3 ``.keras`` / ``.weights.h5`` files
-(``keras_files``), safetensors and PyTorch state dicts (``weights``).
+"""Interchange with other tools: ``nanonet.interchange.onnx`` (export to ONNX, ``nanonet[onnx]``),
+``keras_files`` (Keras 3 ``.keras`` / ``.weights.h5`` files in, ``nanonet[keras-files]``) and
+``weights`` (safetensors files, ``nanonet[safetensors]``, and PyTorch state dicts). The functions
+``load_keras_model``, ``load_keras_weights``, ``keras_weight_names``, ``from_torch_state_dict``
+and ``to_torch_state_dict`` are also reachable from here.
 
-Every submodule imports its optional package (h5py, safetensors, ...) only inside the functions
-that need it; importing ``nanonet.interchange`` costs nothing.
+Submodules are imported on first use, so ``import nanonet`` never imports an optional package.
 """
 from __future__ import annotations
 
 import importlib
 
-__all__ = [
-    "from_torch_state_dict",
-    "keras_weight_names",
-    "load_keras_model",
-    "load_keras_weights",
-    "to_torch_state_dict",
-]
+_SUBMODULES = ("onnx", "keras_files", "weights")
+_FUNCTIONS = {"load_keras_model": "keras_files", "load_keras_weights": "keras_files",
+              "keras_weight_names": "weights", "from_torch_state_dict": "weights",
+              "to_torch_state_dict": "weights"}
 
-_LAZY = {"load_keras_model": "keras_files", "load_keras_weights": "keras_files",
-         "from_torch_state_dict": "weights", "to_torch_state_dict": "weights",
-         "keras_weight_names": "weights"}
+__all__ = [*_SUBMODULES, *_FUNCTIONS]
 
 
 def __getattr__(name):
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'nanonet.interchange' has no attribute {name!r}")
-    return getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    if name in _SUBMODULES:
+        return importlib.import_module(f"{__name__}.{name}")
+    if name in _FUNCTIONS:
+        return getattr(importlib.import_module(f"{__name__}.{_FUNCTIONS[name]}"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
