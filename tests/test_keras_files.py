@@ -126,6 +126,43 @@ def test_keras_ops_on_values_are_refused(tmp_path):
         nn.load_model(_edited(tmp_path, "functional_merge", edit))
 
 
+KERAS_COMPILE_CONFIG = {  # as Keras 3.15 writes model.compile(Adam(0.003), "categorical_...")
+    "optimizer": {"module": "keras.optimizers", "class_name": "Adam", "registered_name": "Adam",
+                  "config": {"name": "adam", "learning_rate": 0.003, "weight_decay": None,
+                             "clipnorm": None, "global_clipnorm": None, "clipvalue": None,
+                             "use_ema": False, "ema_momentum": 0.99,
+                             "ema_overwrite_frequency": None, "loss_scale_factor": None,
+                             "gradient_accumulation_steps": None, "beta_1": 0.9,
+                             "beta_2": 0.999, "epsilon": 1e-07, "amsgrad": False}},
+    "loss": "categorical_crossentropy", "loss_weights": None, "metrics": ["accuracy"],
+    "weighted_metrics": None, "run_eagerly": False, "steps_per_execution": 1,
+    "jit_compile": False}
+
+
+def test_compile_settings_are_restored(tmp_path):
+    path = _edited(tmp_path, "mlp", lambda c: c.update(compile_config=KERAS_COMPILE_CONFIG))
+    model = nn.load_model(path)
+    assert model.compiled and type(model.optimizer).__name__ == "Adam"
+    assert model.optimizer.learning_rate == pytest.approx(0.003)
+    assert model.compiled_metrics.get_config() == ["accuracy"]
+    x = fixture("mlp")[2]
+    y = nn.utils.to_categorical([0, 1, 2, 0, 1], 3)
+    before = model.evaluate(x, y, verbose=0)[0]
+    model.fit(x, y, epochs=5, verbose=0)
+    assert model.evaluate(x, y, verbose=0)[0] < before
+    assert not nn.load_model(path, compile=False).compiled
+
+
+def test_unsupported_compile_settings_name_the_way_out(tmp_path):
+    bad = {**KERAS_COMPILE_CONFIG, "optimizer": {
+        **KERAS_COMPILE_CONFIG["optimizer"],
+        "config": {**KERAS_COMPILE_CONFIG["optimizer"]["config"], "use_ema": True}}}
+    path = _edited(tmp_path, "mlp", lambda c: c.update(compile_config=bad))
+    with pytest.raises(ValueError, match="use_ema=True is not supported.*compile=False"):
+        nn.load_model(path)
+    assert not nn.load_model(path, compile=False).compiled
+
+
 def test_stateful_lstm_is_refused(tmp_path):
     def edit(c):
         next(lc for lc in c["config"]["layers"]
@@ -186,6 +223,8 @@ def test_live_keras_file(tmp_path):
     h = keras.layers.LayerNormalization()(keras.layers.LSTM(4)(h))
     o = keras.layers.Dense(3, activation="softmax")(keras.layers.BatchNormalization()(h))
     model = keras.Model(i, o)
+    model.compile(optimizer=keras.optimizers.RMSprop(0.01), loss="categorical_crossentropy",
+                  metrics=["accuracy"])
     rng = np.random.default_rng(3)
     model.set_weights([rng.uniform(0.5, 1.5, w.shape).astype("float32") for w in
                        model.get_weights()])
@@ -196,6 +235,8 @@ def test_live_keras_file(tmp_path):
     want = np.asarray(model.predict(x, verbose=0))
     ours = nn.load_model(tmp_path / "m.keras")
     np.testing.assert_allclose(ours.predict(x, verbose=0), want, atol=TOL, rtol=0)
+    assert type(ours.optimizer).__name__ == "RMSprop" and ours.optimizer.learning_rate == \
+        pytest.approx(0.01)
     ours.set_weights([np.zeros_like(w) for w in ours.get_weights()])
     ours.load_weights(tmp_path / "m.weights.h5")
     np.testing.assert_allclose(ours.predict(x, verbose=0), want, atol=TOL, rtol=0)

@@ -718,7 +718,7 @@ def load_model(filepath, compile=True, allow_nan=False):
     path = _path(filepath, fn)
     if _foreign_format(path) == "keras":  # a Keras 3 file (needs h5py)
         from .interchange.keras_files import load_keras_model
-        return load_keras_model(path)
+        return load_keras_model(path, compile=compile)
     with _Archive(path, fn) as archive:
         if archive.manifest["kind"] != "model":
             raise archive.error("this is a weights-only file (written by save_weights); "

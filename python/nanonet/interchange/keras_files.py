@@ -20,8 +20,9 @@ among nanonet's layers, and a ``Lambda`` layer, a custom object (a ``module`` ou
 ``registered_name`` such as ``"MyPackage>MyLayer"``), an unknown class, or a Keras option nanonet
 does not implement (a constraint, ``stateful=True``, ``use_causal_mask`` ...) is refused with a
 ValueError naming it. Initializers in the config are dropped (the weights come from the file);
-regularizers are kept. The compile settings of a ``.keras`` file are not restored: compile the
-model again to train it.
+regularizers are kept. The compile settings (optimizer class and configuration, loss, loss
+weights, metrics) are restored unless ``compile=False``; the optimizer's state (its slots) is
+not, so training restarts Adam's moments.
 """
 from __future__ import annotations
 
@@ -496,9 +497,57 @@ def _open_h5(data_or_path, where):
         raise ValueError(f"{where}: not a valid HDF5 weights file ({e})") from None
 
 
-def load_keras_model(filepath):
-    """A nanonet model (uncompiled) with the architecture and weights of a Keras 3 ``.keras``
-    file. ValueError names the layer or option that cannot be loaded."""
+_OPTIMIZER_NEUTRAL = {"use_ema": (False,), "ema_momentum": None,
+                      "ema_overwrite_frequency": (None,), "loss_scale_factor": (None,),
+                      "gradient_accumulation_steps": (None, 1), "amsgrad": (False,)}
+
+
+def _plain(obj):
+    """A Keras serialization dict as nanonet's {"class_name", "config"} (module and
+    registered_name dropped), recursively through lists and dicts."""
+    if isinstance(obj, dict):
+        if "class_name" in obj and "config" in obj:
+            return {"class_name": obj["class_name"], "config": _plain(obj["config"])}
+        return {k: _plain(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_plain(v) for v in obj]
+    return obj
+
+
+def _compile_like_keras(model, cc, where):
+    """Compile model with a Keras compile_config: optimizer, loss, loss_weights, metrics."""
+    import inspect
+
+    from .. import optimizers as _optimizers
+    opt = cc.get("optimizer")
+    if isinstance(opt, dict):
+        cls = _optimizers.get(opt.get("class_name", "").lower()).__class__ \
+            if isinstance(opt.get("class_name"), str) else None
+        params = set(inspect.signature(cls.__init__).parameters) if cls else set()
+        conf = {}
+        for key, value in (opt.get("config") or {}).items():
+            if key in params:
+                conf[key] = _plain(value)
+            elif key not in _OPTIMIZER_NEUTRAL or (
+                    _OPTIMIZER_NEUTRAL[key] is not None and value not in _OPTIMIZER_NEUTRAL[key]):
+                raise ValueError(f"optimizer option {key}={value!r} is not supported by nanonet")
+        lr = conf.get("learning_rate")
+        if isinstance(lr, dict):
+            from .. import schedules as _schedules
+            conf["learning_rate"] = _schedules.deserialize(lr)
+        opt = _optimizers.deserialize({"class_name": opt.get("class_name"), "config": conf})
+    if cc.get("weighted_metrics"):
+        raise ValueError("weighted_metrics are not supported by nanonet")
+    model.compile(optimizer=opt, loss=_plain(cc.get("loss")),
+                  loss_weights=_plain(cc.get("loss_weights")),
+                  metrics=_plain(cc.get("metrics")) or None)
+
+
+def load_keras_model(filepath, compile=True):
+    """A nanonet model with the architecture and weights of a Keras 3 ``.keras`` file, compiled
+    with the file's compile settings (optimizer, loss, loss weights, metrics; not the optimizer's
+    state) unless ``compile=False`` or the file has none. ValueError names the layer or option
+    that cannot be loaded."""
     from ..layers.base import skip_initializers
     fn = "load_model"
     path = str(filepath)
@@ -515,6 +564,13 @@ def load_keras_model(filepath):
             raise ValueError(f"{where}: the architecture cannot be rebuilt: {e}") from None
         if model.built:
             _set_weights(model, _read_h5_weights(h5, model, where), where)
+    cc = config.get("compile_config")
+    if compile and isinstance(cc, dict) and cc.get("optimizer") is not None:
+        try:
+            _compile_like_keras(model, cc, where)
+        except (TypeError, ValueError, KeyError, AttributeError) as e:
+            raise ValueError(f"{where}: the compile settings cannot be restored: {e}; pass "
+                             "compile=False to load the model uncompiled") from None
     return model
 
 
