@@ -240,3 +240,24 @@ def test_live_keras_file(tmp_path):
     ours.set_weights([np.zeros_like(w) for w in ours.get_weights()])
     ours.load_weights(tmp_path / "m.weights.h5")
     np.testing.assert_allclose(ours.predict(x, verbose=0), want, atol=TOL, rtol=0)
+
+
+def test_live_nested_and_unbuilt_input_models(tmp_path):
+    keras = keras_or_skip()
+    keras.utils.set_random_seed(2)
+    rng = np.random.default_rng(4)
+    x = rng.normal(size=(5, 4)).astype("float32")
+    seq = keras.Sequential([keras.layers.Dense(3, activation="relu"), keras.layers.Dropout(0.2),
+                            keras.layers.Flatten(), keras.layers.Dense(2)])
+    seq.build((None, 4))                          # no Input: the shape comes from build_config
+    inner = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3, activation="tanh")])
+    i = keras.Input((4,))
+    nested = keras.Model(i, keras.layers.Dense(2)(inner(i)))
+    for k, model in enumerate((seq, nested)):
+        model.set_weights([rng.normal(size=w.shape).astype("float32")
+                           for w in model.get_weights()])
+        path = tmp_path / f"m{k}.keras"
+        model.save(path)
+        ours = nn.load_model(path)
+        np.testing.assert_allclose(ours.predict(x, verbose=0), model.predict(x, verbose=0),
+                                   atol=TOL, rtol=0)

@@ -10,6 +10,7 @@ holds each layer's variables under the path Keras's object tracking gives it:
     layers/lstm[_<k>]/cell/vars/<i>                     LSTM (kernel, recurrent_kernel, bias)
     layers/multi_head_attention[_<k>]/{query,key,value,output}_dense/vars/<i>
     layers/time_distributed[_<k>]/layer/vars/<i>        TimeDistributed(layer)
+    layers/sequential[_<k>]/layers/...                  a nested model: its layers' paths
 
 where ``k`` counts earlier layers of the same class in ``model.layers`` order (an InputLayer
 is listed in a Functional model, not in a Sequential one) and ``i`` follows the layer's weights
@@ -46,7 +47,7 @@ _NEUTRAL = {"stateful": (False,), "unroll": (False,), "zero_output_for_mask": (F
             "renorm_momentum": None, "use_gate": (False,), "sliding_window": (None,),
             "sparse": (False,), "ragged": (False,), "optional": (False,),
             "activity_regularizer": (None,), "rms_scaling": (False,), "flash_attention": (None,),
-            "input_length": None, "seed": (None,)}
+            "input_length": None, "seed": (None,), "data_format": ("channels_last",)}
 _KERAS_MODULES = ("keras", "keras.src")
 
 
@@ -164,6 +165,8 @@ def _layer_config(spec, where):
 
 
 def _build_layer(spec, where):
+    if spec.get("class_name") in ("Sequential", "Functional", "Model"):  # a nested model
+        return _model_from_config(spec, where)
     cls, conf = _layer_config(spec, where)
     try:
         return cls.from_config(conf)
@@ -381,6 +384,11 @@ def keras_layer_keys(model):
     return out
 
 
+def _is_model(layer):
+    from ..models import Model
+    return isinstance(layer, Model)
+
+
 def _h5_paths(model):
     """[(layer, [h5 dataset path per weight])] for the layers with weights, in Keras's
     object-tracking naming (see the module docstring)."""
@@ -391,7 +399,9 @@ def _h5_paths(model):
         if not n:
             continue
         kind = type(layer).__name__
-        if kind == "LSTM":
+        if _is_model(layer):  # a nested model: its own layers under <path>/layers/...
+            paths = [f"{path}/{p}" for _, inner in _h5_paths(layer) for p in inner]
+        elif kind == "LSTM":
             paths = [f"{path}/cell/vars/{i}" for i in range(n)]
         elif kind == "MultiHeadAttention":
             per = 2 if layer.use_bias else 1
