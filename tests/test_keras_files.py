@@ -242,7 +242,7 @@ def test_live_keras_file(tmp_path):
     np.testing.assert_allclose(ours.predict(x, verbose=0), want, atol=TOL, rtol=0)
 
 
-def test_live_nested_and_unbuilt_input_models(tmp_path):
+def test_live_nested_time_distributed_and_unbuilt_input_models(tmp_path):
     keras = keras_or_skip()
     keras.utils.set_random_seed(2)
     rng = np.random.default_rng(4)
@@ -253,7 +253,11 @@ def test_live_nested_and_unbuilt_input_models(tmp_path):
     inner = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3, activation="tanh")])
     i = keras.Input((4,))
     nested = keras.Model(i, keras.layers.Dense(2)(inner(i)))
-    for k, model in enumerate((seq, nested)):
+    td = keras.Sequential([keras.Input((4, 1)),
+                           keras.layers.TimeDistributed(keras.layers.Dense(3)),
+                           keras.layers.Reshape((12,)), keras.layers.Dense(2)])
+    for k, model in enumerate((seq, nested, td)):
+        x = x.reshape((5,) + model.input_shape[1:])
         model.set_weights([rng.normal(size=w.shape).astype("float32")
                            for w in model.get_weights()])
         path = tmp_path / f"m{k}.keras"

@@ -147,7 +147,10 @@ def _layer_config(spec, where):
                 raise _Refused(f"{what}: nanonet's {cls_name} has no {key}")
             conf[key] = {"class_name": value.get("class_name"), "config": value.get("config")}
         elif key == "layer" and cls_name == "TimeDistributed":
-            conf[key] = _build_layer(value, f"{where} (wrapped layer)")
+            if not isinstance(value, dict):
+                raise _Refused(f"{what}: the wrapped layer must be an object")
+            inner_cls, inner_conf = _layer_config(value, f"{where} (wrapped layer)")
+            conf[key] = {"class_name": inner_cls.__name__, "config": inner_conf}
         elif key == "attention_axes" and cls_name == "MultiHeadAttention":
             if value not in (None, [1], [-2]):
                 raise _Refused(f"{what}: only attention over the sequence axis is supported")
