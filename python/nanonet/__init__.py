@@ -18,10 +18,12 @@ from . import datasets, models, preprocessing, schedules, utils
 
 # ---- saving and serving
 from .saving import load_model
+from . import interchange  # Keras files, safetensors, PyTorch state dicts (lazy: no imports)
+from . import wrappers  # scikit-learn estimators (scikit-learn imported on first use)
 
 __all__ = [
     "__version__", "ops", "reference", "get_num_threads", "set_num_threads",
     "callbacks", "distributed", "initializers", "layers", "losses", "metrics", "optimizers", "regularizers",
     "Input", "Model", "Sequential", "set_seed", "datasets", "models", "preprocessing", "schedules", "utils",
-    "load_model",
+    "load_model", "interchange", "wrappers",
 ]

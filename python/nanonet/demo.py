@@ -37,6 +37,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--threads", type=int, default=None, help="kernel threads (default: all cores)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--save", default=None, metavar="PATH", help="save the trained model here")
+    parser.add_argument("--plot", default=None, metavar="PNG",
+                        help="draw the training curves to this PNG (needs matplotlib)")
     parser.set_defaults(func=run)
 
 
@@ -123,8 +125,8 @@ def run(args) -> int:
     model = MODELS[args.model](vocab, len(names), args.units)
     # Small datasets overfit after an epoch or two: keep the weights of the best validation loss.
     stop = nn.callbacks.EarlyStopping(monitor="val_loss", patience=1, restore_best_weights=True)
-    model.fit(x_train, y_train, epochs=epochs, batch_size=args.batch_size,
-              validation_data=(x_val, y_val), callbacks=[stop], verbose=1)
+    history = model.fit(x_train, y_train, epochs=epochs, batch_size=args.batch_size,
+                        validation_data=(x_val, y_val), callbacks=[stop], verbose=1)
     loss, acc = model.evaluate(x_test, y_test, batch_size=256, verbose=0)
     majority = np.bincount(labels[idx_test]).max() / len(idx_test)
     print(f"test loss {loss:.4f} - test accuracy {acc:.4f} (majority class {majority:.4f}) - "
@@ -138,4 +140,7 @@ def run(args) -> int:
     if args.save and nn.distributed.is_primary():
         model.save(args.save)
         print(f"saved to {args.save}")
+    if args.plot and nn.distributed.is_primary():
+        nn.utils.plot_history(history, path=args.plot)
+        print(f"training curves drawn to {args.plot}")
     return 0

@@ -305,6 +305,11 @@ def save_weights(model, filepath, overwrite=True):
     if not model.built:
         raise ValueError(f"{fn}: model {model.name!r} is not built, so it has no weights yet; "
                          "build it (or run it on data) first")
+    if path.lower().endswith(".safetensors"):
+        from .interchange.weights import safetensors_bytes
+        data = safetensors_bytes(model)
+        _atomic_write(path, lambda f: f.write(data), overwrite, fn)
+        return
     manifest = _base_manifest(model, "weights")
     entries, arrays = _weight_entries(model)
     manifest["arrays"] = entries
@@ -680,6 +685,26 @@ def _restore_rng(archive, model):
     model._train_seed = seed
 
 
+def _foreign_format(path):
+    """"keras" (.keras), "keras-h5" (.h5 / .hdf5) or "safetensors" (.safetensors) for a file
+    of another library, by its suffix, unless it is a nanonet archive after all (a zip holding
+    nanonet.json: nanonet saves under any name); None otherwise."""
+    lower = path.lower()
+    kind = ("keras" if lower.endswith(".keras") else
+            "keras-h5" if lower.endswith((".h5", ".hdf5")) else
+            "safetensors" if lower.endswith(".safetensors") else None)
+    if kind is None:
+        return None
+    try:
+        with open(path, "rb") as f:
+            if f.read(4) != b"PK\x03\x04":
+                return kind
+        with zipfile.ZipFile(path) as zf:
+            return None if MANIFEST in zf.namelist() else kind
+    except (OSError, zipfile.BadZipFile):
+        return kind  # the reader of that format reports the problem
+
+
 def load_model(filepath, compile=True, allow_nan=False):
     """Rebuild a model saved by ``model.save``: architecture, weights, compile settings and
     optimizer state (``compile=False`` skips the last two), and the random state that makes a
@@ -691,6 +716,9 @@ def load_model(filepath, compile=True, allow_nan=False):
     """
     fn = "load_model"
     path = _path(filepath, fn)
+    if _foreign_format(path) == "keras":  # a Keras 3 file (needs h5py)
+        from .interchange.keras_files import load_keras_model
+        return load_keras_model(path, compile=compile)
     with _Archive(path, fn) as archive:
         if archive.manifest["kind"] != "model":
             raise archive.error("this is a weights-only file (written by save_weights); "
@@ -714,6 +742,13 @@ def load_weights(model, filepath, allow_nan=False):
     """
     fn = "load_weights"
     path = _path(filepath, fn)
+    foreign = _foreign_format(path)
+    if foreign in ("keras", "keras-h5"):  # Keras 3 weights (needs h5py)
+        from .interchange.keras_files import load_keras_weights
+        return load_keras_weights(model, path)
+    if foreign == "safetensors":
+        from .interchange.weights import load_safetensors
+        return load_safetensors(model, path, allow_nan=allow_nan)
     with _Archive(path, fn) as archive:
         if not model.built:
             shape = archive.manifest.get("input_shape")

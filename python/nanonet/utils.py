@@ -1,4 +1,5 @@
-"""Small NumPy helpers with Keras names: ``to_categorical``.
+"""Small NumPy helpers with Keras names: ``to_categorical``; and, from nanonet.plotting
+(matplotlib, imported on first use), ``plot_history`` and ``plot_model``.
 
 Pure NumPy; nothing here touches the compiled core.
 """
@@ -7,7 +8,14 @@ import numbers
 
 import numpy as np
 
-__all__ = ["to_categorical"]
+__all__ = ["to_categorical", "plot_history", "plot_model"]
+
+
+def __getattr__(name):
+    if name in ("plot_history", "plot_model"):
+        from . import plotting
+        return getattr(plotting, name)
+    raise AttributeError(f"module 'nanonet.utils' has no attribute {name!r}")
 
 
 def to_categorical(y, num_classes=None, dtype="float32"):

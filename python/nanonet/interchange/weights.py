@@ -1,0 +1,293 @@
+"""Weights by name: safetensors files and PyTorch state dicts.
+
+``model.save_weights("w.safetensors")`` / ``model.load_weights("w.safetensors")``
+(``pip install "nanonet[safetensors]"``) store one tensor per weight under its Keras 3 variable
+path, in the weight's own dtype (so a round trip is bit-identical):
+
+    <key>/<weight name>                  Dense: dense/kernel, dense/bias, dense_1/kernel, ...;
+                                         Embedding: embedding/embeddings;
+                                         BatchNormalization: batch_normalization/gamma, beta,
+                                         moving_mean, moving_variance; ...
+    <key>/lstm_cell/<weight name>        LSTM: lstm/lstm_cell/kernel,
+                                         lstm/lstm_cell/recurrent_kernel, lstm/lstm_cell/bias
+    <key>/{query,key,value,attention_output}/{kernel,bias}
+                                         MultiHeadAttention
+
+where ``<key>`` is the name Keras gives a layer in a fresh session: the snake_case class name,
+then ``_1``, ``_2``, ... for later layers of the same class in ``model.layers`` order (the names
+Keras 3 shows as ``variable.path``). It depends on the architecture only, not on the layers'
+actual names (which count up across every model made in a process), so the file loads into
+any model of the same architecture; ``keras_weight_names(model)`` lists them. The header's
+metadata holds "format": "nanonet" and the model's input shape (JSON), so an unbuilt model can
+be built before loading. Loading matches by name: a missing, unexpected or differently shaped
+tensor is a ValueError naming it; values are cast to the model's dtypes; NaN or inf are refused
+unless ``allow_nan=True``.
+
+PyTorch state dicts (``from_torch_state_dict(model, state_dict)``, values as NumPy arrays,
+e.g. ``{k: v.numpy() for k, v in module.state_dict().items()}``): the torch modules are taken in
+state-dict order and matched to the model's layers that have weights, in order:
+
+    torch.nn.Linear      weight (units, I), bias (units)    -> Dense kernel = weight.T, bias
+    torch.nn.Embedding   weight (V, E)                      -> Embedding embeddings = weight
+    torch.nn.LSTM        weight_ih_l{k} (4H, I),            -> one nanonet LSTM per layer k:
+                         weight_hh_l{k} (4H, H),               kernel = weight_ih.T (I, 4H),
+                         bias_ih_l{k}, bias_hh_l{k} (4H)       recurrent_kernel = weight_hh.T,
+                                                               bias = bias_ih + bias_hh
+    torch.nn.LayerNorm / BatchNorm1d  weight, bias (, running_mean, running_var)
+                                                        -> gamma, beta (, moving_mean,
+                                                           moving_variance)
+
+PyTorch's gate order (i, f, g, o) is Keras's and nanonet's (i, f, c, o), so the gate blocks keep
+their place; the LSTM must use tanh / sigmoid (torch's only activations). Bidirectional and
+projected (proj_size) torch LSTMs, and torch's packed MultiheadAttention, are refused. Epsilons
+differ between the libraries (torch 1e-5, Keras 1e-3): build the nanonet layer with torch's.
+``to_torch_state_dict(model)`` is the inverse (bias_hh set to zeros, module names = layer names).
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+
+import numpy as np
+
+__all__ = [
+    "from_torch_state_dict",
+    "keras_weight_names",
+    "load_safetensors",
+    "safetensors_bytes",
+    "to_torch_state_dict",
+]
+
+MAX_BYTES = 4 << 30
+_MHA_PARTS = {"query": "query", "key": "key", "value": "value", "output": "attention_output"}
+
+
+def _safetensors_numpy():
+    try:
+        import safetensors.numpy as st
+    except ImportError:
+        raise ImportError('safetensors files need the safetensors package: '
+                          'pip install "nanonet[safetensors]"') from None
+    return st
+
+
+def _weight_path(key, layer, name):
+    kind = type(layer).__name__
+    if kind == "LSTM":
+        return f"{key}/lstm_cell/{name}"
+    if kind == "MultiHeadAttention":
+        part, _, leaf = name.rpartition("_")
+        if part in _MHA_PARTS:
+            return f"{key}/{_MHA_PARTS[part]}/{leaf}"
+    return f"{key}/{name}"
+
+
+def keras_weight_names(model):
+    """The Keras-style name of every weight, in ``model.weights`` order (see the module
+    docstring): what a Keras 3 model of the same architecture built in a fresh session calls
+    its variables (``variable.path``)."""
+    from .keras_files import keras_layer_keys
+    key = {id(layer): k for layer, k in keras_layer_keys(model)}
+    return [_weight_path(key[id(layer)], layer, name)
+            for layer, _, name in model.named_weights()]
+
+
+def safetensors_bytes(model):
+    """The model's weights as a safetensors file (bytes)."""
+    st = _safetensors_numpy()
+    names = keras_weight_names(model)
+    if len(set(names)) != len(names):
+        dup = sorted({n for n in names if names.count(n) > 1})
+        raise ValueError(f"save_weights: model {model.name!r} has weights with the same name "
+                         f"{dup}; give its layers unique names")
+    tensors = {n: np.ascontiguousarray(w) for n, (_, w, _) in zip(names,
+                                                                  model.named_weights())}
+    shape = model.input_shape
+    meta = {"format": "nanonet", "input_shape": json.dumps(None if shape is None
+                                                           else list(shape))}
+    return st.save(tensors, metadata=meta)
+
+
+def _read_header_metadata(data):
+    n = int.from_bytes(data[:8], "little")
+    header = json.loads(data[8:8 + n].decode("utf-8"))
+    return header.get("__metadata__") or {}
+
+
+def load_safetensors(model, filepath, allow_nan=False):
+    """Set the model's weights from a safetensors file, matched by Keras-style name."""
+    st = _safetensors_numpy()
+    fn = "load_weights"
+    path = os.fspath(filepath)
+    where = f"{fn}: {path!r}"
+    size = os.path.getsize(path)  # FileNotFoundError names the path
+    if size > MAX_BYTES:
+        raise ValueError(f"{where} is {size} bytes, above the limit of {MAX_BYTES}")
+    with open(path, "rb") as f:
+        data = f.read()
+    try:
+        tensors = st.load(data)
+        meta = _read_header_metadata(data)
+    except Exception as e:  # safetensors raises its own SafetensorError (and others)
+        raise ValueError(f"{where} is not a valid safetensors file ({type(e).__name__}: "
+                         f"{e})") from None
+    if not model.built:
+        try:
+            shape = json.loads(meta.get("input_shape", "null"))
+        except ValueError:
+            shape = None
+        if not isinstance(shape, list):
+            raise ValueError(f"{where}: model {model.name!r} is not built and the file does not "
+                             "record an input shape; build the model first")
+        model.build(tuple(shape))
+    names = keras_weight_names(model)
+    own = model.named_weights()
+    missing = [n for n in names if n not in tensors]
+    extra = sorted(set(tensors) - set(names))
+    if missing or extra:
+        raise ValueError(f"{where} does not match model {model.name!r}: missing "
+                         f"{missing[:5]}{' ...' if len(missing) > 5 else ''}, unexpected "
+                         f"{extra[:5]}{' ...' if len(extra) > 5 else ''} (names follow "
+                         "the architecture; see nanonet.interchange.keras_weight_names(model))")
+    values = []
+    for n, (layer, w, _) in zip(names, own):
+        v = tensors[n]
+        if v.shape != w.shape:
+            raise ValueError(f"{where}: {n!r} has shape {v.shape}; model {model.name!r} needs "
+                             f"{w.shape}")
+        if v.dtype.kind not in "biuf":
+            raise ValueError(f"{where}: {n!r} has dtype {v.dtype}; a number type is needed")
+        if v.dtype.kind == "f" and not allow_nan and not np.isfinite(v).all():
+            raise ValueError(f"{where}: {n!r} contains NaN or inf values; pass allow_nan=True "
+                             "to load it anyway")
+        values.append(v.astype(w.dtype, copy=False))
+    model.set_weights(values)
+
+
+# -- PyTorch ------------------------------------------------------------------------------------
+_LSTM_KEY = re.compile(r"^(weight_ih|weight_hh|bias_ih|bias_hh)_l([0-9]+)(_reverse)?$")
+
+
+def _torch_modules(state_dict):
+    """[(module name, {param: array})] in state-dict order, a torch LSTM split per layer k
+    (module name "lstm.l{k}")."""
+    groups = {}
+    for key, value in state_dict.items():
+        if not isinstance(key, str):
+            raise TypeError(f"from_torch_state_dict: state_dict keys must be str; got {key!r}")
+        module, _, param = key.rpartition(".")
+        m = _LSTM_KEY.match(param)
+        if m:
+            if m.group(3):
+                raise ValueError(f"from_torch_state_dict: {key!r} belongs to a bidirectional "
+                                 "torch LSTM, which nanonet's LSTM is not")
+            module, param = f"{module}.l{m.group(2)}", m.group(1)
+        elif param.startswith("weight_hr_l"):
+            raise ValueError(f"from_torch_state_dict: {key!r}: torch LSTMs with proj_size are "
+                             "not supported")
+        if param == "num_batches_tracked":
+            continue
+        groups.setdefault(module, {})[param] = np.asarray(value)
+    return list(groups.items())
+
+
+def _expect(module, params, names, layer):
+    if set(params) != set(names):
+        raise ValueError(f"from_torch_state_dict: torch module {module!r} has parameters "
+                         f"{sorted(params)}; nanonet {type(layer).__name__} layer {layer.name!r} "
+                         f"needs {sorted(names)}")
+
+
+def _convert(module, params, layer):
+    """The layer's weights (in ``layer.weights`` order) from one torch module's parameters."""
+    kind = type(layer).__name__
+    if kind == "Dense":
+        _expect(module, params, ["weight", "bias"] if layer.use_bias else ["weight"], layer)
+        return [params["weight"].T] + ([params["bias"]] if layer.use_bias else [])
+    if kind == "Embedding":
+        _expect(module, params, ["weight"], layer)
+        return [params["weight"]]
+    if kind == "LSTM":
+        if layer.activation != "tanh" or layer.recurrent_activation != "sigmoid":
+            raise ValueError(f"from_torch_state_dict: LSTM {layer.name!r} must use tanh and "
+                             "sigmoid (torch's LSTM has no other activations)")
+        names = ["weight_ih", "weight_hh"] + (["bias_ih", "bias_hh"] if layer.use_bias else [])
+        _expect(module, params, names, layer)
+        out = [params["weight_ih"].T, params["weight_hh"].T]
+        if layer.use_bias:
+            out.append(params["bias_ih"].astype(np.float64) + params["bias_hh"])
+        return out
+    if kind in ("LayerNormalization", "BatchNormalization"):
+        names = [n for n, w in zip(layer.weight_names, layer.weights)]
+        torch_of = {"gamma": "weight", "beta": "bias", "moving_mean": "running_mean",
+                    "moving_variance": "running_var"}
+        _expect(module, params, [torch_of[n] for n in names], layer)
+        return [params[torch_of[n]] for n in names]
+    raise ValueError(f"from_torch_state_dict: no PyTorch mapping for {kind} layer "
+                     f"{layer.name!r} (Dense, Embedding, LSTM, LayerNormalization, "
+                     "BatchNormalization have one)")
+
+
+def from_torch_state_dict(model, state_dict, set_weights=True):
+    """Convert a PyTorch state dict (NumPy arrays) to the model's weights (see the module
+    docstring for the mapping); sets them on the model unless ``set_weights=False``, and
+    returns them in ``model.get_weights()`` order. The model must be built."""
+    if not isinstance(state_dict, dict):
+        raise TypeError(f"from_torch_state_dict: state_dict must be a dict of arrays; got "
+                        f"{type(state_dict).__name__}")
+    if not model.built:
+        raise ValueError(f"from_torch_state_dict: model {model.name!r} is not built; build it "
+                         "first")
+    modules = _torch_modules(state_dict)
+    layers = [layer for layer in model.layers if layer.weights]
+    if len(modules) != len(layers):
+        raise ValueError(f"from_torch_state_dict: the state dict has {len(modules)} modules with "
+                         f"parameters ({[m for m, _ in modules]}); model {model.name!r} has "
+                         f"{len(layers)} layers with weights ({[la.name for la in layers]})")
+    values = []
+    for (module, params), layer in zip(modules, layers):
+        converted = _convert(module, params, layer)
+        for w, wname, v in zip(layer.weights, layer.weight_names, converted):
+            if v.shape != w.shape:
+                raise ValueError(f"from_torch_state_dict: torch module {module!r} gives "
+                                 f"{layer.name!r} weight {wname!r} shape {v.shape}; the layer "
+                                 f"needs {w.shape}")
+            values.append(np.ascontiguousarray(v, dtype=w.dtype))
+    if set_weights:
+        model.set_weights(values)
+    return values
+
+
+def to_torch_state_dict(model):
+    """The inverse of ``from_torch_state_dict``: {"<layer name>.<torch param>": array}, ready for
+    ``torch_module.load_state_dict({k: torch.from_numpy(v) ...})`` when the torch modules carry
+    the layer names (an LSTM layer maps to a one-layer torch LSTM, with bias_hh = 0)."""
+    out = {}
+    for layer in model.layers:
+        if not layer.weights:
+            continue
+        kind, ws = type(layer).__name__, dict(zip(layer.weight_names, layer.weights))
+        p = layer.name
+        if kind == "Dense":
+            out[f"{p}.weight"] = ws["kernel"].T.copy()
+            if "bias" in ws:
+                out[f"{p}.bias"] = ws["bias"].copy()
+        elif kind == "Embedding":
+            out[f"{p}.weight"] = ws["embeddings"].copy()
+        elif kind == "LSTM":
+            out[f"{p}.weight_ih_l0"] = ws["kernel"].T.copy()
+            out[f"{p}.weight_hh_l0"] = ws["recurrent_kernel"].T.copy()
+            if "bias" in ws:
+                out[f"{p}.bias_ih_l0"] = ws["bias"].copy()
+                out[f"{p}.bias_hh_l0"] = np.zeros_like(ws["bias"])
+        elif kind in ("LayerNormalization", "BatchNormalization"):
+            for ours, theirs in (("gamma", "weight"), ("beta", "bias"),
+                                 ("moving_mean", "running_mean"),
+                                 ("moving_variance", "running_var")):
+                if ours in ws:
+                    out[f"{p}.{theirs}"] = ws[ours].copy()
+        else:
+            raise ValueError(f"to_torch_state_dict: no PyTorch mapping for {kind} layer "
+                             f"{layer.name!r}")
+    return out
