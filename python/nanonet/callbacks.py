@@ -207,79 +207,97 @@ class History(Callback):
             self.model.history = self
 
 
-def _format_logs(logs):
-    parts = []
-    for k, v in logs.items():
-        if isinstance(v, numbers.Real):
-            v = float(v)
-            parts.append(f"{k}: {v:.4f}" if abs(v) > 1e-3 or v == 0 or not math.isfinite(v)
-                         else f"{k}: {v:.4e}")
-    return " - ".join(parts)
-
-
 class ProgbarLogger(Callback):
-    """Prints one line per epoch, ``Epoch 3/10 - 0.4s - loss: 0.1234 - accuracy: 0.9650 -
-    val_loss: ...``, one line per evaluate and per predict, when ``params["verbose"]`` > 0.
+    """The progress display of fit, evaluate and predict (``params["verbose"]``: 1 or 2).
+
+    On a terminal with verbose=1: an ``Epoch 3/10`` line, then a bar redrawn in place at most
+    10 times a second, ``37/100 [=====>....] - ETA: 8.0s - 31ms/step - loss: 0.4312 - ...``,
+    completed at the end of the epoch with the elapsed time and the validation results. Not on a
+    terminal (logs, CI) with verbose=1: a line every ``log_interval`` seconds while an epoch
+    runs and one at its end, ``Epoch 3/10 - 100/100 - 3.1s - 31ms/step - loss: 0.1234 -
+    val_loss: ...``; verbose=2: only the line at the end of each epoch. evaluate and predict
+    show the same, without the epoch. See ``nanonet.utils.Progbar``.
 
     Output goes to ``stream`` (sys.stdout at print time by default).
     """
 
     rank0_only = True
 
-    def __init__(self, stream=None):
+    def __init__(self, stream=None, interval=0.1, log_interval=5.0):
         super().__init__()
         self.stream = stream
+        self.interval = interval
+        self.log_interval = log_interval
         self._in_fit = False
-        self._t0 = 0.0
-        self._steps = 0
-
-    def _print(self, line):
-        print(line, file=self.stream if self.stream is not None else sys.stdout, flush=True)
+        self._bar = None
+        self._seen = 0
+        self._target = None
 
     @property
     def _verbose(self):
         return self.params.get("verbose", 1) if self.params else 1
 
+    def _new_bar(self, prefix=""):
+        from .utils import Progbar
+        self._seen = 0
+        self._bar = Progbar(self._target, verbose=self._verbose, stream=self.stream,
+                            interval=self.interval, log_interval=self.log_interval,
+                            prefix=prefix)
+        return self._bar
+
+    def _step(self, batch, logs):
+        self._seen = batch + 1
+        if self._bar is not None:
+            self._bar.update(self._seen, logs, finalize=False)  # the end comes with its logs
+
+    def _finish(self, logs):
+        if self._bar is not None:
+            self._bar.update(self._seen, logs, finalize=True)
+            self._bar = None
+
     def on_train_begin(self, logs=None):
         self._in_fit = True
+        self._target = self.params.get("steps") if self.params else None
 
     def on_train_end(self, logs=None):
         self._in_fit = False
 
     def on_epoch_begin(self, epoch, logs=None):
-        self._t0 = time.perf_counter()
+        epochs = self.params.get("epochs", "?") if self.params else "?"
+        bar = self._new_bar(f"Epoch {epoch + 1}/{epochs} - ")
+        if bar._dynamic and self._verbose == 1:
+            print(f"Epoch {epoch + 1}/{epochs}", file=bar.stream, flush=True)
+
+    def on_train_batch_end(self, batch, logs=None):
+        self._step(batch, logs)
 
     def on_epoch_end(self, epoch, logs=None):
-        if self._verbose:
-            t = time.perf_counter() - self._t0
-            text = _format_logs(logs or {})
-            epochs = self.params.get("epochs", "?")
-            self._print(f"Epoch {epoch + 1}/{epochs} - {t:.1f}s" + (f" - {text}" if text else ""))
+        if self._target is None and self._seen:  # learnt from the first epoch (generators)
+            self._target = self._seen
+        self._finish(logs)
 
     def on_test_begin(self, logs=None):
-        self._t_test = time.perf_counter()
-        self._steps = 0
+        if not self._in_fit:
+            self._target = self.params.get("steps") if self.params else None
+            self._new_bar()
 
     def on_test_batch_end(self, batch, logs=None):
-        self._steps = batch + 1
+        if not self._in_fit:
+            self._step(batch, logs)
 
     def on_test_end(self, logs=None):
-        if self._verbose and not self._in_fit:
-            t = time.perf_counter() - self._t_test
-            text = _format_logs(logs or {})
-            self._print(f"{self._steps}/{self._steps} - {t:.1f}s" + (f" - {text}" if text else ""))
+        if not self._in_fit:
+            self._finish(logs)
 
     def on_predict_begin(self, logs=None):
-        self._t_test = time.perf_counter()
-        self._steps = 0
+        self._target = self.params.get("steps") if self.params else None
+        self._new_bar()
 
     def on_predict_batch_end(self, batch, logs=None):
-        self._steps = batch + 1
+        self._step(batch, None)
 
     def on_predict_end(self, logs=None):
-        if self._verbose:
-            t = time.perf_counter() - self._t_test
-            self._print(f"{self._steps}/{self._steps} - {t:.1f}s")
+        self._finish(None)
 
 
 _MODES = ("auto", "min", "max")
