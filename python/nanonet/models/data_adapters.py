@@ -359,6 +359,8 @@ class BatchSource:
                     break
             while pending:
                 batch = pending.popleft().result()
+                if ds.use_multiprocessing:
+                    batch = _canonical_dtypes(batch)
                 nxt = next(todo, None)
                 if nxt is not None:
                     pending.append(self._pool.submit(get, nxt))
@@ -385,3 +387,19 @@ def _set_worker_dataset(dataset):
 
 def _worker_item(index):
     return _WORKER_DATASET[index]
+
+
+def _canonical_dtypes(data):
+    """Arrays unpickled from a worker process carry dtype objects equal to, but not the same
+    as, NumPy's own (float32 ...), which the compiled kernels check by identity: view them with
+    NumPy's. Recurses into tuples, lists and dicts."""
+    if isinstance(data, np.ndarray):
+        if data.dtype.isnative and data.dtype.kind in "biuf" and \
+                data.dtype is not np.dtype(data.dtype.type):
+            return data.view(data.dtype.type)
+        return data
+    if isinstance(data, (tuple, list)):
+        return type(data)(_canonical_dtypes(v) for v in data)
+    if isinstance(data, dict):
+        return {k: _canonical_dtypes(v) for k, v in data.items()}
+    return data

@@ -393,9 +393,10 @@ class Trainer:
                 finally:
                     batches.close()
                 if train is not None and (step < 0 or train.exhausted):
-                    warnings.warn(f"{fn}: the input ran out of data after {step + 1} batches "
-                                  f"in epoch {epoch + 1}; training stops. Make sure it can "
-                                  f"give steps_per_epoch * epochs batches", stacklevel=2)
+                    wanted = "" if train.steps is None else f" of {train.steps}"
+                    warnings.warn(f"{fn}: the input ran out of data in epoch {epoch + 1} "
+                                  f"(batches: {step + 1}{wanted}); training stops. Make sure "
+                                  "it can give steps_per_epoch * epochs batches", stacklevel=2)
                     self.stop_training = True
                     if step < 0:
                         break
