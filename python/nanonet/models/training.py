@@ -578,6 +578,12 @@ class Trainer:
         from .. import saving
         saving.save_weights(self, filepath, overwrite=overwrite)
 
+    def to_json(self, **kwargs):
+        """The architecture as a JSON string (no weights; plain data, no code);
+        ``nanonet.models.model_from_json`` rebuilds it. kwargs go to ``json.dumps``."""
+        from .cloning import model_to_json
+        return model_to_json(self, **kwargs)
+
     def load_weights(self, filepath, allow_nan=False):
         """Set the weights from a file written by ``save_weights`` or ``save`` (matched by
         position; layer classes, weight names and shapes must agree)."""
