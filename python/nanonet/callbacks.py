@@ -19,7 +19,6 @@ import numbers
 import os
 import re
 import shutil
-import sys
 import time
 import warnings
 

@@ -1,9 +1,12 @@
-"""Small NumPy helpers with Keras names: ``to_categorical``.
+"""Small helpers with Keras names: ``to_categorical``, ``Progbar``, ``PyDataset``.
 
 Pure NumPy; nothing here touches the compiled core.
 """
 
+import math
 import numbers
+import sys
+import time
 
 import numpy as np
 
@@ -84,10 +87,6 @@ def to_categorical(y, num_classes=None, dtype="float32"):
 
 
 # ---- progress display and Python data sources (Keras's keras.utils.Progbar / PyDataset) ------
-import math  # noqa: E402
-import sys  # noqa: E402
-import time  # noqa: E402
-
 __all__ += ["Progbar", "PyDataset", "Sequence"]
 
 

@@ -302,6 +302,17 @@ class Trainer:
         validation; validation_data=(x_val, y_val[, sample_weight_val]) overrides it.
         shuffle reshuffles the training samples every epoch (nanonet's Generator, see
         set_seed). steps_per_epoch caps the number of batches per epoch. Returns a History.
+
+        x may also yield batches (then y and sample_weight stay None): a generator or
+        iterator of ``(x, y)`` / ``(x, y, sample_weight)`` tuples, consumed across epochs
+        (``steps_per_epoch`` batches per epoch; all it has when None), another iterable of
+        them (iterated afresh every epoch), or a ``nanonet.utils.PyDataset`` (``len`` batches
+        per epoch, their order shuffled with shuffle=True, prepared ahead by its workers).
+        validation_data may be given the same ways (``validation_steps`` batches). Training
+        stops with a warning when the batches run out. Arrays remain the fast path.
+
+        verbose: 0 silent; 1 a progress bar (on a terminal) or a line every few seconds
+        (logs); 2 one line per epoch; "auto" is 1 (see ``callbacks.ProgbarLogger``).
         """
         fn = "fit"
         self._require_compiled(fn)
@@ -486,7 +497,8 @@ class Trainer:
         """Loss (and metrics) over (x, y) in batches, without training.
 
         Returns the loss as a float when no metrics were compiled (and one output), else a list
-        in ``metrics_names`` order, or a dict with return_dict=True (Keras 3).
+        in ``metrics_names`` order, or a dict with return_dict=True (Keras 3). x may yield
+        batches as in ``fit`` (``steps`` of them; all when None).
         """
         fn = "evaluate"
         self._require_compiled(fn)
@@ -518,7 +530,8 @@ class Trainer:
 
     def predict(self, x, batch_size=None, verbose="auto", steps=None, callbacks=None):
         """Model outputs for x, computed in batches of batch_size (default 32): one array, or a
-        list / dict of arrays for several outputs."""
+        list / dict of arrays for several outputs. x may yield batches as in ``fit`` (x or
+        tuples whose first item is x; ``steps`` of them), whose outputs are joined."""
         fn = "predict"
         verbose = _check_verbose(verbose, fn)
         batch_size = _check_positive_int(batch_size, "batch_size", fn) or 32
