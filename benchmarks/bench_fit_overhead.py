@@ -5,6 +5,9 @@ batch 32, T 100). fit runs with verbose=0, with the progress display on a (simul
 terminal, and with it writing to a log; shuffle off (the same batches as the loop) and on (fit
 then also gathers the shuffled epoch). Repeats are interleaved; the ratio of every repeat is
 fit / loop measured back to back, threads pinned to 1 on both sides (nanonet and NumPy).
+Times are the process's CPU time (time.process_time; one thread, so it is the work done),
+which other processes on a loaded machine disturb far less than wall-clock time; the wall
+clock ratio is printed beside it.
 
     PYTHONPATH=python python benchmarks/bench_fit_overhead.py [--repeats 5] [--quick]
 """
@@ -64,20 +67,48 @@ def showcase(steps):
     return "showcase B32 T100", make, x, y, 32
 
 
+def _clocks():
+    return time.process_time(), time.perf_counter()
+
+
+def _since(t0):
+    c, w = _clocks()
+    return c - t0[0], w - t0[1]
+
+
 def loop_epoch(model, x, y, batch):
-    t = time.perf_counter()
+    t = _clocks()
     for i in range(0, len(x), batch):
         model.train_on_batch(x[i:i + batch], y[i:i + batch])
-    return time.perf_counter() - t
+    return _since(t)
 
 
 def fit_epoch(model, x, y, batch, mode, shuffle):
     cbs = {"verbose=0": ([], 0), "bar on a terminal": ([C.ProgbarLogger(stream=_NullTty())], 1),
            "lines to a log": ([C.ProgbarLogger(stream=_NullLog(), log_interval=0.5)], 1)}[mode]
-    t = time.perf_counter()
+    t = _clocks()
     model.fit(x, y, batch_size=batch, epochs=1, shuffle=shuffle, verbose=cbs[1],
               callbacks=cbs[0])
-    return time.perf_counter() - t
+    return _since(t)
+
+
+def display_cost(calls=200_000):
+    """The progress display's own cost per training step: CallbackList dispatching
+    on_train_batch_end to a ProgbarLogger (as fit does), against the same dispatch to a
+    no-op callback (CPU time)."""
+    logs = {"loss": 0.25, "accuracy": 0.75}
+    out = []
+    for label, cb in (("no-op callback", C.Callback()),
+                      ("ProgbarLogger, terminal", C.ProgbarLogger(stream=_NullTty())),
+                      ("ProgbarLogger, log", C.ProgbarLogger(stream=_NullLog()))):
+        cbs = C.CallbackList([cb], verbose=1, epochs=1, steps=calls)
+        cbs.on_train_begin()
+        cbs.on_epoch_begin(0)
+        t = time.process_time()
+        for i in range(calls):
+            cbs.on_train_batch_end(i, logs)
+        out.append((label, (time.process_time() - t) / calls))
+    return out
 
 
 def main():
@@ -99,47 +130,28 @@ def main():
     runs = [(mlp, 40 if args.quick else 200), (showcase, 3 if args.quick else 12)]
     modes = [("verbose=0", False), ("bar on a terminal", False), ("lines to a log", False),
              ("verbose=0", True)]
-    print("| model | steps | fit | loop of train_on_batch (one epoch) | fit / loop, median "
-          "(range) | overhead per step |")
-    print("|---|---|---|---|---|---|")
+    print("| model, fit mode | steps | fit (CPU) | loop of train_on_batch (CPU) | fit / loop CPU, "
+          "median (range) | per step | fit / loop wall, median |")
+    print("|---|---|---|---|---|---|---|")
     for make_case, steps in runs:
         name, make, x, y, batch = make_case(steps)
         model = make()
         loop_epoch(model, x[:batch * 2], y[:batch * 2], batch)  # warm up
         for mode, shuffle in modes:
-            ratios, fits, loops = [], [], []
+            cpu, wall, fits, loops = [], [], [], []
             for _ in range(args.repeats):
                 lt = loop_epoch(model, x, y, batch)
                 ft = fit_epoch(model, x, y, batch, mode, shuffle)
-                ratios.append(ft / lt)
-                fits.append(ft)
-                loops.append(lt)
-            med = statistics.median(ratios)
+                cpu.append(ft[0] / lt[0])
+                wall.append(ft[1] / lt[1])
+                fits.append(ft[0])
+                loops.append(lt[0])
             per_step = (statistics.median(fits) - statistics.median(loops)) / steps
             label = f"{name}, {mode}" + (", shuffle" if shuffle else "")
             print(f"| {label} | {steps} | {statistics.median(fits) * 1e3:.1f} ms | "
-                  f"{statistics.median(loops) * 1e3:.1f} ms | {med:.4f} ({min(ratios):.4f}-"
-                  f"{max(ratios):.4f}) | {per_step * 1e6:+.0f} us |", flush=True)
-
-
-def display_cost(calls=200_000):
-    """The progress display's own cost per training step: CallbackList dispatching
-    on_train_batch_end to a ProgbarLogger (as fit does), against the same dispatch to a
-    no-op callback."""
-    logs = {"loss": 0.25, "accuracy": 0.75}
-    out = []
-    for label, cb in (("no-op callback", C.Callback()),
-                      ("ProgbarLogger, terminal", C.ProgbarLogger(stream=_NullTty())),
-                      ("ProgbarLogger, log", C.ProgbarLogger(stream=_NullLog()))):
-        cbs = C.CallbackList([cb], verbose=1, epochs=1, steps=calls)
-        cbs.on_train_begin()
-        cbs.on_epoch_begin(0)
-        t = time.perf_counter()
-        for i in range(calls):
-            cbs.on_train_batch_end(i, logs)
-        out.append((label, (time.perf_counter() - t) / calls))
-    return out
-
+                  f"{statistics.median(loops) * 1e3:.1f} ms | {statistics.median(cpu):.4f} "
+                  f"({min(cpu):.4f}-{max(cpu):.4f}) | {per_step * 1e6:+.0f} us | "
+                  f"{statistics.median(wall):.4f} |", flush=True)
 
 if __name__ == "__main__":
     main()
