@@ -386,12 +386,9 @@ class Trainer:
                 rng = self._enter_epoch(epoch)  # this epoch's shuffling and dropout (resumable)
                 if train is not None:
                     batches = self._source_batches(train, rng, fn, class_weight)
-                elif shuffle:
-                    order = rng.permutation(n)
-                    batches = self._array_batches(_data.take(xs, order), _data.take(ys, order),
-                                                  _data.take(sws, order), slices)
                 else:
-                    batches = self._array_batches(xs, ys, sws, slices)
+                    order = rng.permutation(n) if shuffle else None
+                    batches = self._array_batches(xs, ys, sws, slices, order)
                 logs = {}
                 step = -1
                 try:
@@ -443,13 +440,20 @@ class Trainer:
                              f"an iterable of batches or a PyDataset; pass validation_data; "
                              f"got validation_split={validation_split!r}")
 
-    def _array_batches(self, xs, ys, sws, slices):
-        """(x, y, sample_weight) lists of arrays for each slice (this rank's share under
-        nanonet.distributed)."""
+    def _array_batches(self, xs, ys, sws, slices, order=None):
+        """(x, y, sample_weight) lists of arrays for each slice of the samples, or of the
+        samples in ``order`` (each batch gathered when it is due: no copy of the whole epoch);
+        this rank's share under nanonet.distributed."""
         for sl in slices:
+            if order is not None:
+                idx = order[sl]
+                xs_b, ys_b, sws_b = _data.take(xs, idx), _data.take(ys, idx), _data.take(sws, idx)
+                sl = slice(0, len(idx))
+            else:
+                xs_b, ys_b, sws_b = xs, ys, sws
             if self._dp is not None:
-                sl = self._dp.shard(sl, xs)
-            yield _data.take(xs, sl), _data.take(ys, sl), _data.take(sws, sl)
+                sl = self._dp.shard(sl, xs_b)
+            yield _data.take(xs_b, sl), _data.take(ys_b, sl), _data.take(sws_b, sl)
 
     def _source_batches(self, source, rng, fn, class_weight=None):
         """Each batch of a BatchSource checked like arrays are (and sharded like them)."""
