@@ -5,6 +5,8 @@ batch 32, T 100). fit runs with verbose=0, with the progress display on a (simul
 terminal, and with it writing to a log; shuffle off (the same batches as the loop) and on (fit
 then also gathers the shuffled epoch). Repeats are interleaved; the ratio of every repeat is
 fit / loop measured back to back, threads pinned to 1 on both sides (nanonet and NumPy).
+The first table compares each fit epoch with the sum of its own training steps (the time
+inside the model's step, measured in the same fit call): what fit adds around the steps.
 Times are the process's CPU time (time.process_time; one thread, so it is the work done),
 which other processes on a loaded machine disturb far less than wall-clock time; the wall
 clock ratio is printed beside it.
@@ -92,6 +94,26 @@ def fit_epoch(model, x, y, batch, mode, shuffle):
     return _since(t)
 
 
+def epoch_vs_steps(model, x, y, batch, mode, shuffle):
+    """(one fit epoch, the sum of its steps' own times): CPU time, measured in the same run by
+    wrapping the model's training step, so the machine's load falls on both alike."""
+    inner = model._train_step
+    spent = [0.0]
+
+    def timed(*args):
+        t = time.process_time()
+        try:
+            return inner(*args)
+        finally:
+            spent[0] += time.process_time() - t
+    model._train_step = timed
+    try:
+        total = fit_epoch(model, x, y, batch, mode, shuffle)[0]
+    finally:
+        del model._train_step
+    return total, spent[0]
+
+
 def display_cost(calls=200_000):
     """The progress display's own cost per training step: CallbackList dispatching
     on_train_batch_end to a ProgbarLogger (as fit does), against the same dispatch to a
@@ -130,6 +152,25 @@ def main():
     runs = [(mlp, 40 if args.quick else 200), (showcase, 3 if args.quick else 12)]
     modes = [("verbose=0", False), ("bar on a terminal", False), ("lines to a log", False),
              ("verbose=0", True)]
+    print("| model, fit mode | steps | fit epoch (CPU) | sum of its steps | epoch / steps, "
+          "median (range) | overhead per step |")
+    print("|---|---|---|---|---|---|")
+    for make_case, steps in runs:
+        name, make, x, y, batch = make_case(steps)
+        model = make()
+        loop_epoch(model, x[:batch * 2], y[:batch * 2], batch)  # warm up
+        for mode, shuffle in modes:
+            pairs = [epoch_vs_steps(model, x, y, batch, mode, shuffle)
+                     for _ in range(args.repeats)]
+            ratios = [t / s for t, s in pairs]
+            totals, sums = [t for t, _ in pairs], [s for _, s in pairs]
+            per_step = statistics.median([(t - s) / steps for t, s in pairs])
+            label = f"{name}, {mode}" + (", shuffle" if shuffle else "")
+            print(f"| {label} | {steps} | {statistics.median(totals) * 1e3:.1f} ms | "
+                  f"{statistics.median(sums) * 1e3:.1f} ms | {statistics.median(ratios):.4f} "
+                  f"({min(ratios):.4f}-{max(ratios):.4f}) | {per_step * 1e6:.0f} us |",
+                  flush=True)
+    print()
     print("| model, fit mode | steps | fit (CPU) | loop of train_on_batch (CPU) | fit / loop CPU, "
           "median (range) | per step | fit / loop wall, median |")
     print("|---|---|---|---|---|---|---|")

@@ -160,3 +160,28 @@ def test_evaluate_and_predict_show_a_bar():
     model.predict(x, batch_size=8, callbacks=[C.ProgbarLogger(stream=out, interval=0.0)])
     assert re.search(r"\r5/5 \[=+\] - \d+\.\ds - \d+(us|ms)/step\s*\n$", out.getvalue())
     assert out.getvalue().count("\r") == 6  # five steps and the end
+
+
+def test_batch_hooks_reach_every_callback_that_has_them():
+    """CallbackList skips batch hooks that no callback implements (the display's cost per step
+    stays small); every callback that has one still gets it."""
+    seen = []
+
+    class Legacy(C.Callback):
+        def on_batch_end(self, batch, logs=None):
+            seen.append(("legacy", batch))
+
+    class New(C.Callback):
+        def on_train_batch_begin(self, batch, logs=None):
+            seen.append(("new", batch))
+
+    plain = C.Callback()
+    plain.on_train_batch_end = lambda batch, logs=None: seen.append(("attr", batch))
+    cbs = C.CallbackList([Legacy(), C.Callback()])
+    cbs.on_train_batch_end(0, {"loss": 1.0})
+    cbs.append(New())
+    cbs.append(plain)
+    cbs.on_train_batch_begin(1, {})
+    cbs.on_train_batch_end(1, {})
+    cbs.on_test_batch_end(1, {})
+    assert seen == [("legacy", 0), ("new", 1), ("legacy", 1), ("attr", 1)]

@@ -166,9 +166,45 @@ class CallbackList(Callback):
             return self.callbacks
         return [c for c in self.callbacks if not c.rank0_only]
 
+    def _batch_users(self, hook):
+        """The callbacks here that implement a batch hook (Keras skips the others too): most
+        steps then call none, which keeps fit's cost per step small."""
+        key = (len(self.callbacks), _distributed.rank())
+        cache = self.__dict__.get("_users")
+        if cache is None or cache[0] != key:
+            cache = (key, {})
+            self._users = cache
+        users = cache[1].get(hook)
+        if users is None:
+            users = [c for c in self._here() if _implements(c, hook)]
+            cache[1][hook] = users
+        return users
+
+
+_LEGACY_HOOKS = {"on_train_batch_begin": "on_batch_begin", "on_train_batch_end": "on_batch_end"}
+
+
+def _implements(callback, hook):
+    """Whether the callback does something in hook (or in its older name); a callback that
+    looks attributes up its own way (__getattribute__) is asked every hook."""
+    if type(callback).__getattribute__ is not object.__getattribute__:
+        return True
+    for name in (hook, _LEGACY_HOOKS.get(hook)):
+        if name is not None and (name in vars(callback) or
+                                 getattr(type(callback), name) is not getattr(Callback, name)):
+            return True
+    return False
+
 
 def _dispatch(hook):
-    if hook.endswith(("batch_begin", "batch_end")) or hook.startswith("on_epoch"):
+    if hook.endswith(("batch_begin", "batch_end")):
+        def call(self, index, logs=None):
+            users = self._batch_users(hook)
+            if users:
+                logs = _pythonify(logs)
+                for c in users:
+                    getattr(c, hook)(index, logs=logs)
+    elif hook.startswith("on_epoch"):
         def call(self, index, logs=None):
             logs = _pythonify(logs)
             for c in self._here():
