@@ -17,7 +17,7 @@ from .. import losses as _losses
 from ..layers.node import fmt_shape
 
 __all__ = ["as_array", "standardize_inputs", "standardize_targets", "standardize_weights",
-           "batch_slices", "take", "split_validation"]
+           "batch_slices", "take", "gather", "split_validation"]
 
 
 def as_array(a, name, fn):
@@ -220,6 +220,12 @@ def _class_weights(class_weight, y, n, fn):
 def take(arrays, index):
     """Each array (None kept) indexed by ``index`` (a slice or an index array)."""
     return [None if a is None else a[index] for a in arrays]
+
+
+def gather(arrays, index):
+    """Each array's rows at the int array ``index`` (None kept): np.take, which copies the
+    rows of a batch faster than fancy indexing."""
+    return [None if a is None else np.take(a, index, axis=0) for a in arrays]
 
 
 def batch_slices(n, batch_size, max_steps=None):

@@ -447,7 +447,8 @@ class Trainer:
         for sl in slices:
             if order is not None:
                 idx = order[sl]
-                xs_b, ys_b, sws_b = _data.take(xs, idx), _data.take(ys, idx), _data.take(sws, idx)
+                xs_b, ys_b, sws_b = _data.gather(xs, idx), _data.gather(ys, idx), \
+                    _data.gather(sws, idx)
                 sl = slice(0, len(idx))
             else:
                 xs_b, ys_b, sws_b = xs, ys, sws
