@@ -51,6 +51,7 @@ def _read_events(directory):
 
 
 def test_epoch_scalars_validation_and_histograms(tmp_path):
+    pytest.importorskip("tensorboardX")
     x, y = _data()
     model = _model()
     tb = C.TensorBoard(tmp_path, histogram_freq=1, write_steps_per_second=True)
@@ -71,6 +72,7 @@ def test_epoch_scalars_validation_and_histograms(tmp_path):
 
 
 def test_batch_scalars_and_evaluate(tmp_path):
+    pytest.importorskip("tensorboardX")
     x, y = _data()
     model = _model()
     seen = []
