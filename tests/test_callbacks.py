@@ -131,7 +131,7 @@ def test_progbar_logger_stream():
     bar.on_test_end({"loss": 1.0})  # inside fit: the validation pass prints nothing
     bar.on_train_end()
     line = buf.getvalue().strip()
-    assert line.startswith("Epoch 3/10 - ") and line.endswith(
+    assert line.startswith("Epoch 3/10 - 0/Unknown - ") and line.endswith(
         "s - loss: 0.1235 - accuracy: 0.9650 - tiny: 1.0000e-05")
     buf.truncate(0)
     buf.seek(0)

@@ -19,6 +19,7 @@ def test_demo_trains_and_reports_accuracy(tmp_path):
                "--units", "32", "--threads", "1", "--save", str(path))
     assert out.returncode == 0, out.stderr
     assert "Epoch 3/3" in out.stdout
+    assert out.stdout.splitlines()[0].endswith("demo: loading wordnet ...")  # from the start
     acc = float(re.search(r"test accuracy (\d\.\d+)", out.stdout).group(1))
     majority = float(re.search(r"majority class (\d\.\d+)", out.stdout).group(1))
     assert 0.0 < majority < 0.5

@@ -508,18 +508,19 @@ def test_verbose_line_per_epoch(capsys):
     model.fit(x, y, epochs=2, validation_split=0.25, verbose=1)
     out = capsys.readouterr().out.strip().splitlines()
     assert len(out) == 2
-    pat = (r"^Epoch 2/2 - \d+\.\ds - loss: \d\.\d{4} - accuracy: \d\.\d{4} - val_loss: \d\.\d{4} "
-           r"- val_accuracy: \d\.\d{4}$")
+    pat = (r"^Epoch 2/2 - 1/1 - \d+\.\ds - \d+[mu]s/step - loss: \d\.\d{4} - accuracy: "
+           r"\d\.\d{4} - val_loss: \d\.\d{4} - val_accuracy: \d\.\d{4}$")
     assert re.match(pat, out[1]), out[1]
     model.fit(x, y, epochs=1, verbose=2)
     assert capsys.readouterr().out.startswith("Epoch 1/1 - ")
     model.fit(x, y, epochs=1, verbose=0)
     assert capsys.readouterr().out == ""
     model.evaluate(x, y)
-    assert re.match(r"^2/2 - \d+\.\ds - loss: \d\.\d{4} - accuracy: \d\.\d{4}$",
+    assert re.match(r"^2/2 - \d+\.\ds - \d+[mu]s/step - loss: \d\.\d{4} - "
+                    r"accuracy: \d\.\d{4}$",
                     capsys.readouterr().out.strip())
     model.predict(x)
-    assert re.match(r"^2/2 - \d+\.\ds$", capsys.readouterr().out.strip())
+    assert re.match(r"^2/2 - \d+\.\ds - \d+[mu]s/step$", capsys.readouterr().out.strip())
 
 
 # -- errors -----------------------------------------------------------------------------------

@@ -17,7 +17,8 @@ import inspect
 import math
 import numbers
 import os
-import sys
+import re
+import shutil
 import time
 import warnings
 
@@ -165,9 +166,45 @@ class CallbackList(Callback):
             return self.callbacks
         return [c for c in self.callbacks if not c.rank0_only]
 
+    def _batch_users(self, hook):
+        """The callbacks here that implement a batch hook (Keras skips the others too): most
+        steps then call none, which keeps fit's cost per step small."""
+        key = (len(self.callbacks), _distributed.rank())
+        cache = self.__dict__.get("_users")
+        if cache is None or cache[0] != key:
+            cache = (key, {})
+            self._users = cache
+        users = cache[1].get(hook)
+        if users is None:
+            users = [c for c in self._here() if _implements(c, hook)]
+            cache[1][hook] = users
+        return users
+
+
+_LEGACY_HOOKS = {"on_train_batch_begin": "on_batch_begin", "on_train_batch_end": "on_batch_end"}
+
+
+def _implements(callback, hook):
+    """Whether the callback does something in hook (or in its older name); a callback that
+    looks attributes up its own way (__getattribute__) is asked every hook."""
+    if type(callback).__getattribute__ is not object.__getattribute__:
+        return True
+    for name in (hook, _LEGACY_HOOKS.get(hook)):
+        if name is not None and (name in vars(callback) or
+                                 getattr(type(callback), name) is not getattr(Callback, name)):
+            return True
+    return False
+
 
 def _dispatch(hook):
-    if hook.endswith(("batch_begin", "batch_end")) or hook.startswith("on_epoch"):
+    if hook.endswith(("batch_begin", "batch_end")):
+        def call(self, index, logs=None):
+            users = self._batch_users(hook)
+            if users:
+                logs = _pythonify(logs)
+                for c in users:
+                    getattr(c, hook)(index, logs=logs)
+    elif hook.startswith("on_epoch"):
         def call(self, index, logs=None):
             logs = _pythonify(logs)
             for c in self._here():
@@ -207,79 +244,97 @@ class History(Callback):
             self.model.history = self
 
 
-def _format_logs(logs):
-    parts = []
-    for k, v in logs.items():
-        if isinstance(v, numbers.Real):
-            v = float(v)
-            parts.append(f"{k}: {v:.4f}" if abs(v) > 1e-3 or v == 0 or not math.isfinite(v)
-                         else f"{k}: {v:.4e}")
-    return " - ".join(parts)
-
-
 class ProgbarLogger(Callback):
-    """Prints one line per epoch, ``Epoch 3/10 - 0.4s - loss: 0.1234 - accuracy: 0.9650 -
-    val_loss: ...``, one line per evaluate and per predict, when ``params["verbose"]`` > 0.
+    """The progress display of fit, evaluate and predict (``params["verbose"]``: 1 or 2).
+
+    On a terminal with verbose=1: an ``Epoch 3/10`` line, then a bar redrawn in place at most
+    10 times a second, ``37/100 [=====>....] - ETA: 8.0s - 31ms/step - loss: 0.4312 - ...``,
+    completed at the end of the epoch with the elapsed time and the validation results. Not on a
+    terminal (logs, CI) with verbose=1: a line every ``log_interval`` seconds while an epoch
+    runs and one at its end, ``Epoch 3/10 - 100/100 - 3.1s - 31ms/step - loss: 0.1234 -
+    val_loss: ...``; verbose=2: only the line at the end of each epoch. evaluate and predict
+    show the same, without the epoch. See ``nanonet.utils.Progbar``.
 
     Output goes to ``stream`` (sys.stdout at print time by default).
     """
 
     rank0_only = True
 
-    def __init__(self, stream=None):
+    def __init__(self, stream=None, interval=0.1, log_interval=5.0):
         super().__init__()
         self.stream = stream
+        self.interval = interval
+        self.log_interval = log_interval
         self._in_fit = False
-        self._t0 = 0.0
-        self._steps = 0
-
-    def _print(self, line):
-        print(line, file=self.stream if self.stream is not None else sys.stdout, flush=True)
+        self._bar = None
+        self._seen = 0
+        self._target = None
 
     @property
     def _verbose(self):
         return self.params.get("verbose", 1) if self.params else 1
 
+    def _new_bar(self, prefix=""):
+        from .utils import Progbar
+        self._seen = 0
+        self._bar = Progbar(self._target, verbose=self._verbose, stream=self.stream,
+                            interval=self.interval, log_interval=self.log_interval,
+                            prefix=prefix)
+        return self._bar
+
+    def _step(self, batch, logs):
+        self._seen = batch + 1
+        if self._bar is not None:
+            self._bar.update(self._seen, logs, finalize=False)  # the end comes with its logs
+
+    def _finish(self, logs):
+        if self._bar is not None:
+            self._bar.update(self._seen, logs, finalize=True)
+            self._bar = None
+
     def on_train_begin(self, logs=None):
         self._in_fit = True
+        self._target = self.params.get("steps") if self.params else None
 
     def on_train_end(self, logs=None):
         self._in_fit = False
 
     def on_epoch_begin(self, epoch, logs=None):
-        self._t0 = time.perf_counter()
+        epochs = self.params.get("epochs", "?") if self.params else "?"
+        bar = self._new_bar(f"Epoch {epoch + 1}/{epochs} - ")
+        if bar._dynamic and self._verbose == 1:
+            print(f"Epoch {epoch + 1}/{epochs}", file=bar.stream, flush=True)
+
+    def on_train_batch_end(self, batch, logs=None):
+        self._step(batch, logs)
 
     def on_epoch_end(self, epoch, logs=None):
-        if self._verbose:
-            t = time.perf_counter() - self._t0
-            text = _format_logs(logs or {})
-            epochs = self.params.get("epochs", "?")
-            self._print(f"Epoch {epoch + 1}/{epochs} - {t:.1f}s" + (f" - {text}" if text else ""))
+        if self._target is None and self._seen:  # learnt from the first epoch (generators)
+            self._target = self._seen
+        self._finish(logs)
 
     def on_test_begin(self, logs=None):
-        self._t_test = time.perf_counter()
-        self._steps = 0
+        if not self._in_fit:
+            self._target = self.params.get("steps") if self.params else None
+            self._new_bar()
 
     def on_test_batch_end(self, batch, logs=None):
-        self._steps = batch + 1
+        if not self._in_fit:
+            self._step(batch, logs)
 
     def on_test_end(self, logs=None):
-        if self._verbose and not self._in_fit:
-            t = time.perf_counter() - self._t_test
-            text = _format_logs(logs or {})
-            self._print(f"{self._steps}/{self._steps} - {t:.1f}s" + (f" - {text}" if text else ""))
+        if not self._in_fit:
+            self._finish(logs)
 
     def on_predict_begin(self, logs=None):
-        self._t_test = time.perf_counter()
-        self._steps = 0
+        self._target = self.params.get("steps") if self.params else None
+        self._new_bar()
 
     def on_predict_batch_end(self, batch, logs=None):
-        self._steps = batch + 1
+        self._step(batch, None)
 
     def on_predict_end(self, logs=None):
-        if self._verbose:
-            t = time.perf_counter() - self._t_test
-            self._print(f"{self._steps}/{self._steps} - {t:.1f}s")
+        self._finish(None)
 
 
 _MODES = ("auto", "min", "max")
@@ -459,6 +514,8 @@ class ModelCheckpoint(_MonitorCallback):
         except TypeError:
             raise ValueError(f"ModelCheckpoint: filepath must be a str or os.PathLike; got "
                              f"{filepath!r}") from None
+        from .saving import refuse_keras_name
+        refuse_keras_name(self.filepath, "ModelCheckpoint")
         if save_freq != "epoch" and (isinstance(save_freq, bool) or
                                      not isinstance(save_freq, numbers.Integral) or
                                      save_freq < 1):
@@ -770,3 +827,301 @@ class TerminateOnNaN(Callback):
         if loss is not None and not math.isfinite(loss):
             print(f"Batch {batch}: Invalid loss, terminating training")
             self.model.stop_training = True
+
+
+# ---- LambdaCallback, BackupAndRestore, TensorBoard -------------------------------------------
+__all__ += ["LambdaCallback", "BackupAndRestore", "TensorBoard"]
+
+
+class LambdaCallback(Callback):
+    """A callback made of plain functions (Keras 3): ``on_epoch_begin(epoch, logs)``,
+    ``on_epoch_end(epoch, logs)``, ``on_train_begin(logs)``, ``on_train_end(logs)``,
+    ``on_train_batch_begin(batch, logs)``, ``on_train_batch_end(batch, logs)``, and any other
+    hook name (``on_test_end=...``) as a keyword.
+
+    >>> log = LambdaCallback(on_epoch_end=lambda epoch, logs: print(epoch, logs["loss"]))
+    """
+
+    def __init__(self, on_epoch_begin=None, on_epoch_end=None, on_train_begin=None,
+                 on_train_end=None, on_train_batch_begin=None, on_train_batch_end=None,
+                 **kwargs):
+        super().__init__()
+        hooks = dict(on_epoch_begin=on_epoch_begin, on_epoch_end=on_epoch_end,
+                     on_train_begin=on_train_begin, on_train_end=on_train_end,
+                     on_train_batch_begin=on_train_batch_begin,
+                     on_train_batch_end=on_train_batch_end, **kwargs)
+        for name, fn in hooks.items():
+            if name not in _HOOKS:
+                raise ValueError(f"LambdaCallback: unknown hook {name!r}; the hooks are "
+                                 f"{list(_HOOKS)}")
+            if fn is None:
+                continue
+            if not callable(fn):
+                raise ValueError(f"LambdaCallback: {name} must be callable; got {fn!r}")
+            setattr(self, name, fn)
+
+
+class BackupAndRestore(Callback):
+    """Fault tolerance for fit (Keras 3's BackupAndRestore): back the training state up to
+    ``backup_dir`` at the end of every epoch (or every ``save_freq`` batches); when fit is run
+    again with a BackupAndRestore on the same directory after an interruption (an exception,
+    a killed process), it restores that state into the model and continues from the epoch after
+    the last one backed up.
+
+    The backup is a nanonet model file (``model.save``: weights, optimizer slots and iteration
+    count, learning rate, the training seed and every layer's random state), so a run resumed
+    from an epoch-end backup ends bit-identical to an uninterrupted one: the same shuffling,
+    dropout masks and updates. With ``save_freq=<int>`` the backups written inside an epoch hold
+    that moment's weights and the resumed run restarts that epoch (as Keras does), which is not
+    bit-identical.
+
+    Args:
+        backup_dir: a directory for this run's backups only.
+        save_freq: "epoch", or an int: back up every that many batches.
+        double_checkpoint: also keep the previous backup, used when the latest cannot be read.
+        delete_checkpoint: delete ``backup_dir`` when fit ends normally.
+
+    The model must be built (and compiled) before fit. Under ``nanonet.distributed`` every rank
+    restores and rank 0 writes.
+    """
+
+    def __init__(self, backup_dir, save_freq="epoch", double_checkpoint=False,
+                 delete_checkpoint=True):
+        super().__init__()
+        try:
+            self.backup_dir = os.fspath(backup_dir)
+        except TypeError:
+            raise ValueError(f"BackupAndRestore: backup_dir must be a str or os.PathLike; got "
+                             f"{backup_dir!r}") from None
+        if not self.backup_dir:
+            raise ValueError("BackupAndRestore: backup_dir must be a non-empty path; got ''")
+        if save_freq != "epoch" and (isinstance(save_freq, bool) or
+                                     not isinstance(save_freq, numbers.Integral) or
+                                     save_freq < 1):
+            raise ValueError(f"BackupAndRestore: save_freq must be 'epoch' or a positive int; "
+                             f"got {save_freq!r}")
+        self.save_freq = save_freq if save_freq == "epoch" else int(save_freq)
+        self.double_checkpoint = bool(double_checkpoint)
+        self.delete_checkpoint = bool(delete_checkpoint)
+        self._current_epoch = 0
+        self._batches_since_save = 0
+
+    _NAME = re.compile(r"^backup-e(\d{6})-b(\d{9})\.nnet$")
+
+    def _backups(self):
+        """[(epoch to resume at, batches done in it, path)], newest last."""
+        if not os.path.isdir(self.backup_dir):
+            return []
+        found = []
+        for name in os.listdir(self.backup_dir):
+            m = self._NAME.match(name)
+            if m:
+                found.append((int(m.group(1)), int(m.group(2)),
+                              os.path.join(self.backup_dir, name)))
+        return sorted(found)
+
+    def on_train_begin(self, logs=None):
+        if not self.model.built:
+            raise ValueError(f"BackupAndRestore: model {self.model.name!r} must be built before "
+                             "fit (build it, or call it on a batch of data)")
+        self._batches_since_save = 0
+        self._current_epoch = 0
+        backups = self._backups()
+        for k, (epoch, _, path) in enumerate(reversed(backups)):
+            try:
+                self._restore(path)
+            except ValueError as e:
+                if k + 1 < len(backups):
+                    warnings.warn(f"BackupAndRestore: cannot restore {path!r} ({e}); trying "
+                                  "the previous backup", RuntimeWarning, stacklevel=2)
+                    continue
+                raise
+            self._current_epoch = epoch
+            self.model._initial_epoch = epoch
+            return
+
+    def _restore(self, path):
+        """Set the model's weights, optimizer state and random state to those saved in path."""
+        from .saving import load_model
+        saved = load_model(path)
+        model = self.model
+        model.set_weights(saved.get_weights())
+        mine, theirs = getattr(model, "optimizer", None), getattr(saved, "optimizer", None)
+        if mine is not None and theirs is not None:
+            position = {id(w): i for i, w in enumerate(saved.weights)}
+            weights = model.weights
+            slots = {id(weights[position[id(p)]]): s for p, s in theirs.slot_variables()}
+            mine.build([weights[position[id(p)]] for p, _ in theirs.slot_variables()])
+            values = [theirs.iterations]
+            for p, current in mine.slot_variables():
+                values.extend(slots.get(id(p), current))
+            mine.set_variables(values)
+            if mine.learning_rate_schedule is None and theirs.learning_rate_schedule is None:
+                mine.learning_rate = theirs.learning_rate
+        if len(saved.layers) != len(model.layers):
+            raise ValueError(f"the backup has {len(saved.layers)} layers; model "
+                             f"{model.name!r} has {len(model.layers)}")
+        for theirs_layer, my_layer in zip(saved.layers, model.layers):  # by position: the
+            state = theirs_layer.get_rng_state()                         # names may differ
+            if state:
+                my_layer.set_rng_state(state)
+        model._train_seed = saved._train_seed
+
+    def on_epoch_end(self, epoch, logs=None):
+        self._current_epoch = epoch + 1
+        self._batches_since_save = 0
+        if self.save_freq == "epoch":
+            self._save(epoch + 1, 0)
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self.save_freq == "epoch":
+            return
+        self._batches_since_save += 1
+        if self._batches_since_save >= self.save_freq:
+            self._batches_since_save = 0
+            self._save(self._current_epoch, batch + 1)
+
+    def _save(self, epoch, batches):
+        if _distributed.rank() != 0:
+            return
+        os.makedirs(self.backup_dir, exist_ok=True)
+        path = os.path.join(self.backup_dir, f"backup-e{epoch:06d}-b{batches:09d}.nnet")
+        self.model.save(path, overwrite=True)  # atomic: a kill mid-save keeps the last one
+        keep = 2 if self.double_checkpoint else 1
+        for _, _, old in self._backups()[:-keep]:
+            os.remove(old)
+
+    def on_train_end(self, logs=None):
+        if self.delete_checkpoint and _distributed.rank() == 0 and \
+                os.path.isdir(self.backup_dir):
+            shutil.rmtree(self.backup_dir)
+
+
+class TensorBoard(Callback):
+    """Write the training logs as TensorBoard event files (Keras 3's TensorBoard callback),
+    through tensorboardX (``pip install "nanonet[tensorboard]"``; TensorFlow is not needed).
+
+    Scalars go to ``log_dir/train`` and ``log_dir/validation`` with Keras's tags:
+    ``epoch_loss``, ``epoch_accuracy``, ... per epoch (validation values without their ``val_``
+    prefix), ``epoch_learning_rate``, ``epoch_steps_per_second`` with
+    ``write_steps_per_second``, and ``batch_<name>`` every ``update_freq`` batches when it is
+    an int; ``evaluate`` outside fit writes ``evaluation_<name>_vs_iterations``.
+    ``histogram_freq=N`` adds a histogram of every weight (``<layer>/<weight>``) every N
+    epochs.
+
+    Args:
+        log_dir: the directory of the event files.
+        histogram_freq: epochs between weight histograms (0: none).
+        write_graph, write_images, profile_batch, embeddings_freq, embeddings_metadata:
+            accepted for Keras compatibility; nanonet writes no graph, images, profile or
+            embeddings (write_images, profile_batch and embeddings_freq must stay off).
+        write_steps_per_second: log the training speed per epoch.
+        update_freq: "epoch", "batch" (every batch) or an int (every that many batches).
+    """
+
+    rank0_only = True
+
+    def __init__(self, log_dir="logs", histogram_freq=0, write_graph=True, write_images=False,
+                 write_steps_per_second=False, update_freq="epoch", profile_batch=0,
+                 embeddings_freq=0, embeddings_metadata=None):
+        super().__init__()
+        try:
+            self.log_dir = os.fspath(log_dir)
+        except TypeError:
+            raise ValueError(f"TensorBoard: log_dir must be a str or os.PathLike; got "
+                             f"{log_dir!r}") from None
+        self.histogram_freq = _check_int(histogram_freq, "histogram_freq", "TensorBoard")
+        for name, value in (("write_images", write_images), ("profile_batch", profile_batch),
+                            ("embeddings_freq", embeddings_freq)):
+            if value:
+                raise ValueError(f"TensorBoard: {name} is not supported by nanonet; leave it "
+                                 f"off; got {name}={value!r}")
+        if update_freq == "batch":
+            update_freq = 1
+        if update_freq != "epoch" and (isinstance(update_freq, bool) or
+                                       not isinstance(update_freq, numbers.Integral) or
+                                       update_freq < 1):
+            raise ValueError(f"TensorBoard: update_freq must be 'epoch', 'batch' or a positive "
+                             f"int; got {update_freq!r}")
+        self.update_freq = update_freq
+        self.write_graph = write_graph
+        self.write_steps_per_second = bool(write_steps_per_second)
+        self._writers = {}
+        self._train_step = 0
+        self._epoch_start = 0.0
+        self._epoch_steps = 0
+        self._in_fit = False
+
+    def _writer(self, which):
+        w = self._writers.get(which)
+        if w is None:
+            try:
+                from tensorboardX import SummaryWriter
+            except ImportError:
+                raise ImportError('TensorBoard needs tensorboardX: pip install '
+                                  '"nanonet[tensorboard]"') from None
+            w = SummaryWriter(os.path.join(self.log_dir, which))
+            self._writers[which] = w
+        return w
+
+    def _close(self):
+        for w in self._writers.values():
+            w.close()
+        self._writers = {}
+
+    def on_train_begin(self, logs=None):
+        self._in_fit = True
+        self._writer("train")
+        self._train_step = 0
+
+    def on_train_end(self, logs=None):
+        self._in_fit = False
+        self._close()
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch_start = time.perf_counter()
+        self._epoch_steps = 0
+
+    def on_train_batch_end(self, batch, logs=None):
+        self._train_step += 1
+        self._epoch_steps += 1
+        if self.update_freq != "epoch" and self._train_step % self.update_freq == 0:
+            w = self._writer("train")
+            for k, v in (logs or {}).items():
+                if isinstance(v, numbers.Real):
+                    w.add_scalar(f"batch_{k}", float(v), self._train_step)
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs or {}
+        train, val = self._writer("train"), None
+        for k, v in logs.items():
+            if not isinstance(v, numbers.Real):
+                continue
+            if k.startswith("val_"):
+                val = val or self._writer("validation")
+                val.add_scalar(f"epoch_{k[4:]}", float(v), epoch)
+            else:
+                train.add_scalar(f"epoch_{k}", float(v), epoch)
+        optimizer = getattr(self.model, "optimizer", None)
+        if "learning_rate" not in logs and optimizer is not None and \
+                hasattr(optimizer, "learning_rate"):
+            train.add_scalar("epoch_learning_rate", float(optimizer.learning_rate), epoch)
+        if self.write_steps_per_second:
+            t = time.perf_counter() - self._epoch_start
+            train.add_scalar("epoch_steps_per_second", self._epoch_steps / max(t, 1e-9), epoch)
+        if self.histogram_freq and epoch % self.histogram_freq == 0:
+            for layer in self.model.layers:
+                for w, name in zip(layer.weights, layer.weight_names):
+                    train.add_histogram(f"{layer.name}/{name}", np.asarray(w), epoch)
+        for w in self._writers.values():
+            w.flush()
+
+    def on_test_end(self, logs=None):
+        if self._in_fit:
+            return
+        w = self._writer("validation")
+        step = int(getattr(getattr(self.model, "optimizer", None), "iterations", 0) or 0)
+        for k, v in (logs or {}).items():
+            if isinstance(v, numbers.Real):
+                w.add_scalar(f"evaluation_{k}_vs_iterations", float(v), step)
+        self._close()

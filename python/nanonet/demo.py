@@ -100,7 +100,9 @@ def run(args) -> int:
     max_samples, epochs, maxlen = _defaults(args)
 
     t0 = time.perf_counter()
+    print(f"nanonet {nn.__version__} demo: loading {args.dataset} ...")
     texts, labels, names = load_texts(args.dataset, max_samples, args.seed)
+    print(f"tokenizing {len(texts)} texts ... ({time.perf_counter() - t0:.1f}s)")
     idx = np.arange(len(texts))
     # Stratified splits when every class is large enough for them (small --max-samples may not be).
     strat = np.bincount(labels).min() >= 20
@@ -122,11 +124,13 @@ def run(args) -> int:
           f"test {len(idx_test)}; {nn.get_num_threads()} threads ({nn.ops.active_isa()})"
           + (f" x {size} ranks" if size > 1 else ""))
 
+    print(f"building the {args.model} model ...")
     model = MODELS[args.model](vocab, len(names), args.units)
     # Small datasets overfit after an epoch or two: keep the weights of the best validation loss.
     stop = nn.callbacks.EarlyStopping(monitor="val_loss", patience=1, restore_best_weights=True)
     history = model.fit(x_train, y_train, epochs=epochs, batch_size=args.batch_size,
                         validation_data=(x_val, y_val), callbacks=[stop], verbose=1)
+    print(f"evaluating on {len(idx_test)} test texts ...")
     loss, acc = model.evaluate(x_test, y_test, batch_size=256, verbose=0)
     majority = np.bincount(labels[idx_test]).max() / len(idx_test)
     print(f"test loss {loss:.4f} - test accuracy {acc:.4f} (majority class {majority:.4f}) - "

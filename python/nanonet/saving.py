@@ -274,6 +274,7 @@ def save_model(model, filepath, overwrite=True):
     to one file, atomically. See the module docstring for the layout."""
     fn = "save"
     path = _path(filepath, fn)
+    refuse_keras_name(path, fn)
     manifest = _base_manifest(model, "model")
     manifest["model"] = {"class_name": type(model).__name__, "config": model.get_config()}
     if type(model).__name__ != "Sequential":
@@ -302,6 +303,7 @@ def save_weights(model, filepath, overwrite=True):
     """Write the model's weights alone (no architecture, optimizer or compile settings)."""
     fn = "save_weights"
     path = _path(filepath, fn)
+    refuse_keras_name(path, fn)
     if not model.built:
         raise ValueError(f"{fn}: model {model.name!r} is not built, so it has no weights yet; "
                          "build it (or run it on data) first")
@@ -315,6 +317,25 @@ def save_weights(model, filepath, overwrite=True):
     manifest["arrays"] = entries
     data = _dumps(manifest, path, fn)
     _atomic_write(path, lambda f: _write_archive(f, data, arrays), overwrite, fn)
+
+
+_KERAS_SUFFIXES = (".keras", ".h5", ".hdf5")
+
+
+def refuse_keras_name(path, fn):
+    """ValueError for a file name of Keras's formats (.keras, .h5, .weights.h5): nanonet writes
+    its own zip (.nnet), which under those names would look like a Keras file and is not."""
+    lower = os.fspath(path).lower()
+    suffix = next((s for s in _KERAS_SUFFIXES if lower.endswith(s)), None)
+    if suffix is None:
+        return
+    stem = os.fspath(path)[:-len(suffix)]
+    if stem.lower().endswith(".weights"):
+        stem = stem[:-len(".weights")]
+    raise ValueError(f"{fn}: {path!r} names a Keras {suffix} file, but nanonet writes its own "
+                     f"format (a zip archive, suffix {SUFFIX}), not Keras files; save to "
+                     f"{stem + SUFFIX!r} instead. Keras .keras and .h5 files can be read, not "
+                     "written")
 
 
 # -- reading ------------------------------------------------------------------------------------

@@ -9,6 +9,7 @@ which is a Model). Find each part by its file:
                       cross-entropy decision
     data_adapters.py  inputs, targets and sample weights (arrays, lists, dicts) -> checked arrays
     summary.py        model.summary()
+    cloning.py        clone_model, model.to_json / model_from_json
 """
 from __future__ import annotations
 
@@ -19,3 +20,7 @@ from .sequential import Sequential
 _LAYER_CLASSES.setdefault("Functional", Model)  # Keras's class name for a graph model
 
 __all__ = ["Model", "Functional", "Sequential"]
+
+from .cloning import clone_model, model_from_json  # noqa: E402
+
+__all__ += ["clone_model", "model_from_json"]

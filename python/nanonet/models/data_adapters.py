@@ -17,7 +17,7 @@ from .. import losses as _losses
 from ..layers.node import fmt_shape
 
 __all__ = ["as_array", "standardize_inputs", "standardize_targets", "standardize_weights",
-           "batch_slices", "take", "split_validation"]
+           "batch_slices", "take", "gather", "split_validation"]
 
 
 def as_array(a, name, fn):
@@ -222,6 +222,12 @@ def take(arrays, index):
     return [None if a is None else a[index] for a in arrays]
 
 
+def gather(arrays, index):
+    """Each array's rows at the int array ``index`` (None kept): np.take, which copies the
+    rows of a batch faster than fancy indexing."""
+    return [None if a is None else np.take(a, index, axis=0) for a in arrays]
+
+
 def batch_slices(n, batch_size, max_steps=None):
     """slice objects covering [0, n) in batch_size pieces (at most max_steps of them)."""
     steps = math.ceil(n / batch_size)
@@ -239,3 +245,167 @@ def split_validation(n, validation_split, fn):
                          f"{split} for training and {n - split} for validation; both must be "
                          ">= 1")
     return split
+
+
+# -- batches from Python code: generators, iterables, PyDataset ---------------------------------
+# Arrays stay the fast path (sliced above); anything else that yields batches goes through a
+# BatchSource, and each batch is then checked like arrays are.
+__all__ += ["is_batch_source", "BatchSource", "unpack_batch"]
+
+
+def is_batch_source(data):
+    """Whether data is batches (a PyDataset, a generator, an iterator or another iterable that
+    is not an array, list, tuple or dict)."""
+    from ..utils import PyDataset
+    if isinstance(data, PyDataset):
+        return True
+    if data is None or isinstance(data, (np.ndarray, list, tuple, dict, str, bytes)) or \
+            hasattr(data, "__array__") or hasattr(data, "__array_interface__"):
+        return False
+    return hasattr(data, "__next__") or hasattr(data, "__iter__")
+
+
+def unpack_batch(batch, fn, name="x"):
+    """A batch -> (x, y, sample_weight): a tuple or list of 1-3 items, or x alone (Keras)."""
+    if isinstance(batch, list):
+        batch = tuple(batch)
+    if not isinstance(batch, tuple):
+        return batch, None, None
+    if not 1 <= len(batch) <= 3:
+        raise ValueError(f"{fn}: every batch of {name} must be x, (x,), (x, y) or "
+                         f"(x, y, sample_weight); got a tuple of {len(batch)} items")
+    return batch + (None,) * (3 - len(batch))
+
+
+class BatchSource:
+    """The batches of a generator, iterator, iterable or PyDataset, one epoch at a time.
+
+    steps: the batches per epoch (None: until the data runs out). A PyDataset gives
+    ``len(dataset)`` batches per epoch (at most ``steps``), in an order shuffled by ``epoch(rng)``
+    when shuffle is set; with ``workers > 1`` they are prepared ahead in a thread (or process)
+    pool. An iterator (a generator) is consumed across epochs: each epoch takes ``steps``
+    batches from where the last one stopped (all that is left when steps is None). Another
+    iterable is iterated afresh every epoch.
+    """
+
+    def __init__(self, data, steps, fn, name="x", shuffle=False):
+        from ..utils import PyDataset
+        self.data = data
+        self.fn = fn
+        self.name = name
+        self.shuffle = bool(shuffle)
+        self.dataset = isinstance(data, PyDataset)
+        self._pool = None
+        if self.dataset:
+            n = len(data)
+            if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+                raise ValueError(f"{fn}: len({name}) must be a positive number of batches; "
+                                 f"got {n!r}")
+            self.steps = n if steps is None else min(steps, n)
+        else:
+            self.steps = steps
+        self._iterator = data if hasattr(data, "__next__") else None
+        self.exhausted = False  # an iterator ran out before an epoch had all its steps
+
+    def epoch(self, rng=None):
+        """The raw batches of one epoch (shuffled with rng for a PyDataset when asked)."""
+        if self.dataset:
+            return self._dataset_epoch(rng)
+        return self._iterator_epoch()
+
+    def _iterator_epoch(self):
+        it = self._iterator if self._iterator is not None else iter(self.data)
+        k = 0
+        while self.steps is None or k < self.steps:
+            try:
+                batch = next(it)
+            except StopIteration:
+                if self._iterator is not None and (self.steps is not None or k == 0):
+                    self.exhausted = True
+                return
+            yield batch
+            k += 1
+
+    def _dataset_epoch(self, rng):
+        ds = self.data
+        ds.on_epoch_begin()
+        order = np.arange(len(ds))
+        if self.shuffle and rng is not None:
+            order = rng.permutation(len(ds))
+        order = [int(i) for i in order[:self.steps]]
+        if ds.workers <= 1:
+            for i in order:
+                yield ds[i]
+        else:
+            yield from self._prefetched(order)
+        ds.on_epoch_end()
+
+    def _prefetched(self, order):
+        import collections
+        import concurrent.futures as cf
+        ds = self.data
+        if ds.use_multiprocessing:
+            # A fresh pool every epoch: the workers get the dataset as on_epoch_end left it.
+            self.close()
+            self._pool = cf.ProcessPoolExecutor(max_workers=ds.workers,
+                                                initializer=_set_worker_dataset,
+                                                initargs=(ds,))
+            get = _worker_item
+        else:
+            if self._pool is None:
+                self._pool = cf.ThreadPoolExecutor(max_workers=ds.workers)
+            get = ds.__getitem__
+        ahead = max(ds.max_queue_size, ds.workers)
+        pending = collections.deque()
+        todo = iter(order)
+        try:
+            for i in todo:
+                pending.append(self._pool.submit(get, i))
+                if len(pending) >= ahead:
+                    break
+            while pending:
+                batch = pending.popleft().result()
+                if ds.use_multiprocessing:
+                    batch = _canonical_dtypes(batch)
+                nxt = next(todo, None)
+                if nxt is not None:
+                    pending.append(self._pool.submit(get, nxt))
+                yield batch
+        finally:
+            for f in pending:
+                f.cancel()
+
+    def close(self):
+        """Shut the worker pool down (fit, evaluate and predict call it when they end)."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
+
+
+_WORKER_DATASET = None
+
+
+def _set_worker_dataset(dataset):
+    """A worker process's initializer: keep its copy of the PyDataset."""
+    global _WORKER_DATASET
+    _WORKER_DATASET = dataset
+
+
+def _worker_item(index):
+    return _WORKER_DATASET[index]
+
+
+def _canonical_dtypes(data):
+    """Arrays unpickled from a worker process carry dtype objects equal to, but not the same
+    as, NumPy's own (float32 ...), which the compiled kernels check by identity: view them with
+    NumPy's. Recurses into tuples, lists and dicts."""
+    if isinstance(data, np.ndarray):
+        if data.dtype.isnative and data.dtype.kind in "biuf" and \
+                data.dtype is not np.dtype(data.dtype.type):
+            return data.view(data.dtype.type)
+        return data
+    if isinstance(data, (tuple, list)):
+        return type(data)(_canonical_dtypes(v) for v in data)
+    if isinstance(data, dict):
+        return {k: _canonical_dtypes(v) for k, v in data.items()}
+    return data

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import math
 import numbers
+import warnings
 
 import numpy as np
 
@@ -301,6 +302,17 @@ class Trainer:
         validation; validation_data=(x_val, y_val[, sample_weight_val]) overrides it.
         shuffle reshuffles the training samples every epoch (nanonet's Generator, see
         set_seed). steps_per_epoch caps the number of batches per epoch. Returns a History.
+
+        x may also yield batches (then y and sample_weight stay None): a generator or
+        iterator of ``(x, y)`` / ``(x, y, sample_weight)`` tuples, consumed across epochs
+        (``steps_per_epoch`` batches per epoch; all it has when None), another iterable of
+        them (iterated afresh every epoch), or a ``nanonet.utils.PyDataset`` (``len`` batches
+        per epoch, their order shuffled with shuffle=True, prepared ahead by its workers).
+        validation_data may be given the same ways (``validation_steps`` batches). Training
+        stops with a warning when the batches run out. Arrays remain the fast path.
+
+        verbose: 0 silent; 1 a progress bar (on a terminal) or a line every few seconds
+        (logs); 2 one line per epoch; "auto" is 1 (see ``callbacks.ProgbarLogger``).
         """
         fn = "fit"
         self._require_compiled(fn)
@@ -321,17 +333,24 @@ class Trainer:
         if not isinstance(shuffle, (bool, np.bool_)):
             raise ValueError(f"{fn}: shuffle must be True or False; got {shuffle!r}")
 
-        xs = self._prepare_x(x, fn)
-        n = xs[0].shape[0]
-        ys = self._prepare_y(y, n, fn)
-        sws = self._prepare_weights(sample_weight, ys, n, fn, class_weight)
+        train = None
+        if _data.is_batch_source(x):  # batches from Python code; arrays stay the fast path
+            self._check_source_args(fn, y, sample_weight, validation_split=validation_split)
+            train = _data.BatchSource(x, steps_per_epoch, fn, "x", shuffle)
+        else:
+            xs = self._prepare_x(x, fn)
+            n = xs[0].shape[0]
+            ys = self._prepare_y(y, n, fn)
+            sws = self._prepare_weights(sample_weight, ys, n, fn, class_weight)
 
         val = None
-        if validation_data is not None:
+        if validation_data is not None and _data.is_batch_source(validation_data):
+            val = _data.BatchSource(validation_data, validation_steps, fn, "validation_data")
+        elif validation_data is not None:
             if not isinstance(validation_data, (tuple, list)) or len(validation_data) not in (2, 3):
                 raise ValueError(f"{fn}: validation_data must be a tuple (x_val, y_val) or "
-                                 f"(x_val, y_val, sample_weight_val); got "
-                                 f"{type(validation_data).__name__}")
+                                 f"(x_val, y_val, sample_weight_val), a generator or a "
+                                 f"PyDataset; got {type(validation_data).__name__}")
             xv = self._prepare_x(validation_data[0], fn, "validation_data[0]")
             nv = xv[0].shape[0]
             yv = self._prepare_y(validation_data[1], nv, fn, "validation_data[1]")
@@ -346,39 +365,53 @@ class Trainer:
             xs, ys, sws = _data.take(xs, head), _data.take(ys, head), _data.take(sws, head)
             n = split
 
-        slices = _data.batch_slices(n, batch_size, steps_per_epoch)
+        if train is None:
+            slices = _data.batch_slices(n, batch_size, steps_per_epoch)
+            steps = len(slices)
+        else:
+            steps = train.steps
         cbs = _callbacks.CallbackList(callbacks, add_history=True, add_progbar=verbose != 0,
-                                      model=self, verbose=verbose, epochs=epochs,
-                                      steps=len(slices))
+                                      model=self, verbose=verbose, epochs=epochs, steps=steps)
         self.stop_training = False
         self._dp = _distributed.DataParallel.start(self)  # None on one process
+        self._initial_epoch = None
         cbs.on_train_begin()
+        if self._initial_epoch is not None:  # set by BackupAndRestore when it restored a run
+            initial_epoch = self._initial_epoch
         epoch_logs = {}
         try:
             for epoch in range(initial_epoch, epochs):
                 self._reset(self._train_metrics)
                 cbs.on_epoch_begin(epoch)
                 rng = self._enter_epoch(epoch)  # this epoch's shuffling and dropout (resumable)
-                if shuffle:
-                    order = rng.permutation(n)
-                    xe, ye, swe = _data.take(xs, order), _data.take(ys, order), \
-                        _data.take(sws, order)
+                if train is not None:
+                    batches = self._source_batches(train, rng, fn, class_weight)
                 else:
-                    xe, ye, swe = xs, ys, sws
+                    order = rng.permutation(n) if shuffle else None
+                    batches = self._array_batches(xs, ys, sws, slices, order)
                 logs = {}
-                for step, sl in enumerate(slices):
-                    cbs.on_train_batch_begin(step)
-                    if self._dp is not None:  # data parallel: this rank's share of the batch
-                        sl = self._dp.shard(sl, xe)
-                    logs = self._train_step(_data.take(xe, sl), _data.take(ye, sl),
-                                            _data.take(swe, sl))
-                    cbs.on_train_batch_end(step, logs)
-                    if self.stop_training:
+                step = -1
+                try:
+                    for step, (xb, yb, swb) in enumerate(batches):
+                        cbs.on_train_batch_begin(step)
+                        logs = self._train_step(xb, yb, swb)
+                        cbs.on_train_batch_end(step, logs)
+                        if self.stop_training:
+                            break
+                finally:
+                    batches.close()
+                if train is not None and (step < 0 or train.exhausted):
+                    wanted = "" if train.steps is None else f" of {train.steps}"
+                    warnings.warn(f"{fn}: the input ran out of data in epoch {epoch + 1} "
+                                  f"(batches: {step + 1}{wanted}); training stops. Make sure "
+                                  "it can give steps_per_epoch * epochs batches", stacklevel=2)
+                    self.stop_training = True
+                    if step < 0:
                         break
                 epoch_logs = dict(logs)
                 if val is not None and (epoch + 1) % validation_freq == 0:
-                    val_logs = self._run_evaluation(*val, validation_batch_size,
-                                                    validation_steps, cbs)
+                    val_logs = self._run_evaluation(val, validation_batch_size,
+                                                    validation_steps, cbs, fn)
                     epoch_logs.update({"val_" + k: v for k, v in val_logs.items()})
                 cbs.on_epoch_end(epoch, epoch_logs)
                 if self.stop_training:
@@ -386,26 +419,81 @@ class Trainer:
         finally:
             _random.exit_epoch()
             self._dp = None
+            for source in (train, val):
+                if isinstance(source, _data.BatchSource):
+                    source.close()
         cbs.on_train_end(epoch_logs)
         history = next(c for c in cbs if isinstance(c, _callbacks.History))
         self.history = history
         return history
 
-    def _run_evaluation(self, xs, ys, sws, batch_size, max_steps, cbs):
-        slices = _data.batch_slices(xs[0].shape[0], batch_size, max_steps)
+    @staticmethod
+    def _check_source_args(fn, y, sample_weight, validation_split=0.0):
+        """Arguments that do not apply when x yields batches."""
+        for name, value in (("y", y), ("sample_weight", sample_weight)):
+            if value is not None:
+                raise ValueError(f"{fn}: {name} must be None when x is a generator, an "
+                                 f"iterable of batches or a PyDataset (its batches hold the "
+                                 f"{name}); got {type(value).__name__}")
+        if validation_split:
+            raise ValueError(f"{fn}: validation_split is not supported when x is a generator, "
+                             f"an iterable of batches or a PyDataset; pass validation_data; "
+                             f"got validation_split={validation_split!r}")
+
+    def _array_batches(self, xs, ys, sws, slices, order=None):
+        """(x, y, sample_weight) lists of arrays for each slice of the samples, or of the
+        samples in ``order`` (each batch gathered when it is due: no copy of the whole epoch);
+        this rank's share under nanonet.distributed."""
+        for sl in slices:
+            if order is not None:
+                idx = order[sl]
+                xs_b, ys_b, sws_b = _data.gather(xs, idx), _data.gather(ys, idx), \
+                    _data.gather(sws, idx)
+                sl = slice(0, len(idx))
+            else:
+                xs_b, ys_b, sws_b = xs, ys, sws
+            if self._dp is not None:
+                sl = self._dp.shard(sl, xs_b)
+            yield _data.take(xs_b, sl), _data.take(ys_b, sl), _data.take(sws_b, sl)
+
+    def _source_batches(self, source, rng, fn, class_weight=None):
+        """Each batch of a BatchSource checked like arrays are (and sharded like them)."""
+        for batch in source.epoch(rng):
+            x, y, sw = _data.unpack_batch(batch, fn, source.name)
+            xs = self._prepare_x(x, fn)
+            n = xs[0].shape[0]
+            ys = self._prepare_y(y, n, fn)
+            sws = self._prepare_weights(sw, ys, n, fn, class_weight)
+            if self._dp is not None:
+                sl = self._dp.shard(slice(0, n), xs)
+                xs, ys, sws = _data.take(xs, sl), _data.take(ys, sl), _data.take(sws, sl)
+            yield xs, ys, sws
+
+    def _eval_batches(self, data, batch_size, max_steps, fn):
+        if isinstance(data, _data.BatchSource):
+            yield from self._source_batches(data, None, fn)
+            return
+        xs, ys, sws = data
+        for sl in _data.batch_slices(xs[0].shape[0], batch_size, max_steps):
+            if self._dp is not None:  # data parallel: this rank's share, metrics summed
+                sl = self._dp.shard(sl)
+            yield _data.take(xs, sl), _data.take(ys, sl), _data.take(sws, sl)
+
+    def _run_evaluation(self, data, batch_size, max_steps, cbs, fn="evaluate"):
         self._reset(self._test_metrics)
         cbs.on_test_begin()
         logs = {}
-        for step, sl in enumerate(slices):
-            cbs.on_test_batch_begin(step)
-            if self._dp is not None:  # data parallel: this rank's share, metrics summed
-                sl = self._dp.shard(sl)
-                if sl.stop == sl.start:
+        batches = self._eval_batches(data, batch_size, max_steps, fn)
+        try:
+            for step, (xb, yb, swb) in enumerate(batches):
+                cbs.on_test_batch_begin(step)
+                if self._dp is not None and xb[0].shape[0] == 0:  # this rank's share is empty
                     logs = self._logs(self._test_metrics)
-                    cbs.on_test_batch_end(step, logs)
-                    continue
-            logs = self._test_step(_data.take(xs, sl), _data.take(ys, sl), _data.take(sws, sl))
-            cbs.on_test_batch_end(step, logs)
+                else:
+                    logs = self._test_step(xb, yb, swb)
+                cbs.on_test_batch_end(step, logs)
+        finally:
+            batches.close()
         cbs.on_test_end(logs)
         return logs
 
@@ -414,35 +502,47 @@ class Trainer:
         """Loss (and metrics) over (x, y) in batches, without training.
 
         Returns the loss as a float when no metrics were compiled (and one output), else a list
-        in ``metrics_names`` order, or a dict with return_dict=True (Keras 3).
+        in ``metrics_names`` order, or a dict with return_dict=True (Keras 3). x may yield
+        batches as in ``fit`` (``steps`` of them; all when None).
         """
         fn = "evaluate"
         self._require_compiled(fn)
         verbose = _check_verbose(verbose, fn)
         batch_size = _check_positive_int(batch_size, "batch_size", fn) or 32
         steps = _check_positive_int(steps, "steps", fn)
-        xs = self._prepare_x(x, fn)
-        n = xs[0].shape[0]
-        ys = self._prepare_y(y, n, fn)
-        sws = self._prepare_weights(sample_weight, ys, n, fn)
-        n_steps = math.ceil(n / batch_size)
+        if _data.is_batch_source(x):
+            self._check_source_args(fn, y, sample_weight)
+            data = _data.BatchSource(x, steps, fn)
+            n_steps = data.steps
+        else:
+            xs = self._prepare_x(x, fn)
+            n = xs[0].shape[0]
+            ys = self._prepare_y(y, n, fn)
+            sws = self._prepare_weights(sample_weight, ys, n, fn)
+            data = (xs, ys, sws)
+            n_steps = math.ceil(n / batch_size)
+            n_steps = n_steps if steps is None else min(steps, n_steps)
         cbs = _callbacks.CallbackList(callbacks, add_progbar=verbose != 0, model=self,
-                                      verbose=verbose, epochs=1,
-                                      steps=n_steps if steps is None else min(steps, n_steps))
+                                      verbose=verbose, epochs=1, steps=n_steps)
         dp, self._dp = self._dp, self._dp or _distributed.DataParallel.start(self, broadcast=False)
         try:
-            logs = self._run_evaluation(xs, ys, sws, batch_size, steps, cbs)
+            logs = self._run_evaluation(data, batch_size, steps, cbs, fn)
         finally:
             self._dp = dp
+            if isinstance(data, _data.BatchSource):
+                data.close()
         return self._flatten_logs(logs, return_dict)
 
     def predict(self, x, batch_size=None, verbose="auto", steps=None, callbacks=None):
         """Model outputs for x, computed in batches of batch_size (default 32): one array, or a
-        list / dict of arrays for several outputs."""
+        list / dict of arrays for several outputs. x may yield batches as in ``fit`` (x or
+        tuples whose first item is x; ``steps`` of them), whose outputs are joined."""
         fn = "predict"
         verbose = _check_verbose(verbose, fn)
         batch_size = _check_positive_int(batch_size, "batch_size", fn) or 32
         steps = _check_positive_int(steps, "steps", fn)
+        if _data.is_batch_source(x):
+            return self._predict_batches(_data.BatchSource(x, steps, fn), verbose, callbacks)
         xs = self._prepare_x(x, fn)
         n = xs[0].shape[0]
         slices = _data.batch_slices(n, batch_size, steps)
@@ -462,6 +562,27 @@ class Trainer:
         cbs.on_predict_end()
         return self._pack(outs)
 
+    def _predict_batches(self, source, verbose, callbacks):
+        """predict over a generator, iterable or PyDataset: the outputs of every batch, joined."""
+        fn = "predict"
+        cbs = _callbacks.CallbackList(callbacks, add_progbar=verbose != 0, model=self,
+                                      verbose=verbose, epochs=1, steps=source.steps)
+        cbs.on_predict_begin()
+        parts = []
+        try:
+            for step, batch in enumerate(source.epoch()):
+                cbs.on_predict_batch_begin(step)
+                ybs = self._execute(self._prepare_x(_data.unpack_batch(batch, fn)[0], fn),
+                                    False)[0]
+                parts.append(ybs)
+                cbs.on_predict_batch_end(step, {"outputs": self._pack(ybs)})
+        finally:
+            source.close()
+        if not parts:
+            raise ValueError(f"{fn}: x gave no batches")
+        cbs.on_predict_end()
+        return self._pack([np.concatenate(p) for p in zip(*parts)])
+
     # -- saving ------------------------------------------------------------------------------
     def save(self, filepath, overwrite=True):
         """Write the whole model (architecture, weights, compile settings, optimizer state,
@@ -474,6 +595,12 @@ class Trainer:
         """Write the weights alone, atomically (``load_weights`` reads them back)."""
         from .. import saving
         saving.save_weights(self, filepath, overwrite=overwrite)
+
+    def to_json(self, **kwargs):
+        """The architecture as a JSON string (no weights; plain data, no code);
+        ``nanonet.models.model_from_json`` rebuilds it. kwargs go to ``json.dumps``."""
+        from .cloning import model_to_json
+        return model_to_json(self, **kwargs)
 
     def load_weights(self, filepath, allow_nan=False):
         """Set the weights from a file written by ``save_weights`` or ``save`` (matched by
