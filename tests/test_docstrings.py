@@ -1,0 +1,118 @@
+"""Docstrings of the public API: every public class and function has one, the layers, losses,
+metrics, optimizers and callbacks (and the Model methods) carry an example, and every example
+runs as a doctest (``nn`` and ``np`` are in scope, the seed is fixed before each one)."""
+from __future__ import annotations
+
+import doctest
+import importlib
+import inspect
+
+import numpy as np
+import pytest
+
+import nanonet as nn
+
+MODULES = ["nanonet", "nanonet.layers", "nanonet.models", "nanonet.losses", "nanonet.metrics",
+           "nanonet.optimizers", "nanonet.callbacks", "nanonet.schedules", "nanonet.initializers",
+           "nanonet.regularizers", "nanonet.preprocessing", "nanonet.datasets"]
+# modules whose every public class and function must show an example
+NEED_EXAMPLE = {"nanonet.layers", "nanonet.losses", "nanonet.metrics", "nanonet.optimizers",
+                "nanonet.callbacks"}
+MODEL_METHODS = ["compile", "fit", "evaluate", "predict", "train_on_batch", "test_on_batch",
+                 "predict_on_batch", "save", "save_weights", "load_weights", "summary",
+                 "get_config", "from_config", "get_layer", "export"]
+FLAGS = doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE
+
+
+def _public(module):
+    names = getattr(module, "__all__", None)
+    if names is None:
+        names = [n for n in vars(module) if not n.startswith("_")]
+    for name in names:
+        obj = getattr(module, name)
+        if inspect.isclass(obj) or inspect.isroutine(obj):
+            yield name, obj
+
+
+def _objects():
+    """(qualified name, object, needs an example) for every public class and function, once."""
+    seen, found = {}, []
+    for modname in MODULES:
+        for name, obj in _public(importlib.import_module(modname)):
+            key = id(getattr(obj, "__func__", obj))
+            if key in seen:  # re-exported: an example is needed if any exporter asks for one
+                found[seen[key]] = (*found[seen[key]][:2],
+                                    found[seen[key]][2] or modname in NEED_EXAMPLE)
+                continue
+            seen[key] = len(found)
+            found.append((f"{modname}.{name}", obj, modname in NEED_EXAMPLE))
+    for meth in MODEL_METHODS:
+        found.append((f"nanonet.Model.{meth}", getattr(nn.Model, meth), True))
+    return found
+
+
+OBJECTS = _objects()
+
+
+def _doc(obj):
+    # a class's own docstring, not one inherited from a base class
+    return obj.__dict__.get("__doc__") if inspect.isclass(obj) else obj.__doc__
+
+
+def test_every_public_name_has_a_docstring():
+    missing = [name for name, obj, _ in OBJECTS if not (_doc(obj) or "").strip()]
+    assert not missing, f"public names without a docstring: {missing}"
+
+
+def test_every_public_name_has_a_summary_line():
+    # Keras style: the first line says in one sentence what the thing is or does
+    bad = [name for name, obj, _ in OBJECTS
+           if (_doc(obj) or "").strip() and not (_doc(obj) or "").strip().splitlines()[0].strip()]
+    assert not bad
+
+
+def test_examples_where_required():
+    missing = [name for name, obj, need in OBJECTS if need and ">>>" not in (_doc(obj) or "")]
+    assert not missing, f"public names whose docstring has no example: {missing}"
+
+
+def _doctests():
+    finder = doctest.DocTestFinder(exclude_empty=True)
+    tests, seen = [], set()
+    for name, obj, _ in OBJECTS:
+        for test in finder.find(obj, name, globs={}):
+            key = (test.filename, test.lineno, test.name.split(".")[-1])
+            if test.examples and key not in seen:
+                seen.add(key)
+                tests.append(test)
+    return tests
+
+
+DOCTESTS = _doctests()
+
+
+def test_doctests_were_collected():
+    # the walk above must really find examples: a broken finder would pass every test below
+    assert len(DOCTESTS) >= 100
+    names = {t.name for t in DOCTESTS}
+    assert "nanonet.layers.Dense" in names and "nanonet.Model.fit" in names
+
+
+@pytest.mark.parametrize("test", DOCTESTS, ids=[t.name for t in DOCTESTS])
+def test_docstring_example(test, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # examples that save files write them here
+    nn.set_seed(0)
+    np.random.seed(0)
+    test.globs = {"nn": nn, "np": np}
+    runner = doctest.DocTestRunner(optionflags=FLAGS)
+    out = []
+    result = runner.run(test, out=out.append, clear_globs=True)
+    assert result.failed == 0, "".join(out)
+
+
+def test_a_failing_example_is_reported():
+    # the runner used above does fail on a wrong output
+    parser = doctest.DocTestParser()
+    test = parser.get_doctest(">>> 1 + 1\n3\n", {}, "bad", "bad.py", 0)
+    result = doctest.DocTestRunner(optionflags=FLAGS).run(test, out=lambda s: None)
+    assert result.failed == 1
