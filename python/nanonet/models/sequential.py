@@ -20,13 +20,34 @@ __all__ = ["Sequential"]
 
 
 class Sequential(Model):
-    """A linear stack of layers (Keras 3 API).
+    """A linear stack of layers, each feeding the next (Keras 3 API).
 
-    >>> model = Sequential([Input((64,)), Dense(32, activation="relu"),
-    ...                     Dense(10, activation="softmax")])
+    The model is built once the input shape is known: from a leading ``nanonet.Input``, the
+    first layer's ``input_shape=``, ``build(input_shape)``, or the first data it sees. Built,
+    it is a ``Model`` whose graph is a chain: the same training loop, predict path and file
+    format.
+
+    Args:
+        layers (list of Layer or None, default None): the layers, in order; the first entry
+            may be an ``Input``.
+        trainable (bool, default True): whether fit updates its weights.
+        name (str or None, default None): the model's name.
+
+    Raises:
+        TypeError: layers is a single layer instead of a list.
+        ValueError: a bad name, or an Input that is not the first entry.
+
+    Example:
+
+    >>> model = nn.Sequential([nn.Input((4,)), nn.layers.Dense(8, activation="relu"),
+    ...                        nn.layers.Dense(3, activation="softmax")])
     >>> model.compile(optimizer="adam", loss="sparse_categorical_crossentropy",
     ...               metrics=["accuracy"])
-    >>> history = model.fit(x, y, epochs=10, validation_split=0.2)   # doctest: +SKIP
+    >>> x = np.random.rand(16, 4).astype("float32")
+    >>> y = np.random.randint(0, 3, size=16)
+    >>> history = model.fit(x, y, epochs=2, verbose=0)
+    >>> model.predict(x, verbose=0).shape, len(history.history["loss"])
+    ((16, 3), 2)
     """
 
     def __init__(self, layers=None, trainable=True, name=None):
@@ -182,6 +203,14 @@ class Sequential(Model):
 
     # -- config ------------------------------------------------------------------------------
     def get_config(self):
+        """Returns ``{"name", "trainable", "layers"}``: the config of each layer in order.
+
+        Example:
+
+        >>> model = nn.Sequential([nn.Input((4,)), nn.layers.Dense(2)])
+        >>> [layer["class_name"] for layer in model.get_config()["layers"]]
+        ['InputLayer', 'Dense']
+        """
         layers = []
         if self._input_layer is not None:
             layers.append(_serialize_layer(self._input_layer))
@@ -196,6 +225,24 @@ class Sequential(Model):
 
     @classmethod
     def from_config(cls, config):
+        """Rebuilds a Sequential (new weights) from ``get_config``'s dict.
+
+        Args:
+            config (dict): what ``get_config`` returned.
+
+        Returns:
+            Sequential: with the same layers, freshly initialized.
+
+        Raises:
+            ValueError: an unknown layer type or a malformed config.
+
+        Example:
+
+        >>> model = nn.Sequential([nn.Input((4,)), nn.layers.Dense(2)])
+        >>> clone = nn.Sequential.from_config(model.get_config())
+        >>> clone.count_params()
+        10
+        """
         model = cls(name=config.get("name"), trainable=config.get("trainable", True))
         for layer_config in config.get("layers", []):
             model.add(_deserialize_layer(layer_config))
