@@ -11,6 +11,8 @@ import numpy as np
 import pytest
 
 import nanonet as nn
+from nanonet import schedules
+from nanonet.layers import base as layers_base
 
 MODULES = ["nanonet", "nanonet.layers", "nanonet.models", "nanonet.losses", "nanonet.metrics",
            "nanonet.optimizers", "nanonet.callbacks", "nanonet.schedules", "nanonet.initializers",
@@ -22,6 +24,8 @@ MODEL_METHODS = ["compile", "fit", "evaluate", "predict", "train_on_batch", "tes
                  "predict_on_batch", "save", "save_weights", "load_weights", "summary",
                  "get_config", "from_config", "get_layer", "export"]
 FLAGS = doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE
+# registries an example may add a class to (a custom layer or schedule): restored after each one
+REGISTRIES = [layers_base._LAYER_CLASSES, schedules._REGISTRY, schedules._ALIASES]
 
 
 def _public(module):
@@ -106,7 +110,13 @@ def test_docstring_example(test, tmp_path, monkeypatch):
     test.globs = {"nn": nn, "np": np}
     runner = doctest.DocTestRunner(optionflags=FLAGS)
     out = []
-    result = runner.run(test, out=out.append, clear_globs=True)
+    saved = [dict(r) for r in REGISTRIES]
+    try:
+        result = runner.run(test, out=out.append, clear_globs=True)
+    finally:
+        for registry, old in zip(REGISTRIES, saved):
+            registry.clear()
+            registry.update(old)
     assert result.failed == 0, "".join(out)
 
 
