@@ -126,3 +126,31 @@ def test_a_failing_example_is_reported():
     test = parser.get_doctest(">>> 1 + 1\n3\n", {}, "bad", "bad.py", 0)
     result = doctest.DocTestRunner(optionflags=FLAGS).run(test, out=lambda s: None)
     assert result.failed == 1
+
+
+def _cli_help(argv, capsys):
+    from nanonet.__main__ import main
+    with pytest.raises(SystemExit) as exc:
+        main(argv)
+    assert exc.value.code == 0
+    return capsys.readouterr().out
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["demo", "--help"], ["serve", "--help"],
+                                  ["export", "--help"]], ids=" ".join)
+def test_cli_help_is_plain_text(argv, capsys, monkeypatch):
+    # every option documented, and no reStructuredText / Markdown markup in what --help prints
+    import argparse
+    undocumented = []
+    add_argument = argparse.ArgumentParser.add_argument
+
+    def recording(self, *args, **kwargs):
+        if args and args[0].startswith("--") and args[0] != "--help" and not kwargs.get("help"):
+            undocumented.append(f"{self.prog} {args[0]}")
+        return add_argument(self, *args, **kwargs)
+
+    monkeypatch.setattr(argparse.ArgumentParser, "add_argument", recording)
+    text = _cli_help(argv, capsys)
+    assert argv[0] in text or argv == ["--help"]
+    assert "`" not in text and ":func:" not in text and "**" not in text, text
+    assert not undocumented, f"options without help: {undocumented}"
