@@ -394,12 +394,37 @@ class Model(Trainer, Layer):
         return [n for _, _, n in self.named_weights()]
 
     def get_weights(self):
-        """Copies of every weight, layer by layer (Keras's order)."""
+        """Returns copies of every weight array, layer by layer, in Keras's order.
+
+        Returns:
+            list of ndarray: e.g. kernel then bias for each Dense.
+
+        Example:
+
+        >>> model = nn.Sequential([nn.Input((3,)), nn.layers.Dense(2)])
+        >>> [w.shape for w in model.get_weights()]
+        [(3, 2), (2,)]
+        """
         return [w.copy() for w in self.weights]
 
     def set_weights(self, weights):
-        """Set every weight from a list like ``get_weights()``; all shapes are checked before any
-        weight changes."""
+        """Sets every weight from a list like ``get_weights()``.
+
+        All shapes are checked before any weight changes.
+
+        Args:
+            weights (list of array-like): one array per weight, in ``get_weights()`` order.
+
+        Raises:
+            ValueError: the wrong number of arrays or a wrong shape (named).
+
+        Example:
+
+        >>> model = nn.Sequential([nn.Input((3,)), nn.layers.Dense(2)])
+        >>> model.set_weights([np.ones((3, 2)), np.zeros(2)])
+        >>> model.predict(np.ones((1, 3), np.float32), verbose=0).tolist()
+        [[3.0, 3.0]]
+        """
         weights = list(weights)
         own = self.named_weights()
         cls = type(self).__name__

@@ -76,7 +76,25 @@ class Sequential(Model):
         return list(self._layers)
 
     def add(self, layer):
-        """Append a layer (an ``Input`` / InputLayer only as the first entry)."""
+        """Appends a layer to the stack.
+
+        An ``Input`` (or InputLayer) is accepted only as the first entry; once the input shape
+        is known the new layer is built at once.
+
+        Args:
+            layer (Layer or SymbolicTensor): the layer, or an ``Input`` first.
+
+        Raises:
+            TypeError: not a layer.
+            ValueError: an Input that is not the first entry.
+
+        Example:
+
+        >>> model = nn.Sequential([nn.Input((4,))])
+        >>> model.add(nn.layers.Dense(2))
+        >>> model.output_shape
+        (None, 2)
+        """
         if isinstance(layer, SymbolicTensor):
             if not layer.node.is_input:
                 raise ValueError("Sequential.add: a symbolic tensor may only be an Input (the "
@@ -104,7 +122,20 @@ class Sequential(Model):
             self.build(self._batch_input_shape)
 
     def pop(self):
-        """Remove and return the last layer."""
+        """Removes and returns the last layer.
+
+        Returns:
+            Layer: the removed layer.
+
+        Raises:
+            ValueError: the model has no layers.
+
+        Example:
+
+        >>> model = nn.Sequential([nn.Input((4,)), nn.layers.Dense(3), nn.layers.Dense(2)])
+        >>> model.pop().units, model.output_shape
+        (2, (None, 3))
+        """
         if not self._layers:
             raise ValueError("Sequential.pop: the model has no layers")
         layer = self._layers.pop()
@@ -121,8 +152,23 @@ class Sequential(Model):
             self.compiled_loss.fused = None
 
     def build(self, input_shape=None):
-        """Build every layer for inputs of ``input_shape`` (batch axis included, e.g.
-        (None, 64)); without an argument, the shape from Input / input_shape= is used."""
+        """Builds every layer for inputs of ``input_shape``.
+
+        Args:
+            input_shape (tuple or None, default None): the input shape with the batch axis,
+                e.g. (None, 64); None uses the shape from an ``Input`` or the first layer's
+                ``input_shape=``.
+
+        Raises:
+            ValueError: no input shape is known, or a layer cannot take it.
+
+        Example:
+
+        >>> model = nn.Sequential([nn.layers.Dense(2)])
+        >>> model.build((None, 4))
+        >>> model.count_params()
+        10
+        """
         if input_shape is None:
             input_shape = self._batch_input_shape
         if input_shape is None:
