@@ -185,7 +185,6 @@ class BinaryCrossentropy(Loss):
     Raises:
         ValueError: label_smoothing outside [0, 1] or from_logits not a bool.
 
-
     Example:
 
     >>> y_true = [[0.0, 1.0], [1.0, 0.0]]
@@ -232,7 +231,6 @@ class CategoricalCrossentropy(Loss):
 
     Raises:
         ValueError: label_smoothing outside [0, 1] or from_logits not a bool.
-
 
     Example:
 
@@ -288,7 +286,6 @@ class SparseCategoricalCrossentropy(CategoricalCrossentropy):
 
     Raises:
         ValueError: ids outside [0, C) (named with their position) or a bad shape.
-
 
     Example:
 
@@ -446,7 +443,6 @@ class Huber(_NumpyLoss):
 
     Raises:
         ValueError: delta not a finite number >= 0.
-
 
     Example:
 
@@ -638,7 +634,6 @@ class CosineSimilarity(_NumpyLoss):
 
     Raises:
         ValueError: an axis other than -1.
-
 
     Example:
 
