@@ -98,7 +98,6 @@ class Trainer:
         ...                        nn.layers.Dense(2, activation="softmax")])
         >>> model.compile(optimizer="adam", loss="sparse_categorical_crossentropy",
         ...               metrics=["accuracy"])
-
         >>> model.optimizer
         <Adam learning_rate=0.001 iterations=0>
         """
@@ -320,7 +319,6 @@ class Trainer:
         ...                        nn.layers.Dense(2, activation="softmax")])
         >>> model.compile(optimizer="adam", loss="sparse_categorical_crossentropy",
         ...               metrics=["accuracy"])
-
         >>> logs = model.train_on_batch(x, y, return_dict=True)
         >>> sorted(logs), model.optimizer.iterations
         (['accuracy', 'loss'], 1)
@@ -363,7 +361,6 @@ class Trainer:
         ...                        nn.layers.Dense(2, activation="softmax")])
         >>> model.compile(optimizer="adam", loss="sparse_categorical_crossentropy",
         ...               metrics=["accuracy"])
-
         >>> loss, acc = model.test_on_batch(x, y)
         >>> 0.0 <= acc <= 1.0, model.optimizer.iterations
         (True, 0)
@@ -396,7 +393,6 @@ class Trainer:
         >>> y = (x.sum(axis=1) > 1.5).astype("int32")
         >>> model = nn.Sequential([nn.Input((3,)), nn.layers.Dense(8, activation="relu"),
         ...                        nn.layers.Dense(2, activation="softmax")])
-
         >>> model.predict_on_batch(x[:4]).shape
         (4, 2)
         """
@@ -454,7 +450,6 @@ class Trainer:
         ...                        nn.layers.Dense(2, activation="softmax")])
         >>> model.compile(optimizer="adam", loss="sparse_categorical_crossentropy",
         ...               metrics=["accuracy"])
-
         >>> history = model.fit(x, y, epochs=2, batch_size=8, validation_split=0.25,
         ...                     verbose=0)
         >>> sorted(history.history), len(history.history["loss"])
@@ -602,7 +597,6 @@ class Trainer:
         ...                        nn.layers.Dense(2, activation="softmax")])
         >>> model.compile(optimizer="adam", loss="sparse_categorical_crossentropy",
         ...               metrics=["accuracy"])
-
         >>> logs = model.evaluate(x, y, verbose=0, return_dict=True)
         >>> sorted(logs)
         ['accuracy', 'loss']
@@ -651,7 +645,6 @@ class Trainer:
         >>> y = (x.sum(axis=1) > 1.5).astype("int32")
         >>> model = nn.Sequential([nn.Input((3,)), nn.layers.Dense(8, activation="relu"),
         ...                        nn.layers.Dense(2, activation="softmax")])
-
         >>> probs = model.predict(x, batch_size=16, verbose=0)
         >>> probs.shape, bool(np.allclose(probs.sum(axis=1), 1.0))
         ((32, 2), True)
@@ -701,7 +694,6 @@ class Trainer:
         >>> y = (x.sum(axis=1) > 1.5).astype("int32")
         >>> model = nn.Sequential([nn.Input((3,)), nn.layers.Dense(8, activation="relu"),
         ...                        nn.layers.Dense(2, activation="softmax")])
-
         >>> model.save("model.nnet")
         >>> restored = nn.load_model("model.nnet")
         >>> bool(np.array_equal(restored.predict(x, verbose=0), model.predict(x, verbose=0)))
@@ -727,7 +719,6 @@ class Trainer:
         >>> y = (x.sum(axis=1) > 1.5).astype("int32")
         >>> model = nn.Sequential([nn.Input((3,)), nn.layers.Dense(8, activation="relu"),
         ...                        nn.layers.Dense(2, activation="softmax")])
-
         >>> model.save_weights("model.weights.nnet")
         >>> model.load_weights("model.weights.nnet")
         """
@@ -753,7 +744,6 @@ class Trainer:
         >>> y = (x.sum(axis=1) > 1.5).astype("int32")
         >>> model = nn.Sequential([nn.Input((3,)), nn.layers.Dense(8, activation="relu"),
         ...                        nn.layers.Dense(2, activation="softmax")])
-
         >>> model.save_weights("w.nnet")
         >>> other = nn.Sequential([nn.Input((3,)), nn.layers.Dense(8, activation="relu"),
         ...                        nn.layers.Dense(2, activation="softmax")])
@@ -790,7 +780,6 @@ class Trainer:
         >>> y = (x.sum(axis=1) > 1.5).astype("int32")
         >>> model = nn.Sequential([nn.Input((3,)), nn.layers.Dense(8, activation="relu"),
         ...                        nn.layers.Dense(2, activation="softmax")])
-
         >>> model.summary()
         Model: "sequential..."
         ...
