@@ -406,7 +406,7 @@ class _MonitorCallback(Callback):
 
 
 class EarlyStopping(_MonitorCallback):
-    """Stops training when a monitored value has stopped improving (Keras 3 semantics).
+    """Ends training once a watched value no longer gets better (Keras 3 semantics).
 
     Args:
         monitor (str, default "val_loss"): the logs key to watch.
@@ -694,7 +694,7 @@ def _set_learning_rate(model, value, cls):
 
 
 class ReduceLROnPlateau(_MonitorCallback):
-    """Reduces the learning rate when a monitored value has stopped improving (Keras 3).
+    """Lowers the learning rate once a watched value no longer gets better (Keras 3).
 
     After ``patience`` epochs in which ``monitor`` did not improve by more than ``min_delta``,
     the learning rate becomes ``max(lr * factor, min_lr)`` (only while lr > min_lr); then
