@@ -1,4 +1,4 @@
-"""Command line: ``python -m nanonet <command>`` (also installed as ``nanonet``).
+"""Command line: python -m nanonet <command> (also installed as nanonet).
 
 Commands:
   demo   train the showcase text classifier on real data and print its test accuracy

@@ -28,9 +28,46 @@ class Registry:
 
     @staticmethod
     def serialize(obj) -> dict:
+        """The ``{"class_name": ..., "config": {...}}`` dict that describes an object.
+
+        Shared by ``nanonet.losses``, ``metrics``, ``optimizers``, ``initializers`` and
+        ``regularizers``; the module's ``deserialize`` makes a new object from the dict.
+
+        Args:
+            obj: a loss, metric, optimizer, initializer or regularizer.
+
+        Returns:
+            dict: JSON-ready.
+
+        Example:
+
+        >>> nn.losses.serialize(nn.losses.Huber(delta=2.0))
+        {'class_name': 'Huber', 'config': {'delta': 2.0, 'name': 'huber_loss'}}
+        """
         return {"class_name": type(obj).__name__, "config": obj.get_config()}
 
     def deserialize(self, config):
+        """A new object from the dict ``serialize`` returns.
+
+        Only the classes registered in this module can be built (by class name); nothing
+        named in the config is imported or executed.
+
+        Args:
+            config (dict): ``{"class_name": ..., "config": {...}}``.
+
+        Returns:
+            The new object (a loss, metric, optimizer, initializer or regularizer).
+
+        Raises:
+            ValueError: config is not such a dict, or names an unknown class (the message
+                lists the known ones).
+
+        Example:
+
+        >>> opt = nn.optimizers.deserialize(nn.optimizers.serialize(nn.optimizers.SGD(0.1)))
+        >>> type(opt).__name__, opt.learning_rate
+        ('SGD', 0.1)
+        """
         if not isinstance(config, dict) or "class_name" not in config:
             raise ValueError(f"{self.module}.deserialize: expected a dict with 'class_name' and "
                              f"'config'; got {config!r}")

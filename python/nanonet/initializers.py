@@ -52,7 +52,23 @@ def _shape(shape, fn):
 
 
 def compute_fans(shape):
-    """(fan_in, fan_out) of a weight shape, as Keras computes them."""
+    """The (fan_in, fan_out) of a weight shape, as Keras computes them.
+
+    For a 2-D kernel (I, O): (I, O). For higher ranks (a convolution kernel
+    (..., in_channels, out_channels)): each multiplied by the product of the leading axes.
+    Rank 0 and 1 shapes follow Keras too.
+
+    Args:
+        shape (tuple of int): the weight's shape.
+
+    Returns:
+        tuple: (fan_in, fan_out).
+
+    Example:
+
+    >>> nn.initializers.compute_fans((4, 3)), nn.initializers.compute_fans((3, 4, 5))
+    ((4, 3), (12, 15))
+    """
     shape = tuple(shape)
     if len(shape) == 0:
         return 1, 1
@@ -71,10 +87,26 @@ def _finite(value, name, cls):
 
 
 class Initializer:
-    """Base class: ``__call__(shape, dtype)``, ``get_config()``, ``from_config(config)``.
+    """Base class of the weight initializers.
+
+    Call: ``initializer(shape, dtype=None)`` returns a new array of that shape, float32 by
+    default (or float64).
 
     A subclass defines ``_generate(shape, dtype)`` (shape a validated tuple, dtype float32 or
-    float64) or overrides ``__call__`` itself.
+    float64) or overrides ``__call__``; ``get_config()`` / ``from_config(config)`` describe
+    it for saving. Wherever an initializer is expected, a plain callable
+    ``(shape, dtype) -> array`` works too.
+
+    Raises:
+        ValueError: a bad shape, or a dtype other than float32 and float64.
+
+    Example:
+
+    >>> class Twos(nn.initializers.Initializer):
+    ...     def _generate(self, shape, dtype):
+    ...         return np.full(shape, 2.0, dtype)
+    >>> Twos()((2,)).tolist()
+    [2.0, 2.0]
     """
 
     def __call__(self, shape, dtype=None):
@@ -107,21 +139,54 @@ class _Seeded(Initializer):
 
 
 class Zeros(Initializer):
-    """All zeros."""
+    """Initializes to zeros (Keras's default for biases).
+
+    Call: ``initializer(shape, dtype=None)`` returns a new array of that shape, float32 by
+    default (or float64).
+
+    Example:
+
+    >>> nn.initializers.Zeros()((2, 2)).tolist()
+    [[0.0, 0.0], [0.0, 0.0]]
+    """
 
     def _generate(self, shape, dtype):
         return np.zeros(shape, dtype)
 
 
 class Ones(Initializer):
-    """All ones."""
+    """Initializes to ones.
+
+    Call: ``initializer(shape, dtype=None)`` returns a new array of that shape, float32 by
+    default (or float64).
+
+    Example:
+
+    >>> nn.initializers.Ones()((3,)).tolist()
+    [1.0, 1.0, 1.0]
+    """
 
     def _generate(self, shape, dtype):
         return np.ones(shape, dtype)
 
 
 class Constant(Initializer):
-    """Every value equal to ``value`` (a scalar)."""
+    """Initializes every value to one constant.
+
+    Call: ``initializer(shape, dtype=None)`` returns a new array of that shape, float32 by
+    default (or float64).
+
+    Args:
+        value (float, default 0.0): the constant (a scalar).
+
+    Raises:
+        ValueError: value is not a finite scalar.
+
+    Example:
+
+    >>> nn.initializers.Constant(0.5)((2,)).tolist()
+    [0.5, 0.5]
+    """
 
     def __init__(self, value=0.0):
         self.value = _finite(value, "value", "Constant")
@@ -134,7 +199,23 @@ class Constant(Initializer):
 
 
 class RandomNormal(_Seeded):
-    """Normal(mean, stddev)."""
+    """Draws from a normal distribution N(mean, stddev).
+
+    Call: ``initializer(shape, dtype=None)`` returns a new array of that shape, float32 by
+    default (or float64).
+
+    Args:
+        mean (float, default 0.0): the mean.
+        stddev (float, default 0.05): the standard deviation, >= 0.
+        seed (int or None, default None): an int makes the draws repeatable for this
+            initializer; None draws from nanonet's generator (see ``nanonet.set_seed``).
+
+    Example:
+
+    >>> w = nn.initializers.RandomNormal(stddev=0.1, seed=1)((100, 10))
+    >>> w.shape, bool(abs(w.std() - 0.1) < 0.02)
+    ((100, 10), True)
+    """
 
     def __init__(self, mean=0.0, stddev=0.05, seed=None):
         super().__init__(seed)
@@ -151,7 +232,23 @@ class RandomNormal(_Seeded):
 
 
 class RandomUniform(_Seeded):
-    """Uniform on [minval, maxval)."""
+    """Draws from a uniform distribution on [minval, maxval).
+
+    Call: ``initializer(shape, dtype=None)`` returns a new array of that shape, float32 by
+    default (or float64).
+
+    Args:
+        minval (float, default -0.05): the lower bound.
+        maxval (float, default 0.05): the upper bound, >= minval.
+        seed (int or None, default None): an int makes the draws repeatable for this
+            initializer; None draws from nanonet's generator (see ``nanonet.set_seed``).
+
+    Example:
+
+    >>> w = nn.initializers.RandomUniform(-1.0, 1.0, seed=1)((100,))
+    >>> bool(w.min() >= -1.0 and w.max() < 1.0)
+    True
+    """
 
     def __init__(self, minval=-0.05, maxval=0.05, seed=None):
         super().__init__(seed)
@@ -178,7 +275,23 @@ def _truncated_normal(rng, shape, stddev):
 
 
 class TruncatedNormal(_Seeded):
-    """Normal(mean, stddev) with values more than two stddev from the mean redrawn."""
+    """Draws from N(mean, stddev), redrawing values more than two stddev from the mean.
+
+    Call: ``initializer(shape, dtype=None)`` returns a new array of that shape, float32 by
+    default (or float64).
+
+    Args:
+        mean (float, default 0.0): the mean.
+        stddev (float, default 0.05): the standard deviation before truncation, >= 0.
+        seed (int or None, default None): an int makes the draws repeatable for this
+            initializer; None draws from nanonet's generator (see ``nanonet.set_seed``).
+
+    Example:
+
+    >>> w = nn.initializers.TruncatedNormal(stddev=1.0, seed=1)((1000,))
+    >>> bool(np.abs(w).max() <= 2.0)
+    True
+    """
 
     def __init__(self, mean=0.0, stddev=0.05, seed=None):
         super().__init__(seed)
@@ -199,11 +312,33 @@ _DISTRIBUTIONS = ("truncated_normal", "untruncated_normal", "uniform")
 
 
 class VarianceScaling(_Seeded):
-    """Keras's VarianceScaling: variance ``scale / n`` with n = fan_in, fan_out or their mean.
+    """Draws with variance ``scale / n``, n = fan_in, fan_out or their mean (Keras's).
 
-    uniform: U(-limit, limit), limit = sqrt(3 * scale / n); untruncated_normal: N(0, scale / n);
-    truncated_normal: N(0, sigma) cut at 2 sigma, sigma = sqrt(scale / n) / 0.87962566103423978
-    (the stddev of a unit normal truncated at +-2), so the variance is scale / n.
+    "uniform": U(-limit, limit) with ``limit = sqrt(3 * scale / n)``; "untruncated_normal":
+    N(0, scale / n); "truncated_normal": N(0, sigma) cut at 2 sigma, with
+    ``sigma = sqrt(scale / n) / 0.87962566103423978`` (the stddev of a unit normal truncated
+    at +-2), so the variance is scale / n. The fans come from ``compute_fans``.
+
+    Call: ``initializer(shape, dtype=None)`` returns a new array of that shape, float32 by
+    default (or float64).
+
+    Args:
+        scale (float, default 1.0): the variance numerator, > 0.
+        mode (str, default "fan_in"): "fan_in", "fan_out" or "fan_avg".
+        distribution (str, default "truncated_normal"): "truncated_normal",
+            "untruncated_normal" or "uniform".
+        seed (int or None, default None): an int makes the draws repeatable for this
+            initializer; None draws from nanonet's generator (see ``nanonet.set_seed``).
+
+    Raises:
+        ValueError: scale <= 0, or an unknown mode or distribution.
+
+    Example:
+
+    >>> init = nn.initializers.VarianceScaling(scale=2.0, distribution="uniform", seed=0)
+    >>> w = init((100, 50))
+    >>> round(float(w.var()), 2)                  # scale / fan_in = 0.02
+    0.02
     """
 
     def __init__(self, scale=1.0, mode="fan_in", distribution="truncated_normal", seed=None):
@@ -252,40 +387,153 @@ class _FixedVarianceScaling(VarianceScaling):
 
 
 class GlorotUniform(_FixedVarianceScaling):
-    """U(-limit, limit), limit = sqrt(6 / (fan_in + fan_out)) (Keras's default kernel init)."""
+    """Glorot (Xavier) uniform: Keras's default kernel initializer.
+
+    U(-limit, limit) with ``limit = sqrt(6 / (fan_in + fan_out))``.
+
+    Call: ``initializer(shape, dtype=None)`` returns a new array of that shape, float32 by
+    default (or float64).
+
+    Args:
+        seed (int or None, default None): an int makes the draws repeatable for this
+            initializer; None draws from nanonet's generator (see ``nanonet.set_seed``).
+
+    Example:
+
+    >>> w = nn.initializers.GlorotUniform(seed=1)((4, 3))
+    >>> bool(np.abs(w).max() <= np.sqrt(6 / (4 + 3)))
+    True
+    """
     _ARGS = (1.0, "fan_avg", "uniform")
 
 
 class GlorotNormal(_FixedVarianceScaling):
-    """Truncated normal, stddev sqrt(2 / (fan_in + fan_out))."""
+    """Glorot (Xavier) normal initializer.
+
+    Truncated normal with stddev ``sqrt(2 / (fan_in + fan_out))`` (VarianceScaling, fan_avg).
+
+    Call: ``initializer(shape, dtype=None)`` returns a new array of that shape, float32 by
+    default (or float64).
+
+    Args:
+        seed (int or None, default None): an int makes the draws repeatable for this
+            initializer; None draws from nanonet's generator (see ``nanonet.set_seed``).
+
+    Example:
+
+    >>> w = nn.initializers.GlorotNormal(seed=1)((4, 3))
+    >>> w.shape, w.dtype
+    ((4, 3), dtype('float32'))
+    """
     _ARGS = (1.0, "fan_avg", "truncated_normal")
 
 
 class HeUniform(_FixedVarianceScaling):
-    """U(-limit, limit), limit = sqrt(6 / fan_in)."""
+    """He uniform initializer, for ReLU layers.
+
+    U(-limit, limit) with ``limit = sqrt(6 / fan_in)``.
+
+    Call: ``initializer(shape, dtype=None)`` returns a new array of that shape, float32 by
+    default (or float64).
+
+    Args:
+        seed (int or None, default None): an int makes the draws repeatable for this
+            initializer; None draws from nanonet's generator (see ``nanonet.set_seed``).
+
+    Example:
+
+    >>> w = nn.initializers.HeUniform(seed=1)((4, 3))
+    >>> bool(np.abs(w).max() <= np.sqrt(6 / 4))
+    True
+    """
     _ARGS = (2.0, "fan_in", "uniform")
 
 
 class HeNormal(_FixedVarianceScaling):
-    """Truncated normal, stddev sqrt(2 / fan_in)."""
+    """He normal initializer, for ReLU layers.
+
+    Truncated normal with stddev ``sqrt(2 / fan_in)``.
+
+    Call: ``initializer(shape, dtype=None)`` returns a new array of that shape, float32 by
+    default (or float64).
+
+    Args:
+        seed (int or None, default None): an int makes the draws repeatable for this
+            initializer; None draws from nanonet's generator (see ``nanonet.set_seed``).
+
+    Example:
+
+    >>> w = nn.initializers.HeNormal(seed=1)((4, 3))
+    >>> w.shape, w.dtype
+    ((4, 3), dtype('float32'))
+    """
     _ARGS = (2.0, "fan_in", "truncated_normal")
 
 
 class LecunUniform(_FixedVarianceScaling):
-    """U(-limit, limit), limit = sqrt(3 / fan_in)."""
+    """LeCun uniform initializer, for SELU layers.
+
+    U(-limit, limit) with ``limit = sqrt(3 / fan_in)``.
+
+    Call: ``initializer(shape, dtype=None)`` returns a new array of that shape, float32 by
+    default (or float64).
+
+    Args:
+        seed (int or None, default None): an int makes the draws repeatable for this
+            initializer; None draws from nanonet's generator (see ``nanonet.set_seed``).
+
+    Example:
+
+    >>> w = nn.initializers.LecunUniform(seed=1)((4, 3))
+    >>> bool(np.abs(w).max() <= np.sqrt(3 / 4))
+    True
+    """
     _ARGS = (1.0, "fan_in", "uniform")
 
 
 class LecunNormal(_FixedVarianceScaling):
-    """Truncated normal, stddev sqrt(1 / fan_in)."""
+    """LeCun normal initializer, for SELU layers.
+
+    Truncated normal with stddev ``sqrt(1 / fan_in)``.
+
+    Call: ``initializer(shape, dtype=None)`` returns a new array of that shape, float32 by
+    default (or float64).
+
+    Args:
+        seed (int or None, default None): an int makes the draws repeatable for this
+            initializer; None draws from nanonet's generator (see ``nanonet.set_seed``).
+
+    Example:
+
+    >>> w = nn.initializers.LecunNormal(seed=1)((4, 3))
+    >>> w.shape, w.dtype
+    ((4, 3), dtype('float32'))
+    """
     _ARGS = (1.0, "fan_in", "truncated_normal")
 
 
 class Orthogonal(_Seeded):
-    """A (semi-)orthogonal matrix times ``gain``, from the QR decomposition of a normal matrix.
+    """A (semi-)orthogonal matrix times ``gain`` (Keras's default recurrent initializer).
 
-    The shape is seen as (prod(shape[:-1]), shape[-1]); rows or columns (whichever are fewer)
-    are orthonormal. Needs a rank >= 2 shape.
+    Drawn from the QR decomposition of a normal matrix. The shape is seen as
+    (prod(shape[:-1]), shape[-1]); its rows or columns, whichever are fewer, are orthonormal.
+
+    Call: ``initializer(shape, dtype=None)`` returns a new array of that shape, float32 by
+    default (or float64).
+
+    Args:
+        gain (float, default 1.0): the multiplier.
+        seed (int or None, default None): an int makes the draws repeatable for this
+            initializer; None draws from nanonet's generator (see ``nanonet.set_seed``).
+
+    Raises:
+        ValueError: a shape of rank < 2.
+
+    Example:
+
+    >>> w = nn.initializers.Orthogonal(seed=0)((3, 3))
+    >>> bool(np.allclose(w.T @ w, np.eye(3), atol=1e-5))
+    True
     """
 
     def __init__(self, gain=1.0, seed=None):
@@ -328,7 +576,24 @@ deserialize = _REGISTRY.deserialize
 
 
 def get(identifier):
-    """An Initializer from a name, a serialized dict, an Initializer or a callable(shape, dtype)."""
+    """An Initializer from a name, a serialized dict, an Initializer or a callable.
+
+    Args:
+        identifier (str, dict, Initializer or callable): e.g. "glorot_uniform", "zeros",
+            "orthogonal", a class name, ``serialize``'s dict; an Initializer or a callable
+            ``(shape, dtype) -> array`` is returned as is.
+
+    Returns:
+        Initializer or callable: the initializer.
+
+    Raises:
+        ValueError: an unknown name (the message lists the valid ones).
+
+    Example:
+
+    >>> nn.initializers.get("glorot_uniform")
+    GlorotUniform(seed=None)
+    """
     if isinstance(identifier, Initializer):
         return identifier
     if isinstance(identifier, str):

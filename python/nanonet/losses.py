@@ -47,8 +47,27 @@ def _check_smoothing(value, cls):
 
 
 class Loss:
-    """Base class. A subclass sets ``_op_name`` (the name ``nanonet.ops.loss`` knows) and may
-    transform targets in ``_targets``."""
+    """Base class of the losses: reduces per-sample losses to the mean over the batch.
+
+    A loss value is Keras's "sum_over_batch_size": per-sample losses times ``sample_weight``
+    when given, summed and divided by the number of samples. For predictions of rank 3,
+    (B, T, C), each (b, t) position is a sample and ``sample_weight`` may be (B,) or (B, T).
+
+    Call: ``loss(y_true, y_pred, sample_weight=None)`` returns the mean over the batch as a
+    float (per-sample losses times ``sample_weight``, summed, divided by the number of
+    samples); ``loss.value_and_grad(y_true, y_pred, sample_weight=None)`` also returns
+    d(value)/d(y_pred), shaped like y_pred.
+
+    Args:
+        name (str or None, default None): the loss's name (Keras's default if None).
+
+    Example:
+
+    >>> loss = nn.losses.MeanSquaredError()
+    >>> value, grad = loss.value_and_grad(np.ones((2, 3)), np.zeros((2, 3)))
+    >>> round(value, 4), grad.shape
+    (1.0, (2, 3))
+    """
     _op_name = ""
     _default_name = ""
     sparse = False
@@ -99,20 +118,80 @@ class Loss:
 
 
 class MeanSquaredError(Loss):
-    """mean((y_true - y_pred)^2) over the last axis, then over the batch."""
+    """Mean of the squared errors (``'mse'``).
+
+    Per sample ``mean((y_true - y_pred)^2)`` over the last axis.
+
+    Call: ``loss(y_true, y_pred, sample_weight=None)`` returns the mean over the batch as a
+    float (per-sample losses times ``sample_weight``, summed, divided by the number of
+    samples); ``loss.value_and_grad(y_true, y_pred, sample_weight=None)`` also returns
+    d(value)/d(y_pred), shaped like y_pred.
+
+    Args:
+        name (str or None, default None): the loss's name (Keras's default if None).
+
+    Example:
+
+    >>> y_true = [[0.0, 1.0], [1.0, 0.0]]
+    >>> y_pred = [[0.2, 0.8], [0.6, 0.4]]
+    >>> round(nn.losses.MeanSquaredError()(y_true, y_pred), 4)
+    0.1
+    """
     _op_name = "mse"
     _default_name = "mean_squared_error"
 
 
 class MeanAbsoluteError(Loss):
-    """mean(|y_true - y_pred|) over the last axis, then over the batch."""
+    """Mean of the absolute errors (``'mae'``).
+
+    Per sample ``mean(|y_true - y_pred|)`` over the last axis.
+
+    Call: ``loss(y_true, y_pred, sample_weight=None)`` returns the mean over the batch as a
+    float (per-sample losses times ``sample_weight``, summed, divided by the number of
+    samples); ``loss.value_and_grad(y_true, y_pred, sample_weight=None)`` also returns
+    d(value)/d(y_pred), shaped like y_pred.
+
+    Args:
+        name (str or None, default None): the loss's name (Keras's default if None).
+
+    Example:
+
+    >>> y_true = [[0.0, 1.0], [1.0, 0.0]]
+    >>> y_pred = [[0.2, 0.8], [0.6, 0.4]]
+    >>> round(nn.losses.MeanAbsoluteError()(y_true, y_pred), 4)
+    0.3
+    """
     _op_name = "mae"
     _default_name = "mean_absolute_error"
 
 
 class BinaryCrossentropy(Loss):
-    """-(y log p + (1 - y) log(1 - p)) averaged over the last axis; p = sigmoid(y_pred) when
-    ``from_logits``. ``label_smoothing`` s moves targets to y (1 - s) + s / 2."""
+    """Cross-entropy for binary (0 or 1) targets, one or more per sample.
+
+    Per sample ``mean(-(y log p + (1 - y) log(1 - p)))`` over the last axis, p clipped to
+    [1e-7, 1 - 1e-7]; ``p = sigmoid(y_pred)`` (in a stable form) when ``from_logits``.
+
+    Call: ``loss(y_true, y_pred, sample_weight=None)`` returns the mean over the batch as a
+    float (per-sample losses times ``sample_weight``, summed, divided by the number of
+    samples); ``loss.value_and_grad(y_true, y_pred, sample_weight=None)`` also returns
+    d(value)/d(y_pred), shaped like y_pred.
+
+    Args:
+        from_logits (bool, default False): y_pred are logits rather than probabilities.
+        label_smoothing (float, default 0.0): s in [0, 1] moves targets to
+            ``y (1 - s) + s / 2``.
+        name (str or None, default None): the loss's name (Keras's default if None).
+
+    Raises:
+        ValueError: label_smoothing outside [0, 1] or from_logits not a bool.
+
+    Example:
+
+    >>> y_true = [[0.0, 1.0], [1.0, 0.0]]
+    >>> y_pred = [[0.2, 0.8], [0.6, 0.4]]
+    >>> round(nn.losses.BinaryCrossentropy()(y_true, y_pred), 4)
+    0.367
+    """
     _op_name = "binary_crossentropy"
     _default_name = "binary_crossentropy"
 
@@ -133,8 +212,33 @@ class BinaryCrossentropy(Loss):
 
 
 class CategoricalCrossentropy(Loss):
-    """-sum(y log p) over classes; y one-hot (or a distribution), p = softmax(y_pred) when
-    ``from_logits``. ``label_smoothing`` s moves targets to y (1 - s) + s / C."""
+    """Cross-entropy for one-hot (or distribution) targets.
+
+    Per sample ``-sum(y log p)`` over the classes; ``p = softmax(y_pred)`` when
+    ``from_logits``. Behind a softmax output layer a model fuses the two into one stable
+    kernel and trains on the logits.
+
+    Call: ``loss(y_true, y_pred, sample_weight=None)`` returns the mean over the batch as a
+    float (per-sample losses times ``sample_weight``, summed, divided by the number of
+    samples); ``loss.value_and_grad(y_true, y_pred, sample_weight=None)`` also returns
+    d(value)/d(y_pred), shaped like y_pred.
+
+    Args:
+        from_logits (bool, default False): y_pred are logits rather than probabilities.
+        label_smoothing (float, default 0.0): s in [0, 1] moves targets to
+            ``y (1 - s) + s / C``.
+        name (str or None, default None): the loss's name (Keras's default if None).
+
+    Raises:
+        ValueError: label_smoothing outside [0, 1] or from_logits not a bool.
+
+    Example:
+
+    >>> y_true = [[0.0, 1.0], [1.0, 0.0]]
+    >>> y_pred = [[0.2, 0.8], [0.6, 0.4]]
+    >>> round(nn.losses.CategoricalCrossentropy()(y_true, y_pred), 4)
+    0.367
+    """
     _op_name = "categorical_crossentropy"
     _default_name = "categorical_crossentropy"
 
@@ -166,7 +270,30 @@ class CategoricalCrossentropy(Loss):
 
 
 class SparseCategoricalCrossentropy(CategoricalCrossentropy):
-    """-log p[y] with integer class ids y of shape (B,) or (B, 1) ((B, T) for sequences)."""
+    """Cross-entropy for integer class ids.
+
+    Per sample ``-log p[y]``, y an integer id of shape (B,) or (B, 1) ((B, T) for
+    sequences); ``p = softmax(y_pred)`` when ``from_logits``.
+
+    Call: ``loss(y_true, y_pred, sample_weight=None)`` returns the mean over the batch as a
+    float (per-sample losses times ``sample_weight``, summed, divided by the number of
+    samples); ``loss.value_and_grad(y_true, y_pred, sample_weight=None)`` also returns
+    d(value)/d(y_pred), shaped like y_pred.
+
+    Args:
+        from_logits (bool, default False): y_pred are logits rather than probabilities.
+        name (str or None, default None): the loss's name (Keras's default if None).
+
+    Raises:
+        ValueError: ids outside [0, C) (named with their position) or a bad shape.
+
+    Example:
+
+    >>> y_true = [[0.0, 1.0], [1.0, 0.0]]
+    >>> y_pred = [[0.2, 0.8], [0.6, 0.4]]
+    >>> round(nn.losses.SparseCategoricalCrossentropy()([1, 0], y_pred), 4)
+    0.367
+    """
     _op_name = "sparse_categorical_crossentropy"
     _default_name = "sparse_categorical_crossentropy"
     sparse = True
@@ -300,8 +427,30 @@ class _NumpyLoss(Loss):
 
 
 class Huber(_NumpyLoss):
-    """mean over the last axis of 0.5 e^2 where |e| <= delta, else delta (|e| - delta / 2);
-    e = y_pred - y_true."""
+    """Huber loss: quadratic for small errors, linear for large ones.
+
+    Per sample the mean over the last axis of ``0.5 e^2`` where ``|e| <= delta`` and
+    ``delta (|e| - delta / 2)`` elsewhere, with ``e = y_pred - y_true``.
+
+    Call: ``loss(y_true, y_pred, sample_weight=None)`` returns the mean over the batch as a
+    float (per-sample losses times ``sample_weight``, summed, divided by the number of
+    samples); ``loss.value_and_grad(y_true, y_pred, sample_weight=None)`` also returns
+    d(value)/d(y_pred), shaped like y_pred.
+
+    Args:
+        delta (float, default 1.0): where the loss turns linear, >= 0.
+        name (str or None, default None): the loss's name (Keras's default if None).
+
+    Raises:
+        ValueError: delta not a finite number >= 0.
+
+    Example:
+
+    >>> y_true = [[0.0, 1.0], [1.0, 0.0]]
+    >>> y_pred = [[0.2, 0.8], [0.6, 0.4]]
+    >>> round(nn.losses.Huber()(y_true, y_pred), 4)
+    0.05
+    """
     _default_name = "huber_loss"
     _per_sample = staticmethod(_huber)
 
@@ -320,44 +469,179 @@ class Huber(_NumpyLoss):
 
 
 class KLDivergence(_NumpyLoss):
-    """sum(y_true log(y_true / y_pred)) over the last axis, both clipped to [1e-7, 1]."""
+    """Kullback-Leibler divergence of y_pred from y_true.
+
+    Per sample ``sum(y_true log(y_true / y_pred))`` over the last axis, both clipped to
+    [1e-7, 1].
+
+    Call: ``loss(y_true, y_pred, sample_weight=None)`` returns the mean over the batch as a
+    float (per-sample losses times ``sample_weight``, summed, divided by the number of
+    samples); ``loss.value_and_grad(y_true, y_pred, sample_weight=None)`` also returns
+    d(value)/d(y_pred), shaped like y_pred.
+
+    Args:
+        name (str or None, default None): the loss's name (Keras's default if None).
+
+    Example:
+
+    >>> y_true = [[0.0, 1.0], [1.0, 0.0]]
+    >>> y_pred = [[0.2, 0.8], [0.6, 0.4]]
+    >>> round(nn.losses.KLDivergence()(y_true, y_pred), 4)
+    0.367
+    """
     _default_name = "kl_divergence"
     _per_sample = staticmethod(_kl_divergence)
 
 
 class Poisson(_NumpyLoss):
-    """mean(y_pred - y_true log(y_pred + 1e-7)) over the last axis."""
+    """Poisson loss, for count targets.
+
+    Per sample ``mean(y_pred - y_true log(y_pred + 1e-7))`` over the last axis.
+
+    Call: ``loss(y_true, y_pred, sample_weight=None)`` returns the mean over the batch as a
+    float (per-sample losses times ``sample_weight``, summed, divided by the number of
+    samples); ``loss.value_and_grad(y_true, y_pred, sample_weight=None)`` also returns
+    d(value)/d(y_pred), shaped like y_pred.
+
+    Args:
+        name (str or None, default None): the loss's name (Keras's default if None).
+
+    Example:
+
+    >>> y_true = [[0.0, 1.0], [1.0, 0.0]]
+    >>> y_pred = [[0.2, 0.8], [0.6, 0.4]]
+    >>> round(nn.losses.Poisson()(y_true, y_pred), 4)
+    0.6835
+    """
     _default_name = "poisson"
     _per_sample = staticmethod(_poisson)
 
 
 class LogCosh(_NumpyLoss):
-    """mean(log(cosh(y_pred - y_true))) over the last axis (computed without overflow)."""
+    """Logarithm of the hyperbolic cosine of the error.
+
+    Per sample ``mean(log(cosh(y_pred - y_true)))`` over the last axis, computed without
+    overflow; close to ``e^2 / 2`` for small errors and ``|e| - log 2`` for large ones.
+
+    Call: ``loss(y_true, y_pred, sample_weight=None)`` returns the mean over the batch as a
+    float (per-sample losses times ``sample_weight``, summed, divided by the number of
+    samples); ``loss.value_and_grad(y_true, y_pred, sample_weight=None)`` also returns
+    d(value)/d(y_pred), shaped like y_pred.
+
+    Args:
+        name (str or None, default None): the loss's name (Keras's default if None).
+
+    Example:
+
+    >>> y_true = [[0.0, 1.0], [1.0, 0.0]]
+    >>> y_pred = [[0.2, 0.8], [0.6, 0.4]]
+    >>> round(nn.losses.LogCosh()(y_true, y_pred), 4)
+    0.0489
+    """
     _default_name = "log_cosh"
     _per_sample = staticmethod(_log_cosh)
 
 
 class Hinge(_NumpyLoss):
-    """mean(max(1 - y_true y_pred, 0)); labels all in {0, 1} are mapped to {-1, 1} (Keras)."""
+    """Hinge loss, for targets in {-1, 1}.
+
+    Per sample ``mean(max(1 - y_true y_pred, 0))`` over the last axis; targets all in
+    {0, 1} are mapped to {-1, 1} first, as Keras does.
+
+    Call: ``loss(y_true, y_pred, sample_weight=None)`` returns the mean over the batch as a
+    float (per-sample losses times ``sample_weight``, summed, divided by the number of
+    samples); ``loss.value_and_grad(y_true, y_pred, sample_weight=None)`` also returns
+    d(value)/d(y_pred), shaped like y_pred.
+
+    Args:
+        name (str or None, default None): the loss's name (Keras's default if None).
+
+    Example:
+
+    >>> y_true = [[0.0, 1.0], [1.0, 0.0]]
+    >>> y_pred = [[0.2, 0.8], [0.6, 0.4]]
+    >>> round(nn.losses.Hinge()(y_true, y_pred), 4)
+    0.8
+    """
     _default_name = "hinge"
     _per_sample = staticmethod(_hinge)
 
 
 class SquaredHinge(_NumpyLoss):
-    """mean(max(1 - y_true y_pred, 0)^2); {0, 1} labels mapped to {-1, 1} as for Hinge."""
+    """Squared hinge loss, for targets in {-1, 1}.
+
+    Per sample ``mean(max(1 - y_true y_pred, 0)^2)`` over the last axis; {0, 1} targets
+    are mapped to {-1, 1} as for ``Hinge``.
+
+    Call: ``loss(y_true, y_pred, sample_weight=None)`` returns the mean over the batch as a
+    float (per-sample losses times ``sample_weight``, summed, divided by the number of
+    samples); ``loss.value_and_grad(y_true, y_pred, sample_weight=None)`` also returns
+    d(value)/d(y_pred), shaped like y_pred.
+
+    Args:
+        name (str or None, default None): the loss's name (Keras's default if None).
+
+    Example:
+
+    >>> y_true = [[0.0, 1.0], [1.0, 0.0]]
+    >>> y_pred = [[0.2, 0.8], [0.6, 0.4]]
+    >>> round(nn.losses.SquaredHinge()(y_true, y_pred), 4)
+    0.9
+    """
     _default_name = "squared_hinge"
     _per_sample = staticmethod(_squared_hinge)
 
 
 class CategoricalHinge(_NumpyLoss):
-    """max(max((1 - y_true) y_pred) - sum(y_true y_pred) + 1, 0) per sample (one-hot y_true)."""
+    """Categorical hinge loss, for one-hot targets.
+
+    Per sample ``max(neg - pos + 1, 0)`` with ``pos = sum(y_true y_pred)`` and
+    ``neg = max((1 - y_true) y_pred)``.
+
+    Call: ``loss(y_true, y_pred, sample_weight=None)`` returns the mean over the batch as a
+    float (per-sample losses times ``sample_weight``, summed, divided by the number of
+    samples); ``loss.value_and_grad(y_true, y_pred, sample_weight=None)`` also returns
+    d(value)/d(y_pred), shaped like y_pred.
+
+    Args:
+        name (str or None, default None): the loss's name (Keras's default if None).
+
+    Example:
+
+    >>> y_true = [[0.0, 1.0], [1.0, 0.0]]
+    >>> y_pred = [[0.2, 0.8], [0.6, 0.4]]
+    >>> round(nn.losses.CategoricalHinge()(y_true, y_pred), 4)
+    0.6
+    """
     _default_name = "categorical_hinge"
     _per_sample = staticmethod(_categorical_hinge)
 
 
 class CosineSimilarity(_NumpyLoss):
-    """-sum(l2_normalize(y_true) * l2_normalize(y_pred)) over the last axis (Keras 3's sign:
-    -1 is best); l2_normalize(x) = x / max(||x||, 1e-7). Only axis=-1 is supported."""
+    """Negative cosine similarity between targets and predictions.
+
+    Per sample ``-sum(l2_normalize(y_true) * l2_normalize(y_pred))`` over the last axis,
+    with ``l2_normalize(x) = x / max(||x||, 1e-7)``: -1 is best (Keras 3's sign).
+
+    Call: ``loss(y_true, y_pred, sample_weight=None)`` returns the mean over the batch as a
+    float (per-sample losses times ``sample_weight``, summed, divided by the number of
+    samples); ``loss.value_and_grad(y_true, y_pred, sample_weight=None)`` also returns
+    d(value)/d(y_pred), shaped like y_pred.
+
+    Args:
+        axis (int, default -1): the axis of the vectors; only -1 is supported.
+        name (str or None, default None): the loss's name (Keras's default if None).
+
+    Raises:
+        ValueError: an axis other than -1.
+
+    Example:
+
+    >>> y_true = [[0.0, 1.0], [1.0, 0.0]]
+    >>> y_pred = [[0.2, 0.8], [0.6, 0.4]]
+    >>> round(nn.losses.CosineSimilarity()(y_true, y_pred), 4)
+    -0.9011
+    """
     _default_name = "cosine_similarity"
     _per_sample = staticmethod(_cosine_similarity)
 
@@ -391,12 +675,44 @@ def _mae(t, p, grad):
 
 
 def mean_squared_error(y_true, y_pred):
-    """mean((y_true - y_pred)^2, axis=-1)."""
+    """Per-sample mean squared error, ``mean((y_true - y_pred)^2, axis=-1)`` (alias ``mse``).
+
+    Args:
+        y_true (array-like): targets, shaped like y_pred.
+        y_pred (array-like): predictions, (B, ..., C).
+
+    Returns:
+        ndarray: the per-sample losses, shaped like y_pred without its last axis (no
+        reduction, no sample weights, as Keras's function forms).
+
+    Example:
+
+    >>> y_true = [[0.0, 1.0], [1.0, 0.0]]
+    >>> y_pred = [[0.2, 0.8], [0.6, 0.4]]
+    >>> np.round(nn.losses.mean_squared_error(y_true, y_pred), 4).tolist()
+    [0.04, 0.16]
+    """
     return _per_sample_values("mean_squared_error", _mse, y_true, y_pred)
 
 
 def mean_absolute_error(y_true, y_pred):
-    """mean(|y_true - y_pred|, axis=-1)."""
+    """Per-sample mean absolute error, ``mean(|y_true - y_pred|, axis=-1)`` (alias ``mae``).
+
+    Args:
+        y_true (array-like): targets, shaped like y_pred.
+        y_pred (array-like): predictions, (B, ..., C).
+
+    Returns:
+        ndarray: the per-sample losses, shaped like y_pred without its last axis (no
+        reduction, no sample weights, as Keras's function forms).
+
+    Example:
+
+    >>> y_true = [[0.0, 1.0], [1.0, 0.0]]
+    >>> y_pred = [[0.2, 0.8], [0.6, 0.4]]
+    >>> np.round(nn.losses.mean_absolute_error(y_true, y_pred), 4).tolist()
+    [0.2, 0.4]
+    """
     return _per_sample_values("mean_absolute_error", _mae, y_true, y_pred)
 
 
@@ -405,8 +721,26 @@ mae = mean_absolute_error
 
 
 def binary_crossentropy(y_true, y_pred, from_logits=False, label_smoothing=0.0, axis=-1):
-    """mean over the last axis of -(y log p + (1 - y) log(1 - p)), p clipped to [1e-7, 1 - 1e-7]
-    (from_logits: the stable log-sigmoid form)."""
+    """Per-sample binary cross-entropy (see ``BinaryCrossentropy``).
+
+    Args:
+        y_true (array-like): targets, shaped like y_pred.
+        y_pred (array-like): predictions, (B, ..., C).
+        from_logits (bool, default False): y_pred are logits (the stable log-sigmoid form).
+        label_smoothing (float, default 0.0): moves targets to ``y (1 - s) + s / 2``.
+        axis (int, default -1): the reduced axis.
+
+    Returns:
+        ndarray: the per-sample losses, shaped like y_pred without its last axis (no
+        reduction, no sample weights, as Keras's function forms).
+
+    Example:
+
+    >>> y_true = [[0.0, 1.0], [1.0, 0.0]]
+    >>> y_pred = [[0.2, 0.8], [0.6, 0.4]]
+    >>> np.round(nn.losses.binary_crossentropy(y_true, y_pred), 4).tolist()
+    [0.2231, 0.5108]
+    """
     fn = "binary_crossentropy"
     if axis != -1:
         raise ValueError(f"{fn}: only axis=-1 is supported; got {axis!r}")
@@ -433,8 +767,27 @@ def _log_probs(z, from_logits):
 
 
 def categorical_crossentropy(y_true, y_pred, from_logits=False, label_smoothing=0.0, axis=-1):
-    """-sum(y log p) over classes; p = y_pred normalised by its row sum and clipped to
-    [1e-7, 1 - 1e-7] (from_logits: log_softmax)."""
+    """Per-sample categorical cross-entropy (see ``CategoricalCrossentropy``).
+
+    Args:
+        y_true (array-like): targets, shaped like y_pred.
+        y_pred (array-like): predictions, (B, ..., C).
+        from_logits (bool, default False): y_pred are logits (log_softmax is applied);
+            otherwise y_pred is normalized by its row sum and clipped to [1e-7, 1 - 1e-7].
+        label_smoothing (float, default 0.0): moves targets to ``y (1 - s) + s / C``.
+        axis (int, default -1): the class axis.
+
+    Returns:
+        ndarray: the per-sample losses, shaped like y_pred without its last axis (no
+        reduction, no sample weights, as Keras's function forms).
+
+    Example:
+
+    >>> y_true = [[0.0, 1.0], [1.0, 0.0]]
+    >>> y_pred = [[0.2, 0.8], [0.6, 0.4]]
+    >>> np.round(nn.losses.categorical_crossentropy(y_true, y_pred), 4).tolist()
+    [0.2231, 0.5108]
+    """
     fn = "categorical_crossentropy"
     if axis != -1:
         raise ValueError(f"{fn}: only axis=-1 is supported; got {axis!r}")
@@ -449,7 +802,26 @@ def categorical_crossentropy(y_true, y_pred, from_logits=False, label_smoothing=
 
 def sparse_categorical_crossentropy(y_true, y_pred, from_logits=False, ignore_class=None,
                                     axis=-1):
-    """-log p[y] for integer class ids y (shape y_pred.shape[:-1], or with a trailing 1)."""
+    """Per-sample cross-entropy for integer class ids, ``-log p[y]``.
+
+    Args:
+        y_true (array-like): integer ids, shaped y_pred.shape[:-1] (or with a trailing 1).
+        y_pred (array-like): predictions, (B, ..., C).
+        from_logits (bool, default False): y_pred are logits.
+        ignore_class (None): Keras's argument; only None is supported.
+        axis (int, default -1): the class axis.
+
+    Returns:
+        ndarray: the per-sample losses, shaped like y_pred without its last axis (no
+        reduction, no sample weights, as Keras's function forms).
+
+    Example:
+
+    >>> y_true = [[0.0, 1.0], [1.0, 0.0]]
+    >>> y_pred = [[0.2, 0.8], [0.6, 0.4]]
+    >>> np.round(nn.losses.sparse_categorical_crossentropy([1, 0], y_pred), 4).tolist()
+    [0.2231, 0.5108]
+    """
     fn = "sparse_categorical_crossentropy"
     if axis != -1:
         raise ValueError(f"{fn}: only axis=-1 is supported; got {axis!r}")
@@ -470,42 +842,172 @@ def sparse_categorical_crossentropy(y_true, y_pred, from_logits=False, ignore_cl
 
 
 def huber(y_true, y_pred, delta=1.0):
-    """Per-sample Huber loss (see Huber)."""
+    """Per-sample Huber loss (see ``Huber``).
+
+    Args:
+        y_true (array-like): targets, shaped like y_pred.
+        y_pred (array-like): predictions, (B, ..., C).
+        delta (float, default 1.0): where the loss turns linear.
+
+    Returns:
+        ndarray: the per-sample losses, shaped like y_pred without its last axis (no
+        reduction, no sample weights, as Keras's function forms).
+
+    Example:
+
+    >>> y_true = [[0.0, 1.0], [1.0, 0.0]]
+    >>> y_pred = [[0.2, 0.8], [0.6, 0.4]]
+    >>> np.round(nn.losses.huber(y_true, y_pred), 4).tolist()
+    [0.02, 0.08]
+    """
     return _per_sample_values("huber", _huber, y_true, y_pred, delta=Huber(delta).delta)
 
 
 def kl_divergence(y_true, y_pred):
-    """Per-sample sum(y_true log(y_true / y_pred)), both clipped to [1e-7, 1]."""
+    """Per-sample ``sum(y_true log(y_true / y_pred))``, both clipped to [1e-7, 1].
+
+    Args:
+        y_true (array-like): targets, shaped like y_pred.
+        y_pred (array-like): predictions, (B, ..., C).
+
+    Returns:
+        ndarray: the per-sample losses, shaped like y_pred without its last axis (no
+        reduction, no sample weights, as Keras's function forms).
+
+    Example:
+
+    >>> y_true = [[0.0, 1.0], [1.0, 0.0]]
+    >>> y_pred = [[0.2, 0.8], [0.6, 0.4]]
+    >>> np.round(nn.losses.kl_divergence(y_true, y_pred), 4).tolist()
+    [0.2231, 0.5108]
+    """
     return _per_sample_values("kl_divergence", _kl_divergence, y_true, y_pred)
 
 
 def poisson(y_true, y_pred):
-    """Per-sample mean(y_pred - y_true log(y_pred + 1e-7))."""
+    """Per-sample Poisson loss, ``mean(y_pred - y_true log(y_pred + 1e-7))``.
+
+    Args:
+        y_true (array-like): targets, shaped like y_pred.
+        y_pred (array-like): predictions, (B, ..., C).
+
+    Returns:
+        ndarray: the per-sample losses, shaped like y_pred without its last axis (no
+        reduction, no sample weights, as Keras's function forms).
+
+    Example:
+
+    >>> y_true = [[0.0, 1.0], [1.0, 0.0]]
+    >>> y_pred = [[0.2, 0.8], [0.6, 0.4]]
+    >>> np.round(nn.losses.poisson(y_true, y_pred), 4).tolist()
+    [0.6116, 0.7554]
+    """
     return _per_sample_values("poisson", _poisson, y_true, y_pred)
 
 
 def log_cosh(y_true, y_pred):
-    """Per-sample mean(log(cosh(y_pred - y_true)))."""
+    """Per-sample ``mean(log(cosh(y_pred - y_true)))``.
+
+    Args:
+        y_true (array-like): targets, shaped like y_pred.
+        y_pred (array-like): predictions, (B, ..., C).
+
+    Returns:
+        ndarray: the per-sample losses, shaped like y_pred without its last axis (no
+        reduction, no sample weights, as Keras's function forms).
+
+    Example:
+
+    >>> y_true = [[0.0, 1.0], [1.0, 0.0]]
+    >>> y_pred = [[0.2, 0.8], [0.6, 0.4]]
+    >>> np.round(nn.losses.log_cosh(y_true, y_pred), 4).tolist()
+    [0.0199, 0.078]
+    """
     return _per_sample_values("log_cosh", _log_cosh, y_true, y_pred)
 
 
 def hinge(y_true, y_pred):
-    """Per-sample mean(max(1 - y_true y_pred, 0)) ({0, 1} labels mapped to {-1, 1})."""
+    """Per-sample ``mean(max(1 - y_true y_pred, 0))`` ({0, 1} labels mapped to {-1, 1}).
+
+    Args:
+        y_true (array-like): targets, shaped like y_pred.
+        y_pred (array-like): predictions, (B, ..., C).
+
+    Returns:
+        ndarray: the per-sample losses, shaped like y_pred without its last axis (no
+        reduction, no sample weights, as Keras's function forms).
+
+    Example:
+
+    >>> y_true = [[0.0, 1.0], [1.0, 0.0]]
+    >>> y_pred = [[0.2, 0.8], [0.6, 0.4]]
+    >>> np.round(nn.losses.hinge(y_true, y_pred), 4).tolist()
+    [0.7, 0.9]
+    """
     return _per_sample_values("hinge", _hinge, y_true, y_pred)
 
 
 def squared_hinge(y_true, y_pred):
-    """Per-sample mean(max(1 - y_true y_pred, 0)^2)."""
+    """Per-sample ``mean(max(1 - y_true y_pred, 0)^2)`` ({0, 1} labels mapped to {-1, 1}).
+
+    Args:
+        y_true (array-like): targets, shaped like y_pred.
+        y_pred (array-like): predictions, (B, ..., C).
+
+    Returns:
+        ndarray: the per-sample losses, shaped like y_pred without its last axis (no
+        reduction, no sample weights, as Keras's function forms).
+
+    Example:
+
+    >>> y_true = [[0.0, 1.0], [1.0, 0.0]]
+    >>> y_pred = [[0.2, 0.8], [0.6, 0.4]]
+    >>> np.round(nn.losses.squared_hinge(y_true, y_pred), 4).tolist()
+    [0.74, 1.06]
+    """
     return _per_sample_values("squared_hinge", _squared_hinge, y_true, y_pred)
 
 
 def categorical_hinge(y_true, y_pred):
-    """Per-sample max(max((1 - y_true) y_pred) - sum(y_true y_pred) + 1, 0)."""
+    """Per-sample ``max(max((1 - y_true) y_pred) - sum(y_true y_pred) + 1, 0)``.
+
+    Args:
+        y_true (array-like): targets, shaped like y_pred.
+        y_pred (array-like): predictions, (B, ..., C).
+
+    Returns:
+        ndarray: the per-sample losses, shaped like y_pred without its last axis (no
+        reduction, no sample weights, as Keras's function forms).
+
+    Example:
+
+    >>> y_true = [[0.0, 1.0], [1.0, 0.0]]
+    >>> y_pred = [[0.2, 0.8], [0.6, 0.4]]
+    >>> np.round(nn.losses.categorical_hinge(y_true, y_pred), 4).tolist()
+    [0.4, 0.8]
+    """
     return _per_sample_values("categorical_hinge", _categorical_hinge, y_true, y_pred)
 
 
 def cosine_similarity(y_true, y_pred, axis=-1):
-    """Per-sample -sum(l2_normalize(y_true) * l2_normalize(y_pred)) (Keras 3's sign)."""
+    """Per-sample ``-sum(l2_normalize(y_true) * l2_normalize(y_pred))`` (Keras 3's sign).
+
+    Args:
+        y_true (array-like): targets, shaped like y_pred.
+        y_pred (array-like): predictions, (B, ..., C).
+        axis (int, default -1): the axis of the vectors.
+
+    Returns:
+        ndarray: the per-sample losses, shaped like y_pred without its last axis (no
+        reduction, no sample weights, as Keras's function forms).
+
+    Example:
+
+    >>> y_true = [[0.0, 1.0], [1.0, 0.0]]
+    >>> y_pred = [[0.2, 0.8], [0.6, 0.4]]
+    >>> np.round(nn.losses.cosine_similarity(y_true, y_pred), 4).tolist()
+    [-0.9701, -0.8321]
+    """
     CosineSimilarity(axis=axis)  # validates axis
     return _per_sample_values("cosine_similarity", _cosine_similarity, y_true, y_pred)
 
@@ -539,7 +1041,24 @@ deserialize = _REGISTRY.deserialize
 
 
 def get(identifier):
-    """A Loss from a name ("mse", ...), a class name, a serialized dict or a Loss."""
+    """A Loss from a name, a class name, a serialized dict or a Loss.
+
+    Args:
+        identifier (str, dict or Loss): "mse", "mae", "binary_crossentropy",
+            "categorical_crossentropy", "sparse_categorical_crossentropy", "huber", ... or a
+            class name, or ``serialize``'s dict; a Loss is returned as is.
+
+    Returns:
+        Loss: a loss object.
+
+    Raises:
+        ValueError: an unknown name (the message lists the valid ones).
+
+    Example:
+
+    >>> nn.losses.get("mse")
+    MeanSquaredError(name='mean_squared_error')
+    """
     if isinstance(identifier, Loss):
         return identifier
     if isinstance(identifier, str):

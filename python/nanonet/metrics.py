@@ -44,19 +44,59 @@ def _pair(y_true, y_pred, fn):
 
 
 def binary_accuracy(y_true, y_pred, threshold=0.5):
-    """Per sample: the fraction of outputs where (y_pred > threshold) equals y_true."""
+    """Per sample, the fraction of outputs where ``(y_pred > threshold)`` equals y_true.
+
+    Args:
+        y_true (array-like): targets.
+        y_pred (array-like): predictions.
+        threshold (float, default 0.5): the decision threshold.
+
+    Returns:
+        ndarray: one value per sample (the metric classes stream their mean).
+
+    Example:
+
+    >>> nn.metrics.binary_accuracy([[1], [0]], [[0.9], [0.8]]).tolist()
+    [1.0, 0.0]
+    """
     t, p = _pair(y_true, y_pred, "binary_accuracy")
     return np.mean((p > threshold).astype(t.dtype) == t, axis=-1)
 
 
 def categorical_accuracy(y_true, y_pred):
-    """Per sample: 1 where argmax(y_pred) equals argmax(y_true) (one-hot targets)."""
+    """Per sample, 1 where ``argmax(y_pred)`` equals ``argmax(y_true)`` (one-hot targets).
+
+    Args:
+        y_true (array-like): targets.
+        y_pred (array-like): predictions.
+
+    Returns:
+        ndarray: one value per sample (the metric classes stream their mean).
+
+    Example:
+
+    >>> nn.metrics.categorical_accuracy([[0, 1], [1, 0]], [[0.2, 0.8], [0.4, 0.6]]).tolist()
+    [1.0, 0.0]
+    """
     t, p = _pair(y_true, y_pred, "categorical_accuracy")
     return (np.argmax(t, axis=-1) == np.argmax(p, axis=-1)).astype(np.float64)
 
 
 def sparse_categorical_accuracy(y_true, y_pred):
-    """Per sample: 1 where argmax(y_pred) equals the class id y_true."""
+    """Per sample, 1 where ``argmax(y_pred)`` equals the integer class id y_true.
+
+    Args:
+        y_true (array-like): targets.
+        y_pred (array-like): predictions.
+
+    Returns:
+        ndarray: one value per sample (the metric classes stream their mean).
+
+    Example:
+
+    >>> nn.metrics.sparse_categorical_accuracy([1, 0], [[0.2, 0.8], [0.4, 0.6]]).tolist()
+    [1.0, 0.0]
+    """
     t = np.asarray(y_true)
     p = np.asarray(y_pred)
     lead = p.shape[:-1]
@@ -68,14 +108,40 @@ def sparse_categorical_accuracy(y_true, y_pred):
 
 
 def mean_squared_error(y_true, y_pred):
-    """Per sample: mean((y_true - y_pred)^2) over the last axis."""
+    """Per sample, ``mean((y_true - y_pred)^2)`` over the last axis.
+
+    Args:
+        y_true (array-like): targets.
+        y_pred (array-like): predictions.
+
+    Returns:
+        ndarray: one value per sample (the metric classes stream their mean).
+
+    Example:
+
+    >>> nn.metrics.mean_squared_error([[0.0, 1.0]], [[0.5, 1.0]]).tolist()
+    [0.125]
+    """
     t, p = _pair(y_true, y_pred, "mean_squared_error")
     d = p.astype(np.float64) - t
     return np.mean(d * d, axis=-1)
 
 
 def mean_absolute_error(y_true, y_pred):
-    """Per sample: mean(|y_true - y_pred|) over the last axis."""
+    """Per sample, ``mean(|y_true - y_pred|)`` over the last axis.
+
+    Args:
+        y_true (array-like): targets.
+        y_pred (array-like): predictions.
+
+    Returns:
+        ndarray: one value per sample (the metric classes stream their mean).
+
+    Example:
+
+    >>> nn.metrics.mean_absolute_error([[0.0, 1.0]], [[0.5, 1.0]]).tolist()
+    [0.25]
+    """
     t, p = _pair(y_true, y_pred, "mean_absolute_error")
     return np.mean(np.abs(p.astype(np.float64) - t), axis=-1)
 
@@ -83,10 +149,29 @@ def mean_absolute_error(y_true, y_pred):
 # -- metric objects ---------------------------------------------------------------------------
 
 class Metric:
-    """Base class: ``update_state``, ``result``, ``reset_state``, ``name``.
+    """Base class of the metrics: a streaming value over the batches seen so far.
 
-    ``direction`` is "up" when larger is better (accuracies) and "down" otherwise; EarlyStopping
-    in mode="auto" reads it.
+    A metric keeps a weighted total and count (float64): ``update_state`` adds one batch,
+    ``result()`` returns total / count (0.0 before any update), ``reset_state()`` starts
+    again. Without sample weights every sample counts once, so an epoch's result is the mean
+    over all its samples whatever the batch sizes. ``direction`` is "up" when larger is
+    better (accuracies) and "down" otherwise; ``EarlyStopping(mode="auto")`` reads it.
+
+    Args:
+        name (str or None, default None): the reported name (the class name if None).
+
+    Raises:
+        ValueError: name is not a string.
+
+    Example:
+
+    >>> m = nn.metrics.BinaryAccuracy()
+    >>> m.update_state([[1], [0]], [[0.9], [0.2]])
+    >>> m.update_state([[1]], [[0.1]])
+    >>> round(m.result(), 4)
+    0.6667
+    >>> m.reset_state(); m.result()
+    0.0
     """
     direction = "down"
 
@@ -115,7 +200,25 @@ class Metric:
 
 
 class Mean(Metric):
-    """The (weighted) mean of every value passed to ``update_state(values, sample_weight)``."""
+    """The (weighted) mean of every value passed to ``update_state``.
+
+    Call ``update_state(values, sample_weight=None)`` with an array (or scalar) of values and
+    optional weights broadcast against them; ``result()`` is ``sum(w * v) / sum(w)``.
+
+    Args:
+        name (str, default "mean"): the reported name.
+
+    Raises:
+        ValueError: sample_weight that does not broadcast to the values.
+
+    Example:
+
+    >>> m = nn.metrics.Mean()
+    >>> m.update_state([1.0, 2.0, 3.0])
+    >>> m.update_state(5.0, sample_weight=3)
+    >>> m.result()
+    3.5
+    """
 
     def __init__(self, name="mean"):
         super().__init__(name)
@@ -145,7 +248,20 @@ class Mean(Metric):
 
 
 class MeanMetricWrapper(Mean):
-    """Streams the mean of ``fn(y_true, y_pred, **kwargs)`` (per-sample values)."""
+    """Streams the mean of a per-sample function ``fn(y_true, y_pred, **kwargs)``.
+
+    Args:
+        fn (callable): returns one value per sample.
+        name (str or None, default None): the reported name (``fn.__name__`` if None).
+        **kwargs: passed to fn on every call.
+
+    Example:
+
+    >>> m = nn.metrics.MeanMetricWrapper(nn.metrics.mean_absolute_error, name="mae")
+    >>> m.update_state([[0.0, 1.0]], [[0.5, 1.0]])
+    >>> m.name, m.result()
+    ('mae', 0.25)
+    """
 
     def __init__(self, fn, name=None, **kwargs):
         self._fn = fn
@@ -157,7 +273,22 @@ class MeanMetricWrapper(Mean):
 
 
 class BinaryAccuracy(MeanMetricWrapper):
-    """How often (y_pred > threshold) matches binary targets."""
+    """How often ``(y_pred > threshold)`` matches the binary targets.
+
+    Call ``update_state(y_true, y_pred, sample_weight=None)`` once per batch and ``result()``
+    for the value so far (a float); ``reset_state()`` starts again.
+
+    Args:
+        threshold (float, default 0.5): the decision threshold.
+        name (str, default "binary_accuracy"): the reported name.
+
+    Example:
+
+    >>> m = nn.metrics.BinaryAccuracy()
+    >>> m.update_state([[1], [0], [1]], [[0.9], [0.8], [0.3]])
+    >>> round(m.result(), 4)
+    0.3333
+    """
     direction = "up"
 
     def __init__(self, name="binary_accuracy", threshold=0.5):
@@ -172,7 +303,21 @@ class BinaryAccuracy(MeanMetricWrapper):
 
 
 class CategoricalAccuracy(MeanMetricWrapper):
-    """How often argmax(y_pred) matches argmax of one-hot targets."""
+    """How often ``argmax(y_pred)`` matches the argmax of one-hot targets.
+
+    Call ``update_state(y_true, y_pred, sample_weight=None)`` once per batch and ``result()``
+    for the value so far (a float); ``reset_state()`` starts again.
+
+    Args:
+        name (str, default "categorical_accuracy"): the reported name.
+
+    Example:
+
+    >>> m = nn.metrics.CategoricalAccuracy()
+    >>> m.update_state([[0, 1], [1, 0]], [[0.2, 0.8], [0.4, 0.6]])
+    >>> m.result()
+    0.5
+    """
     direction = "up"
     argmax_only = True  # the same on logits as on softmax probabilities
 
@@ -181,7 +326,23 @@ class CategoricalAccuracy(MeanMetricWrapper):
 
 
 class SparseCategoricalAccuracy(MeanMetricWrapper):
-    """How often argmax(y_pred) matches integer class ids."""
+    """How often ``argmax(y_pred)`` matches integer class ids.
+
+    y_true holds ids of shape (B,) or (B, 1); y_pred is (B, C).
+
+    Call ``update_state(y_true, y_pred, sample_weight=None)`` once per batch and ``result()``
+    for the value so far (a float); ``reset_state()`` starts again.
+
+    Args:
+        name (str, default "sparse_categorical_accuracy"): the reported name.
+
+    Example:
+
+    >>> m = nn.metrics.SparseCategoricalAccuracy()
+    >>> m.update_state([1, 0], [[0.2, 0.8], [0.4, 0.6]])
+    >>> m.result()
+    0.5
+    """
     direction = "up"
     argmax_only = True
 
@@ -190,14 +351,42 @@ class SparseCategoricalAccuracy(MeanMetricWrapper):
 
 
 class MeanSquaredError(MeanMetricWrapper):
-    """Mean squared error."""
+    """Streaming mean squared error, ``mean((y_true - y_pred)^2)``.
+
+    Call ``update_state(y_true, y_pred, sample_weight=None)`` once per batch and ``result()``
+    for the value so far (a float); ``reset_state()`` starts again.
+
+    Args:
+        name (str, default "mean_squared_error"): the reported name.
+
+    Example:
+
+    >>> m = nn.metrics.MeanSquaredError()
+    >>> m.update_state([[0.0, 1.0]], [[0.5, 1.0]])
+    >>> m.result()
+    0.125
+    """
 
     def __init__(self, name="mean_squared_error"):
         super().__init__(mean_squared_error, name=name)
 
 
 class MeanAbsoluteError(MeanMetricWrapper):
-    """Mean absolute error."""
+    """Streaming mean absolute error, ``mean(|y_true - y_pred|)``.
+
+    Call ``update_state(y_true, y_pred, sample_weight=None)`` once per batch and ``result()``
+    for the value so far (a float); ``reset_state()`` starts again.
+
+    Args:
+        name (str, default "mean_absolute_error"): the reported name.
+
+    Example:
+
+    >>> m = nn.metrics.MeanAbsoluteError()
+    >>> m.update_state([[0.0, 1.0]], [[0.5, 1.0]])
+    >>> m.result()
+    0.25
+    """
 
     def __init__(self, name="mean_absolute_error"):
         super().__init__(mean_absolute_error, name=name)
@@ -220,7 +409,21 @@ def _in_top_k(ids, p, k):
 
 
 def sparse_top_k_categorical_accuracy(y_true, y_pred, k=5):
-    """Per sample: 1 where the class id y_true is among the k largest predictions."""
+    """Per sample, 1 where the class id y_true is among the k largest predictions.
+
+    Args:
+        y_true (array-like): targets.
+        y_pred (array-like): predictions.
+        k (int, default 5): how many of the largest predictions count.
+
+    Returns:
+        ndarray: one value per sample (the metric classes stream their mean).
+
+    Example:
+
+    >>> nn.metrics.sparse_top_k_categorical_accuracy([1], [[0.5, 0.3, 0.2]], k=2).tolist()
+    [1.0]
+    """
     p = np.asarray(y_pred, dtype=np.float64)
     if p.ndim < 1:
         raise ValueError("sparse_top_k_categorical_accuracy: y_pred must be at least 1-D")
@@ -241,14 +444,42 @@ def sparse_top_k_categorical_accuracy(y_true, y_pred, k=5):
 
 
 def top_k_categorical_accuracy(y_true, y_pred, k=5):
-    """Per sample: 1 where argmax(y_true) (one-hot targets) is among the k largest
-    predictions."""
+    """Per sample, 1 where ``argmax(y_true)`` (one-hot) is among the k largest predictions.
+
+    Args:
+        y_true (array-like): targets.
+        y_pred (array-like): predictions.
+        k (int, default 5): how many of the largest predictions count.
+
+    Returns:
+        ndarray: one value per sample (the metric classes stream their mean).
+
+    Example:
+
+    >>> nn.metrics.top_k_categorical_accuracy([[0, 0, 1]], [[0.5, 0.3, 0.2]], k=2).tolist()
+    [0.0]
+    """
     t, p = _pair(y_true, y_pred, "top_k_categorical_accuracy")
     return sparse_top_k_categorical_accuracy(np.argmax(t, axis=-1), p, k)
 
 
 class TopKCategoricalAccuracy(MeanMetricWrapper):
-    """How often the one-hot target is among the k (default 5) largest predictions."""
+    """How often the one-hot target is among the k largest predictions.
+
+    Call ``update_state(y_true, y_pred, sample_weight=None)`` once per batch and ``result()``
+    for the value so far (a float); ``reset_state()`` starts again.
+
+    Args:
+        k (int, default 5): how many of the largest predictions count.
+        name (str, default "top_k_categorical_accuracy"): the reported name.
+
+    Example:
+
+    >>> m = nn.metrics.TopKCategoricalAccuracy(k=2)
+    >>> m.update_state([[0, 0, 1], [1, 0, 0]], [[0.5, 0.3, 0.2], [0.6, 0.3, 0.1]])
+    >>> m.result()
+    0.5
+    """
     direction = "up"
     argmax_only = True  # ranks are the same on logits as on softmax probabilities
 
@@ -261,7 +492,22 @@ class TopKCategoricalAccuracy(MeanMetricWrapper):
 
 
 class SparseTopKCategoricalAccuracy(MeanMetricWrapper):
-    """How often the integer class id is among the k (default 5) largest predictions."""
+    """How often the integer class id is among the k largest predictions.
+
+    Call ``update_state(y_true, y_pred, sample_weight=None)`` once per batch and ``result()``
+    for the value so far (a float); ``reset_state()`` starts again.
+
+    Args:
+        k (int, default 5): how many of the largest predictions count.
+        name (str, default "sparse_top_k_categorical_accuracy"): the reported name.
+
+    Example:
+
+    >>> m = nn.metrics.SparseTopKCategoricalAccuracy(k=2)
+    >>> m.update_state([2, 0], [[0.5, 0.3, 0.2], [0.6, 0.3, 0.1]])
+    >>> m.result()
+    0.5
+    """
     direction = "up"
     argmax_only = True
 
@@ -401,8 +647,31 @@ class _ConfusionMetric(_ThresholdCounts):
 
 
 class Precision(_ConfusionMetric):
-    """tp / (tp + fp) at thresholds (default 0.5; a list gives a list); 0 when undefined.
-    top_k: only each row's k largest predictions count as positive; class_id: one class."""
+    """Precision, ``tp / (tp + fp)``, streamed over the batches (0 when undefined).
+
+    Call ``update_state(y_true, y_pred, sample_weight=None)`` once per batch and ``result()``
+    for the value so far (a float); ``reset_state()`` starts again.
+
+    A prediction is positive when it is above the threshold; with ``top_k`` only each row's k
+    largest predictions can be; with ``class_id`` only that column of (B, C) data counts.
+
+    Args:
+        thresholds (float, list of float or None, default None): 0.5 if None; a list gives a
+            list of results, one per threshold.
+        top_k (int or None, default None): count only the k largest predictions per row.
+        class_id (int or None, default None): compute the metric for this class only.
+        name (str, default "precision"): the reported name.
+
+    Raises:
+        ValueError: a bad top_k or class_id.
+
+    Example:
+
+    >>> m = nn.metrics.Precision()
+    >>> m.update_state([1, 0, 1, 1], [0.9, 0.8, 0.3, 0.7])
+    >>> round(m.result(), 4)
+    0.6667
+    """
 
     def __init__(self, thresholds=None, top_k=None, class_id=None, name="precision"):
         super().__init__(thresholds, top_k, class_id, name)
@@ -413,7 +682,28 @@ class Precision(_ConfusionMetric):
 
 
 class Recall(_ConfusionMetric):
-    """tp / (tp + fn) at thresholds (default 0.5; a list gives a list); 0 when undefined."""
+    """Recall, ``tp / (tp + fn)``, streamed over the batches (0 when undefined).
+
+    Call ``update_state(y_true, y_pred, sample_weight=None)`` once per batch and ``result()``
+    for the value so far (a float); ``reset_state()`` starts again.
+
+    Args:
+        thresholds (float, list of float or None, default None): 0.5 if None; a list gives a
+            list of results, one per threshold.
+        top_k (int or None, default None): count only the k largest predictions per row.
+        class_id (int or None, default None): compute the metric for this class only.
+        name (str, default "recall"): the reported name.
+
+    Raises:
+        ValueError: a bad top_k or class_id.
+
+    Example:
+
+    >>> m = nn.metrics.Recall()
+    >>> m.update_state([1, 0, 1, 1], [0.9, 0.8, 0.3, 0.7])
+    >>> round(m.result(), 4)
+    0.6667
+    """
 
     def __init__(self, thresholds=None, top_k=None, class_id=None, name="recall"):
         super().__init__(thresholds, top_k, class_id, name)
@@ -424,13 +714,40 @@ class Recall(_ConfusionMetric):
 
 
 class AUC(_ThresholdCounts):
-    """Area under the ROC or PR curve from confusion counts at num_thresholds thresholds,
-    Keras 3's AUC with summation_method="interpolation" (the default): ROC by the trapezoid
-    rule over (false positive rate, recall); PR by Davis & Goadrich's interpolation
-    (Keras's interpolate_pr_auc). The thresholds are -1e-7, (i + 1) / (num_thresholds - 1) for
-    i < num_thresholds - 2, and 1 + 1e-7, unless given. All labels are pooled (multi_label=False);
-    from_logits applies a sigmoid first. summation_method "minoring" / "majoring" take the
-    lower / upper Riemann sums instead."""
+    """Area under the ROC or precision-recall curve, from confusion counts at thresholds.
+
+    Call ``update_state(y_true, y_pred, sample_weight=None)`` once per batch and ``result()``
+    for the value so far (a float); ``reset_state()`` starts again.
+
+    Counts of tp, fp, tn, fn at ``num_thresholds`` thresholds are streamed; the curve is
+    integrated as Keras 3 does with summation_method="interpolation": ROC by the trapezoid
+    rule over (false positive rate, recall), PR by Davis & Goadrich's interpolation.
+    "minoring" / "majoring" take the lower / upper Riemann sums. The default thresholds are
+    -1e-7, (i + 1) / (num_thresholds - 1) for i < num_thresholds - 2, and 1 + 1e-7. All
+    labels are pooled.
+
+    Args:
+        num_thresholds (int, default 200): number of thresholds, > 1.
+        curve (str, default "ROC"): "ROC" or "PR".
+        summation_method (str, default "interpolation"): or "minoring", "majoring".
+        name (str, default "auc"): the reported name.
+        dtype: accepted for Keras compatibility.
+        thresholds (list of float or None, default None): explicit thresholds in [0, 1].
+        multi_label (bool, default False): only False (labels pooled) is supported.
+        num_labels, label_weights: Keras's arguments for multi_label; only None.
+        from_logits (bool, default False): apply a sigmoid to y_pred first.
+
+    Raises:
+        ValueError: a bad curve, summation_method, num_thresholds or thresholds, or
+            multi_label=True.
+
+    Example:
+
+    >>> m = nn.metrics.AUC()
+    >>> m.update_state([1, 0, 1, 0], [0.9, 0.2, 0.7, 0.4])
+    >>> round(m.result(), 4)
+    1.0
+    """
     direction = "up"
 
     def __init__(self, num_thresholds=200, curve="ROC", summation_method="interpolation",
@@ -522,11 +839,33 @@ class AUC(_ThresholdCounts):
 
 
 class F1Score(Metric):
-    """Keras 3's F1Score (FBetaScore with beta = 1) over (B, C) targets and predictions:
-    per class 2 p r / (p + r) from streamed tp, fp, fn (epsilon 1e-7 in each division).
-    threshold None: each row's maximum (if nonzero) is the positive prediction; else
-    y_pred > threshold. average None returns the per-class array (as Keras; use "micro",
-    "macro" or "weighted" for one number, e.g. in compile(metrics=...))."""
+    """F1 score, the harmonic mean of precision and recall, per class or averaged.
+
+    Keras 3's F1Score (FBetaScore with beta = 1) over (B, C) targets and predictions: per class
+    ``2 p r / (p + r)`` from streamed tp, fp, fn (epsilon 1e-7 in each division).
+
+    Call ``update_state(y_true, y_pred, sample_weight=None)`` once per batch and ``result()``
+    for the value so far (a float); ``reset_state()`` starts again.
+
+    Args:
+        average (str or None, default None): None returns the per-class array (as Keras);
+            "micro", "macro" or "weighted" give one number (what ``compile(metrics=...)``
+            logs).
+        threshold (float or None, default None): None takes each row's maximum (if nonzero)
+            as the positive prediction; otherwise ``y_pred > threshold``.
+        name (str, default "f1_score"): the reported name.
+        dtype: accepted for Keras compatibility.
+
+    Raises:
+        ValueError: an unknown average or a threshold outside (0, 1].
+
+    Example:
+
+    >>> m = nn.metrics.F1Score(average="macro")
+    >>> m.update_state([[1, 0], [0, 1], [1, 0]], [[0.9, 0.1], [0.4, 0.6], [0.3, 0.7]])
+    >>> round(m.result(), 4)
+    0.6667
+    """
     direction = "up"
     beta = 1.0
 
@@ -637,8 +976,28 @@ def check_identifier(identifier):
 
 
 def get(identifier, y_true_shape=None, y_pred_shape=None):
-    """A Metric from a name, a serialized dict or a Metric. A string is reported under that
-    name (Keras 3). "accuracy"/"acc" needs the target and prediction shapes to pick its kind."""
+    """A Metric from a name, a serialized dict or a Metric.
+
+    A string is reported under that name, as in Keras 3. "accuracy" / "acc" picks its kind
+    from the shapes: one output unit -> binary accuracy; integer ids (y_true of rank one less
+    than y_pred, or a trailing 1) -> sparse categorical; otherwise categorical.
+
+    Args:
+        identifier (str, dict or Metric): the metric.
+        y_true_shape (tuple or None, default None): shape of the targets (for "accuracy").
+        y_pred_shape (tuple or None, default None): shape of the predictions.
+
+    Returns:
+        Metric: a new metric (or identifier itself when it is a Metric).
+
+    Raises:
+        ValueError: an unknown name, or "accuracy" without shapes.
+
+    Example:
+
+    >>> nn.metrics.get("accuracy", (4,), (4, 3))
+    <SparseCategoricalAccuracy name='accuracy' result=0>
+    """
     name = check_identifier(identifier)
     if isinstance(identifier, Metric):
         return identifier

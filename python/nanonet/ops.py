@@ -54,7 +54,26 @@ def _same_dtype(fn: str, names, *arrays):
 # runtime
 
 def set_num_threads(n: int) -> None:
-    """Number of threads every kernel uses (n >= 1)."""
+    """Sets the number of threads every kernel uses, process-wide.
+
+    Small calls still run on the calling thread; results differ across thread counts by
+    float rounding only.
+
+    Args:
+        n (int): the number of threads, >= 1.
+
+    Raises:
+        TypeError: n is not an int.
+        ValueError: n < 1.
+
+    Example:
+
+    >>> old = nn.get_num_threads()
+    >>> nn.set_num_threads(1)
+    >>> nn.get_num_threads()
+    1
+    >>> nn.set_num_threads(old)
+    """
     if isinstance(n, bool) or not isinstance(n, (int, np.integer)):
         raise TypeError(f"set_num_threads: n must be an int; got {type(n).__name__}")
     if n < 1:
@@ -63,6 +82,13 @@ def set_num_threads(n: int) -> None:
 
 
 def get_num_threads() -> int:
+    """The number of threads the kernels use (see ``set_num_threads``).
+
+    Example:
+
+    >>> nn.get_num_threads() >= 1
+    True
+    """
     return _core.get_num_threads()
 
 

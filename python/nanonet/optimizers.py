@@ -48,11 +48,40 @@ def _number(value, name, cls, lo=None, hi=None, lo_open=False, hi_open=False, al
 
 
 class Optimizer:
-    """Base class: learning rate (or schedule), weight decay, clipping, iterations, slots.
+    """Base class of the optimizers: learning rate, weight decay, clipping, slots.
 
-    A subclass lists its slot names per parameter in ``_slot_names()`` and updates one parameter
-    in ``_update(param, grad, slots, lr, grad_scale)``; one whose kernel applies weight decay
-    itself sets ``_fused_weight_decay``.
+    ``apply(grads, trainable_variables)`` (or Keras's ``apply_gradients(pairs)``) updates each
+    parameter array in place with one fused kernel, clipping inside the same pass, and counts
+    ``iterations``. Slots (velocities, moments) are made on first use with the parameter's
+    shape and dtype. ``variables`` lists ``[iterations] + slots`` for saving and
+    ``set_variables(values)`` restores them after ``build(var_list)``.
+
+    A subclass lists its slot names per parameter in ``_slot_names()`` and updates one
+    parameter in ``_update(param, grad, slots, lr, grad_scale)``.
+
+    Args:
+        learning_rate (float or schedule, default (required)): a positive number, or a callable
+            ``step -> lr`` such as a ``nanonet.schedules.LearningRateSchedule``.
+        weight_decay (float or None, default None): decoupled weight decay: each parameter
+            shrinks by ``p * weight_decay * lr`` before its update.
+        clipnorm (float or None, default None): scale each gradient to norm <= clipnorm.
+        clipvalue (float or None, default None): clip each gradient element to
+            [-clipvalue, clipvalue].
+        global_clipnorm (float or None, default None): scale all gradients together so that
+            their joint norm is <= global_clipnorm (at most one of the three clips).
+        name (str or None, default None): the optimizer's name.
+
+    Raises:
+        ValueError: an argument out of its range (named, with the range), or more than one
+            of clipnorm, clipvalue and global_clipnorm.
+
+    Example:
+
+    >>> opt = nn.optimizers.SGD(learning_rate=0.1)
+    >>> p = np.array([1.0, -2.0])
+    >>> opt.apply([np.array([0.5, 0.5])], [p])
+    >>> p.tolist(), opt.iterations
+    ([0.95, -2.05], 1)
     """
     _fused_weight_decay = False
 
@@ -235,10 +264,37 @@ class Optimizer:
 
 
 class SGD(Optimizer):
-    """Gradient descent, with optional (Nesterov) momentum.
+    """Stochastic gradient descent, with optional (Nesterov) momentum.
 
-    momentum == 0: p -= lr * g.  Otherwise v = momentum * v - lr * g and p += v
-    (nesterov: p += momentum * v - lr * g).
+    With ``momentum == 0``: ``p -= lr * g``. Otherwise ``v = momentum * v - lr * g`` and
+    ``p += v`` (nesterov: ``p += momentum * v - lr * g``).
+
+    Args:
+        learning_rate (float or schedule, default 0.01): a positive number, or a callable
+            ``step -> lr`` such as a ``nanonet.schedules.LearningRateSchedule``.
+        momentum (float, default 0.0): in [0, 1].
+        nesterov (bool, default False): use Nesterov momentum.
+        weight_decay (float or None, default None): decoupled weight decay: each parameter
+            shrinks by ``p * weight_decay * lr`` before its update.
+        clipnorm (float or None, default None): scale each gradient to norm <= clipnorm.
+        clipvalue (float or None, default None): clip each gradient element to
+            [-clipvalue, clipvalue].
+        global_clipnorm (float or None, default None): scale all gradients together so that
+            their joint norm is <= global_clipnorm (at most one of the three clips).
+        name (str, default "SGD"): the optimizer's name.
+
+    Raises:
+        ValueError: an argument out of its range (named, with the range), or more than one
+            of clipnorm, clipvalue and global_clipnorm.
+
+    Example:
+
+    >>> p = np.array([1.0, -2.0])             # updated in place
+    >>> g = np.array([0.5, 0.5])
+    >>> opt = nn.optimizers.SGD(learning_rate=0.1)
+    >>> opt.apply([g], [p]); opt.apply([g], [p])
+    >>> np.round(p, 4).tolist()
+    [0.9, -2.1]
     """
 
     def __init__(self, learning_rate=0.01, momentum=0.0, nesterov=False, weight_decay=None,
@@ -262,10 +318,39 @@ class SGD(Optimizer):
 
 
 class Adam(Optimizer):
-    """Adam (Kingma & Ba) as Keras computes it, epsilon outside the square root:
+    """Adam (Kingma & Ba, 2015), as Keras computes it (epsilon outside the square root).
 
-    m += (g - m)(1 - beta_1); v += (g^2 - v)(1 - beta_2);
-    p -= lr sqrt(1 - beta_2^t) / (1 - beta_1^t) * m / (sqrt(v) + epsilon), t = iterations + 1.
+    ``m += (g - m)(1 - beta_1)``; ``v += (g^2 - v)(1 - beta_2)``;
+    ``p -= lr sqrt(1 - beta_2^t) / (1 - beta_1^t) * m / (sqrt(v) + epsilon)``, with
+    t = iterations + 1.
+
+    Args:
+        learning_rate (float or schedule, default 0.001): a positive number, or a callable
+            ``step -> lr`` such as a ``nanonet.schedules.LearningRateSchedule``.
+        beta_1 (float, default 0.9): decay rate of the first moment, in [0, 1).
+        beta_2 (float, default 0.999): decay rate of the second moment, in [0, 1).
+        epsilon (float, default 1e-7): small constant for numerical stability.
+        weight_decay (float or None, default None): decoupled weight decay: each parameter
+            shrinks by ``p * weight_decay * lr`` before its update.
+        clipnorm (float or None, default None): scale each gradient to norm <= clipnorm.
+        clipvalue (float or None, default None): clip each gradient element to
+            [-clipvalue, clipvalue].
+        global_clipnorm (float or None, default None): scale all gradients together so that
+            their joint norm is <= global_clipnorm (at most one of the three clips).
+        name (str, default "adam"): the optimizer's name.
+
+    Raises:
+        ValueError: an argument out of its range (named, with the range), or more than one
+            of clipnorm, clipvalue and global_clipnorm.
+
+    Example:
+
+    >>> p = np.array([1.0, -2.0])             # updated in place
+    >>> g = np.array([0.5, 0.5])
+    >>> opt = nn.optimizers.Adam(learning_rate=0.1)
+    >>> opt.apply([g], [p]); opt.apply([g], [p])
+    >>> np.round(p, 4).tolist()             # about lr per step, whatever |g|
+    [0.8, -2.2]
     """
     _fused_weight_decay = True
 
@@ -294,8 +379,39 @@ class Adam(Optimizer):
 
 
 class AdamW(Adam):
-    """Adam with decoupled weight decay (default 0.004, as Keras): p -= p * weight_decay * lr
-    before each Adam update."""
+    """Adam with decoupled weight decay.
+
+    Before each Adam update ``p -= p * weight_decay * lr`` (the default weight decay is
+    0.004, as in Keras).
+
+    Args:
+        learning_rate (float or schedule, default 0.001): a positive number, or a callable
+            ``step -> lr`` such as a ``nanonet.schedules.LearningRateSchedule``.
+        beta_1 (float, default 0.9): decay rate of the first moment, in [0, 1).
+        beta_2 (float, default 0.999): decay rate of the second moment, in [0, 1).
+        epsilon (float, default 1e-7): small constant for numerical stability.
+        weight_decay (float, default 0.004): decoupled weight decay: each parameter
+            shrinks by ``p * weight_decay * lr`` before its update.
+        clipnorm (float or None, default None): scale each gradient to norm <= clipnorm.
+        clipvalue (float or None, default None): clip each gradient element to
+            [-clipvalue, clipvalue].
+        global_clipnorm (float or None, default None): scale all gradients together so that
+            their joint norm is <= global_clipnorm (at most one of the three clips).
+        name (str, default "adamw"): the optimizer's name.
+
+    Raises:
+        ValueError: an argument out of its range (named, with the range), or more than one
+            of clipnorm, clipvalue and global_clipnorm.
+
+    Example:
+
+    >>> p = np.array([1.0, -2.0])             # updated in place
+    >>> g = np.array([0.5, 0.5])
+    >>> opt = nn.optimizers.AdamW(learning_rate=0.1)
+    >>> opt.apply([g], [p]); opt.apply([g], [p])
+    >>> np.round(p, 4).tolist()
+    [0.7992, -2.1984]
+    """
 
     def __init__(self, learning_rate=0.001, weight_decay=0.004, beta_1=0.9, beta_2=0.999,
                  epsilon=1e-7, clipnorm=None, clipvalue=None, global_clipnorm=None, name="adamw"):
@@ -306,10 +422,40 @@ class AdamW(Adam):
 
 
 class RMSprop(Optimizer):
-    """RMSprop as Keras computes it, epsilon inside the square root:
+    """RMSprop, as Keras computes it (epsilon inside the square root).
 
-    v = rho v + (1 - rho) g^2; (centered: a = rho a + (1 - rho) g, v' = v - a^2)
-    step = lr g / sqrt(v' + epsilon); momentum > 0: b = momentum b + step, p -= b; else p -= step.
+    ``v = rho v + (1 - rho) g^2`` (centered: also ``a = rho a + (1 - rho) g`` and
+    ``v' = v - a^2``); ``step = lr g / sqrt(v' + epsilon)``; with momentum
+    ``b = momentum b + step, p -= b``, else ``p -= step``.
+
+    Args:
+        learning_rate (float or schedule, default 0.001): a positive number, or a callable
+            ``step -> lr`` such as a ``nanonet.schedules.LearningRateSchedule``.
+        rho (float, default 0.9): decay rate of the squared-gradient average, in [0, 1).
+        momentum (float, default 0.0): in [0, 1].
+        epsilon (float, default 1e-7): small constant for numerical stability.
+        centered (bool, default False): divide by the variance rather than the second moment.
+        weight_decay (float or None, default None): decoupled weight decay: each parameter
+            shrinks by ``p * weight_decay * lr`` before its update.
+        clipnorm (float or None, default None): scale each gradient to norm <= clipnorm.
+        clipvalue (float or None, default None): clip each gradient element to
+            [-clipvalue, clipvalue].
+        global_clipnorm (float or None, default None): scale all gradients together so that
+            their joint norm is <= global_clipnorm (at most one of the three clips).
+        name (str, default "rmsprop"): the optimizer's name.
+
+    Raises:
+        ValueError: an argument out of its range (named, with the range), or more than one
+            of clipnorm, clipvalue and global_clipnorm.
+
+    Example:
+
+    >>> p = np.array([1.0, -2.0])             # updated in place
+    >>> g = np.array([0.5, 0.5])
+    >>> opt = nn.optimizers.RMSprop(learning_rate=0.1)
+    >>> opt.apply([g], [p]); opt.apply([g], [p])
+    >>> np.round(p, 4).tolist()
+    [0.4544, -2.5456]
     """
 
     def __init__(self, learning_rate=0.001, rho=0.9, momentum=0.0, epsilon=1e-7, centered=False,
@@ -346,8 +492,39 @@ class RMSprop(Optimizer):
 
 
 class Adagrad(Optimizer):
-    """Adagrad as Keras computes it: accumulator (starting at initial_accumulator_value)
-    += g^2; p -= lr g / sqrt(accumulator + epsilon)."""
+    """Adagrad: per-parameter learning rates from the sum of squared gradients.
+
+    ``accumulator += g^2`` (starting at initial_accumulator_value);
+    ``p -= lr g / sqrt(accumulator + epsilon)``.
+
+    Args:
+        learning_rate (float or schedule, default 0.001): a positive number, or a callable
+            ``step -> lr`` such as a ``nanonet.schedules.LearningRateSchedule``.
+        initial_accumulator_value (float, default 0.1): starting value of the accumulator,
+            >= 0.
+        epsilon (float, default 1e-7): small constant for numerical stability.
+        weight_decay (float or None, default None): decoupled weight decay: each parameter
+            shrinks by ``p * weight_decay * lr`` before its update.
+        clipnorm (float or None, default None): scale each gradient to norm <= clipnorm.
+        clipvalue (float or None, default None): clip each gradient element to
+            [-clipvalue, clipvalue].
+        global_clipnorm (float or None, default None): scale all gradients together so that
+            their joint norm is <= global_clipnorm (at most one of the three clips).
+        name (str, default "adagrad"): the optimizer's name.
+
+    Raises:
+        ValueError: an argument out of its range (named, with the range), or more than one
+            of clipnorm, clipvalue and global_clipnorm.
+
+    Example:
+
+    >>> p = np.array([1.0, -2.0])             # updated in place
+    >>> g = np.array([0.5, 0.5])
+    >>> opt = nn.optimizers.Adagrad(learning_rate=0.1)
+    >>> opt.apply([g], [p]); opt.apply([g], [p])
+    >>> np.round(p, 4).tolist()
+    [0.8509, -2.1491]
+    """
 
     def __init__(self, learning_rate=0.001, initial_accumulator_value=0.1, epsilon=1e-7,
                  weight_decay=None, clipnorm=None, clipvalue=None, global_clipnorm=None,
@@ -378,8 +555,39 @@ class Adagrad(Optimizer):
 
 
 class Adamax(Optimizer):
-    """Adamax (Adam with the infinity norm), as Keras: m += (g - m)(1 - beta_1);
-    u = max(beta_2 u, |g|); p -= lr m / ((1 - beta_1^t)(u + epsilon)), t = iterations + 1."""
+    """Adamax: Adam with the infinity norm.
+
+    ``m += (g - m)(1 - beta_1)``; ``u = max(beta_2 u, |g|)``;
+    ``p -= lr m / ((1 - beta_1^t)(u + epsilon))``, with t = iterations + 1.
+
+    Args:
+        learning_rate (float or schedule, default 0.001): a positive number, or a callable
+            ``step -> lr`` such as a ``nanonet.schedules.LearningRateSchedule``.
+        beta_1 (float, default 0.9): decay rate of the first moment, in [0, 1).
+        beta_2 (float, default 0.999): decay rate of the infinity norm, in [0, 1).
+        epsilon (float, default 1e-7): small constant for numerical stability.
+        weight_decay (float or None, default None): decoupled weight decay: each parameter
+            shrinks by ``p * weight_decay * lr`` before its update.
+        clipnorm (float or None, default None): scale each gradient to norm <= clipnorm.
+        clipvalue (float or None, default None): clip each gradient element to
+            [-clipvalue, clipvalue].
+        global_clipnorm (float or None, default None): scale all gradients together so that
+            their joint norm is <= global_clipnorm (at most one of the three clips).
+        name (str, default "adamax"): the optimizer's name.
+
+    Raises:
+        ValueError: an argument out of its range (named, with the range), or more than one
+            of clipnorm, clipvalue and global_clipnorm.
+
+    Example:
+
+    >>> p = np.array([1.0, -2.0])             # updated in place
+    >>> g = np.array([0.5, 0.5])
+    >>> opt = nn.optimizers.Adamax(learning_rate=0.1)
+    >>> opt.apply([g], [p]); opt.apply([g], [p])
+    >>> np.round(p, 4).tolist()
+    [0.8, -2.2]
+    """
 
     def __init__(self, learning_rate=0.001, beta_1=0.9, beta_2=0.999, epsilon=1e-7,
                  weight_decay=None, clipnorm=None, clipvalue=None, global_clipnorm=None,
@@ -404,12 +612,41 @@ class Adamax(Optimizer):
 
 
 class Nadam(Optimizer):
-    """Adam with Nesterov momentum, Keras 3's update (Dozat's momentum schedule
-    u_t = beta_1 (1 - 0.5 * 0.96^t)); see nanonet.reference.nadam_update.
+    """Nadam: Adam with Nesterov momentum, Keras 3's update.
 
-    Keras keeps the product of the u_t as a variable; here it is a function of ``iterations``
-    (computed in float64 and cached), so ``variables`` stays [iterations] + slots and a saved
-    optimizer resumes exactly."""
+    Dozat's momentum schedule ``u_t = beta_1 (1 - 0.5 * 0.96^t)``; see
+    ``nanonet.reference.nadam_update`` for the equations. Keras keeps the product of the u_t
+    as a variable; here it is a function of ``iterations`` (float64, cached), so
+    ``variables`` stays [iterations] + slots and a saved optimizer resumes exactly.
+
+    Args:
+        learning_rate (float or schedule, default 0.001): a positive number, or a callable
+            ``step -> lr`` such as a ``nanonet.schedules.LearningRateSchedule``.
+        beta_1 (float, default 0.9): decay rate of the first moment, in [0, 1).
+        beta_2 (float, default 0.999): decay rate of the second moment, in [0, 1).
+        epsilon (float, default 1e-7): small constant for numerical stability.
+        weight_decay (float or None, default None): decoupled weight decay: each parameter
+            shrinks by ``p * weight_decay * lr`` before its update.
+        clipnorm (float or None, default None): scale each gradient to norm <= clipnorm.
+        clipvalue (float or None, default None): clip each gradient element to
+            [-clipvalue, clipvalue].
+        global_clipnorm (float or None, default None): scale all gradients together so that
+            their joint norm is <= global_clipnorm (at most one of the three clips).
+        name (str, default "nadam"): the optimizer's name.
+
+    Raises:
+        ValueError: an argument out of its range (named, with the range), or more than one
+            of clipnorm, clipvalue and global_clipnorm.
+
+    Example:
+
+    >>> p = np.array([1.0, -2.0])             # updated in place
+    >>> g = np.array([0.5, 0.5])
+    >>> opt = nn.optimizers.Nadam(learning_rate=0.1)
+    >>> opt.apply([g], [p]); opt.apply([g], [p])
+    >>> np.round(p, 4).tolist()
+    [0.8164, -2.1836]
+    """
 
     def __init__(self, learning_rate=0.001, beta_1=0.9, beta_2=0.999, epsilon=1e-7,
                  weight_decay=None, clipnorm=None, clipvalue=None, global_clipnorm=None,
@@ -446,8 +683,39 @@ class Nadam(Optimizer):
 
 
 class Lion(Optimizer):
-    """Lion (Chen et al. 2023), as Keras: p -= lr sign(beta_1 m + (1 - beta_1) g);
-    m = beta_2 m + (1 - beta_2) g. beta_1 in (0, 1], beta_2 in [0, 1]."""
+    """Lion (Chen et al., 2023): the sign of an interpolated momentum.
+
+    ``p -= lr sign(beta_1 m + (1 - beta_1) g)``, then ``m = beta_2 m + (1 - beta_2) g``.
+    Every step moves each parameter by lr, so Lion usually wants a smaller learning rate
+    than Adam.
+
+    Args:
+        learning_rate (float or schedule, default 0.001): a positive number, or a callable
+            ``step -> lr`` such as a ``nanonet.schedules.LearningRateSchedule``.
+        beta_1 (float, default 0.9): interpolation for the update, in (0, 1].
+        beta_2 (float, default 0.99): decay rate of the momentum, in [0, 1].
+        weight_decay (float or None, default None): decoupled weight decay: each parameter
+            shrinks by ``p * weight_decay * lr`` before its update.
+        clipnorm (float or None, default None): scale each gradient to norm <= clipnorm.
+        clipvalue (float or None, default None): clip each gradient element to
+            [-clipvalue, clipvalue].
+        global_clipnorm (float or None, default None): scale all gradients together so that
+            their joint norm is <= global_clipnorm (at most one of the three clips).
+        name (str, default "lion"): the optimizer's name.
+
+    Raises:
+        ValueError: an argument out of its range (named, with the range), or more than one
+            of clipnorm, clipvalue and global_clipnorm.
+
+    Example:
+
+    >>> p = np.array([1.0, -2.0])             # updated in place
+    >>> g = np.array([0.5, 0.5])
+    >>> opt = nn.optimizers.Lion(learning_rate=0.1)
+    >>> opt.apply([g], [p]); opt.apply([g], [p])
+    >>> np.round(p, 4).tolist()
+    [0.8, -2.2]
+    """
 
     def __init__(self, learning_rate=0.001, beta_1=0.9, beta_2=0.99, weight_decay=None,
                  clipnorm=None, clipvalue=None, global_clipnorm=None, name="lion"):
@@ -475,8 +743,24 @@ deserialize = _REGISTRY.deserialize
 
 
 def get(identifier):
-    """A fresh optimizer from a name ("sgd", "adam", "adamw", "rmsprop"), a serialized dict, or
-    the Optimizer itself."""
+    """A fresh optimizer from a name, a serialized dict, or an Optimizer.
+
+    Args:
+        identifier (str, dict or Optimizer): "sgd", "adam", "adamw", "rmsprop", "adagrad",
+            "adamax", "nadam", "lion" (Keras's defaults), a class name, ``serialize``'s dict;
+            an Optimizer is returned as is.
+
+    Returns:
+        Optimizer: the optimizer.
+
+    Raises:
+        ValueError: an unknown name (the message lists the valid ones).
+
+    Example:
+
+    >>> nn.optimizers.get("adam")
+    <Adam learning_rate=0.001 iterations=0>
+    """
     if isinstance(identifier, Optimizer):
         return identifier
     if isinstance(identifier, str):

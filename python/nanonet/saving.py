@@ -727,13 +727,35 @@ def _foreign_format(path):
 
 
 def load_model(filepath, compile=True, allow_nan=False):
-    """Rebuild a model saved by ``model.save``: architecture, weights, compile settings and
-    optimizer state (``compile=False`` skips the last two), and the random state that makes a
-    resumed ``fit(initial_epoch=k)`` repeat the original run.
+    """Loads a model saved by ``model.save``.
 
-    Raises ValueError naming the file and member when the file is not a valid nanonet model
-    (truncated, corrupt, hostile, wrong version, shape or dtype mismatch, NaN or inf weights
-    unless ``allow_nan=True``); FileNotFoundError when it does not exist.
+    Rebuilds the architecture, the weights, the compile settings and the optimizer's state,
+    and the random state that makes a resumed ``fit(initial_epoch=k)`` repeat the original
+    run. Loading reads data only: it never executes code from the file.
+
+    Args:
+        filepath (str or path): the file.
+        compile (bool, default True): restore the compile settings and the optimizer state;
+            False gives an uncompiled model.
+        allow_nan (bool, default False): accept NaN or inf weights.
+
+    Returns:
+        Model: the model (a Sequential when one was saved).
+
+    Raises:
+        ValueError: naming the file and member, when the file is not a valid nanonet model
+            (truncated, corrupt, hostile, wrong version, shape or dtype mismatch, NaN or inf
+            weights unless ``allow_nan=True``), or is a weights-only file.
+        FileNotFoundError: the file does not exist.
+
+    Example:
+
+    >>> model = nn.Sequential([nn.Input((3,)), nn.layers.Dense(2)])
+    >>> model.compile(optimizer="adam", loss="mse")
+    >>> model.save("model.nnet")
+    >>> restored = nn.load_model("model.nnet")
+    >>> type(restored).__name__, restored.optimizer
+    ('Sequential', <Adam learning_rate=0.001 iterations=0>)
     """
     fn = "load_model"
     path = _path(filepath, fn)

@@ -79,10 +79,27 @@ def _step(step, cls: str) -> float:
 
 
 class LearningRateSchedule(abc.ABC):
-    """Base class: ``schedule(step) -> float``, ``get_config()`` / ``from_config(config)``.
+    """Base class of the learning-rate schedules: ``schedule(step) -> float``.
 
-    A subclass implements ``__call__`` and ``get_config`` (the constructor's arguments, as
-    plain JSON-able values); ``register`` it to make ``deserialize`` know its name."""
+    An optimizer given a schedule as ``learning_rate`` calls it with its ``iterations`` (the
+    number of updates so far) before each update.
+
+    A subclass implements ``__call__(step)`` and ``get_config()`` (the constructor's
+    arguments as plain JSON-able values); ``register`` it so that ``deserialize`` and model
+    files know its name.
+
+    Example:
+
+    >>> class HalveEvery(nn.schedules.LearningRateSchedule):
+    ...     def __init__(self, lr, steps):
+    ...         self.lr, self.steps = lr, steps
+    ...     def __call__(self, step):
+    ...         return self.lr * 0.5 ** (step // self.steps)
+    ...     def get_config(self):
+    ...         return {"lr": self.lr, "steps": self.steps}
+    >>> HalveEvery(0.1, 10)(25)
+    0.025
+    """
 
     @abc.abstractmethod
     def __call__(self, step) -> float:
@@ -107,8 +124,32 @@ class LearningRateSchedule(abc.ABC):
 
 
 class ExponentialDecay(LearningRateSchedule):
-    """``initial_learning_rate * decay_rate ** (step / decay_steps)``; with ``staircase`` the
-    exponent is ``floor(step / decay_steps)``."""
+    """Decays the learning rate exponentially: ``lr0 * decay_rate ** (step / decay_steps)``.
+
+    With ``staircase=True`` the exponent is ``floor(step / decay_steps)``, so the rate drops
+    in steps.
+
+    An optimizer given a schedule as ``learning_rate`` calls it with its ``iterations`` (the
+    number of updates so far) before each update.
+
+    Args:
+        initial_learning_rate (float): lr0, > 0.
+        decay_steps (int): the step count over which the rate is multiplied by decay_rate,
+            > 0.
+        decay_rate (float): the factor per decay_steps, > 0.
+        staircase (bool, default False): decay in discrete intervals.
+        name (str, default "ExponentialDecay"): the schedule's name.
+
+    Raises:
+        ValueError: an argument that is not a finite number in its range (named).
+
+    Example:
+
+    >>> schedule = nn.schedules.ExponentialDecay(0.1, decay_steps=10, decay_rate=0.5)
+    >>> [round(schedule(step), 4) for step in (0, 10, 20)]
+    [0.1, 0.05, 0.025]
+    >>> opt = nn.optimizers.SGD(learning_rate=schedule)
+    """
 
     def __init__(self, initial_learning_rate, decay_steps, decay_rate, staircase=False,
                  name="ExponentialDecay"):
@@ -136,8 +177,29 @@ class ExponentialDecay(LearningRateSchedule):
 
 
 class InverseTimeDecay(LearningRateSchedule):
-    """``initial_learning_rate / (1 + decay_rate * step / decay_steps)``; with ``staircase``
-    ``step / decay_steps`` is floored."""
+    """Decays the learning rate as ``lr0 / (1 + decay_rate * step / decay_steps)``.
+
+    With ``staircase=True`` ``step / decay_steps`` is floored.
+
+    An optimizer given a schedule as ``learning_rate`` calls it with its ``iterations`` (the
+    number of updates so far) before each update.
+
+    Args:
+        initial_learning_rate (float): lr0, > 0.
+        decay_steps (int): the step scale, > 0.
+        decay_rate (float): the decay per decay_steps, >= 0.
+        staircase (bool, default False): decay in discrete intervals.
+        name (str, default "InverseTimeDecay"): the schedule's name.
+
+    Raises:
+        ValueError: an argument that is not a finite number in its range (named).
+
+    Example:
+
+    >>> schedule = nn.schedules.InverseTimeDecay(0.1, decay_steps=10, decay_rate=1.0)
+    >>> [round(schedule(step), 4) for step in (0, 10, 30)]
+    [0.1, 0.05, 0.025]
+    """
 
     def __init__(self, initial_learning_rate, decay_steps, decay_rate, staircase=False,
                  name="InverseTimeDecay"):
@@ -165,10 +227,29 @@ class InverseTimeDecay(LearningRateSchedule):
 
 
 class PiecewiseConstantDecay(LearningRateSchedule):
-    """``values[i]`` on the i-th interval of ``boundaries`` (each interval closed on the right):
-    ``values[0]`` for ``step <= boundaries[0]``, ..., ``values[-1]`` for
-    ``step > boundaries[-1]``. ``len(values) == len(boundaries) + 1``; boundaries strictly
-    increase."""
+    """A constant learning rate on each interval between step boundaries.
+
+    ``values[0]`` for ``step <= boundaries[0]``, ``values[i]`` for
+    ``boundaries[i - 1] < step <= boundaries[i]``, ``values[-1]`` for
+    ``step > boundaries[-1]``.
+
+    An optimizer given a schedule as ``learning_rate`` calls it with its ``iterations`` (the
+    number of updates so far) before each update.
+
+    Args:
+        boundaries (list of int): strictly increasing steps.
+        values (list of float): ``len(boundaries) + 1`` learning rates.
+        name (str, default "PiecewiseConstant"): the schedule's name.
+
+    Raises:
+        ValueError: boundaries not strictly increasing, or len(values) != len(boundaries) + 1.
+
+    Example:
+
+    >>> schedule = nn.schedules.PiecewiseConstantDecay([100, 200], [0.1, 0.01, 0.001])
+    >>> [schedule(step) for step in (0, 100, 101, 500)]
+    [0.1, 0.1, 0.01, 0.001]
+    """
 
     def __init__(self, boundaries, values, name="PiecewiseConstant"):
         cls = type(self).__name__
@@ -206,9 +287,36 @@ class PiecewiseConstantDecay(LearningRateSchedule):
 
 
 class CosineDecay(LearningRateSchedule):
-    """Cosine decay from ``initial_learning_rate`` (or, after a linear warmup of
-    ``warmup_steps`` to ``warmup_target``, from ``warmup_target``) down to ``alpha`` times that
-    over ``decay_steps``; constant afterwards."""
+    """Cosine decay of the learning rate, with an optional linear warmup.
+
+    Without warmup: ``lr = lr0 * ((1 - alpha) * 0.5 * (1 + cos(pi * step / decay_steps)) +
+    alpha)`` for ``step <= decay_steps``, then ``alpha * lr0``. With ``warmup_steps`` the rate
+    first rises linearly from ``initial_learning_rate`` to ``warmup_target``, then decays from
+    ``warmup_target``.
+
+    An optimizer given a schedule as ``learning_rate`` calls it with its ``iterations`` (the
+    number of updates so far) before each update.
+
+    Args:
+        initial_learning_rate (float): lr0 (the start of the warmup when there is one), >= 0.
+        decay_steps (int): the length of the decay, > 0.
+        alpha (float, default 0.0): the final rate as a fraction of the peak, in [0, 1].
+        name (str, default "CosineDecay"): the schedule's name.
+        warmup_target (float or None, default None): the rate reached after warmup.
+        warmup_steps (int, default 0): the length of the warmup.
+
+    Raises:
+        ValueError: an argument that is not a finite number in its range (named).
+
+    Example:
+
+    >>> schedule = nn.schedules.CosineDecay(0.1, decay_steps=100)
+    >>> [round(schedule(step), 4) for step in (0, 50, 100, 200)]
+    [0.1, 0.05, 0.0, 0.0]
+    >>> warm = nn.schedules.CosineDecay(0.0, 100, warmup_target=0.1, warmup_steps=10)
+    >>> [round(warm(step), 4) for step in (0, 5, 10)]
+    [0.0, 0.05, 0.1]
+    """
 
     def __init__(self, initial_learning_rate, decay_steps, alpha=0.0, name="CosineDecay",
                  warmup_target=None, warmup_steps=0):
@@ -261,8 +369,33 @@ def _snake(name: str) -> str:
 
 
 def register(cls):
-    """Add a LearningRateSchedule subclass to the registry under its class name (and the
-    snake_case form); usable as a class decorator. Returns cls."""
+    """Registers a LearningRateSchedule subclass for ``deserialize`` and model files.
+
+    The class is known under its class name and its snake_case form; usable as a class
+    decorator.
+
+    Args:
+        cls (type): a LearningRateSchedule subclass.
+
+    Returns:
+        type: cls itself.
+
+    Raises:
+        ValueError: cls is not a LearningRateSchedule subclass.
+
+    Example:
+
+    >>> @nn.schedules.register
+    ... class Constant(nn.schedules.LearningRateSchedule):
+    ...     def __init__(self, lr):
+    ...         self.lr = lr
+    ...     def __call__(self, step):
+    ...         return self.lr
+    ...     def get_config(self):
+    ...         return {"lr": self.lr}
+    >>> nn.schedules.get("constant", lr=0.5)(100)
+    0.5
+    """
     if not (isinstance(cls, type) and issubclass(cls, LearningRateSchedule)):
         raise ValueError(f"register: expected a LearningRateSchedule subclass; got {cls!r}")
     _REGISTRY[cls.__name__] = cls
@@ -283,7 +416,19 @@ def _lookup(name: str, fn: str) -> type:
 
 
 def serialize(schedule) -> dict:
-    """``{"class_name": ..., "config": {...}}`` with plain JSON-able values."""
+    """The ``{"class_name": ..., "config": {...}}`` dict of a schedule (JSON-able values).
+
+    Args:
+        schedule (LearningRateSchedule): the schedule.
+
+    Returns:
+        dict: what ``deserialize`` reads back.
+
+    Example:
+
+    >>> nn.schedules.serialize(nn.schedules.ExponentialDecay(0.1, 10, 0.5))["class_name"]
+    'ExponentialDecay'
+    """
     if not isinstance(schedule, LearningRateSchedule):
         raise ValueError(f"serialize: expected a LearningRateSchedule; got {schedule!r}")
     name = type(schedule).__name__
@@ -295,8 +440,26 @@ def serialize(schedule) -> dict:
 
 
 def deserialize(config: dict) -> LearningRateSchedule:
-    """The schedule described by ``serialize``'s dict (extra Keras keys such as "module" and
-    "registered_name" are ignored)."""
+    """The schedule described by ``serialize``'s dict.
+
+    Extra Keras keys such as "module" and "registered_name" are ignored; only registered
+    classes can be built.
+
+    Args:
+        config (dict): ``{"class_name": ..., "config": {...}}``.
+
+    Returns:
+        LearningRateSchedule: the schedule.
+
+    Raises:
+        ValueError: a malformed dict or an unknown class name.
+
+    Example:
+
+    >>> s = nn.schedules.ExponentialDecay(0.1, 10, 0.5)
+    >>> nn.schedules.deserialize(nn.schedules.serialize(s))(10)
+    0.05
+    """
     if not isinstance(config, dict) or not isinstance(config.get("class_name"), str):
         raise ValueError("deserialize: expected a dict with 'class_name' and 'config'; got "
                          f"{config!r}")
@@ -311,8 +474,25 @@ def deserialize(config: dict) -> LearningRateSchedule:
 
 
 def get(identifier, **kwargs) -> LearningRateSchedule:
-    """A schedule from a schedule (returned as is), a ``serialize`` dict, or a registered name
-    ("ExponentialDecay" or "exponential_decay") with its arguments as keywords."""
+    """A schedule from a schedule, a ``serialize`` dict, or a registered name and keywords.
+
+    Args:
+        identifier (LearningRateSchedule, dict or str): a schedule (returned as is), a dict,
+            or a name such as "ExponentialDecay" or "exponential_decay".
+        **kwargs: the constructor's arguments, with a name.
+
+    Returns:
+        LearningRateSchedule: the schedule.
+
+    Raises:
+        ValueError: an unknown name or a malformed dict.
+
+    Example:
+
+    >>> nn.schedules.get("exponential_decay", initial_learning_rate=0.1, decay_steps=10,
+    ...                  decay_rate=0.5)
+    ExponentialDecay(initial_learning_rate=0.1, decay_steps=10, decay_rate=0.5, staircase=False)
+    """
     if isinstance(identifier, LearningRateSchedule):
         return identifier
     if isinstance(identifier, dict):

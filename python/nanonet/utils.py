@@ -42,7 +42,7 @@ def to_categorical(y, num_classes=None, dtype="float32"):
 
     Unlike Keras, a negative label raises instead of silently wrapping to the last class.
 
-    >>> to_categorical([0, 2, 1], num_classes=3)
+    >>> nn.utils.to_categorical([0, 2, 1], num_classes=3)
     array([[1., 0., 0.],
            [0., 0., 1.],
            [0., 1., 0.]], dtype=float32)

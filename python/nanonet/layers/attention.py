@@ -72,7 +72,49 @@ def _ser(obj, module):
 
 
 class MultiHeadAttention(Layer):
-    """Multi-head (scaled dot-product) attention; see the module docstring."""
+    """Multi-head scaled dot-product attention (Keras 3's arguments and weight layout).
+
+    Per head h: ``Q = query Wq[:, h] + bq[h]``, ``K = key Wk[:, h] + bk[h]``,
+    ``V = value Wv[:, h] + bv[h]``, ``O_h = softmax(Q K^T / sqrt(key_dim) + mask) V``;
+    ``output = sum_h O_h Wo[h] + bo``. The core is the flash kernel
+    ``nanonet.ops.attention_forward`` (the (Tq, Tv) scores are never stored). See the module
+    docstring for masks, dropout and the limits.
+
+    Args:
+        num_heads (int): number of heads H.
+        key_dim (int): size of each head for query and key.
+        value_dim (int or None, default None): size of each head for value (key_dim if None).
+        dropout (float, default 0.0): dropout rate on the attention probabilities (training).
+        use_bias (bool, default True): add biases to the four projections.
+        output_shape (int or None, default None): last axis of the output (dq if None).
+        attention_axes (None): only None (the sequence axis) is supported.
+        kernel_initializer (default "glorot_uniform"), bias_initializer (default "zeros"):
+            initializers.
+        kernel_regularizer, bias_regularizer (default None): penalties.
+        seed (int or None, default None): seed of the layer's dropout stream.
+        **kwargs: ``name``, ``trainable``, ``dtype``.
+
+    Call: ``layer(query, value, key=None, attention_mask=None, return_attention_scores=False,
+    training=False, use_causal_mask=False)``; ``attention_mask`` is boolean, broadcastable to
+    (B, Tq, Tv), True where a query may attend to a key.
+
+    Input shape: query (B, Tq, dq), value (B, Tv, dv), key (B, Tv, dk) (value if None).
+    Output shape: (B, Tq, output_shape or dq); with return_attention_scores also the
+    (B, H, Tq, Tv) probabilities.
+
+    Raises:
+        ValueError: a bad argument (named), an unsupported attention_axes, or mismatched
+            query / value / key shapes.
+
+    Example:
+
+    >>> mha = nn.layers.MultiHeadAttention(num_heads=2, key_dim=4)
+    >>> q = np.zeros((2, 5, 8), np.float32)
+    >>> v = np.zeros((2, 3, 8), np.float32)
+    >>> out, scores = mha(q, v, return_attention_scores=True)
+    >>> out.shape, scores.shape
+    ((2, 5, 8), (2, 2, 5, 3))
+    """
     supports_masking = True
 
     def __init__(self, num_heads, key_dim, value_dim=None, dropout=0.0, use_bias=True,

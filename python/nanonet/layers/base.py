@@ -117,7 +117,41 @@ def _check_shape(shape, what, allow_none_batch=True):
 
 
 class Layer:
-    """Base class of every layer. See the module docstring for the lifecycle."""
+    """Base class of every layer; subclass it to write your own.
+
+    A layer validates its configuration in ``__init__``, makes its weights in
+    ``build(input_shape)`` with ``add_weight``, and implements the pair
+    ``forward(inputs, training=False, mask=None) -> (outputs, ctx)`` and
+    ``backprop(ctx, dy, need_dx=True) -> (dinputs, grads)`` (ctx: what the backward needs,
+    None at inference; grads aligned with ``trainable_weights``). Calling the layer builds it
+    on first use. See the module docstring for the whole protocol.
+
+    Args:
+        name (str or None, default None): the layer's name (unique by default).
+        trainable (bool, default True): whether fit updates its weights.
+        dtype (str or None, default None): "float32" (default) or "float64".
+        input_shape (tuple or None, default None): shape of one sample, for the first layer of
+            a Sequential.
+        input_dim (int or None, default None): shorthand for ``input_shape=(input_dim,)``.
+
+    Raises:
+        ValueError: a bad name, trainable flag or dtype.
+
+    Example:
+
+    >>> class PerFeatureScale(nn.layers.Layer):
+    ...     def build(self, input_shape):
+    ...         self.w = self.add_weight((input_shape[-1],), initializer="ones", name="w")
+    ...     def forward(self, x, training=False, mask=None):
+    ...         return x * self.w, (x if training else None)
+    ...     def backprop(self, ctx, dy, need_dx=True):
+    ...         return dy * self.w, [(dy * ctx).sum(axis=0)]
+    >>> layer = PerFeatureScale()
+    >>> layer(np.full((2, 3), 2.0, np.float32)).tolist()
+    [[2.0, 2.0, 2.0], [2.0, 2.0, 2.0]]
+    >>> layer.count_params()
+    3
+    """
 
     supports_masking = False
 

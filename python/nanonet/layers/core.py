@@ -46,11 +46,36 @@ def _rows(x):
 
 
 class Dense(Layer):
-    """``activation(x @ kernel + bias)``; kernel (I, units), bias (units,).
+    """Densely connected layer: ``output = activation(x @ kernel + bias)``.
 
-    Args (Keras 3 names and defaults): units, activation=None (linear), use_bias=True,
-    kernel_initializer="glorot_uniform", bias_initializer="zeros", kernel_regularizer=None,
-    bias_regularizer=None, plus name, trainable, dtype ("float32" or "float64"), input_shape.
+    The kernel acts on the last axis, so (B, T, I) input gives (B, T, units). The activation is
+    fused into the GEMM's epilogue. Weight layout (Keras's): kernel (I, units), bias (units,).
+
+    Args:
+        units (int): size of the output's last axis.
+        activation (str or None, default None): name of an activation (see ``Activation``);
+            None is linear.
+        use_bias (bool, default True): add a bias vector.
+        kernel_initializer (str or Initializer, default "glorot_uniform"): initializer of the
+            kernel.
+        bias_initializer (str or Initializer, default "zeros"): initializer of the bias.
+        kernel_regularizer (str, Regularizer or None, default None): penalty on the kernel.
+        bias_regularizer (str, Regularizer or None, default None): penalty on the bias.
+        **kwargs: ``name``, ``trainable``, ``dtype`` ("float32" or "float64"), ``input_shape``.
+
+    Input shape: (B, ..., I). Output shape: (B, ..., units).
+
+    Raises:
+        ValueError: units not a positive int, unknown activation, or an input whose last axis
+            is unknown.
+
+    Example:
+
+    >>> layer = nn.layers.Dense(4, activation="relu")
+    >>> layer(np.zeros((2, 3), np.float32)).shape
+    (2, 4)
+    >>> [w.shape for w in layer.get_weights()]
+    [(3, 4), (4,)]
     """
     supports_masking = True
 
@@ -140,9 +165,27 @@ class Dense(Layer):
 
 
 class Activation(Layer):
-    """Applies an activation by name (``nanonet.ops.ACTIVATIONS``): linear, sigmoid, tanh, relu,
-    softmax, log_softmax, gelu, gelu_approximate, silu / swish, elu, selu, leaky_relu, softplus,
-    softsign, hard_sigmoid, exponential."""
+    """Applies an activation function element-wise (softmax over the last axis).
+
+    Known names (``nanonet.ops.ACTIVATIONS``): linear, sigmoid, tanh, relu, softmax,
+    log_softmax, gelu, gelu_approximate (tanh form), silu / swish, elu, selu, leaky_relu,
+    softplus, softsign, hard_sigmoid, exponential.
+
+    Args:
+        activation (str or None): the activation's name; None is linear.
+        **kwargs: ``name``, ``trainable``, ``dtype``.
+
+    Input shape: any. Output shape: the same as the input.
+
+    Raises:
+        ValueError: an unknown activation name.
+
+    Example:
+
+    >>> layer = nn.layers.Activation("relu")
+    >>> layer(np.array([[-1.0, 2.0]], np.float32)).tolist()
+    [[0.0, 2.0]]
+    """
     supports_masking = True
 
     def __init__(self, activation, **kwargs):
@@ -185,13 +228,34 @@ class Activation(Layer):
 
 
 class Dropout(Layer):
-    """Inverted dropout: in training, zero each input with probability ``rate`` and scale the
-    rest by 1 / (1 - rate); the identity at inference.
+    """Inverted dropout: randomly zeroes inputs during training.
 
-    noise_shape: shape of the keep mask, broadcast over the input (None entries take the input's
-    size), e.g. (None, 1, F) drops the same features at every time step.
-    seed: an int gives this layer its own repeatable random stream; None uses nanonet's
-    Generator (see nanonet.set_seed).
+    With ``training=True`` each input is set to 0 with probability ``rate`` and the kept ones
+    are scaled by ``1 / (1 - rate)``, so the expected sum is unchanged; at inference the layer
+    is the identity.
+
+    Args:
+        rate (float): probability of dropping an input, in [0, 1).
+        noise_shape (tuple or None, default None): shape of the keep mask, broadcast over the
+            input (None entries take the input's size); e.g. (None, 1, F) drops the same
+            features at every time step.
+        seed (int or None, default None): an int gives the layer its own repeatable random
+            stream; None draws from nanonet's generator (see ``nanonet.set_seed``).
+        **kwargs: ``name``, ``trainable``, ``dtype``.
+
+    Input shape: any. Output shape: the same as the input.
+
+    Raises:
+        ValueError: rate outside [0, 1), or a noise_shape that does not broadcast.
+
+    Example:
+
+    >>> layer = nn.layers.Dropout(0.5, seed=1)
+    >>> x = np.ones((4, 10), np.float32)
+    >>> bool((layer(x) == x).all())          # inference: unchanged
+    True
+    >>> sorted(set(layer(x, training=True).ravel().tolist()))   # training: 0 or 1 / (1 - rate)
+    [0.0, 2.0]
     """
     supports_masking = True
 
@@ -243,7 +307,19 @@ class Dropout(Layer):
 
 
 class Flatten(Layer):
-    """Reshapes (B, d1, d2, ...) to (B, d1 * d2 * ...)."""
+    """Flattens every axis after the batch axis into one.
+
+    Args:
+        **kwargs: ``name``, ``trainable``, ``dtype``; Keras's ``data_format`` is accepted and
+            ignored.
+
+    Input shape: (B, d1, d2, ...). Output shape: (B, d1 * d2 * ...).
+
+    Example:
+
+    >>> nn.layers.Flatten()(np.zeros((2, 3, 4), np.float32)).shape
+    (2, 12)
+    """
 
     def __init__(self, **kwargs):
         kwargs.pop("data_format", None)  # Keras's argument; channel order is irrelevant here
@@ -266,10 +342,30 @@ class Flatten(Layer):
 
 
 class InputLayer(Layer):
-    """Declares a model input: shape without the batch axis (or batch_shape with it) and dtype
-    (float32 by default; e.g. "int32" for token ids). Not listed in ``Sequential.layers``;
-    listed first in a functional model's ``layers`` (as in Keras). Its symbolic tensor is
-    ``input_layer.output`` (what ``nanonet.Input`` returns)."""
+    """The layer that declares a model input (``nanonet.Input`` makes one).
+
+    Its symbolic tensor is ``input_layer.output``. It is not listed in ``Sequential.layers``;
+    in a functional model's ``layers`` it comes first, as in Keras.
+
+    Args:
+        shape (tuple or int or None): shape of one sample, without the batch axis.
+        batch_size (int or None, default None): a fixed batch size, if any.
+        dtype (str or None, default None): dtype of the data; float data keeps its float dtype
+            up to the first layer when None; use e.g. "int32" for token ids.
+        batch_shape (tuple or None, default None): the full shape, batch axis included;
+            pass either ``shape`` or ``batch_shape``.
+        name (str or None, default None): the layer's (and the tensor's) name.
+
+    Raises:
+        ValueError: both or neither of shape and batch_shape, a bad batch_size or a
+            non-numeric dtype.
+
+    Example:
+
+    >>> layer = nn.layers.InputLayer(shape=(3,))
+    >>> layer.output.shape
+    (None, 3)
+    """
 
     def __init__(self, shape=None, batch_size=None, dtype=None, batch_shape=None, name=None,
                  **kwargs):
@@ -335,9 +431,34 @@ class InputLayer(Layer):
 
 
 def Input(shape=None, batch_size=None, dtype=None, batch_shape=None, name=None):
-    """Keras's ``Input``: a symbolic tensor to build a functional model on
-    (``x = Input((64,)); y = Dense(10)(x); Model(x, y)``), or to start a Sequential
-    (``Sequential([Input((64,)), Dense(10)])``). ``shape`` excludes the batch axis; the tensor's
-    ``shape`` includes it (None). dtype defaults to float32 ("int32" for token ids)."""
+    """A symbolic input tensor to build a model on (Keras's ``Input``).
+
+    Calling layers on it records a graph, which ``nanonet.Model(inputs, outputs)`` turns into a
+    model; as the first entry of a ``Sequential`` it fixes the input shape.
+
+    Args:
+        shape (tuple or int or None): shape of one sample, without the batch axis.
+        batch_size (int or None, default None): a fixed batch size, if any.
+        dtype (str or None, default None): dtype of the data (float32 when None; "int32" for
+            token ids).
+        batch_shape (tuple or None, default None): the full shape with the batch axis, instead
+            of ``shape``.
+        name (str or None, default None): the input's name (the key of a dict of inputs).
+
+    Returns:
+        SymbolicTensor: with ``shape`` = (batch_size,) + shape (None for an unknown batch).
+
+    Raises:
+        ValueError: see ``InputLayer``.
+
+    Example:
+
+    >>> x = nn.Input((3,), name="features")
+    >>> x.shape, x.dtype
+    ((None, 3), 'float32')
+    >>> model = nn.Model(x, nn.layers.Dense(2)(x))
+    >>> model.predict(np.zeros((5, 3), np.float32), verbose=0).shape
+    (5, 2)
+    """
     return InputLayer(shape=shape, batch_size=batch_size, dtype=dtype, batch_shape=batch_shape,
                       name=name).output

@@ -26,12 +26,35 @@ def _positive_int(value, name, cls):
 
 
 class Embedding(Layer):
-    """Turns ids in [0, input_dim) into dense vectors of size output_dim.
+    """Turns integer ids into dense vectors: ``output[b, t] = embeddings[ids[b, t]]``.
 
-    Args (Keras 3 names and defaults): input_dim (V), output_dim (E),
-    embeddings_initializer="uniform" (RandomUniform(-0.05, 0.05)), embeddings_regularizer=None,
-    mask_zero=False, input_length=None (Keras 2's argument; accepted and ignored), plus name,
-    trainable, dtype, input_shape.
+    Weight layout (Keras's): embeddings (input_dim, output_dim), i.e. (V, E).
+
+    Args:
+        input_dim (int): vocabulary size V; ids must lie in [0, input_dim).
+        output_dim (int): width E of each vector.
+        embeddings_initializer (str or Initializer, default "uniform"): RandomUniform(-0.05,
+            0.05) by default.
+        embeddings_regularizer (str, Regularizer or None, default None): penalty on the table.
+        mask_zero (bool, default False): treat id 0 as padding: the layer emits the mask
+            ``ids != 0`` for the next layers (LSTM, pooling, attention, ...).
+        input_length (int or None, default None): Keras 2's argument; accepted and ignored.
+        **kwargs: ``name``, ``trainable``, ``dtype``, ``input_shape``.
+
+    Input shape: (B, T) integer ids (or any (B, ...) integer array).
+    Output shape: (B, T, output_dim).
+
+    Raises:
+        ValueError: non-positive dims, or ids outside [0, input_dim) (named in the message).
+
+    Example:
+
+    >>> layer = nn.layers.Embedding(10, 4, mask_zero=True)
+    >>> ids = np.array([[3, 1, 0]], np.int32)
+    >>> layer(ids).shape
+    (1, 3, 4)
+    >>> layer.compute_mask(ids).tolist()
+    [[True, True, False]]
     """
 
     def __init__(self, input_dim, output_dim, embeddings_initializer="uniform",

@@ -124,7 +124,18 @@ class _Merge(Layer):
 
 
 class Add(_Merge):
-    """Element-wise sum of the inputs: ``Add()([x1, x2, ...])``."""
+    """Adds its inputs element-wise: ``y = x1 + x2 + ...``.
+
+    Input shape: a list of tensors of one rank whose shapes agree or broadcast (a dimension of
+    1 stretches). Output shape: the broadcast shape. Masks: the OR of the input masks when
+    every input has one.
+
+    Example:
+
+    >>> a, b = np.ones((2, 3), np.float32), np.full((2, 3), 2.0, np.float32)
+    >>> nn.layers.Add()([a, b]).tolist()
+    [[3.0, 3.0, 3.0], [3.0, 3.0, 3.0]]
+    """
 
     def forward(self, inputs, training=False, mask=None):
         xs = self._arrays(inputs)
@@ -136,7 +147,20 @@ class Add(_Merge):
 
 
 class Subtract(_Merge):
-    """``x1 - x2`` for exactly two inputs."""
+    """Subtracts its second input from its first: ``y = x1 - x2``.
+
+    Input shape: a list of exactly two tensors of one rank whose shapes agree or broadcast.
+    Output shape: the broadcast shape. Masks: the OR of the input masks when both have one.
+
+    Raises:
+        ValueError: not exactly two inputs.
+
+    Example:
+
+    >>> a, b = np.ones((1, 2), np.float32), np.full((1, 2), 3.0, np.float32)
+    >>> nn.layers.Subtract()([a, b]).tolist()
+    [[-2.0, -2.0]]
+    """
     _max_inputs = 2
 
     def forward(self, inputs, training=False, mask=None):
@@ -149,7 +173,18 @@ class Subtract(_Merge):
 
 
 class Multiply(_Merge):
-    """Element-wise product of the inputs."""
+    """Multiplies its inputs element-wise: ``y = x1 * x2 * ...``.
+
+    Input shape: a list of tensors of one rank whose shapes agree or broadcast (a dimension of
+    1 stretches). Output shape: the broadcast shape. Masks: the OR of the input masks when
+    every input has one.
+
+    Example:
+
+    >>> a, b = np.full((1, 2), 2.0, np.float32), np.array([[3.0, 4.0]], np.float32)
+    >>> nn.layers.Multiply()([a, b]).tolist()
+    [[6.0, 8.0]]
+    """
 
     def forward(self, inputs, training=False, mask=None):
         xs = self._arrays(inputs)
@@ -171,7 +206,18 @@ class Multiply(_Merge):
 
 
 class Average(_Merge):
-    """Element-wise mean of the inputs."""
+    """Averages its inputs element-wise: ``y = (x1 + ... + xn) / n``.
+
+    Input shape: a list of tensors of one rank whose shapes agree or broadcast (a dimension of
+    1 stretches). Output shape: the broadcast shape. Masks: the OR of the input masks when
+    every input has one.
+
+    Example:
+
+    >>> a, b = np.ones((1, 2), np.float32), np.full((1, 2), 3.0, np.float32)
+    >>> nn.layers.Average()([a, b]).tolist()
+    [[2.0, 2.0]]
+    """
 
     def forward(self, inputs, training=False, mask=None):
         xs = self._arrays(inputs)
@@ -204,18 +250,57 @@ class _Extreme(_Merge):
 
 
 class Maximum(_Extreme):
-    """Element-wise maximum of the inputs (the gradient goes to the input holding it)."""
+    """Element-wise maximum of its inputs; the gradient goes to the input holding it.
+
+    Input shape: a list of tensors of one rank whose shapes agree or broadcast (a dimension of
+    1 stretches). Output shape: the broadcast shape. Masks: the OR of the input masks when
+    every input has one.
+
+    Example:
+
+    >>> a, b = np.array([[1.0, 5.0]], np.float32), np.array([[3.0, 2.0]], np.float32)
+    >>> nn.layers.Maximum()([a, b]).tolist()
+    [[3.0, 5.0]]
+    """
     _reduce = staticmethod(np.argmax)
 
 
 class Minimum(_Extreme):
-    """Element-wise minimum of the inputs (the gradient goes to the input holding it)."""
+    """Element-wise minimum of its inputs; the gradient goes to the input holding it.
+
+    Input shape: a list of tensors of one rank whose shapes agree or broadcast (a dimension of
+    1 stretches). Output shape: the broadcast shape. Masks: the OR of the input masks when
+    every input has one.
+
+    Example:
+
+    >>> a, b = np.array([[1.0, 5.0]], np.float32), np.array([[3.0, 2.0]], np.float32)
+    >>> nn.layers.Minimum()([a, b]).tolist()
+    [[1.0, 2.0]]
+    """
     _reduce = staticmethod(np.argmin)
 
 
 class Concatenate(_Merge):
-    """Joins the inputs along ``axis`` (default -1, the features); every other dimension must
-    agree."""
+    """Joins its inputs along one axis.
+
+    Args:
+        axis (int, default -1): the axis to join along (not the batch axis); every other
+            dimension must agree.
+        **kwargs: ``name``, ``trainable``, ``dtype``.
+
+    Input shape: a list of tensors of one rank. Output shape: the common shape with the sizes
+    along ``axis`` summed. Masks: ORed, an unmasked input counting as all True.
+
+    Raises:
+        ValueError: axis not an int or the batch axis, or shapes that disagree elsewhere.
+
+    Example:
+
+    >>> a, b = np.zeros((2, 3), np.float32), np.zeros((2, 4), np.float32)
+    >>> nn.layers.Concatenate()([a, b]).shape
+    (2, 7)
+    """
 
     def __init__(self, axis=-1, **kwargs):
         super().__init__(**kwargs)
@@ -289,10 +374,29 @@ class Concatenate(_Merge):
 
 
 class Dot(_Merge):
-    """Keras's batch dot product of two inputs over ``axes`` (an int for both, or a pair):
-    (B, K) . (B, K) -> (B, 1); (B, M, K) . (B, N, K) with axes=2 -> (B, M, N).
-    ``normalize=True`` l2-normalises both inputs along ``axes`` first (cosine similarity).
-    Inputs of rank 2 or 3."""
+    """Batch dot product of two inputs over the given axes.
+
+    (B, K) . (B, K) -> (B, 1); (B, M, K) . (B, N, K) with axes=2 -> (B, M, N). With
+    ``normalize=True`` both inputs are l2-normalized along ``axes`` first, which gives the
+    cosine similarity.
+
+    Args:
+        axes (int or pair of int): the axis of both inputs to contract, or one per input.
+        normalize (bool, default False): l2-normalize the inputs first.
+        **kwargs: ``name``, ``trainable``, ``dtype``.
+
+    Input shape: two tensors of rank 2 or 3. Output shape: as above. No mask is passed on.
+
+    Raises:
+        ValueError: bad axes, not exactly two inputs, or contracted sizes that differ.
+
+    Example:
+
+    >>> a = np.array([[1.0, 2.0]], np.float32)
+    >>> b = np.array([[3.0, 4.0]], np.float32)
+    >>> nn.layers.Dot(axes=1)([a, b]).tolist()
+    [[11.0]]
+    """
     supports_masking = True
     _max_inputs = 2
 
@@ -394,32 +498,148 @@ class Dot(_Merge):
 
 # Keras's functional forms: add([x1, x2]) == Add()([x1, x2]).
 def add(inputs, **kwargs):
+    """Functional form of ``Add``: ``add(inputs)`` is ``Add()(inputs)``.
+
+    Args:
+        inputs (list): the tensors (arrays or symbolic tensors) to merge.
+        **kwargs: passed to ``Add`` (``name``, ...).
+
+    Returns:
+        The merged tensor (an array, or a symbolic tensor in a graph).
+
+    Example:
+
+    >>> nn.layers.add([np.ones((1, 2)), np.ones((1, 2))]).tolist()
+    [[2.0, 2.0]]
+    """
     return Add(**kwargs)(inputs)
 
 
 def subtract(inputs, **kwargs):
+    """Functional form of ``Subtract``: ``subtract(inputs)`` is ``Subtract()(inputs)``.
+
+    Args:
+        inputs (list): the tensors (arrays or symbolic tensors) to merge.
+        **kwargs: passed to ``Subtract`` (``name``, ...).
+
+    Returns:
+        The merged tensor (an array, or a symbolic tensor in a graph).
+
+    Example:
+
+    >>> nn.layers.subtract([np.ones((1, 2)), np.ones((1, 2))]).tolist()
+    [[0.0, 0.0]]
+    """
     return Subtract(**kwargs)(inputs)
 
 
 def multiply(inputs, **kwargs):
+    """Functional form of ``Multiply``: ``multiply(inputs)`` is ``Multiply()(inputs)``.
+
+    Args:
+        inputs (list): the tensors (arrays or symbolic tensors) to merge.
+        **kwargs: passed to ``Multiply`` (``name``, ...).
+
+    Returns:
+        The merged tensor (an array, or a symbolic tensor in a graph).
+
+    Example:
+
+    >>> nn.layers.multiply([np.full((1, 2), 2.0), np.full((1, 2), 3.0)]).tolist()
+    [[6.0, 6.0]]
+    """
     return Multiply(**kwargs)(inputs)
 
 
 def average(inputs, **kwargs):
+    """Functional form of ``Average``: ``average(inputs)`` is ``Average()(inputs)``.
+
+    Args:
+        inputs (list): the tensors (arrays or symbolic tensors) to merge.
+        **kwargs: passed to ``Average`` (``name``, ...).
+
+    Returns:
+        The merged tensor (an array, or a symbolic tensor in a graph).
+
+    Example:
+
+    >>> nn.layers.average([np.zeros((1, 2)), np.full((1, 2), 4.0)]).tolist()
+    [[2.0, 2.0]]
+    """
     return Average(**kwargs)(inputs)
 
 
 def maximum(inputs, **kwargs):
+    """Functional form of ``Maximum``: ``maximum(inputs)`` is ``Maximum()(inputs)``.
+
+    Args:
+        inputs (list): the tensors (arrays or symbolic tensors) to merge.
+        **kwargs: passed to ``Maximum`` (``name``, ...).
+
+    Returns:
+        The merged tensor (an array, or a symbolic tensor in a graph).
+
+    Example:
+
+    >>> nn.layers.maximum([np.array([[1.0, 4.0]]), np.array([[2.0, 3.0]])]).tolist()
+    [[2.0, 4.0]]
+    """
     return Maximum(**kwargs)(inputs)
 
 
 def minimum(inputs, **kwargs):
+    """Functional form of ``Minimum``: ``minimum(inputs)`` is ``Minimum()(inputs)``.
+
+    Args:
+        inputs (list): the tensors (arrays or symbolic tensors) to merge.
+        **kwargs: passed to ``Minimum`` (``name``, ...).
+
+    Returns:
+        The merged tensor (an array, or a symbolic tensor in a graph).
+
+    Example:
+
+    >>> nn.layers.minimum([np.array([[1.0, 4.0]]), np.array([[2.0, 3.0]])]).tolist()
+    [[1.0, 3.0]]
+    """
     return Minimum(**kwargs)(inputs)
 
 
 def concatenate(inputs, axis=-1, **kwargs):
+    """Functional form of ``Concatenate``: ``concatenate(inputs)`` is ``Concatenate()(inputs)``.
+
+    Args:
+        inputs (list): the tensors (arrays or symbolic tensors) to merge.
+        axis (int, default -1): the axis to join along.
+        **kwargs: passed to ``Concatenate`` (``name``, ...).
+
+    Returns:
+        The merged tensor (an array, or a symbolic tensor in a graph).
+
+    Example:
+
+    >>> x = nn.Input((3,))
+    >>> nn.layers.concatenate([x, x]).shape
+    (None, 6)
+    """
     return Concatenate(axis=axis, **kwargs)(inputs)
 
 
 def dot(inputs, axes=-1, normalize=False, **kwargs):
+    """Functional form of ``Dot``: ``dot(inputs)`` is ``Dot()(inputs)``.
+
+    Args:
+        inputs (list): the tensors (arrays or symbolic tensors) to merge.
+        axes (int or pair of int, default -1): the axes to contract.
+        normalize (bool, default False): l2-normalize the inputs first.
+        **kwargs: passed to ``Dot`` (``name``, ...).
+
+    Returns:
+        The merged tensor (an array, or a symbolic tensor in a graph).
+
+    Example:
+
+    >>> nn.layers.dot([np.ones((2, 3)), np.ones((2, 3))]).tolist()
+    [[3.0], [3.0]]
+    """
     return Dot(axes=axes, normalize=normalize, **kwargs)(inputs)

@@ -23,9 +23,23 @@ def fmt_shape(shape):
 
 
 class SymbolicTensor:
-    """A placeholder for an array in a graph: ``shape`` (batch axis first, None where unknown),
-    ``dtype`` (a NumPy dtype name) and ``name``. Made by ``nanonet.Input`` and by calling a layer
-    on symbolic tensors; consumed by ``nanonet.Model(inputs, outputs)``."""
+    """A placeholder for an array in a graph, as Keras's ``KerasTensor``.
+
+    Made by ``nanonet.Input`` and by calling a layer on symbolic tensors; consumed by
+    ``nanonet.Model(inputs, outputs)``. It holds no data.
+
+    Attributes:
+        shape (tuple): batch axis first, None where unknown.
+        dtype (str): a NumPy dtype name.
+        name (str): the tensor's name.
+
+    Example:
+
+    >>> x = nn.Input((7,), dtype="int32")
+    >>> h = nn.layers.Embedding(100, 4)(x)
+    >>> h.shape, h.dtype
+    ((None, 7, 4), 'float32')
+    """
 
     __slots__ = ("shape", "dtype", "name", "layer", "node_index", "tensor_index",
                  "dtype_explicit")

@@ -120,21 +120,45 @@ class _Normalization(Layer):
 
 
 class BatchNormalization(_Normalization):
-    """Normalizes each feature with batch statistics in training and moving statistics at
-    inference: ``y = (x - mean) / sqrt(var + epsilon) * gamma + beta``.
+    """Normalizes each feature with batch statistics in training, moving ones at inference.
 
-    In training (``training=True`` and the layer trainable) mean and the biased variance come from
-    the batch (over B, or B * T for sequences; only unmasked steps count when a (B, T) mask
-    arrives) and the moving statistics follow Keras:
+    ``y = (x - mean) / sqrt(var + epsilon) * gamma + beta`` per feature (the last axis).
+
+    In training (``training=True`` and the layer trainable) mean and the biased variance come
+    from the batch (over B, or B * T for sequences; only unmasked steps count when a (B, T)
+    mask arrives) and the moving statistics follow Keras:
     ``moving = moving * momentum + batch * (1 - momentum)``. Otherwise (inference, or a frozen
     layer, as in Keras 3) the moving statistics are used and nothing changes.
 
-    Weights, Keras order: gamma (if scale), beta (if center) trainable; moving_mean,
-    moving_variance non-trainable.
-    Args (Keras 3 names and defaults): axis=-1, momentum=0.99, epsilon=0.001, center=True,
-    scale=True, beta_initializer="zeros", gamma_initializer="ones",
-    moving_mean_initializer="zeros", moving_variance_initializer="ones", beta_regularizer=None,
-    gamma_regularizer=None, plus name, trainable, dtype, input_shape.
+    Weights, Keras's order: gamma (if scale), beta (if center) trainable; moving_mean,
+    moving_variance non-trainable; each (F,).
+
+    Args:
+        axis (int, default -1): the feature axis; only -1 (the last) is supported.
+        momentum (float, default 0.99): weight of the old value in the moving statistics.
+        epsilon (float, default 0.001): added to the variance, > 0.
+        center (bool, default True): learn the offset beta.
+        scale (bool, default True): learn the scale gamma.
+        beta_initializer (default "zeros"), gamma_initializer (default "ones"),
+            moving_mean_initializer (default "zeros"), moving_variance_initializer (default
+            "ones"): initializers.
+        beta_regularizer, gamma_regularizer (default None): penalties.
+        **kwargs: ``name``, ``trainable``, ``dtype``, ``input_shape``.
+
+    Input shape: (B, F) or (B, T, F). Output shape: the same.
+
+    Raises:
+        ValueError: momentum outside [0, 1], epsilon <= 0, or (when built) an axis other than
+            the last.
+
+    Example:
+
+    >>> layer = nn.layers.BatchNormalization()
+    >>> x = np.array([[1.0], [3.0]], np.float32)
+    >>> np.round(layer(x, training=True), 2).tolist()
+    [[-1.0], [1.0]]
+    >>> [round(float(v), 2) for v in layer.moving_mean]
+    [0.02]
     """
 
     def __init__(self, axis=-1, momentum=0.99, epsilon=0.001, center=True, scale=True,
@@ -199,13 +223,31 @@ class BatchNormalization(_Normalization):
 
 
 class LayerNormalization(_Normalization):
-    """Normalizes each sample over its last axis:
-    ``y = (x - mean) / sqrt(var + epsilon) * gamma + beta`` with mean and (biased) variance over
-    the F features of each row, the same in training and inference.
+    """Normalizes each sample over its last axis, the same in training and inference.
 
-    Weights: gamma (if scale), beta (if center). Args (Keras 3 names and defaults): axis=-1,
-    epsilon=0.001, center=True, scale=True, beta_initializer="zeros", gamma_initializer="ones",
-    beta_regularizer=None, gamma_regularizer=None, plus name, trainable, dtype, input_shape.
+    ``y = (x - mean) / sqrt(var + epsilon) * gamma + beta``, with mean and (biased) variance
+    over the F features of each row. Weights: gamma (if scale), beta (if center), each (F,).
+
+    Args:
+        axis (int, default -1): the normalized axis; only -1 (the last) is supported.
+        epsilon (float, default 0.001): added to the variance, > 0.
+        center (bool, default True): learn the offset beta.
+        scale (bool, default True): learn the scale gamma.
+        beta_initializer (default "zeros"), gamma_initializer (default "ones"): initializers.
+        beta_regularizer, gamma_regularizer (default None): penalties.
+        **kwargs: ``name``, ``trainable``, ``dtype``, ``input_shape``.
+
+    Input shape: (B, F) or (B, T, F). Output shape: the same.
+
+    Raises:
+        ValueError: epsilon <= 0, or (when built) an axis other than the last.
+
+    Example:
+
+    >>> layer = nn.layers.LayerNormalization()
+    >>> y = layer(np.array([[1.0, 2.0, 3.0]], np.float32))
+    >>> [round(float(v), 2) for v in y[0]]
+    [-1.22, 0.0, 1.22]
     """
 
     def __init__(self, axis=-1, epsilon=0.001, center=True, scale=True,

@@ -87,7 +87,28 @@ class _GlobalPooling1D(Layer):
 
 
 class GlobalAveragePooling1D(_GlobalPooling1D):
-    """Mean over the time steps (the unmasked ones when a (B, T) mask arrives)."""
+    """Averages over the time axis (alias ``GlobalAvgPool1D``).
+
+    With a (B, T) mask only the unmasked steps count, as in Keras; a sample without any
+    unmasked step pools to 0.
+
+    Args:
+        data_format (str or None, default None): "channels_last" ((B, T, F), the default) or
+            "channels_first" ((B, F, T)).
+        keepdims (bool, default False): keep the time axis with length 1.
+        **kwargs: ``name``, ``trainable``, ``dtype``, ``input_shape``.
+
+    Input shape: (B, T, F) (channels_last) or (B, F, T) (channels_first).
+    Output shape: (B, F); with keepdims (B, 1, F) or (B, F, 1).
+
+    Example:
+
+    >>> x = np.array([[[1.0], [3.0], [8.0]]], np.float32)
+    >>> nn.layers.GlobalAveragePooling1D()(x).tolist()
+    [[4.0]]
+    >>> nn.layers.GlobalAveragePooling1D()(x, mask=np.array([[True, True, False]])).tolist()
+    [[2.0]]
+    """
 
     def forward(self, x, training=False, mask=None):
         x, mask = self._btf(x, mask)
@@ -100,8 +121,26 @@ class GlobalAveragePooling1D(_GlobalPooling1D):
 
 
 class GlobalMaxPooling1D(_GlobalPooling1D):
-    """Max over the time steps (the unmasked ones when a (B, T) mask arrives); the gradient goes
-    to the first step holding the max."""
+    """Takes the maximum over the time axis (alias ``GlobalMaxPool1D``).
+
+    With a (B, T) mask only the unmasked steps count (Keras ignores the mask here); the
+    gradient goes to the first step holding the maximum.
+
+    Args:
+        data_format (str or None, default None): "channels_last" ((B, T, F), the default) or
+            "channels_first" ((B, F, T)).
+        keepdims (bool, default False): keep the time axis with length 1.
+        **kwargs: ``name``, ``trainable``, ``dtype``, ``input_shape``.
+
+    Input shape: (B, T, F) (channels_last) or (B, F, T) (channels_first).
+    Output shape: (B, F); with keepdims (B, 1, F) or (B, F, 1).
+
+    Example:
+
+    >>> x = np.array([[[1.0, 5.0], [3.0, 2.0]]], np.float32)
+    >>> nn.layers.GlobalMaxPooling1D()(x).tolist()
+    [[3.0, 5.0]]
+    """
 
     def forward(self, x, training=False, mask=None):
         x, mask = self._btf(x, mask)

@@ -76,22 +76,54 @@ class _UnitForgetBias(_initializers.Initializer):
 
 
 class LSTM(Layer):
-    """Long Short-Term Memory layer (Hochreiter & Schmidhuber 1997), Keras 3 arguments:
+    """Long Short-Term Memory layer (Hochreiter & Schmidhuber, 1997).
 
-    units, activation="tanh", recurrent_activation="sigmoid" (each one of tanh, sigmoid, relu,
-    linear, or None for linear), use_bias=True, kernel_initializer="glorot_uniform",
-    recurrent_initializer="orthogonal", bias_initializer="zeros", unit_forget_bias=True,
-    kernel_regularizer=None, recurrent_regularizer=None, bias_regularizer=None, dropout=0.0,
-    recurrent_dropout=0.0, return_sequences=False, return_state=False, go_backwards=False,
-    seed=None, plus name, trainable, dtype, input_shape. (Keras's unroll, implementation and
-    use_cudnn are accepted and change nothing; stateful=True is not supported.)
+    For each time step t, with gates in Keras's order i, f, c, o::
 
-    Call: ``layer(x, training=False, mask=None, initial_state=None)`` with x (B, T, I) and
-    initial_state = [h0, c0] (each (B, H)). Returns (B, T, H) when return_sequences else (B, H);
-    with return_state, the list [output, h_n, c_n].
-    Backward: ``backward(dy)``, dy for the output, or [dy, dh_n, dc_n] with return_state (None
-    entries allowed); returns dx and, when an initial_state was given, leaves
-    [dh0, dc0] in ``initial_state_grads``.
+        z = x_t @ kernel + h_{t-1} @ recurrent_kernel + bias            (B, 4H)
+        i, f, o = recurrent_activation(z_i), recurrent_activation(z_f), recurrent_activation(z_o)
+        c_t = f * c_{t-1} + i * activation(z_c)
+        h_t = o * activation(c_t)
+
+    The whole sequence, forward or backward, is one call into C++. Weight layout (Keras's):
+    kernel (I, 4H), recurrent_kernel (H, 4H), bias (4H,).
+
+    Args:
+        units (int): hidden size H.
+        activation (str or None, default "tanh"): tanh, sigmoid, relu, linear (None).
+        recurrent_activation (str or None, default "sigmoid"): activation of the gates.
+        use_bias (bool, default True): add a bias.
+        kernel_initializer (default "glorot_uniform"), recurrent_initializer (default
+            "orthogonal"), bias_initializer (default "zeros"): initializers.
+        unit_forget_bias (bool, default True): start the forget-gate bias at 1.
+        kernel_regularizer, recurrent_regularizer, bias_regularizer (default None): penalties.
+        dropout (float, default 0.0): dropout rate on the inputs, in training.
+        recurrent_dropout (float, default 0.0): dropout rate on the recurrent state.
+        return_sequences (bool, default False): return every step's h, not just the last.
+        return_state (bool, default False): also return the final states h_n and c_n.
+        go_backwards (bool, default False): read the sequence in reverse.
+        seed (int or None, default None): seed of the layer's dropout stream.
+        **kwargs: ``name``, ``trainable``, ``dtype``, ``input_shape``; Keras's ``unroll``,
+            ``implementation`` and ``use_cudnn`` are accepted and change nothing.
+
+    Call: ``layer(x, training=False, mask=None, initial_state=None)``, initial_state =
+    [h0, c0], each (B, H). A (B, T) mask (e.g. from ``Embedding(mask_zero=True)``) skips the
+    masked steps, carrying the state over them.
+
+    Input shape: (B, T, I). Output shape: (B, T, H) with return_sequences, else (B, H); with
+    return_state, the list [output, h_n, c_n].
+
+    Raises:
+        ValueError: a bad argument (named), ``stateful=True`` (not supported), or an input that
+            is not (B, T, I).
+
+    Example:
+
+    >>> layer = nn.layers.LSTM(5, return_sequences=True)
+    >>> layer(np.zeros((2, 7, 3), np.float32)).shape
+    (2, 7, 5)
+    >>> [w.shape for w in layer.get_weights()]
+    [(3, 20), (5, 20), (20,)]
     """
     supports_masking = True
 
@@ -303,9 +335,23 @@ class LSTM(Layer):
 
 
 class Masking(Layer):
-    """Masks time steps whose features all equal ``mask_value``: emits the (B, T) mask
-    ``any(x != mask_value, axis=-1)`` for the next layers and, as Keras does, zeroes the masked
-    steps of its output."""
+    """Masks the time steps whose features all equal ``mask_value``.
+
+    The layer emits the (B, T) mask ``any(x != mask_value, axis=-1)`` for the next layers and,
+    as Keras does, zeroes the masked steps of its output.
+
+    Args:
+        mask_value (float, default 0.0): the value that marks a padded step.
+        **kwargs: ``name``, ``trainable``, ``dtype``, ``input_shape``.
+
+    Input shape: (B, T, F). Output shape: the same.
+
+    Example:
+
+    >>> x = np.array([[[1.0, 2.0], [0.0, 0.0]]], np.float32)
+    >>> nn.layers.Masking().compute_mask(x).tolist()
+    [[True, False]]
+    """
     supports_masking = True
 
     def __init__(self, mask_value=0.0, **kwargs):

@@ -16,7 +16,23 @@ __all__ = ["Reshape"]
 
 
 class Reshape(Layer):
-    """(B, ...) -> (B,) + target_shape (without the batch axis; at most one -1)."""
+    """Reshapes each sample to ``target_shape``.
+
+    Args:
+        target_shape (tuple of int): the new shape without the batch axis; at most one entry
+            may be -1, inferred from the others.
+        **kwargs: ``name``, ``trainable``, ``dtype``, ``input_shape``.
+
+    Input shape: (B, ...). Output shape: (B,) + target_shape.
+
+    Raises:
+        ValueError: a bad target_shape, or one whose size does not match the input's.
+
+    Example:
+
+    >>> nn.layers.Reshape((3, -1))(np.zeros((2, 12), np.float32)).shape
+    (2, 3, 4)
+    """
 
     def __init__(self, target_shape, **kwargs):
         super().__init__(**kwargs)

@@ -15,8 +15,27 @@ __all__ = ["TimeDistributed"]
 
 
 class TimeDistributed(Layer):
-    """Applies ``layer`` to every time step of (B, T, ...) input, e.g.
-    ``TimeDistributed(Dense(8))`` maps (B, T, F) to (B, T, 8)."""
+    """Applies a layer to every time step of a sequence.
+
+    The wrapped layer runs once on the (B * T, ...) rows (no Python loop over steps); its
+    weights are the wrapper's weights, so optimizers, get_weights / set_weights and saving see
+    them through the wrapper.
+
+    Args:
+        layer (Layer): the layer to apply at each step.
+        **kwargs: ``name``, ``trainable``, ``dtype``, ``input_shape``.
+
+    Input shape: (B, T, ...). Output shape: (B, T) + the layer's output shape for one step.
+
+    Raises:
+        ValueError: layer is not a nanonet Layer.
+
+    Example:
+
+    >>> layer = nn.layers.TimeDistributed(nn.layers.Dense(8))
+    >>> layer(np.zeros((2, 5, 3), np.float32)).shape
+    (2, 5, 8)
+    """
     supports_masking = True
 
     def __init__(self, layer, **kwargs):

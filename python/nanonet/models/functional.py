@@ -184,16 +184,37 @@ def _map_graph(inputs, outputs):
 
 
 class Model(Trainer, Layer):
-    """A graph of layers from ``inputs`` to ``outputs`` (Keras 3's Functional API).
+    """A graph of layers from inputs to outputs (Keras 3's Functional API).
 
-    >>> tokens = nn.Input(shape=(100,), dtype="int32", name="tokens")
-    >>> h = nn.layers.LSTM(64)(nn.layers.Embedding(20000, 64)(tokens))
-    >>> model = nn.Model(tokens, nn.layers.Dense(4, activation="softmax")(h))
+    Build it by calling layers on symbolic tensors from ``nanonet.Input``, then pass the
+    inputs and outputs. The graph may have several inputs and outputs, shared layers (one
+    layer called at several places) and nested models (a Model is a layer: call it on
+    symbolic tensors to use it inside another). Then ``compile``, ``fit``, ``evaluate``,
+    ``predict`` and ``save`` work as in Keras.
 
-    inputs / outputs: one symbolic tensor, a list or a dict of them (data for ``fit``, ``predict``
-    and ``model(x)`` then come the same way: an array, a list in order, or a dict by name; a dict
-    of outputs names the outputs and their history keys). Every input must come from
-    ``nanonet.Input``. A Model is a layer: call it on symbolic tensors to nest it in another.
+    Args:
+        inputs: one symbolic tensor from ``nanonet.Input``, a list or a dict of them; data
+            for ``fit``, ``predict`` and ``model(x)`` then come the same way (an array, a list
+            in order, or a dict by name).
+        outputs: one symbolic tensor, a list or a dict of them (a dict names the outputs and
+            their history keys).
+        name (str or None, default None): the model's name.
+        trainable (bool, default True): whether fit updates its weights.
+
+    Raises:
+        ValueError: an input not made by ``nanonet.Input``, a graph that does not connect the
+            outputs to the inputs (naming the layer and the tensor), a cycle, or two layers
+            with one name.
+
+    Example:
+
+    >>> tokens = nn.Input(shape=(10,), dtype="int32", name="tokens")
+    >>> h = nn.layers.LSTM(8)(nn.layers.Embedding(50, 4, mask_zero=True)(tokens))
+    >>> model = nn.Model(tokens, nn.layers.Dense(3, activation="softmax")(h))
+    >>> model.predict(np.ones((2, 10), np.int32), verbose=0).shape
+    (2, 3)
+    >>> [layer.name for layer in model.layers][0]
+    'tokens'
     """
 
     def __init__(self, inputs=None, outputs=None, name=None, trainable=True):
@@ -250,7 +271,27 @@ class Model(Trainer, Layer):
         return list(self._graph_layers) if self._plan is not None else []
 
     def get_layer(self, name=None, index=None):
-        """The layer called ``name``, or at position ``index`` of ``layers``."""
+        """Returns a layer by its name or by its position in ``layers``.
+
+        Args:
+            name (str or None, default None): the layer's name.
+            index (int or None, default None): its position in ``layers``; pass exactly one
+                of name and index.
+
+        Returns:
+            Layer: the layer.
+
+        Raises:
+            ValueError: neither or both given, an index out of range, or no layer of that
+                name (the message lists the names).
+
+        Example:
+
+        >>> inp = nn.Input((3,), name="features")
+        >>> model = nn.Model(inp, nn.layers.Dense(2, name="head")(inp))
+        >>> model.get_layer("head").units, model.get_layer(index=0).name
+        (2, 'features')
+        """
         if (name is None) == (index is None):
             raise ValueError("get_layer: pass exactly one of name and index")
         layers = self.layers
@@ -353,12 +394,37 @@ class Model(Trainer, Layer):
         return [n for _, _, n in self.named_weights()]
 
     def get_weights(self):
-        """Copies of every weight, layer by layer (Keras's order)."""
+        """Returns copies of every weight array, layer by layer, in Keras's order.
+
+        Returns:
+            list of ndarray: e.g. kernel then bias for each Dense.
+
+        Example:
+
+        >>> model = nn.Sequential([nn.Input((3,)), nn.layers.Dense(2)])
+        >>> [w.shape for w in model.get_weights()]
+        [(3, 2), (2,)]
+        """
         return [w.copy() for w in self.weights]
 
     def set_weights(self, weights):
-        """Set every weight from a list like ``get_weights()``; all shapes are checked before any
-        weight changes."""
+        """Sets every weight from a list like ``get_weights()``.
+
+        All shapes are checked before any weight changes.
+
+        Args:
+            weights (list of array-like): one array per weight, in ``get_weights()`` order.
+
+        Raises:
+            ValueError: the wrong number of arrays or a wrong shape (named).
+
+        Example:
+
+        >>> model = nn.Sequential([nn.Input((3,)), nn.layers.Dense(2)])
+        >>> model.set_weights([np.ones((3, 2)), np.zeros(2)])
+        >>> model.predict(np.ones((1, 3), np.float32), verbose=0).tolist()
+        [[3.0, 3.0]]
+        """
         weights = list(weights)
         own = self.named_weights()
         cls = type(self).__name__
@@ -591,8 +657,31 @@ class Model(Trainer, Layer):
 
     # -- export --------------------------------------------------------------------------------
     def export(self, filepath, format="onnx", opset_version=None):
-        """Write the model for another runtime (Keras 3's name). ``format="onnx"`` (the only
-        one) writes an ONNX file (``nanonet[onnx]``); see ``nanonet.interchange.onnx``."""
+        """Writes the model for another runtime (Keras 3's name).
+
+        ``format="onnx"``, the only format, writes an ONNX file for onnxruntime and other
+        ONNX runtimes (needs ``pip install "nanonet[onnx]"``); see
+        ``nanonet.interchange.onnx``.
+
+        Args:
+            filepath (str or path): the file to write.
+            format (str, default "onnx"): the format.
+            opset_version (int or None, default None): the ONNX opset (a recent one if None).
+
+        Raises:
+            ValueError: an unknown format, or a layer the exporter does not know.
+            ImportError: the onnx package is missing (the message names the extra).
+
+        Example:
+
+        >>> inp = nn.Input((3,))
+        >>> model = nn.Model(inp, nn.layers.Dense(2)(inp))
+        >>> model.export("model.onnx")  # doctest: +SKIP
+        >>> model.export("model.tflite", format="tflite")
+        Traceback (most recent call last):
+        ...
+        ValueError: export: format must be 'onnx' (the only export format); got 'tflite'
+        """
         if format != "onnx":
             raise ValueError(f"export: format must be 'onnx' (the only export format); got "
                              f"{format!r}")
@@ -601,9 +690,22 @@ class Model(Trainer, Layer):
 
     # -- config --------------------------------------------------------------------------------
     def get_config(self):
-        """The graph as JSON-able data: every layer's config and, per call site, the tensors it
-        consumed ([layer name, node index, tensor index], node indices counted within this
-        model), and the inputs and outputs."""
+        """Returns the graph as JSON-able data (no weights); ``from_config`` rebuilds it.
+
+        The dict holds every layer's config and, per call site, the tensors it consumed
+        ([layer name, node index, tensor index], node indices counted within this model),
+        and the model's inputs and outputs.
+
+        Returns:
+            dict: the configuration.
+
+        Example:
+
+        >>> inp = nn.Input((3,), name="x")
+        >>> model = nn.Model(inp, nn.layers.Dense(2, name="d")(inp))
+        >>> [layer["name"] for layer in model.get_config()["layers"]]
+        ['x', 'd']
+        """
         node_index = {}  # id(node) -> index among the layer's nodes in this model
         per_layer = {}
         for node in self._nodes:
@@ -631,8 +733,28 @@ class Model(Trainer, Layer):
 
     @classmethod
     def from_config(cls, config):
-        """Rebuild the graph of ``get_config``. ValueError for unknown layer types, references to
-        missing layers or tensors, and cycles."""
+        """Rebuilds a model (new, unbuilt weights) from ``get_config``'s dict.
+
+        Only registered layer classes can be built; nothing in the config is executed.
+
+        Args:
+            config (dict): what ``get_config`` returned.
+
+        Returns:
+            Model: a model with the same graph and freshly initialized weights.
+
+        Raises:
+            ValueError: an unknown layer type, a reference to a missing layer or tensor, or a
+                cycle.
+
+        Example:
+
+        >>> inp = nn.Input((3,))
+        >>> model = nn.Model(inp, nn.layers.Dense(2)(inp))
+        >>> clone = nn.Model.from_config(model.get_config())
+        >>> clone.predict(np.zeros((4, 3), np.float32), verbose=0).shape
+        (4, 2)
+        """
         if not isinstance(config, dict) or not isinstance(config.get("layers"), list):
             raise ValueError("Model.from_config: config must be a dict with a 'layers' list")
         with BUILD_LOCK:

@@ -20,13 +20,34 @@ __all__ = ["Sequential"]
 
 
 class Sequential(Model):
-    """A linear stack of layers (Keras 3 API).
+    """A linear stack of layers, each feeding the next (Keras 3 API).
 
-    >>> model = Sequential([Input((64,)), Dense(32, activation="relu"),
-    ...                     Dense(10, activation="softmax")])
+    The model is built once the input shape is known: from a leading ``nanonet.Input``, the
+    first layer's ``input_shape=``, ``build(input_shape)``, or the first data it sees. Built,
+    it is a ``Model`` whose graph is a chain: the same training loop, predict path and file
+    format.
+
+    Args:
+        layers (list of Layer or None, default None): the layers, in order; the first entry
+            may be an ``Input``.
+        trainable (bool, default True): whether fit updates its weights.
+        name (str or None, default None): the model's name.
+
+    Raises:
+        TypeError: layers is a single layer instead of a list.
+        ValueError: a bad name, or an Input that is not the first entry.
+
+    Example:
+
+    >>> model = nn.Sequential([nn.Input((4,)), nn.layers.Dense(8, activation="relu"),
+    ...                        nn.layers.Dense(3, activation="softmax")])
     >>> model.compile(optimizer="adam", loss="sparse_categorical_crossentropy",
     ...               metrics=["accuracy"])
-    >>> history = model.fit(x, y, epochs=10, validation_split=0.2)   # doctest: +SKIP
+    >>> x = np.random.rand(16, 4).astype("float32")
+    >>> y = np.random.randint(0, 3, size=16)
+    >>> history = model.fit(x, y, epochs=2, verbose=0)
+    >>> model.predict(x, verbose=0).shape, len(history.history["loss"])
+    ((16, 3), 2)
     """
 
     def __init__(self, layers=None, trainable=True, name=None):
@@ -55,7 +76,25 @@ class Sequential(Model):
         return list(self._layers)
 
     def add(self, layer):
-        """Append a layer (an ``Input`` / InputLayer only as the first entry)."""
+        """Appends a layer to the stack.
+
+        An ``Input`` (or InputLayer) is accepted only as the first entry; once the input shape
+        is known the new layer is built at once.
+
+        Args:
+            layer (Layer or SymbolicTensor): the layer, or an ``Input`` first.
+
+        Raises:
+            TypeError: not a layer.
+            ValueError: an Input that is not the first entry.
+
+        Example:
+
+        >>> model = nn.Sequential([nn.Input((4,))])
+        >>> model.add(nn.layers.Dense(2))
+        >>> model.output_shape
+        (None, 2)
+        """
         if isinstance(layer, SymbolicTensor):
             if not layer.node.is_input:
                 raise ValueError("Sequential.add: a symbolic tensor may only be an Input (the "
@@ -83,7 +122,20 @@ class Sequential(Model):
             self.build(self._batch_input_shape)
 
     def pop(self):
-        """Remove and return the last layer."""
+        """Removes and returns the last layer.
+
+        Returns:
+            Layer: the removed layer.
+
+        Raises:
+            ValueError: the model has no layers.
+
+        Example:
+
+        >>> model = nn.Sequential([nn.Input((4,)), nn.layers.Dense(3), nn.layers.Dense(2)])
+        >>> model.pop().units, model.output_shape
+        (2, (None, 3))
+        """
         if not self._layers:
             raise ValueError("Sequential.pop: the model has no layers")
         layer = self._layers.pop()
@@ -100,8 +152,23 @@ class Sequential(Model):
             self.compiled_loss.fused = None
 
     def build(self, input_shape=None):
-        """Build every layer for inputs of ``input_shape`` (batch axis included, e.g.
-        (None, 64)); without an argument, the shape from Input / input_shape= is used."""
+        """Builds every layer for inputs of ``input_shape``.
+
+        Args:
+            input_shape (tuple or None, default None): the input shape with the batch axis,
+                e.g. (None, 64); None uses the shape from an ``Input`` or the first layer's
+                ``input_shape=``.
+
+        Raises:
+            ValueError: no input shape is known, or a layer cannot take it.
+
+        Example:
+
+        >>> model = nn.Sequential([nn.layers.Dense(2)])
+        >>> model.build((None, 4))
+        >>> model.count_params()
+        10
+        """
         if input_shape is None:
             input_shape = self._batch_input_shape
         if input_shape is None:
@@ -182,6 +249,14 @@ class Sequential(Model):
 
     # -- config ------------------------------------------------------------------------------
     def get_config(self):
+        """Returns ``{"name", "trainable", "layers"}``: the config of each layer in order.
+
+        Example:
+
+        >>> model = nn.Sequential([nn.Input((4,)), nn.layers.Dense(2)])
+        >>> [layer["class_name"] for layer in model.get_config()["layers"]]
+        ['InputLayer', 'Dense']
+        """
         layers = []
         if self._input_layer is not None:
             layers.append(_serialize_layer(self._input_layer))
@@ -196,6 +271,24 @@ class Sequential(Model):
 
     @classmethod
     def from_config(cls, config):
+        """Rebuilds a Sequential (new weights) from ``get_config``'s dict.
+
+        Args:
+            config (dict): what ``get_config`` returned.
+
+        Returns:
+            Sequential: with the same layers, freshly initialized.
+
+        Raises:
+            ValueError: an unknown layer type or a malformed config.
+
+        Example:
+
+        >>> model = nn.Sequential([nn.Input((4,)), nn.layers.Dense(2)])
+        >>> clone = nn.Sequential.from_config(model.get_config())
+        >>> clone.count_params()
+        10
+        """
         model = cls(name=config.get("name"), trainable=config.get("trainable", True))
         for layer_config in config.get("layers", []):
             model.add(_deserialize_layer(layer_config))

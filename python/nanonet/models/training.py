@@ -74,9 +74,34 @@ class Trainer:
 
     # -- compile -------------------------------------------------------------------------------
     def compile(self, optimizer="rmsprop", loss=None, loss_weights=None, metrics=None):
-        """Set the optimizer (name or object), the loss (a name or Loss for every output, or a
-        list / dict per output), loss_weights (per output) and metrics (a list; for several
-        outputs a list per output or a dict by output name)."""
+        """Configures the model for training: optimizer, loss and metrics.
+
+        Args:
+            optimizer (str or Optimizer, default "rmsprop"): a name ("sgd", "adam", ...) or an
+                optimizer object.
+            loss (str, Loss, list or dict, default None): one loss for every output, or one
+                per output (a list in output order or a dict by output name).
+            loss_weights (list or dict or None, default None): the weight of each output's
+                loss in the total.
+            metrics (list or dict or None, default None): metric names or objects; for
+                several outputs a list per output or a dict by output name. "accuracy" picks
+                binary, categorical or sparse categorical accuracy from the data's shapes.
+
+        Raises:
+            ValueError: an unknown optimizer, loss or metric name, or per-output settings that
+                do not match the outputs.
+
+        Example:
+
+        >>> x = np.random.rand(32, 3).astype("float32")
+        >>> y = (x.sum(axis=1) > 1.5).astype("int32")
+        >>> model = nn.Sequential([nn.Input((3,)), nn.layers.Dense(8, activation="relu"),
+        ...                        nn.layers.Dense(2, activation="softmax")])
+        >>> model.compile(optimizer="adam", loss="sparse_categorical_crossentropy",
+        ...               metrics=["accuracy"])
+        >>> model.optimizer
+        <Adam learning_rate=0.001 iterations=0>
+        """
         names = self._compile_output_names()
         optimizer = _optimizers.get(optimizer)
         compiled_loss = CompiledLoss(loss, loss_weights, names)
@@ -265,8 +290,40 @@ class Trainer:
     # -- public training API -----------------------------------------------------------------
     def train_on_batch(self, x, y=None, sample_weight=None, class_weight=None,
                        return_dict=False):
-        """One optimizer step on one batch. Returns the batch loss (no metrics), [loss, metrics...]
-        or a dict (return_dict=True)."""
+        """Runs one optimizer step on one batch.
+
+        Args:
+            x: the inputs: an array, a list of arrays (several inputs, in order) or a dict by
+                input name.
+            y: the targets, given the same way, per output.
+            sample_weight (array or None, default None): a weight per sample ((B,), or (B, T)
+                for sequence outputs), per output for several.
+            class_weight (dict or None, default None): a weight per class id, multiplying the
+                sample weights (one output).
+            return_dict (bool, default False): return a dict.
+
+        Returns:
+            float: the batch's loss, when no metrics were compiled and there is one output; else a
+            list of floats in ``metrics_names`` order; or a dict ``{name: value}`` with
+            ``return_dict=True``.
+
+        Raises:
+            RuntimeError: the model was not compiled.
+            ValueError: inputs or targets of the wrong shape, dtype or count (named), or a
+                bad argument.
+
+        Example:
+
+        >>> x = np.random.rand(32, 3).astype("float32")
+        >>> y = (x.sum(axis=1) > 1.5).astype("int32")
+        >>> model = nn.Sequential([nn.Input((3,)), nn.layers.Dense(8, activation="relu"),
+        ...                        nn.layers.Dense(2, activation="softmax")])
+        >>> model.compile(optimizer="adam", loss="sparse_categorical_crossentropy",
+        ...               metrics=["accuracy"])
+        >>> logs = model.train_on_batch(x, y, return_dict=True)
+        >>> sorted(logs), model.optimizer.iterations
+        (['accuracy', 'loss'], 1)
+        """
         fn = "train_on_batch"
         self._require_compiled(fn)
         xs = self._prepare_x(x, fn)
@@ -277,7 +334,38 @@ class Trainer:
         return self._flatten_logs(self._train_step(xs, ys, sws), return_dict)
 
     def test_on_batch(self, x, y=None, sample_weight=None, return_dict=False):
-        """Loss and metrics of one batch, without training (same return rules as evaluate)."""
+        """Computes the loss and metrics of one batch, without training.
+
+        Args:
+            x: the inputs: an array, a list of arrays (several inputs, in order) or a dict by
+                input name.
+            y: the targets, given the same way, per output.
+            sample_weight (array or None, default None): a weight per sample ((B,), or (B, T)
+                for sequence outputs), per output for several.
+            return_dict (bool, default False): return a dict.
+
+        Returns:
+            float: the loss, when no metrics were compiled and there is one output; else a
+            list of floats in ``metrics_names`` order; or a dict ``{name: value}`` with
+            ``return_dict=True``.
+
+        Raises:
+            RuntimeError: the model was not compiled.
+            ValueError: inputs or targets of the wrong shape, dtype or count (named), or a
+                bad argument.
+
+        Example:
+
+        >>> x = np.random.rand(32, 3).astype("float32")
+        >>> y = (x.sum(axis=1) > 1.5).astype("int32")
+        >>> model = nn.Sequential([nn.Input((3,)), nn.layers.Dense(8, activation="relu"),
+        ...                        nn.layers.Dense(2, activation="softmax")])
+        >>> model.compile(optimizer="adam", loss="sparse_categorical_crossentropy",
+        ...               metrics=["accuracy"])
+        >>> loss, acc = model.test_on_batch(x, y)
+        >>> 0.0 <= acc <= 1.0, model.optimizer.iterations
+        (True, 0)
+        """
         fn = "test_on_batch"
         self._require_compiled(fn)
         xs = self._prepare_x(x, fn)
@@ -288,7 +376,27 @@ class Trainer:
         return self._flatten_logs(self._test_step(xs, ys, sws), return_dict)
 
     def predict_on_batch(self, x):
-        """Predictions for one batch: an array (a list or dict for several outputs)."""
+        """Computes the outputs for one batch (no batching, no callbacks).
+
+        Args:
+            x: the inputs: an array, a list of arrays (several inputs, in order) or a dict by
+                input name.
+
+        Returns:
+            ndarray: the output, or a list / dict of arrays for several outputs.
+
+        Raises:
+            ValueError: inputs of the wrong shape, dtype or count.
+
+        Example:
+
+        >>> x = np.random.rand(32, 3).astype("float32")
+        >>> y = (x.sum(axis=1) > 1.5).astype("int32")
+        >>> model = nn.Sequential([nn.Input((3,)), nn.layers.Dense(8, activation="relu"),
+        ...                        nn.layers.Dense(2, activation="softmax")])
+        >>> model.predict_on_batch(x[:4]).shape
+        (4, 2)
+        """
         xs = self._prepare_x(x, "predict_on_batch")
         return self._pack(self._execute(xs, False)[0])
 
@@ -296,23 +404,65 @@ class Trainer:
             validation_split=0.0, validation_data=None, shuffle=True, class_weight=None,
             sample_weight=None, initial_epoch=0, steps_per_epoch=None, validation_steps=None,
             validation_batch_size=None, validation_freq=1):
-        """Train for ``epochs`` epochs over (x, y) in batches (Keras 3 arguments).
+        """Trains the model for a number of epochs over (x, y) in batches.
 
-        validation_split takes the last fraction of the samples (before shuffling) for
-        validation; validation_data=(x_val, y_val[, sample_weight_val]) overrides it.
-        shuffle reshuffles the training samples every epoch (nanonet's Generator, see
-        set_seed). steps_per_epoch caps the number of batches per epoch. Returns a History.
+        Each epoch reshuffles the training samples (nanonet's generator, see
+        ``nanonet.set_seed``), runs one optimizer step per batch, then validates when asked.
 
-        x may also yield batches (then y and sample_weight stay None): a generator or
-        iterator of ``(x, y)`` / ``(x, y, sample_weight)`` tuples, consumed across epochs
-        (``steps_per_epoch`` batches per epoch; all it has when None), another iterable of
-        them (iterated afresh every epoch), or a ``nanonet.utils.PyDataset`` (``len`` batches
-        per epoch, their order shuffled with shuffle=True, prepared ahead by its workers).
-        validation_data may be given the same ways (``validation_steps`` batches). Training
-        stops with a warning when the batches run out. Arrays remain the fast path.
+        Args:
+            x: the inputs: an array, a list of arrays (several inputs, in order) or a dict by
+                input name. x may also yield batches (then y and sample_weight stay None): a
+                generator or iterator of ``(x, y)`` / ``(x, y, sample_weight)`` tuples,
+                consumed across epochs (``steps_per_epoch`` batches per epoch; all it has when
+                None), another iterable of them (iterated afresh every epoch), or a
+                ``nanonet.utils.PyDataset`` (``len`` batches per epoch, their order shuffled
+                with shuffle=True, prepared ahead by its workers). Training stops with a
+                warning when the batches run out. Arrays remain the fast path.
+            y: the targets, given the same way, per output.
+            batch_size (int or None, default None): samples per step (32 if None).
+            epochs (int, default 1): the index the epochs run up to (exclusive), so with
+                initial_epoch=k fit trains epochs - k epochs.
+            verbose ("auto", 0, 1 or 2, default "auto"): 0 silent; 1 a progress bar (on a
+                terminal) or a line every few seconds (logs); 2 one line per epoch; "auto" is 1
+                (see ``ProgbarLogger``).
+            callbacks (list of Callback or None, default None): called during training.
+            validation_split (float, default 0.0): the fraction in [0, 1) of the samples
+                (the last ones, before shuffling) held out for validation.
+            validation_data (tuple or None, default None): ``(x_val, y_val)`` or
+                ``(x_val, y_val, sample_weight_val)``, or batches given as for x
+                (``validation_steps`` of them); overrides validation_split.
+            shuffle (bool, default True): reshuffle the training samples every epoch.
+            class_weight (dict or None, default None): a weight per class id (one output).
+            sample_weight (array or None, default None): a weight per sample ((B,), or (B, T)
+                for sequence outputs), per output for several.
+            initial_epoch (int, default 0): the epoch to start from (to resume a run).
+            steps_per_epoch (int or None, default None): cap on the batches per epoch.
+            validation_steps (int or None, default None): cap on the validation batches.
+            validation_batch_size (int or None, default None): batch size for validation
+                (batch_size if None).
+            validation_freq (int, default 1): validate every that many epochs.
 
-        verbose: 0 silent; 1 a progress bar (on a terminal) or a line every few seconds
-        (logs); 2 one line per epoch; "auto" is 1 (see ``callbacks.ProgbarLogger``).
+        Returns:
+            History: ``history.history`` maps "loss", each metric and their "val_" twins to
+            per-epoch lists.
+
+        Raises:
+            RuntimeError: the model was not compiled.
+            ValueError: inputs or targets of the wrong shape, dtype or count (named), or a
+                bad argument.
+
+        Example:
+
+        >>> x = np.random.rand(32, 3).astype("float32")
+        >>> y = (x.sum(axis=1) > 1.5).astype("int32")
+        >>> model = nn.Sequential([nn.Input((3,)), nn.layers.Dense(8, activation="relu"),
+        ...                        nn.layers.Dense(2, activation="softmax")])
+        >>> model.compile(optimizer="adam", loss="sparse_categorical_crossentropy",
+        ...               metrics=["accuracy"])
+        >>> history = model.fit(x, y, epochs=2, batch_size=8, validation_split=0.25,
+        ...                     verbose=0)
+        >>> sorted(history.history), len(history.history["loss"])
+        (['accuracy', 'loss', 'val_accuracy', 'val_loss'], 2)
         """
         fn = "fit"
         self._require_compiled(fn)
@@ -499,11 +649,42 @@ class Trainer:
 
     def evaluate(self, x=None, y=None, batch_size=None, verbose="auto", sample_weight=None,
                  steps=None, callbacks=None, return_dict=False):
-        """Loss (and metrics) over (x, y) in batches, without training.
+        """Computes the loss and metrics over (x, y) in batches, without training.
 
-        Returns the loss as a float when no metrics were compiled (and one output), else a list
-        in ``metrics_names`` order, or a dict with return_dict=True (Keras 3). x may yield
-        batches as in ``fit`` (``steps`` of them; all when None).
+        Args:
+            x: the inputs: an array, a list of arrays (several inputs, in order) or a dict by
+                input name; or batches as in ``fit`` (``steps`` of them; all when None).
+            y: the targets, given the same way, per output.
+            batch_size (int or None, default None): samples per step (32 if None).
+            verbose ("auto", 0, 1 or 2, default "auto"): 0 is silent, 1 and 2 report progress
+                (see ``ProgbarLogger``); "auto" means 1.
+            sample_weight (array or None, default None): a weight per sample ((B,), or (B, T)
+                for sequence outputs), per output for several.
+            steps (int or None, default None): cap on the number of batches.
+            callbacks (list of Callback or None, default None): called during evaluation.
+            return_dict (bool, default False): return a dict.
+
+        Returns:
+            float: the loss, when no metrics were compiled and there is one output; else a
+            list of floats in ``metrics_names`` order; or a dict ``{name: value}`` with
+            ``return_dict=True``.
+
+        Raises:
+            RuntimeError: the model was not compiled.
+            ValueError: inputs or targets of the wrong shape, dtype or count (named), or a
+                bad argument.
+
+        Example:
+
+        >>> x = np.random.rand(32, 3).astype("float32")
+        >>> y = (x.sum(axis=1) > 1.5).astype("int32")
+        >>> model = nn.Sequential([nn.Input((3,)), nn.layers.Dense(8, activation="relu"),
+        ...                        nn.layers.Dense(2, activation="softmax")])
+        >>> model.compile(optimizer="adam", loss="sparse_categorical_crossentropy",
+        ...               metrics=["accuracy"])
+        >>> logs = model.evaluate(x, y, verbose=0, return_dict=True)
+        >>> sorted(logs)
+        ['accuracy', 'loss']
         """
         fn = "evaluate"
         self._require_compiled(fn)
@@ -534,9 +715,34 @@ class Trainer:
         return self._flatten_logs(logs, return_dict)
 
     def predict(self, x, batch_size=None, verbose="auto", steps=None, callbacks=None):
-        """Model outputs for x, computed in batches of batch_size (default 32): one array, or a
-        list / dict of arrays for several outputs. x may yield batches as in ``fit`` (x or
-        tuples whose first item is x; ``steps`` of them), whose outputs are joined."""
+        """Computes the model's outputs for x, in batches.
+
+        Args:
+            x: the inputs: an array, a list of arrays (several inputs, in order) or a dict by
+                input name; or batches as in ``fit`` (x or tuples whose first item is x;
+                ``steps`` of them), whose outputs are joined.
+            batch_size (int or None, default None): samples per step (32 if None).
+            verbose ("auto", 0, 1 or 2, default "auto"): 0 is silent, 1 and 2 report progress
+                (see ``ProgbarLogger``); "auto" means 1.
+            steps (int or None, default None): cap on the number of batches.
+            callbacks (list of Callback or None, default None): called per batch.
+
+        Returns:
+            ndarray: the output, (B, ...), or a list / dict of arrays for several outputs.
+
+        Raises:
+            ValueError: inputs of the wrong shape, dtype or count (named), or a bad argument.
+
+        Example:
+
+        >>> x = np.random.rand(32, 3).astype("float32")
+        >>> y = (x.sum(axis=1) > 1.5).astype("int32")
+        >>> model = nn.Sequential([nn.Input((3,)), nn.layers.Dense(8, activation="relu"),
+        ...                        nn.layers.Dense(2, activation="softmax")])
+        >>> probs = model.predict(x, batch_size=16, verbose=0)
+        >>> probs.shape, bool(np.allclose(probs.sum(axis=1), 1.0))
+        ((32, 2), True)
+        """
         fn = "predict"
         verbose = _check_verbose(verbose, fn)
         batch_size = _check_positive_int(batch_size, "batch_size", fn) or 32
@@ -585,14 +791,54 @@ class Trainer:
 
     # -- saving ------------------------------------------------------------------------------
     def save(self, filepath, overwrite=True):
-        """Write the whole model (architecture, weights, compile settings, optimizer state,
-        training seed) to one file, atomically; ``nanonet.load_model`` reads it back. See
-        ``nanonet.saving``."""
+        """Saves the whole model to one file; ``nanonet.load_model`` reads it back.
+
+        The file holds the architecture (as JSON data, never code), the weights, the compile
+        settings, the optimizer's state and the training seed, so training resumes exactly.
+        The write is atomic: a failed save leaves the previous file intact.
+
+        Args:
+            filepath (str or path): the file (".nnet" is the usual suffix).
+            overwrite (bool, default True): replace an existing file.
+
+        Raises:
+            FileExistsError: the file exists and overwrite=False.
+            TypeError: filepath is not a str or os.PathLike.
+
+        Example:
+
+        >>> x = np.random.rand(32, 3).astype("float32")
+        >>> y = (x.sum(axis=1) > 1.5).astype("int32")
+        >>> model = nn.Sequential([nn.Input((3,)), nn.layers.Dense(8, activation="relu"),
+        ...                        nn.layers.Dense(2, activation="softmax")])
+        >>> model.save("model.nnet")
+        >>> restored = nn.load_model("model.nnet")
+        >>> bool(np.array_equal(restored.predict(x, verbose=0), model.predict(x, verbose=0)))
+        True
+        """
         from .. import saving
         saving.save_model(self, filepath, overwrite=overwrite)
 
     def save_weights(self, filepath, overwrite=True):
-        """Write the weights alone, atomically (``load_weights`` reads them back)."""
+        """Saves the weights alone to a file (atomically); ``load_weights`` reads them.
+
+        Args:
+            filepath (str or path): the file.
+            overwrite (bool, default True): replace an existing file.
+
+        Raises:
+            FileExistsError: the file exists and overwrite=False.
+            TypeError: filepath is not a str or os.PathLike.
+
+        Example:
+
+        >>> x = np.random.rand(32, 3).astype("float32")
+        >>> y = (x.sum(axis=1) > 1.5).astype("int32")
+        >>> model = nn.Sequential([nn.Input((3,)), nn.layers.Dense(8, activation="relu"),
+        ...                        nn.layers.Dense(2, activation="softmax")])
+        >>> model.save_weights("model.weights.nnet")
+        >>> model.load_weights("model.weights.nnet")
+        """
         from .. import saving
         saving.save_weights(self, filepath, overwrite=overwrite)
 
@@ -603,8 +849,31 @@ class Trainer:
         return model_to_json(self, **kwargs)
 
     def load_weights(self, filepath, allow_nan=False):
-        """Set the weights from a file written by ``save_weights`` or ``save`` (matched by
-        position; layer classes, weight names and shapes must agree)."""
+        """Sets the weights from a file written by ``save_weights`` or ``save``.
+
+        Weights are matched by position; layer classes, weight names and shapes must agree.
+
+        Args:
+            filepath (str or path): the file.
+            allow_nan (bool, default False): accept NaN or inf weights.
+
+        Raises:
+            ValueError: a corrupt or mismatched file, or NaN / inf weights without allow_nan.
+            FileNotFoundError: no such file.
+
+        Example:
+
+        >>> x = np.random.rand(32, 3).astype("float32")
+        >>> y = (x.sum(axis=1) > 1.5).astype("int32")
+        >>> model = nn.Sequential([nn.Input((3,)), nn.layers.Dense(8, activation="relu"),
+        ...                        nn.layers.Dense(2, activation="softmax")])
+        >>> model.save_weights("w.nnet")
+        >>> other = nn.Sequential([nn.Input((3,)), nn.layers.Dense(8, activation="relu"),
+        ...                        nn.layers.Dense(2, activation="softmax")])
+        >>> other.load_weights("w.nnet")
+        >>> bool(np.array_equal(other.predict(x, verbose=0), model.predict(x, verbose=0)))
+        True
+        """
         from .. import saving
         saving.load_weights(self, filepath, allow_nan=allow_nan)
 
@@ -617,9 +886,29 @@ class Trainer:
         return _random.enter_epoch(self._train_seed, epoch)
 
     def summary(self, line_length=None, positions=None, print_fn=None):
-        """Print a table of layers (name and type, output shape, parameter count, and for graph
-        models the tensors each consumes) and totals. ``print_fn`` is called with each line
-        (default: print)."""
+        """Prints a table of the layers and the parameter totals.
+
+        Each row gives a layer's name and type, its output shape, its parameter count and, for
+        graph models, the tensors it consumes.
+
+        Args:
+            line_length (int or None, default None): width of the table.
+            positions (list or None, default None): where the columns end (fractions of the
+                width or absolute positions).
+            print_fn (callable or None, default None): called with each line (print if None).
+
+        Example:
+
+        >>> x = np.random.rand(32, 3).astype("float32")
+        >>> y = (x.sum(axis=1) > 1.5).astype("int32")
+        >>> model = nn.Sequential([nn.Input((3,)), nn.layers.Dense(8, activation="relu"),
+        ...                        nn.layers.Dense(2, activation="softmax")])
+        >>> model.summary()
+        Model: "sequential..."
+        ...
+        Total params: 50 (200.00 B)
+        ...
+        """
         from .summary import print_summary
         print_summary(self, line_length=line_length, positions=positions, print_fn=print_fn)
 

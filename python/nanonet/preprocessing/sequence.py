@@ -48,10 +48,11 @@ def pad_sequences(sequences, maxlen=None, dtype="int32", padding="pre", truncati
     instead of an error; ``maxlen=0`` gives shape ``(N, 0)``; bad ``padding`` / ``truncating``
     strings are rejected before any work, even when every sequence is empty.
 
-    >>> pad_sequences([[1, 2, 3], [4]], maxlen=2)
+    >>> nn.preprocessing.pad_sequences([[1, 2, 3], [4]], maxlen=2)
     array([[2, 3],
            [0, 4]], dtype=int32)
-    >>> pad_sequences([[1, 2, 3], [4]], padding="post", truncating="post", maxlen=2)
+    >>> nn.preprocessing.pad_sequences([[1, 2, 3], [4]], padding="post", truncating="post",
+    ...                               maxlen=2)
     array([[1, 2],
            [4, 0]], dtype=int32)
     """

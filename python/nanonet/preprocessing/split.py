@@ -83,7 +83,8 @@ def train_test_split(*arrays, test_size=0.2, shuffle=True, stratify=None, seed=N
         arrays, lists for anything else.
 
     >>> x, y = np.arange(10).reshape(5, 2), np.arange(5)
-    >>> x_tr, x_te, y_tr, y_te = train_test_split(x, y, test_size=2, shuffle=False)
+    >>> x_tr, x_te, y_tr, y_te = nn.preprocessing.train_test_split(x, y, test_size=2,
+    ...                                                            shuffle=False)
     >>> y_tr, y_te
     (array([0, 1, 2]), array([3, 4]))
     """

@@ -22,7 +22,7 @@ def text_to_word_sequence(input_text, filters=DEFAULT_FILTERS, lower=True, split
     Lower-cases (if ``lower``), replaces every character of ``filters`` with ``split``, splits on
     ``split`` and drops empty strings.
 
-    >>> text_to_word_sequence("Hello, World!  hello")
+    >>> nn.preprocessing.text_to_word_sequence("Hello, World!  hello")
     ['hello', 'world', 'hello']
     """
     if not isinstance(input_text, str):
@@ -72,7 +72,7 @@ class Tokenizer:
     Difference from Keras: if ``oov_token`` itself occurs in the fitted texts, Keras gives it a
     second index and loses index 1; nanonet keeps it at index 1.
 
-    >>> tok = Tokenizer(oov_token="<unk>")
+    >>> tok = nn.preprocessing.Tokenizer(oov_token="<unk>")
     >>> tok.fit_on_texts(["the cat sat", "the dog"])
     >>> tok.word_index
     {'<unk>': 1, 'the': 2, 'cat': 3, 'sat': 4, 'dog': 5}
@@ -335,7 +335,25 @@ class Tokenizer:
 
 
 def tokenizer_from_json(json_string):
-    """Rebuild a ``Tokenizer`` from ``Tokenizer.to_json()`` (nanonet's or Keras's)."""
+    """Rebuild a ``Tokenizer`` from ``Tokenizer.to_json()`` (nanonet's or Keras's).
+
+    Args:
+        json_string (str): what ``Tokenizer.to_json()`` returned.
+
+    Returns:
+        Tokenizer: with the same configuration and vocabulary.
+
+    Raises:
+        ValueError: json_string is not valid JSON or not a tokenizer's.
+
+    Example:
+
+    >>> tok = nn.preprocessing.Tokenizer()
+    >>> tok.fit_on_texts(["the cat sat", "the dog"])
+    >>> again = nn.preprocessing.tokenizer_from_json(tok.to_json())
+    >>> again.texts_to_sequences(["the dog sat"])
+    [[1, 4, 3]]
+    """
     try:
         data = json.loads(json_string)
     except (TypeError, ValueError) as e:
