@@ -1027,7 +1027,16 @@ class LambdaCallback(Callback):
     ``on_train_batch_begin(batch, logs)``, ``on_train_batch_end(batch, logs)``, and any other
     hook name (``on_test_end=...``) as a keyword.
 
-    >>> log = LambdaCallback(on_epoch_end=lambda epoch, logs: print(epoch, logs["loss"]))
+    Example:
+
+    >>> x = np.random.rand(16, 3).astype("float32")
+    >>> model = nn.Sequential([nn.Input((3,)), nn.layers.Dense(1)])
+    >>> model.compile(optimizer="sgd", loss="mse")
+    >>> seen = []
+    >>> log = nn.callbacks.LambdaCallback(on_epoch_end=lambda epoch, logs: seen.append(epoch))
+    >>> _ = model.fit(x, x[:, :1], epochs=3, verbose=0, callbacks=[log])
+    >>> seen
+    [0, 1, 2]
     """
 
     def __init__(self, on_epoch_begin=None, on_epoch_end=None, on_train_begin=None,
@@ -1071,6 +1080,17 @@ class BackupAndRestore(Callback):
 
     The model must be built (and compiled) before fit. Under ``nanonet.distributed`` every rank
     restores and rank 0 writes.
+
+    Example:
+
+    >>> x = np.random.rand(16, 3).astype("float32")
+    >>> model = nn.Sequential([nn.Input((3,)), nn.layers.Dense(1)])
+    >>> model.compile(optimizer="sgd", loss="mse")
+    >>> backup = nn.callbacks.BackupAndRestore("backup")  # re-run the same fit after a crash
+    >>> history = model.fit(x, x[:, :1], epochs=2, verbose=0, callbacks=[backup])
+    >>> import os
+    >>> len(history.history["loss"]), os.path.exists("backup")  # deleted after a clean end
+    (2, False)
     """
 
     def __init__(self, backup_dir, save_freq="epoch", double_checkpoint=False,
@@ -1205,6 +1225,14 @@ class TensorBoard(Callback):
             embeddings (write_images, profile_batch and embeddings_freq must stay off).
         write_steps_per_second: log the training speed per epoch.
         update_freq: "epoch", "batch" (every batch) or an int (every that many batches).
+
+    Example (needs ``pip install "nanonet[tensorboard]"``):
+
+    >>> x = np.random.rand(16, 3).astype("float32")
+    >>> model = nn.Sequential([nn.Input((3,)), nn.layers.Dense(1)])
+    >>> model.compile(optimizer="sgd", loss="mse")
+    >>> board = nn.callbacks.TensorBoard(log_dir="logs")
+    >>> _ = model.fit(x, x[:, :1], epochs=1, verbose=0, callbacks=[board])  # doctest: +SKIP
     """
 
     rank0_only = True
