@@ -13,7 +13,7 @@ import numbers
 
 import numpy as np
 
-__all__ = ["set_seed", "get_generator", "make_generator", "get_state", "set_state", "draw_seed",
+__all__ = ["set_seed", "is_seeded", "get_generator", "make_generator", "get_state", "set_state", "draw_seed",
            "derive_generator", "enter_epoch", "exit_epoch"]
 
 _generator = np.random.default_rng()
@@ -27,10 +27,19 @@ def _check_seed(seed, fn: str) -> int:
     return int(seed)
 
 
+_seeded = False  # whether set_seed was called (DP noise then becomes repeatable, for tests)
+
+
 def set_seed(seed: int) -> None:
     """Make initialisation, shuffling and dropout repeatable: reseed nanonet's Generator."""
-    global _generator
+    global _generator, _seeded
     _generator = np.random.default_rng(_check_seed(seed, "set_seed"))
+    _seeded = True
+
+
+def is_seeded() -> bool:
+    """Whether ``set_seed`` was called in this process."""
+    return _seeded
 
 
 def get_generator() -> np.random.Generator:

@@ -25,6 +25,7 @@ import numpy as np
 from .. import callbacks as _callbacks
 from .. import distributed as _distributed
 from .. import optimizers as _optimizers
+from .. import privacy as _privacy
 from .. import random as _random
 from . import data_adapters as _data
 from .compile_utils import CompiledLoss, CompiledMetrics, mask_weights
@@ -78,6 +79,8 @@ class Trainer:
         outputs a list per output or a dict by output name)."""
         names = self._compile_output_names()
         optimizer = _optimizers.get(optimizer)
+        if getattr(optimizer, "is_private", False):
+            _privacy.check_model(self)
         compiled_loss = CompiledLoss(loss, loss_weights, names)
         compiled_metrics = CompiledMetrics(metrics, names, compiled_loss.losses)
         self.optimizer = optimizer
@@ -205,7 +208,10 @@ class Trainer:
         regs = self.regularized_weights()
         if regs:
             total += sum(r(w) for w, r in regs)
-        _, wgrads = self._backward(ctxs, douts, False)
+        if getattr(self.optimizer, "is_private", False):  # DP-SGD: clipped per example, noised
+            wgrads, _ = _privacy.private_gradients(self, ctxs, douts, xs[0].shape[0])
+        else:
+            _, wgrads = self._backward(ctxs, douts, False)
         self._apply_gradients(wgrads, regs)
         metric_set = self._metric_set("train", ys, outs)
         self._update_metrics(metric_set, total, values, ys, outs, sws, masks, xs[0].shape[0])
@@ -294,13 +300,17 @@ class Trainer:
     def fit(self, x=None, y=None, batch_size=None, epochs=1, verbose="auto", callbacks=None,
             validation_split=0.0, validation_data=None, shuffle=True, class_weight=None,
             sample_weight=None, initial_epoch=0, steps_per_epoch=None, validation_steps=None,
-            validation_batch_size=None, validation_freq=1):
+            validation_batch_size=None, validation_freq=1, sampling="uniform"):
         """Train for ``epochs`` epochs over (x, y) in batches (Keras 3 arguments).
 
         validation_split takes the last fraction of the samples (before shuffling) for
         validation; validation_data=(x_val, y_val[, sample_weight_val]) overrides it.
         shuffle reshuffles the training samples every epoch (nanonet's Generator, see
-        set_seed). steps_per_epoch caps the number of batches per epoch. Returns a History.
+        set_seed). steps_per_epoch caps the number of batches per epoch. sampling="poisson"
+        (for DP-SGD, whose privacy accounting assumes it) makes each batch of an epoch take
+        every sample independently with probability batch_size / n, so batch sizes vary; empty
+        batches are skipped, and a DP optimizer divides by the expected batch size. Returns a
+        History.
         """
         fn = "fit"
         self._require_compiled(fn)
@@ -320,6 +330,8 @@ class Trainer:
                                               allow_none=False)
         if not isinstance(shuffle, (bool, np.bool_)):
             raise ValueError(f"{fn}: shuffle must be True or False; got {shuffle!r}")
+        if sampling not in ("uniform", "poisson"):
+            raise ValueError(f"{fn}: sampling must be 'uniform' or 'poisson'; got {sampling!r}")
 
         xs = self._prepare_x(x, fn)
         n = xs[0].shape[0]
@@ -349,9 +361,14 @@ class Trainer:
         slices = _data.batch_slices(n, batch_size, steps_per_epoch)
         cbs = _callbacks.CallbackList(callbacks, add_history=True, add_progbar=verbose != 0,
                                       model=self, verbose=verbose, epochs=epochs,
-                                      steps=len(slices))
+                                      steps=len(slices), samples=n, batch_size=batch_size)
         self.stop_training = False
         self._dp = _distributed.DataParallel.start(self)  # None on one process
+        poisson = sampling == "poisson"
+        if poisson and self._dp is not None:
+            raise ValueError(f"{fn}: sampling='poisson' does not run under data-parallel MPI")
+        if getattr(self.optimizer, "is_private", False):
+            self.optimizer.expected_batch_size = min(batch_size, n) if poisson else None
         cbs.on_train_begin()
         epoch_logs = {}
         try:
@@ -359,7 +376,7 @@ class Trainer:
                 self._reset(self._train_metrics)
                 cbs.on_epoch_begin(epoch)
                 rng = self._enter_epoch(epoch)  # this epoch's shuffling and dropout (resumable)
-                if shuffle:
+                if shuffle and not poisson:
                     order = rng.permutation(n)
                     xe, ye, swe = _data.take(xs, order), _data.take(ys, order), \
                         _data.take(sws, order)
@@ -367,6 +384,10 @@ class Trainer:
                     xe, ye, swe = xs, ys, sws
                 logs = {}
                 for step, sl in enumerate(slices):
+                    if poisson:  # each sample independently, with probability batch_size / n
+                        sl = np.flatnonzero(rng.random(n) < batch_size / n)
+                        if sl.size == 0:
+                            continue
                     cbs.on_train_batch_begin(step)
                     if self._dp is not None:  # data parallel: this rank's share of the batch
                         sl = self._dp.shard(sl, xe)
@@ -386,6 +407,8 @@ class Trainer:
         finally:
             _random.exit_epoch()
             self._dp = None
+            if getattr(self.optimizer, "is_private", False):
+                self.optimizer.expected_batch_size = None
         cbs.on_train_end(epoch_logs)
         history = next(c for c in cbs if isinstance(c, _callbacks.History))
         self.history = history
