@@ -778,8 +778,8 @@ class PrivacyBudget(Callback):
     the next epoch would exceed it (the last epoch run stays within the budget).
 
     The model must be compiled with a DP optimizer (nanonet.optimizers.DPSGD / DPAdam); the
-    sampling rate is batch_size / samples of the fit call, as for Poisson sampling
-    (``fit(sampling="poisson")``, which the guarantee assumes). Needs dp-accounting
+    sampling rate is batch_size / samples of the fit call (the optimizer's ``sampling_rate``), as
+    for Poisson sampling (``fit(sampling="poisson")``, which the guarantee assumes). Needs dp-accounting
     (``pip install "nanonet[privacy]"``); accountant "rdp" or "prv" as in
     ``nanonet.privacy.compute_epsilon``."""
 
@@ -817,8 +817,8 @@ class PrivacyBudget(Callback):
 
     def _epsilon(self, steps):
         from . import privacy
-        rate = min(1.0, self.params["batch_size"] / self.params["samples"])
-        return privacy.epsilon_after_steps(rate, self.model.optimizer.noise_multiplier, steps,
+        opt = self.model.optimizer
+        return privacy.epsilon_after_steps(opt.sampling_rate, opt.noise_multiplier, steps,
                                            self.delta, self.accountant)
 
     def on_epoch_end(self, epoch, logs=None):

@@ -485,6 +485,7 @@ class _Private:
         self.l2_norm_clip = _number(l2_norm_clip, "l2_norm_clip", cls, lo=0.0, lo_open=True)
         self.noise_multiplier = _number(noise_multiplier, "noise_multiplier", cls, lo=0.0)
         self.expected_batch_size = None  # set by fit(sampling="poisson")
+        self.sampling_rate = None        # batch_size / samples, set during fit (PrivacyBudget)
         self._noise_rng = None
 
     def noise_generator(self):

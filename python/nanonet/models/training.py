@@ -361,14 +361,15 @@ class Trainer:
         slices = _data.batch_slices(n, batch_size, steps_per_epoch)
         cbs = _callbacks.CallbackList(callbacks, add_history=True, add_progbar=verbose != 0,
                                       model=self, verbose=verbose, epochs=epochs,
-                                      steps=len(slices), samples=n, batch_size=batch_size)
+                                      steps=len(slices))
         self.stop_training = False
         self._dp = _distributed.DataParallel.start(self)  # None on one process
         poisson = sampling == "poisson"
         if poisson and self._dp is not None:
             raise ValueError(f"{fn}: sampling='poisson' does not run under data-parallel MPI")
-        if getattr(self.optimizer, "is_private", False):
+        if getattr(self.optimizer, "is_private", False):  # for the noise and the accountant
             self.optimizer.expected_batch_size = min(batch_size, n) if poisson else None
+            self.optimizer.sampling_rate = min(1.0, batch_size / n) if n else None
         cbs.on_train_begin()
         epoch_logs = {}
         try:
@@ -408,7 +409,7 @@ class Trainer:
             _random.exit_epoch()
             self._dp = None
             if getattr(self.optimizer, "is_private", False):
-                self.optimizer.expected_batch_size = None
+                self.optimizer.expected_batch_size = self.optimizer.sampling_rate = None
         cbs.on_train_end(epoch_logs)
         history = next(c for c in cbs if isinstance(c, _callbacks.History))
         self.history = history
