@@ -505,9 +505,9 @@ class _Private:
     def privatize(self, clipped_sums, params, batch):
         """Add the noise to the summed clipped gradients ({id(param): array}; a missing one is
         zero) and divide by the batch size; returns {id(param): gradient} for every param."""
-        rng = self.noise_generator()
         denom = self.expected_batch_size or batch
         std = self.noise_multiplier * self.l2_norm_clip
+        rng = self.noise_generator() if std > 0 else None
         out = {}
         for p in params:
             g = clipped_sums.get(id(p))
