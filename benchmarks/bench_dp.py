@@ -143,7 +143,8 @@ def main():
     cases = [("MLP 784-256-10 B64", mlp_data, mlp_nanonet, mlp_torch),
              ("showcase LSTM B32 T100", lstm_data, lstm_nanonet, lstm_torch)]
     print(f"nanonet {nn.__version__}, ISA {nn.ops.active_isa()}, "
-          f"torch {getattr(torch, '__version__', '-')}, opacus {getattr(opacus, '__version__', '-')}")
+          f"torch {getattr(torch, '__version__', '-')}, "
+          f"opacus {getattr(opacus, '__version__', '-')}")
     print("| model | threads | nanonet step | nanonet DP step | DP / plain | Opacus DP step | "
           "Opacus / nanonet DP |")
     print("|---|---|---|---|---|---|---|")
