@@ -240,6 +240,10 @@ def _optimizer_cases():
         "Adamax": O.Adamax(0.01, beta_1=0.8, weight_decay=0.01),
         "Nadam": O.Nadam(0.01, epsilon=1e-6, clipvalue=0.5),
         "Lion": O.Lion(0.001, beta_2=0.95),
+        # DP optimizers: no noise, so the two runs continue identically (the noise generator
+        # is seeded afresh, never saved)
+        "DPSGD": O.DPSGD(0.05, l2_norm_clip=0.5, noise_multiplier=0.0, momentum=0.9),
+        "DPAdam": O.DPAdam(0.01, l2_norm_clip=0.5, noise_multiplier=0.0),
     }
 
 

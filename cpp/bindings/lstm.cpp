@@ -130,7 +130,8 @@ py::tuple backward_impl(const char* fn, bool use_ref, const py::object& dy_o,
                         const py::array& kernel, const py::array& recurrent_kernel, bool has_bias,
                         const py::object& mask_o, const py::object& idm_o, const py::object& rdm_o,
                         bool go_backwards, const std::string& activation,
-                        const std::string& recurrent_activation, bool need_dx) {
+                        const std::string& recurrent_activation, bool need_dx,
+                        bool keep_dz = false) {
   if (cache_t.size() != 4) fail(fn, "cache must be the 4-tuple lstm_forward returned");
   py::array xd = cache_t[0].cast<py::array>();  // xh: [xd | hd], named xd for the dtype checks
   float_dtype(xd, fn, "cache");
@@ -169,6 +170,8 @@ py::tuple backward_impl(const char* fn, bool use_ref, const py::object& dy_o,
   py::array dkernel = dw[py::slice(0, I, 1)].cast<py::array>();
   py::array drk = dw[py::slice(I, I + H, 1)].cast<py::array>();
   py::array dh0(dt, Shape{B, H}), dc0(dt, Shape{B, H});
+  std::optional<py::array> dz;
+  if (keep_dz) dz.emplace(dt, Shape{TT, B, G});
   auto run = [&](auto zero) {
     using T = decltype(zero);
     LstmInputs<T> in{nullptr,
@@ -193,13 +196,16 @@ py::tuple backward_impl(const char* fn, bool use_ref, const py::object& dy_o,
     const T* p_dhn = cptr_or_null<T>(dhn);
     const T* p_dcn = cptr_or_null<T>(dcn);
     py::gil_scoped_release release;
-    if (use_ref)
+    if (dz)
+      lstm_backward_dz<T>(p_dx, mptr<T>(*dz), p_dh0, p_dc0, p_dy, p_dhn, p_dcn, cache, in, d);
+    else if (use_ref)
       lstm_backward_ref<T>(p_dx, p_dk, p_drk, p_db, p_dh0, p_dc0, p_dy, p_dhn, p_dcn, cache, in,
                            d);
     else
       lstm_backward<T>(p_dx, p_dk, p_drk, p_db, p_dh0, p_dc0, p_dy, p_dhn, p_dcn, cache, in, d);
   };
   dispatch_float(xd, run);
+  if (dz) return py::make_tuple(dx ? py::object(*dx) : py::none(), *dz, dh0, dc0);
   return py::make_tuple(dx ? py::object(*dx) : py::none(), dkernel, drk,
                         dbias ? py::object(*dbias) : py::none(), dh0, dc0);
 }
@@ -250,6 +256,25 @@ void register_lstm(py::module_& m) {
       "Whole-sequence LSTM backward through time. dy (B, T, H) / dh_n / dc_n (B, H) each "
       "optional. Returns (dx or None when not need_dx, dkernel, drecurrent_kernel, dbias or None, "
       "dh0, dc0), all new.");
+  m.def(
+      "lstm_backward_dz",
+      [](const py::object& dy, const py::object& dh_n, const py::object& dc_n,
+         const py::tuple& cache, const py::array& kernel, const py::array& recurrent_kernel,
+         const py::object& mask, const py::object& input_dropout_mask,
+         const py::object& recurrent_dropout_mask, bool go_backwards,
+         const std::string& activation, const std::string& recurrent_activation, bool need_dx) {
+        return backward_impl("lstm_backward_dz", false, dy, dh_n, dc_n, cache, kernel,
+                             recurrent_kernel, false, mask, input_dropout_mask,
+                             recurrent_dropout_mask, go_backwards, activation,
+                             recurrent_activation, need_dx, true);
+      },
+      py::arg("dy"), py::arg("dh_n"), py::arg("dc_n"), py::arg("cache"), py::arg("kernel"),
+      py::arg("recurrent_kernel"), py::arg("mask"), py::arg("input_dropout_mask"),
+      py::arg("recurrent_dropout_mask"), py::arg("go_backwards"), py::arg("activation"),
+      py::arg("recurrent_activation"), py::arg("need_dx") = true,
+      "lstm_backward keeping the gate gradients for DP-SGD and forming no weight gradients. "
+      "Returns (dx or None, dz (T, B, 4H) time-major in processing order, dh0, dc0), all new; "
+      "the weight gradients are cache xh^T dz and the sum of dz over rows.");
 }
 
 }  // namespace nanonet

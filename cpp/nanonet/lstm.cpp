@@ -891,8 +891,10 @@ void lstm_forward(T* y, T* h_n, T* c_n, const LstmCache<T>* cache, const LstmInp
 
 // ---------------------------------------------------------------------------------------------
 // Fast backward.
+// The body of lstm_backward and lstm_backward_dz: dz_out (T, B, G) or nullptr (a scratch
+// buffer); dkernel == nullptr skips the weight gradients.
 template <typename T>
-void lstm_backward(T* dx, T* dkernel, T* drecurrent_kernel, T* dbias, T* dh0, T* dc0,
+void backward_body(T* dx, T* dkernel, T* drecurrent_kernel, T* dbias, T* dh0, T* dc0, T* dz_out,
                    const T* dy, const T* dh_n, const T* dc_n, const LstmCache<T>& cache,
                    const LstmInputs<T>& in, const LstmDims& d) {
   const index_t B = d.B, TT = d.T, I = d.I, H = d.H, G = 4 * H;
@@ -915,7 +917,8 @@ void lstm_backward(T* dx, T* dkernel, T* drecurrent_kernel, T* dbias, T* dh0, T*
   if (gemv)
     for (index_t j = 0; j < H; ++j)
       for (index_t g = 0; g < G; ++g) rt.get()[g * H + j] = in.recurrent_kernel[j * G + g];
-  Scratch<T> dz(size_t(TT * B * G));
+  Scratch<T> dz_scratch(dz_out ? 1 : size_t(TT * B * G));
+  T* const dzp = dz_out ? dz_out : dz_scratch.get();
   Scratch<T> dh_keep(in.mask ? size_t(B * H) : 1);
   Scratch<T> tmp(size_t(grid.nt) * size_t(2 * std::max<index_t>(H, 1)));
   Scratch<T> dbias_part(dbias ? size_t(grid.nt) * size_t(std::max<index_t>(G, 1)) : 1);
@@ -945,7 +948,7 @@ void lstm_backward(T* dx, T* dkernel, T* drecurrent_kernel, T* dbias, T* dh0, T*
       s.c_prev = cache.c + k * B * H;
       s.ac = cache.ac + k * B * H;
       s.dy = dy ? dy + k * H : nullptr;
-      s.dz = dz.get() + k * B * G;
+      s.dz = dzp + k * B * G;
       s.mask = in.mask ? in.mask + t : nullptr;
       bwd_tile(s, tl.b0, tl.b1, tl.j0, tl.j1, tmp_t);
       barrier_if(grid.pu > 1);
@@ -979,11 +982,13 @@ void lstm_backward(T* dx, T* dkernel, T* drecurrent_kernel, T* dbias, T* dh0, T*
   // Weight gradients over all T * B rows at once: [dkernel; drecurrent_kernel] = xh^T dz, one
   // GEMM when the two outputs are adjacent.
   const index_t XH = I + H;
-  if (drecurrent_kernel == dkernel + I * G) {
-    call_gemm<T>(serial, true, false, XH, G, TT * B, cache.xh, XH, dz.get(), G, dkernel, G);
+  if (!dkernel) {
+    // lstm_backward_dz: the caller forms the weight gradients from dz.
+  } else if (drecurrent_kernel == dkernel + I * G) {
+    call_gemm<T>(serial, true, false, XH, G, TT * B, cache.xh, XH, dzp, G, dkernel, G);
   } else {
-    call_gemm<T>(serial, true, false, I, G, TT * B, cache.xh, XH, dz.get(), G, dkernel, G);
-    call_gemm<T>(serial, true, false, H, G, TT * B, cache.xh + I, XH, dz.get(), G,
+    call_gemm<T>(serial, true, false, I, G, TT * B, cache.xh, XH, dzp, G, dkernel, G);
+    call_gemm<T>(serial, true, false, H, G, TT * B, cache.xh + I, XH, dzp, G,
                  drecurrent_kernel, G);
   }
   if (dbias) {
@@ -993,9 +998,24 @@ void lstm_backward(T* dx, T* dkernel, T* drecurrent_kernel, T* dbias, T* dh0, T*
   }
   if (dx) {
     Scratch<T> dxt(size_t(TT * B * I));
-    call_gemm<T>(serial, false, true, TT * B, I, G, dz.get(), G, in.kernel, G, dxt.get(), I);
+    call_gemm<T>(serial, false, true, TT * B, I, G, dzp, G, in.kernel, G, dxt.get(), I);
     scatter_input_grads(dx, dxt.get(), in.input_dropout_mask, B, TT, I, d.go_backwards);
   }
+}
+
+template <typename T>
+void lstm_backward(T* dx, T* dkernel, T* drecurrent_kernel, T* dbias, T* dh0, T* dc0,
+                   const T* dy, const T* dh_n, const T* dc_n, const LstmCache<T>& cache,
+                   const LstmInputs<T>& in, const LstmDims& d) {
+  backward_body(dx, dkernel, drecurrent_kernel, dbias, dh0, dc0, static_cast<T*>(nullptr), dy,
+                dh_n, dc_n, cache, in, d);
+}
+
+template <typename T>
+void lstm_backward_dz(T* dx, T* dz, T* dh0, T* dc0, const T* dy, const T* dh_n, const T* dc_n,
+                      const LstmCache<T>& cache, const LstmInputs<T>& in, const LstmDims& d) {
+  backward_body(dx, static_cast<T*>(nullptr), static_cast<T*>(nullptr), static_cast<T*>(nullptr),
+                dh0, dc0, dz, dy, dh_n, dc_n, cache, in, d);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1152,6 +1172,8 @@ void lstm_backward_ref(T* dx, T* dkernel, T* drecurrent_kernel, T* dbias, T* dh0
 #define NN_LSTM_INSTANTIATE(T)                                                                 \
   template void lstm_forward<T>(T*, T*, T*, const LstmCache<T>*, const LstmInputs<T>&,         \
                                 const LstmDims&);                                              \
+  template void lstm_backward_dz<T>(T*, T*, T*, T*, const T*, const T*, const T*,            \
+                                    const LstmCache<T>&, const LstmInputs<T>&, const LstmDims&); \
   template void lstm_backward<T>(T*, T*, T*, T*, T*, T*, const T*, const T*, const T*,         \
                                  const LstmCache<T>&, const LstmInputs<T>&, const LstmDims&);  \
   template void lstm_forward_ref<T>(T*, T*, T*, const LstmCache<T>*, const LstmInputs<T>&,     \

@@ -146,6 +146,13 @@ void lstm_backward(T* dx, T* dkernel, T* drecurrent_kernel, T* dbias, T* dh0, T*
                    const T* dy, const T* dh_n, const T* dc_n, const LstmCache<T>& cache,
                    const LstmInputs<T>& in, const LstmDims& d);
 
+// lstm_backward keeping the gate gradients for DP-SGD (per_example.hpp): dz (T, B, G), time-major
+// in processing order, overwritten (rows of masked steps are zero); no weight gradients are
+// formed (the caller forms xh^T dz with per-example row scales). dx, dh0, dc0 as above.
+template <typename T>
+void lstm_backward_dz(T* dx, T* dz, T* dh0, T* dc0, const T* dy, const T* dh_n, const T* dc_n,
+                      const LstmCache<T>& cache, const LstmInputs<T>& in, const LstmDims& d);
+
 template <typename T>
 void lstm_forward_ref(T* y, T* h_n, T* c_n, const LstmCache<T>* cache, const LstmInputs<T>& in,
                       const LstmDims& d);

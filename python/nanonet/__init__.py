@@ -16,6 +16,9 @@ from .random import set_seed
 # ---- data, schedules
 from . import datasets, models, preprocessing, schedules, utils
 
+# ---- private training (DP-SGD)
+from . import privacy
+
 # ---- saving and serving
 from .saving import load_model
 from . import interchange  # Keras files, safetensors, PyTorch state dicts (lazy: no imports)
@@ -25,5 +28,5 @@ __all__ = [
     "__version__", "ops", "reference", "get_num_threads", "set_num_threads",
     "callbacks", "distributed", "initializers", "layers", "losses", "metrics", "optimizers", "regularizers",
     "Input", "Model", "Sequential", "set_seed", "datasets", "models", "preprocessing", "schedules", "utils",
-    "load_model", "interchange", "wrappers",
+    "load_model", "interchange", "wrappers", "privacy",
 ]

@@ -1341,3 +1341,60 @@ class TensorBoard(Callback):
             if isinstance(v, numbers.Real):
                 w.add_scalar(f"evaluation_{k}_vs_iterations", float(v), step)
         self._close()
+
+class PrivacyBudget(Callback):
+    """DP-SGD accounting during fit: after every epoch, log the privacy spent so far as
+    ``epsilon`` (into History, at ``delta``) and, with ``target_epsilon``, stop training once
+    the next epoch would exceed it (the last epoch run stays within the budget).
+
+    The model must be compiled with a DP optimizer (nanonet.optimizers.DPSGD / DPAdam); the
+    sampling rate is batch_size / samples of the fit call (the optimizer's ``sampling_rate``), as
+    for Poisson sampling (``fit(sampling="poisson")``, which the guarantee assumes). Needs dp-accounting
+    (``pip install "nanonet[privacy]"``); accountant "rdp" or "prv" as in
+    ``nanonet.privacy.compute_epsilon``."""
+
+    def __init__(self, delta, target_epsilon=None, accountant="rdp"):
+        super().__init__()
+        if isinstance(delta, bool) or not isinstance(delta, numbers.Real) or not 0 < delta < 1:
+            raise ValueError(f"PrivacyBudget: delta must be a number in (0, 1); got {delta!r}")
+        if target_epsilon is not None and (isinstance(target_epsilon, bool) or
+                                           not isinstance(target_epsilon, numbers.Real) or
+                                           not target_epsilon > 0):
+            raise ValueError(f"PrivacyBudget: target_epsilon must be a positive number or None; "
+                             f"got {target_epsilon!r}")
+        if accountant not in ("rdp", "prv"):
+            raise ValueError(f"PrivacyBudget: accountant must be 'rdp' or 'prv'; got "
+                             f"{accountant!r}")
+        self.delta = float(delta)
+        self.target_epsilon = None if target_epsilon is None else float(target_epsilon)
+        self.accountant = accountant
+        self.steps = 0
+        self.epsilon = 0.0
+
+    def on_train_begin(self, logs=None):
+        from . import privacy
+        privacy._dp_accounting()  # a missing package fails now, not after the first epoch
+        opt = getattr(self.model, "optimizer", None)
+        if not getattr(opt, "is_private", False):
+            raise ValueError("PrivacyBudget: the model must be compiled with a DP optimizer "
+                             f"(nanonet.optimizers.DPSGD or DPAdam); got "
+                             f"{type(opt).__name__}")
+        self.steps = 0
+        self.epsilon = 0.0
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.steps += 1
+
+    def _epsilon(self, steps):
+        from . import privacy
+        opt = self.model.optimizer
+        return privacy.epsilon_after_steps(opt.sampling_rate, opt.noise_multiplier, steps,
+                                           self.delta, self.accountant)
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.epsilon = self._epsilon(self.steps)
+        if logs is not None:
+            logs["epsilon"] = self.epsilon
+        if self.target_epsilon is not None and self.steps and \
+                self._epsilon(self.steps + self.params.get("steps", 1)) > self.target_epsilon:
+            self.model.stop_training = True

@@ -723,6 +723,15 @@ def lstm_backward(dy, cache, dh_n=None, dc_n=None, need_dx=True, *, _ref: bool =
     None (zero). Returns (dx (B, T, I) or None when not need_dx, dkernel, drecurrent_kernel, dbias
     or None when the forward had no bias, dh0, dc0), all new arrays."""
     fn = "lstm_backward"
+    dy, dh_n, dc_n = _lstm_backward_grads(dy, cache, dh_n, dc_n, fn)
+    return _core.lstm_backward(dy, dh_n, dc_n, cache.arrays, cache.kernel, cache.recurrent_kernel,
+                               cache.has_bias, cache.mask, cache.input_dropout_mask,
+                               cache.recurrent_dropout_mask, cache.go_backwards, cache.activation,
+                               cache.recurrent_activation, bool(need_dx), bool(_ref))
+
+
+def _lstm_backward_grads(dy, cache, dh_n, dc_n, fn):
+    """lstm_backward's checks: (dy (B, T, H) or None, dh_n, dc_n) for the kernel."""
     if not isinstance(cache, LSTMCache):
         raise TypeError(f"{fn}: cache must be the LSTMCache of a training lstm_forward; "
                         f"got {type(cache).__name__}")
@@ -740,10 +749,7 @@ def lstm_backward(dy, cache, dh_n=None, dc_n=None, need_dx=True, *, _ref: bool =
                              f"output only); got {dy.shape}")
         dh_n = dy if dh_n is None else dy + dh_n
         dy = None
-    return _core.lstm_backward(dy, dh_n, dc_n, cache.arrays, cache.kernel, cache.recurrent_kernel,
-                               cache.has_bias, cache.mask, cache.input_dropout_mask,
-                               cache.recurrent_dropout_mask, cache.go_backwards, cache.activation,
-                               cache.recurrent_activation, bool(need_dx), bool(_ref))
+    return dy, dh_n, dc_n
 
 
 # --------------------------------------------------------------------------------------------
@@ -913,3 +919,39 @@ def attention_backward(dout, q, k, v, out, lse, mask=None, causal=False, scale=N
     s = _attn_scale(scale, q.shape[-1] if q.ndim == 4 else 0, fn)
     core = _core.attention_backward_ref if _ref else _core.attention_backward
     return core(dout, q, k, v, out, lse, _attn_mask(mask), bool(causal), s)
+
+
+# --------------------------------------------------------------------------------------------
+# ---- per-example gradient norms (DP-SGD; see cpp/nanonet/per_example.hpp, nanonet.privacy)
+
+def per_example_matmul_sq_norms(a, d, time_major: bool = False, *, _ref: bool = False):
+    """out[b] = ||A_b^T D_b||_F^2: the squared norm of example b's gradient of a weight used on
+    the T rows of each example (a Dense kernel on (B, T, I) inputs, the LSTM's stacked kernels).
+    a (B, T, K), d (B, T, N), same float dtype; time_major: (T, B, K) and (T, B, N). Computed by
+    the T x T Gram trick or the K x N product, whichever is cheaper. Returns (B,)."""
+    fn = "per_example_matmul_sq_norms"
+    a = _contiguous(_float_array(a, "a", fn))
+    d = _contiguous(_float_array(d, "d", fn))
+    return _core.per_example_matmul_sq_norms(a, d, bool(time_major), bool(_ref))
+
+
+def embedding_per_example_sq_norms(ids, dy, *, _ref: bool = False):
+    """out[b] = sum_v ||sum_{t: ids[b, t] = v} dy[b, t]||^2: the squared norm of example b's
+    gradient of an embedding table. ids (B, T) integers, dy (B, T, E). Returns (B,)."""
+    fn = "embedding_per_example_sq_norms"
+    ids = _ids_array(ids, fn)
+    dy = _contiguous(_float_array(dy, "dy", fn))
+    return _core.embedding_per_example_sq_norms(ids, dy, bool(_ref))
+
+
+def lstm_backward_dz(dy, cache, dh_n=None, dc_n=None, need_dx=True):
+    """``lstm_backward`` that keeps the gate gradients and forms no weight gradients (DP-SGD
+    forms them with per-example row scales). Returns (dx or None, dz (T, B, 4H) time-major in
+    processing order, dh0, dc0). The weight gradients are ``cache.arrays[0]`` (xh, (T, B, I + H))
+    transposed times dz (kernel rows first, then recurrent_kernel) and dz summed over rows."""
+    fn = "lstm_backward_dz"
+    dy, dh_n, dc_n = _lstm_backward_grads(dy, cache, dh_n, dc_n, fn)
+    return _core.lstm_backward_dz(dy, dh_n, dc_n, cache.arrays, cache.kernel,
+                                  cache.recurrent_kernel, cache.mask, cache.input_dropout_mask,
+                                  cache.recurrent_dropout_mask, cache.go_backwards,
+                                  cache.activation, cache.recurrent_activation, bool(need_dx))

@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import math
 import numbers
+import secrets
+import warnings
 
 import numpy as np
 
@@ -28,7 +30,7 @@ from . import schedules as _schedules
 from ._registry import Registry
 
 __all__ = ["Optimizer", "SGD", "Adam", "AdamW", "RMSprop", "Adagrad", "Adamax", "Nadam", "Lion",
-           "get", "serialize", "deserialize"]
+           "DPSGD", "DPAdam", "get", "serialize", "deserialize"]
 
 
 def _number(value, name, cls, lo=None, hi=None, lo_open=False, hi_open=False, allow_none=False):
@@ -734,7 +736,98 @@ class Lion(Optimizer):
         return {**super().get_config(), "beta_1": self.beta_1, "beta_2": self.beta_2}
 
 
-_CLASSES = (SGD, Adam, AdamW, RMSprop, Adagrad, Adamax, Nadam, Lion)
+class _Private:
+    """DP-SGD's part of an optimizer (mixed into DPSGD and DPAdam; see nanonet.privacy).
+
+    l2_norm_clip: every example's gradient (all trainable weights together) is scaled to an L2
+    norm of at most this (TF Privacy's name; Opacus: max_grad_norm). noise_multiplier: Gaussian
+    noise of std noise_multiplier * l2_norm_clip is added to the sum of the clipped gradients
+    (both libraries' name), which is then divided by the batch size (the expected batch size
+    under ``fit(sampling="poisson")``). The noise comes from a Generator seeded from the
+    operating system's cryptographic source (``secrets``); after ``nanonet.set_seed`` it is
+    seeded from nanonet's Generator instead, repeatable, with a warning: for tests only."""
+    is_private = True
+
+    def _init_private(self, l2_norm_clip, noise_multiplier):
+        cls = type(self).__name__
+        self.l2_norm_clip = _number(l2_norm_clip, "l2_norm_clip", cls, lo=0.0, lo_open=True)
+        self.noise_multiplier = _number(noise_multiplier, "noise_multiplier", cls, lo=0.0)
+        self.expected_batch_size = None  # set by fit(sampling="poisson")
+        self.sampling_rate = None        # batch_size / samples, set during fit (PrivacyBudget)
+        self._noise_rng = None
+
+    def noise_generator(self):
+        """The Generator the noise is drawn from (made on first use)."""
+        if self._noise_rng is None:
+            from . import random as _random
+            if _random.is_seeded():
+                warnings.warn(f"{type(self).__name__}: nanonet.set_seed was called, so the DP "
+                              "noise is repeatable; that is for testing only (an attacker "
+                              "who knows the seed can remove the noise)", RuntimeWarning,
+                              stacklevel=3)
+                self._noise_rng = np.random.default_rng(_random.draw_seed())
+            else:
+                self._noise_rng = np.random.Generator(np.random.PCG64(secrets.randbits(128)))
+        return self._noise_rng
+
+    def privatize(self, clipped_sums, params, batch):
+        """Add the noise to the summed clipped gradients ({id(param): array}; a missing one is
+        zero) and divide by the batch size; returns {id(param): gradient} for every param."""
+        denom = self.expected_batch_size or batch
+        std = self.noise_multiplier * self.l2_norm_clip
+        rng = self.noise_generator() if std > 0 else None
+        out = {}
+        for p in params:
+            g = clipped_sums.get(id(p))
+            if std > 0:  # drawn in the parameter's dtype (float32 draws are twice as fast)
+                noise = rng.standard_normal(p.shape, dtype=p.dtype)
+                noise *= std
+                if g is not None:
+                    noise += g
+                g = noise
+            elif g is None:
+                g = np.zeros_like(p)
+            else:
+                g = np.array(g, dtype=p.dtype)
+            g *= p.dtype.type(1.0 / denom)
+            out[id(p)] = g
+        return out
+
+    def _private_config(self):
+        return {"l2_norm_clip": self.l2_norm_clip, "noise_multiplier": self.noise_multiplier}
+
+
+class DPSGD(_Private, SGD):
+    """SGD (momentum, nesterov) on differentially private gradients: DP-SGD (Abadi et al. 2016).
+    l2_norm_clip and noise_multiplier as in TF Privacy's DPKerasSGDOptimizer (Opacus:
+    max_grad_norm, noise_multiplier); see nanonet.privacy for what a step computes."""
+
+    def __init__(self, learning_rate=0.01, l2_norm_clip=1.0, noise_multiplier=1.1, momentum=0.0,
+                 nesterov=False, weight_decay=None, clipnorm=None, clipvalue=None,
+                 global_clipnorm=None, name="DPSGD"):
+        super().__init__(learning_rate, momentum, nesterov, weight_decay, clipnorm, clipvalue,
+                         global_clipnorm, name)
+        self._init_private(l2_norm_clip, noise_multiplier)
+
+    def get_config(self):
+        return {**super().get_config(), **self._private_config()}
+
+
+class DPAdam(_Private, Adam):
+    """Adam on differentially private gradients (TF Privacy's DPKerasAdamOptimizer); see DPSGD."""
+
+    def __init__(self, learning_rate=0.001, l2_norm_clip=1.0, noise_multiplier=1.1, beta_1=0.9,
+                 beta_2=0.999, epsilon=1e-7, weight_decay=None, clipnorm=None, clipvalue=None,
+                 global_clipnorm=None, name="DPAdam"):
+        super().__init__(learning_rate, beta_1, beta_2, epsilon, weight_decay, clipnorm,
+                         clipvalue, global_clipnorm, name)
+        self._init_private(l2_norm_clip, noise_multiplier)
+
+    def get_config(self):
+        return {**super().get_config(), **self._private_config()}
+
+
+_CLASSES = (SGD, Adam, AdamW, RMSprop, Adagrad, Adamax, Nadam, Lion, DPSGD, DPAdam)
 _NAMES = {"sgd": SGD, "adam": Adam, "adamw": AdamW, "rmsprop": RMSprop, "adagrad": Adagrad,
           "adamax": Adamax, "nadam": Nadam, "lion": Lion}
 _REGISTRY = Registry("optimizers", "optimizer", _NAMES, _CLASSES)

@@ -13,7 +13,7 @@ import numbers
 
 import numpy as np
 
-__all__ = ["set_seed", "get_generator", "make_generator", "get_state", "set_state", "draw_seed",
+__all__ = ["set_seed", "is_seeded", "get_generator", "make_generator", "get_state", "set_state", "draw_seed",
            "derive_generator", "enter_epoch", "exit_epoch"]
 
 _generator = np.random.default_rng()
@@ -25,6 +25,9 @@ def _check_seed(seed, fn: str) -> int:
     if seed < 0:
         raise ValueError(f"{fn}: seed must be >= 0; got {seed}")
     return int(seed)
+
+
+_seeded = False  # whether set_seed was called (DP noise then becomes repeatable, for tests)
 
 
 def set_seed(seed: int) -> None:
@@ -51,8 +54,14 @@ def set_seed(seed: int) -> None:
     >>> bool(np.array_equal(a.kernel, b.kernel))
     True
     """
-    global _generator
+    global _generator, _seeded
     _generator = np.random.default_rng(_check_seed(seed, "set_seed"))
+    _seeded = True
+
+
+def is_seeded() -> bool:
+    """Whether ``set_seed`` was called in this process."""
+    return _seeded
 
 
 def get_generator() -> np.random.Generator:

@@ -490,6 +490,11 @@ def lstm_forward(x, kernel, recurrent_kernel, bias=None, h0=None, c0=None, mask=
 
 
 def lstm_backward(dy, cache, dh_n=None, dc_n=None, need_dx=True):
+    return _lstm_backward(dy, cache, dh_n, dc_n, need_dx)[:6]
+
+
+def _lstm_backward(dy, cache, dh_n, dc_n, need_dx):
+    """lstm_backward's results and the gate gradients dz of every step, in processing order."""
     B, T, I = cache["shape"]
     H = cache["units"]
     kernel, recurrent_kernel = cache["kernel"], cache["recurrent_kernel"]
@@ -504,6 +509,7 @@ def lstm_backward(dy, cache, dh_n=None, dc_n=None, need_dx=True):
     dkernel = np.zeros_like(kernel)
     drecurrent_kernel = np.zeros_like(recurrent_kernel)
     dbias = np.zeros(4 * H, dt)
+    dzs = [None] * T
     for k in range(T - 1, -1, -1):
         s = cache["steps"][k]
         if dy is not None:
@@ -513,6 +519,7 @@ def lstm_backward(dy, cache, dh_n=None, dc_n=None, need_dx=True):
         dz = np.concatenate([dc_k * s["g"] * dra(s["i"]), dc_k * s["c_prev"] * dra(s["f"]),
                              dc_k * s["i"] * da(s["g"]), dh * s["ac"] * dra(s["o"])], axis=1)
         dz = np.where(s["m"], dz, 0)
+        dzs[k] = dz
         dkernel += s["x"].T @ dz
         drecurrent_kernel += s["hd"].T @ dz
         dbias += dz.sum(axis=0)
@@ -522,7 +529,7 @@ def lstm_backward(dy, cache, dh_n=None, dc_n=None, need_dx=True):
         dh = np.where(s["m"], dh_prev, dh)
         dc = np.where(s["m"], dc_k * s["f"], dc)
     return ((dx if need_dx else None), dkernel, drecurrent_kernel,
-            (dbias if cache["has_bias"] else None), dh, dc)
+            (dbias if cache["has_bias"] else None), dh, dc, dzs)
 
 
 # --------------------------------------------------------------------------------------------
@@ -646,3 +653,31 @@ def attention_backward(dout, q, k, v, out, lse, mask=None, causal=False, scale=N
     dq = np.einsum("bhij,bhjd->bhid", ds, k)
     dk = np.einsum("bhij,bhid->bhjd", ds, q)
     return dq.astype(q.dtype), dk.astype(q.dtype), dv.astype(q.dtype)
+
+
+# ---- per-example gradient norms (DP-SGD)
+
+def per_example_matmul_sq_norms(a, d, time_major=False):
+    a = np.asarray(a, dtype=np.float64)
+    d = np.asarray(d, dtype=np.float64)
+    if time_major:
+        a, d = a.transpose(1, 0, 2), d.transpose(1, 0, 2)
+    g = np.einsum("btk,btn->bkn", a, d)  # every example's gradient, materialised
+    return (g * g).sum(axis=(1, 2))
+
+
+def embedding_per_example_sq_norms(ids, dy):
+    ids = np.asarray(ids)
+    dy = np.asarray(dy, dtype=np.float64)
+    out = np.zeros(ids.shape[0])
+    for b in range(ids.shape[0]):
+        g = {}
+        for t, v in enumerate(ids[b]):
+            g[int(v)] = g.get(int(v), 0.0) + dy[b, t]
+        out[b] = sum(float(np.dot(r, r)) for r in g.values())
+    return out
+
+
+def lstm_backward_dz(dy, cache, dh_n=None, dc_n=None, need_dx=True):
+    dx, _, _, _, dh, dc, dzs = _lstm_backward(dy, cache, dh_n, dc_n, need_dx)
+    return dx, np.stack(dzs), dh, dc

@@ -430,6 +430,11 @@ class MultiHeadAttention(Layer):
     def backprop(self, ctx, dy, need_dx=True):
         """dy for the output (with return_attention_scores: [dy, dscores], dscores ignored).
         Returns [dquery, dvalue(, dkey)(, None for attention_mask)] and the weight gradients."""
+        return self._backprop(ctx, dy, need_dx, None)
+
+    def _backprop(self, ctx, dy, need_dx, rows):
+        """backprop; with rows a list (DP-SGD), the four projections' (x2, dz2) row pairs are
+        appended to it and no weight gradients are formed."""
         q2, k2, v2, Q, K, V, O, lse, o2, kmask, causal, scale, (B, Tq, Tv), opts, drop = ctx
         if opts["return_attention_scores"] and isinstance(dy, (list, tuple)):
             dy = dy[0]
@@ -439,8 +444,13 @@ class MultiHeadAttention(Layer):
         if dy.shape != (B, Tq, out_dim):
             raise ValueError(f"MultiHeadAttention {self.name!r}: dy must have the output's shape "
                              f"{(B, Tq, out_dim)}; got {dy.shape}")
-        do2, dWo, dbo = ops.dense_backward(dy.reshape(B * Tq, out_dim), o2,
-                                           self.output_kernel.reshape(H * vd, out_dim), None)
+        if rows is None:
+            do2, dWo, dbo = ops.dense_backward(dy.reshape(B * Tq, out_dim), o2,
+                                               self.output_kernel.reshape(H * vd, out_dim), None)
+        else:
+            dy2 = dy.reshape(B * Tq, out_dim)
+            rows.append((o2, dy2))
+            do2 = ops.matmul(dy2, self.output_kernel.reshape(H * vd, out_dim), transpose_b=True)
         dO = np.ascontiguousarray(do2.reshape(B, Tq, H, vd).transpose(0, 2, 1, 3))
         if drop is not None:
             dQ, dK, dV = self._dropout_attention_backward(dO, Q, K, V, drop, scale)
@@ -449,6 +459,11 @@ class MultiHeadAttention(Layer):
 
         def unproject(dP, x2, kernel, T, width):
             d2 = np.ascontiguousarray(dP.transpose(0, 2, 1, 3).reshape(B * T, H * width))
+            if rows is not None:
+                rows.append((x2, d2))
+                dx = ops.matmul(d2, kernel.reshape(kernel.shape[0], -1), transpose_b=True) \
+                    if need_dx else None
+                return (None if dx is None else dx.reshape(B, T, -1)), None, None
             dx, dW, db = ops.dense_backward(d2, x2, kernel.reshape(kernel.shape[0], -1), None,
                                             need_dx=need_dx)
             return (None if dx is None else dx.reshape(B, T, -1)), dW.reshape(kernel.shape), \
@@ -456,11 +471,12 @@ class MultiHeadAttention(Layer):
         dq, dWq, dbq = unproject(dQ, q2, self.query_kernel, Tq, kd)
         dk, dWk, dbk = unproject(dK, k2, self.key_kernel, Tv, kd)
         dv, dWv, dbv = unproject(dV, v2, self.value_kernel, Tv, vd)
-        dWo = dWo.reshape(self.output_kernel.shape)
-        if self.use_bias:
-            grads = [dWq, dbq, dWk, dbk, dWv, dbv, dWo, dbo]
-        else:
-            grads = [dWq, dWk, dWv, dWo]
+        if rows is None:
+            dWo = dWo.reshape(self.output_kernel.shape)
+            if self.use_bias:
+                grads = [dWq, dbq, dWk, dbk, dWv, dbv, dWo, dbo]
+            else:
+                grads = [dWq, dWk, dWv, dWo]
         if not need_dx:
             dx = None
         else:
@@ -469,7 +485,38 @@ class MultiHeadAttention(Layer):
                 dx[1] = dv + dk  # key is value
             if opts["attention_mask"]:
                 dx.append(None)
-        return dx, self._trainable_grads(grads)
+        return dx, (None if rows is not None else self._trainable_grads(grads))
+
+    # DP-SGD (nanonet.privacy): the four projections are Dense layers on (B, T, .) rows, so each
+    # example's gradient norm is the Gram trick on (x2, dz2) per projection.
+    def dp_backprop(self, ctx, dy, need_dx=True):
+        rows = []  # output, query, key, value projections
+        dx, _ = self._backprop(ctx, dy, need_dx, rows)
+        B = ctx[12][0]
+        sq = np.zeros(B)
+        for x2, d2 in rows:
+            x3, d3 = x2.reshape(B, -1, x2.shape[1]), d2.reshape(B, -1, d2.shape[1])
+            sq += ops.per_example_matmul_sq_norms(x3, d3)
+            if self.use_bias:
+                sq += np.square(d3.sum(axis=1, dtype=np.float64)).sum(axis=1)
+        return dx, sq, (rows, B)
+
+    def dp_grads(self, state, scale):
+        rows, B = state
+        out = []
+        kernels = (self.output_kernel, self.query_kernel, self.key_kernel, self.value_kernel)
+        biases = (self.output_bias, self.query_bias, self.key_bias, self.value_bias) \
+            if self.use_bias else (None,) * 4
+        for (x2, d2), kernel, bias in zip(rows, kernels, biases):
+            ds = d2 * np.repeat(scale, d2.shape[0] // B)[:, None]
+            out.append((ops.matmul(x2, ds, transpose_a=True).reshape(kernel.shape),
+                        None if bias is None else ds.sum(axis=0).reshape(bias.shape)))
+        (dWo, dbo), (dWq, dbq), (dWk, dbk), (dWv, dbv) = out
+        if self.use_bias:
+            grads = [dWq, dbq, dWk, dbk, dWv, dbv, dWo, dbo]
+        else:
+            grads = [dWq, dWk, dWv, dWo]
+        return self._trainable_grads(grads)
 
     def backward(self, dy):
         """Single-call API: gradients of the last call(..., training=True) -> [dquery, dvalue]

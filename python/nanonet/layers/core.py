@@ -152,6 +152,29 @@ class Dense(Layer):
         grads = self._trainable_grads([dkernel, dbias] if self.use_bias else [dkernel])
         return (None if dx is None else dx.reshape(x_shape)), grads
 
+    # DP-SGD (nanonet.privacy): ghost norms ||x_b||^2 ||dz_b||^2, the Gram trick for (B, T, I)
+    def dp_backprop(self, ctx, dy, need_dx=True):
+        x2, y2, activation, x_shape, z2 = ctx
+        dy2 = np.ascontiguousarray(_rows(np.asarray(dy)), dtype=self.dtype)
+        if dy2.shape != y2.shape:
+            raise ValueError(f"Dense {self.name!r}: dy must have the output's shape "
+                             f"{x_shape[:-1] + (self.units,)}; got {np.shape(dy)}")
+        dz = dy2 if activation == "linear" else ops.activation_backward(dy2, y2, activation, x=z2)
+        dx = ops.matmul(dz, self.kernel, transpose_b=True).reshape(x_shape) if need_dx else None
+        B = x_shape[0]
+        x3 = x2.reshape(B, -1, x2.shape[1])
+        dz3 = dz.reshape(B, -1, dz.shape[1])
+        sq = ops.per_example_matmul_sq_norms(x3, dz3).astype(np.float64)
+        if self.use_bias:
+            sq += np.square(dz3.sum(axis=1, dtype=np.float64)).sum(axis=1)
+        return dx, sq, (x2, dz, B)
+
+    def dp_grads(self, state, scale):
+        x2, dz, B = state
+        dzs = dz * np.repeat(scale, dz.shape[0] // B)[:, None]
+        dkernel = ops.matmul(x2, dzs, transpose_a=True)
+        return self._trainable_grads([dkernel, dzs.sum(axis=0)] if self.use_bias else [dkernel])
+
     def get_config(self):
         return {**super().get_config(), "units": self.units, "activation": self.activation,
                 "use_bias": self.use_bias,

@@ -96,6 +96,22 @@ class Embedding(Layer):
         grads = self._trainable_grads([ops.embedding_backward(dy, ids, self.input_dim)])
         return None, grads  # ids are not differentiable
 
+    # DP-SGD (nanonet.privacy): per-example sums over equal tokens
+    def dp_backprop(self, ids, dy, need_dx=True):
+        dy = np.ascontiguousarray(dy, dtype=self.dtype)
+        if dy.shape != ids.shape + (self.output_dim,):
+            raise ValueError(f"Embedding {self.name!r}: dy must have the output's shape "
+                             f"{ids.shape + (self.output_dim,)}; got {dy.shape}")
+        B = ids.shape[0]
+        ids2 = ids.reshape(B, -1)
+        sq = ops.embedding_per_example_sq_norms(ids2, dy.reshape(B, ids2.shape[1], -1))
+        return None, sq.astype(np.float64), (ids, dy)
+
+    def dp_grads(self, state, scale):
+        ids, dy = state
+        dys = dy * scale.reshape((-1,) + (1,) * (dy.ndim - 1))
+        return self._trainable_grads([ops.embedding_backward(dys, ids, self.input_dim)])
+
     def get_config(self):
         reg = self.embeddings_regularizer
         return {**super().get_config(), "input_dim": self.input_dim,

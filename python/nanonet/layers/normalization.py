@@ -271,5 +271,21 @@ class LayerNormalization(_Normalization):
                                                     self.gamma)
         return (dx if need_dx else None), self._grads(dgamma, dbeta)
 
+    # DP-SGD (nanonet.privacy): example b's dgamma / dbeta are sums over its rows
+    def dp_backprop(self, ctx, dy, need_dx=True):
+        x, mean, inv_std = ctx
+        dy = self._dy(dy, x.shape)
+        dx = None
+        if need_dx:
+            dx = ops.layer_norm_backward(dy, x, mean, inv_std, self.gamma)[0]
+        B, F = x.shape[0], x.shape[-1]
+        xhat = (x - mean[..., None]) * inv_std[..., None]
+        parts = self._grads((dy * xhat).reshape(B, -1, F), dy.reshape(B, -1, F))
+        sq = sum(np.square(p.sum(axis=1, dtype=np.float64)).sum(axis=1) for p in parts)
+        return dx, np.zeros(B) + sq, parts
+
+    def dp_grads(self, parts, scale):
+        return [np.tensordot(scale, p.sum(axis=1), axes=1).astype(self.dtype) for p in parts]
+
     def __repr__(self):
         return f"<LayerNormalization name={self.name!r}, epsilon={self.epsilon}>"

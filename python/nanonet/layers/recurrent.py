@@ -300,6 +300,13 @@ class LSTM(Layer):
     def backprop(self, ctx, dy, need_dx=True):
         """dy for the output, or [dy, dh_n, dc_n] with return_state (None entries allowed).
         Returns dx, or [dx, dh0, dc0] when the forward had an initial state."""
+        cache, had_state, dy, dh_n, dc_n = self._output_grads(ctx, dy)
+        dx, dk, drk, db, dh0, dc0 = ops.lstm_backward(dy, cache, dh_n, dc_n, need_dx=need_dx)
+        grads = self._trainable_grads([dk, drk, db] if self.use_bias else [dk, drk])
+        return ([dx, dh0, dc0] if had_state else dx), grads
+
+    def _output_grads(self, ctx, dy):
+        """(cache, had_state, dy, dh_n, dc_n) checked, for the kernel's backward."""
         cache, had_state, y_shape = ctx
         dh_n = dc_n = None
         if self.return_state and isinstance(dy, (list, tuple)):
@@ -311,9 +318,27 @@ class LSTM(Layer):
         if dy is not None and dy.shape != y_shape:
             raise ValueError(f"LSTM {self.name!r}: dy must have the output's shape {y_shape}; "
                              f"got {dy.shape}")
-        dx, dk, drk, db, dh0, dc0 = ops.lstm_backward(dy, cache, dh_n, dc_n, need_dx=need_dx)
-        grads = self._trainable_grads([dk, drk, db] if self.use_bias else [dk, drk])
-        return ([dx, dh0, dc0] if had_state else dx), grads
+        return cache, had_state, dy, dh_n, dc_n
+
+    # DP-SGD (nanonet.privacy): the kernel keeps the gate gradients dz (T, B, 4H); example b's
+    # gradient of [kernel; recurrent_kernel] is xh_b^T dz_b, its norm by the Gram trick in C++.
+    def dp_backprop(self, ctx, dy, need_dx=True):
+        cache, had_state, dy, dh_n, dc_n = self._output_grads(ctx, dy)
+        dx, dz, dh0, dc0 = ops.lstm_backward_dz(dy, cache, dh_n, dc_n, need_dx=need_dx)
+        xh = cache.arrays[0]
+        sq = ops.per_example_matmul_sq_norms(xh, dz, time_major=True).astype(np.float64)
+        if self.use_bias:
+            sq += np.square(dz.sum(axis=0, dtype=np.float64)).sum(axis=1)
+        return ([dx, dh0, dc0] if had_state else dx), sq, (xh, dz)
+
+    def dp_grads(self, state, scale):
+        xh, dz = state
+        G = dz.shape[2]
+        dzs = (dz * scale[None, :, None]).reshape(-1, G)
+        dw = ops.matmul(xh.reshape(-1, xh.shape[2]), dzs, transpose_a=True)
+        I = self.kernel.shape[0]
+        grads = [dw[:I], dw[I:]] + ([dzs.sum(axis=0)] if self.use_bias else [])
+        return self._trainable_grads(grads)
 
     def get_config(self):
         return {**super().get_config(), "units": self.units, "activation": self.activation,

@@ -536,9 +536,10 @@ class Model(Trainer, Layer):
         return ([vals[s] for s in plan.output_slots], [mks[s] for s in plan.output_slots],
                 ctxs)
 
-    def _backward(self, ctxs, douts, need_dx):
+    def _backward(self, ctxs, douts, need_dx, hook=None):
         """Gradients from d loss / d outputs (None entries allowed): (dxs aligned with inputs,
-        {id(weight): gradient})."""
+        {id(weight): gradient}). hook(layer), when given, returns the function run in place of
+        ``layer.backprop`` (DP-SGD's first pass, nanonet.privacy)."""
         plan = self._plan
         g = [None] * plan.n_slots
         for s, d in zip(plan.output_slots, douts):
@@ -557,7 +558,8 @@ class Model(Trainer, Layer):
                 if all(d is None for d in dy):
                     continue
             nd = any(needs[i] for i in ins)
-            dx, grads = layer.backprop(ctxs[k], dy, need_dx=nd)
+            backprop = layer.backprop if hook is None else hook(layer)
+            dx, grads = backprop(ctxs[k], dy, need_dx=nd)
             if grads:
                 for w, gw in zip(layer.trainable_weights, grads):
                     if gw is None:

@@ -26,6 +26,7 @@ import numpy as np
 from .. import callbacks as _callbacks
 from .. import distributed as _distributed
 from .. import optimizers as _optimizers
+from .. import privacy as _privacy
 from .. import random as _random
 from . import data_adapters as _data
 from .compile_utils import CompiledLoss, CompiledMetrics, mask_weights
@@ -104,6 +105,8 @@ class Trainer:
         """
         names = self._compile_output_names()
         optimizer = _optimizers.get(optimizer)
+        if getattr(optimizer, "is_private", False):
+            _privacy.check_model(self)
         compiled_loss = CompiledLoss(loss, loss_weights, names)
         compiled_metrics = CompiledMetrics(metrics, names, compiled_loss.losses)
         self.optimizer = optimizer
@@ -231,7 +234,10 @@ class Trainer:
         regs = self.regularized_weights()
         if regs:
             total += sum(r(w) for w, r in regs)
-        _, wgrads = self._backward(ctxs, douts, False)
+        if getattr(self.optimizer, "is_private", False):  # DP-SGD: clipped per example, noised
+            wgrads, _ = _privacy.private_gradients(self, ctxs, douts, xs[0].shape[0])
+        else:
+            _, wgrads = self._backward(ctxs, douts, False)
         self._apply_gradients(wgrads, regs)
         metric_set = self._metric_set("train", ys, outs)
         self._update_metrics(metric_set, total, values, ys, outs, sws, masks, xs[0].shape[0])
@@ -403,7 +409,7 @@ class Trainer:
     def fit(self, x=None, y=None, batch_size=None, epochs=1, verbose="auto", callbacks=None,
             validation_split=0.0, validation_data=None, shuffle=True, class_weight=None,
             sample_weight=None, initial_epoch=0, steps_per_epoch=None, validation_steps=None,
-            validation_batch_size=None, validation_freq=1):
+            validation_batch_size=None, validation_freq=1, sampling="uniform"):
         """Trains the model for a number of epochs over (x, y) in batches.
 
         Each epoch reshuffles the training samples (nanonet's generator, see
@@ -441,6 +447,11 @@ class Trainer:
             validation_batch_size (int or None, default None): batch size for validation
                 (batch_size if None).
             validation_freq (int, default 1): validate every that many epochs.
+            sampling ("uniform" or "poisson", default "uniform"): "poisson" (for DP-SGD, whose
+                privacy accounting assumes it) makes each batch take every sample
+                independently with probability batch_size / n, so batch sizes vary; empty
+                batches are skipped, and a DP optimizer divides by the expected batch size.
+                Arrays only.
 
         Returns:
             History: ``history.history`` maps "loss", each metric and their "val_" twins to
@@ -482,6 +493,8 @@ class Trainer:
                                               allow_none=False)
         if not isinstance(shuffle, (bool, np.bool_)):
             raise ValueError(f"{fn}: shuffle must be True or False; got {shuffle!r}")
+        if sampling not in ("uniform", "poisson"):
+            raise ValueError(f"{fn}: sampling must be 'uniform' or 'poisson'; got {sampling!r}")
 
         train = None
         if _data.is_batch_source(x):  # batches from Python code; arrays stay the fast path
@@ -525,6 +538,14 @@ class Trainer:
         self.stop_training = False
         self._dp = _distributed.DataParallel.start(self)  # None on one process
         self._initial_epoch = None
+        poisson = sampling == "poisson"
+        if poisson and (self._dp is not None or train is not None):
+            raise ValueError(f"{fn}: sampling='poisson' needs arrays on one process (not "
+                             "batches from Python code, not data-parallel MPI)")
+        if getattr(self.optimizer, "is_private", False) and train is None:
+            # for the noise and the accountant
+            self.optimizer.expected_batch_size = min(batch_size, n) if poisson else None
+            self.optimizer.sampling_rate = min(1.0, batch_size / n) if n else None
         cbs.on_train_begin()
         if self._initial_epoch is not None:  # set by BackupAndRestore when it restored a run
             initial_epoch = self._initial_epoch
@@ -536,6 +557,8 @@ class Trainer:
                 rng = self._enter_epoch(epoch)  # this epoch's shuffling and dropout (resumable)
                 if train is not None:
                     batches = self._source_batches(train, rng, fn, class_weight)
+                elif poisson:
+                    batches = self._poisson_batches(xs, ys, sws, len(slices), batch_size / n, rng)
                 else:
                     order = rng.permutation(n) if shuffle else None
                     batches = self._array_batches(xs, ys, sws, slices, order)
@@ -572,6 +595,8 @@ class Trainer:
             for source in (train, val):
                 if isinstance(source, _data.BatchSource):
                     source.close()
+            if getattr(self.optimizer, "is_private", False):
+                self.optimizer.expected_batch_size = self.optimizer.sampling_rate = None
         cbs.on_train_end(epoch_logs)
         history = next(c for c in cbs if isinstance(c, _callbacks.History))
         self.history = history
@@ -605,6 +630,16 @@ class Trainer:
             if self._dp is not None:
                 sl = self._dp.shard(sl, xs_b)
             yield _data.take(xs_b, sl), _data.take(ys_b, sl), _data.take(sws_b, sl)
+
+    @staticmethod
+    def _poisson_batches(xs, ys, sws, steps, rate, rng):
+        """``steps`` batches, each taking every sample independently with probability ``rate``
+        (Poisson sampling, for DP-SGD); empty batches are skipped."""
+        n = xs[0].shape[0]
+        for _ in range(steps):
+            idx = np.flatnonzero(rng.random(n) < rate)
+            if idx.size:
+                yield _data.gather(xs, idx), _data.gather(ys, idx), _data.gather(sws, idx)
 
     def _source_batches(self, source, rng, fn, class_weight=None):
         """Each batch of a BatchSource checked like arrays are (and sharded like them)."""
