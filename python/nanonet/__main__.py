@@ -3,6 +3,8 @@
 Commands:
   demo   train the showcase text classifier on real data and print its test accuracy
   serve  answer JSON predict requests for a saved model over HTTP on localhost
+  info   print the CPU, the SIMD path of each kernel family, the self-check, threads and build
+  bench  a quick benchmark against NumPy (and PyTorch when installed), threads pinned
 """
 from __future__ import annotations
 
@@ -19,6 +21,11 @@ def main(argv=None) -> int:
     if importlib.util.find_spec(__package__ + ".serving") is not None:
         from . import serving
         serving.add_arguments(sub.add_parser("serve", help=serving.__doc__.splitlines()[0]))
+    from . import bench
+    bench.add_arguments(sub.add_parser("info", help="print the CPU, SIMD paths, self-check, "
+                                                    "threads and build"),
+                        sub.add_parser("bench", help="a quick benchmark against NumPy (and "
+                                                     "PyTorch when installed)"))
     args = parser.parse_args(argv)
     if args.command is None:
         parser.print_help()

@@ -60,6 +60,9 @@ def batch_norm_forward(x: numpy.ndarray, gamma: object, beta: object, moving_mea
 def batch_norm_forward_ref(x: numpy.ndarray, gamma: object, beta: object, moving_mean: object, moving_var: object, training: bool, momentum: typing.SupportsFloat | typing.SupportsIndex, epsilon: typing.SupportsFloat | typing.SupportsIndex, mask: object) -> tuple:
     """Batch normalization of (N, F) rows -> (y, mean, inv_std); training=True uses batch statistics and updates moving_mean/moving_var in place. Plain serial loops (the C++ specification)."""
 
+def build_info() -> dict:
+    """How the extension was built: compiler, C++ standard, OpenMP version (None without), whether asserts are on, sanitizers, whether optimised."""
+
 def dense_backward(dy: numpy.ndarray, x: numpy.ndarray, kernel: numpy.ndarray, y: object, activation: str = 'linear', need_dx: bool = True, z: object = None) -> tuple:
     """(dx or None, dkernel, dbias) for y = f(x @ kernel + bias), from dy and the output y (None allowed for linear) and, for gelu, gelu_approximate and silu, the pre-activation z (B, H). New arrays."""
 
@@ -80,6 +83,9 @@ def embedding_backward(dy: numpy.ndarray, ids: numpy.ndarray, input_dim: typing.
 
 def embedding_forward(ids: numpy.ndarray, embeddings: numpy.ndarray, use_ref: bool = False) -> numpy.ndarray:
     """Gather: y[..., :] = embeddings[ids[...], :]. ids int32/int64 (any shape, C-contiguous), embeddings (V, E) float32/float64 C-contiguous; returns ids.shape + (E,). ValueError for an id outside [0, V). use_ref runs the scalar specification."""
+
+def family_isa(family: str) -> str:
+    """SIMD path a kernel family ('gemm', 'vecmath', 'lstm') dispatches on now: min(active_isa(), its cap)."""
 
 def gemm(a: numpy.ndarray, b: numpy.ndarray, c: numpy.ndarray, alpha: typing.SupportsFloat | typing.SupportsIndex = 1.0, beta: typing.SupportsFloat | typing.SupportsIndex = 0.0, transpose_a: bool = False, transpose_b: bool = False) -> None:
     """In place: c = alpha * op(a) @ op(b) + beta * c (beta == 0 never reads c)."""
@@ -176,6 +182,9 @@ def rmsprop_update(param: numpy.ndarray, grad: numpy.ndarray, velocity: numpy.nd
 
 def rmsprop_update_ref(param: numpy.ndarray, grad: numpy.ndarray, velocity: numpy.ndarray, lr: typing.SupportsFloat | typing.SupportsIndex, rho: typing.SupportsFloat | typing.SupportsIndex = 0.9, momentum: typing.SupportsFloat | typing.SupportsIndex = 0.0, epsilon: typing.SupportsFloat | typing.SupportsIndex = 1e-07, centered: bool = False, momentum_buf: object = None, average_grad: object = None, grad_scale: typing.SupportsFloat | typing.SupportsIndex = 1.0, clipvalue: typing.SupportsFloat | typing.SupportsIndex = 0.0) -> None:
     """The scalar single-thread twin of rmsprop_update (the C++ specification)."""
+
+def set_family_cap(family: str, isa: str) -> None:
+    """Cap a kernel family's SIMD path (the import-time self-check lowers it on a mismatch); never above what the CPU supports."""
 
 def set_isa(isa: str) -> None:
     """Choose the SIMD path ('ref', 'avx2', 'avx512'); never above what the CPU supports."""
