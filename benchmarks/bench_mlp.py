@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 import nanonet as nn
+from nanonet.bench import NumpyMLP, torch_mlp_step
 
 from conftest import record
 
@@ -33,55 +34,6 @@ def _data():
     return x, y, [w1, b1, w2, b2]
 
 
-class NumpyMLP:
-    """A plain NumPy MLP with the same maths as the nanonet model (Keras semantics)."""
-
-    def __init__(self, cfg, params):
-        self.cfg = cfg
-        self.p = [q.copy() for q in params]
-        self.m = [np.zeros_like(q) for q in params]
-        self.v = [np.zeros_like(q) for q in params]
-        self.t = 0
-
-    def step(self, x, y):
-        w1, b1, w2, b2 = self.p
-        z1 = x @ w1 + b1
-        if self.cfg["hidden"] == "sigmoid":
-            h = 1.0 / (1.0 + np.exp(-z1))
-        else:
-            h = np.maximum(z1, 0.0)
-        z2 = h @ w2 + b2
-        n = x.shape[0]
-        if self.cfg["out"] == "sigmoid":
-            out = 1.0 / (1.0 + np.exp(-z2))
-            loss = np.mean((out - y) ** 2)
-            dz2 = 2.0 * (out - y) / (n * C) * out * (1.0 - out)
-        else:
-            e = np.exp(z2 - z2.max(axis=1, keepdims=True))
-            out = e / e.sum(axis=1, keepdims=True)
-            loss = -np.mean(np.sum(y * np.log(np.clip(out, 1e-7, 1.0)), axis=1))
-            dz2 = (out - y) / n
-        dw2 = h.T @ dz2
-        db2 = dz2.sum(axis=0)
-        dh = dz2 @ w2.T
-        dz1 = dh * h * (1.0 - h) if self.cfg["hidden"] == "sigmoid" else dh * (z1 > 0)
-        dw1 = x.T @ dz1
-        db1 = dz1.sum(axis=0)
-        grads = [dw1, db1, dw2, db2]
-        lr = self.cfg["lr"]
-        if self.cfg["opt"] == "sgd":
-            for q, g in zip(self.p, grads):
-                q -= lr * g
-        else:
-            self.t += 1
-            alpha = lr * np.sqrt(1 - 0.999 ** self.t) / (1 - 0.9 ** self.t)
-            for q, g, m, v in zip(self.p, grads, self.m, self.v):
-                m += (g - m) * 0.1
-                v += (g * g - v) * 0.001
-                q -= alpha * m / (np.sqrt(v) + 1e-7)
-        return float(loss)
-
-
 def _nanonet_model(cfg, params):
     model = nn.Sequential([
         nn.layers.Dense(H, activation=cfg["hidden"]),
@@ -95,32 +47,7 @@ def _nanonet_model(cfg, params):
 
 
 def _torch_model(cfg, params):
-    torch = pytest.importorskip("torch")
-    act = {"sigmoid": torch.nn.Sigmoid(), "relu": torch.nn.ReLU()}[cfg["hidden"]]
-    l1, l2 = torch.nn.Linear(I, H), torch.nn.Linear(H, C)
-    with torch.no_grad():
-        l1.weight.copy_(torch.from_numpy(params[0].T.copy()))
-        l1.bias.copy_(torch.from_numpy(params[1]))
-        l2.weight.copy_(torch.from_numpy(params[2].T.copy()))
-        l2.bias.copy_(torch.from_numpy(params[3]))
-    net = torch.nn.Sequential(l1, act, l2)
-    if cfg["opt"] == "sgd":
-        opt = torch.optim.SGD(net.parameters(), lr=cfg["lr"])
-    else:
-        opt = torch.optim.Adam(net.parameters(), lr=cfg["lr"], eps=1e-7)
-
-    def step(x, y):
-        opt.zero_grad(set_to_none=True)
-        z = net(x)
-        if cfg["out"] == "sigmoid":
-            loss = torch.nn.functional.mse_loss(torch.sigmoid(z), y)
-        else:
-            loss = torch.nn.functional.cross_entropy(z, y)
-        loss.backward()
-        opt.step()
-        return float(loss.detach())
-
-    return step
+    return torch_mlp_step(pytest.importorskip("torch"), cfg, params)
 
 
 @pytest.mark.parametrize("side", ["numpy", "nanonet", "torch"])

@@ -344,6 +344,25 @@ NN_ALWAYS_INLINE void bias_op_block_z(T* c, index_t ldc, T* z, index_t ldz, inde
 // inlining limits there, vm::sigmoid / vm::tanh stopped being inlined and the sigmoid / tanh
 // loops no longer vectorised (25x slower).
 
+// The loops with their functor fixed (the clones' parameters are exactly their arguments).
+template <typename Op, typename T>
+NN_ALWAYS_INLINE void map1_op(T* y, const T* x, index_t n) {
+  map1(y, x, n, Op{});
+}
+template <typename Op, typename T>
+NN_ALWAYS_INLINE void map2_op(T* dx, const T* dy, const T* a, index_t n) {
+  map2(dx, dy, a, n, Op{});
+}
+template <typename Op, typename T>
+NN_ALWAYS_INLINE void bias_op_block_op(T* c, index_t ldc, index_t m, index_t n, const T* bias) {
+  bias_op_block(c, ldc, m, n, bias, Op{});
+}
+template <typename Op, typename T>
+NN_ALWAYS_INLINE void bias_op_block_z_op(T* c, index_t ldc, index_t m, index_t n, const T* bias,
+                                         T* z, index_t ldz) {
+  bias_op_block_z(c, ldc, z, ldz, m, n, bias, Op{});
+}
+
 #if defined(__GNUC__) || defined(__clang__)
 #define NN_NOINLINE __attribute__((noinline))
 #else
@@ -352,38 +371,29 @@ NN_ALWAYS_INLINE void bias_op_block_z(T* c, index_t ldc, T* z, index_t ldz, inde
 
 // FWD(y, x, n), BWD(dx, dy, a, n) (a = y or x), BIAS(c, ldc, m, n, bias), BIASZ(..., z, ldz)
 #define NN_ACT_LOOPS(NAME, FWD_OP)                                                             \
-  NN_TARGET_CLONES NN_NOINLINE void NAME##_fwd(float* y, const float* x, index_t n) {         \
-    map1(y, x, n, FWD_OP{});                                                                   \
-  }                                                                                            \
-  NN_TARGET_CLONES NN_NOINLINE void NAME##_fwd(double* y, const double* x, index_t n) {       \
-    map1(y, x, n, FWD_OP{});                                                                   \
-  }                                                                                            \
-  NN_TARGET_CLONES NN_NOINLINE void NAME##_bias(float* c, index_t ldc, index_t m, index_t n,  \
-                                                const float* bias) {                           \
-    bias_op_block(c, ldc, m, n, bias, FWD_OP{});                                               \
-  }                                                                                            \
-  NN_TARGET_CLONES NN_NOINLINE void NAME##_bias(double* c, index_t ldc, index_t m, index_t n, \
-                                                const double* bias) {                          \
-    bias_op_block(c, ldc, m, n, bias, FWD_OP{});                                               \
-  }                                                                                            \
-  NN_TARGET_CLONES NN_NOINLINE void NAME##_biasz(float* c, index_t ldc, index_t m, index_t n, \
-                                                 const float* bias, float* z, index_t ldz) {   \
-    bias_op_block_z(c, ldc, z, ldz, m, n, bias, FWD_OP{});                                     \
-  }                                                                                            \
-  NN_TARGET_CLONES NN_NOINLINE void NAME##_biasz(double* c, index_t ldc, index_t m,           \
-                                                 index_t n, const double* bias, double* z,     \
-                                                 index_t ldz) {                                \
-    bias_op_block_z(c, ldc, z, ldz, m, n, bias, FWD_OP{});                                     \
-  }
+  NN_ISA_CLONES(void, NAME##_fwd, (float* y, const float* x, index_t n), (y, x, n),             \
+                map1_op<FWD_OP>)                                                               \
+  NN_ISA_CLONES(void, NAME##_fwd, (double* y, const double* x, index_t n), (y, x, n),           \
+                map1_op<FWD_OP>)                                                               \
+  NN_ISA_CLONES(void, NAME##_bias,                                                             \
+                (float* c, index_t ldc, index_t m, index_t n, const float* bias),              \
+                (c, ldc, m, n, bias), bias_op_block_op<FWD_OP>)                                \
+  NN_ISA_CLONES(void, NAME##_bias,                                                             \
+                (double* c, index_t ldc, index_t m, index_t n, const double* bias),            \
+                (c, ldc, m, n, bias), bias_op_block_op<FWD_OP>)                                \
+  NN_ISA_CLONES(void, NAME##_biasz,                                                            \
+                (float* c, index_t ldc, index_t m, index_t n, const float* bias, float* z,     \
+                 index_t ldz),                                                                 \
+                (c, ldc, m, n, bias, z, ldz), bias_op_block_z_op<FWD_OP>)                      \
+  NN_ISA_CLONES(void, NAME##_biasz,                                                            \
+                (double* c, index_t ldc, index_t m, index_t n, const double* bias, double* z,  \
+                 index_t ldz),                                                                 \
+                (c, ldc, m, n, bias, z, ldz), bias_op_block_z_op<FWD_OP>)
 #define NN_ACT_BWD_LOOP(NAME, BWD_OP)                                                          \
-  NN_TARGET_CLONES NN_NOINLINE void NAME##_bwd(float* dx, const float* dy, const float* a,    \
-                                               index_t n) {                                    \
-    map2(dx, dy, a, n, BWD_OP{});                                                              \
-  }                                                                                            \
-  NN_TARGET_CLONES NN_NOINLINE void NAME##_bwd(double* dx, const double* dy, const double* a, \
-                                               index_t n) {                                    \
-    map2(dx, dy, a, n, BWD_OP{});                                                              \
-  }
+  NN_ISA_CLONES(void, NAME##_bwd, (float* dx, const float* dy, const float* a, index_t n),      \
+                (dx, dy, a, n), map2_op<BWD_OP>)                                               \
+  NN_ISA_CLONES(void, NAME##_bwd, (double* dx, const double* dy, const double* a, index_t n),   \
+                (dx, dy, a, n), map2_op<BWD_OP>)
 
 // The pre-activation keeping epilogue serves every elementwise activation.
 NN_ACT_LOOPS(linear, LinearFwd)
@@ -582,44 +592,31 @@ NN_ALWAYS_INLINE void softmax_backward_rows_body(T* dx, const T* dy, const T* y,
 // ---------------------------------------------------------------------------------------------
 // ISA clones: one per dtype, each a serial loop over a span.
 
-NN_TARGET_CLONES void forward_span(float* y, const float* x, index_t n, Activation act) {
-  forward_span_body(y, x, n, act);
-}
-NN_TARGET_CLONES void forward_span(double* y, const double* x, index_t n, Activation act) {
-  forward_span_body(y, x, n, act);
-}
-NN_TARGET_CLONES void backward_span(float* dx, const float* dy, const float* y, const float* x,
-                                    index_t n, Activation act) {
-  backward_span_body(dx, dy, y, x, n, act);
-}
-NN_TARGET_CLONES void backward_span(double* dx, const double* dy, const double* y,
-                                    const double* x, index_t n, Activation act) {
-  backward_span_body(dx, dy, y, x, n, act);
-}
-NN_TARGET_CLONES void bias_act_block(float* c, index_t ldc, index_t m, index_t n,
-                                     const float* bias, Activation act, float* z, index_t ldz) {
-  bias_act_block_body(c, ldc, m, n, bias, act, z, ldz);
-}
-NN_TARGET_CLONES void bias_act_block(double* c, index_t ldc, index_t m, index_t n,
-                                     const double* bias, Activation act, double* z, index_t ldz) {
-  bias_act_block_body(c, ldc, m, n, bias, act, z, ldz);
-}
-NN_TARGET_CLONES void softmax_rows(float* y, const float* x, index_t rows, index_t cols,
-                                   bool log) {
-  softmax_rows_body(y, x, rows, cols, log);
-}
-NN_TARGET_CLONES void softmax_rows(double* y, const double* x, index_t rows, index_t cols,
-                                   bool log) {
-  softmax_rows_body(y, x, rows, cols, log);
-}
-NN_TARGET_CLONES void softmax_backward_rows(float* dx, const float* dy, const float* y,
-                                            index_t rows, index_t cols, bool log) {
-  softmax_backward_rows_body(dx, dy, y, rows, cols, log);
-}
-NN_TARGET_CLONES void softmax_backward_rows(double* dx, const double* dy, const double* y,
-                                            index_t rows, index_t cols, bool log) {
-  softmax_backward_rows_body(dx, dy, y, rows, cols, log);
-}
+NN_ISA_CLONES(void, forward_span, (float* y, const float* x, index_t n, Activation act),
+              (y, x, n, act), forward_span_body)
+NN_ISA_CLONES(void, forward_span, (double* y, const double* x, index_t n, Activation act),
+              (y, x, n, act), forward_span_body)
+NN_ISA_CLONES(void, backward_span, (float* dx, const float* dy, const float* y, const float* x,
+               index_t n, Activation act), (dx, dy, y, x, n, act), backward_span_body)
+NN_ISA_CLONES(void, backward_span, (double* dx, const double* dy, const double* y, const double* x,
+               index_t n, Activation act), (dx, dy, y, x, n, act), backward_span_body)
+NN_ISA_CLONES(void, bias_act_block, (float* c, index_t ldc, index_t m, index_t n, const float* bias,
+               Activation act, float* z, index_t ldz), (c, ldc, m, n, bias, act, z, ldz),
+              bias_act_block_body)
+NN_ISA_CLONES(void, bias_act_block, (double* c, index_t ldc, index_t m, index_t n,
+               const double* bias, Activation act, double* z, index_t ldz),
+              (c, ldc, m, n, bias, act, z, ldz), bias_act_block_body)
+NN_ISA_CLONES(void, softmax_rows, (float* y, const float* x, index_t rows, index_t cols, bool log),
+              (y, x, rows, cols, log), softmax_rows_body)
+NN_ISA_CLONES(void, softmax_rows,
+              (double* y, const double* x, index_t rows, index_t cols, bool log),
+              (y, x, rows, cols, log), softmax_rows_body)
+NN_ISA_CLONES(void, softmax_backward_rows,
+              (float* dx, const float* dy, const float* y, index_t rows, index_t cols, bool log),
+              (dx, dy, y, rows, cols, log), softmax_backward_rows_body)
+NN_ISA_CLONES(void, softmax_backward_rows,
+              (double* dx, const double* dy, const double* y, index_t rows, index_t cols, bool log),
+              (dx, dy, y, rows, cols, log), softmax_backward_rows_body)
 
 }  // namespace
 

@@ -41,7 +41,7 @@
 // by rows (static schedule); below kActivationParallelElems elements everything stays on the
 // calling thread. Each output element is computed by one thread with the same operations in the
 // same order whatever the thread count, so results do not depend on it. The inner loops use
-// vecmath (vm::exp/sigmoid/tanh) and are compiled per ISA (NN_TARGET_CLONES).
+// vecmath (vm::exp/sigmoid/tanh) and are compiled per ISA (NN_ISA_CLONES).
 //
 // The serial building blocks at the end are for other kernels (Dense's GEMM epilogue, the
 // losses) that call them from inside their own parallel regions or per block.

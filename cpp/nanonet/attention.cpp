@@ -281,14 +281,10 @@ NN_ATTN_INLINE void forward_tile_body(S* out, S* lse, const Args<S>& a, index_t 
   }
 }
 
-NN_TARGET_CLONES void forward_tile(float* out, float* lse, const Args<float>& a, index_t bh,
-                                   index_t i0, FwdWork<float>& w) {
-  forward_tile_body(out, lse, a, bh, i0, w);
-}
-NN_TARGET_CLONES void forward_tile(double* out, double* lse, const Args<double>& a, index_t bh,
-                                   index_t i0, FwdWork<double>& w) {
-  forward_tile_body(out, lse, a, bh, i0, w);
-}
+NN_ISA_CLONES(void, forward_tile, (float* out, float* lse, const Args<float>& a, index_t bh,
+               index_t i0, FwdWork<float>& w), (out, lse, a, bh, i0, w), forward_tile_body)
+NN_ISA_CLONES(void, forward_tile, (double* out, double* lse, const Args<double>& a, index_t bh,
+               index_t i0, FwdWork<double>& w), (out, lse, a, bh, i0, w), forward_tile_body)
 
 // ---------------------------------------------------------------------------------------------
 // Backward. One block = query tile [i0, i0 + ni) x key tile [j0, j0 + nj) of one (b, h): it
@@ -408,14 +404,12 @@ NN_ATTN_INLINE void backward_item_body(const BwdArgs<S>& g, int mode, index_t bh
   }
 }
 
-NN_TARGET_CLONES void backward_item(const BwdArgs<float>& g, int mode, index_t bh, index_t tile,
-                                    BwdWork<float>& w) {
-  backward_item_body(g, mode, bh, tile, w);
-}
-NN_TARGET_CLONES void backward_item(const BwdArgs<double>& g, int mode, index_t bh, index_t tile,
-                                    BwdWork<double>& w) {
-  backward_item_body(g, mode, bh, tile, w);
-}
+NN_ISA_CLONES(void, backward_item,
+              (const BwdArgs<float>& g, int mode, index_t bh, index_t tile, BwdWork<float>& w),
+              (g, mode, bh, tile, w), backward_item_body)
+NN_ISA_CLONES(void, backward_item,
+              (const BwdArgs<double>& g, int mode, index_t bh, index_t tile, BwdWork<double>& w),
+              (g, mode, bh, tile, w), backward_item_body)
 
 inline int threads_for(double flops) {
   return flops >= kAttnParallelFlops ? get_num_threads() : 1;

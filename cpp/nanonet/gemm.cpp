@@ -488,7 +488,7 @@ const UKernel<double>& gemm_ukernel_for<double>(Isa isa) {
 
 template <typename T>
 const UKernel<T>& gemm_ukernel() {
-  return gemm_ukernel_for<T>(active_isa());
+  return gemm_ukernel_for<T>(family_isa(Family::gemm));
 }
 
 namespace {

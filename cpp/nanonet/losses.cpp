@@ -187,18 +187,14 @@ inline void xent_logits_rows_body(T* grad, double* loss_p, const T* y_true,
   }
 }
 
-NN_TARGET_CLONES void xent_logits_rows(float* grad, double* loss_p, const float* y_true,
-                                       const std::int64_t* ids, const float* logits,
-                                       const float* weight, index_t P, index_t C, index_t r0,
-                                       index_t r1) {
-  xent_logits_rows_body(grad, loss_p, y_true, ids, logits, weight, P, C, r0, r1);
-}
-NN_TARGET_CLONES void xent_logits_rows(double* grad, double* loss_p, const double* y_true,
-                                       const std::int64_t* ids, const double* logits,
-                                       const double* weight, index_t P, index_t C, index_t r0,
-                                       index_t r1) {
-  xent_logits_rows_body(grad, loss_p, y_true, ids, logits, weight, P, C, r0, r1);
-}
+NN_ISA_CLONES(void, xent_logits_rows, (float* grad, double* loss_p, const float* y_true,
+               const std::int64_t* ids, const float* logits, const float* weight, index_t P,
+               index_t C, index_t r0, index_t r1),
+              (grad, loss_p, y_true, ids, logits, weight, P, C, r0, r1), xent_logits_rows_body)
+NN_ISA_CLONES(void, xent_logits_rows, (double* grad, double* loss_p, const double* y_true,
+               const std::int64_t* ids, const double* logits, const double* weight, index_t P,
+               index_t C, index_t r0, index_t r1),
+              (grad, loss_p, y_true, ids, logits, weight, P, C, r0, r1), xent_logits_rows_body)
 
 // value = sum_p w_p l_p / P in position order (0 when P == 0: Keras divides with no NaN).
 template <typename T>

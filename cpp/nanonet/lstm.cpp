@@ -288,30 +288,22 @@ NN_LSTM_INLINE void bwd_fix_body(T* dhn, const T* rdm, const T* dh_keep, index_t
 }
 
 // ISA clones: one per dtype, serial loops over one thread's tile (called inside the region).
-NN_TARGET_CLONES void fwd_tile(const FwdStep<float>& s, index_t b0, index_t b1, index_t j0,
-                               index_t j1, float* tmp) {
-  fwd_tile_body(s, b0, b1, j0, j1, tmp);
-}
-NN_TARGET_CLONES void fwd_tile(const FwdStep<double>& s, index_t b0, index_t b1, index_t j0,
-                               index_t j1, double* tmp) {
-  fwd_tile_body(s, b0, b1, j0, j1, tmp);
-}
-NN_TARGET_CLONES void bwd_tile(const BwdStep<float>& s, index_t b0, index_t b1, index_t j0,
-                               index_t j1, float* tmp) {
-  bwd_tile_body(s, b0, b1, j0, j1, tmp);
-}
-NN_TARGET_CLONES void bwd_tile(const BwdStep<double>& s, index_t b0, index_t b1, index_t j0,
-                               index_t j1, double* tmp) {
-  bwd_tile_body(s, b0, b1, j0, j1, tmp);
-}
-NN_TARGET_CLONES void bwd_fix(float* dhn, const float* rdm, const float* dh_keep, index_t H,
-                              index_t b0, index_t b1, index_t j0, index_t j1) {
-  bwd_fix_body(dhn, rdm, dh_keep, H, b0, b1, j0, j1);
-}
-NN_TARGET_CLONES void bwd_fix(double* dhn, const double* rdm, const double* dh_keep, index_t H,
-                              index_t b0, index_t b1, index_t j0, index_t j1) {
-  bwd_fix_body(dhn, rdm, dh_keep, H, b0, b1, j0, j1);
-}
+NN_ISA_CLONES(void, fwd_tile,
+              (const FwdStep<float>& s, index_t b0, index_t b1, index_t j0, index_t j1, float* tmp),
+              (s, b0, b1, j0, j1, tmp), fwd_tile_body)
+NN_ISA_CLONES(void, fwd_tile, (const FwdStep<double>& s, index_t b0, index_t b1, index_t j0,
+               index_t j1, double* tmp), (s, b0, b1, j0, j1, tmp), fwd_tile_body)
+NN_ISA_CLONES(void, bwd_tile,
+              (const BwdStep<float>& s, index_t b0, index_t b1, index_t j0, index_t j1, float* tmp),
+              (s, b0, b1, j0, j1, tmp), bwd_tile_body)
+NN_ISA_CLONES(void, bwd_tile, (const BwdStep<double>& s, index_t b0, index_t b1, index_t j0,
+               index_t j1, double* tmp), (s, b0, b1, j0, j1, tmp), bwd_tile_body)
+NN_ISA_CLONES(void, bwd_fix, (float* dhn, const float* rdm, const float* dh_keep, index_t H,
+               index_t b0, index_t b1, index_t j0, index_t j1),
+              (dhn, rdm, dh_keep, H, b0, b1, j0, j1), bwd_fix_body)
+NN_ISA_CLONES(void, bwd_fix, (double* dhn, const double* rdm, const double* dh_keep, index_t H,
+               index_t b0, index_t b1, index_t j0, index_t j1),
+              (dhn, rdm, dh_keep, H, b0, b1, j0, j1), bwd_fix_body)
 
 // Vector-matrix product for one row (the small-batch recurrent step, where a GEMM micro-kernel
 // would compute MR - 1 rows of padding): out[s n + r] = sum_k a[k] * m[k ldm + col[s] + r] for
@@ -353,17 +345,15 @@ NN_LSTM_INLINE void gemv_segments_body(T* out, const T* a, index_t K, const T* m
   }
 }
 
-NN_TARGET_CLONES void gemv_segments(float* out, const float* a, index_t K, const float* m,
-                                    index_t ldm, const index_t* col, int nseg, index_t n) {
-  gemv_segments_body(out, a, K, m, ldm, col, nseg, n);
-}
-NN_TARGET_CLONES void gemv_segments(double* out, const double* a, index_t K, const double* m,
-                                    index_t ldm, const index_t* col, int nseg, index_t n) {
-  gemv_segments_body(out, a, K, m, ldm, col, nseg, n);
-}
+NN_ISA_CLONES(void, gemv_segments, (float* out, const float* a, index_t K, const float* m,
+               index_t ldm, const index_t* col, int nseg, index_t n),
+              (out, a, K, m, ldm, col, nseg, n), gemv_segments_body)
+NN_ISA_CLONES(void, gemv_segments, (double* out, const double* a, index_t K, const double* m,
+               index_t ldm, const index_t* col, int nseg, index_t n),
+              (out, a, K, m, ldm, col, nseg, n), gemv_segments_body)
 
 // ---------------------------------------------------------------------------------------------
-// The forward step's recurrent products, fused (AVX2 + FMA; used when active_isa() >= avx2 and
+// The forward step's recurrent products, fused (AVX2 + FMA; used when family_isa(lstm) >= avx2 and
 // B > kLstmGemvMaxBatch). For a tile of R <= 3 rows of h_k and one block of W = 32 / sizeof(T)
 // hidden units [u, u + W), the four gate pre-activations h_k @ recurrent_kernel[:, q H + u ..
 // + W] (q = i, f, c~, o) accumulate in 4 R registers over k = 0 .. H-1, reading h_k in place
@@ -617,7 +607,7 @@ NN_TARGET_AVX2 void bwd_products(const double* panels, index_t G, const double* 
 // product range): by B and the CPU alone, so the same arithmetic for any thread grid.
 bool fused_forward(index_t B) {
 #if NN_LSTM_X86
-  return B > kLstmGemvMaxBatch && active_isa() != Isa::ref;
+  return B > kLstmGemvMaxBatch && family_isa(Family::lstm) != Isa::ref;
 #else
   (void)B;
   return false;

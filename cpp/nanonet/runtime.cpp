@@ -30,6 +30,13 @@ Isa& isa_state() {
   static Isa isa = initial_isa();
   return isa;
 }
+
+std::atomic<int>* family_caps() {
+  static std::atomic<int> caps[kNumFamilies] = {
+      {static_cast<int>(detect_isa())}, {static_cast<int>(detect_isa())},
+      {static_cast<int>(detect_isa())}};
+  return caps;
+}
 }  // namespace
 
 void set_num_threads(int n) {
@@ -71,6 +78,37 @@ void set_isa(Isa isa) {
     throw std::invalid_argument(std::string("set_isa: this CPU does not support ") + isa_name(isa) +
                                 "; best available is " + isa_name(detect_isa()));
   isa_state() = isa;
+}
+
+Isa family_cap(Family f) { return static_cast<Isa>(family_caps()[static_cast<int>(f)].load()); }
+
+Isa family_isa(Family f) {
+  const int cap = family_caps()[static_cast<int>(f)].load(std::memory_order_relaxed);
+  const int isa = static_cast<int>(isa_state());
+  return static_cast<Isa>(isa < cap ? isa : cap);
+}
+
+void set_family_cap(Family f, Isa cap) {
+  if (static_cast<int>(cap) > static_cast<int>(detect_isa()))
+    throw std::invalid_argument(std::string("set_family_cap: this CPU does not support ") +
+                                isa_name(cap) + "; best available is " + isa_name(detect_isa()));
+  family_caps()[static_cast<int>(f)] = static_cast<int>(cap);
+}
+
+const char* family_name(Family f) {
+  switch (f) {
+    case Family::gemm: return "gemm";
+    case Family::vecmath: return "vecmath";
+    default: return "lstm";
+  }
+}
+
+Family family_from_name(const std::string& name) {
+  if (name == "gemm") return Family::gemm;
+  if (name == "vecmath") return Family::vecmath;
+  if (name == "lstm") return Family::lstm;
+  throw std::invalid_argument("family must be one of 'gemm', 'vecmath', 'lstm'; got '" + name +
+                              "'");
 }
 
 const char* isa_name(Isa isa) {

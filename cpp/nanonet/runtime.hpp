@@ -8,6 +8,13 @@
 // lowered (never raised above what the CPU supports) with set_isa(), e.g. to test the portable
 // reference path on an AVX2 machine. The environment variable NANONET_ISA (ref, avx2, avx512)
 // sets the starting value.
+//
+// Kernel families: the ISA-specific code falls into three families, each dispatched on its own
+// family_isa(f) = min(active_isa(), cap(f)): gemm (the packed micro-kernels), vecmath (every
+// NN_ISA_CLONES span/tile loop: activations, softmax, losses, dense epilogues, the LSTM gate
+// passes, attention tiles) and lstm (its fused AVX2 recurrent products). A cap starts at the
+// detected ISA and is lowered by the import-time self-check (nanonet.ops) when a family's fast
+// path disagrees with the portable one, so one broken family falls back without the others.
 #pragma once
 #include <cstddef>
 #include <string>
@@ -26,5 +33,13 @@ Isa active_isa();           // path the kernels use now
 void set_isa(Isa isa);      // throws std::invalid_argument if the CPU lacks it
 const char* isa_name(Isa isa);
 Isa isa_from_name(const std::string& name);  // throws std::invalid_argument
+
+enum class Family { gemm = 0, vecmath = 1, lstm = 2 };
+constexpr int kNumFamilies = 3;
+Isa family_isa(Family f);              // what family f dispatches on now
+void set_family_cap(Family f, Isa cap); // throws std::invalid_argument above detect_isa()
+Isa family_cap(Family f);
+const char* family_name(Family f);
+Family family_from_name(const std::string& name);  // throws std::invalid_argument
 
 }  // namespace nanonet

@@ -24,29 +24,47 @@
 // no cancellation). tanh: |x| < 0.625 uses an odd polynomial (float) / rational (double) in x^2;
 // otherwise 1 - 2 / (exp(2|x|) + 1), sign restored; both are computed and one selected.
 //
-// Wide SIMD without -march: mark the function that holds a hot loop NN_TARGET_CLONES. On GCC
-// (>= 12 for the x86-64-v3/v4 names, older: avx512f/avx2) for Linux x86-64 the compiler emits
-// an AVX-512 (x86-64-v4), an AVX2+FMA (x86-64-v3) and a baseline copy, and the dynamic loader
-// picks one for the CPU at load time (ifunc). Elsewhere the macro is empty. Put the parallel
-// region outside (OpenMP's outlined functions do not inherit the clones): the cloned function
-// should be the serial loop over a span, called once per thread chunk. In such loops write
-// float selections as vm::select(c, a, b), not c ? a : b (GCC keeps the latter as a branch). The clones round
-// slightly differently (FMA contraction), so results may differ between CPUs by float rounding,
+// Wide SIMD without -march: write the function that holds a hot loop as
+//   NN_ISA_CLONES(ret, name, (params), (args), body)
+// which defines `ret name(params)` returning body(args), compiled three times on GCC/Clang for
+// x86-64 (x86-64-v4 = AVX-512, x86-64-v3 = AVX2 + FMA, and the baseline) and dispatching on
+// family_isa(Family::vecmath) at each call (runtime.hpp): so NANONET_ISA / set_isa and the
+// import-time self-check choose the copy, not the loader. `body` is an always-inline function
+// (it inlines into each copy and is vectorised for that ISA). Put the parallel region outside
+// (OpenMP's outlined functions do not inherit the target): the cloned function should be the
+// serial loop over a span, called once per thread chunk. In such loops write float selections
+// as vm::select(c, a, b), not c ? a : b (GCC keeps the latter as a branch). The copies round
+// slightly differently (FMA contraction), so results may differ between ISAs by float rounding,
 // never between thread counts.
 #pragma once
 #include <cmath>
 #include <cstdint>
 #include <cstring>
 
-#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)
-#if __GNUC__ >= 12
-#define NN_TARGET_CLONES \
-  __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+#include "nanonet/runtime.hpp"
+
+#if (defined(__GNUC__) || defined(__clang__)) && defined(__x86_64__)
+#if defined(__clang__) || __GNUC__ >= 12
+#define NN_TARGET_V4 __attribute__((target("arch=x86-64-v4")))
+#define NN_TARGET_V3 __attribute__((target("arch=x86-64-v3")))
 #else
-#define NN_TARGET_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+#define NN_TARGET_V4 __attribute__((target("avx512f,avx512dq,avx512vl,avx512bw,avx2,fma")))
+#define NN_TARGET_V3 __attribute__((target("avx2,fma")))
 #endif
+#define NN_ISA_CLONES(RET, NAME, PARAMS, ARGS, BODY)                                    \
+  NN_TARGET_V4 RET NAME##_v4 PARAMS { return BODY ARGS; }                               \
+  NN_TARGET_V3 RET NAME##_v3 PARAMS { return BODY ARGS; }                               \
+  RET NAME##_v0 PARAMS { return BODY ARGS; }                                            \
+  RET NAME PARAMS {                                                                     \
+    switch (::nanonet::family_isa(::nanonet::Family::vecmath)) {                        \
+      case ::nanonet::Isa::avx512: return NAME##_v4 ARGS;                               \
+      case ::nanonet::Isa::avx2: return NAME##_v3 ARGS;                                 \
+      default: return NAME##_v0 ARGS;                                                   \
+    }                                                                                   \
+  }
 #else
-#define NN_TARGET_CLONES
+#define NN_ISA_CLONES(RET, NAME, PARAMS, ARGS, BODY) \
+  RET NAME PARAMS { return BODY ARGS; }
 #endif
 
 #ifdef _OPENMP

@@ -4,6 +4,8 @@ Commands:
   demo   train the showcase text classifier on real data and print its test accuracy
   serve  answer JSON predict requests for a saved model over HTTP on localhost
   export write a saved model as an ONNX file (nanonet[onnx])
+  info   print the CPU, the SIMD path of each kernel family, the self-check, threads and build
+  bench  a quick benchmark against NumPy (and PyTorch when installed), threads pinned
 """
 from __future__ import annotations
 
@@ -23,6 +25,12 @@ def main(argv=None) -> int:
     from .interchange import onnx as onnx_export
     onnx_export.add_arguments(sub.add_parser("export", help="write a saved model as an ONNX "
                                              "file (needs nanonet[onnx])"))
+
+    from . import bench
+    bench.add_arguments(sub.add_parser("info", help="print the CPU, SIMD paths, self-check, "
+                                                    "threads and build"),
+                        sub.add_parser("bench", help="a quick benchmark against NumPy (and "
+                                                     "PyTorch when installed)"))
     args = parser.parse_args(argv)
     if args.command is None:
         parser.print_help()

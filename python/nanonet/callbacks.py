@@ -1342,6 +1342,10 @@ class TensorBoard(Callback):
                 w.add_scalar(f"evaluation_{k}_vs_iterations", float(v), step)
         self._close()
 
+
+__all__ += ["PrivacyBudget"]
+
+
 class PrivacyBudget(Callback):
     """DP-SGD accounting during fit: after every epoch, log the privacy spent so far as
     ``epsilon`` (into History, at ``delta``) and, with ``target_epsilon``, stop training once

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import math
 import operator
+import os
+import warnings
 
 import numpy as np
 
@@ -104,6 +106,124 @@ def detect_isa() -> str:
 def set_isa(isa: str) -> None:
     """Choose the SIMD path ('ref', 'avx2', 'avx512'); ValueError if the CPU lacks it."""
     _core.set_isa(isa)
+
+
+# Kernel families with ISA-specific code (cpp/nanonet/runtime.hpp): the GEMM micro-kernels, the
+# vector math of every span/tile loop, the LSTM's fused recurrent products.
+FAMILIES = ("gemm", "vecmath", "lstm")
+_LOWER = {"avx512": "avx2", "avx2": "ref"}
+_SELF_CHECK: dict = {}
+
+
+def family_isa(family: str) -> str:
+    """SIMD path a kernel family ('gemm', 'vecmath', 'lstm') uses now: the lower of
+    active_isa() and the family's cap."""
+    return _core.family_isa(family)
+
+
+def set_family_cap(family: str, isa: str) -> None:
+    """Cap a kernel family's SIMD path (the self-check lowers it; set it back to detect_isa()
+    to undo). ValueError for an unknown family or an ISA this CPU lacks."""
+    _core.set_family_cap(family, isa)
+
+
+def build_info() -> dict:
+    """How the extension was built: compiler, C++ standard, OpenMP, asserts, sanitizers."""
+    return dict(_core.build_info())
+
+
+def _relative_error(fast, ref) -> float:
+    fast, ref = np.asarray(fast, np.float64), np.asarray(ref, np.float64)
+    if not np.all(np.isfinite(fast)):
+        return math.inf
+    return float(np.max(np.abs(fast - ref)) / max(1.0, float(np.max(np.abs(ref)))))
+
+
+def _check_gemm(rng):
+    err = 0.0
+    for dt, (m, k, n) in ((np.float32, (37, 53, 41)), (np.float64, (13, 29, 19))):
+        a, b = rng.standard_normal((m, k)).astype(dt), rng.standard_normal((k, n)).astype(dt)
+        for ta, tb in ((False, False), (True, True)):
+            x, y = (a.T.copy() if ta else a), (b.T.copy() if tb else b)
+            err = max(err, _relative_error(_core.matmul(x, y, ta, tb), _core.matmul_ref(x, y, ta, tb)))
+    return err
+
+
+_CHECK_ACTIVATIONS = ("sigmoid", "tanh", "relu", "gelu", "silu", "elu", "softplus", "softmax",
+                      "log_softmax")
+
+
+def _check_vecmath(rng):
+    err = 0.0
+    for dt in (np.float32, np.float64):
+        x = (rng.standard_normal((3, 67)) * 4).astype(dt)
+        dy = rng.standard_normal((3, 67)).astype(dt)
+        for act in _CHECK_ACTIVATIONS:
+            y, y_ref = _core.activation_forward(x, act), _core.activation_forward_ref(x, act)
+            err = max(err, _relative_error(y, y_ref))
+            keep = x if act in ("gelu", "silu") else None
+            err = max(err, _relative_error(_core.activation_backward(dy, y_ref, act, keep),
+                                           _core.activation_backward_ref(dy, y_ref, act, keep)))
+    return err
+
+
+def _check_lstm(rng):
+    B, T, I, H = 5, 3, 7, 19  # B above the row-product range: the fused recurrent path
+    err = 0.0
+    for dt in (np.float32, np.float64):
+        x = rng.standard_normal((B, T, I)).astype(dt)
+        k = (rng.standard_normal((I, 4 * H)) * 0.3).astype(dt)
+        rk = (rng.standard_normal((H, 4 * H)) * 0.3).astype(dt)
+        args = (x, k, rk, None, None, None, None, None, None, False, "tanh", "sigmoid", True,
+                False)
+        fast, ref = _core.lstm_forward(*args), _core.lstm_forward(*args, use_ref=True)
+        err = max(err, _relative_error(fast[0], ref[0]))
+    return err
+
+
+_CHECKS = {"gemm": _check_gemm, "vecmath": _check_vecmath, "lstm": _check_lstm}
+# float32 results differ from the portable path by rounding (FMA contraction, vector exp/tanh
+# within a few ulp); a wrong kernel is off by O(1).
+_SELF_CHECK_TOL = 1e-4
+
+
+def self_check(families=FAMILIES, *, _fault=()) -> dict:
+    """Check each kernel family's SIMD path against the portable path on a small problem (about
+    a millisecond in all); a family that disagrees falls back to the next ISA (avx512 -> avx2 ->
+    ref) with one RuntimeWarning naming it. Runs once at import (set NANONET_SELF_CHECK=0 to
+    skip); returns {family: {"isa", "checked", "max_error", "ok"}}. ``_fault`` (tests only)
+    names families whose fast result is treated as wrong, to exercise the fallback."""
+    report = {}
+    for family in families:
+        if family not in _CHECKS:
+            raise ValueError(f"self_check: family must be one of {FAMILIES}; got {family!r}")
+        checked, errors = [], []
+        while True:
+            isa = _core.family_isa(family)
+            if isa == "ref":
+                break
+            err = _CHECKS[family](np.random.default_rng(0))
+            if family in _fault:
+                err = math.inf
+            checked.append(isa)
+            errors.append(err)
+            if err <= _SELF_CHECK_TOL:
+                break
+            lower = _LOWER[isa]
+            _core.set_family_cap(family, lower)
+            warnings.warn(
+                f"nanonet: the {isa} {family} kernels disagree with the portable path in the "
+                f"import self-check (max relative error {err:.3g}); {family} now uses {lower}",
+                RuntimeWarning, stacklevel=2)
+        report[family] = {"isa": _core.family_isa(family), "checked": checked,
+                          "max_error": errors, "ok": not errors or errors[-1] <= _SELF_CHECK_TOL}
+    _SELF_CHECK.update(report)
+    return report
+
+
+def self_check_report() -> dict:
+    """What the import-time self_check found (empty when NANONET_SELF_CHECK=0)."""
+    return dict(_SELF_CHECK)
 
 
 # --------------------------------------------------------------------------------------------
@@ -955,3 +1075,7 @@ def lstm_backward_dz(dy, cache, dh_n=None, dc_n=None, need_dx=True):
                                   cache.recurrent_kernel, cache.mask, cache.input_dropout_mask,
                                   cache.recurrent_dropout_mask, cache.go_backwards,
                                   cache.activation, cache.recurrent_activation, bool(need_dx))
+
+# Once per process: a SIMD path that disagrees with the portable one never computes anything.
+if os.environ.get("NANONET_SELF_CHECK", "1") != "0":
+    self_check()

@@ -1,0 +1,177 @@
+"""Runtime: kernel families, the import-time SIMD self-check and its fallback, build facts, and
+the `python -m nanonet info` / `bench` commands."""
+import json
+import os
+import subprocess
+import sys
+import warnings
+
+import numpy as np
+import pytest
+
+import nanonet as nn
+from nanonet import ops, reference
+
+ORDER = ["ref", "avx2", "avx512"]
+BELOW = {"avx512": "avx2", "avx2": "ref"}
+
+
+def _env(**extra):
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in [os.path.dirname(os.path.dirname(nn.__file__)),
+                                                    env.get("PYTHONPATH", "")] if p)
+    env.update(extra)
+    return env
+
+
+def _run(code, **extra):
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         env=_env(**extra), timeout=300)
+    assert out.returncode == 0, out.stderr
+    return out
+
+
+@pytest.fixture
+def restore_caps():
+    yield
+    for family in ops.FAMILIES:
+        ops.set_family_cap(family, ops.detect_isa())
+
+
+def test_families_start_at_the_active_isa():
+    for family in ops.FAMILIES:
+        assert ops.family_isa(family) == ops.active_isa()
+
+
+def test_import_self_check_passed_for_every_family_on_this_machine():
+    report = ops.self_check_report()
+    assert set(report) == set(ops.FAMILIES)
+    for family, r in report.items():
+        assert r["ok"], (family, r)
+        assert r["isa"] == ops.family_isa(family)
+        if ops.active_isa() != "ref":
+            assert r["checked"] == [ops.active_isa()]
+            assert 0.0 <= r["max_error"][0] < 1e-4
+
+
+def test_set_isa_moves_every_family(restore_caps):
+    before = ops.active_isa()
+    try:
+        ops.set_isa("ref")
+        assert {ops.family_isa(f) for f in ops.FAMILIES} == {"ref"}
+    finally:
+        ops.set_isa(before)
+    assert ops.family_isa("vecmath") == before
+
+
+@pytest.mark.skipif(ops.detect_isa() == "ref", reason="the CPU has no SIMD path to fall back from")
+@pytest.mark.parametrize("family", ["gemm", "vecmath", "lstm"])
+def test_a_family_that_disagrees_falls_back_with_one_warning(family, restore_caps):
+    isa = ops.family_isa(family)
+    with pytest.warns(RuntimeWarning, match=f"the {isa} {family} kernels disagree") as caught:
+        report = ops.self_check((family,), _fault=(family,))
+    # a fault injected at every level walks the family down to the portable path
+    assert [str(w.message).split(" kernels")[0] for w in caught] == \
+        [f"nanonet: the {i} {family}" for i in report[family]["checked"]]
+    assert report[family]["isa"] == ops.family_isa(family) == "ref"
+    assert not report[family]["ok"]
+    # the other families keep their path
+    for other in set(ops.FAMILIES) - {family}:
+        assert ops.family_isa(other) == ops.active_isa()
+
+
+@pytest.mark.skipif(ops.detect_isa() == "ref", reason="the CPU has no SIMD path to fall back from")
+def test_results_after_a_fallback_match_the_portable_path(restore_caps):
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((5, 33)).astype(np.float32)
+    a, b = rng.standard_normal((17, 23)), rng.standard_normal((23, 9))
+    with pytest.warns(RuntimeWarning):
+        ops.self_check(("gemm", "vecmath"), _fault=("gemm", "vecmath"))
+    assert ops.family_isa("gemm") == ops.family_isa("vecmath") == "ref"
+    np.testing.assert_allclose(ops.matmul(a, b), reference.matmul(a, b), rtol=1e-12)
+    np.testing.assert_allclose(ops.activation_forward(x, "tanh"),
+                               reference.activation_forward(x, "tanh"), rtol=2e-6, atol=1e-7)
+
+
+def test_set_family_cap_validates():
+    with pytest.raises(ValueError, match="family must be one of"):
+        ops.set_family_cap("blas", "ref")
+    with pytest.raises(ValueError, match="isa must be one of"):
+        ops.set_family_cap("gemm", "sse9")
+    if ops.detect_isa() != "avx512":
+        with pytest.raises(ValueError, match="does not support avx512"):
+            ops.set_family_cap("gemm", "avx512")
+    with pytest.raises(ValueError, match="family must be one of"):
+        ops.self_check(("blas",))
+
+
+def test_a_clean_process_warns_nothing_and_the_check_can_be_skipped():
+    out = _run("import warnings; warnings.simplefilter('error'); import nanonet as nn; "
+               "print(sorted(nn.ops.self_check_report()))")
+    assert out.stdout.split() == ["['gemm',", "'lstm',", "'vecmath']"]
+    out = _run("import nanonet as nn; print(nn.ops.self_check_report())", NANONET_SELF_CHECK="0")
+    assert out.stdout.strip() == "{}"
+    out = _run("import nanonet as nn; r = nn.ops.self_check_report(); "
+               "print(nn.ops.family_isa('vecmath'), r['vecmath']['checked'])", NANONET_ISA="ref")
+    assert out.stdout.split() == ["ref", "[]"]
+
+
+def test_build_info_describes_this_build():
+    info = ops.build_info()
+    assert set(info) == {"compiler", "cplusplus", "openmp", "asserts", "sanitizers", "optimized"}
+    assert info["cplusplus"] >= 201703
+    assert (info["openmp"] is not None) == nn.ops._core.has_openmp()
+
+
+def test_info_command_prints_every_family(tmp_path):
+    out = subprocess.run([sys.executable, "-m", "nanonet", "info"], capture_output=True,
+                         text=True, env=_env(), timeout=300)
+    assert out.returncode == 0, out.stderr
+    text = out.stdout
+    for family in ops.FAMILIES:
+        assert f"  {family}" in text
+    assert "isa           detected" in text and "threads" in text and "build" in text
+    out = subprocess.run([sys.executable, "-m", "nanonet", "info", "--json"],
+                         capture_output=True, text=True, env=_env(), timeout=300)
+    info = json.loads(out.stdout)
+    assert info["families"] == {f: ops.family_isa(f) for f in ops.FAMILIES}
+    assert info["detected_isa"] in ORDER and info["cores"] >= 1
+
+
+def test_bench_command_reports_ratios_against_numpy():
+    cmd = [sys.executable, "-m", "nanonet", "bench", "--threads", "1", "--min-time", "0.01",
+           "--rounds", "1", "--only", "matmul 32x512", "tanh", "--no-torch", "--json"]
+    out = subprocess.run(cmd, capture_output=True, text=True, env=_env(), timeout=600)
+    assert out.returncode == 0, out.stderr
+    report = json.loads(out.stdout)
+    cases = {r["case"] for r in report["results"]}
+    assert cases == {"matmul 32x512x512 f32", "tanh 1M f32"}
+    for r in report["results"]:
+        assert r["threads"] == 1
+        assert set(r["seconds"]) == {"numpy", "nanonet"}
+        assert r["ratios"]["numpy/nanonet"] == pytest.approx(r["seconds"]["numpy"] /
+                                                             r["seconds"]["nanonet"])
+        assert all(s > 0 for s in r["seconds"].values())
+
+
+def test_bench_baselines_learn_like_nanonet():
+    """The NumPy baselines the benchmarks compare against compute nanonet's update."""
+    from nanonet.bench import NumpyMLP
+    rng = np.random.default_rng(0)
+    x = rng.random((8, 12), dtype=np.float32)
+    y = np.eye(3, dtype=np.float32)[rng.integers(0, 3, 8)]
+    params = [(rng.standard_normal((12, 5)) * 0.3).astype(np.float32), np.zeros(5, np.float32),
+              (rng.standard_normal((5, 3)) * 0.3).astype(np.float32), np.zeros(3, np.float32)]
+    cfg = dict(hidden="sigmoid", out="sigmoid", loss="mse", opt="sgd", lr=0.5)
+    model = nn.Sequential([nn.layers.Dense(5, activation="sigmoid"),
+                           nn.layers.Dense(3, activation="sigmoid")])
+    model.build((None, 12))
+    model.set_weights(params)
+    model.compile(optimizer=nn.optimizers.SGD(0.5), loss="mse")
+    ref = NumpyMLP(cfg, params)
+    for _ in range(2):
+        want = ref.step(x, y)
+        got = float(model.train_on_batch(x, y))
+        assert got == pytest.approx(want, rel=1e-5)
+    for g, w in zip(model.get_weights(), ref.p):
+        np.testing.assert_allclose(g, w, rtol=1e-5, atol=1e-6)
