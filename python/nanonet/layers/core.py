@@ -293,14 +293,18 @@ class InputLayer(Layer):
         if len(self.batch_shape) < 1:
             raise ValueError(f"InputLayer: batch_shape must include the batch axis; got "
                              f"{batch_shape!r}")
-        try:
-            dt = np.dtype("float32" if dtype is None else dtype)
-        except TypeError:
-            raise ValueError(f"InputLayer: dtype must be a numeric dtype; got {dtype!r}") \
-                from None
-        if dt.kind not in "biuf":
-            raise ValueError(f"InputLayer: dtype must be a numeric dtype; got {dtype!r}")
-        self.dtype = dt.name
+        if dtype in ("string", "str"):  # text for a preprocessing layer (TextVectorization)
+            self.dtype = "string"
+        else:
+            try:
+                dt = np.dtype("float32" if dtype is None else dtype)
+            except TypeError:
+                raise ValueError(f"InputLayer: dtype must be a numeric dtype or 'string'; got "
+                                 f"{dtype!r}") from None
+            if dt.kind not in "biuf":
+                raise ValueError(f"InputLayer: dtype must be a numeric dtype or 'string'; got "
+                                 f"{dtype!r}")
+            self.dtype = dt.name
         # dtype=None: float data keeps its dtype up to the first layer (which casts to its own).
         self.dtype_explicit = dtype is not None
         self.built = True
@@ -338,6 +342,7 @@ def Input(shape=None, batch_size=None, dtype=None, batch_shape=None, name=None):
     """Keras's ``Input``: a symbolic tensor to build a functional model on
     (``x = Input((64,)); y = Dense(10)(x); Model(x, y)``), or to start a Sequential
     (``Sequential([Input((64,)), Dense(10)])``). ``shape`` excludes the batch axis; the tensor's
-    ``shape`` includes it (None). dtype defaults to float32 ("int32" for token ids)."""
+    ``shape`` includes it (None). dtype defaults to float32 ("int32" for token ids, "string" for
+    text that a TextVectorization or StringLookup layer takes)."""
     return InputLayer(shape=shape, batch_size=batch_size, dtype=dtype, batch_shape=batch_shape,
                       name=name).output
