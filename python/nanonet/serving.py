@@ -1908,10 +1908,13 @@ class ModelServer:
     @staticmethod
     def _v2_bytes(t, spec, what, shape, datatype, data):
         """A BYTES tensor (UTF-8 strings as JSON strings) for a string input."""
-        if spec.dtype.kind != "O" or datatype != "BYTES":
-            want = _v2_type(spec.dtype)
+        if spec.dtype.kind != "O":
+            raise RequestError(400, f"{what}: datatype BYTES is not supported by the model's "
+                                    f"input {spec.name!r}, which takes "
+                                    f"{_v2_type(spec.dtype)} (BYTES is for string inputs)")
+        if datatype != "BYTES":
             raise RequestError(400, f"{what}: datatype {_short(datatype)} does not fit the "
-                                    f"model's input {spec.name!r}, which takes {want}")
+                                    f"model's input {spec.name!r}, which takes BYTES (strings)")
         if not isinstance(data, list):
             raise RequestError(400, f"{what}: data must be a list of strings; got "
                                     f"{type(data).__name__}")

@@ -37,6 +37,7 @@ import zlib
 import numpy as np
 
 from .base import Layer
+from .node import is_symbolic
 
 __all__ = ["StringLookup", "IntegerLookup", "TextVectorization", "STRING"]
 
@@ -87,7 +88,19 @@ def _strings(x, where):
     return out.reshape(arr.shape)
 
 
-class _IndexLookup(Layer):
+class _DataLayer(Layer):
+    """A layer that takes one array of data: a list given to ``layer(x)`` is that array (one
+    batch of strings or ints), not a list of several inputs."""
+
+    _list_dtype = object
+
+    def __call__(self, *args, **kwargs):
+        if args and isinstance(args[0], (list, tuple)) and not is_symbolic(args[0]):
+            args = (np.array(args[0], dtype=self._list_dtype),) + args[1:]
+        return super().__call__(*args, **kwargs)
+
+
+class _IndexLookup(_DataLayer):
     """What StringLookup and IntegerLookup share: the vocabulary, adapt, the lookup and the
     output modes. Subclasses say how a token is checked and stored (``_token``)."""
 
@@ -471,6 +484,8 @@ class IntegerLookup(_IndexLookup):
            [4, 0, 2]])
     """
 
+    _list_dtype = None
+
     def __init__(self, max_tokens=None, num_oov_indices=1, mask_token=None, oov_token=-1,
                  output_mode="int", vocabulary=None, vocabulary_dtype="int64", idf_weights=None,
                  invert=False, sparse=False, pad_to_max_tokens=False, **kwargs):
@@ -505,7 +520,7 @@ class IntegerLookup(_IndexLookup):
         return {**super().get_config(), "vocabulary_dtype": self.vocabulary_dtype}
 
 
-class TextVectorization(Layer):
+class TextVectorization(_DataLayer):
     """Turns strings into token ids or token vectors (Keras 3's ``TextVectorization``).
 
     Per text: standardize (``"lower_and_strip_punctuation"``: lower-case and delete Keras's
