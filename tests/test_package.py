@@ -123,6 +123,12 @@ def test_import_time_stays_within_0_1_s_of_numpy(tmp_path):
     import os
     import subprocess
     import sys
+    load, cpus = os.getloadavg()[0], os.cpu_count() or 1
+    if load > 2 * cpus:
+        # measured at a load of 12 on 2 cores: numpy's import alone took 2-3x its idle CPU time
+        # and nanonet's pure-Python modules more so; a figure then says nothing about nanonet
+        pytest.skip(f"the machine is oversubscribed (load {load:.1f} on {cpus} CPUs): import "
+                    "times are not meaningful now")
     env = dict(os.environ, PYTHONPYCACHEPREFIX=str(tmp_path))
     env.pop("PYTHONDONTWRITEBYTECODE", None)
 

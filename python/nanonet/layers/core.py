@@ -293,7 +293,7 @@ class InputLayer(Layer):
         if len(self.batch_shape) < 1:
             raise ValueError(f"InputLayer: batch_shape must include the batch axis; got "
                              f"{batch_shape!r}")
-        if dtype in ("string", "str"):  # text for a preprocessing layer (TextVectorization)
+        if dtype == "string":  # text for a preprocessing layer (TextVectorization), as Keras
             self.dtype = "string"
         else:
             try:
