@@ -128,7 +128,36 @@ def _mha_graph(rng):
     return ids, L.Dense(2)(L.GlobalAveragePooling1D()(h)), _ids(rng, (6, 7), 11)
 
 
+_WORDS = ["the", "cat", "sat", "on", "a", "mat", "dog", "ran"]
+
+
+def _texts(rng, n):
+    return np.array([" ".join(rng.choice(_WORDS + ["unseen"], size=rng.integers(1, 6)))
+                     for _ in range(n)], dtype=object)
+
+
+def _case_text_vectorization(rng):
+    tv = L.TextVectorization(max_tokens=9, output_sequence_length=5)
+    tv.adapt(_texts(rng, 20))
+    return [L.Input((1,), dtype="string"), tv, L.Embedding(9, 3), L.GlobalAveragePooling1D(),
+            L.Dense(2)], _texts(rng, 6).reshape(6, 1)
+
+
+def _case_string_lookup(rng):
+    return [L.Input((3,), dtype="string"), L.StringLookup(vocabulary=_WORDS, mask_token=""),
+            L.Embedding(10, 2), L.Flatten(), L.Dense(2)], \
+        rng.choice(_WORDS + ["", "unseen"], size=(6, 3)).astype(object)
+
+
+def _case_integer_lookup(rng):
+    return [L.Input((4,), dtype="int64"),
+            L.IntegerLookup(vocabulary=[3, 17, 42, 99], output_mode="multi_hot"), L.Dense(2)], \
+        rng.choice([3, 17, 42, 99, 5], size=(6, 4))
+
+
 CASES = {
+    "TextVectorization": _case_text_vectorization, "StringLookup": _case_string_lookup,
+    "IntegerLookup": _case_integer_lookup,
     "MultiHeadAttention": _graph(_mha_graph),
     "Add": _merge_case(L.Add), "Subtract": _merge_case(L.Subtract),
     "Multiply": _merge_case(L.Multiply), "Average": _merge_case(L.Average),

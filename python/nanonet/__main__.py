@@ -13,24 +13,44 @@ import argparse
 import importlib.util
 import sys
 
+DESCRIPTION = "nanonet: Keras-style neural networks on the CPU, with C++17/OpenMP kernels."
+EPILOG = "Run 'python -m nanonet <command> --help' for a command's options."
 
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m nanonet", description=__doc__.splitlines()[0])
+
+def _first_line(doc):
+    """A module docstring's first line as help text: no reST markup, capitalised."""
+    line = doc.strip().splitlines()[0].replace("``", "").rstrip(".")
+    return line[:1].upper() + line[1:]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The parser of ``python -m nanonet`` with its subcommands."""
+    from . import __version__
+    parser = argparse.ArgumentParser(prog="python -m nanonet", description=DESCRIPTION,
+                                     epilog=EPILOG)
+    parser.add_argument("--version", action="version", version=f"nanonet {__version__}",
+                        help="print the version and exit")
     sub = parser.add_subparsers(dest="command", metavar="command")
     from . import demo
-    demo.add_arguments(sub.add_parser("demo", help=demo.__doc__.splitlines()[0]))
+    text = _first_line(demo.__doc__)
+    demo.add_arguments(sub.add_parser("demo", help=text, description=text))
     if importlib.util.find_spec(__package__ + ".serving") is not None:
         from . import serving
-        serving.add_arguments(sub.add_parser("serve", help=serving.__doc__.splitlines()[0]))
+        text = _first_line(serving.__doc__)
+        serving.add_arguments(sub.add_parser("serve", help=text, description=text))
     from .interchange import onnx as onnx_export
-    onnx_export.add_arguments(sub.add_parser("export", help="write a saved model as an ONNX "
-                                             "file (needs nanonet[onnx])"))
-
+    text = "write a saved model as an ONNX file (needs nanonet[onnx])"
+    onnx_export.add_arguments(sub.add_parser("export", help=text, description=text))
     from . import bench
-    bench.add_arguments(sub.add_parser("info", help="print the CPU, SIMD paths, self-check, "
-                                                    "threads and build"),
-                        sub.add_parser("bench", help="a quick benchmark against NumPy (and "
-                                                     "PyTorch when installed)"))
+    info = "print the CPU, the SIMD path of each kernel family, the self-check, threads and build"
+    quick = "a quick benchmark against NumPy (and PyTorch when installed), threads pinned"
+    bench.add_arguments(sub.add_parser("info", help=info, description=info),
+                        sub.add_parser("bench", help=quick, description=quick))
+    return parser
+
+
+def main(argv=None) -> int:
+    parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:
         parser.print_help()

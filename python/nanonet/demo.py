@@ -4,7 +4,10 @@
 
 compiled with adam, categorical cross-entropy and accuracy, fit with a validation set, evaluated
 on held-out data. The default dataset ships with nanonet (WordNet noun glosses labelled with
-their lexicographer category), so nothing is downloaded.
+their lexicographer category), so nothing is downloaded. A TextVectorization layer (adapted on
+the training texts) makes the token ids; --save writes the end-to-end model (text in: the
+vectorizer, the trained classifier and the class names), which ``python -m nanonet serve``
+answers with a category name.
 
 Under ``mpiexec -n N python -m nanonet demo`` it trains data-parallel (nanonet.distributed):
 the same global batch split over the ranks, each with cores // N kernel threads unless
@@ -26,7 +29,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--max-samples", type=int, default=None,
                         help="use a stratified subsample of this many texts (default: all)")
     parser.add_argument("--epochs", type=int, default=None, help="default: 3 (wordnet), 4 (rotten_tomatoes); early stopping on val_loss")
-    parser.add_argument("--batch-size", type=int, default=32, help="samples per step (default 32)")
+    parser.add_argument("--batch-size", type=int, default=32,
+                        help="samples per training step (default 32)")
     parser.add_argument("--maxlen", type=int, default=None,
                         help="tokens per text after padding/truncating (default 24 wordnet, 40 rotten_tomatoes)")
     parser.add_argument("--num-words", type=int, default=20000, help="vocabulary size")
@@ -36,8 +40,9 @@ def add_arguments(parser) -> None:
     parser.add_argument("--units", type=int, default=128, help="recurrent units")
     parser.add_argument("--threads", type=int, default=None, help="kernel threads (default: all cores)")
     parser.add_argument("--seed", type=int, default=0,
-                        help="seed for the split, initialisation and shuffling (default 0)")
-    parser.add_argument("--save", default=None, metavar="PATH", help="save the trained model here")
+                        help="seed for the splits, initialisation and shuffling (default 0)")
+    parser.add_argument("--save", default=None, metavar="PATH",
+                        help="save the end-to-end model (text in, class names out) here")
     parser.add_argument("--plot", default=None, metavar="PNG",
                         help="draw the training curves to this PNG (needs matplotlib)")
     parser.set_defaults(func=run)
@@ -80,6 +85,17 @@ def build_model(vocab_size: int, num_classes: int, units: int = 128):
     return model
 
 
+def end_to_end_model(vectorize, model, class_names):
+    """Text in, class probabilities out: Input(string) -> vectorize -> model, carrying the
+    class names (what --save writes and ``nanonet serve`` labels its answers with)."""
+    from .layers import Input
+    from .models import Model
+    text = Input(shape=(1,), dtype="string", name="text")
+    e2e = Model(text, model(vectorize(text)), name="text_classifier")
+    e2e.class_names = list(class_names)
+    return e2e
+
+
 # --model choices: name -> builder(vocab_size, num_classes, units) returning a compiled model whose
 # docstring's first line is its --help text. One function per architecture, added below.
 MODELS = {"lstm": build_model}
@@ -89,7 +105,7 @@ def run(args) -> int:
     import os
 
     import nanonet as nn
-    from .preprocessing import Tokenizer, pad_sequences, to_categorical, train_test_split
+    from .preprocessing import to_categorical, train_test_split
 
     rank, size = nn.distributed.initialize()
     print = nn.distributed.print0  # noqa: A001 - rank 0 prints
@@ -111,15 +127,16 @@ def run(args) -> int:
                                            stratify=labels if strat else None)
     idx_train, idx_val = train_test_split(idx_train, test_size=0.1, seed=args.seed,
                                           stratify=labels[idx_train] if strat else None)
-    tok = Tokenizer(num_words=args.num_words, oov_token="<unk>")
-    tok.fit_on_texts([texts[i] for i in idx_train])
+    vectorize = nn.layers.TextVectorization(max_tokens=args.num_words,
+                                            output_sequence_length=maxlen)
+    vectorize.adapt([texts[i] for i in idx_train])
 
     def encode(ids):
-        return pad_sequences(tok.texts_to_sequences([texts[i] for i in ids]), maxlen=maxlen)
+        return vectorize(np.array([texts[i] for i in ids], dtype=object))
 
     x_train, x_val, x_test = encode(idx_train), encode(idx_val), encode(idx_test)
     y_train, y_val, y_test = (to_categorical(labels[i], len(names)) for i in (idx_train, idx_val, idx_test))
-    vocab = min(args.num_words, len(tok.word_index) + 1)
+    vocab = vectorize.vocabulary_size()
     print(f"nanonet {nn.__version__} demo: {args.dataset}, {len(texts)} texts, {len(names)} classes, "
           f"vocabulary {vocab}, maxlen {maxlen}; train {len(idx_train)}, val {len(idx_val)}, "
           f"test {len(idx_test)}; {nn.get_num_threads()} threads ({nn.ops.active_isa()})"
@@ -143,8 +160,12 @@ def run(args) -> int:
         text = texts[i] if len(texts[i]) <= 70 else texts[i][:67] + "..."
         print(f"  {names[int(np.argmax(p))]:<20} (true {names[labels[i]]:<20}) {text}")
     if args.save and nn.distributed.is_primary():
-        model.save(args.save)
-        print(f"saved to {args.save}")
+        e2e = end_to_end_model(vectorize, model, names)
+        e2e.save(args.save)
+        text = texts[idx_test[0]]
+        label = names[int(np.argmax(e2e.predict([text], verbose=0)[0]))]
+        print(f"saved the end-to-end model (text in, class names out) to {args.save}; "
+              f"predict([{text[:40]!r}]) -> {label}")
     if args.plot and nn.distributed.is_primary():
         nn.utils.plot_history(history, path=args.plot)
         print(f"training curves drawn to {args.plot}")

@@ -10,8 +10,10 @@ members are stored uncompressed:
                          site, the tensors it consumes as [layer name, node index, tensor
                          index], and the inputs and outputs), the compile settings (optimizer
                          config with its learning-rate schedule, loss, metrics), one entry per
-                         array (member, role, layer, name, shape, dtype) and the random state
-                         training resumes from
+                         array (member, role, layer, name, shape, dtype), the random state
+                         training resumes from and, when the model has them, its
+                         ``class_names`` (a list of strings; a preprocessing layer's
+                         vocabulary is part of its config)
     weights/00000.npy    the model's weights in ``model.weights`` order (NumPy .npy, version 1.0)
                          (format version 1: Sequential, as nanonet 0.1 wrote and reads them;
                          version 2: graph models)
@@ -294,6 +296,9 @@ def save_model(model, filepath, overwrite=True):
     manifest["compile"] = compile_config
     manifest["rng"] = {"seed": getattr(model, "_train_seed", None),
                        "layers": model.get_rng_state()}
+    class_names = getattr(model, "class_names", None)
+    if class_names is not None:  # absent in files without labels (and in older files)
+        manifest["class_names"] = class_names
     manifest["arrays"] = entries
     data = _dumps(manifest, path, fn)
     _atomic_write(path, lambda f: _write_archive(f, data, arrays), overwrite, fn)
@@ -773,7 +778,17 @@ def load_model(filepath, compile=True, allow_nan=False):
         if compile:
             _compile(archive, model, allow_nan)
         _restore_rng(archive, model)
+        _restore_class_names(archive, model)
     return model
+
+
+def _restore_class_names(archive, model):
+    from .models.functional import check_class_names
+    try:
+        model.class_names = check_class_names(archive.manifest.get("class_names"),
+                                              "'class_names'")
+    except (TypeError, ValueError) as e:
+        raise archive.error(str(e), MANIFEST) from None
 
 
 def load_weights(model, filepath, allow_nan=False):

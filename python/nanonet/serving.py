@@ -10,9 +10,15 @@ Endpoints (``{name}`` is the model's name, or --model-name; its only version is 
     POST /predict   body {"inputs": x}: x is one sample (nested lists shaped like the model's
                     input without the batch axis) or a batch of samples (with it); the answer is
                     {"outputs": y}, one sample's output or a list of them, matching the request.
-                    A model with several inputs takes {"inputs": {"tokens": ..., "extra": ...}};
-                    one with several outputs answers {"outputs": {"label": ..., "score": ...}}.
+                    {"instances": [...]} is always a batch. A model with several inputs takes
+                    {"inputs": {"tokens": ..., "extra": ...}}; one with several outputs answers
+                    {"outputs": {"label": ..., "score": ...}}. A string input
+                    (nanonet.Input(dtype="string"), e.g. before TextVectorization) takes text:
+                    "a sentence" is one sample, ["one", "two"] a batch. A model with
+                    ``class_names`` also answers "labels": the top class name of each sample
+                    (TF Serving answers carry it too; v2 answers add a BYTES output "labels").
     GET  /health    {"status": "ok", "model": ..., "inputs": [{"name", "shape", "dtype"}, ...],
+                    "class_names": [...] or null,
                     "outputs": [...], "input_shape": ..., "input_dtype": ..., "output_shape": ...,
                     "params": ..., "layers": [...], ...}
     GET  /metrics   Prometheus text format: requests by endpoint and status code, a latency
@@ -30,7 +36,8 @@ Endpoints (``{name}`` is the model's name, or --model-name; its only version is 
   KServe / Open Inference Protocol v2 (JSON; not the binary tensor extension):
     GET  /v2/health/live, /v2/health/ready, /v2, /v2/models/{name}, /v2/models/{name}/ready
     POST /v2/models/{name}/infer       {"inputs": [{"name", "shape", "datatype", "data"}]}:
-                                       data row-major, flat or nested; tensors are matched to the
+                                       data row-major, flat or nested (BYTES: strings, for a
+                                       string input); tensors are matched to the
                                        model's inputs by name (a single-input model takes its one
                                        tensor under any name); answered {"model_name", "outputs":
                                        [{"name", "shape", "datatype", "data"}], "id"?}
@@ -151,17 +158,22 @@ class TensorSpec:
     def __init__(self, name, shape, dtype):
         self.name = str(name)
         self.shape = tuple(None if d is None else int(d) for d in shape)
-        self.dtype = np.dtype(dtype)
+        # a string input (nanonet.Input(dtype="string")) holds str objects
+        self.dtype = np.dtype(object) if dtype in ("string", object) else np.dtype(dtype)
 
     @property
     def sample_shape(self):
         return self.shape[1:]
 
+    @property
+    def dtype_name(self):
+        return "string" if self.dtype.kind == "O" else self.dtype.name
+
     def to_json(self):
-        return {"name": self.name, "shape": list(self.shape), "dtype": self.dtype.name}
+        return {"name": self.name, "shape": list(self.shape), "dtype": self.dtype_name}
 
     def __repr__(self):
-        return f"TensorSpec({self.name!r}, {_fmt(self.shape)}, {self.dtype.name})"
+        return f"TensorSpec({self.name!r}, {_fmt(self.shape)}, {self.dtype_name})"
 
 
 def input_spec(model):
@@ -196,7 +208,8 @@ def describe_model(model):
             out = []
             for n, t in zip(names, tensors):
                 dtype = getattr(t, "dtype", None) or "float32"
-                if ids and np.dtype(dtype).kind == "f" and _feeds_embedding(model, t):
+                if ids and dtype != "string" and np.dtype(dtype).kind == "f" and \
+                        _feeds_embedding(model, t):
                     dtype = "int32"  # token ids
                 out.append(TensorSpec(n, t.shape, dtype))
             return out
@@ -216,6 +229,20 @@ def describe_model(model):
     out_dtype = getattr(last, "dtype", None) or "float32"
     outs = [TensorSpec(last.name, model.output_shape, out_dtype)]
     return ins, outs
+
+
+def _class_names(model, first_output):
+    """The model's class_names, checked against the width of its first output (one per unit,
+    or two for a single sigmoid unit); None when it has none."""
+    names = getattr(model, "class_names", None)
+    if names is None:
+        return None
+    width = first_output.shape[-1] if first_output.shape else None
+    if width is not None and len(names) != width and not (width == 1 and len(names) == 2):
+        raise ValueError(f"model {model.name!r} has {len(names)} class_names for an output "
+                         f"{first_output.name!r} of width {width}; give one name per output "
+                         "unit (two for one sigmoid unit)")
+    return list(names)
 
 
 def _feeds_embedding(model, tensor):
@@ -254,6 +281,36 @@ def _as_numbers(data, what):
     return arr
 
 
+def _as_strings(data, spec, what):
+    """Text for a string input: a str (one sample) or a (nested) list of str, as an object
+    array; for an input of shape (None, 1) a flat list of texts is a batch. RequestError(400)
+    naming what is wrong."""
+    if isinstance(data, str):
+        arr = np.empty((), dtype=object)
+        arr[()] = data
+    elif isinstance(data, list):
+        try:
+            arr = np.array(data, dtype=object)
+        except ValueError:
+            arr = None
+        if arr is None or not all(isinstance(v, str) for v in arr.reshape(-1).tolist()):
+            raise RequestError(400, f"{what} must be a string or a rectangular (nested) list of "
+                                    "strings (the model takes text)")
+    else:
+        raise RequestError(400, f"{what} must be a string or a list of strings (the model "
+                                f"takes text); got {type(data).__name__}")
+    if spec.sample_shape == (1,) and arr.ndim <= 1:
+        arr = arr.reshape(arr.shape + (1,))  # "text" -> one sample, ["a", "b"] -> a batch
+    return arr
+
+
+def _values(data, spec, what):
+    """A request's (nested) JSON value as an array for spec: strings or numbers."""
+    if spec.dtype.kind == "O":
+        return _as_strings(data, spec, what)
+    return _as_numbers(data, what)
+
+
 def _numbers(arr, what):
     if arr.dtype.kind not in "iuf":
         kind = {"b": "booleans", "U": "strings", "O": "mixed, null or out-of-range values or "
@@ -286,6 +343,8 @@ def _conform(arr, spec, what, batch=None):
         of = "" if what == "inputs" else f" of {what}"
         raise RequestError(400, f"each sample{of} must have shape {_fmt(sample_shape)}; got "
                                 f"{_fmt(arr.shape[1:])}")
+    if dtype.kind == "O":  # text, checked by _as_strings
+        return arr, single
     if dtype.kind in "iu":
         if arr.dtype.kind == "f":
             if not np.isfinite(arr).all() or not np.array_equal(arr, np.round(arr)):
@@ -313,7 +372,7 @@ def parse_inputs(payload, sample_shape, dtype):
             f"keys {sorted(payload)}"
         raise RequestError(400, 'the body must be a JSON object {"inputs": [...]}; got ' + got)
     spec = TensorSpec("inputs", (None,) + tuple(sample_shape), dtype)
-    return _conform(_as_numbers(payload["inputs"], "inputs"), spec, "inputs")
+    return _conform(_values(payload["inputs"], spec, "inputs"), spec, "inputs")
 
 
 def _by_name(given, specs, what):
@@ -794,10 +853,12 @@ _V2_NAMES = {np.dtype(v).str: k for k, v in _V2_TYPES.items()}
 _TF_TYPES = {"bool": "DT_BOOL", "uint8": "DT_UINT8", "uint16": "DT_UINT16", "uint32": "DT_UINT32",
              "uint64": "DT_UINT64", "int8": "DT_INT8", "int16": "DT_INT16", "int32": "DT_INT32",
              "int64": "DT_INT64", "float16": "DT_HALF", "float32": "DT_FLOAT",
-             "float64": "DT_DOUBLE"}
+             "float64": "DT_DOUBLE", "object": "DT_STRING"}
 
 
 def _v2_type(dtype):
+    if np.dtype(dtype).kind == "O":
+        return "BYTES"  # strings
     return _V2_NAMES.get(np.dtype(dtype).str, np.dtype(dtype).name.upper())
 
 
@@ -917,6 +978,7 @@ class ModelServer:
         self.inputs, self.outputs = describe_model(model)
         self.model_name = model_name or str(getattr(model, "name", "model"))
         self.sample_shape, self.input_dtype = self.inputs[0].sample_shape, self.inputs[0].dtype
+        self.class_names = _class_names(model, self.outputs[0])
         self.max_body_bytes = max_body_bytes
         self.max_connections = max_connections
         self.max_samples = max_samples
@@ -1012,7 +1074,8 @@ class ModelServer:
                 "nanonet_version": self.server_version.split("/", 1)[1],
                 "inputs": [s.to_json() for s in self.inputs],
                 "outputs": [s.to_json() for s in self.outputs],
-                "input_shape": list(first_in.shape), "input_dtype": first_in.dtype.name,
+                "input_shape": list(first_in.shape), "input_dtype": first_in.dtype_name,
+                "class_names": self.class_names,
                 "output_shape": list(first_out.shape),
                 "params": count() if callable(count) else None,
                 "layers": [type(layer).__name__ for layer in getattr(model, "layers", [])],
@@ -1674,6 +1737,13 @@ class ModelServer:
     def _parse_predict(self, payload):
         specs = self.inputs
         if len(specs) == 1:
+            if isinstance(payload, dict) and "instances" in payload and "inputs" not in payload:
+                rows = payload["instances"]  # TF Serving's row format: always a batch
+                if not isinstance(rows, list) or not rows:
+                    raise RequestError(400, "instances must be a non-empty list of samples")
+                x = _conform(_values(rows, specs[0], "instances"), specs[0], "instances",
+                             batch=True)[0]
+                return _Job("predict", [x], False)
             data = payload.get("inputs") if isinstance(payload, dict) else None
             if isinstance(data, dict) and len(data) == 1 and specs[0].name in data:
                 payload = {"inputs": data[specs[0].name]}
@@ -1690,7 +1760,7 @@ class ModelServer:
         xs, singles = [], []
         for s, v in zip(specs, values):
             what = f"inputs[{s.name!r}]"
-            x, single = _conform(_as_numbers(v, what), s, what)
+            x, single = _conform(_values(v, s, what), s, what)
             xs.append(x)
             singles.append(single)
         _same_batch(xs, singles, specs, "inputs")
@@ -1733,8 +1803,8 @@ class ModelServer:
                             col.append(v)
             else:
                 columns = [rows]
-            xs = [_conform(_as_numbers(col, f"instances[{s.name!r}]" if len(specs) > 1
-                                       else "instances"), s,
+            xs = [_conform(_values(col, s, f"instances[{s.name!r}]" if len(specs) > 1
+                                   else "instances"), s,
                            f"instances[{s.name!r}]" if len(specs) > 1 else "instances",
                            batch=True)[0]
                   for s, col in zip(specs, columns)]
@@ -1753,7 +1823,7 @@ class ModelServer:
         xs = []
         for s, v in zip(specs, values):
             what = f"inputs[{s.name!r}]" if len(specs) > 1 else "inputs"
-            xs.append(_conform(_as_numbers(v, what), s, what, batch=True)[0])
+            xs.append(_conform(_values(v, s, what), s, what, batch=True)[0])
         _same_batch(xs, [False] * len(xs), specs, "inputs")
         return _Job("tfs_columns", xs)
 
@@ -1787,7 +1857,7 @@ class ModelServer:
         wanted = None
         if payload.get("outputs") is not None:
             asked = payload["outputs"]
-            known = [s.name for s in self.outputs]
+            known = [s.name for s in self.outputs] + (["labels"] if self.class_names else [])
             if not isinstance(asked, list) or not all(isinstance(o, dict) and "name" in o
                                                       for o in asked):
                 raise RequestError(400, 'outputs must be a list of {"name": ...} objects')
@@ -1807,9 +1877,11 @@ class ModelServer:
             raise RequestError(400, f"{what}: shape must be a list of sizes >= 0 with the batch "
                                     f"axis first, e.g. {_v2_fmt(spec.sample_shape)}; "
                                     f"got {_short(shape)}")
+        if spec.dtype.kind == "O" or datatype == "BYTES":
+            return ModelServer._v2_bytes(t, spec, what, shape, datatype, data)
         if datatype not in _V2_TYPES:
             raise RequestError(400, f"{what}: datatype must be one of {sorted(_V2_TYPES)} (BYTES "
-                                    f"is not supported); got {_short(datatype)}")
+                                    f"for a string input); got {_short(datatype)}")
         want = _v2_type(spec.dtype)
         kind = np.dtype(_V2_TYPES[datatype]).kind
         if (spec.dtype.kind in "iu" and kind not in "iu") or (spec.dtype.kind == "f" and
@@ -1833,9 +1905,54 @@ class ModelServer:
                                     f"axis first); got {shape}")
         return _conform(arr, spec, what, batch=True)[0]
 
+    @staticmethod
+    def _v2_bytes(t, spec, what, shape, datatype, data):
+        """A BYTES tensor (UTF-8 strings as JSON strings) for a string input."""
+        if spec.dtype.kind != "O":
+            raise RequestError(400, f"{what}: datatype BYTES is not supported by the model's "
+                                    f"input {spec.name!r}, which takes "
+                                    f"{_v2_type(spec.dtype)} (BYTES is for string inputs)")
+        if datatype != "BYTES":
+            raise RequestError(400, f"{what}: datatype {_short(datatype)} does not fit the "
+                                    f"model's input {spec.name!r}, which takes BYTES (strings)")
+        if not isinstance(data, list):
+            raise RequestError(400, f"{what}: data must be a list of strings; got "
+                                    f"{type(data).__name__}")
+        arr = np.array(data, dtype=object).reshape(-1) if data else np.empty(0, dtype=object)
+        if not all(isinstance(v, str) for v in arr.tolist()):
+            raise RequestError(400, f"{what}: BYTES data must be a (flat or nested) list of "
+                                    "strings")
+        size = int(np.prod(shape))
+        if arr.size != size:
+            raise RequestError(400, f"{what}: shape {shape} needs {size} values; data has "
+                                    f"{arr.size}")
+        if len(shape) == len(spec.shape) - 1 and spec.sample_shape == (1,):
+            shape = shape + [1]  # [n] texts for an input of shape (None, 1)
+        if len(shape) != len(spec.shape):
+            raise RequestError(400, f"{what}: shape must be {_v2_fmt(spec.sample_shape)} (batch "
+                                    f"axis first); got {shape}")
+        return _conform(arr.reshape(shape), spec, what, batch=True)[0]
+
+    def _labels(self, ys):
+        """The top class name of every sample of the first output (None without
+        class_names): argmax of the last axis, or p >= 0.5 for one sigmoid unit."""
+        names = self.class_names
+        if names is None:
+            return None
+        y = ys[0]
+        if y.shape[-1] == 1:
+            top = (y[..., 0] >= 0.5).astype(np.int64)
+        else:
+            top = np.argmax(y, axis=-1)
+        return np.asarray(names, dtype=object)[top].tolist()
+
     def _encode(self, job, ys):
-        """The JSON answer (bytes) for a job's outputs, one array per model output."""
+        """The JSON answer (bytes) for a job's outputs, one array per model output (and the
+        top labels when the model has class_names)."""
         outs = self.outputs
+        labels = self._labels(ys)
+        tail = "" if labels is None else ',"labels":' + _dumps(
+            labels[0] if job.single else labels)
         if job.proto == "v2":
             parts = []
             for s, y in zip(outs, ys):
@@ -1844,6 +1961,9 @@ class ModelServer:
                 parts.append('{"name":' + _dumps(s.name) + ',"datatype":' +
                              _dumps(_v2_type(y.dtype)) + ',"shape":' + _dumps(list(y.shape)) +
                              ',"data":' + _dumps_array(y.reshape(-1)) + "}")
+            if labels is not None and (job.wanted is None or "labels" in job.wanted):
+                parts.append('{"name":"labels","datatype":"BYTES","shape":' +
+                             _dumps([len(labels)]) + ',"data":' + _dumps(labels) + "}")
             head = '{"model_name":' + _dumps(self.model_name) + ',"model_version":"' + \
                 MODEL_VERSION + '"'
             if job.request_id is not None:
@@ -1851,16 +1971,17 @@ class ModelServer:
             return (head + ',"outputs":[' + ",".join(parts) + "]}").encode("utf-8")
         if job.proto == "tfs_rows":
             if len(outs) == 1:
-                return ('{"predictions":' + _dumps_array(ys[0]) + "}").encode("utf-8")
+                return ('{"predictions":' + _dumps_array(ys[0]) + tail + "}").encode("utf-8")
             lists = [y.tolist() for y in ys]
             rows = [{s.name: col[i] for s, col in zip(outs, lists)} for i in range(job.n)]
-            return _dumps({"predictions": rows}).encode("utf-8")
+            return (_dumps({"predictions": rows})[:-1] + tail + "}").encode("utf-8")
         if job.single:
             ys = [y[0] for y in ys]
         if len(outs) == 1:
-            return ('{"outputs":' + _dumps_array(ys[0]) + "}").encode("utf-8")
+            return ('{"outputs":' + _dumps_array(ys[0]) + tail + "}").encode("utf-8")
         return ('{"outputs":{' + ",".join(_dumps(s.name) + ":" + _dumps_array(y)
-                                          for s, y in zip(outs, ys)) + "}}").encode("utf-8")
+                                          for s, y in zip(outs, ys)) + "}" + tail +
+                "}").encode("utf-8")
 
     # -- answers ------------------------------------------------------------------------------
     def _http_date(self):

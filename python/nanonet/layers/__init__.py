@@ -15,6 +15,7 @@ from .merging import (Add, Average, Concatenate, Dot, Maximum, Minimum, Multiply
                       average, concatenate, dot, maximum, minimum, multiply, subtract)
 from .node import SymbolicTensor
 from .attention import MultiHeadAttention
+from .preprocessing import IntegerLookup, StringLookup, TextVectorization
 
 __all__ = ["Layer", "Dense", "Activation", "Dropout", "Flatten", "InputLayer", "Input",
            "serialize", "deserialize"]
@@ -26,6 +27,7 @@ __all__ += ["Add", "Subtract", "Multiply", "Average", "Maximum", "Minimum", "Con
             "add", "subtract", "multiply", "average", "maximum", "minimum", "concatenate", "dot",
             "SymbolicTensor"]
 __all__ += ["MultiHeadAttention"]
+__all__ += ["TextVectorization", "StringLookup", "IntegerLookup"]
 
 
 def serialize(layer):

@@ -412,14 +412,18 @@ class InputLayer(Layer):
         if len(self.batch_shape) < 1:
             raise ValueError(f"InputLayer: batch_shape must include the batch axis; got "
                              f"{batch_shape!r}")
-        try:
-            dt = np.dtype("float32" if dtype is None else dtype)
-        except TypeError:
-            raise ValueError(f"InputLayer: dtype must be a numeric dtype; got {dtype!r}") \
-                from None
-        if dt.kind not in "biuf":
-            raise ValueError(f"InputLayer: dtype must be a numeric dtype; got {dtype!r}")
-        self.dtype = dt.name
+        if dtype == "string":  # text for a preprocessing layer (TextVectorization), as Keras
+            self.dtype = "string"
+        else:
+            try:
+                dt = np.dtype("float32" if dtype is None else dtype)
+            except TypeError:
+                raise ValueError(f"InputLayer: dtype must be a numeric dtype or 'string'; got "
+                                 f"{dtype!r}") from None
+            if dt.kind not in "biuf":
+                raise ValueError(f"InputLayer: dtype must be a numeric dtype or 'string'; got "
+                                 f"{dtype!r}")
+            self.dtype = dt.name
         # dtype=None: float data keeps its dtype up to the first layer (which casts to its own).
         self.dtype_explicit = dtype is not None
         self.built = True
@@ -463,7 +467,7 @@ def Input(shape=None, batch_size=None, dtype=None, batch_shape=None, name=None):
         shape (tuple or int or None): shape of one sample, without the batch axis.
         batch_size (int or None, default None): a fixed batch size, if any.
         dtype (str or None, default None): dtype of the data (float32 when None; "int32" for
-            token ids).
+            token ids, "string" for text that a TextVectorization or StringLookup layer takes).
         batch_shape (tuple or None, default None): the full shape with the batch axis, instead
             of ``shape``.
         name (str or None, default None): the input's name (the key of a dict of inputs).

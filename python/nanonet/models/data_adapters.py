@@ -16,8 +16,8 @@ import numpy as np
 from .. import losses as _losses
 from ..layers.node import fmt_shape
 
-__all__ = ["as_array", "standardize_inputs", "standardize_targets", "standardize_weights",
-           "batch_slices", "take", "gather", "split_validation"]
+__all__ = ["as_array", "as_strings", "standardize_inputs", "standardize_targets",
+           "standardize_weights", "batch_slices", "take", "gather", "split_validation"]
 
 
 def as_array(a, name, fn):
@@ -26,6 +26,36 @@ def as_array(a, name, fn):
     arr = a if isinstance(a, np.ndarray) else np.asarray(a)
     if arr.dtype.kind not in "biuf":
         raise ValueError(f"{fn}: {name} must be a numeric array; got dtype {arr.dtype}")
+    if arr.ndim == 0:
+        raise ValueError(f"{fn}: {name} must have a batch axis; got a scalar")
+    return arr
+
+
+def as_strings(a, name, fn):
+    """Text data for a string input: str, bytes (UTF-8) or nested lists / arrays of them, as an
+    object array of str with a batch axis (never cast to numbers)."""
+    if a is None:
+        raise ValueError(f"{fn}: {name} is required; got None")
+    if isinstance(a, (str, bytes)):
+        raise ValueError(f"{fn}: {name} must be a batch of strings (a list or array with a "
+                         f"batch axis); got a single {type(a).__name__} (wrap it in a list)")
+    arr = a if isinstance(a, np.ndarray) else np.array(a, dtype=object)
+    if arr.dtype.kind == "U":
+        arr = arr.astype(object)
+    elif arr.dtype.kind == "S":
+        arr = np.vectorize(lambda b: b.decode("utf-8"), otypes=[object])(arr)
+    elif arr.dtype.kind == "O":
+        flat = arr.reshape(-1)
+        bad = next((v for v in flat.tolist() if not isinstance(v, str)), None)
+        if bad is not None:
+            if not all(isinstance(v, (str, bytes)) for v in flat.tolist()):
+                raise ValueError(f"{fn}: {name} must hold strings for the model's string input; "
+                                 f"got an element of type {type(bad).__name__}")
+            arr = np.array([v.decode("utf-8") if isinstance(v, bytes) else v
+                            for v in flat.tolist()], dtype=object).reshape(arr.shape)
+    else:
+        raise ValueError(f"{fn}: {name} must hold strings for the model's string input; got "
+                         f"dtype {arr.dtype}")
     if arr.ndim == 0:
         raise ValueError(f"{fn}: {name} must have a batch axis; got a scalar")
     return arr
@@ -76,17 +106,23 @@ def standardize_inputs(model, x, fn, name="x"):
 
 
 def _standardize_inputs(model, x, fn, name, specs):
-    arrays = [as_array(a, name if len(specs) == 1 else f"{name}[{nm!r}]", fn)
-              for a, nm in zip(_by_name(x, model.input_names, name, fn, "input"),
-                               model.input_names)]
+    arrays = [(as_strings if spec.dtype == "string" else as_array)(
+                  a, name if len(specs) == 1 else f"{name}[{nm!r}]", fn)
+              for a, nm, spec in zip(_by_name(x, model.input_names, name, fn, "input"),
+                                     model.input_names, specs)]
     n = _check_count(arrays, model.input_names, fn, what=name)
     if n == 0:
         raise ValueError(f"{fn}: {name} is empty (0 samples)")
     out = []
     for a, spec, nm in zip(arrays, specs, model.input_names):
-        if spec.dtype_explicit and a.dtype != spec.dtype:
-            a = a.astype(spec.dtype)
         want = spec.shape
+        if spec.dtype == "string":
+            if a.ndim == len(want) - 1 and want[-1] in (1, None):
+                a = a.reshape(a.shape + (1,))  # ["text", ...] for Input(shape=(1,))
+            elif a.ndim == len(want) + 1 and a.shape[-1] == 1:
+                a = a.reshape(a.shape[:-1])     # [["text"], ...] for Input(shape=())
+        elif spec.dtype_explicit and a.dtype != spec.dtype:
+            a = a.astype(spec.dtype)
         if a.ndim != len(want) or any(w is not None and w != d
                                       for w, d in zip(want[1:], a.shape[1:])):
             label = name if len(specs) == 1 else f"{name}[{nm!r}]"

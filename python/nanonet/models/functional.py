@@ -221,6 +221,7 @@ class Model(Trainer, Layer):
         Layer.__init__(self, name=name or unique_name(self._default_name()),
                        trainable=trainable)
         Trainer.__init__(self)
+        self._class_names = None
         self._plan = None
         self.inputs = []
         self.outputs = []
@@ -269,6 +270,19 @@ class Model(Trainer, Layer):
     def layers(self):
         """The layers, in Keras's order (InputLayers first)."""
         return list(self._graph_layers) if self._plan is not None else []
+
+    @property
+    def class_names(self):
+        """The label of each class of the (first) output, in output order, or None: saved with
+        the model; ``python -m nanonet serve`` answers the top label of every sample with it.
+
+        >>> model.class_names = ["cat", "dog", "bird"]     # doctest: +SKIP
+        """
+        return None if self._class_names is None else list(self._class_names)
+
+    @class_names.setter
+    def class_names(self, names):
+        self._class_names = check_class_names(names, f"{type(self).__name__}.class_names")
 
     def get_layer(self, name=None, index=None):
         """Returns a layer by its name or by its position in ``layers``.
@@ -868,6 +882,21 @@ class Model(Trainer, Layer):
     def __repr__(self):
         return (f"<{type(self).__name__} name={self.name!r}, inputs={self.input_names}, "
                 f"outputs={self.output_names}>")
+
+
+def check_class_names(names, what):
+    """None, or a list of non-empty strings (a list copy); TypeError / ValueError naming what."""
+    if names is None:
+        return None
+    if isinstance(names, (str, bytes)) or not isinstance(names, (list, tuple)):
+        raise TypeError(f"{what} must be a list of strings or None; got "
+                        f"{type(names).__name__}")
+    for i, n in enumerate(names):
+        if not isinstance(n, str) or not n:
+            raise ValueError(f"{what}[{i}] must be a non-empty string; got {n!r}")
+    if not names:
+        raise ValueError(f"{what} must name at least one class; got an empty list")
+    return list(names)
 
 
 Functional = Model  # Keras's class name for a graph model (accepted when loading)

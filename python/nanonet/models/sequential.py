@@ -192,7 +192,8 @@ class Sequential(Model):
                 else:
                     inp = InputLayer(batch_shape=shape,
                                      dtype=(self._input_layer.dtype
-                                            if self._input_layer is not None else None),
+                                            if self._input_layer is not None else
+                                            _input_dtype(self._layers[0])),
                                      name=f"{self.name}_input")
                 x = inp.output
                 for layer in self._layers:
@@ -263,8 +264,8 @@ class Sequential(Model):
         elif self._batch_input_shape is not None:
             layers.append({"class_name": "InputLayer",
                            "config": {"batch_shape": self._batch_input_shape,
-                                      "dtype": self._layers[0].dtype if self._layers
-                                      else "float32",
+                                      "dtype": _input_dtype(self._layers[0]) or
+                                      self._layers[0].dtype if self._layers else "float32",
                                       "name": f"{self.name}_input"}})
         layers.extend(_serialize_layer(layer) for layer in self._layers)
         return {"name": self.name, "trainable": self.trainable, "layers": layers}
@@ -306,3 +307,9 @@ def _unbuild(layer):
         del lst[:]
     layer.built = False
     layer._build_input_shape = None
+
+
+def _input_dtype(layer):
+    """The input dtype a first layer asks for ("string" for TextVectorization / StringLookup),
+    or None (float data keeps its dtype up to the first layer)."""
+    return getattr(layer, "input_dtype", None)
