@@ -410,11 +410,64 @@ def test_layer_bad_input():
         mha(q[..., :2], q)
     with pytest.raises(ValueError, match="attention_mask must broadcast"):
         mha(q, q, attention_mask=np.ones((2, 3, 4), bool))
+
+
+def test_shared_layer_keeps_options_per_call_site_and_saves_them(tmp_path):
+    # The options live on the node: one layer, causal at one site, not at the other, and the
+    # scores returned at a third; all survive get_config / from_config and a saved file.
+    rng = np.random.default_rng(17)
+    x = nn.Input((5, 3))
+    shared = L.MultiHeadAttention(2, 2, name="shared")
+    plain = shared(x, x)
+    causal = shared(x, x, use_causal_mask=True)
+    out, scores = shared(causal, x, return_attention_scores=True)
+    model = nn.Model(x, [plain, causal, out, scores])
+    xv = rng.standard_normal((3, 5, 3)).astype(np.float32)
+    got = model.predict(xv, verbose=0)
+    np.testing.assert_allclose(got[0], shared(xv, xv), rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(got[1], shared(xv, xv, use_causal_mask=True), rtol=1e-6,
+                               atol=1e-6)
+    assert not np.allclose(got[0], got[1])
+    assert got[3].shape == (3, 2, 5, 5)
+    config = model.get_config()
+    nodes = [lc for lc in config["layers"] if lc["name"] == "shared"][0]["inbound_nodes"]
+    assert [n.get("kwargs", {}) for n in nodes] == [
+        {}, {"use_causal_mask": True}, {"return_attention_scores": True}]
+    assert "call_options" not in shared.get_config()
+    clone = nn.Model.from_config(config)
+    clone.set_weights(model.get_weights())
+    for a, b in zip(clone.predict(xv, verbose=0), got):
+        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-6)
+    model.save(tmp_path / "m.nnet")
+    for a, b in zip(nn.load_model(tmp_path / "m.nnet").predict(xv, verbose=0), got):
+        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-6)
+    with pytest.raises(ValueError, match="kwargs must be a dict of the call options"):
+        bad = model.get_config()
+        [lc for lc in bad["layers"] if lc["name"] == "shared"][0]["inbound_nodes"][1][
+            "kwargs"] = {"causal": True}
+        nn.Model.from_config(bad)
+
+
+def test_config_of_earlier_files_with_call_options_still_loads():
+    # 0.2 stored the options on the layer ("call_options") and none on the nodes.
+    rng = np.random.default_rng(18)
     x = nn.Input((4, 3))
-    shared = L.MultiHeadAttention(2, 2)
-    shared(x, x)
-    with pytest.raises(ValueError, match="same options"):
-        shared(x, x, use_causal_mask=True)
+    k = L.Dense(2)(x)
+    model = nn.Model(x, L.MultiHeadAttention(2, 2, name="att")(x, x, key=k,
+                                                                use_causal_mask=True))
+    config = model.get_config()
+    for lc in config["layers"]:
+        if lc["name"] == "att":
+            lc["config"]["call_options"] = {"key": True, "attention_mask": False,
+                                            "use_causal_mask": True,
+                                            "return_attention_scores": False}
+            for n in lc["inbound_nodes"]:
+                del n["kwargs"]
+    clone = nn.Model.from_config(config)
+    clone.set_weights(model.get_weights())
+    xv = rng.standard_normal((2, 4, 3)).astype(np.float32)
+    np.testing.assert_allclose(clone.predict(xv, verbose=0), model.predict(xv, verbose=0),
+                               rtol=1e-6, atol=1e-6)
 
 
 # -- optional: Keras 3 with copied weights ------------------------------------------------------

@@ -27,8 +27,10 @@ masked probabilities too). The output carries the query's mask.
 
 In a graph (nanonet.Input), query, value, key and attention_mask are node inputs, in that order
 (key and attention_mask when given). The per-call options (use_causal_mask,
-return_attention_scores, whether key / attention_mask are given) are recorded on the layer and
-saved with its config, so a layer shared by several call sites must use the same ones at each.
+return_attention_scores, and has_key / has_attention_mask saying which inputs were given) are
+node options (Layer.call_kwargs): recorded on each call site and saved with it, so one layer may
+be called with different options at different sites. (Files of 0.2 stored them in the layer's
+config as call_options; those still load.)
 
 Dropout (Keras's: on the attention probabilities, after the softmax, kept ones scaled by
 1 / (1 - dropout)) applies only with training=True. The flash kernel has no dropout, so a training
@@ -57,8 +59,9 @@ from .node import fmt_shape, is_symbolic
 
 __all__ = ["MultiHeadAttention"]
 
-_DEFAULT_OPTS = {"key": False, "attention_mask": False, "use_causal_mask": False,
+_DEFAULT_OPTS = {"has_key": False, "has_attention_mask": False, "use_causal_mask": False,
                  "return_attention_scores": False}
+_LEGACY_OPTS = {"key": "has_key", "attention_mask": "has_attention_mask"}
 
 
 def _pos_int(value, name):
@@ -74,6 +77,7 @@ def _ser(obj, module):
 class MultiHeadAttention(Layer):
     """Multi-head (scaled dot-product) attention; see the module docstring."""
     supports_masking = True
+    call_kwargs = tuple(_DEFAULT_OPTS)
 
     def __init__(self, num_heads, key_dim, value_dim=None, dropout=0.0, use_bias=True,
                  output_shape=None, attention_axes=None, kernel_initializer="glorot_uniform",
@@ -114,25 +118,29 @@ class MultiHeadAttention(Layer):
         self.bias_regularizer = _regularizers.get(bias_regularizer)
         self.seed = seed
         self._generator = _random.make_generator(seed, "MultiHeadAttention")
-        opts = dict(_DEFAULT_OPTS)
+        # call_options: the node options as 0.2 files stored them on the layer; they apply to
+        # a list-form call without options (what loading such a file makes).
+        self._legacy_opts = {}
         if call_options is not None:
-            if not isinstance(call_options, dict) or set(call_options) - set(opts):
+            if not isinstance(call_options, dict) or set(call_options) - set(_LEGACY_OPTS) - \
+                    set(_DEFAULT_OPTS):
                 raise ValueError(f"MultiHeadAttention: call_options must be a dict with keys "
-                                 f"{sorted(opts)}; got {call_options!r}")
-            opts.update({k: bool(v) for k, v in call_options.items()})
-        self._graph_opts = opts
+                                 f"{sorted(set(_LEGACY_OPTS) | set(_DEFAULT_OPTS))}; got "
+                                 f"{call_options!r}")
+            self._legacy_opts = {_LEGACY_OPTS.get(k, k): True for k, v in call_options.items()
+                                 if v}
 
     # -- build -------------------------------------------------------------------------------
     def build(self, query_shape, value_shape=None, key_shape=None):
-        """Keras's build(query_shape, value_shape, key_shape=None), or one list of the node
-        input shapes [query, value(, key)(, attention_mask)]."""
+        """Keras's build(query_shape, value_shape, key_shape=None), or one list of the shapes
+        [query, value(, key)]."""
         if value_shape is None:
             shapes = list(query_shape) if isinstance(query_shape, list) else None
             if not shapes or len(shapes) < 2:
                 raise ValueError(f"MultiHeadAttention {self.name!r}: build needs the query and "
                                  f"value shapes; got {query_shape!r}")
             query_shape, value_shape = shapes[0], shapes[1]
-            key_shape = shapes[2] if self._graph_opts["key"] and len(shapes) > 2 else None
+            key_shape = shapes[2] if len(shapes) > 2 else None
         key_shape = value_shape if key_shape is None else key_shape
         dims = []
         for what, s in (("query", query_shape), ("value", value_shape), ("key", key_shape)):
@@ -167,19 +175,34 @@ class MultiHeadAttention(Layer):
                  query_mask=None, value_mask=None, key_mask=None, **kwargs):
         if "inputs" in kwargs:
             query = kwargs.pop("inputs")
+        if query is None:
+            raise TypeError(f"MultiHeadAttention {self.name!r}: missing the query")
+        has = {k: bool(kwargs.pop(k, False)) for k in ("has_key", "has_attention_mask")}
         if kwargs:
             raise TypeError(f"MultiHeadAttention {self.name!r}: unexpected call arguments "
                             f"{sorted(kwargs)}")
-        if query is None:
-            raise TypeError(f"MultiHeadAttention {self.name!r}: missing the query")
         if value is None:
-            # The node form: one list [query, value(, key)(, attention_mask)] with the layer's
-            # recorded call options (what a graph file rebuilds).
+            # The node form: one list [query, value(, key)(, attention_mask)] and the node
+            # options (what a graph file rebuilds).
             if not isinstance(query, (list, tuple)) or len(query) < 2:
                 raise TypeError(f"MultiHeadAttention {self.name!r}: call as mha(query, value, "
                                 "key=None, ...); value is missing")
-            return Layer.__call__(self, list(query), training=training)
-        opts = {"key": key is not None, "attention_mask": attention_mask is not None,
+            opts = {"use_causal_mask": bool(use_causal_mask),
+                    "return_attention_scores": bool(return_attention_scores), **has}
+            if not any(opts.values()):
+                opts = dict(_DEFAULT_OPTS, **self._legacy_opts)
+            query = list(query)
+            n = 2 + opts["has_key"] + opts["has_attention_mask"]
+            if len(query) != n:
+                raise ValueError(f"MultiHeadAttention {self.name!r}: the node options {opts} "
+                                 f"need {n} inputs; got {len(query)}")
+            query, value = query[0], query[1:]
+            key = value[1] if opts["has_key"] else None
+            attention_mask = value[-1] if opts["has_attention_mask"] else None
+            value = value[0]
+            use_causal_mask = opts["use_causal_mask"]
+            return_attention_scores = opts["return_attention_scores"]
+        opts = {"has_key": key is not None, "has_attention_mask": attention_mask is not None,
                 "use_causal_mask": bool(use_causal_mask),
                 "return_attention_scores": bool(return_attention_scores)}
         tensors = [query, value] + ([key] if key is not None else []) + \
@@ -189,21 +212,19 @@ class MultiHeadAttention(Layer):
                 raise TypeError(f"MultiHeadAttention {self.name!r}: in a graph the masks come "
                                 "with the tensors (e.g. Embedding(mask_zero=True)); do not pass "
                                 "query_mask / value_mask / key_mask")
-            if self._inbound_nodes and opts != self._graph_opts:
-                raise ValueError(f"MultiHeadAttention {self.name!r}: a layer shared by several "
-                                 f"call sites must be called with the same options at each; "
-                                 f"first {self._graph_opts}, now {opts}")
-            old = self._graph_opts
-            self._graph_opts = opts
-            try:
-                return Layer.__call__(self, tensors, training=training)
-            except BaseException:
-                self._graph_opts = old
-                raise
+            for i, t in enumerate(tensors[:3 if key is not None else 2]):
+                if not is_symbolic(t):
+                    raise TypeError(f"MultiHeadAttention {self.name!r}: query, value and key "
+                                    f"must all be symbolic in a graph; input {i} is "
+                                    f"{type(t).__name__}")
+            if not self.built:
+                self._maybe_build([t.shape for t in tensors[:3 if key is not None else 2]])
+            return Layer.__call__(self, tensors, training=training,
+                                  **{k: True for k, v in opts.items() if v})
         arrays = [t if isinstance(t, np.ndarray) else np.asarray(t) for t in tensors]
         if not self.built:
-            shapes = [(None,) + a.shape[1:] for a in arrays[:3]]
-            self._maybe_build_eager(shapes[0], shapes[1], shapes[2] if key is not None else None)
+            self._maybe_build([(None,) + a.shape[1:]
+                               for a in arrays[:3 if key is not None else 2]])
         masks = [query_mask, value_mask] + ([key_mask] if key is not None else []) + \
             ([None] if attention_mask is not None else [])
         if all(m is None for m in masks):
@@ -213,46 +234,37 @@ class MultiHeadAttention(Layer):
             self._ctx = ctx
         return y
 
-    def _maybe_build_eager(self, qs, vs, ks):
-        old = self._graph_opts
-        self._graph_opts = dict(old, key=ks is not None)
-        try:
-            self._maybe_build([qs, vs] + ([ks] if ks is not None else []))
-        finally:
-            self._graph_opts = old
-
     def _check_input_shapes(self, shapes):
         if not self.built or not isinstance(shapes, list) or len(shapes) < 2:
             return
         dq, dv = self.query_kernel.shape[0], self.value_kernel.shape[0]
-        dk = self.key_kernel.shape[0]
         want = [("query", dq, shapes[0]), ("value", dv, shapes[1])]
-        if self._graph_opts["key"] and len(shapes) > 2:
-            want.append(("key", dk, shapes[2]))
         for what, d, s in want:
             if len(s) != 3 or (s[-1] is not None and s[-1] != d):
                 raise ValueError(f"MultiHeadAttention {self.name!r} was built for {what} of shape "
                                  f"(None, None, {d}); it is called on shape {fmt_shape(s)}")
 
-    def compute_output_shape(self, input_shape):
+    def compute_output_shape(self, input_shape, return_attention_scores=False, **options):
         shapes = input_shape if isinstance(input_shape, list) else [input_shape]
         q = tuple(shapes[0])
         v = tuple(shapes[1]) if len(shapes) > 1 else q
         out = (q[0], q[1], self.output_kernel.shape[-1] if self.built
                else (self.output_shape_arg or q[-1]))
-        if self._graph_opts["return_attention_scores"]:
+        if return_attention_scores:
             return [out, (q[0], self.num_heads, q[1], v[1])]
         return out
 
-    def compute_mask(self, inputs, mask=None):
+    def compute_mask(self, inputs, mask=None, return_attention_scores=False, **options):
         qm = mask[0] if isinstance(mask, (list, tuple)) else None
-        return [qm, None] if self._graph_opts["return_attention_scores"] else qm
+        return [qm, None] if return_attention_scores else qm
 
     # -- forward / backward ------------------------------------------------------------------
-    def forward(self, inputs, training=False, mask=None):
-        """inputs: [query, value(, key)(, attention_mask)] as recorded in the graph (the layer's
-        call options); mask: the inputs' masks (a list aligned with them) or None."""
-        return self._forward(inputs, training, mask, self._graph_opts)
+    def forward(self, inputs, training=False, mask=None, **options):
+        """inputs: [query, value(, key)(, attention_mask)] as the node options say; mask: the
+        inputs' masks (a list aligned with them) or None; options: the node options."""
+        opts = dict(_DEFAULT_OPTS, **options) if options else \
+            dict(_DEFAULT_OPTS, **self._legacy_opts)
+        return self._forward(inputs, training, mask, opts)
 
     def _project(self, x, kernel, bias, heads_dim):
         """(B, T, d) -> (B, H, T, heads_dim) and the 2-D input kept for backward."""
@@ -297,20 +309,20 @@ class MultiHeadAttention(Layer):
         cls = f"MultiHeadAttention {self.name!r}"
         if not isinstance(inputs, (list, tuple)):
             raise ValueError(f"{cls}: inputs must be [query, value, ...]; got one tensor")
-        n_want = 2 + opts["key"] + opts["attention_mask"]
+        n_want = 2 + opts["has_key"] + opts["has_attention_mask"]
         if len(inputs) != n_want:
             raise ValueError(f"{cls}: expected {n_want} inputs (query, value"
-                             f"{', key' if opts['key'] else ''}"
-                             f"{', attention_mask' if opts['attention_mask'] else ''}); got "
+                             f"{', key' if opts['has_key'] else ''}"
+                             f"{', attention_mask' if opts['has_attention_mask'] else ''}); got "
                              f"{len(inputs)}")
         query = self._float_input(inputs[0])
         value = self._float_input(inputs[1])
-        key = self._float_input(inputs[2]) if opts["key"] else value
-        am = inputs[-1] if opts["attention_mask"] else None
+        key = self._float_input(inputs[2]) if opts["has_key"] else value
+        am = inputs[-1] if opts["has_attention_mask"] else None
         masks = list(mask) if isinstance(mask, (list, tuple)) else [None] * n_want
         masks += [None] * (n_want - len(masks))
         qm, vm = masks[0], masks[1]
-        km = masks[2] if opts["key"] else None
+        km = masks[2] if opts["has_key"] else None
         for what, x, w in (("query", query, self.query_kernel), ("value", value,
                                                                  self.value_kernel),
                            ("key", key, self.key_kernel)):
@@ -422,10 +434,10 @@ class MultiHeadAttention(Layer):
         if not need_dx:
             dx = None
         else:
-            dx = [dq, dv] if not opts["key"] else [dq, dv, dk]
-            if not opts["key"]:
+            dx = [dq, dv] if not opts["has_key"] else [dq, dv, dk]
+            if not opts["has_key"]:
                 dx[1] = dv + dk  # key is value
-            if opts["attention_mask"]:
+            if opts["has_attention_mask"]:
                 dx.append(None)
         return dx, self._trainable_grads(grads)
 
@@ -446,8 +458,6 @@ class MultiHeadAttention(Layer):
                   "kernel_regularizer": _ser(self.kernel_regularizer, _regularizers),
                   "bias_regularizer": _ser(self.bias_regularizer, _regularizers),
                   "seed": self.seed}
-        if self._graph_opts != _DEFAULT_OPTS:
-            config["call_options"] = dict(self._graph_opts)
         return config
 
     def __repr__(self):
