@@ -14,7 +14,7 @@ from .wrappers import TimeDistributed
 from .merging import (Add, Average, Concatenate, Dot, Maximum, Minimum, Multiply, Subtract, add,
                       average, concatenate, dot, maximum, minimum, multiply, subtract)
 from .node import SymbolicTensor
-from .attention import MultiHeadAttention
+from .attention import AdditiveAttention, Attention, MultiHeadAttention
 
 __all__ = ["Layer", "Dense", "Activation", "Dropout", "Flatten", "InputLayer", "Input",
            "serialize", "deserialize"]
@@ -25,7 +25,7 @@ __all__ += ["Embedding", "LSTM", "Masking"]
 __all__ += ["Add", "Subtract", "Multiply", "Average", "Maximum", "Minimum", "Concatenate", "Dot",
             "add", "subtract", "multiply", "average", "maximum", "minimum", "concatenate", "dot",
             "SymbolicTensor"]
-__all__ += ["MultiHeadAttention"]
+__all__ += ["MultiHeadAttention", "Attention", "AdditiveAttention"]
 
 
 def serialize(layer):

@@ -57,7 +57,7 @@ from .. import regularizers as _regularizers
 from .base import Layer
 from .node import fmt_shape, is_symbolic
 
-__all__ = ["MultiHeadAttention"]
+__all__ = ["MultiHeadAttention", "Attention", "AdditiveAttention"]
 
 _DEFAULT_OPTS = {"has_key": False, "has_attention_mask": False, "use_causal_mask": False,
                  "return_attention_scores": False}
@@ -463,3 +463,307 @@ class MultiHeadAttention(Layer):
     def __repr__(self):
         return (f"<MultiHeadAttention name={self.name!r}, num_heads={self.num_heads}, "
                 f"key_dim={self.key_dim}, value_dim={self.value_dim}>")
+
+
+# -- Luong and Bahdanau attention ----------------------------------------------------------------
+def _masked_softmax(s, ok):
+    """softmax over the last axis of s where ok (broadcastable bool or None); 0 where not ok, and
+    a row with no ok entry is all zeros (not NaN, not uniform)."""
+    if ok is None:
+        e = np.exp(s - s.max(axis=-1, keepdims=True))
+        return e / e.sum(axis=-1, keepdims=True)
+    s = np.where(ok, s, -np.inf)
+    mx = s.max(axis=-1, keepdims=True)
+    e = np.where(ok, np.exp(s - np.where(np.isfinite(mx), mx, 0)), 0)
+    den = e.sum(axis=-1, keepdims=True)
+    return e / np.where(den > 0, den, 1)
+
+
+class Attention(Layer):
+    """Dot-product (Luong) attention with Keras 3's arguments, call and weights.
+
+        att = Attention(use_scale=False, score_mode="dot", dropout=0.0, seed=None, ...)
+        out = att([query, value(, key)], mask=[query_mask, value_mask], training=False,
+                  return_attention_scores=False, use_causal_mask=False)
+
+    query (B, Tq, d), value (B, Tv, dv), key (B, Tv, d) (default: value) -> (B, Tq, dv):
+    scores (B, Tq, Tv) = s q k^T ("dot") or c sum_d tanh(s (q_i + k_j)) ("concat"), with s the
+    learned scalar ``scale`` (use_scale=True, initialised to 1) or 1 and c the learned scalar
+    ``concat_score_weight`` ("concat" only, initialised to 1); weights = softmax(scores) over the
+    visible values (the value mask, AND j <= i with use_causal_mask), dropout on the weights when
+    training, out = weights value, zeroed at masked query steps. The output carries the query's
+    mask; return_attention_scores=True also returns the (B, Tq, Tv) weights (after dropout, as
+    Keras; no gradient flows back through them). A query step that sees no value gets zeros
+    (Keras gives the mean of the values there). The key's own mask is ignored, as in Keras.
+
+    "dot" without dropout runs on the flash kernel (nanonet.ops.attention_forward, heads = 1:
+    the scores are never stored); "concat" and dropout build the (B, Tq, Tv) weights in NumPy,
+    "concat" also a (B, Tq, Tv, d) tanh tensor (memory grows with Tq * Tv * d).
+    In a graph, use_causal_mask and return_attention_scores are node options (call_kwargs).
+    """
+    supports_masking = True
+    call_kwargs = ("use_causal_mask", "return_attention_scores")
+    _SCORE_MODES = ("dot", "concat")
+
+    def __init__(self, use_scale=False, score_mode="dot", dropout=0.0, seed=None, **kwargs):
+        super().__init__(**kwargs)
+        cls = type(self).__name__
+        if not isinstance(use_scale, (bool, np.bool_)):
+            raise ValueError(f"{cls}: use_scale must be True or False; got {use_scale!r}")
+        if score_mode not in self._SCORE_MODES:
+            raise ValueError(f"{cls}: score_mode must be one of {self._SCORE_MODES}; got "
+                             f"{score_mode!r}")
+        if isinstance(dropout, bool) or not isinstance(dropout, numbers.Real) or \
+                not 0.0 <= dropout < 1.0:
+            raise ValueError(f"{cls}: dropout must be a float in [0, 1); got {dropout!r}")
+        self.use_scale = bool(use_scale)
+        self.score_mode = score_mode
+        self.dropout = float(dropout)
+        self.seed = seed
+        self._generator = _random.make_generator(seed, cls)
+        self.scale = None
+        self.concat_score_weight = None
+
+    def _check_shapes(self, shapes):
+        """[query, value(, key)] shapes -> (dq, dv, dk); ValueError naming what is wrong."""
+        cls = f"{type(self).__name__} {self.name!r}"
+        if not isinstance(shapes, (list, tuple)) or not 2 <= len(shapes) <= 3 or \
+                not all(isinstance(s, (list, tuple)) for s in shapes):
+            raise ValueError(f"{cls}: inputs must be a list [query, value] or [query, value, "
+                             f"key]; got {shapes!r}")
+        dims = []
+        for what, s in zip(("query", "value", "key"), shapes):
+            if len(s) != 3 or s[-1] is None:
+                raise ValueError(f"{cls}: {what} must be (batch, steps, features) with known "
+                                 f"features; got shape {fmt_shape(tuple(s))}")
+            dims.append(int(s[-1]))
+        dk = dims[2] if len(dims) > 2 else dims[1]
+        if dk != dims[0]:
+            raise ValueError(f"{cls}: query and key must have the same features; got query "
+                             f"{dims[0]} and key {dk}")
+        return dims[0], dims[1], dk
+
+    def build(self, input_shape):
+        self._check_shapes(input_shape)
+        if self.use_scale:
+            self.scale = self.add_weight(shape=(), initializer="ones", name="scale")
+        if self.score_mode == "concat":
+            self.concat_score_weight = self.add_weight(shape=(), initializer="ones",
+                                                       name="concat_score_weight")
+        self.built = True
+
+    def _check_input_shapes(self, shapes):
+        self._check_shapes(shapes)
+
+    def compute_output_shape(self, input_shape, return_attention_scores=False, **options):
+        dq, dv, _ = self._check_shapes(input_shape)
+        q, v = tuple(input_shape[0]), tuple(input_shape[1])
+        out = q[:2] + (dv,)
+        return [out, q[:2] + (v[1],)] if return_attention_scores else out
+
+    def compute_mask(self, inputs, mask=None, return_attention_scores=False, **options):
+        qm = mask[0] if isinstance(mask, (list, tuple)) else None
+        return [qm, None] if return_attention_scores else qm
+
+    # -- scores: the part Attention and AdditiveAttention differ in ------------------------------
+    def _concat_params(self):
+        """(a, w, c) of scores = c sum_d w_d tanh(a (q_i + k_j)); a, c scalars, w (d,) or 1."""
+        one = np.dtype(self.dtype).type(1.0)
+        return (self.scale[()] if self.use_scale else one), one, self.concat_score_weight[()]
+
+    def _concat_grads(self, da, dw, dc):
+        return ([da] if self.use_scale else []) + [dc]
+
+    def _dot_grads(self, da):
+        return [da] if self.use_scale else []
+
+    # -- forward / backward ---------------------------------------------------------------------
+    def forward(self, inputs, training=False, mask=None, use_causal_mask=False,
+                return_attention_scores=False):
+        cls = f"{type(self).__name__} {self.name!r}"
+        if not isinstance(inputs, (list, tuple)) or not 2 <= len(inputs) <= 3:
+            raise ValueError(f"{cls}: inputs must be a list [query, value] or [query, value, "
+                             f"key]; got {type(inputs).__name__}"
+                             f"{'' if not isinstance(inputs, (list, tuple)) else ' of ' + str(len(inputs))}")
+        q = self._float_input(inputs[0])
+        v = self._float_input(inputs[1])
+        k = self._float_input(inputs[2]) if len(inputs) > 2 else v
+        self._check_shapes([q.shape, v.shape, k.shape])
+        B, Tq, d = q.shape
+        Tv = v.shape[1]
+        if v.shape[0] != B or k.shape[:2] != (B, Tv):
+            raise ValueError(f"{cls}: query {q.shape}, value {v.shape} and key {k.shape} must "
+                             "share the batch size, and key and value the steps")
+        if mask is not None and (not isinstance(mask, (list, tuple)) or
+                                 not 2 <= len(mask) <= 3):
+            raise ValueError(f"{cls}: mask must be a list [query_mask, value_mask]; got "
+                             f"{type(mask).__name__}")
+        qm, vm = (mask[0], mask[1]) if mask is not None else (None, None)
+
+        def as_mask(m, shape, what):
+            m = np.asarray(m)
+            if m.shape != shape:
+                raise ValueError(f"{cls}: {what} must be (batch, steps) = {shape}; got "
+                                 f"{m.shape}")
+            return np.ascontiguousarray(m, dtype=bool)
+        qm = None if qm is None else as_mask(qm, (B, Tq), "query mask")
+        vm = None if vm is None else as_mask(vm, (B, Tv), "value mask")
+        causal = bool(use_causal_mask)
+        drop = training and self.dropout > 0.0
+        state = None
+        if self.score_mode == "dot" and not drop and type(self) is Attention:
+            a = self.scale[()] if self.use_scale else np.dtype(self.dtype).type(1.0)
+            Q = np.ascontiguousarray((q * a)[:, None])
+            K, V = k[:, None], v[:, None]
+            O, lse = ops.attention_forward(Q, K, V, vm, causal, 1.0)
+            out = O[:, 0]
+            P = None
+            if return_attention_scores:
+                P = _masked_softmax(np.matmul(Q[:, 0], np.swapaxes(k, 1, 2)),
+                                    self._visible(vm, causal, Tq, Tv)).astype(self.dtype)
+            if training:
+                state = ("flash", Q, K, V, O, lse, a)
+        else:
+            scores, sctx = self._scores(q, k)
+            ok = self._visible(vm, causal, Tq, Tv)
+            P = _masked_softmax(scores, ok).astype(self.dtype)
+            Z = None
+            if drop:
+                rng = self._generator if self._generator is not None \
+                    else _random.get_generator()
+                Z = (rng.random(P.shape) >= self.dropout).astype(self.dtype) * \
+                    np.dtype(self.dtype).type(1.0 / (1.0 - self.dropout))
+            W = P if Z is None else P * Z
+            out = np.matmul(W, v)
+            if training:
+                state = ("scores", sctx, P, Z, W)
+            P = W
+        if qm is not None:
+            out = np.where(qm[..., None], out, 0).astype(self.dtype)
+        out = np.ascontiguousarray(out, dtype=self.dtype)
+        result = [out, P] if return_attention_scores else out
+        ctx = None
+        if training:
+            ctx = (state, q, v, k, len(inputs) > 2, qm, vm, causal)
+        return result, ctx
+
+    @staticmethod
+    def _visible(vm, causal, Tq, Tv):
+        """None or a bool array broadcastable to (B, Tq, Tv): which values each query sees."""
+        ok = None if vm is None else vm[:, None, :]
+        if causal:
+            tri = np.tril(np.ones((Tq, Tv), dtype=bool))[None]
+            ok = tri if ok is None else ok & tri
+        return ok
+
+    def _scores(self, q, k):
+        """(scores (B, Tq, Tv), what _scores_backward needs)."""
+        if self.score_mode == "dot":
+            a = self.scale[()] if self.use_scale else np.dtype(self.dtype).type(1.0)
+            raw = np.matmul(q, np.swapaxes(k, 1, 2))
+            return a * raw, ("dot", raw, a)
+        a, w, c = self._concat_params()
+        t = np.tanh(a * (q[:, :, None, :] + k[:, None, :, :]))  # (B, Tq, Tv, d)
+        return c * (t @ w if np.ndim(w) else t.sum(axis=-1)), ("concat", t, a, w, c)
+
+    def _scores_backward(self, sctx, G, q, k):
+        """(dq, dk, weight gradients) from G = d loss / d scores."""
+        if sctx[0] == "dot":
+            _, raw, a = sctx
+            dq = a * np.matmul(G, k)
+            dk = a * np.matmul(np.swapaxes(G, 1, 2), q)
+            return dq, dk, self._dot_grads(np.asarray(np.sum(G * raw), dtype=self.dtype))
+        _, t, a, w, c = sctx
+        # scores = c sum_d w_d t_d, t = tanh(u), u = a (q_i + k_j)
+        du = (c * G)[..., None] * w * (1 - t * t)
+        dq = a * du.sum(axis=2)
+        dk = a * du.sum(axis=1)
+        da = np.asarray(np.sum(du * (q[:, :, None, :] + k[:, None, :, :])), dtype=self.dtype)
+        dw = c * np.einsum("bij,bijd->d", G, t)
+        dc = np.asarray(np.sum(G * (t @ w if np.ndim(w) else t.sum(axis=-1))),
+                        dtype=self.dtype)
+        return dq, dk, self._concat_grads(da, dw.astype(self.dtype), dc)
+
+    def backprop(self, ctx, dy, need_dx=True):
+        """dy for the output (with return_attention_scores: [dy, dscores], dscores ignored).
+        Returns [dquery, dvalue(, dkey)] and the weight gradients."""
+        state, q, v, k, has_key, qm, vm, causal = ctx
+        B, Tq, _ = q.shape
+        if isinstance(dy, (list, tuple)):
+            dy = dy[0]
+        if dy is None:  # only the returned scores were used: no gradient flows through them
+            dy = np.zeros((B, Tq, v.shape[2]), dtype=self.dtype)
+        dy = np.asarray(dy, dtype=self.dtype)
+        if dy.shape != (B, Tq, v.shape[2]):
+            raise ValueError(f"{type(self).__name__} {self.name!r}: dy must have the output's "
+                             f"shape {(B, Tq, v.shape[2])}; got {dy.shape}")
+        if qm is not None:
+            dy = np.where(qm[..., None], dy, 0).astype(self.dtype)
+        if state[0] == "flash":
+            _, Q, K, V, O, lse, a = state
+            dQ, dK, dV = ops.attention_backward(np.ascontiguousarray(dy[:, None]), Q, K, V, O,
+                                                lse, vm, causal, 1.0)
+            dq, dk, dv = a * dQ[:, 0], dK[:, 0], dV[:, 0]
+            grads = self._dot_grads(np.asarray(np.sum(dQ[:, 0] * q), dtype=self.dtype))
+        else:
+            _, sctx, P, Z, W = state
+            # out = W v, W = P * Z, P = softmax(scores)
+            dv = np.matmul(np.swapaxes(W, 1, 2), dy)
+            dW = np.matmul(dy, np.swapaxes(v, 1, 2))
+            if Z is not None:
+                dW = dW * Z
+            G = P * (dW - np.sum(dW * P, axis=-1, keepdims=True))
+            dq, dk, grads = self._scores_backward(sctx, G, q, k)
+        dq, dk, dv = (np.ascontiguousarray(g, dtype=self.dtype) for g in (dq, dk, dv))
+        if not need_dx:
+            dx = None
+        elif has_key:
+            dx = [dq, dv, dk]
+        else:
+            dx = [dq, dv + dk]
+        return dx, self._trainable_grads(grads)
+
+    def get_config(self):
+        return {**super().get_config(), "use_scale": self.use_scale,
+                "score_mode": self.score_mode, "dropout": self.dropout, "seed": self.seed}
+
+    def __repr__(self):
+        return (f"<{type(self).__name__} name={self.name!r}, use_scale={self.use_scale}, "
+                f"score_mode={self.score_mode!r}>")
+
+
+class AdditiveAttention(Attention):
+    """Additive (Bahdanau) attention with Keras 3's arguments, call and weights.
+
+        att = AdditiveAttention(use_scale=True, dropout=0.0, seed=None, ...)
+        out = att([query, value(, key)], mask=[query_mask, value_mask], ...)
+
+    As Attention, with scores_ij = sum_d w_d tanh(q_id + k_jd): w is the learned ``scale``
+    (d,) (use_scale=True, glorot_uniform as Keras) or 1. Computed in NumPy with a
+    (B, Tq, Tv, d) tanh tensor kept for backward.
+    """
+    _SCORE_MODES = ("concat",)
+
+    def __init__(self, use_scale=True, dropout=0.0, seed=None, **kwargs):
+        kwargs.pop("score_mode", None)
+        super().__init__(use_scale=use_scale, score_mode="concat", dropout=dropout, seed=seed,
+                         **kwargs)
+
+    def build(self, input_shape):
+        dq, _, _ = self._check_shapes(input_shape)
+        if self.use_scale:
+            self.scale = self.add_weight(shape=(dq,), initializer="glorot_uniform",
+                                         name="scale")
+        self.built = True
+
+    def _concat_params(self):
+        one = np.dtype(self.dtype).type(1.0)
+        return one, (self.scale if self.use_scale else one), one
+
+    def _concat_grads(self, da, dw, dc):
+        return [dw] if self.use_scale else []
+
+    def get_config(self):
+        config = super().get_config()
+        del config["score_mode"]
+        return config
