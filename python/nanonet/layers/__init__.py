@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from .base import Layer, get_registered
 from .core import Activation, Dense, Dropout, Flatten, Input, InputLayer
-from .embedding import Embedding
+from .embedding import Embedding, PositionEmbedding, TokenAndPositionEmbedding
 from .recurrent import LSTM, Masking
 from .normalization import BatchNormalization, LayerNormalization
 from .pooling import GlobalAveragePooling1D, GlobalAvgPool1D, GlobalMaxPool1D, GlobalMaxPooling1D
@@ -25,7 +25,8 @@ __all__ += ["Embedding", "LSTM", "Masking"]
 __all__ += ["Add", "Subtract", "Multiply", "Average", "Maximum", "Minimum", "Concatenate", "Dot",
             "add", "subtract", "multiply", "average", "maximum", "minimum", "concatenate", "dot",
             "SymbolicTensor"]
-__all__ += ["MultiHeadAttention", "Attention", "AdditiveAttention"]
+__all__ += ["MultiHeadAttention", "Attention", "AdditiveAttention", "PositionEmbedding",
+            "TokenAndPositionEmbedding"]
 
 
 def serialize(layer):
