@@ -812,3 +812,26 @@ def test_luong_matches_keras():
             np.testing.assert_allclose(got, t.grad.numpy(), rtol=1e-4, atol=1e-4)
         for got, w in zip(nm.grads, km.trainable_weights):
             np.testing.assert_allclose(got, w.value.grad.numpy(), rtol=1e-4, atol=1e-4)
+
+
+def test_self_attention_one_projection_gemm_matches_three():
+    # query, key and value one array: the three projections run as one GEMM (and one in
+    # backward); a copy of the array takes the three-GEMM path, with the same results.
+    rng = np.random.default_rng(19)
+    x = rng.standard_normal((3, 7, 6))
+    mha = L.MultiHeadAttention(2, 3, value_dim=4, dtype="float64")
+    mha(x, x)
+    _randomize(mha, rng)
+    R = rng.standard_normal((3, 7, 6))
+    y1 = mha(x, x, training=True, use_causal_mask=True)
+    assert mha._ctx[-2] is True  # fused
+    dx1 = mha.backward(R)
+    g1 = mha.grads
+    xc = x.copy()
+    y2 = mha(x, xc, training=True, use_causal_mask=True)
+    assert mha._ctx[-2] is False
+    dx2 = mha.backward(R)
+    np.testing.assert_allclose(y1, y2, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(dx1[0] + dx1[1], dx2[0] + dx2[1], rtol=1e-10, atol=1e-12)
+    for a, b in zip(g1, mha.grads):
+        np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12)

@@ -275,6 +275,29 @@ class MultiHeadAttention(Layer):
         return np.ascontiguousarray(y.reshape(B, T, self.num_heads, heads_dim)
                                     .transpose(0, 2, 1, 3)), x2
 
+    def _qkv_kernel(self):
+        """The three projection kernels side by side, (d, H * (2 key_dim + value_dim)), and
+        their biases: self-attention projects once, with one GEMM."""
+        d = self.query_kernel.shape[0]
+        ws = (self.query_kernel, self.key_kernel, self.value_kernel)
+        kernel = np.concatenate([w.reshape(d, -1) for w in ws], axis=1)
+        bias = None if not self.use_bias else np.concatenate(
+            [b.reshape(-1) for b in (self.query_bias, self.key_bias, self.value_bias)])
+        return kernel, bias
+
+    def _project_qkv(self, x):
+        """Self-attention (query, key and value one array): (Q, K, V, x2) from one GEMM."""
+        B, T, d = x.shape
+        H, kd, vd = self.num_heads, self.key_dim, self.value_dim
+        x2 = np.ascontiguousarray(x.reshape(B * T, d))
+        kernel, bias = self._qkv_kernel()
+        y = ops.dense_forward(x2, kernel, bias).reshape(B, T, H * (2 * kd + vd))
+
+        def heads(y, width):
+            return np.ascontiguousarray(y.reshape(B, T, H, width).transpose(0, 2, 1, 3))
+        return (heads(y[..., :H * kd], kd), heads(y[..., H * kd:2 * H * kd], kd),
+                heads(y[..., 2 * H * kd:], vd), x2)
+
     def _mask_for_kernel(self, qm, vm, km, am, B, Tq, Tv):
         """None, (B, Tv) key mask or (B, Tq, Tv) full mask from Keras's masks."""
         def as_mask(m, shape, what):
@@ -338,9 +361,15 @@ class MultiHeadAttention(Layer):
         kmask = self._mask_for_kernel(qm, vm, km, am, B, Tq, Tv)
         causal = opts["use_causal_mask"]
         scale = 1.0 / math.sqrt(self.key_dim)
-        Q, q2 = self._project(query, self.query_kernel, self.query_bias, self.key_dim)
-        K, k2 = self._project(key, self.key_kernel, self.key_bias, self.key_dim)
-        V, v2 = self._project(value, self.value_kernel, self.value_bias, self.value_dim)
+        fused = query is value and key is value and query.shape[-1] == \
+            self.key_kernel.shape[0] == self.value_kernel.shape[0]
+        if fused:
+            Q, K, V, q2 = self._project_qkv(query)
+            k2 = v2 = q2
+        else:
+            Q, q2 = self._project(query, self.query_kernel, self.query_bias, self.key_dim)
+            K, k2 = self._project(key, self.key_kernel, self.key_bias, self.key_dim)
+            V, v2 = self._project(value, self.value_kernel, self.value_bias, self.value_dim)
         drop = None
         if training and self.dropout > 0.0:
             O, lse, drop = self._dropout_attention(Q, K, V, kmask, causal, scale)
@@ -357,7 +386,7 @@ class MultiHeadAttention(Layer):
         ctx = None
         if training:
             ctx = (q2, k2, v2, Q, K, V, O, lse, o2, kmask, causal, scale, (B, Tq, Tv),
-                   opts, drop)
+                   opts, fused, drop)
         return result, ctx
 
     def _dropout_attention(self, Q, K, V, kmask, causal, scale):
@@ -400,7 +429,8 @@ class MultiHeadAttention(Layer):
     def backprop(self, ctx, dy, need_dx=True):
         """dy for the output (with return_attention_scores: [dy, dscores], dscores ignored).
         Returns [dquery, dvalue(, dkey)(, None for attention_mask)] and the weight gradients."""
-        q2, k2, v2, Q, K, V, O, lse, o2, kmask, causal, scale, (B, Tq, Tv), opts, drop = ctx
+        q2, k2, v2, Q, K, V, O, lse, o2, kmask, causal, scale, (B, Tq, Tv), opts, fused, \
+            drop = ctx
         if opts["return_attention_scores"] and isinstance(dy, (list, tuple)):
             dy = dy[0]
         H, kd, vd = self.num_heads, self.key_dim, self.value_dim
@@ -423,9 +453,24 @@ class MultiHeadAttention(Layer):
                                             need_dx=need_dx)
             return (None if dx is None else dx.reshape(B, T, -1)), dW.reshape(kernel.shape), \
                 db.reshape(H, width)
-        dq, dWq, dbq = unproject(dQ, q2, self.query_kernel, Tq, kd)
-        dk, dWk, dbk = unproject(dK, k2, self.key_kernel, Tv, kd)
-        dv, dWv, dbv = unproject(dV, v2, self.value_kernel, Tv, vd)
+        if fused:  # one GEMM for the three projections: dx is the whole input gradient
+            def flat(dP, width):
+                return dP.transpose(0, 2, 1, 3).reshape(B * Tq, H * width)
+            d2 = np.concatenate([flat(dQ, kd), flat(dK, kd), flat(dV, vd)], axis=1)
+            dx3, dW3, db3 = ops.dense_backward(d2, q2, self._qkv_kernel()[0], None,
+                                               need_dx=need_dx)
+            cuts = np.cumsum([H * kd, H * kd])
+            dWq, dWk, dWv = (w.reshape(k.shape) for w, k in zip(
+                np.split(dW3, cuts, axis=1),
+                (self.query_kernel, self.key_kernel, self.value_kernel)))
+            dbq, dbk, dbv = (b.reshape(H, -1) for b in np.split(db3, cuts))
+            dq = None if dx3 is None else dx3.reshape(B, Tq, -1)
+            dk = None if dq is None else np.zeros_like(dq)
+            dv = dk
+        else:
+            dq, dWq, dbq = unproject(dQ, q2, self.query_kernel, Tq, kd)
+            dk, dWk, dbk = unproject(dK, k2, self.key_kernel, Tv, kd)
+            dv, dWv, dbv = unproject(dV, v2, self.value_kernel, Tv, vd)
         dWo = dWo.reshape(self.output_kernel.shape)
         if self.use_bias:
             grads = [dWq, dbq, dWk, dbk, dWv, dbv, dWo, dbo]
