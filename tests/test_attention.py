@@ -835,3 +835,18 @@ def test_self_attention_one_projection_gemm_matches_three():
     np.testing.assert_allclose(dx1[0] + dx1[1], dx2[0] + dx2[1], rtol=1e-10, atol=1e-12)
     for a, b in zip(g1, mha.grads):
         np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12)
+
+
+def test_demo_transformer_builds_trains_and_round_trips(tmp_path):
+    from nanonet.demo import MODELS
+    rng = np.random.default_rng(36)
+    model = MODELS["transformer"](30, 3, 16, sequence_length=12)
+    x = rng.integers(1, 30, size=(24, 10)).astype(np.int32)
+    x[:, :3] = 0
+    y = np.eye(3, dtype=np.float32)[x[:, -1] % 3]
+    first = model.evaluate(x, y, verbose=0)[0]
+    model.fit(x, y, epochs=15, batch_size=8, verbose=0)
+    assert model.evaluate(x, y, verbose=0)[0] < first
+    model.save(tmp_path / "t.nnet")
+    np.testing.assert_allclose(nn.load_model(tmp_path / "t.nnet").predict(x, verbose=0),
+                               model.predict(x, verbose=0), rtol=1e-5, atol=1e-6)

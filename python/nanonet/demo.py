@@ -96,8 +96,10 @@ def transformer_block(x, num_heads=4, key_dim=32, ff_dim=128, name=None):
 
 def build_transformer(vocab_size: int, num_classes: int, units: int = 128,
                       sequence_length: int = 512):
-    """a Transformer encoder: token + position embedding, 2 x (MultiHeadAttention(4 heads, key_dim 32) + residual + LayerNorm + feed-forward), masked average pooling, Dense softmax.
+    """Transformer encoder: token + position embedding, 2 x (4-head attention + feed-forward).
 
+    Each block: MultiHeadAttention(4 heads, key_dim 32) + residual + LayerNormalization +
+    feed-forward + residual + LayerNormalization; then masked average pooling, Dense softmax.
     d_model 128, feed-forward width ``units``; texts up to sequence_length tokens (the demo's
     maxlen must not exceed it). The padding (id 0) is masked in attention and pooling."""
     from .layers import Dense, GlobalAveragePooling1D, Input, TokenAndPositionEmbedding

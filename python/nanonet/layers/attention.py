@@ -627,9 +627,11 @@ class Attention(Layer):
                 return_attention_scores=False):
         cls = f"{type(self).__name__} {self.name!r}"
         if not isinstance(inputs, (list, tuple)) or not 2 <= len(inputs) <= 3:
+            got = type(inputs).__name__
+            if isinstance(inputs, (list, tuple)):
+                got += f" of {len(inputs)}"
             raise ValueError(f"{cls}: inputs must be a list [query, value] or [query, value, "
-                             f"key]; got {type(inputs).__name__}"
-                             f"{'' if not isinstance(inputs, (list, tuple)) else ' of ' + str(len(inputs))}")
+                             f"key]; got {got}")
         q = self._float_input(inputs[0])
         v = self._float_input(inputs[1])
         k = self._float_input(inputs[2]) if len(inputs) > 2 else v
