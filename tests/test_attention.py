@@ -449,7 +449,8 @@ def test_shared_layer_keeps_options_per_call_site_and_saves_them(tmp_path):
 
 
 def test_config_of_earlier_files_with_call_options_still_loads():
-    # 0.2 stored the options on the layer ("call_options") and none on the nodes.
+    # Files written before node options kept the options on the layer ("call_options") and
+    # none on the nodes.
     rng = np.random.default_rng(18)
     x = nn.Input((4, 3))
     k = L.Dense(2)(x)

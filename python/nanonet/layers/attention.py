@@ -29,7 +29,7 @@ In a graph (nanonet.Input), query, value, key and attention_mask are node inputs
 (key and attention_mask when given). The per-call options (use_causal_mask,
 return_attention_scores, and has_key / has_attention_mask saying which inputs were given) are
 node options (Layer.call_kwargs): recorded on each call site and saved with it, so one layer may
-be called with different options at different sites. (Files of 0.2 stored them in the layer's
+be called with different options at different sites. (Earlier files stored them in the layer's
 config as call_options; those still load.)
 
 Dropout (Keras's: on the attention probabilities, after the softmax, kept ones scaled by
@@ -118,7 +118,7 @@ class MultiHeadAttention(Layer):
         self.bias_regularizer = _regularizers.get(bias_regularizer)
         self.seed = seed
         self._generator = _random.make_generator(seed, "MultiHeadAttention")
-        # call_options: the node options as 0.2 files stored them on the layer; they apply to
+        # call_options: the node options as earlier files stored them on the layer; they apply to
         # a list-form call without options (what loading such a file makes).
         self._legacy_opts = {}
         if call_options is not None:
