@@ -410,11 +410,65 @@ def test_layer_bad_input():
         mha(q[..., :2], q)
     with pytest.raises(ValueError, match="attention_mask must broadcast"):
         mha(q, q, attention_mask=np.ones((2, 3, 4), bool))
+
+
+def test_shared_layer_keeps_options_per_call_site_and_saves_them(tmp_path):
+    # The options live on the node: one layer, causal at one site, not at the other, and the
+    # scores returned at a third; all survive get_config / from_config and a saved file.
+    rng = np.random.default_rng(17)
+    x = nn.Input((5, 3))
+    shared = L.MultiHeadAttention(2, 2, name="shared")
+    plain = shared(x, x)
+    causal = shared(x, x, use_causal_mask=True)
+    out, scores = shared(causal, x, return_attention_scores=True)
+    model = nn.Model(x, [plain, causal, out, scores])
+    xv = rng.standard_normal((3, 5, 3)).astype(np.float32)
+    got = model.predict(xv, verbose=0)
+    np.testing.assert_allclose(got[0], shared(xv, xv), rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(got[1], shared(xv, xv, use_causal_mask=True), rtol=1e-6,
+                               atol=1e-6)
+    assert not np.allclose(got[0], got[1])
+    assert got[3].shape == (3, 2, 5, 5)
+    config = model.get_config()
+    nodes = [lc for lc in config["layers"] if lc["name"] == "shared"][0]["inbound_nodes"]
+    assert [n.get("kwargs", {}) for n in nodes] == [
+        {}, {"use_causal_mask": True}, {"return_attention_scores": True}]
+    assert "call_options" not in shared.get_config()
+    clone = nn.Model.from_config(config)
+    clone.set_weights(model.get_weights())
+    for a, b in zip(clone.predict(xv, verbose=0), got):
+        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-6)
+    model.save(tmp_path / "m.nnet")
+    for a, b in zip(nn.load_model(tmp_path / "m.nnet").predict(xv, verbose=0), got):
+        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-6)
+    with pytest.raises(ValueError, match="kwargs must be a dict of the call options"):
+        bad = model.get_config()
+        [lc for lc in bad["layers"] if lc["name"] == "shared"][0]["inbound_nodes"][1][
+            "kwargs"] = {"causal": True}
+        nn.Model.from_config(bad)
+
+
+def test_config_of_earlier_files_with_call_options_still_loads():
+    # Files written before node options kept the options on the layer ("call_options") and
+    # none on the nodes.
+    rng = np.random.default_rng(18)
     x = nn.Input((4, 3))
-    shared = L.MultiHeadAttention(2, 2)
-    shared(x, x)
-    with pytest.raises(ValueError, match="same options"):
-        shared(x, x, use_causal_mask=True)
+    k = L.Dense(2)(x)
+    model = nn.Model(x, L.MultiHeadAttention(2, 2, name="att")(x, x, key=k,
+                                                                use_causal_mask=True))
+    config = model.get_config()
+    for lc in config["layers"]:
+        if lc["name"] == "att":
+            lc["config"]["call_options"] = {"key": True, "attention_mask": False,
+                                            "use_causal_mask": True,
+                                            "return_attention_scores": False}
+            for n in lc["inbound_nodes"]:
+                del n["kwargs"]
+    clone = nn.Model.from_config(config)
+    clone.set_weights(model.get_weights())
+    xv = rng.standard_normal((2, 4, 3)).astype(np.float32)
+    np.testing.assert_allclose(clone.predict(xv, verbose=0), model.predict(xv, verbose=0),
+                               rtol=1e-6, atol=1e-6)
 
 
 # -- optional: Keras 3 with copied weights ------------------------------------------------------
@@ -533,3 +587,267 @@ def test_core_matches_torch_sdpa(kind):
     np.testing.assert_allclose(out, tout.detach().numpy(), rtol=1e-12, atol=1e-12)
     for g, t in zip(grads, (tq, tk, tv)):
         np.testing.assert_allclose(g, t.grad.numpy(), rtol=1e-11, atol=1e-11)
+
+
+# -- Attention (Luong) and AdditiveAttention (Bahdanau) ------------------------------------------
+LUONG = {"dot": dict(cls="Attention"), "dot+scale": dict(cls="Attention", use_scale=True),
+         "concat": dict(cls="Attention", score_mode="concat"),
+         "concat+scale": dict(cls="Attention", score_mode="concat", use_scale=True),
+         "additive": dict(cls="AdditiveAttention"),
+         "additive-noscale": dict(cls="AdditiveAttention", use_scale=False)}
+
+
+def _luong(kind, **kw):
+    args = dict(LUONG[kind])
+    return getattr(L, args.pop("cls"))(**args, **kw)
+
+
+def _luong_spec(kind, layer, q, v, k, qm, vm, causal):
+    """The layer's equations, written out with loops over the score entries."""
+    B, Tq, d = q.shape
+    Tv = v.shape[1]
+    w = {n: np.asarray(a, np.float64) for n, a in zip(layer.weight_names, layer.get_weights())}
+    s = np.zeros((B, Tq, Tv))
+    for b, i, j in np.ndindex(B, Tq, Tv):
+        if kind.startswith("dot"):
+            s[b, i, j] = w.get("scale", 1.0) * q[b, i] @ k[b, j]
+        elif kind.startswith("concat"):
+            s[b, i, j] = w["concat_score_weight"] * np.tanh(w.get("scale", 1.0) *
+                                                            (q[b, i] + k[b, j])).sum()
+        else:
+            s[b, i, j] = (w.get("scale", np.ones(d)) * np.tanh(q[b, i] + k[b, j])).sum()
+    out = np.zeros((B, Tq, v.shape[2]))
+    P = np.zeros_like(s)
+    for b, i in np.ndindex(B, Tq):
+        ok = [(vm is None or vm[b, j]) and (not causal or j <= i) for j in range(Tv)]
+        if any(ok):
+            e = np.where(ok, np.exp(s[b, i] - s[b, i][ok].max()), 0)
+            P[b, i] = e / e.sum()
+        out[b, i] = P[b, i] @ v[b] if qm is None or qm[b, i] else 0
+    return out, P
+
+
+def _luong_inputs(rng, dtype, with_key, B=2, Tq=5, Tv=4, d=3, dv=2):
+    q = rng.standard_normal((B, Tq, d)).astype(dtype)
+    v = rng.standard_normal((B, Tv, dv if with_key else d)).astype(dtype)
+    k = rng.standard_normal((B, Tv, d)).astype(dtype) if with_key else v
+    return q, v, k
+
+
+def _randomize_luong(layer, rng):
+    layer.set_weights([rng.uniform(0.5, 1.5, w.shape) for w in layer.get_weights()])
+
+
+@pytest.mark.parametrize("kind", list(LUONG))
+@pytest.mark.parametrize("masks", ["none", "query+value", "causal", "value+causal"])
+def test_luong_forward_matches_the_equations(kind, masks):
+    rng = np.random.default_rng(30)
+    q, v, k = _luong_inputs(rng, np.float64, with_key=True)
+    qm = vm = None
+    if "query" in masks:
+        qm = np.array([[1, 1, 0, 1, 0], [1] * 5], bool)
+    if "value" in masks:
+        vm = np.array([[1, 0, 1, 1], [0, 0, 0, 0]], bool)  # batch 1: every row fully masked
+    causal = "causal" in masks
+    layer = _luong(kind, dtype="float64")
+    layer([q, v, k])
+    _randomize_luong(layer, rng)
+    out, P = layer([q, v, k], mask=[qm, vm], use_causal_mask=causal,
+                   return_attention_scores=True)
+    want_out, want_p = _luong_spec(kind, layer, q, v, k, qm, vm, causal)
+    np.testing.assert_allclose(out, want_out, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(P, want_p, rtol=1e-10, atol=1e-12)
+    plain = layer([q, v, k], mask=[qm, vm], use_causal_mask=causal)
+    np.testing.assert_allclose(plain, want_out, rtol=1e-10, atol=1e-12)
+    # float32: the same within float32 rounding (the flash kernel for "dot")
+    layer32 = _luong(kind)
+    layer32([q, v, k])
+    layer32.set_weights(layer.get_weights())
+    got32 = layer32([a.astype(np.float32) for a in (q, v, k)], mask=[qm, vm],
+                    use_causal_mask=causal)
+    assert got32.dtype == np.float32
+    np.testing.assert_allclose(got32, want_out, rtol=0, atol=1e-5)
+
+
+def _fd_check(loss, pairs, h=1e-6):
+    for a, g in pairs:
+        num = np.zeros_like(a)
+        for idx in np.ndindex(a.shape):
+            old = a[idx]
+            a[idx] = old + h
+            up = loss()
+            a[idx] = old - h
+            down = loss()
+            a[idx] = old
+            num[idx] = (up - down) / (2 * h)
+        assert g.shape == a.shape
+        np.testing.assert_allclose(g, num, rtol=0, atol=1e-7 * (np.abs(num).max() + 1))
+
+
+@pytest.mark.parametrize("kind", list(LUONG))
+@pytest.mark.parametrize("config", ["self", "key+masks+causal", "dropout"])
+def test_luong_gradients_match_finite_differences(kind, config):
+    rng = np.random.default_rng(31)
+    with_key = config != "self"
+    q, v, k = _luong_inputs(rng, np.float64, with_key, B=2, Tq=3, Tv=4)
+    layer = _luong(kind, dtype="float64", dropout=0.3 if config == "dropout" else 0.0, seed=3)
+    layer([q, v, k] if with_key else [q, q])
+    _randomize_luong(layer, rng)
+    kw = {}
+    if config == "key+masks+causal":
+        kw = dict(mask=[np.array([[1, 0, 1], [1, 1, 1]], bool),
+                        np.array([[1, 1, 0, 1], [0, 1, 1, 1]], bool)], use_causal_mask=True)
+    arrays = [q, v, k] if with_key else [q]
+    R = rng.standard_normal((2, 3, v.shape[2] if with_key else q.shape[2]))
+    state = layer.get_rng_state()
+
+    def run(training):
+        layer.set_rng_state(state)  # the same dropout mask at every evaluation
+        return layer(arrays if with_key else [q, q], training=training, **kw)
+
+    y = run(True)
+    assert np.all(np.isfinite(y))
+    dx = layer.backward(R)
+    grads = layer.grads
+    pairs = list(zip(layer.trainable_weights, grads))
+    pairs += list(zip(arrays, dx)) if with_key else [(q, dx[0] + dx[1])]
+    # with dropout the loss must see the same mask: evaluate in training mode
+    _fd_check(lambda: float(np.sum(run(config == "dropout") * R)), pairs)
+
+
+def test_luong_dropout_drops_and_rescales_weights():
+    rng = np.random.default_rng(32)
+    q, v, k = _luong_inputs(rng, np.float64, True, B=4, Tq=8, Tv=9)
+    layer = L.Attention(dropout=0.5, seed=1, dtype="float64")
+    _, P = layer([q, v, k], return_attention_scores=True)
+    out, W = layer([q, v, k], training=True, return_attention_scores=True)
+    kept = W != 0
+    assert 0.3 < kept.mean() < 0.7
+    np.testing.assert_allclose(W[kept], 2 * P[kept], rtol=1e-12)
+    np.testing.assert_allclose(out, W @ v, rtol=1e-12)
+    np.testing.assert_allclose(layer([q, v, k]), P @ v, rtol=1e-12)  # inference: no dropout
+
+
+def test_luong_in_a_graph_trains_saves_and_takes_the_embedding_mask(tmp_path):
+    rng = np.random.default_rng(33)
+    ids = nn.Input((6,), dtype="int32")
+    x = L.Embedding(9, 4, mask_zero=True)(ids)
+    att = L.Attention(use_scale=True, name="luong")
+    h = L.Add()([x, att([x, x], use_causal_mask=True)])
+    h = L.AdditiveAttention(name="bahdanau")([h, x])
+    model = nn.Model(ids, L.Dense(1)(L.GlobalAveragePooling1D()(h)))
+    xi = rng.integers(1, 9, size=(5, 6)).astype(np.int32)
+    xi[:, -2:] = 0
+    sub = nn.Model(ids, att._inbound_nodes[0].outputs[0])
+    e = model.get_layer(index=1)(xi)
+    want = att([e, e], mask=[xi != 0, xi != 0], use_causal_mask=True)
+    np.testing.assert_allclose(sub.predict(xi, verbose=0), want, rtol=1e-6, atol=1e-6)
+    assert not np.allclose(want, att([e, e], use_causal_mask=True))  # the mask matters
+    model.compile("adam", "mse")
+    y = rng.standard_normal((5, 1)).astype(np.float32)
+    first = model.train_on_batch(xi, y)
+    for _ in range(30):
+        last = model.train_on_batch(xi, y)
+    assert last < first
+    model.save(tmp_path / "m.nnet")
+    np.testing.assert_allclose(nn.load_model(tmp_path / "m.nnet").predict(xi, verbose=0),
+                               model.predict(xi, verbose=0), rtol=1e-6, atol=1e-6)
+
+
+def test_luong_bad_input():
+    with pytest.raises(ValueError, match="score_mode must be one of"):
+        L.Attention(score_mode="general")
+    with pytest.raises(ValueError, match="dropout must be a float in"):
+        L.AdditiveAttention(dropout=1.0)
+    with pytest.raises(ValueError, match="use_scale must be True or False"):
+        L.Attention(use_scale="yes")
+    rng = np.random.default_rng(34)
+    q = rng.standard_normal((2, 3, 4)).astype(np.float32)
+    with pytest.raises(ValueError, match=r"inputs must be a list \[query, value\]"):
+        L.Attention()(q)
+    with pytest.raises(ValueError, match="query and key must have the same features"):
+        L.Attention()([q, q[..., :3]])
+    layer = L.Attention()
+    layer([q, q])
+    with pytest.raises(ValueError, match=r"value mask must be \(batch, steps\) = \(2, 3\)"):
+        layer([q, q], mask=[None, np.ones((2, 4), bool)])
+    with pytest.raises(ValueError, match="share the batch size"):
+        layer([q, q[:1]])
+    with pytest.raises(TypeError, match="unexpected call argument 'causal'"):
+        x = nn.Input((3, 4))
+        layer([x, x], causal=True)
+
+
+def test_luong_matches_keras():
+    import os
+    os.environ.setdefault("KERAS_BACKEND", "torch")
+    keras = pytest.importorskip("keras")
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(35)
+    q, v, k = _luong_inputs(rng, np.float32, True, B=3, Tq=6, Tv=5, d=4, dv=3)
+    qm = rng.random((3, 6)) < 0.7
+    vm = rng.random((3, 5)) < 0.7
+    vm[:, 0] = True  # no fully masked row (Keras averages all values there; we give zeros)
+    R = rng.standard_normal((3, 6, 3)).astype(np.float32)
+    for kind in LUONG:
+        args = dict(LUONG[kind])
+        cls = args.pop("cls")
+        km = getattr(keras.layers, cls)(**args)
+        km([q, v, k])
+        weights = [rng.uniform(0.5, 1.5, w.shape).astype(np.float32) for w in km.get_weights()]
+        km.set_weights(weights)
+        tq, tv, tk = (torch.tensor(a, requires_grad=True) for a in (q, v, k))
+        kout, kp = km([tq, tv, tk], mask=[torch.tensor(qm), torch.tensor(vm)],
+                      use_causal_mask=True, return_attention_scores=True)
+        (kout * torch.tensor(R)).sum().backward()
+        nm = getattr(L, cls)(**args)
+        nm([q, v, k])
+        assert nm.weight_names == [w.path.split("/")[-1] for w in km.weights]
+        nm.set_weights(weights)
+        out, p = nm([q, v, k], mask=[qm, vm], use_causal_mask=True,
+                    return_attention_scores=True, training=True)
+        np.testing.assert_allclose(out, kout.detach().numpy(), rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(p, kp.detach().numpy(), rtol=1e-5, atol=1e-6)
+        dq, dv, dk = nm.backward(R)
+        for got, t in ((dq, tq), (dv, tv), (dk, tk)):
+            np.testing.assert_allclose(got, t.grad.numpy(), rtol=1e-4, atol=1e-4)
+        for got, w in zip(nm.grads, km.trainable_weights):
+            np.testing.assert_allclose(got, w.value.grad.numpy(), rtol=1e-4, atol=1e-4)
+
+
+def test_self_attention_one_projection_gemm_matches_three():
+    # query, key and value one array: the three projections run as one GEMM (and one in
+    # backward); a copy of the array takes the three-GEMM path, with the same results.
+    rng = np.random.default_rng(19)
+    x = rng.standard_normal((3, 7, 6))
+    mha = L.MultiHeadAttention(2, 3, value_dim=4, dtype="float64")
+    mha(x, x)
+    _randomize(mha, rng)
+    R = rng.standard_normal((3, 7, 6))
+    y1 = mha(x, x, training=True, use_causal_mask=True)
+    assert mha._ctx[-2] is True  # fused
+    dx1 = mha.backward(R)
+    g1 = mha.grads
+    xc = x.copy()
+    y2 = mha(x, xc, training=True, use_causal_mask=True)
+    assert mha._ctx[-2] is False
+    dx2 = mha.backward(R)
+    np.testing.assert_allclose(y1, y2, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(dx1[0] + dx1[1], dx2[0] + dx2[1], rtol=1e-10, atol=1e-12)
+    for a, b in zip(g1, mha.grads):
+        np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12)
+
+
+def test_demo_transformer_builds_trains_and_round_trips(tmp_path):
+    from nanonet.demo import MODELS
+    rng = np.random.default_rng(36)
+    model = MODELS["transformer"](30, 3, 16, sequence_length=12)
+    x = rng.integers(1, 30, size=(24, 10)).astype(np.int32)
+    x[:, :3] = 0
+    y = np.eye(3, dtype=np.float32)[x[:, -1] % 3]
+    first = model.evaluate(x, y, verbose=0)[0]
+    model.fit(x, y, epochs=15, batch_size=8, verbose=0)
+    assert model.evaluate(x, y, verbose=0)[0] < first
+    model.save(tmp_path / "t.nnet")
+    np.testing.assert_allclose(nn.load_model(tmp_path / "t.nnet").predict(x, verbose=0),
+                               model.predict(x, verbose=0), rtol=1e-5, atol=1e-6)

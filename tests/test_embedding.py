@@ -147,3 +147,93 @@ def test_bad_input_errors_name_the_argument():
     # A strided (non-contiguous) table is copied, not rejected.
     wide = np.arange(24, dtype=np.float64).reshape(6, 4)
     np.testing.assert_array_equal(ops.embedding_forward([5], wide[:, ::2]), wide[[5], ::2])
+
+
+# -- position embeddings --------------------------------------------------------------------------
+def test_position_embedding_forward_backward_and_finite_differences():
+    rng = np.random.default_rng(40)
+    L = nn.layers
+    layer = L.PositionEmbedding(7, dtype="float64")
+    x = rng.standard_normal((3, 5, 4))
+    y = layer(x)
+    table = layer.get_weights()[0]
+    assert layer.weight_names == ["embeddings"] and table.shape == (7, 4)
+    np.testing.assert_array_equal(y, np.broadcast_to(table[:5], x.shape))
+    np.testing.assert_array_equal(layer(x, start_index=2), np.broadcast_to(table[2:7], x.shape))
+    R = rng.standard_normal(x.shape)
+    layer(x, training=True, start_index=1)
+    dx = layer.backward(R)
+    np.testing.assert_array_equal(dx, 0)
+    want = np.zeros((7, 4))
+    want[1:6] = R.sum(axis=0)
+    np.testing.assert_allclose(layer.grads[0], want, rtol=1e-12)
+    with pytest.raises(ValueError, match="start_index \\+ steps must be at most sequence_length"):
+        layer(x, start_index=3)
+    with pytest.raises(ValueError, match=r"inputs must be \(batch, steps, 4\)"):
+        layer(x[..., :3])
+    with pytest.raises(ValueError, match="sequence_length must be a positive int"):
+        L.PositionEmbedding(0)
+
+
+@pytest.mark.parametrize("start", [0, 2])
+def test_token_and_position_embedding_matches_its_parts_and_finite_differences(start):
+    rng = np.random.default_rng(41)
+    L = nn.layers
+    layer = L.TokenAndPositionEmbedding(6, 8, 3, mask_zero=True, dtype="float64")
+    ids = rng.integers(0, 6, size=(4, 5))
+    layer(ids)
+    tok, pos = (rng.standard_normal(w.shape) for w in layer.get_weights())
+    layer.set_weights([tok, pos])
+    assert layer.weight_names == ["token_embeddings", "position_embeddings"]
+    y = layer(ids, training=True, start_index=start)
+    np.testing.assert_allclose(y, tok[ids] + pos[start:start + 5], rtol=1e-12)
+    np.testing.assert_array_equal(layer.compute_mask(ids), ids != 0)
+    R = rng.standard_normal(y.shape)
+    assert layer.backward(R) is None
+    h = 1e-6
+    for w, g in zip(layer.trainable_weights, layer.grads):
+        num = np.zeros_like(w)
+        for idx in np.ndindex(w.shape):
+            old = w[idx]
+            w[idx] = old + h
+            up = np.sum(layer(ids, start_index=start) * R)
+            w[idx] = old - h
+            down = np.sum(layer(ids, start_index=start) * R)
+            w[idx] = old
+            num[idx] = (up - down) / (2 * h)
+        np.testing.assert_allclose(g, num, rtol=0, atol=1e-7 * (np.abs(num).max() + 1))
+    with pytest.raises(ValueError, match="id"):
+        layer(np.array([[1, 6]]))
+    with pytest.raises(ValueError, match=r"inputs must be \(batch, steps\) token ids"):
+        layer(ids[0])
+    with pytest.raises(ValueError, match="embedding_dim must be a positive int"):
+        L.TokenAndPositionEmbedding(6, 8, 0)
+
+
+def test_token_and_position_mask_reaches_attention_in_a_graph(tmp_path):
+    # The padding mask becomes MultiHeadAttention's key mask: padded steps change nothing.
+    rng = np.random.default_rng(42)
+    L = nn.layers
+    ids = nn.Input((6,), dtype="int32")
+    x = L.TokenAndPositionEmbedding(9, 6, 8, mask_zero=True)(ids)
+    h = L.MultiHeadAttention(2, 4)(x, x)
+    model = nn.Model(ids, L.GlobalAveragePooling1D()(h))
+    a = rng.integers(1, 9, size=(3, 6)).astype(np.int32)
+    a[:, 4:] = 0
+    emb = model.get_layer(index=1)
+    att = nn.Model(ids, h)
+    before = att.predict(a, verbose=0)
+    emb.position_embeddings[4:] += 5.0  # the padded steps' vectors move, the visible ones not
+    after = att.predict(a, verbose=0)
+    np.testing.assert_allclose(after[:, :4], before[:, :4], rtol=1e-6, atol=1e-6)
+    # the same graph without mask_zero attends to the padded keys: the visible steps move
+    x2 = L.TokenAndPositionEmbedding(9, 6, 8)(ids)
+    att2 = nn.Model(ids, L.MultiHeadAttention(2, 4)(x2, x2))
+    att2.set_weights(att.get_weights())
+    emb2 = att2.get_layer(index=1)
+    before2 = att2.predict(a, verbose=0)
+    emb2.position_embeddings[4:] -= 5.0
+    assert not np.allclose(att2.predict(a, verbose=0)[:, :4], before2[:, :4], atol=1e-3)
+    model.save(tmp_path / "m.nnet")
+    np.testing.assert_allclose(nn.load_model(tmp_path / "m.nnet").predict(a, verbose=0),
+                               model.predict(a, verbose=0), rtol=1e-6, atol=1e-6)

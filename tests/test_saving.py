@@ -155,10 +155,22 @@ def _case_integer_lookup(rng):
         rng.choice([3, 17, 42, 99, 5], size=(6, 4))
 
 
+def _luong_graph(rng):
+    ids = L.Input((7,), dtype="int32")
+    x = L.TokenAndPositionEmbedding(11, 9, 6, mask_zero=True)(ids)  # the mask reaches both
+    h = L.Attention(use_scale=True, score_mode="concat", dropout=0.2, seed=4)(
+        [x, x], use_causal_mask=True)
+    h = L.AdditiveAttention()([h, x, L.Dense(6)(x)])
+    h = L.Add()([h, L.PositionEmbedding(9)(h, start_index=1)])
+    return ids, L.Dense(2)(L.GlobalAveragePooling1D()(h)), _ids(rng, (6, 7), 11)
+
+
 CASES = {
     "TextVectorization": _case_text_vectorization, "StringLookup": _case_string_lookup,
     "IntegerLookup": _case_integer_lookup,
     "MultiHeadAttention": _graph(_mha_graph),
+    "Attention": _graph(_luong_graph), "AdditiveAttention": _graph(_luong_graph),
+    "PositionEmbedding": _graph(_luong_graph), "TokenAndPositionEmbedding": _graph(_luong_graph),
     "Add": _merge_case(L.Add), "Subtract": _merge_case(L.Subtract),
     "Multiply": _merge_case(L.Multiply), "Average": _merge_case(L.Average),
     "Maximum": _merge_case(L.Maximum), "Minimum": _merge_case(L.Minimum),

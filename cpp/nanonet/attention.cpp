@@ -109,6 +109,24 @@ NN_ATTN_INLINE void mm_nn(S* C, index_t ldc, const S* A, index_t ars, index_t ap
         storeu(C + (i + r) * ldc + j + W, c1[r]);
       }
     }
+    // One more vector of columns when at least W are left (short key tiles, e.g. Tk = 24, would
+    // otherwise run a third of their columns in the scalar edge loop).
+    for (; j + W <= N; j += W) {
+      VT c0[MB];
+      for (index_t r = 0; r < MB; ++r) {
+        if (accumulate)
+          loadu(c0[r], C + (i + r) * ldc + j);
+        else
+          c0[r] = VT{};
+      }
+      const S* a_0 = A + i * ars;
+      for (index_t p = 0; p < K; ++p) {
+        VT b0;
+        loadu(b0, Bm + p * ldb + j);
+        for (index_t r = 0; r < MB; ++r) c0[r] += a_0[r * ars + p * aps] * b0;
+      }
+      for (index_t r = 0; r < MB; ++r) storeu(C + (i + r) * ldc + j, c0[r]);
+    }
 #endif
     if (j < N) {
       for (index_t r = 0; r < MB; ++r) {

@@ -101,6 +101,41 @@ def end_to_end_model(vectorize, model, class_names):
 MODELS = {"lstm": build_model}
 
 
+def transformer_block(x, num_heads=4, key_dim=32, ff_dim=128, name=None):
+    """One post-norm Transformer encoder block on a (B, T, d) tensor: self-attention, residual,
+    LayerNormalization, a two-layer feed-forward (relu), residual, LayerNormalization. The
+    padding mask of x reaches the attention as its key mask."""
+    from .layers import Add, Dense, LayerNormalization, MultiHeadAttention
+    d = x.shape[-1]
+    h = MultiHeadAttention(num_heads, key_dim)(x, x)
+    x = LayerNormalization(epsilon=1e-6)(Add()([x, h]))
+    h = Dense(d)(Dense(ff_dim, activation="relu")(x))
+    return LayerNormalization(epsilon=1e-6)(Add()([x, h]))
+
+
+def build_transformer(vocab_size: int, num_classes: int, units: int = 128,
+                      sequence_length: int = 512):
+    """Transformer encoder: token + position embedding, 2 x (4-head attention + feed-forward).
+
+    Each block: MultiHeadAttention(4 heads, key_dim 32) + residual + LayerNormalization +
+    feed-forward + residual + LayerNormalization; then masked average pooling, Dense softmax.
+    d_model 128, feed-forward width ``units``; texts up to sequence_length tokens (the demo's
+    maxlen must not exceed it). The padding (id 0) is masked in attention and pooling."""
+    from .layers import Dense, GlobalAveragePooling1D, Input, TokenAndPositionEmbedding
+    from .models import Model
+    tokens = Input((None,), dtype="int32", name="tokens")
+    x = TokenAndPositionEmbedding(vocab_size, sequence_length, 128, mask_zero=True)(tokens)
+    for _ in range(2):
+        x = transformer_block(x, num_heads=4, key_dim=32, ff_dim=units)
+    out = Dense(num_classes, activation="softmax")(GlobalAveragePooling1D()(x))
+    model = Model(tokens, out, name="transformer")
+    model.compile(optimizer="adam", loss="categorical_crossentropy", metrics=["accuracy"])
+    return model
+
+
+MODELS["transformer"] = build_transformer
+
+
 def run(args) -> int:
     import os
 

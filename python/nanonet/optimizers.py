@@ -222,7 +222,7 @@ class Optimizer:
                                  f"{p.shape}; got {g.shape}")
             if g.dtype != p.dtype:
                 g = g.astype(p.dtype)
-            pairs.append((np.ascontiguousarray(g), p))
+            pairs.append((np.ascontiguousarray(g).reshape(p.shape), p))  # keeps 0-d 0-d
         lr = self.learning_rate
         scales = self._grad_scales([g for g, _ in pairs])
         for (g, p), scale in zip(pairs, scales):

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from .base import Layer, get_registered
 from .core import Activation, Dense, Dropout, Flatten, Input, InputLayer
-from .embedding import Embedding
+from .embedding import Embedding, PositionEmbedding, TokenAndPositionEmbedding
 from .recurrent import LSTM, Masking
 from .normalization import BatchNormalization, LayerNormalization
 from .pooling import GlobalAveragePooling1D, GlobalAvgPool1D, GlobalMaxPool1D, GlobalMaxPooling1D
@@ -14,7 +14,7 @@ from .wrappers import TimeDistributed
 from .merging import (Add, Average, Concatenate, Dot, Maximum, Minimum, Multiply, Subtract, add,
                       average, concatenate, dot, maximum, minimum, multiply, subtract)
 from .node import SymbolicTensor
-from .attention import MultiHeadAttention
+from .attention import AdditiveAttention, Attention, MultiHeadAttention
 from .preprocessing import IntegerLookup, StringLookup, TextVectorization
 
 __all__ = ["Layer", "Dense", "Activation", "Dropout", "Flatten", "InputLayer", "Input",
@@ -26,7 +26,8 @@ __all__ += ["Embedding", "LSTM", "Masking"]
 __all__ += ["Add", "Subtract", "Multiply", "Average", "Maximum", "Minimum", "Concatenate", "Dot",
             "add", "subtract", "multiply", "average", "maximum", "minimum", "concatenate", "dot",
             "SymbolicTensor"]
-__all__ += ["MultiHeadAttention"]
+__all__ += ["MultiHeadAttention", "Attention", "AdditiveAttention", "PositionEmbedding",
+            "TokenAndPositionEmbedding"]
 __all__ += ["TextVectorization", "StringLookup", "IntegerLookup"]
 
 

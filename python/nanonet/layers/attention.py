@@ -27,8 +27,10 @@ masked probabilities too). The output carries the query's mask.
 
 In a graph (nanonet.Input), query, value, key and attention_mask are node inputs, in that order
 (key and attention_mask when given). The per-call options (use_causal_mask,
-return_attention_scores, whether key / attention_mask are given) are recorded on the layer and
-saved with its config, so a layer shared by several call sites must use the same ones at each.
+return_attention_scores, and has_key / has_attention_mask saying which inputs were given) are
+node options (Layer.call_kwargs): recorded on each call site and saved with it, so one layer may
+be called with different options at different sites. (Earlier files stored them in the layer's
+config as call_options; those still load.)
 
 Dropout (Keras's: on the attention probabilities, after the softmax, kept ones scaled by
 1 / (1 - dropout)) applies only with training=True. The flash kernel has no dropout, so a training
@@ -55,10 +57,11 @@ from .. import regularizers as _regularizers
 from .base import Layer
 from .node import fmt_shape, is_symbolic
 
-__all__ = ["MultiHeadAttention"]
+__all__ = ["MultiHeadAttention", "Attention", "AdditiveAttention"]
 
-_DEFAULT_OPTS = {"key": False, "attention_mask": False, "use_causal_mask": False,
+_DEFAULT_OPTS = {"has_key": False, "has_attention_mask": False, "use_causal_mask": False,
                  "return_attention_scores": False}
+_LEGACY_OPTS = {"key": "has_key", "attention_mask": "has_attention_mask"}
 
 
 def _pos_int(value, name):
@@ -116,6 +119,7 @@ class MultiHeadAttention(Layer):
     ((2, 5, 8), (2, 2, 5, 3))
     """
     supports_masking = True
+    call_kwargs = tuple(_DEFAULT_OPTS)
 
     def __init__(self, num_heads, key_dim, value_dim=None, dropout=0.0, use_bias=True,
                  output_shape=None, attention_axes=None, kernel_initializer="glorot_uniform",
@@ -156,25 +160,29 @@ class MultiHeadAttention(Layer):
         self.bias_regularizer = _regularizers.get(bias_regularizer)
         self.seed = seed
         self._generator = _random.make_generator(seed, "MultiHeadAttention")
-        opts = dict(_DEFAULT_OPTS)
+        # call_options: the node options as earlier files stored them on the layer; they apply to
+        # a list-form call without options (what loading such a file makes).
+        self._legacy_opts = {}
         if call_options is not None:
-            if not isinstance(call_options, dict) or set(call_options) - set(opts):
+            if not isinstance(call_options, dict) or set(call_options) - set(_LEGACY_OPTS) - \
+                    set(_DEFAULT_OPTS):
                 raise ValueError(f"MultiHeadAttention: call_options must be a dict with keys "
-                                 f"{sorted(opts)}; got {call_options!r}")
-            opts.update({k: bool(v) for k, v in call_options.items()})
-        self._graph_opts = opts
+                                 f"{sorted(set(_LEGACY_OPTS) | set(_DEFAULT_OPTS))}; got "
+                                 f"{call_options!r}")
+            self._legacy_opts = {_LEGACY_OPTS.get(k, k): True for k, v in call_options.items()
+                                 if v}
 
     # -- build -------------------------------------------------------------------------------
     def build(self, query_shape, value_shape=None, key_shape=None):
-        """Keras's build(query_shape, value_shape, key_shape=None), or one list of the node
-        input shapes [query, value(, key)(, attention_mask)]."""
+        """Keras's build(query_shape, value_shape, key_shape=None), or one list of the shapes
+        [query, value(, key)]."""
         if value_shape is None:
             shapes = list(query_shape) if isinstance(query_shape, list) else None
             if not shapes or len(shapes) < 2:
                 raise ValueError(f"MultiHeadAttention {self.name!r}: build needs the query and "
                                  f"value shapes; got {query_shape!r}")
             query_shape, value_shape = shapes[0], shapes[1]
-            key_shape = shapes[2] if self._graph_opts["key"] and len(shapes) > 2 else None
+            key_shape = shapes[2] if len(shapes) > 2 else None
         key_shape = value_shape if key_shape is None else key_shape
         dims = []
         for what, s in (("query", query_shape), ("value", value_shape), ("key", key_shape)):
@@ -209,19 +217,34 @@ class MultiHeadAttention(Layer):
                  query_mask=None, value_mask=None, key_mask=None, **kwargs):
         if "inputs" in kwargs:
             query = kwargs.pop("inputs")
+        if query is None:
+            raise TypeError(f"MultiHeadAttention {self.name!r}: missing the query")
+        has = {k: bool(kwargs.pop(k, False)) for k in ("has_key", "has_attention_mask")}
         if kwargs:
             raise TypeError(f"MultiHeadAttention {self.name!r}: unexpected call arguments "
                             f"{sorted(kwargs)}")
-        if query is None:
-            raise TypeError(f"MultiHeadAttention {self.name!r}: missing the query")
         if value is None:
-            # The node form: one list [query, value(, key)(, attention_mask)] with the layer's
-            # recorded call options (what a graph file rebuilds).
+            # The node form: one list [query, value(, key)(, attention_mask)] and the node
+            # options (what a graph file rebuilds).
             if not isinstance(query, (list, tuple)) or len(query) < 2:
                 raise TypeError(f"MultiHeadAttention {self.name!r}: call as mha(query, value, "
                                 "key=None, ...); value is missing")
-            return Layer.__call__(self, list(query), training=training)
-        opts = {"key": key is not None, "attention_mask": attention_mask is not None,
+            opts = {"use_causal_mask": bool(use_causal_mask),
+                    "return_attention_scores": bool(return_attention_scores), **has}
+            if not any(opts.values()):
+                opts = dict(_DEFAULT_OPTS, **self._legacy_opts)
+            query = list(query)
+            n = 2 + opts["has_key"] + opts["has_attention_mask"]
+            if len(query) != n:
+                raise ValueError(f"MultiHeadAttention {self.name!r}: the node options {opts} "
+                                 f"need {n} inputs; got {len(query)}")
+            query, value = query[0], query[1:]
+            key = value[1] if opts["has_key"] else None
+            attention_mask = value[-1] if opts["has_attention_mask"] else None
+            value = value[0]
+            use_causal_mask = opts["use_causal_mask"]
+            return_attention_scores = opts["return_attention_scores"]
+        opts = {"has_key": key is not None, "has_attention_mask": attention_mask is not None,
                 "use_causal_mask": bool(use_causal_mask),
                 "return_attention_scores": bool(return_attention_scores)}
         tensors = [query, value] + ([key] if key is not None else []) + \
@@ -231,21 +254,19 @@ class MultiHeadAttention(Layer):
                 raise TypeError(f"MultiHeadAttention {self.name!r}: in a graph the masks come "
                                 "with the tensors (e.g. Embedding(mask_zero=True)); do not pass "
                                 "query_mask / value_mask / key_mask")
-            if self._inbound_nodes and opts != self._graph_opts:
-                raise ValueError(f"MultiHeadAttention {self.name!r}: a layer shared by several "
-                                 f"call sites must be called with the same options at each; "
-                                 f"first {self._graph_opts}, now {opts}")
-            old = self._graph_opts
-            self._graph_opts = opts
-            try:
-                return Layer.__call__(self, tensors, training=training)
-            except BaseException:
-                self._graph_opts = old
-                raise
+            for i, t in enumerate(tensors[:3 if key is not None else 2]):
+                if not is_symbolic(t):
+                    raise TypeError(f"MultiHeadAttention {self.name!r}: query, value and key "
+                                    f"must all be symbolic in a graph; input {i} is "
+                                    f"{type(t).__name__}")
+            if not self.built:
+                self._maybe_build([t.shape for t in tensors[:3 if key is not None else 2]])
+            return Layer.__call__(self, tensors, training=training,
+                                  **{k: True for k, v in opts.items() if v})
         arrays = [t if isinstance(t, np.ndarray) else np.asarray(t) for t in tensors]
         if not self.built:
-            shapes = [(None,) + a.shape[1:] for a in arrays[:3]]
-            self._maybe_build_eager(shapes[0], shapes[1], shapes[2] if key is not None else None)
+            self._maybe_build([(None,) + a.shape[1:]
+                               for a in arrays[:3 if key is not None else 2]])
         masks = [query_mask, value_mask] + ([key_mask] if key is not None else []) + \
             ([None] if attention_mask is not None else [])
         if all(m is None for m in masks):
@@ -255,46 +276,37 @@ class MultiHeadAttention(Layer):
             self._ctx = ctx
         return y
 
-    def _maybe_build_eager(self, qs, vs, ks):
-        old = self._graph_opts
-        self._graph_opts = dict(old, key=ks is not None)
-        try:
-            self._maybe_build([qs, vs] + ([ks] if ks is not None else []))
-        finally:
-            self._graph_opts = old
-
     def _check_input_shapes(self, shapes):
         if not self.built or not isinstance(shapes, list) or len(shapes) < 2:
             return
         dq, dv = self.query_kernel.shape[0], self.value_kernel.shape[0]
-        dk = self.key_kernel.shape[0]
         want = [("query", dq, shapes[0]), ("value", dv, shapes[1])]
-        if self._graph_opts["key"] and len(shapes) > 2:
-            want.append(("key", dk, shapes[2]))
         for what, d, s in want:
             if len(s) != 3 or (s[-1] is not None and s[-1] != d):
                 raise ValueError(f"MultiHeadAttention {self.name!r} was built for {what} of shape "
                                  f"(None, None, {d}); it is called on shape {fmt_shape(s)}")
 
-    def compute_output_shape(self, input_shape):
+    def compute_output_shape(self, input_shape, return_attention_scores=False, **options):
         shapes = input_shape if isinstance(input_shape, list) else [input_shape]
         q = tuple(shapes[0])
         v = tuple(shapes[1]) if len(shapes) > 1 else q
         out = (q[0], q[1], self.output_kernel.shape[-1] if self.built
                else (self.output_shape_arg or q[-1]))
-        if self._graph_opts["return_attention_scores"]:
+        if return_attention_scores:
             return [out, (q[0], self.num_heads, q[1], v[1])]
         return out
 
-    def compute_mask(self, inputs, mask=None):
+    def compute_mask(self, inputs, mask=None, return_attention_scores=False, **options):
         qm = mask[0] if isinstance(mask, (list, tuple)) else None
-        return [qm, None] if self._graph_opts["return_attention_scores"] else qm
+        return [qm, None] if return_attention_scores else qm
 
     # -- forward / backward ------------------------------------------------------------------
-    def forward(self, inputs, training=False, mask=None):
-        """inputs: [query, value(, key)(, attention_mask)] as recorded in the graph (the layer's
-        call options); mask: the inputs' masks (a list aligned with them) or None."""
-        return self._forward(inputs, training, mask, self._graph_opts)
+    def forward(self, inputs, training=False, mask=None, **options):
+        """inputs: [query, value(, key)(, attention_mask)] as the node options say; mask: the
+        inputs' masks (a list aligned with them) or None; options: the node options."""
+        opts = dict(_DEFAULT_OPTS, **options) if options else \
+            dict(_DEFAULT_OPTS, **self._legacy_opts)
+        return self._forward(inputs, training, mask, opts)
 
     def _project(self, x, kernel, bias, heads_dim):
         """(B, T, d) -> (B, H, T, heads_dim) and the 2-D input kept for backward."""
@@ -304,6 +316,29 @@ class MultiHeadAttention(Layer):
                               None if bias is None else bias.reshape(-1))
         return np.ascontiguousarray(y.reshape(B, T, self.num_heads, heads_dim)
                                     .transpose(0, 2, 1, 3)), x2
+
+    def _qkv_kernel(self):
+        """The three projection kernels side by side, (d, H * (2 key_dim + value_dim)), and
+        their biases: self-attention projects once, with one GEMM."""
+        d = self.query_kernel.shape[0]
+        ws = (self.query_kernel, self.key_kernel, self.value_kernel)
+        kernel = np.concatenate([w.reshape(d, -1) for w in ws], axis=1)
+        bias = None if not self.use_bias else np.concatenate(
+            [b.reshape(-1) for b in (self.query_bias, self.key_bias, self.value_bias)])
+        return kernel, bias
+
+    def _project_qkv(self, x):
+        """Self-attention (query, key and value one array): (Q, K, V, x2) from one GEMM."""
+        B, T, d = x.shape
+        H, kd, vd = self.num_heads, self.key_dim, self.value_dim
+        x2 = np.ascontiguousarray(x.reshape(B * T, d))
+        kernel, bias = self._qkv_kernel()
+        y = ops.dense_forward(x2, kernel, bias).reshape(B, T, H * (2 * kd + vd))
+
+        def heads(y, width):
+            return np.ascontiguousarray(y.reshape(B, T, H, width).transpose(0, 2, 1, 3))
+        return (heads(y[..., :H * kd], kd), heads(y[..., H * kd:2 * H * kd], kd),
+                heads(y[..., 2 * H * kd:], vd), x2)
 
     def _mask_for_kernel(self, qm, vm, km, am, B, Tq, Tv):
         """None, (B, Tv) key mask or (B, Tq, Tv) full mask from Keras's masks."""
@@ -339,20 +374,20 @@ class MultiHeadAttention(Layer):
         cls = f"MultiHeadAttention {self.name!r}"
         if not isinstance(inputs, (list, tuple)):
             raise ValueError(f"{cls}: inputs must be [query, value, ...]; got one tensor")
-        n_want = 2 + opts["key"] + opts["attention_mask"]
+        n_want = 2 + opts["has_key"] + opts["has_attention_mask"]
         if len(inputs) != n_want:
             raise ValueError(f"{cls}: expected {n_want} inputs (query, value"
-                             f"{', key' if opts['key'] else ''}"
-                             f"{', attention_mask' if opts['attention_mask'] else ''}); got "
+                             f"{', key' if opts['has_key'] else ''}"
+                             f"{', attention_mask' if opts['has_attention_mask'] else ''}); got "
                              f"{len(inputs)}")
         query = self._float_input(inputs[0])
         value = self._float_input(inputs[1])
-        key = self._float_input(inputs[2]) if opts["key"] else value
-        am = inputs[-1] if opts["attention_mask"] else None
+        key = self._float_input(inputs[2]) if opts["has_key"] else value
+        am = inputs[-1] if opts["has_attention_mask"] else None
         masks = list(mask) if isinstance(mask, (list, tuple)) else [None] * n_want
         masks += [None] * (n_want - len(masks))
         qm, vm = masks[0], masks[1]
-        km = masks[2] if opts["key"] else None
+        km = masks[2] if opts["has_key"] else None
         for what, x, w in (("query", query, self.query_kernel), ("value", value,
                                                                  self.value_kernel),
                            ("key", key, self.key_kernel)):
@@ -368,9 +403,15 @@ class MultiHeadAttention(Layer):
         kmask = self._mask_for_kernel(qm, vm, km, am, B, Tq, Tv)
         causal = opts["use_causal_mask"]
         scale = 1.0 / math.sqrt(self.key_dim)
-        Q, q2 = self._project(query, self.query_kernel, self.query_bias, self.key_dim)
-        K, k2 = self._project(key, self.key_kernel, self.key_bias, self.key_dim)
-        V, v2 = self._project(value, self.value_kernel, self.value_bias, self.value_dim)
+        fused = query is value and key is value and query.shape[-1] == \
+            self.key_kernel.shape[0] == self.value_kernel.shape[0]
+        if fused:
+            Q, K, V, q2 = self._project_qkv(query)
+            k2 = v2 = q2
+        else:
+            Q, q2 = self._project(query, self.query_kernel, self.query_bias, self.key_dim)
+            K, k2 = self._project(key, self.key_kernel, self.key_bias, self.key_dim)
+            V, v2 = self._project(value, self.value_kernel, self.value_bias, self.value_dim)
         drop = None
         if training and self.dropout > 0.0:
             O, lse, drop = self._dropout_attention(Q, K, V, kmask, causal, scale)
@@ -387,7 +428,7 @@ class MultiHeadAttention(Layer):
         ctx = None
         if training:
             ctx = (q2, k2, v2, Q, K, V, O, lse, o2, kmask, causal, scale, (B, Tq, Tv),
-                   opts, drop)
+                   opts, fused, drop)
         return result, ctx
 
     def _dropout_attention(self, Q, K, V, kmask, causal, scale):
@@ -435,7 +476,8 @@ class MultiHeadAttention(Layer):
     def _backprop(self, ctx, dy, need_dx, rows):
         """backprop; with rows a list (DP-SGD), the four projections' (x2, dz2) row pairs are
         appended to it and no weight gradients are formed."""
-        q2, k2, v2, Q, K, V, O, lse, o2, kmask, causal, scale, (B, Tq, Tv), opts, drop = ctx
+        q2, k2, v2, Q, K, V, O, lse, o2, kmask, causal, scale, (B, Tq, Tv), opts, fused, \
+            drop = ctx
         if opts["return_attention_scores"] and isinstance(dy, (list, tuple)):
             dy = dy[0]
         H, kd, vd = self.num_heads, self.key_dim, self.value_dim
@@ -468,9 +510,24 @@ class MultiHeadAttention(Layer):
                                             need_dx=need_dx)
             return (None if dx is None else dx.reshape(B, T, -1)), dW.reshape(kernel.shape), \
                 db.reshape(H, width)
-        dq, dWq, dbq = unproject(dQ, q2, self.query_kernel, Tq, kd)
-        dk, dWk, dbk = unproject(dK, k2, self.key_kernel, Tv, kd)
-        dv, dWv, dbv = unproject(dV, v2, self.value_kernel, Tv, vd)
+        if fused and rows is None:  # one GEMM for the three projections: dx is all of it
+            def flat(dP, width):
+                return dP.transpose(0, 2, 1, 3).reshape(B * Tq, H * width)
+            d2 = np.concatenate([flat(dQ, kd), flat(dK, kd), flat(dV, vd)], axis=1)
+            dx3, dW3, db3 = ops.dense_backward(d2, q2, self._qkv_kernel()[0], None,
+                                               need_dx=need_dx)
+            cuts = np.cumsum([H * kd, H * kd])
+            dWq, dWk, dWv = (w.reshape(k.shape) for w, k in zip(
+                np.split(dW3, cuts, axis=1),
+                (self.query_kernel, self.key_kernel, self.value_kernel)))
+            dbq, dbk, dbv = (b.reshape(H, -1) for b in np.split(db3, cuts))
+            dq = None if dx3 is None else dx3.reshape(B, Tq, -1)
+            dk = None if dq is None else np.zeros_like(dq)
+            dv = dk
+        else:
+            dq, dWq, dbq = unproject(dQ, q2, self.query_kernel, Tq, kd)
+            dk, dWk, dbk = unproject(dK, k2, self.key_kernel, Tv, kd)
+            dv, dWv, dbv = unproject(dV, v2, self.value_kernel, Tv, vd)
         if rows is None:
             dWo = dWo.reshape(self.output_kernel.shape)
             if self.use_bias:
@@ -480,10 +537,10 @@ class MultiHeadAttention(Layer):
         if not need_dx:
             dx = None
         else:
-            dx = [dq, dv] if not opts["key"] else [dq, dv, dk]
-            if not opts["key"]:
+            dx = [dq, dv] if not opts["has_key"] else [dq, dv, dk]
+            if not opts["has_key"]:
                 dx[1] = dv + dk  # key is value
-            if opts["attention_mask"]:
+            if opts["has_attention_mask"]:
                 dx.append(None)
         return dx, (None if rows is not None else self._trainable_grads(grads))
 
@@ -535,10 +592,314 @@ class MultiHeadAttention(Layer):
                   "kernel_regularizer": _ser(self.kernel_regularizer, _regularizers),
                   "bias_regularizer": _ser(self.bias_regularizer, _regularizers),
                   "seed": self.seed}
-        if self._graph_opts != _DEFAULT_OPTS:
-            config["call_options"] = dict(self._graph_opts)
         return config
 
     def __repr__(self):
         return (f"<MultiHeadAttention name={self.name!r}, num_heads={self.num_heads}, "
                 f"key_dim={self.key_dim}, value_dim={self.value_dim}>")
+
+
+# -- Luong and Bahdanau attention ----------------------------------------------------------------
+def _masked_softmax(s, ok):
+    """softmax over the last axis of s where ok (broadcastable bool or None); 0 where not ok, and
+    a row with no ok entry is all zeros (not NaN, not uniform)."""
+    if ok is None:
+        e = np.exp(s - s.max(axis=-1, keepdims=True))
+        return e / e.sum(axis=-1, keepdims=True)
+    s = np.where(ok, s, -np.inf)
+    mx = s.max(axis=-1, keepdims=True)
+    e = np.where(ok, np.exp(s - np.where(np.isfinite(mx), mx, 0)), 0)
+    den = e.sum(axis=-1, keepdims=True)
+    return e / np.where(den > 0, den, 1)
+
+
+class Attention(Layer):
+    """Dot-product (Luong) attention with Keras 3's arguments, call and weights.
+
+        att = Attention(use_scale=False, score_mode="dot", dropout=0.0, seed=None, ...)
+        out = att([query, value(, key)], mask=[query_mask, value_mask], training=False,
+                  return_attention_scores=False, use_causal_mask=False)
+
+    query (B, Tq, d), value (B, Tv, dv), key (B, Tv, d) (default: value) -> (B, Tq, dv):
+    scores (B, Tq, Tv) = s q k^T ("dot") or c sum_d tanh(s (q_i + k_j)) ("concat"), with s the
+    learned scalar ``scale`` (use_scale=True, initialised to 1) or 1 and c the learned scalar
+    ``concat_score_weight`` ("concat" only, initialised to 1); weights = softmax(scores) over the
+    visible values (the value mask, AND j <= i with use_causal_mask), dropout on the weights when
+    training, out = weights value, zeroed at masked query steps. The output carries the query's
+    mask; return_attention_scores=True also returns the (B, Tq, Tv) weights (after dropout, as
+    Keras; no gradient flows back through them). A query step that sees no value gets zeros
+    (Keras gives the mean of the values there). The key's own mask is ignored, as in Keras.
+
+    "dot" without dropout runs on the flash kernel (nanonet.ops.attention_forward, heads = 1:
+    the scores are never stored); "concat" and dropout build the (B, Tq, Tv) weights in NumPy,
+    "concat" also a (B, Tq, Tv, d) tanh tensor (memory grows with Tq * Tv * d).
+    In a graph, use_causal_mask and return_attention_scores are node options (call_kwargs).
+    """
+    supports_masking = True
+    call_kwargs = ("use_causal_mask", "return_attention_scores")
+    _SCORE_MODES = ("dot", "concat")
+
+    def __init__(self, use_scale=False, score_mode="dot", dropout=0.0, seed=None, **kwargs):
+        super().__init__(**kwargs)
+        cls = type(self).__name__
+        if not isinstance(use_scale, (bool, np.bool_)):
+            raise ValueError(f"{cls}: use_scale must be True or False; got {use_scale!r}")
+        if score_mode not in self._SCORE_MODES:
+            raise ValueError(f"{cls}: score_mode must be one of {self._SCORE_MODES}; got "
+                             f"{score_mode!r}")
+        if isinstance(dropout, bool) or not isinstance(dropout, numbers.Real) or \
+                not 0.0 <= dropout < 1.0:
+            raise ValueError(f"{cls}: dropout must be a float in [0, 1); got {dropout!r}")
+        self.use_scale = bool(use_scale)
+        self.score_mode = score_mode
+        self.dropout = float(dropout)
+        self.seed = seed
+        self._generator = _random.make_generator(seed, cls)
+        self.scale = None
+        self.concat_score_weight = None
+
+    def _check_shapes(self, shapes):
+        """[query, value(, key)] shapes -> (dq, dv, dk); ValueError naming what is wrong."""
+        cls = f"{type(self).__name__} {self.name!r}"
+        if not isinstance(shapes, (list, tuple)) or not 2 <= len(shapes) <= 3 or \
+                not all(isinstance(s, (list, tuple)) for s in shapes):
+            raise ValueError(f"{cls}: inputs must be a list [query, value] or [query, value, "
+                             f"key]; got {shapes!r}")
+        dims = []
+        for what, s in zip(("query", "value", "key"), shapes):
+            if len(s) != 3 or s[-1] is None:
+                raise ValueError(f"{cls}: {what} must be (batch, steps, features) with known "
+                                 f"features; got shape {fmt_shape(tuple(s))}")
+            dims.append(int(s[-1]))
+        dk = dims[2] if len(dims) > 2 else dims[1]
+        if dk != dims[0]:
+            raise ValueError(f"{cls}: query and key must have the same features; got query "
+                             f"{dims[0]} and key {dk}")
+        return dims[0], dims[1], dk
+
+    def build(self, input_shape):
+        self._check_shapes(input_shape)
+        if self.use_scale:
+            self.scale = self.add_weight(shape=(), initializer="ones", name="scale")
+        if self.score_mode == "concat":
+            self.concat_score_weight = self.add_weight(shape=(), initializer="ones",
+                                                       name="concat_score_weight")
+        self.built = True
+
+    def _check_input_shapes(self, shapes):
+        self._check_shapes(shapes)
+
+    def compute_output_shape(self, input_shape, return_attention_scores=False, **options):
+        dq, dv, _ = self._check_shapes(input_shape)
+        q, v = tuple(input_shape[0]), tuple(input_shape[1])
+        out = q[:2] + (dv,)
+        return [out, q[:2] + (v[1],)] if return_attention_scores else out
+
+    def compute_mask(self, inputs, mask=None, return_attention_scores=False, **options):
+        qm = mask[0] if isinstance(mask, (list, tuple)) else None
+        return [qm, None] if return_attention_scores else qm
+
+    # -- scores: the part Attention and AdditiveAttention differ in ------------------------------
+    def _concat_params(self):
+        """(a, w, c) of scores = c sum_d w_d tanh(a (q_i + k_j)); a, c scalars, w (d,) or 1."""
+        one = np.dtype(self.dtype).type(1.0)
+        return (self.scale[()] if self.use_scale else one), one, self.concat_score_weight[()]
+
+    def _concat_grads(self, da, dw, dc):
+        return ([da] if self.use_scale else []) + [dc]
+
+    def _dot_grads(self, da):
+        return [da] if self.use_scale else []
+
+    # -- forward / backward ---------------------------------------------------------------------
+    def forward(self, inputs, training=False, mask=None, use_causal_mask=False,
+                return_attention_scores=False):
+        cls = f"{type(self).__name__} {self.name!r}"
+        if not isinstance(inputs, (list, tuple)) or not 2 <= len(inputs) <= 3:
+            got = type(inputs).__name__
+            if isinstance(inputs, (list, tuple)):
+                got += f" of {len(inputs)}"
+            raise ValueError(f"{cls}: inputs must be a list [query, value] or [query, value, "
+                             f"key]; got {got}")
+        q = self._float_input(inputs[0])
+        v = self._float_input(inputs[1])
+        k = self._float_input(inputs[2]) if len(inputs) > 2 else v
+        self._check_shapes([q.shape, v.shape, k.shape])
+        B, Tq, d = q.shape
+        Tv = v.shape[1]
+        if v.shape[0] != B or k.shape[:2] != (B, Tv):
+            raise ValueError(f"{cls}: query {q.shape}, value {v.shape} and key {k.shape} must "
+                             "share the batch size, and key and value the steps")
+        if mask is not None and (not isinstance(mask, (list, tuple)) or
+                                 not 2 <= len(mask) <= 3):
+            raise ValueError(f"{cls}: mask must be a list [query_mask, value_mask]; got "
+                             f"{type(mask).__name__}")
+        qm, vm = (mask[0], mask[1]) if mask is not None else (None, None)
+
+        def as_mask(m, shape, what):
+            m = np.asarray(m)
+            if m.shape != shape:
+                raise ValueError(f"{cls}: {what} must be (batch, steps) = {shape}; got "
+                                 f"{m.shape}")
+            return np.ascontiguousarray(m, dtype=bool)
+        qm = None if qm is None else as_mask(qm, (B, Tq), "query mask")
+        vm = None if vm is None else as_mask(vm, (B, Tv), "value mask")
+        causal = bool(use_causal_mask)
+        drop = training and self.dropout > 0.0
+        state = None
+        if self.score_mode == "dot" and not drop and type(self) is Attention:
+            a = self.scale[()] if self.use_scale else np.dtype(self.dtype).type(1.0)
+            Q = np.ascontiguousarray((q * a)[:, None])
+            K, V = k[:, None], v[:, None]
+            O, lse = ops.attention_forward(Q, K, V, vm, causal, 1.0)
+            out = O[:, 0]
+            P = None
+            if return_attention_scores:
+                P = _masked_softmax(np.matmul(Q[:, 0], np.swapaxes(k, 1, 2)),
+                                    self._visible(vm, causal, Tq, Tv)).astype(self.dtype)
+            if training:
+                state = ("flash", Q, K, V, O, lse, a)
+        else:
+            scores, sctx = self._scores(q, k)
+            ok = self._visible(vm, causal, Tq, Tv)
+            P = _masked_softmax(scores, ok).astype(self.dtype)
+            Z = None
+            if drop:
+                rng = self._generator if self._generator is not None \
+                    else _random.get_generator()
+                Z = (rng.random(P.shape) >= self.dropout).astype(self.dtype) * \
+                    np.dtype(self.dtype).type(1.0 / (1.0 - self.dropout))
+            W = P if Z is None else P * Z
+            out = np.matmul(W, v)
+            if training:
+                state = ("scores", sctx, P, Z, W)
+            P = W
+        if qm is not None:
+            out = np.where(qm[..., None], out, 0).astype(self.dtype)
+        out = np.ascontiguousarray(out, dtype=self.dtype)
+        result = [out, P] if return_attention_scores else out
+        ctx = None
+        if training:
+            ctx = (state, q, v, k, len(inputs) > 2, qm, vm, causal)
+        return result, ctx
+
+    @staticmethod
+    def _visible(vm, causal, Tq, Tv):
+        """None or a bool array broadcastable to (B, Tq, Tv): which values each query sees."""
+        ok = None if vm is None else vm[:, None, :]
+        if causal:
+            tri = np.tril(np.ones((Tq, Tv), dtype=bool))[None]
+            ok = tri if ok is None else ok & tri
+        return ok
+
+    def _scores(self, q, k):
+        """(scores (B, Tq, Tv), what _scores_backward needs)."""
+        if self.score_mode == "dot":
+            a = self.scale[()] if self.use_scale else np.dtype(self.dtype).type(1.0)
+            raw = np.matmul(q, np.swapaxes(k, 1, 2))
+            return a * raw, ("dot", raw, a)
+        a, w, c = self._concat_params()
+        t = np.tanh(a * (q[:, :, None, :] + k[:, None, :, :]))  # (B, Tq, Tv, d)
+        return c * (t @ w if np.ndim(w) else t.sum(axis=-1)), ("concat", t, a, w, c)
+
+    def _scores_backward(self, sctx, G, q, k):
+        """(dq, dk, weight gradients) from G = d loss / d scores."""
+        if sctx[0] == "dot":
+            _, raw, a = sctx
+            dq = a * np.matmul(G, k)
+            dk = a * np.matmul(np.swapaxes(G, 1, 2), q)
+            return dq, dk, self._dot_grads(np.asarray(np.sum(G * raw), dtype=self.dtype))
+        _, t, a, w, c = sctx
+        # scores = c sum_d w_d t_d, t = tanh(u), u = a (q_i + k_j)
+        du = (c * G)[..., None] * w * (1 - t * t)
+        dq = a * du.sum(axis=2)
+        dk = a * du.sum(axis=1)
+        da = np.asarray(np.sum(du * (q[:, :, None, :] + k[:, None, :, :])), dtype=self.dtype)
+        dw = c * np.einsum("bij,bijd->d", G, t)
+        dc = np.asarray(np.sum(G * (t @ w if np.ndim(w) else t.sum(axis=-1))),
+                        dtype=self.dtype)
+        return dq, dk, self._concat_grads(da, dw.astype(self.dtype), dc)
+
+    def backprop(self, ctx, dy, need_dx=True):
+        """dy for the output (with return_attention_scores: [dy, dscores], dscores ignored).
+        Returns [dquery, dvalue(, dkey)] and the weight gradients."""
+        state, q, v, k, has_key, qm, vm, causal = ctx
+        B, Tq, _ = q.shape
+        if isinstance(dy, (list, tuple)):
+            dy = dy[0]
+        if dy is None:  # only the returned scores were used: no gradient flows through them
+            dy = np.zeros((B, Tq, v.shape[2]), dtype=self.dtype)
+        dy = np.asarray(dy, dtype=self.dtype)
+        if dy.shape != (B, Tq, v.shape[2]):
+            raise ValueError(f"{type(self).__name__} {self.name!r}: dy must have the output's "
+                             f"shape {(B, Tq, v.shape[2])}; got {dy.shape}")
+        if qm is not None:
+            dy = np.where(qm[..., None], dy, 0).astype(self.dtype)
+        if state[0] == "flash":
+            _, Q, K, V, O, lse, a = state
+            dQ, dK, dV = ops.attention_backward(np.ascontiguousarray(dy[:, None]), Q, K, V, O,
+                                                lse, vm, causal, 1.0)
+            dq, dk, dv = a * dQ[:, 0], dK[:, 0], dV[:, 0]
+            grads = self._dot_grads(np.asarray(np.sum(dQ[:, 0] * q), dtype=self.dtype))
+        else:
+            _, sctx, P, Z, W = state
+            # out = W v, W = P * Z, P = softmax(scores)
+            dv = np.matmul(np.swapaxes(W, 1, 2), dy)
+            dW = np.matmul(dy, np.swapaxes(v, 1, 2))
+            if Z is not None:
+                dW = dW * Z
+            G = P * (dW - np.sum(dW * P, axis=-1, keepdims=True))
+            dq, dk, grads = self._scores_backward(sctx, G, q, k)
+        dq, dk, dv = (np.ascontiguousarray(g, dtype=self.dtype) for g in (dq, dk, dv))
+        if not need_dx:
+            dx = None
+        elif has_key:
+            dx = [dq, dv, dk]
+        else:
+            dx = [dq, dv + dk]
+        return dx, self._trainable_grads(grads)
+
+    def get_config(self):
+        return {**super().get_config(), "use_scale": self.use_scale,
+                "score_mode": self.score_mode, "dropout": self.dropout, "seed": self.seed}
+
+    def __repr__(self):
+        return (f"<{type(self).__name__} name={self.name!r}, use_scale={self.use_scale}, "
+                f"score_mode={self.score_mode!r}>")
+
+
+class AdditiveAttention(Attention):
+    """Additive (Bahdanau) attention with Keras 3's arguments, call and weights.
+
+        att = AdditiveAttention(use_scale=True, dropout=0.0, seed=None, ...)
+        out = att([query, value(, key)], mask=[query_mask, value_mask], ...)
+
+    As Attention, with scores_ij = sum_d w_d tanh(q_id + k_jd): w is the learned ``scale``
+    (d,) (use_scale=True, glorot_uniform as Keras) or 1. Computed in NumPy with a
+    (B, Tq, Tv, d) tanh tensor kept for backward.
+    """
+    _SCORE_MODES = ("concat",)
+
+    def __init__(self, use_scale=True, dropout=0.0, seed=None, **kwargs):
+        kwargs.pop("score_mode", None)
+        super().__init__(use_scale=use_scale, score_mode="concat", dropout=dropout, seed=seed,
+                         **kwargs)
+
+    def build(self, input_shape):
+        dq, _, _ = self._check_shapes(input_shape)
+        if self.use_scale:
+            self.scale = self.add_weight(shape=(dq,), initializer="glorot_uniform",
+                                         name="scale")
+        self.built = True
+
+    def _concat_params(self):
+        one = np.dtype(self.dtype).type(1.0)
+        return one, (self.scale if self.use_scale else one), one
+
+    def _concat_grads(self, da, dw, dc):
+        return [dw] if self.use_scale else []
+
+    def get_config(self):
+        config = super().get_config()
+        del config["score_mode"]
+        return config

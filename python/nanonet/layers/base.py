@@ -154,6 +154,11 @@ class Layer:
     """
 
     supports_masking = False
+    # Keyword arguments of a call that are options rather than tensors (MultiHeadAttention's
+    # use_causal_mask, ...). Called on symbolic tensors, the layer records them on the node; the
+    # graph saves them with the node and passes them to forward, compute_output_shape and
+    # compute_mask of that call site only (so one layer may be called with different options).
+    call_kwargs = ()
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
@@ -382,9 +387,10 @@ class Layer:
                         f"{self.fused_activation!r} but defines neither forward_logits nor "
                         "call_logits")
 
-    def call(self, x, training=False, mask=None):
-        """Run ``forward``; when training, keep its ctx for ``backward``."""
-        y, ctx = self.forward(x, training=training, mask=mask)
+    def call(self, x, training=False, mask=None, **kwargs):
+        """Run ``forward``; when training, keep its ctx for ``backward``. kwargs: the options
+        named in ``call_kwargs``."""
+        y, ctx = self.forward(x, training=training, mask=mask, **kwargs)
         if training:
             self._ctx = ctx
         return y
@@ -433,15 +439,22 @@ class Layer:
     # -- graphs ------------------------------------------------------------------------------
     def _symbolic_inputs(self, inputs, kwargs):
         """(flat inbound tensors, single, node kwargs) for a call on symbolic tensors; layers
-        whose call takes tensors by keyword (LSTM's initial_state) fold them in here."""
+        whose call takes tensors by keyword (LSTM's initial_state) fold them in here. The node
+        kwargs are the ``call_kwargs`` options given (``training`` is not recorded)."""
         flat, single = flatten_inputs(inputs, f"{type(self).__name__} {self.name!r}")
+        options = {}
         for k, v in kwargs.items():
-            if k not in ("training",):
+            if k != "training" and k not in self.call_kwargs:
                 raise TypeError(f"{type(self).__name__} {self.name!r}: unexpected call argument "
                                 f"{k!r} on symbolic inputs")
             if is_symbolic(v):
                 raise TypeError(f"{type(self).__name__} {self.name!r}: {k} must not be symbolic")
-        return flat, single, kwargs
+            if k != "training":
+                if v is not None and not isinstance(v, (bool, int, float, str)):
+                    raise TypeError(f"{type(self).__name__} {self.name!r}: {k} must be a bool, "
+                                    f"number, string or None; got {type(v).__name__}")
+                options[k] = v
+        return flat, single, options
 
     def _check_input_shapes(self, shapes):
         """Called before recording a node of a built layer: ValueError when the inputs cannot be
@@ -460,7 +473,8 @@ class Layer:
             self._check_input_shapes(shapes)
         else:
             self._maybe_build(shapes)
-        out_shape = self.compute_output_shape(shapes)
+        out_shape = (self.compute_output_shape(shapes, **kwargs) if kwargs
+                     else self.compute_output_shape(shapes))
         single_out = not isinstance(out_shape, list)
         out_shapes = [out_shape] if single_out else out_shape
         with BUILD_LOCK:

@@ -5,6 +5,14 @@ Weight layout (Keras's): embeddings (input_dim, output_dim) = (V, E). The forwar
 gradient (nanonet.ops.embedding_backward). Ids outside [0, input_dim) raise ValueError naming
 the id. With mask_zero=True, id 0 is padding: the layer emits the mask ``ids != 0`` for the next
 layers (LSTM carries its state over masked steps; the loss skips masked steps).
+
+Position information (KerasHub's names and arguments): ``PositionEmbedding(sequence_length)``
+returns a learned (sequence_length, E) table's first T rows broadcast to its input's (B, T, E)
+shape (add it to the token vectors yourself); ``TokenAndPositionEmbedding(vocabulary_size,
+sequence_length, embedding_dim, mask_zero=False)`` does both lookups and the sum in one layer
+and, with mask_zero=True, emits the padding mask ``ids != 0``, which attention layers take as
+their key (value) mask. Both take ``start_index`` (default 0) at call time: the position of the
+first step (a node option in a graph).
 """
 from __future__ import annotations
 
@@ -17,7 +25,7 @@ from .. import ops
 from .. import regularizers as _regularizers
 from .base import Layer
 
-__all__ = ["Embedding"]
+__all__ = ["Embedding", "PositionEmbedding", "TokenAndPositionEmbedding"]
 
 def _positive_int(value, name, cls):
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
@@ -123,3 +131,150 @@ class Embedding(Layer):
     def __repr__(self):
         return (f"<Embedding name={self.name!r}, input_dim={self.input_dim}, "
                 f"output_dim={self.output_dim}, mask_zero={self.mask_zero}>")
+
+
+def _start_index(layer, start_index, T):
+    if isinstance(start_index, bool) or not isinstance(start_index, numbers.Integral) or \
+            start_index < 0:
+        raise ValueError(f"{type(layer).__name__} {layer.name!r}: start_index must be a "
+                         f"non-negative int; got {start_index!r}")
+    if start_index + T > layer.sequence_length:
+        raise ValueError(f"{type(layer).__name__} {layer.name!r}: start_index + steps must be at "
+                         f"most sequence_length = {layer.sequence_length}; got {start_index} + "
+                         f"{T}")
+    return int(start_index)
+
+
+class PositionEmbedding(Layer):
+    """A learned position embedding (KerasHub's): (B, T, E) inputs -> the (B, T, E) position
+    vectors ``embeddings[start_index:start_index + T]`` broadcast over the batch (the input's
+    values are not used, only its shape; the input's gradient is zero).
+
+    Args: sequence_length (the most steps), initializer="glorot_uniform", plus name, trainable,
+    dtype. Weight: embeddings (sequence_length, E). Masks pass through.
+    """
+    supports_masking = True
+    call_kwargs = ("start_index",)
+
+    def __init__(self, sequence_length, initializer="glorot_uniform", **kwargs):
+        super().__init__(**kwargs)
+        self.sequence_length = _positive_int(sequence_length, "sequence_length",
+                                             "PositionEmbedding")
+        self.initializer = _initializers.get(initializer)
+        self.position_embeddings = None
+
+    def build(self, input_shape):
+        input_shape = tuple(input_shape)
+        if len(input_shape) != 3 or input_shape[-1] is None:
+            raise ValueError(f"PositionEmbedding {self.name!r}: inputs must be (batch, steps, "
+                             f"features) with known features; got shape {input_shape}")
+        self.position_embeddings = self.add_weight(
+            shape=(self.sequence_length, int(input_shape[-1])), initializer=self.initializer,
+            name="embeddings")
+        self.built = True
+
+    def compute_output_shape(self, input_shape, **options):
+        return tuple(input_shape)
+
+    def forward(self, x, training=False, mask=None, start_index=0):
+        x = np.asarray(x)
+        E = self.position_embeddings.shape[1]
+        if x.ndim != 3 or x.shape[-1] != E:
+            raise ValueError(f"PositionEmbedding {self.name!r}: inputs must be (batch, steps, "
+                             f"{E}); got shape {x.shape}")
+        B, T, _ = x.shape
+        s = _start_index(self, start_index, T)
+        y = np.ascontiguousarray(np.broadcast_to(self.position_embeddings[s:s + T], x.shape))
+        return y, ((x.shape, s) if training else None)
+
+    def backprop(self, ctx, dy, need_dx=True):
+        shape, s = ctx
+        dy = np.asarray(dy, dtype=self.dtype)
+        if dy.shape != shape:
+            raise ValueError(f"PositionEmbedding {self.name!r}: dy must have the output's shape "
+                             f"{shape}; got {dy.shape}")
+        dtable = np.zeros_like(self.position_embeddings)
+        dtable[s:s + shape[1]] = dy.sum(axis=0)
+        return (np.zeros(shape, self.dtype) if need_dx else None), \
+            self._trainable_grads([dtable])
+
+    def get_config(self):
+        return {**super().get_config(), "sequence_length": self.sequence_length,
+                "initializer": _initializers.serialize(self.initializer)}
+
+
+class TokenAndPositionEmbedding(Layer):
+    """Token ids (B, T) -> token vectors + learned position vectors (B, T, embedding_dim)
+    (KerasHub's layer, without its reversible output projection).
+
+    Args: vocabulary_size (V), sequence_length (the most steps), embedding_dim (E),
+    embeddings_initializer="uniform" (both tables), mask_zero=False (id 0 is padding: the
+    layer emits ``ids != 0``), plus name, trainable, dtype. Weights: token_embeddings (V, E),
+    position_embeddings (sequence_length, E). Ids outside [0, V) raise ValueError.
+    """
+    call_kwargs = ("start_index",)
+
+    def __init__(self, vocabulary_size, sequence_length, embedding_dim,
+                 embeddings_initializer="uniform", mask_zero=False, **kwargs):
+        super().__init__(**kwargs)
+        cls = "TokenAndPositionEmbedding"
+        self.vocabulary_size = _positive_int(vocabulary_size, "vocabulary_size", cls)
+        self.sequence_length = _positive_int(sequence_length, "sequence_length", cls)
+        self.embedding_dim = _positive_int(embedding_dim, "embedding_dim", cls)
+        if not isinstance(mask_zero, (bool, np.bool_)):
+            raise ValueError(f"{cls}: mask_zero must be True or False; got {mask_zero!r}")
+        self.mask_zero = bool(mask_zero)
+        self.embeddings_initializer = _initializers.get(embeddings_initializer)
+        self.token_embeddings = self.position_embeddings = None
+
+    def build(self, input_shape):
+        if len(tuple(input_shape)) != 2:
+            raise ValueError(f"TokenAndPositionEmbedding {self.name!r}: inputs must be (batch, "
+                             f"steps) token ids; got shape {tuple(input_shape)}")
+        E = self.embedding_dim
+        self.token_embeddings = self.add_weight(
+            shape=(self.vocabulary_size, E), initializer=self.embeddings_initializer,
+            name="token_embeddings")
+        self.position_embeddings = self.add_weight(
+            shape=(self.sequence_length, E), initializer=self.embeddings_initializer,
+            name="position_embeddings")
+        self.built = True
+
+    def compute_output_shape(self, input_shape, **options):
+        return tuple(input_shape) + (self.embedding_dim,)
+
+    def compute_mask(self, x, mask=None, **options):
+        return (np.asarray(x) != 0) if self.mask_zero else None
+
+    def forward(self, ids, training=False, mask=None, start_index=0):
+        if np.ndim(ids) != 2:
+            raise ValueError(f"TokenAndPositionEmbedding {self.name!r}: inputs must be (batch, "
+                             f"steps) token ids; got shape {np.shape(ids)}")
+        y = ops.embedding_forward(ids, self.token_embeddings)
+        T = y.shape[1]
+        s = _start_index(self, start_index, T)
+        y += self.position_embeddings[s:s + T]
+        return y, ((np.asarray(ids), s) if training else None)
+
+    def backprop(self, ctx, dy, need_dx=True):
+        ids, s = ctx
+        dy = np.ascontiguousarray(dy, dtype=self.dtype)
+        if dy.shape != ids.shape + (self.embedding_dim,):
+            raise ValueError(f"TokenAndPositionEmbedding {self.name!r}: dy must have the "
+                             f"output's shape {ids.shape + (self.embedding_dim,)}; got "
+                             f"{dy.shape}")
+        dpos = np.zeros_like(self.position_embeddings)
+        dpos[s:s + ids.shape[1]] = dy.sum(axis=0)
+        dtok = ops.embedding_backward(dy, ids, self.vocabulary_size)
+        return None, self._trainable_grads([dtok, dpos])  # ids are not differentiable
+
+    def get_config(self):
+        return {**super().get_config(), "vocabulary_size": self.vocabulary_size,
+                "sequence_length": self.sequence_length, "embedding_dim": self.embedding_dim,
+                "embeddings_initializer": _initializers.serialize(self.embeddings_initializer),
+                "mask_zero": self.mask_zero}
+
+    def __repr__(self):
+        return (f"<TokenAndPositionEmbedding name={self.name!r}, vocabulary_size="
+                f"{self.vocabulary_size}, sequence_length={self.sequence_length}, "
+                f"embedding_dim={self.embedding_dim}, mask_zero={self.mask_zero}>")

@@ -26,6 +26,8 @@ summary.py.
 """
 from __future__ import annotations
 
+import functools as _functools
+
 import numpy as _np
 
 from ..layers import deserialize as _deserialize_layer
@@ -67,7 +69,7 @@ class _Plan:
         slot = {}
         for t in inputs:
             slot[id(t)] = len(slot)
-        steps = []
+        steps, options = [], []
         for node in nodes:
             if node.is_input:
                 continue
@@ -77,13 +79,17 @@ class _Plan:
                 slot.setdefault(id(t), len(slot))
                 outs.append(slot[id(t)])
             steps.append((node.layer, ins, tuple(outs), node.single_input, node.single_output))
+            options.append(node.kwargs)
         self.steps = steps
         # Per step: the bound forward, the layer's own compute_mask (None for Layer's, which the
         # loop inlines) and supports_masking: the per-node cost of inference is a few lookups.
-        self.calls = [(layer.forward,
+        # A node's call options (Layer.call_kwargs) are bound into both functions.
+        def bind(fn, kw):
+            return _functools.partial(fn, **kw) if kw else fn
+        self.calls = [(bind(layer.forward, kw),
                        None if type(layer).compute_mask is Layer.compute_mask
-                       else layer.compute_mask, layer.supports_masking)
-                      for layer, _, _, _, _ in steps]
+                       else bind(layer.compute_mask, kw), layer.supports_masking)
+                      for (layer, _, _, _, _), kw in zip(steps, options)]
         self.n_slots = len(slot)
         self.input_slots = tuple(slot[id(t)] for t in inputs)
         self.output_slots = tuple(slot[id(t)] for t in outputs)
@@ -709,8 +715,8 @@ class Model(Trainer, Layer):
         """Returns the graph as JSON-able data (no weights); ``from_config`` rebuilds it.
 
         The dict holds every layer's config and, per call site, the tensors it consumed
-        ([layer name, node index, tensor index], node indices counted within this model),
-        and the model's inputs and outputs.
+        ([layer name, node index, tensor index], node indices counted within this model) and
+        its call options ("kwargs", when it has any), and the model's inputs and outputs.
 
         Returns:
             dict: the configuration.
@@ -736,7 +742,8 @@ class Model(Trainer, Layer):
 
         layers = []
         for layer in self.layers:
-            inbound = [{"inputs": [ref(t) for t in n.inputs], "single": n.single_input}
+            inbound = [{"inputs": [ref(t) for t in n.inputs], "single": n.single_input,
+                        **({"kwargs": dict(n.kwargs)} if n.kwargs else {})}
                        for n in per_layer.get(id(layer), []) if not n.is_input]
             layers.append({**_serialize_layer(layer), "name": layer.name,
                            "inbound_nodes": inbound})
@@ -837,11 +844,18 @@ class Model(Trainer, Layer):
                     raise ValueError(f"Model.from_config: layer {layer.name!r}: a single-input "
                                      f"node lists {len(tensors)} inputs")
                 args = tensors[0] if single else tensors
+                options = spec.get("kwargs") or {}
+                if not isinstance(options, dict) or \
+                        not set(options) <= set(getattr(layer, "call_kwargs", ())):
+                    raise ValueError(f"Model.from_config: layer {layer.name!r}: kwargs must be "
+                                     f"a dict of the call options "
+                                     f"{list(getattr(layer, 'call_kwargs', ()))}; got "
+                                     f"{options!r}")
                 if isinstance(layer, Layer) and type(layer).__name__ == "LSTM" and \
                         not single and len(tensors) == 3:
                     out = layer(tensors[0], initial_state=tensors[1:])
                 else:
-                    out = layer(args)
+                    out = layer(args, **options)
                 i = count.get(layer.name, 0)
                 count[layer.name] = i + 1
                 outputs_of[(layer.name, i)] = out if isinstance(out, list) else [out]
