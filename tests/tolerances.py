@@ -20,6 +20,9 @@ TOL = {
         # attention: relative to max|want| + 1 against a float64 reference; sums of Tk products
         # in float32 and vm::exp (a few ulp), the backward through two chained products.
         "attention": 2e-5,
+        # conv: relative to max|want| + 1 against a float64 reference; sums of K = KH*KW*C
+        # float32 products in GEMM order (the weight gradients over B*OH*OW rows).
+        "conv": 2e-5,
     },
     "float64": {
         "gemm": 1e-14,
@@ -33,5 +36,6 @@ TOL = {
         "lstm": 1e-12,        # relative to max|want| + 1
         "graph": 1e-12,
         "attention": 1e-12,   # relative to max|want| + 1
+        "conv": 1e-12,        # relative to max|want| + 1
     },
 }

@@ -48,6 +48,12 @@ def attention_forward(q: numpy.ndarray, k: numpy.ndarray, v: numpy.ndarray, mask
 def attention_forward_ref(q: numpy.ndarray, k: numpy.ndarray, v: numpy.ndarray, mask: object, causal: bool, scale: typing.SupportsFloat | typing.SupportsIndex) -> tuple:
     """softmax(q k^T * scale + mask) v over (B, H) -> (out (B, H, Tq, Dv), lse (B, H, Tq)); mask bool (B, Tk) or (B, Tq, Tk) or None; a fully masked row gives 0 and lse -inf. Plain serial loops (the C++ specification)."""
 
+def avg_pool2d_backward(dy: numpy.ndarray, in_hw: typing.Annotated[typing.Sequence[typing.SupportsInt | typing.SupportsIndex], "FixedSize(2)"], pool_size: typing.Annotated[typing.Sequence[typing.SupportsInt | typing.SupportsIndex], "FixedSize(2)"], strides: typing.Annotated[typing.Sequence[typing.SupportsInt | typing.SupportsIndex], "FixedSize(2)"], pads: typing.Annotated[typing.Sequence[typing.SupportsInt | typing.SupportsIndex], "FixedSize(2)"]) -> numpy.ndarray:
+    """Gradient of avg_pool2d_forward -> dx (B, H, W, C)."""
+
+def avg_pool2d_forward(x: numpy.ndarray, pool_size: typing.Annotated[typing.Sequence[typing.SupportsInt | typing.SupportsIndex], "FixedSize(2)"], strides: typing.Annotated[typing.Sequence[typing.SupportsInt | typing.SupportsIndex], "FixedSize(2)"], pads: typing.Annotated[typing.Sequence[typing.SupportsInt | typing.SupportsIndex], "FixedSize(2)"], out: typing.Annotated[typing.Sequence[typing.SupportsInt | typing.SupportsIndex], "FixedSize(2)"]) -> object:
+    """Mean over the in-image part of each window of (B, H, W, C) -> (B, OH, OW, C)."""
+
 def batch_norm_backward(dy: numpy.ndarray, x: numpy.ndarray, mean: numpy.ndarray, inv_std: numpy.ndarray, gamma: object, training: bool, mask: object) -> tuple:
     """Gradients of batch_norm_forward -> (dx, dgamma, dbeta), all overwritten."""
 
@@ -59,6 +65,18 @@ def batch_norm_forward(x: numpy.ndarray, gamma: object, beta: object, moving_mea
 
 def batch_norm_forward_ref(x: numpy.ndarray, gamma: object, beta: object, moving_mean: object, moving_var: object, training: bool, momentum: typing.SupportsFloat | typing.SupportsIndex, epsilon: typing.SupportsFloat | typing.SupportsIndex, mask: object) -> tuple:
     """Batch normalization of (N, F) rows -> (y, mean, inv_std); training=True uses batch statistics and updates moving_mean/moving_var in place. Plain serial loops (the C++ specification)."""
+
+def conv2d_backward(dy: numpy.ndarray, x: numpy.ndarray, kernel: numpy.ndarray, y: object, z: object, strides: typing.Annotated[typing.Sequence[typing.SupportsInt | typing.SupportsIndex], "FixedSize(2)"], pads: typing.Annotated[typing.Sequence[typing.SupportsInt | typing.SupportsIndex], "FixedSize(2)"], dilation: typing.Annotated[typing.Sequence[typing.SupportsInt | typing.SupportsIndex], "FixedSize(2)"], groups: typing.SupportsInt | typing.SupportsIndex, activation: str, need_dx: bool = True) -> tuple:
+    """(dx or None, dkernel, dbias) of conv2d_forward from dy (B, OH, OW, F), the forward output y and, for gelu / silu, the pre-activation z."""
+
+def conv2d_backward_ref(dy: numpy.ndarray, x: numpy.ndarray, kernel: numpy.ndarray, y: object, z: object, strides: typing.Annotated[typing.Sequence[typing.SupportsInt | typing.SupportsIndex], "FixedSize(2)"], pads: typing.Annotated[typing.Sequence[typing.SupportsInt | typing.SupportsIndex], "FixedSize(2)"], dilation: typing.Annotated[typing.Sequence[typing.SupportsInt | typing.SupportsIndex], "FixedSize(2)"], groups: typing.SupportsInt | typing.SupportsIndex, activation: str, need_dx: bool = True) -> tuple:
+    """(dx or None, dkernel, dbias) of conv2d_forward from dy (B, OH, OW, F), the forward output y and, for gelu / silu, the pre-activation z. Direct loops on one thread (the C++ specification)."""
+
+def conv2d_forward(x: numpy.ndarray, kernel: numpy.ndarray, bias: object, strides: typing.Annotated[typing.Sequence[typing.SupportsInt | typing.SupportsIndex], "FixedSize(2)"], pads: typing.Annotated[typing.Sequence[typing.SupportsInt | typing.SupportsIndex], "FixedSize(2)"], dilation: typing.Annotated[typing.Sequence[typing.SupportsInt | typing.SupportsIndex], "FixedSize(2)"], groups: typing.SupportsInt | typing.SupportsIndex, out: typing.Annotated[typing.Sequence[typing.SupportsInt | typing.SupportsIndex], "FixedSize(2)"], activation: str, keep_z: bool = False) -> object:
+    """y = act(conv(x, kernel) + bias), NHWC, kernel (KH, KW, C / groups, F); pads = (top, left) zero rows / columns, out = (OH, OW). keep_z: returns (y, z)."""
+
+def conv2d_forward_ref(x: numpy.ndarray, kernel: numpy.ndarray, bias: object, strides: typing.Annotated[typing.Sequence[typing.SupportsInt | typing.SupportsIndex], "FixedSize(2)"], pads: typing.Annotated[typing.Sequence[typing.SupportsInt | typing.SupportsIndex], "FixedSize(2)"], dilation: typing.Annotated[typing.Sequence[typing.SupportsInt | typing.SupportsIndex], "FixedSize(2)"], groups: typing.SupportsInt | typing.SupportsIndex, out: typing.Annotated[typing.Sequence[typing.SupportsInt | typing.SupportsIndex], "FixedSize(2)"], activation: str, keep_z: bool = False) -> object:
+    """y = act(conv(x, kernel) + bias), NHWC, kernel (KH, KW, C / groups, F); pads = (top, left) zero rows / columns, out = (OH, OW). keep_z: returns (y, z). Direct loops on one thread (the C++ specification)."""
 
 def dense_backward(dy: numpy.ndarray, x: numpy.ndarray, kernel: numpy.ndarray, y: object, activation: str = 'linear', need_dx: bool = True, z: object = None) -> tuple:
     """(dx or None, dkernel, dbias) for y = f(x @ kernel + bias), from dy and the output y (None allowed for linear) and, for gelu, gelu_approximate and silu, the pre-activation z (B, H). New arrays."""
@@ -164,6 +182,12 @@ def matmul_prepacked(a: numpy.ndarray, b: numpy.ndarray, transpose_a: bool = Fal
 
 def matmul_ref(a: numpy.ndarray, b: numpy.ndarray, transpose_a: bool = False, transpose_b: bool = False) -> numpy.ndarray:
     """matmul through the plain scalar gemm_ref (single thread): the C++ specification."""
+
+def max_pool2d_backward(dy: numpy.ndarray, argmax: object, in_hw: typing.Annotated[typing.Sequence[typing.SupportsInt | typing.SupportsIndex], "FixedSize(2)"], pool_size: typing.Annotated[typing.Sequence[typing.SupportsInt | typing.SupportsIndex], "FixedSize(2)"], strides: typing.Annotated[typing.Sequence[typing.SupportsInt | typing.SupportsIndex], "FixedSize(2)"], pads: typing.Annotated[typing.Sequence[typing.SupportsInt | typing.SupportsIndex], "FixedSize(2)"]) -> numpy.ndarray:
+    """Gradient of max_pool2d_forward: dy routed to argmax -> dx (B, H, W, C)."""
+
+def max_pool2d_forward(x: numpy.ndarray, pool_size: typing.Annotated[typing.Sequence[typing.SupportsInt | typing.SupportsIndex], "FixedSize(2)"], strides: typing.Annotated[typing.Sequence[typing.SupportsInt | typing.SupportsIndex], "FixedSize(2)"], pads: typing.Annotated[typing.Sequence[typing.SupportsInt | typing.SupportsIndex], "FixedSize(2)"], out: typing.Annotated[typing.Sequence[typing.SupportsInt | typing.SupportsIndex], "FixedSize(2)"], with_argmax: bool) -> object:
+    """Max over windows of (B, H, W, C) -> y (B, OH, OW, C), or (y, argmax int64 ih*W + iw) with with_argmax; pads = (top, left), padding never read."""
 
 def nadam_update(param: numpy.ndarray, grad: numpy.ndarray, m: numpy.ndarray, v: numpy.ndarray, lr: typing.SupportsFloat | typing.SupportsIndex, step: typing.SupportsInt | typing.SupportsIndex, u_product: typing.SupportsFloat | typing.SupportsIndex, beta_1: typing.SupportsFloat | typing.SupportsIndex = 0.9, beta_2: typing.SupportsFloat | typing.SupportsIndex = 0.999, epsilon: typing.SupportsFloat | typing.SupportsIndex = 1e-07, grad_scale: typing.SupportsFloat | typing.SupportsIndex = 1.0, clipvalue: typing.SupportsFloat | typing.SupportsIndex = 0.0) -> None:
     """In place, Keras Nadam (step is 1-based; u_product = prod_{i <= step} beta_1 (1 - 0.5 * 0.96^i)); equations in cpp/nanonet/optimizers.hpp."""
