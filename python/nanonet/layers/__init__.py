@@ -15,6 +15,13 @@ from .merging import (Add, Average, Concatenate, Dot, Maximum, Minimum, Multiply
                       average, concatenate, dot, maximum, minimum, multiply, subtract)
 from .node import SymbolicTensor
 from .attention import MultiHeadAttention
+from .convolutional import Conv1D, Conv2D, Convolution1D, Convolution2D, DepthwiseConv2D, SeparableConv2D
+from .pooling import (AveragePooling1D, AveragePooling2D, AvgPool1D, AvgPool2D,
+                      GlobalAveragePooling2D, GlobalAvgPool2D, GlobalMaxPool2D,
+                      GlobalMaxPooling2D, MaxPool1D, MaxPool2D, MaxPooling1D, MaxPooling2D)
+from .reshaping import Cropping2D, UpSampling2D, ZeroPadding2D
+from .preprocessing import (RandomContrast, RandomCrop, RandomFlip, RandomRotation,
+                            RandomTranslation, RandomZoom, Rescaling, Resizing)
 
 __all__ = ["Layer", "Dense", "Activation", "Dropout", "Flatten", "InputLayer", "Input",
            "serialize", "deserialize"]
@@ -26,6 +33,12 @@ __all__ += ["Add", "Subtract", "Multiply", "Average", "Maximum", "Minimum", "Con
             "add", "subtract", "multiply", "average", "maximum", "minimum", "concatenate", "dot",
             "SymbolicTensor"]
 __all__ += ["MultiHeadAttention"]
+__all__ += ["Conv1D", "Conv2D", "Convolution1D", "Convolution2D", "DepthwiseConv2D",
+            "SeparableConv2D", "MaxPooling1D", "MaxPooling2D", "AveragePooling1D",
+            "AveragePooling2D", "MaxPool1D", "MaxPool2D", "AvgPool1D", "AvgPool2D",
+            "GlobalAveragePooling2D", "GlobalMaxPooling2D", "GlobalAvgPool2D", "GlobalMaxPool2D",
+            "ZeroPadding2D", "Cropping2D", "UpSampling2D", "Rescaling", "Resizing", "RandomFlip",
+            "RandomRotation", "RandomZoom", "RandomTranslation", "RandomContrast", "RandomCrop"]
 
 
 def serialize(layer):
