@@ -3,6 +3,8 @@ the direct C++ loops (odd sizes, strides, dilation, groups, valid / same / causa
 activations), float64 finite differences, 1 vs 2 threads, bad input; the layers (Conv1D,
 Conv2D, DepthwiseConv2D, SeparableConv2D, pooling, padding / cropping / upsampling) with their
 Keras layouts, training, saving and errors."""
+import os
+
 import numpy as np
 import pytest
 
@@ -229,7 +231,8 @@ def _fd_layer_check(layer, x, seed=0):
 
 
 @pytest.mark.parametrize("make, shape", [
-    (lambda: nn.layers.Conv2D(3, 3, padding="same", activation="tanh", dtype="float64"), (2, 5, 4, 2)),
+    (lambda: nn.layers.Conv2D(3, 3, padding="same", activation="tanh", dtype="float64"),
+     (2, 5, 4, 2)),
     (lambda: nn.layers.Conv2D(4, (2, 3), strides=(2, 1), groups=2, dtype="float64"),
      (1, 6, 5, 4)),
     (lambda: nn.layers.Conv1D(3, 3, padding="causal", dilation_rate=2, activation="relu",
@@ -422,3 +425,18 @@ def test_conv2d_matches_torch(geo):
     np.testing.assert_allclose(dx, tx.grad.numpy().transpose(0, 2, 3, 1), atol=1e-12)
     np.testing.assert_allclose(dk, tk.grad.numpy().transpose(2, 3, 1, 0), atol=1e-12)
     np.testing.assert_allclose(db, tb.grad.numpy(), atol=1e-12)
+
+
+def test_fashion_mnist_demo_runs_end_to_end(tmp_path, capsys):
+    from nanonet import datasets
+    from nanonet.__main__ import main
+    if not os.path.isdir(datasets.FASHION_MNIST_DIR):
+        pytest.skip("apt-get install dataset-fashion-mnist")
+    path = tmp_path / "cnn.nnet"
+    assert main(["demo", "--dataset", "fashion_mnist", "--max-samples", "640", "--epochs", "1",
+                 "--save", str(path)]) == 0
+    out = capsys.readouterr().out
+    acc = float(out.split("test accuracy ")[1].split()[0])
+    assert 0.2 < acc <= 1.0  # one epoch on 576 images: above chance (0.1)
+    assert nn.load_model(path).predict(np.zeros((1, 28, 28, 1), np.float32),
+                                       verbose=0).shape == (1, 10)

@@ -731,7 +731,8 @@ def conv2d_backward(dy, x, kernel, y, strides=1, padding="valid", dilation_rate=
 # ---- windowed pooling
 
 def _pool_windows(x, pool_size, strides, padding):
-    """(windows (B, OH, OW, PH*PW, C), valid (OH, OW, PH*PW), flat index ih*W+iw (OH, OW, PH*PW))."""
+    """(windows (B, OH, OW, PH*PW, C), valid (OH, OW, PH*PW), flat index ih*W+iw of each
+    window position (OH, OW, PH*PW))."""
     x = np.asarray(x)
     p = _pair(pool_size)
     s = p if strides is None else _pair(strides)

@@ -15,7 +15,8 @@ from .merging import (Add, Average, Concatenate, Dot, Maximum, Minimum, Multiply
                       average, concatenate, dot, maximum, minimum, multiply, subtract)
 from .node import SymbolicTensor
 from .attention import MultiHeadAttention
-from .convolutional import Conv1D, Conv2D, Convolution1D, Convolution2D, DepthwiseConv2D, SeparableConv2D
+from .convolutional import (Conv1D, Conv2D, Convolution1D, Convolution2D, DepthwiseConv2D,
+                            SeparableConv2D)
 from .pooling import (AveragePooling1D, AveragePooling2D, AvgPool1D, AvgPool2D,
                       GlobalAveragePooling2D, GlobalAvgPool2D, GlobalMaxPool2D,
                       GlobalMaxPooling2D, MaxPool1D, MaxPool2D, MaxPooling1D, MaxPooling2D)
