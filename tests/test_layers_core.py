@@ -180,8 +180,8 @@ def test_dense_config_round_trip():
     assert config["kernel_regularizer"] == {"class_name": "L2", "config": {"l2": 0.1}}
     again = layers.deserialize(layers.serialize(layer))
     assert type(again) is layers.Dense and again.get_config() == config
-    with pytest.raises(ValueError, match="unknown layer class 'Conv2D'"):
-        layers.deserialize({"class_name": "Conv2D", "config": {}})
+    with pytest.raises(ValueError, match="unknown layer class 'Conv3D'"):
+        layers.deserialize({"class_name": "Conv3D", "config": {}})
 
 
 def test_layer_names_are_unique_and_repr():

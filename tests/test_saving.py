@@ -182,6 +182,39 @@ CASES = {
     "TimeDistributed": _case_time_distributed, "Embedding": _case_embedding, "LSTM": _case_lstm,
     "Masking": _case_masking,
 }
+
+
+def _image_case(*middle, shape=(6, 6, 2)):
+    def case(rng):
+        return [L.Input(shape), *(m() for m in middle), L.Flatten(), L.Dense(2)], \
+            _float_x(rng, (6,) + shape)
+    return case
+
+
+CASES.update({
+    "Conv2D": _image_case(lambda: L.Conv2D(3, 3, padding="same", activation="relu")),
+    "Conv1D": _image_case(lambda: L.Conv1D(3, 3, padding="causal", dilation_rate=2),
+                          shape=(7, 3)),
+    "DepthwiseConv2D": _image_case(lambda: L.DepthwiseConv2D(3, depth_multiplier=2)),
+    "SeparableConv2D": _image_case(lambda: L.SeparableConv2D(3, 3, activation="tanh")),
+    "MaxPooling2D": _image_case(lambda: L.MaxPooling2D(padding="same")),
+    "AveragePooling2D": _image_case(lambda: L.AveragePooling2D(3, strides=1)),
+    "MaxPooling1D": _image_case(lambda: L.MaxPooling1D(), shape=(7, 3)),
+    "AveragePooling1D": _image_case(lambda: L.AveragePooling1D(padding="same"), shape=(7, 3)),
+    "GlobalAveragePooling2D": _image_case(lambda: L.GlobalAveragePooling2D(keepdims=True)),
+    "GlobalMaxPooling2D": _image_case(lambda: L.GlobalMaxPooling2D()),
+    "ZeroPadding2D": _image_case(lambda: L.ZeroPadding2D(((1, 0), (2, 1)))),
+    "Cropping2D": _image_case(lambda: L.Cropping2D(1)),
+    "UpSampling2D": _image_case(lambda: L.UpSampling2D()),
+    "Rescaling": _image_case(lambda: L.Rescaling(0.5, offset=1.0)),
+    "Resizing": _image_case(lambda: L.Resizing(4, 5)),
+    "RandomFlip": _image_case(lambda: L.RandomFlip(seed=2)),
+    "RandomRotation": _image_case(lambda: L.RandomRotation(0.1, seed=2)),
+    "RandomZoom": _image_case(lambda: L.RandomZoom(0.2, fill_mode="constant", seed=2)),
+    "RandomTranslation": _image_case(lambda: L.RandomTranslation(0.1, 0.2, seed=2)),
+    "RandomContrast": _image_case(lambda: L.RandomContrast(0.3, seed=2)),
+    "RandomCrop": _image_case(lambda: L.RandomCrop(4, 5, seed=2)),
+})
 AVAILABLE = {name: f for name, f in CASES.items() if hasattr(L, name)}
 
 

@@ -15,4 +15,5 @@ PYBIND11_MODULE(_core, m) {
   nanonet::register_pooling(m);
   nanonet::register_attention(m);
   nanonet::register_per_example(m);
+  nanonet::register_conv(m);
 }

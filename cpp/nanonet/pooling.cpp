@@ -197,6 +197,115 @@ void global_max_pool1d_backward_ref(S* dx, const S* dy, const std::int64_t* argm
 }
 
 // ---------------------------------------------------------------------------------------------
+// windowed pooling 2-D
+
+namespace {
+
+// The in-image part [i0, i1) x [j0, j1) of the window of output (oh, ow).
+struct Window {
+  index_t i0, i1, j0, j1;
+  index_t count() const { return std::max<index_t>(0, i1 - i0) * std::max<index_t>(0, j1 - j0); }
+};
+
+inline Window window_of(const Pool2DDims& d, index_t oh, index_t ow) {
+  const index_t h0 = oh * d.SH - d.PT, w0 = ow * d.SW - d.PL;
+  return {std::max<index_t>(h0, 0), std::min(h0 + d.PH, d.H), std::max<index_t>(w0, 0),
+          std::min(w0 + d.PW, d.W)};
+}
+
+inline bool pool_parallel(const Pool2DDims& d) {
+  return d.B * d.OH * d.OW * d.C * d.PH * d.PW >= kPoolParallelWork;
+}
+
+}  // namespace
+
+template <typename S>
+void max_pool2d_forward(S* y, std::int64_t* argmax, const S* x, const Pool2DDims& d) {
+#pragma omp parallel for schedule(static) num_threads(get_num_threads()) if (pool_parallel(d))
+  for (index_t row = 0; row < d.B * d.OH; ++row) {
+    const index_t b = row / d.OH, oh = row % d.OH;
+    for (index_t ow = 0; ow < d.OW; ++ow) {
+      const Window w = window_of(d, oh, ow);
+      S* y_p = y + (row * d.OW + ow) * d.C;
+      std::int64_t* a_p = argmax ? argmax + (row * d.OW + ow) * d.C : nullptr;
+      for (index_t c = 0; c < d.C; ++c) {
+        S best = S(0);
+        std::int64_t arg = -1;
+        for (index_t ih = w.i0; ih < w.i1; ++ih)
+          for (index_t iw = w.j0; iw < w.j1; ++iw) {
+            const S v = x[((b * d.H + ih) * d.W + iw) * d.C + c];
+            if (max_takes(v, best, arg)) {
+              best = v;
+              arg = ih * d.W + iw;
+            }
+          }
+        y_p[c] = best;
+        if (a_p) a_p[c] = arg;
+      }
+    }
+  }
+}
+
+template <typename S>
+void max_pool2d_backward(S* dx, const S* dy, const std::int64_t* argmax, const Pool2DDims& d) {
+  const index_t img = d.H * d.W * d.C, out = d.OH * d.OW * d.C;
+#pragma omp parallel for schedule(static) num_threads(get_num_threads()) if (pool_parallel(d))
+  for (index_t b = 0; b < d.B; ++b) {
+    S* dx_b = dx + b * img;
+    std::fill(dx_b, dx_b + img, S(0));
+    for (index_t i = 0; i < out; ++i) {
+      const std::int64_t a = argmax[b * out + i];
+      if (a >= 0) dx_b[a * d.C + i % d.C] += dy[b * out + i];
+    }
+  }
+}
+
+template <typename S>
+void avg_pool2d_forward(S* y, const S* x, const Pool2DDims& d) {
+#pragma omp parallel for schedule(static) num_threads(get_num_threads()) if (pool_parallel(d))
+  for (index_t row = 0; row < d.B * d.OH; ++row) {
+    const index_t b = row / d.OH, oh = row % d.OH;
+    for (index_t ow = 0; ow < d.OW; ++ow) {
+      const Window w = window_of(d, oh, ow);
+      const index_t n = w.count();
+      S* y_p = y + (row * d.OW + ow) * d.C;
+      std::fill(y_p, y_p + d.C, S(0));
+      for (index_t ih = w.i0; ih < w.i1; ++ih)
+        for (index_t iw = w.j0; iw < w.j1; ++iw) {
+          const S* x_p = x + ((b * d.H + ih) * d.W + iw) * d.C;
+          for (index_t c = 0; c < d.C; ++c) y_p[c] += x_p[c];
+        }
+      const S inv = n > 0 ? S(1) / S(n) : S(0);
+      for (index_t c = 0; c < d.C; ++c) y_p[c] *= inv;
+    }
+  }
+}
+
+template <typename S>
+void avg_pool2d_backward(S* dx, const S* dy, const Pool2DDims& d) {
+  const index_t img = d.H * d.W * d.C;
+#pragma omp parallel for schedule(static) num_threads(get_num_threads()) if (pool_parallel(d))
+  for (index_t b = 0; b < d.B; ++b) {
+    S* dx_b = dx + b * img;
+    std::fill(dx_b, dx_b + img, S(0));
+    for (index_t oh = 0; oh < d.OH; ++oh)
+      for (index_t ow = 0; ow < d.OW; ++ow) {
+        const Window w = window_of(d, oh, ow);
+        const index_t n = w.count();
+        if (n == 0) continue;
+        const S inv = S(1) / S(n);
+        const S* dy_p = dy + ((b * d.OH + oh) * d.OW + ow) * d.C;
+        // y = sum over the window / n
+        for (index_t ih = w.i0; ih < w.i1; ++ih)
+          for (index_t iw = w.j0; iw < w.j1; ++iw) {
+            S* dx_p = dx_b + (ih * d.W + iw) * d.C;
+            for (index_t c = 0; c < d.C; ++c) dx_p[c] += dy_p[c] * inv;
+          }
+      }
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
 // instantiations
 
 #define NANONET_POOL_INSTANTIATE(S)                                                              \
@@ -220,5 +329,15 @@ void global_max_pool1d_backward_ref(S* dx, const S* dy, const std::int64_t* argm
 NANONET_POOL_INSTANTIATE(float)
 NANONET_POOL_INSTANTIATE(double)
 #undef NANONET_POOL_INSTANTIATE
+
+#define NANONET_POOL2D_INSTANTIATE(S)                                                            \
+  template void max_pool2d_forward<S>(S*, std::int64_t*, const S*, const Pool2DDims&);          \
+  template void max_pool2d_backward<S>(S*, const S*, const std::int64_t*, const Pool2DDims&);   \
+  template void avg_pool2d_forward<S>(S*, const S*, const Pool2DDims&);                         \
+  template void avg_pool2d_backward<S>(S*, const S*, const Pool2DDims&);
+
+NANONET_POOL2D_INSTANTIATE(float)
+NANONET_POOL2D_INSTANTIATE(double)
+#undef NANONET_POOL2D_INSTANTIATE
 
 }  // namespace nanonet

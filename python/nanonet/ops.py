@@ -1076,6 +1076,164 @@ def lstm_backward_dz(dy, cache, dh_n=None, dc_n=None, need_dx=True):
                                   cache.recurrent_dropout_mask, cache.go_backwards,
                                   cache.activation, cache.recurrent_activation, bool(need_dx))
 
+
+# ---- conv
+# 2-D convolution over NHWC images (Conv1D passes H = 1); equations, layouts and threading in
+# cpp/nanonet/conv.hpp. Keras layout: kernel (KH, KW, C / groups, F).
+# padding: "valid", "same" (Keras: out = ceil(in / stride), the extra zero on the bottom /
+# right) or "causal" (only on the width axis: dilation * (KW - 1) zeros on the left).
+
+CONV_PADDINGS = ("valid", "same", "causal")
+
+
+def conv_geometry(size, window, stride, dilation, padding, fn="conv"):
+    """(out, pad_before) along one axis for a window of ``window`` taps ``dilation`` apart.
+    ValueError when a 'valid' window is larger than the input."""
+    span = dilation * (window - 1) + 1
+    if padding == "valid":
+        if size < span:
+            raise ValueError(f"{fn}: the window ({span} with dilation) is larger than the "
+                             f"input ({size}) with padding='valid'")
+        return (size - span) // stride + 1, 0
+    if padding == "same":
+        out = -(-size // stride)
+        return out, max((out - 1) * stride + span - size, 0) // 2
+    if padding == "causal":
+        pad = span - 1
+        return (size + pad - span) // stride + 1, pad
+    raise ValueError(f"{fn}: padding must be one of {CONV_PADDINGS}; got {padding!r}")
+
+
+def _pair(v, name, fn):
+    if isinstance(v, (int, np.integer)) and not isinstance(v, bool):
+        v = (v, v)
+    v = tuple(v)
+    if len(v) != 2 or any(isinstance(a, bool) or not isinstance(a, (int, np.integer)) or a < 1
+                          for a in v):
+        raise ValueError(f"{fn}: {name} must be a positive int or a pair of them; got {v!r}")
+    return int(v[0]), int(v[1])
+
+
+def _conv_setup(x, kernel, strides, padding, dilation_rate, fn):
+    x = _contiguous(_float_array(x, "x", fn))
+    kernel = _contiguous(_float_array(kernel, "kernel", fn))
+    _same_dtype(fn, ("x", "kernel"), x, kernel)
+    if x.ndim != 4 or kernel.ndim != 4:
+        raise ValueError(f"{fn}: x must be (B, H, W, C) and kernel (KH, KW, C / groups, F); got "
+                         f"shapes {x.shape} and {kernel.shape}")
+    s = _pair(strides, "strides", fn)
+    d = _pair(dilation_rate, "dilation_rate", fn)
+    if padding == "causal":
+        oh, pt = conv_geometry(x.shape[1], kernel.shape[0], s[0], d[0], "valid", fn)
+    else:
+        oh, pt = conv_geometry(x.shape[1], kernel.shape[0], s[0], d[0], padding, fn)
+    ow, pl = conv_geometry(x.shape[2], kernel.shape[1], s[1], d[1], padding, fn)
+    return x, kernel, s, d, (pt, pl), (oh, ow)
+
+
+def conv2d_forward(x, kernel, bias=None, strides=1, padding="valid", dilation_rate=1, groups=1,
+                   activation="linear", *, return_z: bool = False, _ref: bool = False):
+    """y = f(conv(x, kernel) + bias): x (B, H, W, C), kernel (KH, KW, C / groups, F), bias (F,)
+    or None -> y (B, OH, OW, F). With return_z=True the pair (y, z), z the pre-activation
+    (needed by conv2d_backward for INPUT_ACTIVATIONS; None for the others). New arrays."""
+    fn = "conv2d_forward"
+    x, kernel, s, d, pads, out = _conv_setup(x, kernel, strides, padding, dilation_rate, fn)
+    if bias is not None:
+        bias = _contiguous(_float_array(bias, "bias", fn))
+        _same_dtype(fn, ("x", "bias"), x, bias)
+    name = _activation_name(activation, fn)
+    f = _core.conv2d_forward_ref if _ref else _core.conv2d_forward
+    keep_z = bool(return_z) and name in INPUT_ACTIVATIONS
+    r = f(x, kernel, bias, s, pads, d, int(groups), out, name, keep_z)
+    if return_z:
+        return r if keep_z else (r, None)
+    return r
+
+
+def conv2d_backward(dy, x, kernel, y, strides=1, padding="valid", dilation_rate=1, groups=1,
+                    activation="linear", need_dx: bool = True, z=None, *, _ref: bool = False):
+    """(dx or None, dkernel, dbias) for y = conv2d_forward(x, kernel, bias, ...), from dy
+    (B, OH, OW, F) and the forward output y (None allowed for linear); z is the pre-activation
+    for INPUT_ACTIVATIONS. dbias is returned even for a conv without bias. New arrays."""
+    fn = "conv2d_backward"
+    x, kernel, s, d, pads, out = _conv_setup(x, kernel, strides, padding, dilation_rate, fn)
+    dy = _contiguous(_float_array(dy, "dy", fn))
+    if y is not None:
+        y = _contiguous(_float_array(y, "y", fn))
+    _same_dtype(fn, ("x", "dy", "y"), x, dy, y)
+    name = _activation_name(activation, fn)
+    z = _input_for(fn, name, z, "z", "pre-activation")
+    if dy.ndim != 4 or dy.shape[1:3] != out:
+        raise ValueError(f"{fn}: dy must be (B, OH, OW, F) with (OH, OW) = {out}; got shape "
+                         f"{dy.shape}")
+    f = _core.conv2d_backward_ref if _ref else _core.conv2d_backward
+    return f(dy, x, kernel, y, z, s, pads, d, int(groups), name, bool(need_dx))
+
+
+# --------------------------------------------------------------------------------------------
+# ---- windowed pooling (MaxPooling2D / AveragePooling2D; the 1-D layers pass H = 1)
+# padding "valid" or "same" as in conv_geometry; the padding is never read (max ignores it,
+# average divides by the number of in-image positions, as Keras).
+
+def _pool_setup(shape_hw, pool_size, strides, padding, fn):
+    p = _pair(pool_size, "pool_size", fn)
+    s = p if strides is None else _pair(strides, "strides", fn)
+    if padding not in ("valid", "same"):
+        raise ValueError(f"{fn}: padding must be 'valid' or 'same'; got {padding!r}")
+    oh, pt = conv_geometry(shape_hw[0], p[0], s[0], 1, padding, fn)
+    ow, pl = conv_geometry(shape_hw[1], p[1], s[1], 1, padding, fn)
+    return p, s, (pt, pl), (oh, ow)
+
+
+def _x4(x, name, fn):
+    x = _contiguous(_float_array(x, name, fn))
+    if x.ndim != 4:
+        raise ValueError(f"{fn}: {name} must be (B, H, W, C); got shape {x.shape}")
+    return x
+
+
+def max_pool2d_forward(x, pool_size, strides=None, padding="valid", return_argmax=False):
+    """Max over pool_size windows of x (B, H, W, C) (strides default to pool_size) -> y, or
+    (y, argmax) with argmax (B, OH, OW, C) int64 = ih * W + iw of the first max (keep it only
+    for training: max_pool2d_backward needs it)."""
+    fn = "max_pool2d_forward"
+    x = _x4(x, "x", fn)
+    p, s, pads, out = _pool_setup(x.shape[1:3], pool_size, strides, padding, fn)
+    return _core.max_pool2d_forward(x, p, s, pads, out, bool(return_argmax))
+
+
+def max_pool2d_backward(dy, argmax, input_hw, pool_size, strides=None, padding="valid"):
+    """Gradient of max_pool2d_forward: dy (B, OH, OW, C) routed to argmax -> dx (B, H, W, C)."""
+    fn = "max_pool2d_backward"
+    dy = _x4(dy, "dy", fn)
+    argmax = np.asarray(argmax)
+    if argmax.dtype.kind not in "iu":
+        raise TypeError(f"{fn}: argmax must be an integer array; got {argmax.dtype}")
+    argmax = np.ascontiguousarray(argmax, dtype=np.int64)
+    p, s, pads, out = _pool_setup(tuple(input_hw), pool_size, strides, padding, fn)
+    if dy.shape[1:3] != out:
+        raise ValueError(f"{fn}: dy must be (B, OH, OW, C) with (OH, OW) = {out}; got {dy.shape}")
+    return _core.max_pool2d_backward(dy, argmax, tuple(input_hw), p, s, pads)
+
+
+def avg_pool2d_forward(x, pool_size, strides=None, padding="valid"):
+    """Mean over the in-image part of each pool_size window of x (B, H, W, C) -> y."""
+    fn = "avg_pool2d_forward"
+    x = _x4(x, "x", fn)
+    p, s, pads, out = _pool_setup(x.shape[1:3], pool_size, strides, padding, fn)
+    return _core.avg_pool2d_forward(x, p, s, pads, out)
+
+
+def avg_pool2d_backward(dy, input_hw, pool_size, strides=None, padding="valid"):
+    """Gradient of avg_pool2d_forward -> dx (B, H, W, C)."""
+    fn = "avg_pool2d_backward"
+    dy = _x4(dy, "dy", fn)
+    p, s, pads, out = _pool_setup(tuple(input_hw), pool_size, strides, padding, fn)
+    if dy.shape[1:3] != out:
+        raise ValueError(f"{fn}: dy must be (B, OH, OW, C) with (OH, OW) = {out}; got {dy.shape}")
+    return _core.avg_pool2d_backward(dy, tuple(input_hw), p, s, pads)
+
+
 # Once per process: a SIMD path that disagrees with the portable one never computes anything.
 if os.environ.get("NANONET_SELF_CHECK", "1") != "0":
     self_check()

@@ -681,3 +681,149 @@ def embedding_per_example_sq_norms(ids, dy):
 def lstm_backward_dz(dy, cache, dh_n=None, dc_n=None, need_dx=True):
     dx, _, _, _, dh, dc, dzs = _lstm_backward(dy, cache, dh_n, dc_n, need_dx)
     return dx, np.stack(dzs), dh, dc
+
+
+# --------------------------------------------------------------------------------------------
+# ---- conv
+# Explicit zero padding, then one einsum per kernel tap and group.
+
+def _pair(v):
+    return (int(v), int(v)) if np.ndim(v) == 0 else (int(v[0]), int(v[1]))
+
+
+def _axis_geometry(size, window, stride, dilation, padding):
+    """(out, pad_before, pad_after) along one axis (Keras's rules)."""
+    span = dilation * (window - 1) + 1
+    if padding == "valid":
+        if size < span:
+            raise ValueError(f"window {span} larger than input {size} with padding='valid'")
+        return (size - span) // stride + 1, 0, 0
+    if padding == "causal":
+        return (size + span - 1 - span) // stride + 1, span - 1, 0
+    out = -(-size // stride)
+    total = max((out - 1) * stride + span - size, 0)
+    return out, total // 2, total - total // 2
+
+
+def _conv_setup(x, kernel, strides, padding, dilation_rate):
+    x, kernel = np.asarray(x), np.asarray(kernel)
+    s, d = _pair(strides), _pair(dilation_rate)
+    KH, KW = kernel.shape[:2]
+    oh, pt, pb = _axis_geometry(x.shape[1], KH, s[0], d[0],
+                                "valid" if padding == "causal" else padding)
+    ow, pl, pr = _axis_geometry(x.shape[2], KW, s[1], d[1], padding)
+    xp = np.pad(x, ((0, 0), (pt, pb), (pl, pr), (0, 0)))
+    return x, kernel, s, d, xp, (oh, ow), (pt, pl)
+
+
+def _tap(a, kh, kw, s, d, out):
+    """The (B, OH, OW, C) slice of padded input a that kernel tap (kh, kw) multiplies."""
+    h0, w0 = kh * d[0], kw * d[1]
+    return a[:, h0:h0 + s[0] * (out[0] - 1) + 1:s[0], w0:w0 + s[1] * (out[1] - 1) + 1:s[1], :]
+
+
+def conv2d_forward(x, kernel, bias=None, strides=1, padding="valid", dilation_rate=1, groups=1,
+                   activation="linear"):
+    x, kernel, s, d, xp, out, _ = _conv_setup(x, kernel, strides, padding, dilation_rate)
+    KH, KW, Cg, F = kernel.shape
+    Fg = F // groups
+    z = np.zeros((x.shape[0],) + out + (F,), np.result_type(x, kernel))
+    for kh in range(KH):
+        for kw in range(KW):
+            t = _tap(xp, kh, kw, s, d, out)
+            for g in range(groups):
+                z[..., g * Fg:(g + 1) * Fg] += t[..., g * Cg:(g + 1) * Cg] @ \
+                    kernel[kh, kw, :, g * Fg:(g + 1) * Fg]
+    if bias is not None:
+        z = z + bias
+    return activation_forward(z, activation)
+
+
+def conv2d_backward(dy, x, kernel, y, strides=1, padding="valid", dilation_rate=1, groups=1,
+                    activation="linear", need_dx=True, z=None):
+    """(dx or None, dkernel, dbias) of conv2d_forward."""
+    x, kernel, s, d, xp, out, (pt, pl) = _conv_setup(x, kernel, strides, padding, dilation_rate)
+    a = _act_name(activation, "conv2d_backward")
+    dz = np.asarray(dy) if a == "linear" else activation_backward(dy, y, a, z)
+    KH, KW, Cg, F = kernel.shape
+    Fg = F // groups
+    dk = np.zeros_like(kernel)
+    dxp = np.zeros_like(xp)
+    for kh in range(KH):
+        for kw in range(KW):
+            t = _tap(xp, kh, kw, s, d, out)
+            dt = _tap(dxp, kh, kw, s, d, out)  # a view: += writes into dxp
+            for g in range(groups):
+                cs, fs = slice(g * Cg, (g + 1) * Cg), slice(g * Fg, (g + 1) * Fg)
+                dk[kh, kw, :, fs] = np.einsum("bhwc,bhwf->cf", t[..., cs], dz[..., fs])
+                dt[..., cs] += dz[..., fs] @ kernel[kh, kw, :, fs].T
+    H, W = x.shape[1:3]
+    dx = dxp[:, pt:pt + H, pl:pl + W, :] if need_dx else None
+    return dx, dk, dz.sum(axis=(0, 1, 2))
+
+
+# --------------------------------------------------------------------------------------------
+# ---- windowed pooling
+
+def _pool_windows(x, pool_size, strides, padding):
+    """(windows (B, OH, OW, PH*PW, C), valid (OH, OW, PH*PW), flat index ih*W+iw of each
+    window position (OH, OW, PH*PW))."""
+    x = np.asarray(x)
+    p = _pair(pool_size)
+    s = p if strides is None else _pair(strides)
+    B, H, W, C = x.shape
+    oh, pt, _ = _axis_geometry(H, p[0], s[0], 1, padding)
+    ow, pl, _ = _axis_geometry(W, p[1], s[1], 1, padding)
+    ih = (np.arange(oh) * s[0] - pt)[:, None] + np.arange(p[0])[None, :]      # (OH, PH)
+    iw = (np.arange(ow) * s[1] - pl)[:, None] + np.arange(p[1])[None, :]      # (OW, PW)
+    IH = np.broadcast_to(ih[:, None, :, None], (oh, ow, p[0], p[1])).reshape(oh, ow, -1)
+    IW = np.broadcast_to(iw[None, :, None, :], (oh, ow, p[0], p[1])).reshape(oh, ow, -1)
+    valid = (IH >= 0) & (IH < H) & (IW >= 0) & (IW < W)
+    win = x[:, np.clip(IH, 0, H - 1), np.clip(IW, 0, W - 1), :]               # (B,OH,OW,P,C)
+    return win, valid, IH * W + IW
+
+
+def max_pool2d_forward(x, pool_size, strides=None, padding="valid", return_argmax=False):
+    win, valid, flat = _pool_windows(x, pool_size, strides, padding)
+    w = np.where(valid[None, :, :, :, None], win, -np.inf)
+    k = np.argmax(w, axis=3)                                                  # first max
+    y = np.take_along_axis(win, k[:, :, :, None, :], axis=3)[:, :, :, 0, :]
+    if not return_argmax:
+        return y
+    am = np.take_along_axis(np.broadcast_to(flat[None, :, :, :, None], win.shape),
+                            k[:, :, :, None, :], axis=3)[:, :, :, 0, :]
+    return y, am.astype(np.int64)
+
+
+def max_pool2d_backward(dy, argmax, input_hw, pool_size, strides=None, padding="valid"):
+    dy, argmax = np.asarray(dy), np.asarray(argmax)
+    B, _, _, C = dy.shape
+    H, W = input_hw
+    dx = np.zeros((B, H * W, C), dy.dtype)
+    b = np.arange(B)[:, None, None, None]
+    c = np.arange(C)[None, None, None, :]
+    np.add.at(dx, (np.broadcast_to(b, dy.shape), argmax, np.broadcast_to(c, dy.shape)), dy)
+    return dx.reshape(B, H, W, C)
+
+
+def avg_pool2d_forward(x, pool_size, strides=None, padding="valid"):
+    win, valid, _ = _pool_windows(x, pool_size, strides, padding)
+    v = valid[None, :, :, :, None]
+    return (np.where(v, win, 0).sum(axis=3) / valid.sum(axis=2)[None, :, :, None]).astype(
+        win.dtype)
+
+
+def avg_pool2d_backward(dy, input_hw, pool_size, strides=None, padding="valid"):
+    dy = np.asarray(dy)
+    B, _, _, C = dy.shape
+    H, W = input_hw
+    x0 = np.zeros((B, H, W, C), dy.dtype)
+    _, valid, flat = _pool_windows(x0, pool_size, strides, padding)
+    share = dy[:, :, :, None, :] / valid.sum(axis=2)[None, :, :, None, None]   # (B,OH,OW,1,C)
+    share = np.where(valid[None, :, :, :, None], share, 0)
+    dx = np.zeros((B, H * W, C), dy.dtype)
+    idx = np.broadcast_to(np.where(valid, flat, 0)[None, :, :, :, None], share.shape)
+    b = np.broadcast_to(np.arange(B)[:, None, None, None, None], share.shape)
+    c = np.broadcast_to(np.arange(C)[None, None, None, None, :], share.shape)
+    np.add.at(dx, (b, idx, c), share)
+    return dx.reshape(B, H, W, C)

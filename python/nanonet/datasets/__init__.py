@@ -245,3 +245,83 @@ def load_rotten_tomatoes():
                 texts.append(row["text"].strip())
                 labels.append(1 if category == "fresh" else 0)
     return texts, np.asarray(labels, dtype=np.int64), ["rotten", "fresh"]
+
+
+# -- fashion-mnist --------------------------------------------------------------------------
+
+FASHION_MNIST_DIR = "/usr/share/datasets/fashion-mnist"
+FASHION_MNIST_HINT = ("install Debian's package with `apt-get install dataset-fashion-mnist` "
+                      "(or pass path= a folder holding the four gzipped IDX files)")
+_FASHION_FILES = (("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz", 60000),
+                  ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz", 10000))
+FASHION_MNIST_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal",
+                         "Shirt", "Sneaker", "Bag", "Ankle boot")
+
+__all__ += ["load_fashion_mnist", "read_idx", "FASHION_MNIST_CLASSES"]
+
+
+def read_idx(path, ndim=None, count=None):
+    """An IDX file (LeCun's MNIST format; gzipped when the name ends in .gz) as a uint8 array.
+
+    Header: two zero bytes, the type byte 0x08 (unsigned byte), the number of dimensions, then
+    one big-endian uint32 per dimension. ValueError, naming the file, for a wrong magic number,
+    an unexpected rank or first dimension (``ndim``, ``count``), and a truncated or over-long
+    body.
+    """
+    path = os.fspath(path)
+    opener = gzip.open if path.endswith(".gz") else open
+    try:
+        with opener(path, "rb") as f:
+            data = f.read()
+    except (OSError, EOFError) as e:  # a corrupt gzip stream included
+        raise ValueError(f"read_idx: cannot read {path!r}: {e}") from None
+    if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] != 0x08:
+        raise ValueError(f"read_idx: {path!r} is not an unsigned-byte IDX file (magic number "
+                         f"{data[:4].hex() or 'missing'}; expected 0000 08 nn)")
+    nd = data[3]
+    if ndim is not None and nd != ndim:
+        raise ValueError(f"read_idx: {path!r} holds a {nd}-D array; expected {ndim}-D")
+    header = 4 + 4 * nd
+    if len(data) < header:
+        raise ValueError(f"read_idx: {path!r} is truncated inside its header")
+    dims = tuple(int.from_bytes(data[4 + 4 * i:8 + 4 * i], "big") for i in range(nd))
+    if count is not None and (not dims or dims[0] != count):
+        raise ValueError(f"read_idx: {path!r} holds {dims[0] if dims else 0} items; expected "
+                         f"{count}")
+    size = int(np.prod(dims, dtype=np.int64))
+    if len(data) - header != size:
+        what = "truncated" if len(data) - header < size else "longer than its header says"
+        raise ValueError(f"read_idx: {path!r} is {what}: {len(data) - header} bytes of data for "
+                         f"shape {dims} ({size} bytes)")
+    return np.frombuffer(data, np.uint8, offset=header).reshape(dims).copy()
+
+
+def load_fashion_mnist(path=None):
+    """Fashion-MNIST (Zalando, Xiao et al. 2017): 28x28 grey-scale images of 10 kinds of
+    clothing (``FASHION_MNIST_CLASSES``), 60,000 for training and 10,000 for testing, read
+    from the gzipped IDX files of Debian's ``dataset-fashion-mnist`` package
+    (/usr/share/datasets/fashion-mnist) or the folder ``path``.
+
+    Returns ``((x_train, y_train), (x_test, y_test))`` as
+    ``keras.datasets.fashion_mnist.load_data()`` does: x uint8 (N, 28, 28) in [0, 255], y uint8
+    (N,) labels 0-9. FileNotFoundError naming the install command when the files are absent;
+    ValueError for a corrupt file.
+    """
+    folder = FASHION_MNIST_DIR if path is None else os.fspath(path)
+    out = []
+    for images, labels, n in _FASHION_FILES:
+        files = [os.path.join(folder, images), os.path.join(folder, labels)]
+        for f in files:
+            if not os.path.isfile(f):
+                raise FileNotFoundError(f"load_fashion_mnist: {f} not found; "
+                                        f"{FASHION_MNIST_HINT}")
+        x = read_idx(files[0], ndim=3, count=n)
+        if x.shape[1:] != (28, 28):
+            raise ValueError(f"load_fashion_mnist: {files[0]!r} holds images of shape "
+                             f"{x.shape[1:]}; expected (28, 28)")
+        y = read_idx(files[1], ndim=1, count=n)
+        if y.max(initial=0) > 9:
+            raise ValueError(f"load_fashion_mnist: {files[1]!r} holds label {int(y.max())}; "
+                             "expected 0-9")
+        out.append((x, y))
+    return tuple(out)

@@ -16,6 +16,14 @@ from .merging import (Add, Average, Concatenate, Dot, Maximum, Minimum, Multiply
 from .node import SymbolicTensor
 from .attention import AdditiveAttention, Attention, MultiHeadAttention
 from .preprocessing import IntegerLookup, StringLookup, TextVectorization
+from .convolutional import (Conv1D, Conv2D, Convolution1D, Convolution2D, DepthwiseConv2D,
+                            SeparableConv2D)
+from .pooling import (AveragePooling1D, AveragePooling2D, AvgPool1D, AvgPool2D,
+                      GlobalAveragePooling2D, GlobalAvgPool2D, GlobalMaxPool2D,
+                      GlobalMaxPooling2D, MaxPool1D, MaxPool2D, MaxPooling1D, MaxPooling2D)
+from .reshaping import Cropping2D, UpSampling2D, ZeroPadding2D
+from .image_preprocessing import (RandomContrast, RandomCrop, RandomFlip, RandomRotation,
+                                  RandomTranslation, RandomZoom, Rescaling, Resizing)
 
 __all__ = ["Layer", "Dense", "Activation", "Dropout", "Flatten", "InputLayer", "Input",
            "serialize", "deserialize"]
@@ -29,6 +37,12 @@ __all__ += ["Add", "Subtract", "Multiply", "Average", "Maximum", "Minimum", "Con
 __all__ += ["MultiHeadAttention", "Attention", "AdditiveAttention", "PositionEmbedding",
             "TokenAndPositionEmbedding"]
 __all__ += ["TextVectorization", "StringLookup", "IntegerLookup"]
+__all__ += ["Conv1D", "Conv2D", "Convolution1D", "Convolution2D", "DepthwiseConv2D",
+            "SeparableConv2D", "MaxPooling1D", "MaxPooling2D", "AveragePooling1D",
+            "AveragePooling2D", "MaxPool1D", "MaxPool2D", "AvgPool1D", "AvgPool2D",
+            "GlobalAveragePooling2D", "GlobalMaxPooling2D", "GlobalAvgPool2D", "GlobalMaxPool2D",
+            "ZeroPadding2D", "Cropping2D", "UpSampling2D", "Rescaling", "Resizing", "RandomFlip",
+            "RandomRotation", "RandomZoom", "RandomTranslation", "RandomContrast", "RandomCrop"]
 
 
 def serialize(layer):

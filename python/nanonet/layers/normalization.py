@@ -1,6 +1,7 @@
 """Normalization layers with Keras 3 names and defaults: BatchNormalization, LayerNormalization.
 
-Both normalize over the last axis (features F) of (B, F) or (B, T, F) input (``axis=-1``, the
+Both normalize over the last axis (features F, the channels of (B, H, W, C) images) of (B, F),
+(B, T, F) or (B, H, W, C) input (``axis=-1``, the
 only axis supported). Kernels: ``nanonet.ops.batch_norm_forward/backward`` and
 ``layer_norm_forward/backward``.
 """

@@ -154,3 +154,198 @@ class GlobalMaxPooling1D(_GlobalPooling1D):
 
 GlobalAvgPool1D = GlobalAveragePooling1D
 GlobalMaxPool1D = GlobalMaxPooling1D
+
+
+# ---------------------------------------------------------------------------------------------
+# Windowed pooling (MaxPooling1D / 2D, AveragePooling1D / 2D) and global pooling over images.
+# Keras 3 arguments: pool_size (2 / (2, 2)), strides=None (= pool_size), padding="valid" |
+# "same", data_format=None (channels_last only). Average pooling with "same" divides by the
+# number of in-image positions (the padding does not count), as Keras. Like Keras, windowed
+# pooling does not use or pass on a mask. Kernels: nanonet.ops.max_pool2d_* / avg_pool2d_*; the
+# 1-D layers run them with H = 1. Max pooling keeps its argmax indices only when training.
+
+from .convolutional import check_data_format, check_padding, normalize_tuple, out_size  # noqa: E402
+
+__all__ += ["MaxPooling1D", "MaxPooling2D", "AveragePooling1D", "AveragePooling2D",
+            "MaxPool1D", "MaxPool2D", "AvgPool1D", "AvgPool2D", "GlobalAveragePooling2D",
+            "GlobalMaxPooling2D", "GlobalAvgPool2D", "GlobalMaxPool2D"]
+
+
+class _Pooling(Layer):
+    rank = 2
+
+    def __init__(self, pool_size=2, strides=None, padding="valid", data_format=None, **kwargs):
+        super().__init__(**kwargs)
+        cls = type(self).__name__
+        self.pool_size = normalize_tuple(pool_size, self.rank, "pool_size", cls)
+        self.strides = (self.pool_size if strides is None else
+                        normalize_tuple(strides, self.rank, "strides", cls))
+        self.padding = check_padding(padding, ("valid", "same"), cls)
+        self.data_format = check_data_format(data_format, cls)
+
+    def _check_rank(self, shape):
+        if len(shape) != self.rank + 2:
+            what = "(batch, steps, channels)" if self.rank == 1 else \
+                "(batch, height, width, channels)"
+            raise ValueError(f"{type(self).__name__} {self.name!r}: input must be "
+                             f"{self.rank + 2}-D {what}; got shape {tuple(shape)}")
+
+    def compute_output_shape(self, input_shape):
+        input_shape = tuple(input_shape)
+        self._check_rank(input_shape)
+        spatial = tuple(out_size(n, k, s, 1, self.padding) for n, k, s in
+                        zip(input_shape[1:-1], self.pool_size, self.strides))
+        return (input_shape[0],) + spatial + (input_shape[-1],)
+
+    def compute_mask(self, x, mask=None):
+        return None
+
+    def _nhwc(self, x):
+        x = np.asarray(x)
+        x = x if x.dtype == self.dtype else self._float_input(x)
+        self._check_rank(x.shape)
+        if self.padding == "valid" and any(n < k for n, k in zip(x.shape[1:-1], self.pool_size)):
+            raise ValueError(f"{type(self).__name__} {self.name!r}: pool_size {self.pool_size} "
+                             f"is larger than the input {x.shape[1:-1]} with padding='valid'")
+        return x if self.rank == 2 else x[:, None]
+
+    def _geometry(self):
+        if self.rank == 2:
+            return self.pool_size, self.strides
+        return (1,) + self.pool_size, (1,) + self.strides
+
+    def _out(self, y):
+        return y if self.rank == 2 else y[:, 0]
+
+    def _dy(self, dy, shape):
+        dy = np.ascontiguousarray(dy, dtype=self.dtype)
+        dy4 = dy if self.rank == 2 else dy[:, None]
+        if dy4.shape != shape:
+            raise ValueError(f"{type(self).__name__} {self.name!r}: dy must have the output's "
+                             f"shape {self._out(np.empty(shape)).shape}; got {dy.shape}")
+        return dy4
+
+    def get_config(self):
+        return {**super().get_config(), "pool_size": self.pool_size, "strides": self.strides,
+                "padding": self.padding, "data_format": self.data_format}
+
+
+class MaxPooling2D(_Pooling):
+    """Max over pool_size windows of (B, H, W, C); the gradient goes to the first max."""
+    rank = 2
+
+    def forward(self, x, training=False, mask=None):
+        x4 = self._nhwc(x)
+        p, s = self._geometry()
+        if not training:
+            return self._out(ops.max_pool2d_forward(x4, p, s, self.padding)), None
+        y, argmax = ops.max_pool2d_forward(x4, p, s, self.padding, return_argmax=True)
+        return self._out(y), (x4.shape[1:3], argmax)
+
+    def backprop(self, ctx, dy, need_dx=True):
+        hw, argmax = ctx
+        p, s = self._geometry()
+        dx = ops.max_pool2d_backward(self._dy(dy, argmax.shape), argmax, hw, p, s, self.padding)
+        return self._out(dx), []
+
+
+class AveragePooling2D(_Pooling):
+    """Mean over pool_size windows of (B, H, W, C) (the in-image part with "same")."""
+    rank = 2
+
+    def forward(self, x, training=False, mask=None):
+        x4 = self._nhwc(x)
+        p, s = self._geometry()
+        y = ops.avg_pool2d_forward(x4, p, s, self.padding)
+        return self._out(y), ((x4.shape[1:3], y.shape) if training else None)
+
+    def backprop(self, ctx, dy, need_dx=True):
+        hw, shape = ctx
+        p, s = self._geometry()
+        return self._out(ops.avg_pool2d_backward(self._dy(dy, shape), hw, p, s,
+                                                 self.padding)), []
+
+
+class MaxPooling1D(MaxPooling2D):
+    """Max over pool_size steps of (B, T, C)."""
+    rank = 1
+
+
+class AveragePooling1D(AveragePooling2D):
+    """Mean over pool_size steps of (B, T, C)."""
+    rank = 1
+
+
+class _GlobalPooling2D(Layer):
+    def __init__(self, data_format=None, keepdims=False, **kwargs):
+        super().__init__(**kwargs)
+        cls = type(self).__name__
+        self.data_format = check_data_format(data_format, cls)
+        if not isinstance(keepdims, (bool, np.bool_)):
+            raise ValueError(f"{cls}: keepdims must be True or False; got {keepdims!r}")
+        self.keepdims = bool(keepdims)
+
+    def compute_output_shape(self, input_shape):
+        input_shape = tuple(input_shape)
+        if len(input_shape) != 4:
+            raise ValueError(f"{type(self).__name__} {self.name!r}: input must be 4-D (batch, "
+                             f"height, width, channels); got shape {input_shape}")
+        B, C = input_shape[0], input_shape[-1]
+        return (B, 1, 1, C) if self.keepdims else (B, C)
+
+    def compute_mask(self, x, mask=None):
+        return None
+
+    def _btc(self, x):
+        x = np.asarray(x)
+        x = x if x.dtype == self.dtype else self._float_input(x)
+        self.compute_output_shape(x.shape)
+        B, H, W, C = x.shape
+        return np.ascontiguousarray(x).reshape(B, H * W, C)
+
+    def _out(self, y):
+        return y[:, None, None, :] if self.keepdims else y
+
+    def _dy(self, dy, B, C):
+        dy = np.asarray(dy)
+        want = (B, 1, 1, C) if self.keepdims else (B, C)
+        if dy.shape != want:
+            raise ValueError(f"{type(self).__name__} {self.name!r}: dy must have the output's "
+                             f"shape {want}; got {dy.shape}")
+        return np.ascontiguousarray(dy.reshape(B, C), dtype=self.dtype)
+
+    def get_config(self):
+        return {**super().get_config(), "data_format": self.data_format,
+                "keepdims": self.keepdims}
+
+
+class GlobalAveragePooling2D(_GlobalPooling2D):
+    """Mean over height and width: (B, H, W, C) -> (B, C)."""
+
+    def forward(self, x, training=False, mask=None):
+        shape = np.shape(x)
+        y = ops.global_avg_pool1d_forward(self._btc(x))
+        return self._out(y), (shape if training else None)
+
+    def backprop(self, shape, dy, need_dx=True):
+        B, H, W, C = shape
+        return ops.global_avg_pool1d_backward(self._dy(dy, B, C), H * W).reshape(shape), []
+
+
+class GlobalMaxPooling2D(_GlobalPooling2D):
+    """Max over height and width: (B, H, W, C) -> (B, C); the gradient goes to the first max."""
+
+    def forward(self, x, training=False, mask=None):
+        shape = np.shape(x)
+        y, argmax = ops.global_max_pool1d_forward(self._btc(x))
+        return self._out(y), ((shape, argmax) if training else None)
+
+    def backprop(self, ctx, dy, need_dx=True):
+        (B, H, W, C), argmax = ctx
+        dx = ops.global_max_pool1d_backward(self._dy(dy, B, C), argmax, H * W)
+        return dx.reshape(B, H, W, C), []
+
+
+MaxPool1D, MaxPool2D = MaxPooling1D, MaxPooling2D
+AvgPool1D, AvgPool2D = AveragePooling1D, AveragePooling2D
+GlobalAvgPool2D, GlobalMaxPool2D = GlobalAveragePooling2D, GlobalMaxPooling2D

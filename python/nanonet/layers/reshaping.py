@@ -94,3 +94,142 @@ class Reshape(Layer):
 
     def __repr__(self):
         return f"<Reshape name={self.name!r}, target_shape={self.target_shape}>"
+
+
+# ---------------------------------------------------------------------------------------------
+# Image reshaping (channels_last (B, H, W, C)): ZeroPadding2D, Cropping2D, UpSampling2D.
+
+def _two_pairs(value, name, cls):
+    """int, (a, b) or ((top, bottom), (left, right)) -> ((top, bottom), (left, right))."""
+    from .convolutional import normalize_tuple
+    if isinstance(value, numbers.Integral) and not isinstance(value, bool):
+        value = (value, value)
+    try:
+        value = tuple(value)
+    except TypeError:
+        raise ValueError(f"{cls}: {name} must be an int, a pair of ints or a pair of pairs; got "
+                         f"{value!r}") from None
+    if len(value) != 2:
+        raise ValueError(f"{cls}: {name} must be an int, a pair of ints or a pair of pairs; got "
+                         f"{value!r}")
+    return tuple(normalize_tuple(v, 2, name, cls, allow_zero=True) for v in value)
+
+
+def _check_image(shape, layer):
+    if len(shape) != 4:
+        raise ValueError(f"{type(layer).__name__} {layer.name!r}: input must be 4-D (batch, "
+                         f"height, width, channels); got shape {tuple(shape)}")
+
+
+class _Image2D(Layer):
+    def __init__(self, data_format=None, **kwargs):
+        from .convolutional import check_data_format
+        super().__init__(**kwargs)
+        self.data_format = check_data_format(data_format, type(self).__name__)
+
+    def _input(self, x):
+        x = np.asarray(x)
+        _check_image(x.shape, self)
+        return x
+
+    def get_config(self):
+        return {**super().get_config(), "data_format": self.data_format}
+
+
+class ZeroPadding2D(_Image2D):
+    """Zero rows above / below and columns left / right: padding int, (rows, cols) or
+    ((top, bottom), (left, right)); default (1, 1)."""
+
+    def __init__(self, padding=(1, 1), data_format=None, **kwargs):
+        super().__init__(data_format, **kwargs)
+        self.padding = _two_pairs(padding, "padding", "ZeroPadding2D")
+
+    def compute_output_shape(self, input_shape):
+        _check_image(input_shape, self)
+        (t, b), (l, r) = self.padding
+        B, H, W, C = input_shape
+        return (B, None if H is None else H + t + b, None if W is None else W + l + r, C)
+
+    def forward(self, x, training=False, mask=None):
+        x = self._input(x)
+        (t, b), (l, r) = self.padding
+        y = np.pad(x, ((0, 0), (t, b), (l, r), (0, 0)))
+        return y, (x.shape if training else None)
+
+    def backprop(self, shape, dy, need_dx=True):
+        (t, _), (l, _) = self.padding
+        return np.asarray(dy)[:, t:t + shape[1], l:l + shape[2], :], []
+
+    def get_config(self):
+        return {**super().get_config(), "padding": self.padding}
+
+
+class Cropping2D(_Image2D):
+    """Drop rows at the top / bottom and columns at the left / right: cropping int,
+    (rows, cols) or ((top, bottom), (left, right)); default ((0, 0), (0, 0))."""
+
+    def __init__(self, cropping=((0, 0), (0, 0)), data_format=None, **kwargs):
+        super().__init__(data_format, **kwargs)
+        self.cropping = _two_pairs(cropping, "cropping", "Cropping2D")
+
+    def compute_output_shape(self, input_shape):
+        _check_image(input_shape, self)
+        (t, b), (l, r) = self.cropping
+        B, H, W, C = input_shape
+        for n, a, z, axis in ((H, t, b, "height"), (W, l, r, "width")):
+            if n is not None and a + z >= n:
+                raise ValueError(f"Cropping2D {self.name!r}: cropping {self.cropping} leaves "
+                                 f"nothing of {axis} {n}")
+        return (B, None if H is None else H - t - b, None if W is None else W - l - r, C)
+
+    def forward(self, x, training=False, mask=None):
+        x = self._input(x)
+        self.compute_output_shape(x.shape)
+        (t, b), (l, r) = self.cropping
+        y = x[:, t:x.shape[1] - b, l:x.shape[2] - r, :]
+        return y, (x.shape if training else None)
+
+    def backprop(self, shape, dy, need_dx=True):
+        (t, b), (l, r) = self.cropping
+        dx = np.zeros(shape, np.asarray(dy).dtype)
+        dx[:, t:shape[1] - b, l:shape[2] - r, :] = dy
+        return dx, []
+
+    def get_config(self):
+        return {**super().get_config(), "cropping": self.cropping}
+
+
+class UpSampling2D(_Image2D):
+    """Repeat rows size[0] times and columns size[1] times (interpolation="nearest", Keras's
+    default; the only one supported)."""
+
+    def __init__(self, size=(2, 2), data_format=None, interpolation="nearest", **kwargs):
+        from .convolutional import normalize_tuple
+        super().__init__(data_format, **kwargs)
+        self.size = normalize_tuple(size, 2, "size", "UpSampling2D")
+        if interpolation != "nearest":
+            raise ValueError(f"UpSampling2D: interpolation must be 'nearest' (the only mode "
+                             f"supported); got {interpolation!r}")
+        self.interpolation = interpolation
+
+    def compute_output_shape(self, input_shape):
+        _check_image(input_shape, self)
+        B, H, W, C = input_shape
+        return (B, None if H is None else H * self.size[0],
+                None if W is None else W * self.size[1], C)
+
+    def forward(self, x, training=False, mask=None):
+        x = self._input(x)
+        y = np.repeat(np.repeat(x, self.size[0], axis=1), self.size[1], axis=2)
+        return y, (x.shape if training else None)
+
+    def backprop(self, shape, dy, need_dx=True):
+        B, H, W, C = shape
+        sh, sw = self.size
+        return np.asarray(dy).reshape(B, H, sh, W, sw, C).sum(axis=(2, 4)), []
+
+    def get_config(self):
+        return {**super().get_config(), "size": self.size, "interpolation": self.interpolation}
+
+
+__all__ += ["ZeroPadding2D", "Cropping2D", "UpSampling2D"]
