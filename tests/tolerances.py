@@ -20,6 +20,8 @@ TOL = {
         # attention: relative to max|want| + 1 against a float64 reference; sums of Tk products
         # in float32 and vm::exp (a few ulp), the backward through two chained products.
         "attention": 2e-5,
+        # gru / simple_rnn: as lstm (the same compounding over steps and T * B sums).
+        "gru": 2e-5,
     },
     "float64": {
         "gemm": 1e-14,
@@ -33,5 +35,6 @@ TOL = {
         "lstm": 1e-12,        # relative to max|want| + 1
         "graph": 1e-12,
         "attention": 1e-12,   # relative to max|want| + 1
+        "gru": 1e-12,         # relative to max|want| + 1
     },
 }

@@ -139,5 +139,6 @@ void register_lstm(pybind11::module_& m);
 void register_normalization(pybind11::module_& m);
 void register_pooling(pybind11::module_& m);
 void register_attention(pybind11::module_& m);
+void register_gru(pybind11::module_& m);
 
 }  // namespace nanonet

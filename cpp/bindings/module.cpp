@@ -14,4 +14,5 @@ PYBIND11_MODULE(_core, m) {
   nanonet::register_normalization(m);
   nanonet::register_pooling(m);
   nanonet::register_attention(m);
+  nanonet::register_gru(m);
 }
