@@ -6,7 +6,7 @@ from __future__ import annotations
 from .base import Layer, get_registered
 from .core import Activation, Dense, Dropout, Flatten, Input, InputLayer
 from .embedding import Embedding
-from .recurrent import LSTM, Masking
+from .recurrent import GRU, LSTM, Bidirectional, Masking, SimpleRNN
 from .normalization import BatchNormalization, LayerNormalization
 from .pooling import GlobalAveragePooling1D, GlobalAvgPool1D, GlobalMaxPool1D, GlobalMaxPooling1D
 from .reshaping import Reshape
@@ -26,6 +26,7 @@ __all__ += ["Add", "Subtract", "Multiply", "Average", "Maximum", "Minimum", "Con
             "add", "subtract", "multiply", "average", "maximum", "minimum", "concatenate", "dot",
             "SymbolicTensor"]
 __all__ += ["MultiHeadAttention"]
+__all__ += ["GRU", "SimpleRNN", "Bidirectional"]
 
 
 def serialize(layer):
