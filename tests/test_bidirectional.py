@@ -323,3 +323,17 @@ def test_matches_keras_bidirectional_gru():
     simple.set_weights(mine.get_weights())
     np.testing.assert_allclose(mine(x), keras.ops.convert_to_numpy(simple(x)),
                                atol=TOL["float32"]["gru"] * 10)
+
+
+def test_demo_bigru_builder_trains():
+    from nanonet.demo import MODELS
+    nn.set_seed(1)
+    model = MODELS["bigru"](30, 3, 8)
+    rng = np.random.default_rng(8)
+    ids = rng.integers(1, 30, size=(40, 6))
+    ids[:10, :3] = 0  # pre-padding, as pad_sequences makes it
+    y = np.eye(3, dtype=np.float32)[ids[:, -1] % 3]
+    history = model.fit(ids, y, epochs=6, batch_size=8, verbose=0)
+    assert history.history["loss"][-1] < history.history["loss"][0]
+    assert [type(layer).__name__ for layer in model.layers] == [
+        "Embedding", "Bidirectional", "Bidirectional", "Dense"]
