@@ -1,12 +1,16 @@
 """Recurrent layers: LSTM, GRU and SimpleRNN over whole sequences (one C++ call forward, one
 backward), Bidirectional, and Masking.
 
-Weight layout (Keras's): kernel (I, 4H), recurrent_kernel (H, 4H), bias (4H,), gate order
-i, f, c, o. Equations, caches and threading: cpp/nanonet/lstm.hpp.
+Weight layouts (Keras's): LSTM kernel (I, 4H), recurrent_kernel (H, 4H), bias (4H,), gate order
+i, f, c, o (cpp/nanonet/lstm.hpp); GRU kernel (I, 3H), recurrent_kernel (H, 3H), gate order
+z, r, h, bias (2, 3H) with reset_after=True (Keras's default) else (3H,); SimpleRNN kernel
+(I, H), recurrent_kernel (H, H), bias (H,) (cpp/nanonet/gru.hpp). Bidirectional wraps any of
+the three; with return_sequences its outputs at masked steps are zero, as in Keras.
 
 Masks: a (B, T) boolean mask from Embedding(mask_zero=True) or Masking marks padding steps. The
 LSTM carries its state over a masked step and outputs it there (Keras 3 semantics), so pre- and
-post-padding both work and a fully padded row returns the initial state. With
+post-padding both work and a fully padded row returns the initial state (GRU and SimpleRNN
+alike). With
 return_sequences=True the mask passes on to the next layer.
 
 Dropout (training only, Keras semantics, 0 < rate < 1): ``dropout`` draws one (B, I) mask per
