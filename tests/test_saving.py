@@ -93,6 +93,27 @@ def _case_lstm(rng):
             L.LSTM(4, go_backwards=True), L.Dense(2)], _float_x(rng, (6, 7, 3))
 
 
+def _case_gru(rng):
+    return [L.Input((7, 3)), L.GRU(5, return_sequences=True, dropout=0.2, recurrent_dropout=0.2,
+                                   seed=3),
+            L.GRU(4, go_backwards=True, reset_after=False), L.Dense(2)], _float_x(rng, (6, 7, 3))
+
+
+def _case_simple_rnn(rng):
+    return [L.Input((7, 3)), L.SimpleRNN(5, return_sequences=True, activation="relu",
+                                         dropout=0.2, seed=3),
+            L.SimpleRNN(4), L.Dense(2)], _float_x(rng, (6, 7, 3))
+
+
+def _case_bidirectional(rng):
+    return [L.Input((7,), dtype="int32"), L.Embedding(11, 4, mask_zero=True),
+            L.Bidirectional(L.GRU(5, return_sequences=True, recurrent_dropout=0.2, seed=2)),
+            L.Bidirectional(L.SimpleRNN(3, return_sequences=True), merge_mode="ave"),
+            L.Bidirectional(L.LSTM(3), merge_mode="sum",
+                            backward_layer=L.LSTM(3, go_backwards=True, name="back")),
+            L.Dense(2)], _ids(rng, (6, 7), 11)
+
+
 def _case_masking(rng):
     x = _float_x(rng, (6, 7, 3))
     x[:, -2:] = 0.0
@@ -181,6 +202,7 @@ CASES = {
     "GlobalMaxPooling1D": _case_gmp, "Reshape": _case_reshape,
     "TimeDistributed": _case_time_distributed, "Embedding": _case_embedding, "LSTM": _case_lstm,
     "Masking": _case_masking,
+    "GRU": _case_gru, "SimpleRNN": _case_simple_rnn, "Bidirectional": _case_bidirectional,
 }
 
 

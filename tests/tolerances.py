@@ -25,6 +25,9 @@ TOL = {
         # conv: relative to max|want| + 1 against a float64 reference; sums of K = KH*KW*C
         # float32 products in GEMM order (the weight gradients over B*OH*OW rows).
         "conv": 2e-5,
+
+        # gru / simple_rnn: as lstm (the same compounding over steps and T * B sums).
+        "gru": 2e-5,
     },
     "float64": {
         "gemm": 1e-14,
@@ -39,5 +42,7 @@ TOL = {
         "graph": 1e-12,
         "attention": 1e-12,   # relative to max|want| + 1
         "conv": 1e-12,        # relative to max|want| + 1
+
+        "gru": 1e-12,         # relative to max|want| + 1
     },
 }

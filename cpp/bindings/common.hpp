@@ -142,4 +142,6 @@ void register_attention(pybind11::module_& m);
 void register_per_example(pybind11::module_& m);
 void register_conv(pybind11::module_& m);
 
+void register_gru(pybind11::module_& m);
+
 }  // namespace nanonet

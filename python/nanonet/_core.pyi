@@ -120,6 +120,12 @@ def global_max_pool1d_forward(x: numpy.ndarray, mask: object) -> tuple:
 def global_max_pool1d_forward_ref(x: numpy.ndarray, mask: object) -> tuple:
     """Max over the unmasked steps of (B, T, F) -> (y (B, F), argmax (B, F) int64, -1 and y = 0 for a fully masked row). Plain serial loops (the C++ specification)."""
 
+def gru_backward(dy: object, dh_n: object, cache: tuple, kernel: numpy.ndarray, recurrent_kernel: numpy.ndarray, has_bias: bool, mask: object, input_dropout_mask: object, recurrent_dropout_mask: object, go_backwards: bool, reset_after: bool, activation: str, recurrent_activation: str, need_dx: bool = True) -> tuple:
+    """Whole-sequence GRU backward through time. dy (B, T, H) / dh_n (B, H) each optional. Returns (dx or None when not need_dx, dkernel, drecurrent_kernel, dbias or None, dh0), all new."""
+
+def gru_forward(x: numpy.ndarray, kernel: numpy.ndarray, recurrent_kernel: numpy.ndarray, bias: object, h0: object, mask: object, input_dropout_mask: object, recurrent_dropout_mask: object, go_backwards: bool, reset_after: bool, activation: str, recurrent_activation: str, return_sequences: bool, training: bool) -> tuple:
+    """Whole-sequence GRU forward (see cpp/nanonet/gru.hpp). x (B, T, I), kernel (I, 3H), recurrent_kernel (H, 3H), optional bias (2, 3H) with reset_after else (3H,), h0 (B, H), mask (B, T) bool/uint8, dropout masks (B, I) / (B, H). Returns (y (B, T, H) or None, h_n, cache or None); cache = (xh, h, gates, aux), kept only when training."""
+
 def has_openmp() -> bool:
     """Whether the extension was built with OpenMP."""
 
@@ -197,6 +203,12 @@ def sgd_update(param: numpy.ndarray, grad: numpy.ndarray, velocity: object, lr: 
 
 def sgd_update_ref(param: numpy.ndarray, grad: numpy.ndarray, velocity: object, lr: typing.SupportsFloat | typing.SupportsIndex, momentum: typing.SupportsFloat | typing.SupportsIndex = 0.0, nesterov: bool = False, grad_scale: typing.SupportsFloat | typing.SupportsIndex = 1.0, clipvalue: typing.SupportsFloat | typing.SupportsIndex = 0.0) -> None:
     """The scalar single-thread twin of sgd_update (the C++ specification)."""
+
+def simple_rnn_backward(dy: object, dh_n: object, cache: tuple, kernel: numpy.ndarray, recurrent_kernel: numpy.ndarray, has_bias: bool, mask: object, input_dropout_mask: object, recurrent_dropout_mask: object, go_backwards: bool, activation: str, need_dx: bool = True) -> tuple:
+    """Whole-sequence SimpleRNN backward through time. Returns (dx or None, dkernel, drecurrent_kernel, dbias or None, dh0), all new."""
+
+def simple_rnn_forward(x: numpy.ndarray, kernel: numpy.ndarray, recurrent_kernel: numpy.ndarray, bias: object, h0: object, mask: object, input_dropout_mask: object, recurrent_dropout_mask: object, go_backwards: bool, activation: str, return_sequences: bool, training: bool) -> tuple:
+    """Whole-sequence SimpleRNN forward (see cpp/nanonet/gru.hpp). x (B, T, I), kernel (I, H), recurrent_kernel (H, H), optional bias (H,), h0 (B, H), mask (B, T), dropout masks. Returns (y or None, h_n, cache or None); cache = (xh, h, gates)."""
 
 def softmax_cross_entropy(y_true: numpy.ndarray, logits: numpy.ndarray, sparse: bool = False, sample_weight: object = None) -> tuple:
     """(value, dlogits): fused stable softmax + (sparse) categorical cross-entropy; dlogits = (softmax(logits) - onehot) * w / P."""

@@ -152,6 +152,28 @@ def build_transformer(vocab_size: int, num_classes: int, units: int = 128,
 MODELS["transformer"] = build_transformer
 
 
+def build_bigru(vocab_size: int, num_classes: int, units: int = 128):
+    """bigru: Embedding(mask_zero), Bidirectional(GRU(units/2, return_sequences)),
+    Bidirectional(GRU(units/2)), Dense softmax.
+
+    Each direction has units // 2 units, so the concatenated states are as wide as the LSTM
+    showcase's; the padding mask lets the backward direction start at each text's last word."""
+    from .layers import GRU, Bidirectional, Dense, Embedding
+    from .models import Sequential
+    half = max(1, units // 2)
+    model = Sequential([
+        Embedding(vocab_size, 128, mask_zero=True),
+        Bidirectional(GRU(half, return_sequences=True)),
+        Bidirectional(GRU(half)),
+        Dense(num_classes, activation="softmax"),
+    ])
+    model.compile(optimizer="adam", loss="categorical_crossentropy", metrics=["accuracy"])
+    return model
+
+
+MODELS["bigru"] = build_bigru
+
+
 def run(args) -> int:
     import os
 

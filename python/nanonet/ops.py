@@ -873,6 +873,132 @@ def _lstm_backward_grads(dy, cache, dh_n, dc_n, fn):
 
 
 # --------------------------------------------------------------------------------------------
+# ---- gru, simple_rnn
+# Whole sequences in one call each way; equations, layouts and threading in cpp/nanonet/gru.hpp.
+# Keras layouts: GRU kernel (I, 3H), recurrent_kernel (H, 3H), gate order z, r, h, bias (2, 3H)
+# with reset_after (input and recurrent biases) else (3H,); SimpleRNN kernel (I, H),
+# recurrent_kernel (H, H), bias (H,).
+
+class RNNCache:
+    """What gru_backward / simple_rnn_backward need from a training forward: the kernel's caches
+    and the forward's arguments. Opaque; the weights are held by reference, so update them only
+    after backward."""
+
+    __slots__ = ("cell", "arrays", "kernel", "recurrent_kernel", "has_bias", "mask",
+                 "input_dropout_mask", "recurrent_dropout_mask", "go_backwards", "reset_after",
+                 "activation", "recurrent_activation", "return_sequences", "batch", "units")
+
+    def __init__(self, **kw):
+        for k, v in kw.items():
+            setattr(self, k, v)
+
+    def __repr__(self):
+        return (f"RNNCache({self.cell}, B={self.batch}, T={self.arrays[0].shape[0]}, "
+                f"H={self.units}, dtype={self.arrays[0].dtype})")
+
+
+def _rnn_forward(cell, x, kernel, recurrent_kernel, bias, h0, mask, go_backwards, reset_after,
+                 activation, recurrent_activation, input_dropout_mask, recurrent_dropout_mask,
+                 return_sequences, training):
+    fn = f"{cell}_forward"
+    x = _arr(x, "x", fn)
+    kernel = _arr(kernel, "kernel", fn)
+    recurrent_kernel = _arr(recurrent_kernel, "recurrent_kernel", fn)
+    bias = _opt_float(bias, "bias", fn)
+    h0 = _opt_float(h0, "h0", fn)
+    idm = _opt_float(input_dropout_mask, "input_dropout_mask", fn)
+    rdm = _opt_float(recurrent_dropout_mask, "recurrent_dropout_mask", fn)
+    m = None if mask is None else _step_mask(mask, fn)
+    act = _act_name(activation, "activation", fn)
+    args = (x, kernel, recurrent_kernel, bias, h0, m, idm, rdm, bool(go_backwards))
+    if cell == "gru":
+        ract = _act_name(recurrent_activation, "recurrent_activation", fn)
+        y, h_n, arrays = _core.gru_forward(*args, bool(reset_after), act, ract,
+                                           bool(return_sequences), bool(training))
+    else:
+        ract = "linear"
+        y, h_n, arrays = _core.simple_rnn_forward(*args, act, bool(return_sequences),
+                                                  bool(training))
+    if not return_sequences:
+        y = h_n.copy()
+    cache = None
+    if training:
+        cache = RNNCache(cell=cell, arrays=arrays, kernel=kernel,
+                         recurrent_kernel=recurrent_kernel, has_bias=bias is not None, mask=m,
+                         input_dropout_mask=idm, recurrent_dropout_mask=rdm,
+                         go_backwards=bool(go_backwards), reset_after=bool(reset_after),
+                         activation=act, recurrent_activation=ract,
+                         return_sequences=bool(return_sequences), batch=x.shape[0],
+                         units=recurrent_kernel.shape[0])
+    return y, h_n, cache
+
+
+def _rnn_backward(cell, dy, cache, dh_n, need_dx):
+    fn = f"{cell}_backward"
+    if not isinstance(cache, RNNCache) or cache.cell != cell:
+        raise TypeError(f"{fn}: cache must be the RNNCache of a training {cell}_forward; got "
+                        f"{cache!r}")
+    dt = cache.arrays[0].dtype
+    dy = _opt_float(dy, "dy", fn)
+    dh_n = _opt_float(dh_n, "dh_n", fn)
+    for name, a in (("dy", dy), ("dh_n", dh_n)):
+        if a is not None and a.dtype != dt:
+            raise TypeError(f"{fn}: {name} must have the forward's dtype ({dt}); got {a.dtype}")
+    if dy is not None and not cache.return_sequences:
+        want = (cache.batch, cache.units)
+        if dy.shape != want:
+            raise ValueError(f"{fn}: dy must be (B, H) = {want} (the forward returned the last "
+                             f"output only); got {dy.shape}")
+        dh_n = dy if dh_n is None else dy + dh_n
+        dy = None
+    common = (dy, dh_n, cache.arrays, cache.kernel, cache.recurrent_kernel, cache.has_bias,
+              cache.mask, cache.input_dropout_mask, cache.recurrent_dropout_mask,
+              cache.go_backwards)
+    if cell == "gru":
+        return _core.gru_backward(*common, cache.reset_after, cache.activation,
+                                  cache.recurrent_activation, bool(need_dx))
+    return _core.simple_rnn_backward(*common, cache.activation, bool(need_dx))
+
+
+def gru_forward(x, kernel, recurrent_kernel, bias=None, h0=None, mask=None, go_backwards=False,
+                reset_after=True, activation="tanh", recurrent_activation="sigmoid",
+                input_dropout_mask=None, recurrent_dropout_mask=None, return_sequences=True,
+                training=True):
+    """GRU over whole sequences: x (B, T, I) -> (y, h_n, cache).
+
+    bias: (2, 3H) = [input bias; recurrent bias] when reset_after (Keras's default), else (3H,).
+    y is (B, T, H) in processing order when return_sequences (reversed when go_backwards, as
+    Keras returns it), else (B, H) (a copy of h_n). mask (B, T) bool: a False step carries the
+    state (and outputs it). Dropout masks (B, I) / (B, H) hold 0 or 1/(1-rate). cache is an
+    RNNCache for gru_backward when training, else None."""
+    return _rnn_forward("gru", x, kernel, recurrent_kernel, bias, h0, mask, go_backwards,
+                        reset_after, activation, recurrent_activation, input_dropout_mask,
+                        recurrent_dropout_mask, return_sequences, training)
+
+
+def gru_backward(dy, cache, dh_n=None, need_dx=True):
+    """Backward through time for sum(y * dy) + sum(h_n * dh_n); dy (B, T, H) or, when the forward
+    returned the last output only, (B, H); dy, dh_n may be None. Returns (dx or None, dkernel,
+    drecurrent_kernel, dbias or None (the bias's shape), dh0), all new arrays."""
+    return _rnn_backward("gru", dy, cache, dh_n, need_dx)
+
+
+def simple_rnn_forward(x, kernel, recurrent_kernel, bias=None, h0=None, mask=None,
+                       go_backwards=False, activation="tanh", input_dropout_mask=None,
+                       recurrent_dropout_mask=None, return_sequences=True, training=True):
+    """SimpleRNN over whole sequences, h' = activation(x W + b + h U): -> (y, h_n, cache); the
+    rest as gru_forward."""
+    return _rnn_forward("simple_rnn", x, kernel, recurrent_kernel, bias, h0, mask, go_backwards,
+                        False, activation, None, input_dropout_mask, recurrent_dropout_mask,
+                        return_sequences, training)
+
+
+def simple_rnn_backward(dy, cache, dh_n=None, need_dx=True):
+    """As gru_backward, for simple_rnn_forward's cache."""
+    return _rnn_backward("simple_rnn", dy, cache, dh_n, need_dx)
+
+
+# --------------------------------------------------------------------------------------------
 # ---- losses
 
 LOSSES = ("mse", "mae", "binary_crossentropy", "categorical_crossentropy",

@@ -533,6 +533,165 @@ def _lstm_backward(dy, cache, dh_n, dc_n, need_dx):
 
 
 # --------------------------------------------------------------------------------------------
+# ---- gru, simple_rnn (Keras 3 GRUCell / SimpleRNNCell; see cpp/nanonet/gru.hpp)
+
+def _rnn_steps(x, h0, H, mask, go_backwards, input_dropout_mask):
+    x = np.asarray(x)
+    B, T, _ = x.shape
+    h = np.zeros((B, H), x.dtype) if h0 is None else np.array(h0, x.dtype)
+    xd = x if input_dropout_mask is None else x * input_dropout_mask[:, None, :]
+    order = range(T - 1, -1, -1) if go_backwards else range(T)
+    full = np.ones((B, T), bool) if mask is None else np.asarray(mask, bool)
+    return x, h, xd, order, full
+
+
+def _rnn_finish(ys, h, x, H, return_sequences):
+    if not return_sequences:
+        return h.copy()
+    if not ys:
+        return np.zeros((x.shape[0], 0, H), x.dtype)
+    return np.stack(ys, axis=1)
+
+
+def gru_forward(x, kernel, recurrent_kernel, bias=None, h0=None, mask=None, go_backwards=False,
+                reset_after=True, activation="tanh", recurrent_activation="sigmoid",
+                input_dropout_mask=None, recurrent_dropout_mask=None, return_sequences=True,
+                training=True):
+    H = recurrent_kernel.shape[0]
+    a, ra = _lstm_act(activation), _lstm_act(recurrent_activation)
+    x, h, xd, order, full = _rnn_steps(x, h0, H, mask, go_backwards, input_dropout_mask)
+    rdm = recurrent_dropout_mask
+    bi = br = 0
+    if bias is not None:
+        bi, br = (bias[0], bias[1]) if reset_after else (bias, 0)
+    steps, ys = [], []
+    for t in order:
+        hd = h if rdm is None else h * rdm
+        gx = xd[:, t] @ kernel + bi
+        if reset_after:
+            gr = hd @ recurrent_kernel + br
+            z = ra(gx[:, :H] + gr[:, :H])
+            r = ra(gx[:, H:2 * H] + gr[:, H:2 * H])
+            aux = gr[:, 2 * H:]
+            hh = a(gx[:, 2 * H:] + r * aux)
+        else:
+            gr = hd @ recurrent_kernel[:, :2 * H]
+            z = ra(gx[:, :H] + gr[:, :H])
+            r = ra(gx[:, H:2 * H] + gr[:, H:])
+            aux = r * hd
+            hh = a(gx[:, 2 * H:] + aux @ recurrent_kernel[:, 2 * H:])
+        m = full[:, t][:, None]
+        steps.append(dict(t=t, x=xd[:, t], hd=hd, h=h, z=z, r=r, hh=hh, aux=aux, m=m))
+        h = np.where(m, z * h + (1 - z) * hh, h)  # a masked step carries the state and outputs it
+        ys.append(h)
+    y = _rnn_finish(ys, h, x, H, return_sequences)
+    cache = None
+    if training:
+        cache = dict(cell="gru", steps=steps, kernel=kernel, recurrent_kernel=recurrent_kernel,
+                     bias_shape=None if bias is None else np.shape(bias), shape=x.shape, units=H,
+                     reset_after=reset_after, input_dropout_mask=input_dropout_mask,
+                     recurrent_dropout_mask=rdm, activation=activation,
+                     recurrent_activation=recurrent_activation, return_sequences=return_sequences)
+    return y, h, cache
+
+
+def gru_backward(dy, cache, dh_n=None, need_dx=True):
+    B, T, I = cache["shape"]
+    H = cache["units"]
+    kernel, rk = cache["kernel"], cache["recurrent_kernel"]
+    dt = kernel.dtype
+    da, dra = _lstm_act_grad(cache["activation"]), _lstm_act_grad(cache["recurrent_activation"])
+    idm, rdm = cache["input_dropout_mask"], cache["recurrent_dropout_mask"]
+    reset_after = cache["reset_after"]
+    dh = np.zeros((B, H), dt) if dh_n is None else np.array(dh_n, dt)
+    if dy is not None and not cache["return_sequences"]:
+        dh, dy = dh + dy, None
+    dx = np.zeros((B, T, I), dt)
+    dkernel, drk = np.zeros_like(kernel), np.zeros_like(rk)
+    dbi, dbr = np.zeros(3 * H, dt), np.zeros(3 * H, dt)
+    for k in range(T - 1, -1, -1):
+        s = cache["steps"][k]
+        if dy is not None:
+            dh = dh + dy[:, k]
+        m = s["m"]
+        # h' = z h + (1 - z) hh
+        dz = np.where(m, dh * (s["h"] - s["hh"]) * dra(s["z"]), 0)
+        dhh = np.where(m, dh * (1 - s["z"]) * da(s["hh"]), 0)
+        if reset_after:  # hh = a(gx_h + r * aux)
+            dr = dhh * s["aux"] * dra(s["r"])
+            dR = np.concatenate([dz, dr, dhh * s["r"]], axis=1)
+            drk += s["hd"].T @ dR
+            dbr += dR.sum(axis=0)
+            dhd = dR @ rk.T
+        else:  # hh = a(gx_h + (r * hd) @ rk_h)
+            drh = dhh @ rk[:, 2 * H:].T
+            dr = drh * s["hd"] * dra(s["r"])
+            dzr = np.concatenate([dz, dr], axis=1)
+            drk[:, :2 * H] += s["hd"].T @ dzr
+            drk[:, 2 * H:] += s["aux"].T @ dhh
+            dhd = dzr @ rk[:, :2 * H].T + drh * s["r"]
+        dgx = np.concatenate([dz, dr, dhh], axis=1)
+        dkernel += s["x"].T @ dgx
+        dbi += dgx.sum(axis=0)
+        dx[:, s["t"]] = dgx @ kernel.T * (1 if idm is None else idm)
+        dh = np.where(m, dh * s["z"] + dhd * (1 if rdm is None else rdm), dh)
+    dbias = None
+    if cache["bias_shape"] is not None:
+        dbias = np.stack([dbi, dbr]) if reset_after else dbi
+    return (dx if need_dx else None), dkernel, drk, dbias, dh
+
+
+def simple_rnn_forward(x, kernel, recurrent_kernel, bias=None, h0=None, mask=None,
+                       go_backwards=False, activation="tanh", input_dropout_mask=None,
+                       recurrent_dropout_mask=None, return_sequences=True, training=True):
+    H = recurrent_kernel.shape[0]
+    a = _lstm_act(activation)
+    x, h, xd, order, full = _rnn_steps(x, h0, H, mask, go_backwards, input_dropout_mask)
+    rdm = recurrent_dropout_mask
+    steps, ys = [], []
+    for t in order:
+        hd = h if rdm is None else h * rdm
+        out = a(xd[:, t] @ kernel + (0 if bias is None else bias) + hd @ recurrent_kernel)
+        m = full[:, t][:, None]
+        steps.append(dict(t=t, x=xd[:, t], hd=hd, out=out, m=m))
+        h = np.where(m, out, h)
+        ys.append(h)
+    y = _rnn_finish(ys, h, x, H, return_sequences)
+    cache = None
+    if training:
+        cache = dict(cell="simple_rnn", steps=steps, kernel=kernel,
+                     recurrent_kernel=recurrent_kernel, has_bias=bias is not None, shape=x.shape,
+                     units=H, input_dropout_mask=input_dropout_mask, recurrent_dropout_mask=rdm,
+                     activation=activation, return_sequences=return_sequences)
+    return y, h, cache
+
+
+def simple_rnn_backward(dy, cache, dh_n=None, need_dx=True):
+    B, T, I = cache["shape"]
+    H = cache["units"]
+    kernel, rk = cache["kernel"], cache["recurrent_kernel"]
+    dt = kernel.dtype
+    da = _lstm_act_grad(cache["activation"])
+    idm, rdm = cache["input_dropout_mask"], cache["recurrent_dropout_mask"]
+    dh = np.zeros((B, H), dt) if dh_n is None else np.array(dh_n, dt)
+    if dy is not None and not cache["return_sequences"]:
+        dh, dy = dh + dy, None
+    dx = np.zeros((B, T, I), dt)
+    dkernel, drk, dbias = np.zeros_like(kernel), np.zeros_like(rk), np.zeros(H, dt)
+    for k in range(T - 1, -1, -1):
+        s = cache["steps"][k]
+        if dy is not None:
+            dh = dh + dy[:, k]
+        dp = np.where(s["m"], dh * da(s["out"]), 0)
+        dkernel += s["x"].T @ dp
+        drk += s["hd"].T @ dp
+        dbias += dp.sum(axis=0)
+        dx[:, s["t"]] = dp @ kernel.T * (1 if idm is None else idm)
+        dh = np.where(s["m"], dp @ rk.T * (1 if rdm is None else rdm), dh)
+    return (dx if need_dx else None), dkernel, drk, (dbias if cache["has_bias"] else None), dh
+
+
+# --------------------------------------------------------------------------------------------
 # ---- losses
 
 _LOSSES = ("mse", "mae", "binary_crossentropy", "categorical_crossentropy",

@@ -6,7 +6,7 @@ from __future__ import annotations
 from .base import Layer, get_registered
 from .core import Activation, Dense, Dropout, Flatten, Input, InputLayer
 from .embedding import Embedding, PositionEmbedding, TokenAndPositionEmbedding
-from .recurrent import LSTM, Masking
+from .recurrent import GRU, LSTM, Bidirectional, Masking, SimpleRNN
 from .normalization import BatchNormalization, LayerNormalization
 from .pooling import GlobalAveragePooling1D, GlobalAvgPool1D, GlobalMaxPool1D, GlobalMaxPooling1D
 from .reshaping import Reshape
@@ -43,6 +43,7 @@ __all__ += ["Conv1D", "Conv2D", "Convolution1D", "Convolution2D", "DepthwiseConv
             "GlobalAveragePooling2D", "GlobalMaxPooling2D", "GlobalAvgPool2D", "GlobalMaxPool2D",
             "ZeroPadding2D", "Cropping2D", "UpSampling2D", "Rescaling", "Resizing", "RandomFlip",
             "RandomRotation", "RandomZoom", "RandomTranslation", "RandomContrast", "RandomCrop"]
+__all__ += ["GRU", "SimpleRNN", "Bidirectional"]
 
 
 def serialize(layer):
