@@ -48,6 +48,12 @@ def attention_forward(q: numpy.ndarray, k: numpy.ndarray, v: numpy.ndarray, mask
 def attention_forward_ref(q: numpy.ndarray, k: numpy.ndarray, v: numpy.ndarray, mask: object, causal: bool, scale: typing.SupportsFloat | typing.SupportsIndex) -> tuple:
     """softmax(q k^T * scale + mask) v over (B, H) -> (out (B, H, Tq, Dv), lse (B, H, Tq)); mask bool (B, Tk) or (B, Tq, Tk) or None; a fully masked row gives 0 and lse -inf. Plain serial loops (the C++ specification)."""
 
+def avg_pool2d_backward(dy: numpy.ndarray, in_hw: typing.Annotated[typing.Sequence[typing.SupportsInt | typing.SupportsIndex], "FixedSize(2)"], pool_size: typing.Annotated[typing.Sequence[typing.SupportsInt | typing.SupportsIndex], "FixedSize(2)"], strides: typing.Annotated[typing.Sequence[typing.SupportsInt | typing.SupportsIndex], "FixedSize(2)"], pads: typing.Annotated[typing.Sequence[typing.SupportsInt | typing.SupportsIndex], "FixedSize(2)"]) -> numpy.ndarray:
+    """Gradient of avg_pool2d_forward -> dx (B, H, W, C)."""
+
+def avg_pool2d_forward(x: numpy.ndarray, pool_size: typing.Annotated[typing.Sequence[typing.SupportsInt | typing.SupportsIndex], "FixedSize(2)"], strides: typing.Annotated[typing.Sequence[typing.SupportsInt | typing.SupportsIndex], "FixedSize(2)"], pads: typing.Annotated[typing.Sequence[typing.SupportsInt | typing.SupportsIndex], "FixedSize(2)"], out: typing.Annotated[typing.Sequence[typing.SupportsInt | typing.SupportsIndex], "FixedSize(2)"]) -> object:
+    """Mean over the in-image part of each window of (B, H, W, C) -> (B, OH, OW, C)."""
+
 def batch_norm_backward(dy: numpy.ndarray, x: numpy.ndarray, mean: numpy.ndarray, inv_std: numpy.ndarray, gamma: object, training: bool, mask: object) -> tuple:
     """Gradients of batch_norm_forward -> (dx, dgamma, dbeta), all overwritten."""
 
@@ -62,6 +68,18 @@ def batch_norm_forward_ref(x: numpy.ndarray, gamma: object, beta: object, moving
 
 def build_info() -> dict:
     """How the extension was built: compiler, C++ standard, OpenMP version (None without), whether asserts are on, sanitizers, whether optimised."""
+
+def conv2d_backward(dy: numpy.ndarray, x: numpy.ndarray, kernel: numpy.ndarray, y: object, z: object, strides: typing.Annotated[typing.Sequence[typing.SupportsInt | typing.SupportsIndex], "FixedSize(2)"], pads: typing.Annotated[typing.Sequence[typing.SupportsInt | typing.SupportsIndex], "FixedSize(2)"], dilation: typing.Annotated[typing.Sequence[typing.SupportsInt | typing.SupportsIndex], "FixedSize(2)"], groups: typing.SupportsInt | typing.SupportsIndex, activation: str, need_dx: bool = True) -> tuple:
+    """(dx or None, dkernel, dbias) of conv2d_forward from dy (B, OH, OW, F), the forward output y and, for gelu / silu, the pre-activation z."""
+
+def conv2d_backward_ref(dy: numpy.ndarray, x: numpy.ndarray, kernel: numpy.ndarray, y: object, z: object, strides: typing.Annotated[typing.Sequence[typing.SupportsInt | typing.SupportsIndex], "FixedSize(2)"], pads: typing.Annotated[typing.Sequence[typing.SupportsInt | typing.SupportsIndex], "FixedSize(2)"], dilation: typing.Annotated[typing.Sequence[typing.SupportsInt | typing.SupportsIndex], "FixedSize(2)"], groups: typing.SupportsInt | typing.SupportsIndex, activation: str, need_dx: bool = True) -> tuple:
+    """(dx or None, dkernel, dbias) of conv2d_forward from dy (B, OH, OW, F), the forward output y and, for gelu / silu, the pre-activation z. Direct loops on one thread (the C++ specification)."""
+
+def conv2d_forward(x: numpy.ndarray, kernel: numpy.ndarray, bias: object, strides: typing.Annotated[typing.Sequence[typing.SupportsInt | typing.SupportsIndex], "FixedSize(2)"], pads: typing.Annotated[typing.Sequence[typing.SupportsInt | typing.SupportsIndex], "FixedSize(2)"], dilation: typing.Annotated[typing.Sequence[typing.SupportsInt | typing.SupportsIndex], "FixedSize(2)"], groups: typing.SupportsInt | typing.SupportsIndex, out: typing.Annotated[typing.Sequence[typing.SupportsInt | typing.SupportsIndex], "FixedSize(2)"], activation: str, keep_z: bool = False) -> object:
+    """y = act(conv(x, kernel) + bias), NHWC, kernel (KH, KW, C / groups, F); pads = (top, left) zero rows / columns, out = (OH, OW). keep_z: returns (y, z)."""
+
+def conv2d_forward_ref(x: numpy.ndarray, kernel: numpy.ndarray, bias: object, strides: typing.Annotated[typing.Sequence[typing.SupportsInt | typing.SupportsIndex], "FixedSize(2)"], pads: typing.Annotated[typing.Sequence[typing.SupportsInt | typing.SupportsIndex], "FixedSize(2)"], dilation: typing.Annotated[typing.Sequence[typing.SupportsInt | typing.SupportsIndex], "FixedSize(2)"], groups: typing.SupportsInt | typing.SupportsIndex, out: typing.Annotated[typing.Sequence[typing.SupportsInt | typing.SupportsIndex], "FixedSize(2)"], activation: str, keep_z: bool = False) -> object:
+    """y = act(conv(x, kernel) + bias), NHWC, kernel (KH, KW, C / groups, F); pads = (top, left) zero rows / columns, out = (OH, OW). keep_z: returns (y, z). Direct loops on one thread (the C++ specification)."""
 
 def dense_backward(dy: numpy.ndarray, x: numpy.ndarray, kernel: numpy.ndarray, y: object, activation: str = 'linear', need_dx: bool = True, z: object = None) -> tuple:
     """(dx or None, dkernel, dbias) for y = f(x @ kernel + bias), from dy and the output y (None allowed for linear) and, for gelu, gelu_approximate and silu, the pre-activation z (B, H). New arrays."""
@@ -83,6 +101,9 @@ def embedding_backward(dy: numpy.ndarray, ids: numpy.ndarray, input_dim: typing.
 
 def embedding_forward(ids: numpy.ndarray, embeddings: numpy.ndarray, use_ref: bool = False) -> numpy.ndarray:
     """Gather: y[..., :] = embeddings[ids[...], :]. ids int32/int64 (any shape, C-contiguous), embeddings (V, E) float32/float64 C-contiguous; returns ids.shape + (E,). ValueError for an id outside [0, V). use_ref runs the scalar specification."""
+
+def embedding_per_example_sq_norms(ids: numpy.ndarray, dy: numpy.ndarray, use_ref: bool = False) -> numpy.ndarray:
+    """out[b] = sum_v ||sum_{t: ids[b, t] = v} dy[b, t]||^2 for ids (B, T) int32/int64 and dy (B, T, E): the squared norm of each example's embedding-table gradient. Returns (B,)."""
 
 def family_isa(family: str) -> str:
     """SIMD path a kernel family ('gemm', 'vecmath', 'lstm') dispatches on now: min(active_isa(), its cap)."""
@@ -165,6 +186,9 @@ def loss(name: str, y_true: numpy.ndarray, y_pred: numpy.ndarray, from_logits: b
 def lstm_backward(dy: object, dh_n: object, dc_n: object, cache: tuple, kernel: numpy.ndarray, recurrent_kernel: numpy.ndarray, has_bias: bool, mask: object, input_dropout_mask: object, recurrent_dropout_mask: object, go_backwards: bool, activation: str, recurrent_activation: str, need_dx: bool = True, use_ref: bool = False) -> tuple:
     """Whole-sequence LSTM backward through time. dy (B, T, H) / dh_n / dc_n (B, H) each optional. Returns (dx or None when not need_dx, dkernel, drecurrent_kernel, dbias or None, dh0, dc0), all new."""
 
+def lstm_backward_dz(dy: object, dh_n: object, dc_n: object, cache: tuple, kernel: numpy.ndarray, recurrent_kernel: numpy.ndarray, mask: object, input_dropout_mask: object, recurrent_dropout_mask: object, go_backwards: bool, activation: str, recurrent_activation: str, need_dx: bool = True) -> tuple:
+    """lstm_backward keeping the gate gradients for DP-SGD and forming no weight gradients. Returns (dx or None, dz (T, B, 4H) time-major in processing order, dh0, dc0), all new; the weight gradients are cache xh^T dz and the sum of dz over rows."""
+
 def lstm_forward(x: numpy.ndarray, kernel: numpy.ndarray, recurrent_kernel: numpy.ndarray, bias: object, h0: object, c0: object, mask: object, input_dropout_mask: object, recurrent_dropout_mask: object, go_backwards: bool, activation: str, recurrent_activation: str, return_sequences: bool, training: bool, use_ref: bool = False) -> tuple:
     """Whole-sequence LSTM forward (see cpp/nanonet/lstm.hpp). x (B, T, I), kernel (I, 4H), recurrent_kernel (H, 4H), optional bias (4H,), h0/c0 (B, H), mask (B, T) bool/uint8, dropout masks (B, I) / (B, H). Returns (y (B, T, H) or None, h_n, c_n, cache or None); cache = (xh, gates, c, ac), kept only when training."""
 
@@ -177,11 +201,20 @@ def matmul_prepacked(a: numpy.ndarray, b: numpy.ndarray, transpose_a: bool = Fal
 def matmul_ref(a: numpy.ndarray, b: numpy.ndarray, transpose_a: bool = False, transpose_b: bool = False) -> numpy.ndarray:
     """matmul through the plain scalar gemm_ref (single thread): the C++ specification."""
 
+def max_pool2d_backward(dy: numpy.ndarray, argmax: object, in_hw: typing.Annotated[typing.Sequence[typing.SupportsInt | typing.SupportsIndex], "FixedSize(2)"], pool_size: typing.Annotated[typing.Sequence[typing.SupportsInt | typing.SupportsIndex], "FixedSize(2)"], strides: typing.Annotated[typing.Sequence[typing.SupportsInt | typing.SupportsIndex], "FixedSize(2)"], pads: typing.Annotated[typing.Sequence[typing.SupportsInt | typing.SupportsIndex], "FixedSize(2)"]) -> numpy.ndarray:
+    """Gradient of max_pool2d_forward: dy routed to argmax -> dx (B, H, W, C)."""
+
+def max_pool2d_forward(x: numpy.ndarray, pool_size: typing.Annotated[typing.Sequence[typing.SupportsInt | typing.SupportsIndex], "FixedSize(2)"], strides: typing.Annotated[typing.Sequence[typing.SupportsInt | typing.SupportsIndex], "FixedSize(2)"], pads: typing.Annotated[typing.Sequence[typing.SupportsInt | typing.SupportsIndex], "FixedSize(2)"], out: typing.Annotated[typing.Sequence[typing.SupportsInt | typing.SupportsIndex], "FixedSize(2)"], with_argmax: bool) -> object:
+    """Max over windows of (B, H, W, C) -> y (B, OH, OW, C), or (y, argmax int64 ih*W + iw) with with_argmax; pads = (top, left), padding never read."""
+
 def nadam_update(param: numpy.ndarray, grad: numpy.ndarray, m: numpy.ndarray, v: numpy.ndarray, lr: typing.SupportsFloat | typing.SupportsIndex, step: typing.SupportsInt | typing.SupportsIndex, u_product: typing.SupportsFloat | typing.SupportsIndex, beta_1: typing.SupportsFloat | typing.SupportsIndex = 0.9, beta_2: typing.SupportsFloat | typing.SupportsIndex = 0.999, epsilon: typing.SupportsFloat | typing.SupportsIndex = 1e-07, grad_scale: typing.SupportsFloat | typing.SupportsIndex = 1.0, clipvalue: typing.SupportsFloat | typing.SupportsIndex = 0.0) -> None:
     """In place, Keras Nadam (step is 1-based; u_product = prod_{i <= step} beta_1 (1 - 0.5 * 0.96^i)); equations in cpp/nanonet/optimizers.hpp."""
 
 def nadam_update_ref(param: numpy.ndarray, grad: numpy.ndarray, m: numpy.ndarray, v: numpy.ndarray, lr: typing.SupportsFloat | typing.SupportsIndex, step: typing.SupportsInt | typing.SupportsIndex, u_product: typing.SupportsFloat | typing.SupportsIndex, beta_1: typing.SupportsFloat | typing.SupportsIndex = 0.9, beta_2: typing.SupportsFloat | typing.SupportsIndex = 0.999, epsilon: typing.SupportsFloat | typing.SupportsIndex = 1e-07, grad_scale: typing.SupportsFloat | typing.SupportsIndex = 1.0, clipvalue: typing.SupportsFloat | typing.SupportsIndex = 0.0) -> None:
     """The scalar single-thread twin of nadam_update (the C++ specification)."""
+
+def per_example_matmul_sq_norms(a: numpy.ndarray, d: numpy.ndarray, time_major: bool = False, use_ref: bool = False) -> numpy.ndarray:
+    """out[b] = ||A_b^T D_b||_F^2 for a (B, T, K), d (B, T, N) (time_major: (T, B, K), (T, B, N)), float32/float64 C-contiguous: the squared norm of each example's gradient of a weight used on T rows (Gram trick or direct product, whichever is cheaper). Returns (B,)."""
 
 def rmsprop_update(param: numpy.ndarray, grad: numpy.ndarray, velocity: numpy.ndarray, lr: typing.SupportsFloat | typing.SupportsIndex, rho: typing.SupportsFloat | typing.SupportsIndex = 0.9, momentum: typing.SupportsFloat | typing.SupportsIndex = 0.0, epsilon: typing.SupportsFloat | typing.SupportsIndex = 1e-07, centered: bool = False, momentum_buf: object = None, average_grad: object = None, grad_scale: typing.SupportsFloat | typing.SupportsIndex = 1.0, clipvalue: typing.SupportsFloat | typing.SupportsIndex = 0.0) -> None:
     """In place, Keras 3 RMSprop: velocity = rho * velocity + (1 - rho) g'^2; centered: average_grad = rho * average_grad + (1 - rho) g', denominator = velocity - average_grad^2 + epsilon, else velocity + epsilon; increment = lr g' / sqrt(denominator); momentum > 0: momentum_buf = momentum * momentum_buf + increment, param -= momentum_buf; else param -= increment."""
