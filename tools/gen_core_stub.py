@@ -12,6 +12,10 @@ TYPE_MAP = [
     (r"numpy\.ndarray\[[^\]]*\]", "numpy.ndarray"),
     (r"\bnumpy\.dtype\[[^\]]*\]", "numpy.dtype"),
     (r"\bcollections\.abc\.", "typing."),
+    # bare generics (pybind11 writes a py::tuple result as `tuple`): spelled out for mypy --strict
+    (r"\btuple\b(?!\[)", "tuple[typing.Any, ...]"),
+    (r"\blist\b(?!\[)", "list[typing.Any]"),
+    (r"\bdict\b(?!\[)", "dict[typing.Any, typing.Any]"),
 ]
 
 
