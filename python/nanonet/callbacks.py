@@ -1355,7 +1355,34 @@ class PrivacyBudget(Callback):
     sampling rate is batch_size / samples of the fit call (the optimizer's ``sampling_rate``), as
     for Poisson sampling (``fit(sampling="poisson")``, which the guarantee assumes). Needs dp-accounting
     (``pip install "nanonet[privacy]"``); accountant "rdp" or "prv" as in
-    ``nanonet.privacy.compute_epsilon``."""
+    ``nanonet.privacy.compute_epsilon``.
+
+    Args:
+        delta (float): the delta of the (epsilon, delta) guarantee, in (0, 1); usually below
+            1 / number of training examples.
+        target_epsilon (float or None, default None): stop training before the epoch that
+            would spend more than this.
+        accountant (str, default "rdp"): "rdp" (Renyi DP) or "prv" (privacy loss random
+            variables, tighter).
+
+    Raises:
+        ValueError: a bad argument (named), or, when fit starts, a model not compiled with a
+            DP optimizer.
+        ImportError: dp-accounting is not installed (when fit starts).
+
+    Example (the fit needs ``pip install "nanonet[privacy]"``):
+
+    >>> x = np.random.rand(64, 3).astype("float32")
+    >>> model = nn.Sequential([nn.Input((3,)), nn.layers.Dense(1)])
+    >>> model.compile(optimizer=nn.optimizers.DPSGD(noise_multiplier=1.1), loss="mse")
+    >>> budget = nn.callbacks.PrivacyBudget(delta=1e-5, target_epsilon=10.0)
+    >>> budget.delta, budget.target_epsilon
+    (1e-05, 10.0)
+    >>> history = model.fit(x, x[:, :1], batch_size=16, epochs=3, verbose=0,
+    ...                     callbacks=[budget])  # doctest: +SKIP
+    >>> "epsilon" in history.history  # doctest: +SKIP
+    True
+    """
 
     def __init__(self, delta, target_epsilon=None, accountant="rdp"):
         super().__init__()

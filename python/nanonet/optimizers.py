@@ -800,7 +800,39 @@ class _Private:
 class DPSGD(_Private, SGD):
     """SGD (momentum, nesterov) on differentially private gradients: DP-SGD (Abadi et al. 2016).
     l2_norm_clip and noise_multiplier as in TF Privacy's DPKerasSGDOptimizer (Opacus:
-    max_grad_norm, noise_multiplier); see nanonet.privacy for what a step computes."""
+    max_grad_norm, noise_multiplier); see nanonet.privacy for what a step computes.
+
+    Each example's gradient (all trainable weights together) is clipped to an L2 norm of at
+    most l2_norm_clip, the clipped gradients are summed, Gaussian noise of std
+    ``noise_multiplier * l2_norm_clip`` is added, the sum is divided by the batch size and
+    SGD's update rule applies. ``compile`` refuses a model with a layer that cannot give
+    per-example gradient norms (see nanonet.privacy). The noise comes from the operating
+    system's cryptographic source unless ``nanonet.set_seed`` was called (then repeatable,
+    with a RuntimeWarning: for tests only). Count the privacy spent with
+    ``nanonet.callbacks.PrivacyBudget`` or ``nanonet.privacy.compute_epsilon``.
+
+    Args:
+        learning_rate (float or schedule, default 0.01): as SGD's.
+        l2_norm_clip (float, default 1.0): the largest L2 norm of one example's gradient; > 0.
+        noise_multiplier (float, default 1.1): noise std over l2_norm_clip; >= 0 (0 gives
+            clipping without privacy).
+        momentum, nesterov, weight_decay, clipnorm, clipvalue, global_clipnorm: as SGD's.
+        name (str, default "DPSGD"): the optimizer's name.
+
+    Raises:
+        ValueError: an argument out of its range (named, with the range).
+
+    Example:
+
+    >>> model = nn.Sequential([nn.Input((3,)), nn.layers.Dense(1)])
+    >>> opt = nn.optimizers.DPSGD(learning_rate=1.0, l2_norm_clip=0.5, noise_multiplier=0.0)
+    >>> model.compile(optimizer=opt, loss="mse")  # no noise here, to show the clipping alone
+    >>> before = model.get_weights()
+    >>> _ = model.train_on_batch(np.full((1, 3), 10.0, np.float32), np.zeros((1, 1), np.float32))
+    >>> step = np.sqrt(sum(((a - b) ** 2).sum() for a, b in zip(model.get_weights(), before)))
+    >>> round(float(step), 3)  # a huge gradient, clipped to norm 0.5, times lr 1
+    0.5
+    """
 
     def __init__(self, learning_rate=0.01, l2_norm_clip=1.0, noise_multiplier=1.1, momentum=0.0,
                  nesterov=False, weight_decay=None, clipnorm=None, clipvalue=None,
@@ -814,7 +846,31 @@ class DPSGD(_Private, SGD):
 
 
 class DPAdam(_Private, Adam):
-    """Adam on differentially private gradients (TF Privacy's DPKerasAdamOptimizer); see DPSGD."""
+    """Adam on differentially private gradients (TF Privacy's DPKerasAdamOptimizer); see DPSGD.
+
+    The gradient Adam sees is DPSGD's: per-example clipping to l2_norm_clip, Gaussian noise of
+    std ``noise_multiplier * l2_norm_clip`` on the sum, division by the batch size.
+
+    Args:
+        learning_rate (float or schedule, default 0.001): as Adam's.
+        l2_norm_clip (float, default 1.0): the largest L2 norm of one example's gradient; > 0.
+        noise_multiplier (float, default 1.1): noise std over l2_norm_clip; >= 0.
+        beta_1, beta_2, epsilon, weight_decay, clipnorm, clipvalue, global_clipnorm: as Adam's.
+        name (str, default "DPAdam"): the optimizer's name.
+
+    Raises:
+        ValueError: an argument out of its range (named, with the range).
+
+    Example:
+
+    >>> x = np.random.rand(16, 3).astype("float32")
+    >>> model = nn.Sequential([nn.Input((3,)), nn.layers.Dense(1)])
+    >>> opt = nn.optimizers.DPAdam(learning_rate=0.01, l2_norm_clip=1.0, noise_multiplier=0.0)
+    >>> model.compile(optimizer=opt, loss="mse")
+    >>> _ = model.fit(x, x.sum(axis=1, keepdims=True), batch_size=4, epochs=1, verbose=0)
+    >>> int(opt.iterations), opt.get_config()["l2_norm_clip"]
+    (4, 1.0)
+    """
 
     def __init__(self, learning_rate=0.001, l2_norm_clip=1.0, noise_multiplier=1.1, beta_1=0.9,
                  beta_2=0.999, epsilon=1e-7, weight_decay=None, clipnorm=None, clipvalue=None,

@@ -634,6 +634,35 @@ class Attention(Layer):
     the scores are never stored); "concat" and dropout build the (B, Tq, Tv) weights in NumPy,
     "concat" also a (B, Tq, Tv, d) tanh tensor (memory grows with Tq * Tv * d).
     In a graph, use_causal_mask and return_attention_scores are node options (call_kwargs).
+
+    Args:
+        use_scale (bool, default False): learn the scalar ``scale`` s (initialised to 1).
+        score_mode (str, default "dot"): "dot" (s q k^T) or "concat"
+            (c sum_d tanh(s (q_i + k_j)), with the learned scalar ``concat_score_weight`` c).
+        dropout (float, default 0.0): dropout rate on the attention weights, in training.
+        seed (int or None, default None): seed of the layer's dropout stream.
+        **kwargs: ``name``, ``trainable``, ``dtype``.
+
+    Call: ``layer([query, value(, key)], mask=None, training=False,
+    return_attention_scores=False, use_causal_mask=False)``; mask = [query_mask, value_mask],
+    each (B, Tq) / (B, Tv) boolean or None.
+
+    Input shape: query (B, Tq, d), value (B, Tv, dv), key (B, Tv, d) (value if omitted).
+    Output shape: (B, Tq, dv); with return_attention_scores, [output, (B, Tq, Tv) weights].
+
+    Raises:
+        ValueError: a bad argument (named), inputs that are not a list of 2 or 3 tensors, or
+            query and key of different features / mismatched batch and steps.
+
+    Example:
+
+    >>> att = nn.layers.Attention()
+    >>> q = np.ones((1, 2, 4), np.float32)
+    >>> out, weights = att([q, q], return_attention_scores=True, use_causal_mask=True)
+    >>> out.shape
+    (1, 2, 4)
+    >>> weights.tolist()  # step 0 sees only itself; equal scores share the weight
+    [[[1.0, 0.0], [0.5, 0.5]]]
     """
     supports_masking = True
     call_kwargs = ("use_causal_mask", "return_attention_scores")
@@ -877,6 +906,29 @@ class AdditiveAttention(Attention):
     As Attention, with scores_ij = sum_d w_d tanh(q_id + k_jd): w is the learned ``scale``
     (d,) (use_scale=True, glorot_uniform as Keras) or 1. Computed in NumPy with a
     (B, Tq, Tv, d) tanh tensor kept for backward.
+
+    Args:
+        use_scale (bool, default True): learn the (d,) vector ``scale`` w.
+        dropout (float, default 0.0): dropout rate on the attention weights, in training.
+        seed (int or None, default None): seed of the layer's dropout stream.
+        **kwargs: ``name``, ``trainable``, ``dtype``.
+
+    Call, masks and shapes as Attention: query (B, Tq, d), value (B, Tv, dv), key (B, Tv, d)
+    -> (B, Tq, dv), plus the (B, Tq, Tv) weights with return_attention_scores.
+
+    Raises:
+        ValueError: as Attention.
+
+    Example:
+
+    >>> att = nn.layers.AdditiveAttention()
+    >>> q, v = np.ones((1, 2, 4), np.float32), np.ones((1, 3, 4), np.float32)
+    >>> out, weights = att([q, v], mask=[None, np.array([[True, True, False]])],
+    ...                    return_attention_scores=True)
+    >>> out.shape, [w.shape for w in att.get_weights()]
+    ((1, 2, 4), [(4,)])
+    >>> weights.tolist()  # the masked value gets no weight
+    [[[0.5, 0.5, 0.0], [0.5, 0.5, 0.0]]]
     """
     _SCORE_MODES = ("concat",)
 

@@ -226,16 +226,94 @@ class _Conv(Layer):
 class Conv2D(_Conv):
     """2-D convolution over (B, H, W, C): kernel (kh, kw, C / groups, filters), bias (filters,).
 
-    Args (Keras 3 names and defaults): filters, kernel_size, strides=(1, 1), padding="valid",
-    data_format=None (channels_last), dilation_rate=(1, 1), groups=1, activation=None,
-    use_bias=True, kernel_initializer="glorot_uniform", bias_initializer="zeros",
-    kernel_regularizer=None, bias_regularizer=None.
+    ``output = activation(conv2d(x, kernel) + bias)`` (a cross-correlation, as in Keras), one
+    C++ call forward and one backward. Weight layout (Keras's): kernel (kh, kw, C / groups,
+    filters), bias (filters,).
+
+    Args:
+        filters (int): number of output channels (divisible by groups).
+        kernel_size (int or tuple of 2 ints): window (kh, kw).
+        strides (int or tuple of 2 ints, default 1): step of the window.
+        padding (str, default "valid"): "valid" (no padding) or "same" (out = ceil(in /
+            stride)).
+        data_format (str or None, default None): only "channels_last" is supported.
+        dilation_rate (int or tuple of 2 ints, default 1): spacing of the window's taps (not
+            with strides > 1).
+        groups (int, default 1): split the channels into groups convolved separately.
+        activation (str or None, default None): name of an activation (see ``Activation``),
+            fused into the kernel's epilogue; None is linear.
+        use_bias (bool, default True): add a bias vector.
+        kernel_initializer (str or Initializer, default "glorot_uniform"): initializer of the
+            kernel.
+        bias_initializer (str or Initializer, default "zeros"): initializer of the bias.
+        kernel_regularizer (str, Regularizer or None, default None): penalty on the kernel.
+        bias_regularizer (str, Regularizer or None, default None): penalty on the bias.
+        **kwargs: ``name``, ``trainable``, ``dtype`` ("float32" or "float64"), ``input_shape``.
+
+    Input shape: (B, H, W, C). Output shape: (B, H', W', filters), H' = ceil((H - dilation *
+    (kh - 1)) / stride) with "valid", ceil(H / stride) with "same" (W' likewise).
+
+    Raises:
+        ValueError: a bad argument (named), an input that is not 4-D, channels not divisible
+            by groups, or a kernel larger than the input with padding="valid".
+
+    Example:
+
+    >>> layer = nn.layers.Conv2D(8, 3, padding="same", activation="relu")
+    >>> layer(np.zeros((2, 28, 28, 1), np.float32)).shape
+    (2, 28, 28, 8)
+    >>> [w.shape for w in layer.get_weights()]
+    [(3, 3, 1, 8), (8,)]
+    >>> nn.layers.Conv2D(4, 3, strides=2)(np.zeros((1, 9, 9, 2), np.float32)).shape
+    (1, 4, 4, 4)
     """
     rank = 2
 
 
 class Conv1D(_Conv):
-    """1-D convolution over (B, T, C): kernel (k, C / groups, filters); padding also "causal"."""
+    """1-D convolution over (B, T, C): kernel (k, C / groups, filters); padding also "causal".
+
+    Conv2D with a height of 1 (the same kernel). Weight layout (Keras's): kernel (k, C /
+    groups, filters), bias (filters,).
+
+    Args:
+        filters (int): number of output channels (divisible by groups).
+        kernel_size (int or tuple of 1 int): window length k.
+        strides (int or tuple of 1 int, default 1): step of the window.
+        padding (str, default "valid"): "valid", "same" (out = ceil(T / stride)) or "causal"
+            (dilation * (k - 1) zeros before the sequence: step t sees only steps <= t).
+        data_format (str or None, default None): only "channels_last" is supported.
+        dilation_rate (int or tuple of 1 int, default 1): spacing of the window's taps (not
+            with strides > 1).
+        groups (int, default 1): split the channels into groups convolved separately.
+        activation (str or None, default None): name of an activation (see ``Activation``),
+            fused into the kernel's epilogue; None is linear.
+        use_bias (bool, default True): add a bias vector.
+        kernel_initializer (str or Initializer, default "glorot_uniform"): initializer of the
+            kernel.
+        bias_initializer (str or Initializer, default "zeros"): initializer of the bias.
+        kernel_regularizer (str, Regularizer or None, default None): penalty on the kernel.
+        bias_regularizer (str, Regularizer or None, default None): penalty on the bias.
+        **kwargs: ``name``, ``trainable``, ``dtype`` ("float32" or "float64"), ``input_shape``.
+
+    Input shape: (B, T, C). Output shape: (B, T', filters); T' = T with "same" or "causal"
+    (stride 1), ceil((T - dilation * (k - 1)) / stride) with "valid".
+
+    Raises:
+        ValueError: a bad argument (named), an input that is not 3-D, channels not divisible
+            by groups, or a kernel longer than the input with padding="valid".
+
+    Example:
+
+    >>> layer = nn.layers.Conv1D(4, 3, padding="causal")
+    >>> x = np.random.rand(2, 10, 3).astype("float32")
+    >>> y = layer(x)
+    >>> y.shape, [w.shape for w in layer.get_weights()]
+    ((2, 10, 4), [(3, 3, 4), (4,)])
+    >>> x[:, 5:] = 0  # change the future: the first 5 outputs stay the same
+    >>> bool(np.array_equal(layer(x)[:, :5], y[:, :5]))
+    True
+    """
     rank = 1
     paddings = ("valid", "same", "causal")
 
@@ -243,7 +321,39 @@ class Conv1D(_Conv):
 class DepthwiseConv2D(_Conv):
     """Each input channel convolved with its own depth_multiplier filters: kernel
     (kh, kw, C, depth_multiplier); output channel c * depth_multiplier + m (Keras's order). A
-    grouped Conv2D with groups = C underneath."""
+    grouped Conv2D with groups = C underneath.
+
+    Weight layout (Keras's): depthwise_kernel (kh, kw, C, depth_multiplier), bias
+    (C * depth_multiplier,).
+
+    Args:
+        kernel_size (int or tuple of 2 ints): window (kh, kw).
+        strides (int or tuple of 2 ints, default 1): step of the window.
+        padding (str, default "valid"): "valid" or "same".
+        depth_multiplier (int, default 1): filters per input channel.
+        data_format (str or None, default None): only "channels_last" is supported.
+        dilation_rate (int or tuple of 2 ints, default 1): spacing of the window's taps.
+        activation (str or None, default None): name of an activation; None is linear.
+        use_bias (bool, default True): add a bias vector.
+        depthwise_initializer (default "glorot_uniform"), bias_initializer (default "zeros"):
+            initializers.
+        depthwise_regularizer, bias_regularizer (default None): penalties.
+        **kwargs: ``name``, ``trainable``, ``dtype``, ``input_shape``.
+
+    Input shape: (B, H, W, C). Output shape: (B, H', W', C * depth_multiplier), H' and W' as
+    in Conv2D.
+
+    Raises:
+        ValueError: a bad argument (named), or an input that is not 4-D.
+
+    Example:
+
+    >>> layer = nn.layers.DepthwiseConv2D(3, depth_multiplier=2)
+    >>> layer(np.zeros((2, 8, 8, 3), np.float32)).shape
+    (2, 6, 6, 6)
+    >>> [w.shape for w in layer.get_weights()]
+    [(3, 3, 3, 2), (6,)]
+    """
     rank = 2
 
     def __init__(self, kernel_size, strides=1, padding="valid", depth_multiplier=1,
@@ -309,7 +419,34 @@ class DepthwiseConv2D(_Conv):
 class SeparableConv2D(Layer):
     """A depthwise convolution (kernel (kh, kw, C, depth_multiplier), no bias) followed by a
     pointwise 1x1 convolution (kernel (1, 1, C * depth_multiplier, filters)) with the bias and
-    activation: Keras's weights depthwise_kernel, pointwise_kernel, bias."""
+    activation: Keras's weights depthwise_kernel, pointwise_kernel, bias.
+
+    Args:
+        filters (int): number of output channels.
+        kernel_size (int or tuple of 2 ints): window (kh, kw) of the depthwise step.
+        strides, padding, data_format, dilation_rate: as in DepthwiseConv2D.
+        depth_multiplier (int, default 1): depthwise filters per input channel.
+        activation (str or None, default None): activation after the pointwise step.
+        use_bias (bool, default True): add a bias after the pointwise step.
+        depthwise_initializer, pointwise_initializer (default "glorot_uniform"),
+            bias_initializer (default "zeros"): initializers.
+        depthwise_regularizer, pointwise_regularizer, bias_regularizer (default None):
+            penalties.
+        **kwargs: ``name``, ``trainable``, ``dtype``, ``input_shape``.
+
+    Input shape: (B, H, W, C). Output shape: (B, H', W', filters), H' and W' as in Conv2D.
+
+    Raises:
+        ValueError: a bad argument (named), or an input that is not 4-D.
+
+    Example:
+
+    >>> layer = nn.layers.SeparableConv2D(16, 3, padding="same")
+    >>> layer(np.zeros((2, 8, 8, 3), np.float32)).shape
+    (2, 8, 8, 16)
+    >>> [w.shape for w in layer.get_weights()]
+    [(3, 3, 3, 1), (1, 1, 3, 16), (16,)]
+    """
 
     def __init__(self, filters, kernel_size, strides=1, padding="valid", data_format=None,
                  dilation_rate=1, depth_multiplier=1, activation=None, use_bias=True,

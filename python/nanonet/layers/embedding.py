@@ -150,8 +150,32 @@ class PositionEmbedding(Layer):
     vectors ``embeddings[start_index:start_index + T]`` broadcast over the batch (the input's
     values are not used, only its shape; the input's gradient is zero).
 
-    Args: sequence_length (the most steps), initializer="glorot_uniform", plus name, trainable,
-    dtype. Weight: embeddings (sequence_length, E). Masks pass through.
+    Add its output to the token vectors: ``x + PositionEmbedding(T)(x)``. Weight layout:
+    embeddings (sequence_length, E). Masks pass through.
+
+    Args:
+        sequence_length (int): the most steps T the layer accepts.
+        initializer (str or Initializer, default "glorot_uniform"): initializer of the table.
+        **kwargs: ``name``, ``trainable``, ``dtype``.
+
+    Call: ``layer(x, start_index=0)``: the positions start at start_index (a decoder that
+    feeds one step at a time).
+
+    Input shape: (B, T, E) with T <= sequence_length. Output shape: (B, T, E).
+
+    Raises:
+        ValueError: sequence_length not a positive int, an input that is not (B, T, E), or
+            start_index + T > sequence_length.
+
+    Example:
+
+    >>> layer = nn.layers.PositionEmbedding(sequence_length=10)
+    >>> x = np.zeros((2, 4, 8), np.float32)
+    >>> y = layer(x)
+    >>> y.shape, [w.shape for w in layer.get_weights()]
+    ((2, 4, 8), [(10, 8)])
+    >>> bool(np.array_equal(y[0], y[1]))  # the same positions for every sample
+    True
     """
     supports_masking = True
     call_kwargs = ("start_index",)
@@ -207,10 +231,36 @@ class TokenAndPositionEmbedding(Layer):
     """Token ids (B, T) -> token vectors + learned position vectors (B, T, embedding_dim)
     (KerasHub's layer, without its reversible output projection).
 
-    Args: vocabulary_size (V), sequence_length (the most steps), embedding_dim (E),
-    embeddings_initializer="uniform" (both tables), mask_zero=False (id 0 is padding: the
-    layer emits ``ids != 0``), plus name, trainable, dtype. Weights: token_embeddings (V, E),
-    position_embeddings (sequence_length, E). Ids outside [0, V) raise ValueError.
+    ``output[b, t] = token_embeddings[ids[b, t]] + position_embeddings[start_index + t]``.
+    Weight layout: token_embeddings (V, E), position_embeddings (sequence_length, E).
+
+    Args:
+        vocabulary_size (int): vocabulary size V; ids must lie in [0, V).
+        sequence_length (int): the most steps T the layer accepts.
+        embedding_dim (int): width E of each vector.
+        embeddings_initializer (str or Initializer, default "uniform"): initializer of both
+            tables.
+        mask_zero (bool, default False): treat id 0 as padding: the layer emits the mask
+            ``ids != 0`` for the next layers.
+        **kwargs: ``name``, ``trainable``, ``dtype``.
+
+    Call: ``layer(ids, start_index=0)``: the positions start at start_index.
+
+    Input shape: (B, T) integer ids, T <= sequence_length. Output shape: (B, T, embedding_dim).
+
+    Raises:
+        ValueError: non-positive sizes, an input that is not (B, T), ids outside [0, V), or
+            start_index + T > sequence_length.
+
+    Example:
+
+    >>> layer = nn.layers.TokenAndPositionEmbedding(100, sequence_length=16, embedding_dim=8,
+    ...                                             mask_zero=True)
+    >>> ids = np.array([[5, 7, 0]], np.int32)
+    >>> layer(ids).shape
+    (1, 3, 8)
+    >>> layer.compute_mask(ids).tolist()
+    [[True, True, False]]
     """
     call_kwargs = ("start_index",)
 

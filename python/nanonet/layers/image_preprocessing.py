@@ -177,7 +177,39 @@ class _Geometric(_Augment):
 
 class RandomTranslation(_Geometric):
     """Shift each image by a fraction of its size drawn from height_factor / width_factor (f ->
-    [-f, f], or (lower, upper)), e.g. 0.1 moves up to 10% either way."""
+    [-f, f], or (lower, upper)), e.g. 0.1 moves up to 10% either way.
+
+    Only when training (inside fit); the identity otherwise.
+
+    Args:
+        height_factor (float or pair of floats): the vertical shift as a fraction of the
+            height, in [-1, 1]; a positive shift moves the image down.
+        width_factor (float or pair of floats): the horizontal shift as a fraction of the
+            width, in [-1, 1]; a positive shift moves the image right.
+        fill_mode (str, default "reflect"): how points outside the image are filled:
+            "reflect", "wrap", "nearest" or "constant" (fill_value).
+        interpolation (str, default "bilinear"): "bilinear" or "nearest".
+        seed (int or None, default None): seed of the layer's own stream; None draws from
+            nanonet's Generator (``nanonet.set_seed``).
+        fill_value (float, default 0.0): the value outside the image with fill_mode="constant".
+        data_format (str or None, default None): only "channels_last" is supported.
+        **kwargs: ``name``, ``trainable``, ``dtype``, ``input_shape``.
+
+    Input shape: (B, H, W, C) floats. Output shape: (B, H, W, C).
+
+    Raises:
+        ValueError: a factor outside [-1, 1] or with lower > upper, an unknown fill_mode or
+            interpolation, or an input that is not 4-D.
+
+    Example:
+
+    >>> layer = nn.layers.RandomTranslation(0.2, 0.2, seed=0)
+    >>> x = np.random.rand(2, 8, 8, 3).astype("float32")
+    >>> bool(np.array_equal(layer(x), x))  # inference: unchanged
+    True
+    >>> layer(x, training=True).shape
+    (2, 8, 8, 3)
+    """
 
     def __init__(self, height_factor, width_factor, fill_mode="reflect",
                  interpolation="bilinear", seed=None, fill_value=0.0, data_format=None,
@@ -198,7 +230,36 @@ class RandomTranslation(_Geometric):
 
 
 class RandomRotation(_Geometric):
-    """Rotate each image about its centre by factor * 2 pi (f -> [-f, f], or (lower, upper))."""
+    """Rotate each image about its centre by factor * 2 pi (f -> [-f, f], or (lower, upper)).
+
+    Only when training (inside fit); the identity otherwise.
+
+    Args:
+        factor (float or pair of floats): the angle as a fraction of a full turn, in
+            [-1, 1]; 0.1 rotates by up to 36 degrees either way.
+        fill_mode (str, default "reflect"): how points outside the image are filled:
+            "reflect", "wrap", "nearest" or "constant" (fill_value).
+        interpolation (str, default "bilinear"): "bilinear" or "nearest".
+        seed (int or None, default None): seed of the layer's own stream; None draws from
+            nanonet's Generator (``nanonet.set_seed``).
+        fill_value (float, default 0.0): the value outside the image with fill_mode="constant".
+        data_format (str or None, default None): only "channels_last" is supported.
+        **kwargs: ``name``, ``trainable``, ``dtype``, ``input_shape``.
+
+    Input shape: (B, H, W, C) floats. Output shape: (B, H, W, C).
+
+    Raises:
+        ValueError: a factor outside [-1, 1] or with lower > upper, an unknown fill_mode or
+            interpolation, or an input that is not 4-D.
+
+    Example:
+
+    >>> layer = nn.layers.RandomRotation(0.1, seed=0)
+    >>> x = np.ones((2, 8, 8, 3), np.float32)
+    >>> y = layer(x, training=True)
+    >>> y.shape, bool(np.allclose(y, 1.0))  # "reflect" keeps a flat image flat
+    ((2, 8, 8, 3), True)
+    """
 
     def __init__(self, factor, fill_mode="reflect", interpolation="bilinear", seed=None,
                  fill_value=0.0, data_format=None, **kwargs):
@@ -219,7 +280,37 @@ class RandomRotation(_Geometric):
 
 class RandomZoom(_Geometric):
     """Zoom each image by 1 + a draw from height_factor (f -> [-f, f], or (lower, upper); a
-    positive draw zooms out, as Keras); width_factor None keeps the aspect ratio."""
+    positive draw zooms out, as Keras); width_factor None keeps the aspect ratio.
+
+    Only when training (inside fit); the identity otherwise.
+
+    Args:
+        height_factor (float or pair of floats): the vertical zoom, in [-1, 1]; -0.2 zooms
+            in by up to 20%, 0.2 out by up to 20%.
+        width_factor (float, pair of floats or None, default None): the horizontal zoom;
+            None uses the vertical draw (the aspect ratio stays).
+        fill_mode (str, default "reflect"): how points outside the image are filled:
+            "reflect", "wrap", "nearest" or "constant" (fill_value).
+        interpolation (str, default "bilinear"): "bilinear" or "nearest".
+        seed (int or None, default None): seed of the layer's own stream; None draws from
+            nanonet's Generator (``nanonet.set_seed``).
+        fill_value (float, default 0.0): the value outside the image with fill_mode="constant".
+        data_format (str or None, default None): only "channels_last" is supported.
+        **kwargs: ``name``, ``trainable``, ``dtype``, ``input_shape``.
+
+    Input shape: (B, H, W, C) floats. Output shape: (B, H, W, C).
+
+    Raises:
+        ValueError: a factor outside [-1, 1] or with lower > upper, an unknown fill_mode or
+            interpolation, or an input that is not 4-D.
+
+    Example:
+
+    >>> layer = nn.layers.RandomZoom((-0.3, -0.1), seed=0)  # zoom in by 10% to 30%
+    >>> x = np.random.rand(2, 8, 8, 3).astype("float32")
+    >>> bool(np.array_equal(layer(x), x)), layer(x, training=True).shape
+    (True, (2, 8, 8, 3))
+    """
 
     def __init__(self, height_factor, width_factor=None, fill_mode="reflect",
                  interpolation="bilinear", seed=None, fill_value=0.0, data_format=None,
@@ -244,7 +335,32 @@ class RandomZoom(_Geometric):
 
 class RandomFlip(_Augment):
     """Flip each image left-right ("horizontal"), top-bottom ("vertical") or both
-    ("horizontal_and_vertical", the default), each with probability 1/2."""
+    ("horizontal_and_vertical", the default), each with probability 1/2.
+
+    Only when training (inside fit); the identity otherwise.
+
+    Args:
+        mode (str, default "horizontal_and_vertical"): "horizontal", "vertical" or
+            "horizontal_and_vertical".
+        seed (int or None, default None): seed of the layer's own stream; None draws from
+            nanonet's Generator (``nanonet.set_seed``).
+        data_format (str or None, default None): only "channels_last" is supported.
+        **kwargs: ``name``, ``trainable``, ``dtype``, ``input_shape``.
+
+    Input shape: (B, H, W, C) floats. Output shape: (B, H, W, C).
+
+    Raises:
+        ValueError: an unknown mode, or an input that is not 4-D.
+
+    Example:
+
+    >>> layer = nn.layers.RandomFlip("horizontal", seed=0)
+    >>> x = np.random.rand(4, 2, 3, 1).astype("float32")
+    >>> y = layer(x, training=True)
+    >>> [bool(np.array_equal(y[i], x[i]) or np.array_equal(y[i], x[i, :, ::-1]))
+    ...  for i in range(4)]  # each image as it was or mirrored
+    [True, True, True, True]
+    """
     _MODES = ("horizontal", "vertical", "horizontal_and_vertical")
 
     def __init__(self, mode="horizontal_and_vertical", seed=None, data_format=None, **kwargs):
@@ -281,7 +397,32 @@ class RandomFlip(_Augment):
 
 class RandomContrast(_Augment):
     """y = (x - mean) * f + mean per image and channel (mean over height and width), f drawn
-    from [1 - lower, 1 + upper] (factor f -> lower = upper = f), clipped to value_range."""
+    from [1 - lower, 1 + upper] (factor f -> lower = upper = f), clipped to value_range.
+
+    Only when training (inside fit); the identity otherwise.
+
+    Args:
+        factor (float or pair of floats): lower in [0, 1] and upper >= 0 of the contrast
+            factor's range [1 - lower, 1 + upper].
+        value_range (pair of floats, default (0, 255)): the output is clipped to it (use
+            (0, 1) for images scaled to [0, 1]).
+        seed (int or None, default None): seed of the layer's own stream; None draws from
+            nanonet's Generator (``nanonet.set_seed``).
+        **kwargs: ``name``, ``trainable``, ``dtype``, ``input_shape``, ``data_format``.
+
+    Input shape: (B, H, W, C) floats. Output shape: (B, H, W, C).
+
+    Raises:
+        ValueError: a factor or value_range out of range, or an input that is not 4-D.
+
+    Example:
+
+    >>> layer = nn.layers.RandomContrast(0.5, value_range=(0, 1), seed=0)
+    >>> x = np.random.rand(2, 8, 8, 3).astype("float32")
+    >>> y = layer(x, training=True)
+    >>> y.shape, bool(y.min() >= 0.0 and y.max() <= 1.0)
+    ((2, 8, 8, 3), True)
+    """
 
     def __init__(self, factor, value_range=(0, 255), seed=None, **kwargs):
         super().__init__(seed=seed, **kwargs)
@@ -353,7 +494,31 @@ def _nearest_matrix(n_out, n_in, dtype):
 class Resizing(Layer):
     """Resize images to (height, width): interpolation "bilinear" (default, half-pixel
     centres, no antialiasing) or "nearest"; crop_to_aspect_ratio first centre-crops the largest
-    window of the target aspect ratio. Always applies (training or not)."""
+    window of the target aspect ratio. Always applies (training or not).
+
+    Args:
+        height (int): output height.
+        width (int): output width.
+        interpolation (str, default "bilinear"): "bilinear" or "nearest".
+        crop_to_aspect_ratio (bool, default False): centre-crop to height / width's aspect
+            ratio before resizing, so the image is not distorted.
+        data_format (str or None, default None): only "channels_last" is supported.
+        **kwargs: ``name``, ``trainable``, ``dtype``, ``input_shape``.
+
+    Input shape: (B, H, W, C). Output shape: (B, height, width, C).
+
+    Raises:
+        ValueError: height or width not a positive int, an unknown interpolation, or an input
+            that is not 4-D.
+
+    Example:
+
+    >>> x = np.arange(8, dtype=np.float32).reshape(1, 2, 4, 1)
+    >>> nn.layers.Resizing(4, 8)(x).shape
+    (1, 4, 8, 1)
+    >>> nn.layers.Resizing(2, 2, interpolation="nearest")(x)[0, :, :, 0].tolist()
+    [[1.0, 3.0], [5.0, 7.0]]
+    """
 
     def __init__(self, height, width, interpolation="bilinear", crop_to_aspect_ratio=False,
                  data_format=None, **kwargs):
@@ -400,7 +565,25 @@ class Resizing(Layer):
 
 
 class Rescaling(Layer):
-    """y = x * scale + offset (e.g. scale=1/255 for 8-bit images). Always applies."""
+    """y = x * scale + offset (e.g. scale=1/255 for 8-bit images). Always applies.
+
+    Args:
+        scale (float): the factor.
+        offset (float, default 0.0): added after scaling.
+        **kwargs: ``name``, ``trainable``, ``dtype``, ``input_shape``.
+
+    Input shape: any (B, ...); integer images are cast to the layer's dtype. Output shape: the
+    input's. Masks pass through.
+
+    Raises:
+        ValueError: scale or offset not a finite number.
+
+    Example:
+
+    >>> layer = nn.layers.Rescaling(1 / 127.5, offset=-1.0)  # [0, 255] -> [-1, 1]
+    >>> np.round(layer(np.array([[0, 255]], np.uint8)), 4).tolist()
+    [[-1.0, 1.0]]
+    """
     supports_masking = True
 
     def __init__(self, scale, offset=0.0, **kwargs):
@@ -425,7 +608,31 @@ class Rescaling(Layer):
 
 class RandomCrop(_Augment):
     """Crop each image to (height, width) at a random position when training; at inference the
-    centre crop (images smaller than the target are resized to it bilinearly)."""
+    centre crop (images smaller than the target are resized to it bilinearly).
+
+    Args:
+        height (int): output height.
+        width (int): output width.
+        seed (int or None, default None): seed of the layer's own stream; None draws from
+            nanonet's Generator (``nanonet.set_seed``).
+        data_format (str or None, default None): only "channels_last" is supported.
+        **kwargs: ``name``, ``trainable``, ``dtype``, ``input_shape``.
+
+    Input shape: (B, H, W, C). Output shape: (B, height, width, C).
+
+    Raises:
+        ValueError: height or width not a positive int, an input that is not 4-D, or, in
+            training, images smaller than the crop.
+
+    Example:
+
+    >>> layer = nn.layers.RandomCrop(2, 2, seed=0)
+    >>> x = np.arange(8, dtype=np.float32).reshape(1, 2, 4, 1)
+    >>> layer(x)[0, :, :, 0].tolist()  # inference: the centre
+    [[1.0, 2.0], [5.0, 6.0]]
+    >>> layer(x, training=True).shape
+    (1, 2, 2, 1)
+    """
 
     def __init__(self, height, width, seed=None, data_format=None, **kwargs):
         super().__init__(seed=seed, data_format=data_format, **kwargs)

@@ -231,7 +231,30 @@ class _Pooling(Layer):
 
 
 class MaxPooling2D(_Pooling):
-    """Max over pool_size windows of (B, H, W, C); the gradient goes to the first max."""
+    """Max over pool_size windows of (B, H, W, C); the gradient goes to the first max.
+
+    Args:
+        pool_size (int or tuple of 2 ints, default (2, 2)): the window (ph, pw).
+        strides (int, tuple of 2 ints or None, default None): step of the window; None is
+            pool_size.
+        padding (str, default "valid"): "valid" (whole windows only) or "same" (out =
+            ceil(in / stride); the padding never wins the max).
+        data_format (str or None, default None): only "channels_last" is supported.
+        **kwargs: ``name``, ``trainable``, ``dtype``, ``input_shape``.
+
+    Input shape: (B, H, W, C). Output shape: (B, H', W', C), H' = (H - ph) // stride + 1
+    with "valid", ceil(H / stride) with "same" (W' likewise). No mask is used or passed on.
+
+    Raises:
+        ValueError: a bad argument (named), an input that is not 4-D, or a window larger
+            than the input with padding="valid".
+
+    Example:
+
+    >>> x = np.arange(16, dtype=np.float32).reshape(1, 4, 4, 1)
+    >>> nn.layers.MaxPooling2D()(x)[..., 0].tolist()
+    [[[5.0, 7.0], [13.0, 15.0]]]
+    """
     rank = 2
 
     def forward(self, x, training=False, mask=None):
@@ -250,7 +273,30 @@ class MaxPooling2D(_Pooling):
 
 
 class AveragePooling2D(_Pooling):
-    """Mean over pool_size windows of (B, H, W, C) (the in-image part with "same")."""
+    """Mean over pool_size windows of (B, H, W, C) (the in-image part with "same").
+
+    Args:
+        pool_size (int or tuple of 2 ints, default (2, 2)): the window (ph, pw).
+        strides (int, tuple of 2 ints or None, default None): step of the window; None is
+            pool_size.
+        padding (str, default "valid"): "valid" (whole windows only) or "same" (out =
+            ceil(in / stride); the padding does not count in the mean, as Keras).
+        data_format (str or None, default None): only "channels_last" is supported.
+        **kwargs: ``name``, ``trainable``, ``dtype``, ``input_shape``.
+
+    Input shape: (B, H, W, C). Output shape: (B, H', W', C), as MaxPooling2D. No mask is
+    used or passed on.
+
+    Raises:
+        ValueError: a bad argument (named), an input that is not 4-D, or a window larger
+            than the input with padding="valid".
+
+    Example:
+
+    >>> x = np.arange(16, dtype=np.float32).reshape(1, 4, 4, 1)
+    >>> nn.layers.AveragePooling2D()(x)[..., 0].tolist()
+    [[[2.5, 4.5], [10.5, 12.5]]]
+    """
     rank = 2
 
     def forward(self, x, training=False, mask=None):
@@ -267,12 +313,59 @@ class AveragePooling2D(_Pooling):
 
 
 class MaxPooling1D(MaxPooling2D):
-    """Max over pool_size steps of (B, T, C)."""
+    """Max over pool_size steps of (B, T, C) (MaxPooling2D with a height of 1).
+
+    Args:
+        pool_size (int or tuple of 1 int, default 2): the window length.
+        strides (int, tuple of 1 int or None, default None): step of the window; None is
+            pool_size.
+        padding (str, default "valid"): "valid" (whole windows only) or "same" (out =
+            ceil(in / stride); the padding never wins the max).
+        data_format (str or None, default None): only "channels_last" is supported.
+        **kwargs: ``name``, ``trainable``, ``dtype``, ``input_shape``.
+
+    Input shape: (B, T, C). Output shape: (B, T', C), T' = (T - pool_size) // stride + 1 with
+    "valid", ceil(T / stride) with "same".
+
+    Raises:
+        ValueError: a bad argument (named), an input that is not 3-D, or a window longer than
+            the input with padding="valid".
+
+    Example:
+
+    >>> x = np.array([[[1.0], [5.0], [2.0], [4.0], [3.0]]], np.float32)
+    >>> nn.layers.MaxPooling1D()(x)[..., 0].tolist()  # the last step has no whole window
+    [[5.0, 4.0]]
+    >>> nn.layers.MaxPooling1D(padding="same")(x)[..., 0].tolist()
+    [[5.0, 4.0, 3.0]]
+    """
     rank = 1
 
 
 class AveragePooling1D(AveragePooling2D):
-    """Mean over pool_size steps of (B, T, C)."""
+    """Mean over pool_size steps of (B, T, C) (AveragePooling2D with a height of 1).
+
+    Args:
+        pool_size (int or tuple of 1 int, default 2): the window length.
+        strides (int, tuple of 1 int or None, default None): step of the window; None is
+            pool_size.
+        padding (str, default "valid"): "valid" (whole windows only) or "same" (out =
+            ceil(in / stride); the padding does not count in the mean, as Keras).
+        data_format (str or None, default None): only "channels_last" is supported.
+        **kwargs: ``name``, ``trainable``, ``dtype``, ``input_shape``.
+
+    Input shape: (B, T, C). Output shape: (B, T', C), as MaxPooling1D.
+
+    Raises:
+        ValueError: a bad argument (named), an input that is not 3-D, or a window longer than
+            the input with padding="valid".
+
+    Example:
+
+    >>> x = np.array([[[1.0], [5.0], [2.0], [4.0], [3.0]]], np.float32)
+    >>> nn.layers.AveragePooling1D(padding="same")(x)[..., 0].tolist()
+    [[3.0, 3.0, 3.0]]
+    """
     rank = 1
 
 
@@ -320,7 +413,26 @@ class _GlobalPooling2D(Layer):
 
 
 class GlobalAveragePooling2D(_GlobalPooling2D):
-    """Mean over height and width: (B, H, W, C) -> (B, C)."""
+    """Mean over height and width: (B, H, W, C) -> (B, C) (alias ``GlobalAvgPool2D``).
+
+    Args:
+        data_format (str or None, default None): only "channels_last" is supported.
+        keepdims (bool, default False): keep height and width with length 1.
+        **kwargs: ``name``, ``trainable``, ``dtype``, ``input_shape``.
+
+    Input shape: (B, H, W, C). Output shape: (B, C); with keepdims (B, 1, 1, C).
+
+    Raises:
+        ValueError: a bad argument (named), or an input that is not 4-D.
+
+    Example:
+
+    >>> x = np.arange(16, dtype=np.float32).reshape(1, 4, 4, 1)
+    >>> nn.layers.GlobalAveragePooling2D()(x).tolist()
+    [[7.5]]
+    >>> nn.layers.GlobalAveragePooling2D(keepdims=True)(x).shape
+    (1, 1, 1, 1)
+    """
 
     def forward(self, x, training=False, mask=None):
         shape = np.shape(x)
@@ -333,7 +445,25 @@ class GlobalAveragePooling2D(_GlobalPooling2D):
 
 
 class GlobalMaxPooling2D(_GlobalPooling2D):
-    """Max over height and width: (B, H, W, C) -> (B, C); the gradient goes to the first max."""
+    """Max over height and width: (B, H, W, C) -> (B, C); the gradient goes to the first max
+    (alias ``GlobalMaxPool2D``).
+
+    Args:
+        data_format (str or None, default None): only "channels_last" is supported.
+        keepdims (bool, default False): keep height and width with length 1.
+        **kwargs: ``name``, ``trainable``, ``dtype``, ``input_shape``.
+
+    Input shape: (B, H, W, C). Output shape: (B, C); with keepdims (B, 1, 1, C).
+
+    Raises:
+        ValueError: a bad argument (named), or an input that is not 4-D.
+
+    Example:
+
+    >>> x = np.arange(16, dtype=np.float32).reshape(1, 4, 4, 1)
+    >>> nn.layers.GlobalMaxPooling2D()(x).tolist()
+    [[15.0]]
+    """
 
     def forward(self, x, training=False, mask=None):
         shape = np.shape(x)

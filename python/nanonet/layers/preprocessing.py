@@ -435,7 +435,9 @@ class StringLookup(_IndexLookup):
     Input: strings of any shape (an object or unicode array, or lists of str); output: int64
     indices of the same shape, or float vectors (batch, vocabulary_size) in the vector modes.
 
-    >>> lookup = StringLookup(vocabulary=["a", "b", "c"])
+    Example:
+
+    >>> lookup = nn.layers.StringLookup(vocabulary=["a", "b", "c"])
     >>> lookup(np.array([["a", "c", "d"]], dtype=object))
     array([[1, 3, 0]])
     """
@@ -478,7 +480,12 @@ class IntegerLookup(_IndexLookup):
     oov_token=-1, output_mode="int", vocabulary=None (a list of ints), vocabulary_dtype="int64",
     idf_weights=None, invert=False, sparse=False, pad_to_max_tokens=False.
 
-    >>> lookup = IntegerLookup(vocabulary=[12, 36, 1138, 42])
+    Input: integers of any shape; output: int64 indices of the same shape (0 is the OOV index
+    by default), or float vectors (batch, vocabulary_size) in the vector modes.
+
+    Example:
+
+    >>> lookup = nn.layers.IntegerLookup(vocabulary=[12, 36, 1138, 42])
     >>> lookup(np.array([[12, 1138, 42], [42, 1000, 36]]))
     array([[1, 3, 4],
            [4, 0, 2]])
@@ -541,7 +548,9 @@ class TextVectorization(_DataLayer):
     A callable standardize or split is not saved with the model (as in Keras, where it must be
     registered): saving such a layer raises.
 
-    >>> vectorize = TextVectorization(max_tokens=1000, output_sequence_length=4)
+    Example:
+
+    >>> vectorize = nn.layers.TextVectorization(max_tokens=1000, output_sequence_length=4)
     >>> vectorize.adapt(["the cat sat", "the dog"])
     >>> vectorize.get_vocabulary()
     ['', '[UNK]', 'the', 'sat', 'dog', 'cat']

@@ -434,20 +434,50 @@ class LSTM(_Recurrent):
 
 
 class GRU(_Recurrent):
-    """Gated Recurrent Unit (Cho et al. 2014), Keras 3 arguments and layout:
-
-    units, activation="tanh", recurrent_activation="sigmoid", use_bias=True,
-    kernel_initializer="glorot_uniform", recurrent_initializer="orthogonal",
-    bias_initializer="zeros", kernel_regularizer=None, recurrent_regularizer=None,
-    bias_regularizer=None, dropout=0.0, recurrent_dropout=0.0, seed=None,
-    return_sequences=False, return_state=False, go_backwards=False, reset_after=True.
+    """Gated Recurrent Unit (Cho et al. 2014), Keras 3 arguments and layout.
 
     Weights: kernel (I, 3H), recurrent_kernel (H, 3H), gate order z, r, h; bias (2, 3H) (input
     and recurrent biases) with reset_after, else (3H,). Equations: cpp/nanonet/gru.hpp.
+    Dropout: one (B, I) mask for the inputs and one (B, H) for the state in the recurrent
+    products, shared by the gates and reused at every step. The whole sequence is one call
+    into C++.
+
+    Args:
+        units (int): hidden size H.
+        activation (str or None, default "tanh"): tanh, sigmoid, relu, linear (None).
+        recurrent_activation (str or None, default "sigmoid"): activation of the gates.
+        use_bias (bool, default True): add biases.
+        kernel_initializer (default "glorot_uniform"), recurrent_initializer (default
+            "orthogonal"), bias_initializer (default "zeros"): initializers.
+        kernel_regularizer, recurrent_regularizer, bias_regularizer (default None): penalties.
+        dropout (float, default 0.0): dropout rate on the inputs, in training.
+        recurrent_dropout (float, default 0.0): dropout rate on the recurrent state.
+        seed (int or None, default None): seed of the layer's dropout stream.
+        return_sequences (bool, default False): return every step's h, not just the last.
+        return_state (bool, default False): also return the final state h_n.
+        go_backwards (bool, default False): read the sequence in reverse.
+        reset_after (bool, default True): apply the reset gate after the recurrent product
+            (Keras 3's and cuDNN's convention; two bias rows).
+        **kwargs: ``name``, ``trainable``, ``dtype``, ``input_shape``; Keras's ``unroll``,
+            ``implementation`` and ``use_cudnn`` are accepted and change nothing.
+
     Call: ``layer(x, training=False, mask=None, initial_state=None)``, initial_state = [h0] or
-    h0 (B, H). Returns (B, T, H) or (B, H); with return_state, [output, h_n]. Dropout: one (B, I)
-    mask for the inputs and one (B, H) for the state in the recurrent products, shared by the
-    gates and reused at every step.
+    h0 (B, H). A (B, T) mask skips the masked steps, carrying the state over them.
+
+    Input shape: (B, T, I). Output shape: (B, T, H) with return_sequences, else (B, H); with
+    return_state, the list [output, h_n].
+
+    Raises:
+        ValueError: a bad argument (named), ``stateful=True`` (not supported), or an input that
+            is not (B, T, I).
+
+    Example:
+
+    >>> layer = nn.layers.GRU(5, return_sequences=True)
+    >>> layer(np.zeros((2, 7, 3), np.float32)).shape
+    (2, 7, 5)
+    >>> [w.shape for w in layer.get_weights()]
+    [(3, 15), (5, 15), (2, 15)]
     """
     _gates = 3
 
@@ -491,14 +521,44 @@ class GRU(_Recurrent):
 
 
 class SimpleRNN(_Recurrent):
-    """Fully connected recurrent layer, h' = activation(x W + b + h U), Keras 3 arguments:
-
-    units, activation="tanh" (tanh, relu, sigmoid, linear or None), use_bias=True,
-    kernel_initializer="glorot_uniform", recurrent_initializer="orthogonal",
-    bias_initializer="zeros", the three regularizers, dropout=0.0, recurrent_dropout=0.0,
-    return_sequences=False, return_state=False, go_backwards=False, seed=None.
+    """Fully connected recurrent layer, h' = activation(x W + b + h U), Keras 3 arguments.
 
     Weights: kernel (I, H), recurrent_kernel (H, H), bias (H,). Call and states as GRU.
+
+    Args:
+        units (int): hidden size H.
+        activation (str or None, default "tanh"): tanh, relu, sigmoid, linear (None).
+        use_bias (bool, default True): add a bias.
+        kernel_initializer (default "glorot_uniform"), recurrent_initializer (default
+            "orthogonal"), bias_initializer (default "zeros"): initializers.
+        kernel_regularizer, recurrent_regularizer, bias_regularizer (default None): penalties.
+        dropout (float, default 0.0): dropout rate on the inputs, in training.
+        recurrent_dropout (float, default 0.0): dropout rate on the recurrent state.
+        return_sequences (bool, default False): return every step's h, not just the last.
+        return_state (bool, default False): also return the final state h_n.
+        go_backwards (bool, default False): read the sequence in reverse.
+        seed (int or None, default None): seed of the layer's dropout stream.
+        **kwargs: ``name``, ``trainable``, ``dtype``, ``input_shape``.
+
+    Call: ``layer(x, training=False, mask=None, initial_state=None)``, initial_state = [h0] or
+    h0 (B, H); a (B, T) mask skips the masked steps, carrying the state over them.
+
+    Input shape: (B, T, I). Output shape: (B, T, H) with return_sequences, else (B, H); with
+    return_state, the list [output, h_n].
+
+    Raises:
+        ValueError: a bad argument (named), ``stateful=True`` (not supported), or an input that
+            is not (B, T, I).
+
+    Example:
+
+    >>> layer = nn.layers.SimpleRNN(4)
+    >>> x = np.random.rand(1, 4, 3).astype("float32")
+    >>> layer(x).shape, [w.shape for w in layer.get_weights()]
+    ((1, 4), [(3, 4), (4, 4), (4,)])
+    >>> mask = np.array([[True, True, False, False]])  # the last two steps are padding
+    >>> bool(np.allclose(layer(x, mask=mask), layer(x[:, :2])))
+    True
     """
 
     def _run(self, x, states, mask, idm, rdm, training):
@@ -536,6 +596,37 @@ class Bidirectional(_StateInputs, Layer):
     last valid step; with return_sequences the outputs at masked steps are zero
     (Keras's zero_output_for_mask). Initial states: initial_state = forward's states then
     backward's ([h0_f, h0_b] for GRU / SimpleRNN, [h0_f, c0_f, h0_b, c0_b] for LSTM).
+
+    Args:
+        layer (LSTM, GRU or SimpleRNN): the recurrent layer to run both ways (copied).
+        merge_mode (str or None, default "concat"): "concat", "sum", "mul", "ave" or None.
+        weights (list of arrays or None, default None): initial weights, set after the build.
+        backward_layer (LSTM, GRU, SimpleRNN or None, default None): the backward direction,
+            with go_backwards opposite to ``layer``'s and the same return_sequences and
+            return_state.
+        **kwargs: ``name``, ``trainable``, ``dtype``, ``input_shape``.
+
+    Call: ``layer(x, training=False, mask=None, initial_state=None)``.
+
+    Input shape: (B, T, I). Output shape: the wrapped layer's with its last axis doubled
+    (2H) for "concat", H for the others; merge_mode None gives [forward, backward]; with
+    return_state the final states follow.
+
+    Raises:
+        ValueError: ``layer`` or ``backward_layer`` not a recurrent layer, an unknown
+            merge_mode, or directions that disagree (go_backwards, return_sequences,
+            return_state, dtype).
+
+    Example:
+
+    >>> layer = nn.layers.Bidirectional(nn.layers.LSTM(4, return_sequences=True))
+    >>> layer(np.zeros((2, 7, 3), np.float32)).shape
+    (2, 7, 8)
+    >>> [w.shape for w in layer.get_weights()]  # forward's, then backward's
+    [(3, 16), (4, 16), (16,), (3, 16), (4, 16), (16,)]
+    >>> outs = nn.layers.Bidirectional(nn.layers.GRU(4), merge_mode=None)(np.zeros((2, 7, 3)))
+    >>> [o.shape for o in outs]
+    [(2, 4), (2, 4)]
     """
     supports_masking = True
 

@@ -138,7 +138,30 @@ class _Image2D(Layer):
 
 class ZeroPadding2D(_Image2D):
     """Zero rows above / below and columns left / right: padding int, (rows, cols) or
-    ((top, bottom), (left, right)); default (1, 1)."""
+    ((top, bottom), (left, right)); default (1, 1).
+
+    Args:
+        padding (int, tuple of 2 ints or tuple of 2 pairs, default (1, 1)): n pads n rows and
+            n columns on every side; (rows, cols) pads rows above and below and cols left and
+            right; ((top, bottom), (left, right)) gives each side.
+        data_format (str or None, default None): only "channels_last" is supported.
+        **kwargs: ``name``, ``trainable``, ``dtype``, ``input_shape``.
+
+    Input shape: (B, H, W, C). Output shape: (B, H + top + bottom, W + left + right, C).
+
+    Raises:
+        ValueError: a bad padding (negative, or not one of the three forms), or an input that
+            is not 4-D.
+
+    Example:
+
+    >>> x = np.ones((1, 2, 3, 1), np.float32)
+    >>> nn.layers.ZeroPadding2D(((1, 0), (2, 1)))(x).shape
+    (1, 3, 6, 1)
+    >>> nn.layers.ZeroPadding2D(1)(x)[0, :, :, 0].tolist()
+    [[0.0, 0.0, 0.0, 0.0, 0.0], [0.0, 1.0, 1.0, 1.0, 0.0],
+     [0.0, 1.0, 1.0, 1.0, 0.0], [0.0, 0.0, 0.0, 0.0, 0.0]]
+    """
 
     def __init__(self, padding=(1, 1), data_format=None, **kwargs):
         super().__init__(data_format, **kwargs)
@@ -166,7 +189,26 @@ class ZeroPadding2D(_Image2D):
 
 class Cropping2D(_Image2D):
     """Drop rows at the top / bottom and columns at the left / right: cropping int,
-    (rows, cols) or ((top, bottom), (left, right)); default ((0, 0), (0, 0))."""
+    (rows, cols) or ((top, bottom), (left, right)); default ((0, 0), (0, 0)).
+
+    Args:
+        cropping (int, tuple of 2 ints or tuple of 2 pairs, default ((0, 0), (0, 0))): as
+            ZeroPadding2D's padding, the rows and columns to drop.
+        data_format (str or None, default None): only "channels_last" is supported.
+        **kwargs: ``name``, ``trainable``, ``dtype``, ``input_shape``.
+
+    Input shape: (B, H, W, C). Output shape: (B, H - top - bottom, W - left - right, C).
+
+    Raises:
+        ValueError: a bad cropping, one that leaves nothing of the height or width, or an
+            input that is not 4-D.
+
+    Example:
+
+    >>> x = np.arange(12, dtype=np.float32).reshape(1, 3, 4, 1)
+    >>> nn.layers.Cropping2D(((1, 0), (1, 1)))(x)[0, :, :, 0].tolist()
+    [[5.0, 6.0], [9.0, 10.0]]
+    """
 
     def __init__(self, cropping=((0, 0), (0, 0)), data_format=None, **kwargs):
         super().__init__(data_format, **kwargs)
@@ -201,7 +243,25 @@ class Cropping2D(_Image2D):
 
 class UpSampling2D(_Image2D):
     """Repeat rows size[0] times and columns size[1] times (interpolation="nearest", Keras's
-    default; the only one supported)."""
+    default; the only one supported).
+
+    Args:
+        size (int or tuple of 2 ints, default (2, 2)): the repeats of rows and columns.
+        data_format (str or None, default None): only "channels_last" is supported.
+        interpolation (str, default "nearest"): only "nearest" is supported.
+        **kwargs: ``name``, ``trainable``, ``dtype``, ``input_shape``.
+
+    Input shape: (B, H, W, C). Output shape: (B, H * size[0], W * size[1], C).
+
+    Raises:
+        ValueError: a bad size or interpolation, or an input that is not 4-D.
+
+    Example:
+
+    >>> x = np.array([[[[1.0], [2.0]]]], np.float32)  # (1, 1, 2, 1)
+    >>> nn.layers.UpSampling2D()(x)[0, :, :, 0].tolist()
+    [[1.0, 1.0, 2.0, 2.0], [1.0, 1.0, 2.0, 2.0]]
+    """
 
     def __init__(self, size=(2, 2), data_format=None, interpolation="nearest", **kwargs):
         from .convolutional import normalize_tuple
