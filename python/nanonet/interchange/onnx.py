@@ -95,6 +95,7 @@ class Graph:
         self._used = set()
         self._consts = {}
         self._floats = {}
+        self.options = {}           # the call options of the node being converted
 
     def name(self, hint):
         """A value name not used yet, from hint."""
@@ -186,7 +187,9 @@ class Graph:
 # --------------------------------------------------------------------------------------------
 # walking a model
 
-def _convert_layer(g, layer, x, mask):
+def _convert_layer(g, layer, x, mask, options=None):
+    """Convert one call of layer; options are the call options of its node (Layer.call_kwargs),
+    which the converter reads as ``g.options``."""
     entry = _CONVERTERS.get(type(layer))
     if entry is None:
         raise ValueError(f"export: layer {layer.name!r} of class {type(layer).__name__} has no "
@@ -195,7 +198,11 @@ def _convert_layer(g, layer, x, mask):
     fn, keeps_ids = entry
     if not keeps_ids:
         x = [g.float(v) for v in x] if isinstance(x, list) else g.float(x)
-    return fn(g, layer, x, mask)
+    outer, g.options = g.options, dict(options or {})
+    try:
+        return fn(g, layer, x, mask)
+    finally:
+        g.options = outer
 
 
 def _walk(g, model, names, masks):
@@ -213,7 +220,7 @@ def _walk(g, model, names, masks):
             x, m = [n for n, _ in ins], [m for _, m in ins]
             if all(v is None for v in m):
                 m = None
-        y, ym = _convert_layer(g, node.layer, x, m)
+        y, ym = _convert_layer(g, node.layer, x, m, node.kwargs)
         if node.single_output:
             env[id(node.outputs[0])] = (y, ym)
         else:
@@ -663,8 +670,10 @@ def _register_merges():
 
 
 def _attention(g, layer, xs, mask):
+    from ..layers.attention import _DEFAULT_OPTS
     n = layer.name
-    opts = layer._graph_opts
+    opts = {**_DEFAULT_OPTS, **g.options}
+    opts["key"], opts["attention_mask"] = opts["has_key"], opts["has_attention_mask"]
     query, value = xs[0], xs[1]
     key = xs[2] if opts["key"] else value
     am = xs[-1] if opts["attention_mask"] else None
