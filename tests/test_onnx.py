@@ -424,3 +424,85 @@ def test_newer_opsets(opset, tmp_path):
     onnx.checker.check_model(proto, full_check=True)
     assert proto.opset_import[0].version == opset
     _compare(model, x, tmp_path, _session(path))
+
+
+# -- GRU, SimpleRNN, Bidirectional -------------------------------------------------------------
+
+def _rnn(kind, **kw):
+    if kind == "gru":
+        return L.GRU(5, **kw)
+    if kind == "gru_reset_before":
+        return L.GRU(5, reset_after=False, **kw)
+    if kind == "simple_rnn":
+        return L.SimpleRNN(5, **kw)
+    return L.LSTM(5, **kw)
+
+
+@pytest.mark.parametrize("kind", ["gru", "gru_reset_before", "simple_rnn"])
+@pytest.mark.parametrize("padding", [None, "post", "holes"])
+@pytest.mark.parametrize("return_sequences,go_backwards", [(False, False), (True, True)])
+def test_gru_and_simple_rnn_masks_and_directions(kind, padding, return_sequences,
+                                                  go_backwards, tmp_path):
+    rng = np.random.default_rng(21)
+    model = nn.Sequential([L.Embedding(V, 4, mask_zero=padding is not None),
+                           _rnn(kind, return_sequences=return_sequences,
+                                go_backwards=go_backwards)])
+    model.build((None, T))
+    _randomize(model, rng)
+    sess = _session(_export(model, tmp_path))
+    x = _ids(rng, padding=padding)
+    _compare(model, x, tmp_path, sess)
+    _compare(model, x[:1], tmp_path, sess)
+
+
+@pytest.mark.parametrize("kind,activation,use_bias", [("gru", "relu", False),
+                                                      ("simple_rnn", "relu", True),
+                                                      ("simple_rnn", "linear", False),
+                                                      ("gru_reset_before", "tanh", False)])
+def test_gru_and_simple_rnn_activations(kind, activation, use_bias, tmp_path):
+    rng = np.random.default_rng(22)
+    model = nn.Sequential([nn.Input((T, 3)), _rnn(kind, activation=activation,
+                                                  use_bias=use_bias, return_sequences=True)])
+    _randomize(model, rng, scale=0.3)
+    _compare(model, rng.standard_normal((7, T, 3)).astype(np.float32), tmp_path)
+
+
+def test_gru_initial_and_returned_state(tmp_path):
+    rng = np.random.default_rng(23)
+    ids = nn.Input((T,), dtype="int32", name="ids")
+    h0 = nn.Input((5,), name="h0")
+    e = L.Embedding(V, 3, mask_zero=True)(ids)
+    y, h = L.GRU(5, return_sequences=True, return_state=True)(e, initial_state=[h0])
+    y2 = L.SimpleRNN(5)(y, initial_state=[h])
+    model = nn.Model([ids, h0], [y, h, y2])
+    _randomize(model, rng)
+    _compare(model, [_ids(rng, padding="pre"), rng.standard_normal((7, 5)).astype(np.float32)],
+             tmp_path)
+
+
+@pytest.mark.parametrize("merge_mode", ["concat", "sum", "ave", "mul", None])
+@pytest.mark.parametrize("kind", ["lstm", "gru", "simple_rnn"])
+@pytest.mark.parametrize("return_sequences", [False, True])
+def test_bidirectional(merge_mode, kind, return_sequences, tmp_path):
+    rng = np.random.default_rng(24)
+    ids = nn.Input((T,), dtype="int32")
+    e = L.Embedding(V, 4, mask_zero=True)(ids)
+    y = L.Bidirectional(_rnn(kind, return_sequences=return_sequences),
+                        merge_mode=merge_mode)(e)
+    model = nn.Model(ids, y)
+    _randomize(model, rng)
+    sess = _session(_export(model, tmp_path))
+    for padding in ("post", "holes"):
+        x = _ids(rng, padding=padding)
+        _compare(model, x, tmp_path, sess)
+        _compare(model, x[:1], tmp_path, sess)
+
+
+def test_bidirectional_return_state_then_pooling(tmp_path):
+    rng = np.random.default_rng(25)
+    ids = nn.Input((T,), dtype="int32")
+    e = L.Embedding(V, 4, mask_zero=True)(ids)
+    y, hf, cf, hb, cb = L.Bidirectional(L.LSTM(3, return_sequences=True, return_state=True))(e)
+    model = nn.Model(ids, [L.GlobalAveragePooling1D()(y), hf, cf, hb, cb])
+    _randomize(model, rng)
+    _compare(model, _ids(rng, padding="pre"), tmp_path)

@@ -733,9 +733,102 @@ def _attention(g, layer, xs, mask):
     return y, qm
 
 
+# --------------------------------------------------------------------------------------------
+# GRU, SimpleRNN, Bidirectional
+
+def _one_state_rnn(g, layer, x, mask, op_type, W, R, B, **attrs):
+    """A GRU or SimpleRNN (one state h) through ONNX's GRU / RNN operator."""
+    n = layer.name
+    if isinstance(x, list):       # [x, h0]: an initial state
+        x, h0 = x
+        mask = mask[0] if isinstance(mask, list) else mask
+    else:
+        h0 = None
+    steps = RecurrentSteps(g, x, mask, layer.go_backwards, n)
+    ih = "" if h0 is None else g.unsqueeze(h0, [0])
+    Y, Yh = g.op(op_type, [steps.x, g.const(W[None], f"{n}/W"), g.const(R[None], f"{n}/R"),
+                           g.const(B[None], f"{n}/B"), steps.lens, ih], n, outputs=2,
+                 hidden_size=layer.units, **attrs)
+    h_n = steps.final(Yh, h0)
+    y = steps.sequence(Y, h0) if layer.return_sequences else h_n
+    out_mask = mask if layer.return_sequences else None
+    if layer.return_state:
+        return [y, h_n], [out_mask, None]
+    return y, out_mask
+
+
+def _gru(g, layer, x, mask):
+    # Keras's gate order z, r, h is ONNX's; reset_after is linear_before_reset
+    H = layer.units
+    if not layer.use_bias:
+        b = np.zeros(6 * H, np.float32)
+    elif layer.reset_after:
+        b = np.asarray(layer.bias, np.float32).reshape(-1)        # [input bias, recurrent bias]
+    else:
+        b = np.concatenate([layer.bias, np.zeros(3 * H)])
+    acts = rnn_activations([layer.recurrent_activation, layer.activation])
+    return _one_state_rnn(g, layer, x, mask, "GRU", np.asarray(layer.kernel).T,
+                          np.asarray(layer.recurrent_kernel).T, b,
+                          linear_before_reset=int(layer.reset_after), **acts)
+
+
+def _simple_rnn(g, layer, x, mask):
+    H = layer.units
+    b = np.zeros(2 * H) if not layer.use_bias else np.concatenate([layer.bias, np.zeros(H)])
+    return _one_state_rnn(g, layer, x, mask, "RNN", np.asarray(layer.kernel).T,
+                          np.asarray(layer.recurrent_kernel).T, b,
+                          **rnn_activations([layer.activation]))
+
+
+def _bidirectional(g, layer, x, mask):
+    fw, bw = layer.forward_layer, layer.backward_layer
+    if isinstance(x, list):       # [x, forward states..., backward states...]
+        nf = len(fw._state_names)
+        m = mask[0] if isinstance(mask, list) else mask
+        f_in, b_in = [x[0]] + x[1:1 + nf], [x[0]] + x[1 + nf:]
+        mask = m
+    else:
+        f_in = b_in = x
+    yf, _ = _convert_layer(g, fw, f_in, mask)
+    yb, _ = _convert_layer(g, bw, b_in, mask)
+    states = []
+    if layer.return_state:
+        states = yf[1:] + yb[1:]
+        yf, yb = yf[0], yb[0]
+    if layer.return_sequences:
+        yb = g.reverse_steps(yb)               # back to time order
+        if mask is not None:                   # masked steps output zeros
+            keep = g.cast(g.unsqueeze(mask, [2]), "FLOAT")
+            yf = g.op("Mul", [yf, keep], f"{layer.name}/forward")
+            yb = g.op("Mul", [yb, keep], f"{layer.name}/backward")
+    out_mask = mask if layer.return_sequences else None
+    mode, n = layer.merge_mode, layer.name
+    if mode == "concat":
+        merged = [g.op("Concat", [yf, yb], n, axis=-1)]
+    elif mode == "sum":
+        merged = [g.op("Add", [yf, yb], n)]
+    elif mode == "ave":
+        merged = [g.op("Mul", [g.op("Add", [yf, yb], n), g.scalar(0.5)], n)]
+    elif mode == "mul":
+        merged = [g.op("Mul", [yf, yb], n)]
+    else:
+        merged = [yf, yb]
+    outs = merged + states
+    masks = [out_mask] * len(merged) + [None] * len(states)
+    return (outs[0], masks[0]) if len(outs) == 1 else (outs, masks)
+
+
+def _register_recurrent():
+    from ..layers import recurrent
+    register_converter(recurrent.GRU, _gru)
+    register_converter(recurrent.SimpleRNN, _simple_rnn)
+    register_converter(recurrent.Bidirectional, _bidirectional)
+
+
 _register_core()
 _register_more()
 _register_merges()
+_register_recurrent()
 
 
 # --------------------------------------------------------------------------------------------
