@@ -506,3 +506,104 @@ def test_bidirectional_return_state_then_pooling(tmp_path):
     model = nn.Model(ids, [L.GlobalAveragePooling1D()(y), hf, cf, hb, cb])
     _randomize(model, rng)
     _compare(model, _ids(rng, padding="pre"), tmp_path)
+
+
+# -- convolution, pooling, image layers --------------------------------------------------------
+
+def _images(rng, B=7, H=9, W=8, C=3):
+    return rng.standard_normal((B, H, W, C)).astype(np.float32)
+
+
+def _compare_batches(model, x, tmp_path):
+    sess = _session(_export(model, tmp_path))
+    _compare(model, x, tmp_path, sess)
+    _compare(model, x[:1], tmp_path, sess)
+
+
+@pytest.mark.parametrize("padding", ["valid", "same"])
+@pytest.mark.parametrize("strides,dilation", [(1, 1), (2, 1), (1, 2)])
+def test_conv2d(padding, strides, dilation, tmp_path):
+    rng = np.random.default_rng(30)
+    model = nn.Sequential([nn.Input((9, 8, 4)),
+                           L.Conv2D(6, (3, 2), strides=strides, padding=padding,
+                                    dilation_rate=dilation, activation="relu"),
+                           L.Conv2D(4, 1, groups=2, use_bias=False)])
+    _randomize(model, rng)
+    _compare_batches(model, _images(rng, C=4), tmp_path)
+
+
+@pytest.mark.parametrize("padding,strides,dilation", [
+    ("valid", 1, 1), ("valid", 2, 1), ("valid", 1, 2), ("same", 1, 1), ("same", 2, 1),
+    ("same", 1, 2), ("causal", 1, 1), ("causal", 1, 2)])
+def test_conv1d(padding, strides, dilation, tmp_path):
+    rng = np.random.default_rng(31)
+    model = nn.Sequential([nn.Input((T, 4)),
+                           L.Conv1D(5, 3, strides=strides, padding=padding,
+                                    dilation_rate=dilation, activation="tanh"),
+                           L.MaxPooling1D(2, padding="same"), L.AveragePooling1D(2),
+                           L.Flatten()])
+    _randomize(model, rng)
+    _compare_batches(model, rng.standard_normal((7, T, 4)).astype(np.float32), tmp_path)
+
+
+@pytest.mark.parametrize("padding", ["valid", "same"])
+@pytest.mark.parametrize("strides", [1, 2])
+@pytest.mark.parametrize("depth_multiplier", [1, 2])
+def test_depthwise_and_separable_conv2d(padding, strides, depth_multiplier, tmp_path):
+    rng = np.random.default_rng(32)
+    model = nn.Sequential([nn.Input((9, 8, 3)),
+                           L.DepthwiseConv2D(3, strides=strides, padding=padding,
+                                             depth_multiplier=depth_multiplier,
+                                             activation="relu"),
+                           L.SeparableConv2D(4, 3, padding=padding,
+                                             depth_multiplier=depth_multiplier,
+                                             activation="sigmoid")])
+    _randomize(model, rng)
+    _compare_batches(model, _images(rng), tmp_path)
+
+
+@pytest.mark.parametrize("cls", [L.MaxPooling2D, L.AveragePooling2D])
+@pytest.mark.parametrize("pool_size,strides,padding", [(2, None, "valid"), (3, 2, "same"),
+                                                        ((2, 3), 1, "same"), (3, 2, "valid")])
+def test_pooling2d(cls, pool_size, strides, padding, tmp_path):
+    rng = np.random.default_rng(33)
+    model = nn.Sequential([nn.Input((9, 8, 3)), cls(pool_size, strides=strides,
+                                                    padding=padding)])
+    _compare_batches(model, _images(rng), tmp_path)
+
+
+@pytest.mark.parametrize("cls", [L.GlobalAveragePooling2D, L.GlobalMaxPooling2D])
+@pytest.mark.parametrize("keepdims", [False, True])
+def test_global_pooling2d(cls, keepdims, tmp_path):
+    rng = np.random.default_rng(34)
+    model = nn.Sequential([nn.Input((9, 8, 3)), cls(keepdims=keepdims)])
+    _compare_batches(model, _images(rng), tmp_path)
+
+
+def test_padding_cropping_upsampling_rescaling(tmp_path):
+    rng = np.random.default_rng(35)
+    model = nn.Sequential([nn.Input((9, 8, 3)), L.Rescaling(1 / 4, offset=-0.5),
+                           L.ZeroPadding2D(((1, 2), (0, 3))), L.Cropping2D(((2, 0), (1, 2))),
+                           L.UpSampling2D((2, 3)), L.Cropping2D(((0, 3), (4, 0))),
+                           L.ZeroPadding2D(1)])
+    _compare_batches(model, _images(rng), tmp_path)
+
+
+@pytest.mark.parametrize("height,width,interpolation,crop", [
+    (5, 12, "bilinear", False), (13, 4, "nearest", False), (6, 6, "bilinear", True),
+    (4, 9, "nearest", True)])
+def test_resizing(height, width, interpolation, crop, tmp_path):
+    rng = np.random.default_rng(36)
+    model = nn.Sequential([nn.Input((9, 8, 3)),
+                           L.Resizing(height, width, interpolation=interpolation,
+                                      crop_to_aspect_ratio=crop)])
+    _compare_batches(model, _images(rng), tmp_path)
+
+
+@pytest.mark.parametrize("size", [(5, 4), (9, 8), (12, 10)])
+def test_random_layers_are_the_identity_and_random_crop_centre_crops(size, tmp_path):
+    rng = np.random.default_rng(37)
+    model = nn.Sequential([nn.Input((9, 8, 3)), L.RandomFlip(), L.RandomRotation(0.2),
+                           L.RandomZoom(0.2), L.RandomTranslation(0.1, 0.1),
+                           L.RandomContrast(0.3), L.RandomCrop(*size)])
+    _compare_batches(model, _images(rng), tmp_path)

@@ -825,10 +825,191 @@ def _register_recurrent():
     register_converter(recurrent.Bidirectional, _bidirectional)
 
 
+# --------------------------------------------------------------------------------------------
+# convolution, pooling and image layers (channels_last: NHWC <-> NCHW around ONNX's ops)
+
+def _channels_first(g, x, rank, name):
+    return g.op("Transpose", [x], f"{name}/nchw", perm=[0, rank + 1] + list(range(1, rank + 1)))
+
+
+def _channels_last(g, x, rank, name):
+    return g.op("Transpose", [x], f"{name}/nhwc", perm=[0] + list(range(2, rank + 2)) + [1])
+
+
+def _window_attrs(layer, window, padding, dilation=None):
+    """kernel_shape / strides / padding attributes of ONNX Conv and the pools. Keras's "same"
+    puts the extra zero at the end (SAME_UPPER); "causal" pads dilation * (k - 1) in front.
+    (Strides > 1 with "same" use auto_pad, which onnxruntime runs only without dilation; nanonet
+    and Keras refuse strides > 1 with dilation > 1 anyway.)"""
+    attrs = {"kernel_shape": list(window), "strides": list(layer.strides)}
+    if dilation is not None:
+        attrs["dilations"] = list(dilation)
+    if padding == "same" and all(st == 1 for st in layer.strides):
+        # stride 1: the total pad is d * (k - 1) whatever the size (onnxruntime refuses
+        # SAME_UPPER with dilations)
+        total = [(1 if dilation is None else d) * (k - 1)
+                 for d, k in zip(dilation or window, window)]
+        attrs["pads"] = [p // 2 for p in total] + [p - p // 2 for p in total]
+    elif padding == "same":
+        attrs["auto_pad"] = "SAME_UPPER"
+    elif padding == "causal":
+        attrs["pads"] = [d * (k - 1) for d, k in zip(dilation, window)] + [0] * len(window)
+    else:
+        attrs["pads"] = [0] * (2 * len(window))
+    return attrs
+
+
+def _conv_nchw(g, layer, x, kernel, groups):
+    """One ONNX Conv of the conv layer (x and the result NCHW); kernel in ONNX's
+    (F, C / groups, k...) layout."""
+    n = layer.name
+    ins = [x, g.const(kernel, f"{n}/kernel")]
+    if layer.use_bias:
+        ins.append(g.const(layer.bias, f"{n}/bias"))
+    return g.op("Conv", ins, n, group=int(groups),
+                **_window_attrs(layer, layer.kernel_size, layer.padding, layer.dilation_rate))
+
+
+def _keras_kernel(layer):
+    """Conv1D / Conv2D kernel (k..., C / groups, F) -> ONNX (F, C / groups, k...)."""
+    k = np.asarray(layer.kernel, np.float32)
+    return np.transpose(k, (k.ndim - 1, k.ndim - 2) + tuple(range(k.ndim - 2)))
+
+
+def _depthwise_kernel(layer):
+    """(kh, kw, C, M) -> (C * M, 1, kh, kw): output channel c * M + m, as Keras."""
+    kh, kw, C, M = layer.kernel.shape
+    k = np.asarray(layer.kernel, np.float32).reshape(kh, kw, C * M)
+    return np.transpose(k, (2, 0, 1))[:, None]
+
+
+def _static_image_size(layer, what):
+    shape = layer._inbound_nodes[0].inputs[0].shape if layer._inbound_nodes else (None,) * 4
+    H, W = shape[1], shape[2]
+    if H is None or W is None:
+        raise ValueError(f"export: layer {layer.name!r} of class {type(layer).__name__} needs "
+                         f"the image height and width known in the graph to {what}; got input "
+                         f"shape {shape}")
+    return int(H), int(W)
+
+
+def _resize_matrices(g, x, mh, mw, name):
+    """y[b, o, p, c] = sum mh[o, h] x[b, h, w, c] mw[p, w] (x NHWC)."""
+    t = _channels_first(g, x, 2, name)
+    t = g.op("MatMul", [g.const(mh, f"{name}/rows"), t], name)
+    t = g.op("MatMul", [t, g.const(np.ascontiguousarray(mw.T), f"{name}/cols")], name)
+    return _channels_last(g, t, 2, name)
+
+
+def _register_vision():
+    from ..layers import convolutional as conv
+    from ..layers import image_preprocessing as aug
+    from ..layers import pooling, reshaping
+
+    def conv_layer(g, layer, x, mask):
+        groups = layer.groups
+        kernel = _depthwise_kernel(layer) if isinstance(layer, conv.DepthwiseConv2D) \
+            else _keras_kernel(layer)
+        y = _conv_nchw(g, layer, _channels_first(g, x, layer.rank, layer.name), kernel, groups)
+        return activation(g, _channels_last(g, y, layer.rank, layer.name), layer.activation), None
+
+    for cls in (conv.Conv1D, conv.Conv2D, conv.DepthwiseConv2D):
+        register_converter(cls, conv_layer)
+
+    @register_converter(conv.SeparableConv2D)
+    def separable(g, layer, x, mask):
+        dw, pw = layer._depthwise, layer._pointwise
+        t = _conv_nchw(g, dw, _channels_first(g, x, 2, layer.name), _depthwise_kernel(dw),
+                       dw.groups)
+        t = _conv_nchw(g, pw, t, _keras_kernel(pw), 1)
+        return activation(g, _channels_last(g, t, 2, layer.name), pw.activation), None
+
+    def window_pool(op_type):
+        def convert(g, layer, x, mask):
+            attrs = _window_attrs(layer, layer.pool_size, layer.padding)
+            if op_type == "AveragePool":
+                attrs["count_include_pad"] = 0   # Keras's "same" averages the real values only
+            t = g.op(op_type, [_channels_first(g, x, layer.rank, layer.name)], layer.name,
+                     **attrs)
+            return _channels_last(g, t, layer.rank, layer.name), None
+        return convert
+
+    for cls, op_type in ((pooling.MaxPooling1D, "MaxPool"), (pooling.MaxPooling2D, "MaxPool"),
+                         (pooling.AveragePooling1D, "AveragePool"),
+                         (pooling.AveragePooling2D, "AveragePool")):
+        register_converter(cls, window_pool(op_type))
+
+    def global_pool(op_type):
+        def convert(g, layer, x, mask):
+            return g.reduce(op_type, x, [1, 2], keepdims=layer.keepdims), None
+        return convert
+
+    register_converter(pooling.GlobalAveragePooling2D, global_pool("ReduceMean"))
+    register_converter(pooling.GlobalMaxPooling2D, global_pool("ReduceMax"))
+
+    @register_converter(reshaping.ZeroPadding2D)
+    def zero_padding(g, layer, x, mask):
+        (t, b), (l, r) = layer.padding
+        return g.op("Pad", [x, g.ints([0, t, l, 0, 0, b, r, 0])], layer.name,
+                    mode="constant"), None
+
+    @register_converter(reshaping.Cropping2D)
+    def cropping(g, layer, x, mask):
+        (t, b), (l, r) = layer.cropping
+        end = [-b if b else 2 ** 62, -r if r else 2 ** 62]
+        return g.op("Slice", [x, g.ints([t, l]), g.ints(end), g.ints([1, 2])],
+                    layer.name), None
+
+    @register_converter(reshaping.UpSampling2D)
+    def upsampling(g, layer, x, mask):
+        # nearest: out[i] = in[floor(i / size)], repeats as np.repeat
+        scales = g.const([1.0, layer.size[0], layer.size[1], 1.0], f"{layer.name}/scales")
+        return g.op("Resize", [x, "", scales], layer.name, mode="nearest",
+                    coordinate_transformation_mode="asymmetric", nearest_mode="floor"), None
+
+    @register_converter(aug.Rescaling)
+    def rescaling(g, layer, x, mask):
+        y = g.op("Mul", [x, g.scalar(layer.scale)], layer.name)
+        if layer.offset:
+            y = g.op("Add", [y, g.scalar(layer.offset)], layer.name)
+        return y, mask
+
+    @register_converter(aug.Resizing)
+    def resizing(g, layer, x, mask):
+        H, W = _static_image_size(layer, "build its interpolation")
+        t, b, l, r = layer._crop(H, W)
+        if (t, b, l, r) != (0, H, 0, W):
+            x = g.op("Slice", [x, g.ints([t, l]), g.ints([b, r]), g.ints([1, 2])], layer.name)
+        make = aug._bilinear_matrix if layer.interpolation == "bilinear" else aug._nearest_matrix
+        mh = make(layer.height, b - t, np.float64)
+        mw = make(layer.width, r - l, np.float64)
+        return _resize_matrices(g, x, mh, mw, layer.name), None
+
+    @register_converter(aug.RandomCrop)
+    def random_crop(g, layer, x, mask):
+        # inference: the centre crop, or a bilinear resize of a smaller image
+        H, W = _static_image_size(layer, "place its centre crop")
+        if H < layer.height or W < layer.width:
+            mh = aug._bilinear_matrix(layer.height, H, np.float64)
+            mw = aug._bilinear_matrix(layer.width, W, np.float64)
+            return _resize_matrices(g, x, mh, mw, layer.name), None
+        t, l = (H - layer.height) // 2, (W - layer.width) // 2
+        return g.op("Slice", [x, g.ints([t, l]), g.ints([t + layer.height, l + layer.width]),
+                              g.ints([1, 2])], layer.name), None
+
+    def identity(g, layer, x, mask):
+        return x, _pass_mask(layer, mask)   # augmentation is off at inference
+
+    for cls in (aug.RandomFlip, aug.RandomRotation, aug.RandomZoom, aug.RandomTranslation,
+                aug.RandomContrast):
+        register_converter(cls, identity)
+
+
 _register_core()
 _register_more()
 _register_merges()
 _register_recurrent()
+_register_vision()
 
 
 # --------------------------------------------------------------------------------------------
