@@ -607,3 +607,65 @@ def test_random_layers_are_the_identity_and_random_crop_centre_crops(size, tmp_p
                            L.RandomZoom(0.2), L.RandomTranslation(0.1, 0.1),
                            L.RandomContrast(0.3), L.RandomCrop(*size)])
     _compare_batches(model, _images(rng), tmp_path)
+
+
+# -- Attention, AdditiveAttention, position embeddings, preprocessing ------------------------------
+
+@pytest.mark.parametrize("cls,kw", [(L.Attention, {}), (L.Attention, {"use_scale": True}),
+                                    (L.Attention, {"score_mode": "concat"}),
+                                    (L.Attention, {"score_mode": "concat", "use_scale": True}),
+                                    (L.AdditiveAttention, {}),
+                                    (L.AdditiveAttention, {"use_scale": False})])
+@pytest.mark.parametrize("variant", ["plain", "key", "causal", "scores"])
+def test_attention_and_additive_attention(cls, kw, variant, tmp_path):
+    rng = np.random.default_rng(40)
+    qi, vi = nn.Input((T,), dtype="int32", name="q"), nn.Input((T,), dtype="int32", name="v")
+    q, v = L.Embedding(V, 6, mask_zero=True)(qi), L.Embedding(V, 6, mask_zero=True)(vi)
+    att = cls(**kw)
+    inputs, xs = [qi, vi], [_ids(rng, padding="post"), _ids(rng, padding="holes")]
+    if variant == "key":
+        ki = nn.Input((T, 6), name="k")
+        inputs.append(ki)
+        xs.append(rng.standard_normal((7, T, 6)).astype(np.float32))
+        y = att([q, v, ki])
+    elif variant == "causal":
+        y = att([q, v], use_causal_mask=True)
+    elif variant == "scores":
+        y, scores = att([q, v], return_attention_scores=True)
+    else:
+        y = att([q, v])
+    outputs = [y, L.GlobalAveragePooling1D()(y)] + ([scores] if variant == "scores" else [])
+    model = nn.Model(inputs, outputs)
+    _randomize(model, rng)
+    sess = _session(_export(model, tmp_path))
+    _compare(model, xs, tmp_path, sess)
+    _compare(model, [x[:1] for x in xs], tmp_path, sess)
+
+
+@pytest.mark.parametrize("start_index", [0, 3])
+@pytest.mark.parametrize("mask_zero", [False, True])
+def test_position_embeddings(start_index, mask_zero, tmp_path):
+    rng = np.random.default_rng(41)
+    ids = nn.Input((None,), dtype="int32")
+    tp = L.TokenAndPositionEmbedding(V, 16, 6, mask_zero=mask_zero)(ids, start_index=start_index)
+    e = L.Embedding(V, 6, mask_zero=mask_zero)(ids)
+    pe = L.PositionEmbedding(16)(e, start_index=start_index)
+    out = L.GlobalAveragePooling1D()(L.Add()([tp, pe]))
+    model = nn.Model(ids, [tp, pe, out])
+    _randomize(model, rng)
+    sess = _session(_export(model, tmp_path))
+    for steps in (T, 4):
+        x = _ids(rng, padding="post")[:, :steps]
+        x[:, 0] = 1
+        _compare(model, x, tmp_path, sess)
+        _compare(model, x[:1], tmp_path, sess)
+
+
+def test_text_vectorization_cannot_be_exported(tmp_path):
+    tv = L.TextVectorization(max_tokens=20, output_sequence_length=5)
+    tv.adapt(["the cat sat", "a dog ran far"])
+    model = nn.Sequential([nn.Input((1,), dtype="string"), tv, L.Embedding(20, 3),
+                           L.GlobalAveragePooling1D()])
+    with pytest.raises(ValueError, match=r"strings.*TextVectorization.*cannot be exported"):
+        model.export(str(tmp_path / "m.onnx"))
+    assert not (tmp_path / "m.onnx").exists()

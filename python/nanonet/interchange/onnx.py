@@ -233,12 +233,18 @@ def _input_elem_type(model, t):
     """The ONNX element type of a model input: its integer dtype; int32 for a float input read
     only by Embedding layers (token ids: a Sequential's input, or a loaded model's); else
     float32."""
-    from ..layers.embedding import Embedding
+    from ..layers.embedding import Embedding, TokenAndPositionEmbedding
+    users = [n.layer for n in model._nodes if any(u is t for u in n.inputs)]
+    if str(t.dtype) in ("string", "str", "object"):
+        readers = ", ".join(f"{u.name!r} of class {type(u).__name__}" for u in users)
+        raise ValueError(f"export: input {t.name!r} takes strings (read by layer {readers}); "
+                         "layers on string inputs cannot be exported to ONNX. Apply them in "
+                         "Python before the model (a model from their output on) and export "
+                         "the rest")
     dt = np.dtype(t.dtype)
     if dt.kind in "iu":
         return dt
-    users = [n.layer for n in model._nodes if any(u is t for u in n.inputs)]
-    if users and all(isinstance(u, Embedding) for u in users):
+    if users and all(isinstance(u, (Embedding, TokenAndPositionEmbedding)) for u in users):
         return np.dtype(np.int32)
     return np.dtype(np.float32)
 
@@ -1005,11 +1011,107 @@ def _register_vision():
         register_converter(cls, identity)
 
 
+# --------------------------------------------------------------------------------------------
+# Attention, AdditiveAttention, position embeddings; preprocessing layers that cannot export
+
+def _luong_bahdanau(g, layer, xs, mask):
+    """Attention / AdditiveAttention on [query, value(, key)], masks [query, value]."""
+    n = layer.name
+    causal = bool(g.options.get("use_causal_mask", False))
+    scores_out = bool(g.options.get("return_attention_scores", False))
+    q, v = xs[0], xs[1]
+    k = xs[2] if len(xs) > 2 else v
+    masks = list(mask) if isinstance(mask, list) else [None] * len(xs)
+    qm, vm = masks[0], masks[1]
+    if layer.score_mode == "dot":
+        a = float(layer.scale) if layer.use_scale else 1.0
+        kt = g.op("Transpose", [k], f"{n}/key", perm=[0, 2, 1])
+        scores = g.op("MatMul", [q, kt], f"{n}/scores")
+        if a != 1.0 or layer.use_scale:
+            scores = g.op("Mul", [scores, g.scalar(a)], f"{n}/scores")
+    else:   # c sum_d w_d tanh(a (q_i + k_j))
+        a, w, c = layer._concat_params()
+        u = g.op("Add", [g.unsqueeze(q, [2]), g.unsqueeze(k, [1])], f"{n}/sum")  # (B,Tq,Tv,d)
+        t = g.op("Tanh", [g.op("Mul", [u, g.scalar(float(a))], f"{n}/sum")], f"{n}/tanh")
+        if np.ndim(w):
+            scores = g.op("MatMul", [t, g.const(np.asarray(w).reshape(-1), f"{n}/scale")],
+                          f"{n}/scores")
+        else:
+            scores = g.reduce("ReduceSum", t, [-1], keepdims=False)
+        scores = g.op("Mul", [scores, g.scalar(float(c))], f"{n}/scores")
+    ok = None if vm is None else g.unsqueeze(vm, [1])                     # (B, 1, Tv)
+    if causal:
+        zero, one = g.const(0, "zero", np.int64), g.const(1, "one", np.int64)
+        qi = g.op("Range", [zero, g.dim(q, 1), one], f"{n}/causal")
+        vj = g.op("Range", [zero, g.dim(v, 1), one], f"{n}/causal")
+        ok = g.mask_and(ok, g.op("LessOrEqual", [g.unsqueeze(vj, [0]), g.unsqueeze(qi, [1])],
+                                 f"{n}/causal"))
+    if ok is not None:
+        scores = g.op("Where", [ok, scores, g.scalar(_NEG)], f"{n}/masked")
+    P = g.op("Softmax", [scores], f"{n}/probs", axis=-1)
+    if ok is not None:  # a query with no visible value gives zeros
+        P = g.op("Where", [ok, P, g.scalar(0.0)], f"{n}/probs")
+    y = g.op("MatMul", [P, v], n)
+    if qm is not None:
+        y = g.op("Where", [g.unsqueeze(qm, [2]), y, g.scalar(0.0)], n)
+    if scores_out:
+        return [y, P], [qm, None]
+    return y, qm
+
+
+def _position_rows(g, layer, table, T):
+    """table[start_index : start_index + T] (start_index: the node's call option)."""
+    s = int(g.options.get("start_index", 0))
+    end = g.op("Add", [g.unsqueeze(T, [0]), g.ints([s])], f"{layer.name}/end")
+    return g.op("Slice", [g.const(table, f"{layer.name}/position_embeddings"), g.ints([s]),
+                          end, g.ints([0])], f"{layer.name}/positions")
+
+
+def _register_attention_embeddings():
+    from ..layers import attention, embedding, preprocessing
+
+    register_converter(attention.Attention, _luong_bahdanau)
+    register_converter(attention.AdditiveAttention, _luong_bahdanau)
+
+    @register_converter(embedding.PositionEmbedding)
+    def position_embedding(g, layer, x, mask):
+        rows = _position_rows(g, layer, layer.position_embeddings, g.dim(x, 1))
+        return g.op("Expand", [rows, g.dims(x, 0)], layer.name), mask
+
+    @register_converter(embedding.TokenAndPositionEmbedding, keeps_ids=True)
+    def token_and_position(g, layer, x, mask):
+        ids = g.cast(x, "INT64")
+        y = g.op("Gather", [g.const(layer.token_embeddings, f"{layer.name}/token_embeddings"),
+                            ids], layer.name, axis=0)
+        y = g.op("Add", [y, _position_rows(g, layer, layer.position_embeddings,
+                                           g.dim(ids, 1))], layer.name)
+        if not layer.mask_zero:
+            return y, None
+        zero = g.const(np.zeros((), np.int64), "zero", np.int64)
+        return y, g.op("Not", [g.op("Equal", [ids, zero], "mask")], f"{layer.name}/mask")
+
+    def not_exportable(why):
+        def convert(g, layer, x, mask):
+            raise ValueError(f"export: layer {layer.name!r} of class {type(layer).__name__} "
+                             f"cannot be exported to ONNX: {why}. Apply it in Python before "
+                             "the model (a model from its output on) and export the rest")
+        return convert
+
+    register_converter(preprocessing.TextVectorization, not_exportable(
+        "it takes string inputs (and splits and looks up words), which this exporter does "
+        "not translate"))
+    register_converter(preprocessing.StringLookup, not_exportable(
+        "it takes string inputs, which this exporter does not translate"))
+    register_converter(preprocessing.IntegerLookup, not_exportable(
+        "its vocabulary lookup has no converter"))
+
+
 _register_core()
 _register_more()
 _register_merges()
 _register_recurrent()
 _register_vision()
+_register_attention_embeddings()
 
 
 # --------------------------------------------------------------------------------------------
