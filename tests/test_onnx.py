@@ -669,3 +669,30 @@ def test_text_vectorization_cannot_be_exported(tmp_path):
     with pytest.raises(ValueError, match=r"strings.*TextVectorization.*cannot be exported"):
         model.export(str(tmp_path / "m.onnx"))
     assert not (tmp_path / "m.onnx").exists()
+
+
+# -- the demo models end to end ---------------------------------------------------------------
+
+def test_showcase_cnn_of_the_fashion_mnist_demo(tmp_path):
+    from nanonet.demo_vision import build_cnn
+    rng = np.random.default_rng(50)
+    model = build_cnn()
+    _randomize(model, rng, scale=0.2)
+    x = rng.integers(0, 256, (7, 28, 28, 1)).astype(np.float32)
+    model.fit(x, rng.integers(0, 10, 7), epochs=1, batch_size=7, verbose=0)  # augmentation on
+    _compare_batches(model, x, tmp_path)
+
+
+@pytest.mark.parametrize("name", ["lstm", "cnn", "bigru", "transformer"])
+def test_text_demo_models(name, tmp_path):
+    from nanonet.demo import MODELS
+    rng = np.random.default_rng(51)
+    model = MODELS[name](V, 5, 16)
+    if not model.built:
+        model.build((None, T))
+    _randomize(model, rng, scale=0.3)
+    sess = _session(_export(model, tmp_path))
+    for padding in ("post", "pre"):
+        x = _ids(rng, padding=padding)
+        _compare(model, x, tmp_path, sess)
+        _compare(model, x[:1], tmp_path, sess)
