@@ -498,6 +498,33 @@ def test_bidirectional(merge_mode, kind, return_sequences, tmp_path):
         _compare(model, x[:1], tmp_path, sess)
 
 
+def test_bidirectional_initial_state(tmp_path):
+    rng = np.random.default_rng(26)
+    ids, hf, hb = nn.Input((T,), dtype="int32"), nn.Input((4,)), nn.Input((4,))
+    e = L.Embedding(V, 3, mask_zero=True)(ids)
+    y = L.Bidirectional(L.GRU(4, return_sequences=True))(e, initial_state=[hf, hb])
+    model = nn.Model([ids, hf, hb], y)
+    _randomize(model, rng)
+    _compare(model, [_ids(rng, padding="post")] +
+             [rng.standard_normal((7, 4)).astype(np.float32) for _ in range(2)], tmp_path)
+
+
+def test_time_distributed_conv_and_dynamic_image_size(tmp_path):
+    rng = np.random.default_rng(27)
+    td = nn.Sequential([nn.Input((5, 8, 8, 2)),
+                        L.TimeDistributed(L.Conv2D(3, 3, padding="same", activation="relu")),
+                        L.TimeDistributed(L.MaxPooling2D())])
+    _randomize(td, rng)
+    _compare(td, rng.standard_normal((7, 5, 8, 8, 2)).astype(np.float32), tmp_path)
+    model = nn.Sequential([nn.Input((None, None, 3)), L.Conv2D(4, 3, padding="same"),
+                           L.MaxPooling2D(), L.GlobalMaxPooling2D()])
+    _randomize(model, rng)
+    sess = _session(_export(model, tmp_path, "dynamic.onnx"))
+    for size in ((11, 6), (8, 9)):
+        _compare(model, rng.standard_normal((7,) + size + (3,)).astype(np.float32), tmp_path,
+                 sess)
+
+
 def test_bidirectional_return_state_then_pooling(tmp_path):
     rng = np.random.default_rng(25)
     ids = nn.Input((T,), dtype="int32")
@@ -696,3 +723,9 @@ def test_text_demo_models(name, tmp_path):
         x = _ids(rng, padding=padding)
         _compare(model, x, tmp_path, sess)
         _compare(model, x[:1], tmp_path, sess)
+
+
+def test_resizing_needs_a_known_image_size(tmp_path):
+    model = nn.Sequential([nn.Input((None, None, 3)), L.Resizing(4, 4, name="resize")])
+    with pytest.raises(ValueError, match=r"'resize'.*Resizing.*height and width"):
+        model.export(str(tmp_path / "m.onnx"))
