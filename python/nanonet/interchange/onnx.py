@@ -29,7 +29,14 @@ with no valid step returns the initial state, as in nanonet.
 Adding a layer: write ``convert(g, layer, x, mask) -> (y, y_mask)`` and register it (see
 ``register_converter``); ``activation(g, x, name)`` emits any nanonet activation, and a recurrent
 layer reuses ``RecurrentSteps`` (mask compaction, go_backwards, the outputs at masked steps) and
-``rnn_activations`` around ONNX's GRU or RNN operator.
+``rnn_activations`` around ONNX's GRU or RNN operator. A layer's call options recorded on its
+graph node (Layer.call_kwargs: MultiHeadAttention's use_causal_mask, an embedding's start_index)
+are ``g.options`` while its converter runs.
+
+Images are channels_last (NHWC) as in nanonet; Conv and the window pools run between a
+transpose to NCHW and one back. Resizing and RandomCrop (its centre crop at inference) need the
+image size known in the graph; the Random* augmentations are the identity. Layers on string
+inputs (TextVectorization, StringLookup) cannot be exported and say so.
 """
 from __future__ import annotations
 
