@@ -424,3 +424,308 @@ def test_newer_opsets(opset, tmp_path):
     onnx.checker.check_model(proto, full_check=True)
     assert proto.opset_import[0].version == opset
     _compare(model, x, tmp_path, _session(path))
+
+
+# -- GRU, SimpleRNN, Bidirectional -------------------------------------------------------------
+
+def _rnn(kind, **kw):
+    if kind == "gru":
+        return L.GRU(5, **kw)
+    if kind == "gru_reset_before":
+        return L.GRU(5, reset_after=False, **kw)
+    if kind == "simple_rnn":
+        return L.SimpleRNN(5, **kw)
+    return L.LSTM(5, **kw)
+
+
+@pytest.mark.parametrize("kind", ["gru", "gru_reset_before", "simple_rnn"])
+@pytest.mark.parametrize("padding", [None, "post", "holes"])
+@pytest.mark.parametrize("return_sequences,go_backwards", [(False, False), (True, True)])
+def test_gru_and_simple_rnn_masks_and_directions(kind, padding, return_sequences,
+                                                  go_backwards, tmp_path):
+    rng = np.random.default_rng(21)
+    model = nn.Sequential([L.Embedding(V, 4, mask_zero=padding is not None),
+                           _rnn(kind, return_sequences=return_sequences,
+                                go_backwards=go_backwards)])
+    model.build((None, T))
+    _randomize(model, rng)
+    sess = _session(_export(model, tmp_path))
+    x = _ids(rng, padding=padding)
+    _compare(model, x, tmp_path, sess)
+    _compare(model, x[:1], tmp_path, sess)
+
+
+@pytest.mark.parametrize("kind,activation,use_bias", [("gru", "relu", False),
+                                                      ("simple_rnn", "relu", True),
+                                                      ("simple_rnn", "linear", False),
+                                                      ("gru_reset_before", "tanh", False)])
+def test_gru_and_simple_rnn_activations(kind, activation, use_bias, tmp_path):
+    rng = np.random.default_rng(22)
+    model = nn.Sequential([nn.Input((T, 3)), _rnn(kind, activation=activation,
+                                                  use_bias=use_bias, return_sequences=True)])
+    _randomize(model, rng, scale=0.3)
+    _compare(model, rng.standard_normal((7, T, 3)).astype(np.float32), tmp_path)
+
+
+def test_gru_initial_and_returned_state(tmp_path):
+    rng = np.random.default_rng(23)
+    ids = nn.Input((T,), dtype="int32", name="ids")
+    h0 = nn.Input((5,), name="h0")
+    e = L.Embedding(V, 3, mask_zero=True)(ids)
+    y, h = L.GRU(5, return_sequences=True, return_state=True)(e, initial_state=[h0])
+    y2 = L.SimpleRNN(5)(y, initial_state=[h])
+    model = nn.Model([ids, h0], [y, h, y2])
+    _randomize(model, rng)
+    _compare(model, [_ids(rng, padding="pre"), rng.standard_normal((7, 5)).astype(np.float32)],
+             tmp_path)
+
+
+@pytest.mark.parametrize("merge_mode", ["concat", "sum", "ave", "mul", None])
+@pytest.mark.parametrize("kind", ["lstm", "gru", "simple_rnn"])
+@pytest.mark.parametrize("return_sequences", [False, True])
+def test_bidirectional(merge_mode, kind, return_sequences, tmp_path):
+    rng = np.random.default_rng(24)
+    ids = nn.Input((T,), dtype="int32")
+    e = L.Embedding(V, 4, mask_zero=True)(ids)
+    y = L.Bidirectional(_rnn(kind, return_sequences=return_sequences),
+                        merge_mode=merge_mode)(e)
+    model = nn.Model(ids, y)
+    _randomize(model, rng)
+    sess = _session(_export(model, tmp_path))
+    for padding in ("post", "holes"):
+        x = _ids(rng, padding=padding)
+        _compare(model, x, tmp_path, sess)
+        _compare(model, x[:1], tmp_path, sess)
+
+
+def test_bidirectional_initial_state(tmp_path):
+    rng = np.random.default_rng(26)
+    ids, hf, hb = nn.Input((T,), dtype="int32"), nn.Input((4,)), nn.Input((4,))
+    e = L.Embedding(V, 3, mask_zero=True)(ids)
+    y = L.Bidirectional(L.GRU(4, return_sequences=True))(e, initial_state=[hf, hb])
+    model = nn.Model([ids, hf, hb], y)
+    _randomize(model, rng)
+    _compare(model, [_ids(rng, padding="post")] +
+             [rng.standard_normal((7, 4)).astype(np.float32) for _ in range(2)], tmp_path)
+
+
+def test_time_distributed_conv_and_dynamic_image_size(tmp_path):
+    rng = np.random.default_rng(27)
+    td = nn.Sequential([nn.Input((5, 8, 8, 2)),
+                        L.TimeDistributed(L.Conv2D(3, 3, padding="same", activation="relu")),
+                        L.TimeDistributed(L.MaxPooling2D())])
+    _randomize(td, rng)
+    _compare(td, rng.standard_normal((7, 5, 8, 8, 2)).astype(np.float32), tmp_path)
+    model = nn.Sequential([nn.Input((None, None, 3)), L.Conv2D(4, 3, padding="same"),
+                           L.MaxPooling2D(), L.GlobalMaxPooling2D()])
+    _randomize(model, rng)
+    sess = _session(_export(model, tmp_path, "dynamic.onnx"))
+    for size in ((11, 6), (8, 9)):
+        _compare(model, rng.standard_normal((7,) + size + (3,)).astype(np.float32), tmp_path,
+                 sess)
+
+
+def test_bidirectional_return_state_then_pooling(tmp_path):
+    rng = np.random.default_rng(25)
+    ids = nn.Input((T,), dtype="int32")
+    e = L.Embedding(V, 4, mask_zero=True)(ids)
+    y, hf, cf, hb, cb = L.Bidirectional(L.LSTM(3, return_sequences=True, return_state=True))(e)
+    model = nn.Model(ids, [L.GlobalAveragePooling1D()(y), hf, cf, hb, cb])
+    _randomize(model, rng)
+    _compare(model, _ids(rng, padding="pre"), tmp_path)
+
+
+# -- convolution, pooling, image layers --------------------------------------------------------
+
+def _images(rng, B=7, H=9, W=8, C=3):
+    return rng.standard_normal((B, H, W, C)).astype(np.float32)
+
+
+def _compare_batches(model, x, tmp_path):
+    sess = _session(_export(model, tmp_path))
+    _compare(model, x, tmp_path, sess)
+    _compare(model, x[:1], tmp_path, sess)
+
+
+@pytest.mark.parametrize("padding", ["valid", "same"])
+@pytest.mark.parametrize("strides,dilation", [(1, 1), (2, 1), (1, 2)])
+def test_conv2d(padding, strides, dilation, tmp_path):
+    rng = np.random.default_rng(30)
+    model = nn.Sequential([nn.Input((9, 8, 4)),
+                           L.Conv2D(6, (3, 2), strides=strides, padding=padding,
+                                    dilation_rate=dilation, activation="relu"),
+                           L.Conv2D(4, 1, groups=2, use_bias=False)])
+    _randomize(model, rng)
+    _compare_batches(model, _images(rng, C=4), tmp_path)
+
+
+@pytest.mark.parametrize("padding,strides,dilation", [
+    ("valid", 1, 1), ("valid", 2, 1), ("valid", 1, 2), ("same", 1, 1), ("same", 2, 1),
+    ("same", 1, 2), ("causal", 1, 1), ("causal", 1, 2)])
+def test_conv1d(padding, strides, dilation, tmp_path):
+    rng = np.random.default_rng(31)
+    model = nn.Sequential([nn.Input((T, 4)),
+                           L.Conv1D(5, 3, strides=strides, padding=padding,
+                                    dilation_rate=dilation, activation="tanh"),
+                           L.MaxPooling1D(2, padding="same"), L.AveragePooling1D(2),
+                           L.Flatten()])
+    _randomize(model, rng)
+    _compare_batches(model, rng.standard_normal((7, T, 4)).astype(np.float32), tmp_path)
+
+
+@pytest.mark.parametrize("padding", ["valid", "same"])
+@pytest.mark.parametrize("strides", [1, 2])
+@pytest.mark.parametrize("depth_multiplier", [1, 2])
+def test_depthwise_and_separable_conv2d(padding, strides, depth_multiplier, tmp_path):
+    rng = np.random.default_rng(32)
+    model = nn.Sequential([nn.Input((9, 8, 3)),
+                           L.DepthwiseConv2D(3, strides=strides, padding=padding,
+                                             depth_multiplier=depth_multiplier,
+                                             activation="relu"),
+                           L.SeparableConv2D(4, 3, padding=padding,
+                                             depth_multiplier=depth_multiplier,
+                                             activation="sigmoid")])
+    _randomize(model, rng)
+    _compare_batches(model, _images(rng), tmp_path)
+
+
+@pytest.mark.parametrize("cls", [L.MaxPooling2D, L.AveragePooling2D])
+@pytest.mark.parametrize("pool_size,strides,padding", [(2, None, "valid"), (3, 2, "same"),
+                                                        ((2, 3), 1, "same"), (3, 2, "valid")])
+def test_pooling2d(cls, pool_size, strides, padding, tmp_path):
+    rng = np.random.default_rng(33)
+    model = nn.Sequential([nn.Input((9, 8, 3)), cls(pool_size, strides=strides,
+                                                    padding=padding)])
+    _compare_batches(model, _images(rng), tmp_path)
+
+
+@pytest.mark.parametrize("cls", [L.GlobalAveragePooling2D, L.GlobalMaxPooling2D])
+@pytest.mark.parametrize("keepdims", [False, True])
+def test_global_pooling2d(cls, keepdims, tmp_path):
+    rng = np.random.default_rng(34)
+    model = nn.Sequential([nn.Input((9, 8, 3)), cls(keepdims=keepdims)])
+    _compare_batches(model, _images(rng), tmp_path)
+
+
+def test_padding_cropping_upsampling_rescaling(tmp_path):
+    rng = np.random.default_rng(35)
+    model = nn.Sequential([nn.Input((9, 8, 3)), L.Rescaling(1 / 4, offset=-0.5),
+                           L.ZeroPadding2D(((1, 2), (0, 3))), L.Cropping2D(((2, 0), (1, 2))),
+                           L.UpSampling2D((2, 3)), L.Cropping2D(((0, 3), (4, 0))),
+                           L.ZeroPadding2D(1)])
+    _compare_batches(model, _images(rng), tmp_path)
+
+
+@pytest.mark.parametrize("height,width,interpolation,crop", [
+    (5, 12, "bilinear", False), (13, 4, "nearest", False), (6, 6, "bilinear", True),
+    (4, 9, "nearest", True)])
+def test_resizing(height, width, interpolation, crop, tmp_path):
+    rng = np.random.default_rng(36)
+    model = nn.Sequential([nn.Input((9, 8, 3)),
+                           L.Resizing(height, width, interpolation=interpolation,
+                                      crop_to_aspect_ratio=crop)])
+    _compare_batches(model, _images(rng), tmp_path)
+
+
+@pytest.mark.parametrize("size", [(5, 4), (9, 8), (12, 10)])
+def test_random_layers_are_the_identity_and_random_crop_centre_crops(size, tmp_path):
+    rng = np.random.default_rng(37)
+    model = nn.Sequential([nn.Input((9, 8, 3)), L.RandomFlip(), L.RandomRotation(0.2),
+                           L.RandomZoom(0.2), L.RandomTranslation(0.1, 0.1),
+                           L.RandomContrast(0.3), L.RandomCrop(*size)])
+    _compare_batches(model, _images(rng), tmp_path)
+
+
+# -- Attention, AdditiveAttention, position embeddings, preprocessing ------------------------------
+
+@pytest.mark.parametrize("cls,kw", [(L.Attention, {}), (L.Attention, {"use_scale": True}),
+                                    (L.Attention, {"score_mode": "concat"}),
+                                    (L.Attention, {"score_mode": "concat", "use_scale": True}),
+                                    (L.AdditiveAttention, {}),
+                                    (L.AdditiveAttention, {"use_scale": False})])
+@pytest.mark.parametrize("variant", ["plain", "key", "causal", "scores"])
+def test_attention_and_additive_attention(cls, kw, variant, tmp_path):
+    rng = np.random.default_rng(40)
+    qi, vi = nn.Input((T,), dtype="int32", name="q"), nn.Input((T,), dtype="int32", name="v")
+    q, v = L.Embedding(V, 6, mask_zero=True)(qi), L.Embedding(V, 6, mask_zero=True)(vi)
+    att = cls(**kw)
+    inputs, xs = [qi, vi], [_ids(rng, padding="post"), _ids(rng, padding="holes")]
+    if variant == "key":
+        ki = nn.Input((T, 6), name="k")
+        inputs.append(ki)
+        xs.append(rng.standard_normal((7, T, 6)).astype(np.float32))
+        y = att([q, v, ki])
+    elif variant == "causal":
+        y = att([q, v], use_causal_mask=True)
+    elif variant == "scores":
+        y, scores = att([q, v], return_attention_scores=True)
+    else:
+        y = att([q, v])
+    outputs = [y, L.GlobalAveragePooling1D()(y)] + ([scores] if variant == "scores" else [])
+    model = nn.Model(inputs, outputs)
+    _randomize(model, rng)
+    sess = _session(_export(model, tmp_path))
+    _compare(model, xs, tmp_path, sess)
+    _compare(model, [x[:1] for x in xs], tmp_path, sess)
+
+
+@pytest.mark.parametrize("start_index", [0, 3])
+@pytest.mark.parametrize("mask_zero", [False, True])
+def test_position_embeddings(start_index, mask_zero, tmp_path):
+    rng = np.random.default_rng(41)
+    ids = nn.Input((None,), dtype="int32")
+    tp = L.TokenAndPositionEmbedding(V, 16, 6, mask_zero=mask_zero)(ids, start_index=start_index)
+    e = L.Embedding(V, 6, mask_zero=mask_zero)(ids)
+    pe = L.PositionEmbedding(16)(e, start_index=start_index)
+    out = L.GlobalAveragePooling1D()(L.Add()([tp, pe]))
+    model = nn.Model(ids, [tp, pe, out])
+    _randomize(model, rng)
+    sess = _session(_export(model, tmp_path))
+    for steps in (T, 4):
+        x = _ids(rng, padding="post")[:, :steps]
+        x[:, 0] = 1
+        _compare(model, x, tmp_path, sess)
+        _compare(model, x[:1], tmp_path, sess)
+
+
+def test_text_vectorization_cannot_be_exported(tmp_path):
+    tv = L.TextVectorization(max_tokens=20, output_sequence_length=5)
+    tv.adapt(["the cat sat", "a dog ran far"])
+    model = nn.Sequential([nn.Input((1,), dtype="string"), tv, L.Embedding(20, 3),
+                           L.GlobalAveragePooling1D()])
+    with pytest.raises(ValueError, match=r"strings.*TextVectorization.*cannot be exported"):
+        model.export(str(tmp_path / "m.onnx"))
+    assert not (tmp_path / "m.onnx").exists()
+
+
+# -- the demo models end to end ---------------------------------------------------------------
+
+def test_showcase_cnn_of_the_fashion_mnist_demo(tmp_path):
+    from nanonet.demo_vision import build_cnn
+    rng = np.random.default_rng(50)
+    model = build_cnn()
+    _randomize(model, rng, scale=0.2)
+    x = rng.integers(0, 256, (7, 28, 28, 1)).astype(np.float32)
+    model.fit(x, rng.integers(0, 10, 7), epochs=1, batch_size=7, verbose=0)  # augmentation on
+    _compare_batches(model, x, tmp_path)
+
+
+@pytest.mark.parametrize("name", ["lstm", "cnn", "bigru", "transformer"])
+def test_text_demo_models(name, tmp_path):
+    from nanonet.demo import MODELS
+    rng = np.random.default_rng(51)
+    model = MODELS[name](V, 5, 16)
+    if not model.built:
+        model.build((None, T))
+    _randomize(model, rng, scale=0.3)
+    sess = _session(_export(model, tmp_path))
+    for padding in ("post", "pre"):
+        x = _ids(rng, padding=padding)
+        _compare(model, x, tmp_path, sess)
+        _compare(model, x[:1], tmp_path, sess)
+
+
+def test_resizing_needs_a_known_image_size(tmp_path):
+    model = nn.Sequential([nn.Input((None, None, 3)), L.Resizing(4, 4, name="resize")])
+    with pytest.raises(ValueError, match=r"'resize'.*Resizing.*height and width"):
+        model.export(str(tmp_path / "m.onnx"))

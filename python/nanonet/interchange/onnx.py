@@ -29,7 +29,14 @@ with no valid step returns the initial state, as in nanonet.
 Adding a layer: write ``convert(g, layer, x, mask) -> (y, y_mask)`` and register it (see
 ``register_converter``); ``activation(g, x, name)`` emits any nanonet activation, and a recurrent
 layer reuses ``RecurrentSteps`` (mask compaction, go_backwards, the outputs at masked steps) and
-``rnn_activations`` around ONNX's GRU or RNN operator.
+``rnn_activations`` around ONNX's GRU or RNN operator. A layer's call options recorded on its
+graph node (Layer.call_kwargs: MultiHeadAttention's use_causal_mask, an embedding's start_index)
+are ``g.options`` while its converter runs.
+
+Images are channels_last (NHWC) as in nanonet; Conv and the window pools run between a
+transpose to NCHW and one back. Resizing and RandomCrop (its centre crop at inference) need the
+image size known in the graph; the Random* augmentations are the identity. Layers on string
+inputs (TextVectorization, StringLookup) cannot be exported and say so.
 """
 from __future__ import annotations
 
@@ -95,6 +102,7 @@ class Graph:
         self._used = set()
         self._consts = {}
         self._floats = {}
+        self.options = {}           # the call options of the node being converted
 
     def name(self, hint):
         """A value name not used yet, from hint."""
@@ -186,7 +194,9 @@ class Graph:
 # --------------------------------------------------------------------------------------------
 # walking a model
 
-def _convert_layer(g, layer, x, mask):
+def _convert_layer(g, layer, x, mask, options=None):
+    """Convert one call of layer; options are the call options of its node (Layer.call_kwargs),
+    which the converter reads as ``g.options``."""
     entry = _CONVERTERS.get(type(layer))
     if entry is None:
         raise ValueError(f"export: layer {layer.name!r} of class {type(layer).__name__} has no "
@@ -195,7 +205,11 @@ def _convert_layer(g, layer, x, mask):
     fn, keeps_ids = entry
     if not keeps_ids:
         x = [g.float(v) for v in x] if isinstance(x, list) else g.float(x)
-    return fn(g, layer, x, mask)
+    outer, g.options = g.options, dict(options or {})
+    try:
+        return fn(g, layer, x, mask)
+    finally:
+        g.options = outer
 
 
 def _walk(g, model, names, masks):
@@ -213,7 +227,7 @@ def _walk(g, model, names, masks):
             x, m = [n for n, _ in ins], [m for _, m in ins]
             if all(v is None for v in m):
                 m = None
-        y, ym = _convert_layer(g, node.layer, x, m)
+        y, ym = _convert_layer(g, node.layer, x, m, node.kwargs)
         if node.single_output:
             env[id(node.outputs[0])] = (y, ym)
         else:
@@ -226,12 +240,18 @@ def _input_elem_type(model, t):
     """The ONNX element type of a model input: its integer dtype; int32 for a float input read
     only by Embedding layers (token ids: a Sequential's input, or a loaded model's); else
     float32."""
-    from ..layers.embedding import Embedding
+    from ..layers.embedding import Embedding, TokenAndPositionEmbedding
+    users = [n.layer for n in model._nodes if any(u is t for u in n.inputs)]
+    if str(t.dtype) in ("string", "str", "object"):
+        readers = ", ".join(f"{u.name!r} of class {type(u).__name__}" for u in users)
+        raise ValueError(f"export: input {t.name!r} takes strings (read by layer {readers}); "
+                         "layers on string inputs cannot be exported to ONNX. Apply them in "
+                         "Python before the model (a model from their output on) and export "
+                         "the rest")
     dt = np.dtype(t.dtype)
     if dt.kind in "iu":
         return dt
-    users = [n.layer for n in model._nodes if any(u is t for u in n.inputs)]
-    if users and all(isinstance(u, Embedding) for u in users):
+    if users and all(isinstance(u, (Embedding, TokenAndPositionEmbedding)) for u in users):
         return np.dtype(np.int32)
     return np.dtype(np.float32)
 
@@ -663,8 +683,10 @@ def _register_merges():
 
 
 def _attention(g, layer, xs, mask):
+    from ..layers.attention import _DEFAULT_OPTS
     n = layer.name
-    opts = layer._graph_opts
+    opts = {**_DEFAULT_OPTS, **g.options}
+    opts["key"], opts["attention_mask"] = opts["has_key"], opts["has_attention_mask"]
     query, value = xs[0], xs[1]
     key = xs[2] if opts["key"] else value
     am = xs[-1] if opts["attention_mask"] else None
@@ -724,9 +746,379 @@ def _attention(g, layer, xs, mask):
     return y, qm
 
 
+# --------------------------------------------------------------------------------------------
+# GRU, SimpleRNN, Bidirectional
+
+def _one_state_rnn(g, layer, x, mask, op_type, W, R, B, **attrs):
+    """A GRU or SimpleRNN (one state h) through ONNX's GRU / RNN operator."""
+    n = layer.name
+    if isinstance(x, list):       # [x, h0]: an initial state
+        x, h0 = x
+        mask = mask[0] if isinstance(mask, list) else mask
+    else:
+        h0 = None
+    steps = RecurrentSteps(g, x, mask, layer.go_backwards, n)
+    ih = "" if h0 is None else g.unsqueeze(h0, [0])
+    Y, Yh = g.op(op_type, [steps.x, g.const(W[None], f"{n}/W"), g.const(R[None], f"{n}/R"),
+                           g.const(B[None], f"{n}/B"), steps.lens, ih], n, outputs=2,
+                 hidden_size=layer.units, **attrs)
+    h_n = steps.final(Yh, h0)
+    y = steps.sequence(Y, h0) if layer.return_sequences else h_n
+    out_mask = mask if layer.return_sequences else None
+    if layer.return_state:
+        return [y, h_n], [out_mask, None]
+    return y, out_mask
+
+
+def _gru(g, layer, x, mask):
+    # Keras's gate order z, r, h is ONNX's; reset_after is linear_before_reset
+    H = layer.units
+    if not layer.use_bias:
+        b = np.zeros(6 * H, np.float32)
+    elif layer.reset_after:
+        b = np.asarray(layer.bias, np.float32).reshape(-1)        # [input bias, recurrent bias]
+    else:
+        b = np.concatenate([layer.bias, np.zeros(3 * H)])
+    acts = rnn_activations([layer.recurrent_activation, layer.activation])
+    return _one_state_rnn(g, layer, x, mask, "GRU", np.asarray(layer.kernel).T,
+                          np.asarray(layer.recurrent_kernel).T, b,
+                          linear_before_reset=int(layer.reset_after), **acts)
+
+
+def _simple_rnn(g, layer, x, mask):
+    H = layer.units
+    b = np.zeros(2 * H) if not layer.use_bias else np.concatenate([layer.bias, np.zeros(H)])
+    return _one_state_rnn(g, layer, x, mask, "RNN", np.asarray(layer.kernel).T,
+                          np.asarray(layer.recurrent_kernel).T, b,
+                          **rnn_activations([layer.activation]))
+
+
+def _bidirectional(g, layer, x, mask):
+    fw, bw = layer.forward_layer, layer.backward_layer
+    if isinstance(x, list):       # [x, forward states..., backward states...]
+        nf = len(fw._state_names)
+        m = mask[0] if isinstance(mask, list) else mask
+        f_in, b_in = [x[0]] + x[1:1 + nf], [x[0]] + x[1 + nf:]
+        mask = m
+    else:
+        f_in = b_in = x
+    yf, _ = _convert_layer(g, fw, f_in, mask)
+    yb, _ = _convert_layer(g, bw, b_in, mask)
+    states = []
+    if layer.return_state:
+        states = yf[1:] + yb[1:]
+        yf, yb = yf[0], yb[0]
+    if layer.return_sequences:
+        yb = g.reverse_steps(yb)               # back to time order
+        if mask is not None:                   # masked steps output zeros
+            keep = g.cast(g.unsqueeze(mask, [2]), "FLOAT")
+            yf = g.op("Mul", [yf, keep], f"{layer.name}/forward")
+            yb = g.op("Mul", [yb, keep], f"{layer.name}/backward")
+    out_mask = mask if layer.return_sequences else None
+    mode, n = layer.merge_mode, layer.name
+    if mode == "concat":
+        merged = [g.op("Concat", [yf, yb], n, axis=-1)]
+    elif mode == "sum":
+        merged = [g.op("Add", [yf, yb], n)]
+    elif mode == "ave":
+        merged = [g.op("Mul", [g.op("Add", [yf, yb], n), g.scalar(0.5)], n)]
+    elif mode == "mul":
+        merged = [g.op("Mul", [yf, yb], n)]
+    else:
+        merged = [yf, yb]
+    outs = merged + states
+    masks = [out_mask] * len(merged) + [None] * len(states)
+    return (outs[0], masks[0]) if len(outs) == 1 else (outs, masks)
+
+
+def _register_recurrent():
+    from ..layers import recurrent
+    register_converter(recurrent.GRU, _gru)
+    register_converter(recurrent.SimpleRNN, _simple_rnn)
+    register_converter(recurrent.Bidirectional, _bidirectional)
+
+
+# --------------------------------------------------------------------------------------------
+# convolution, pooling and image layers (channels_last: NHWC <-> NCHW around ONNX's ops)
+
+def _channels_first(g, x, rank, name):
+    return g.op("Transpose", [x], f"{name}/nchw", perm=[0, rank + 1] + list(range(1, rank + 1)))
+
+
+def _channels_last(g, x, rank, name):
+    return g.op("Transpose", [x], f"{name}/nhwc", perm=[0] + list(range(2, rank + 2)) + [1])
+
+
+def _window_attrs(layer, window, padding, dilation=None):
+    """kernel_shape / strides / padding attributes of ONNX Conv and the pools. Keras's "same"
+    puts the extra zero at the end (SAME_UPPER); "causal" pads dilation * (k - 1) in front.
+    (Strides > 1 with "same" use auto_pad, which onnxruntime runs only without dilation; nanonet
+    and Keras refuse strides > 1 with dilation > 1 anyway.)"""
+    attrs = {"kernel_shape": list(window), "strides": list(layer.strides)}
+    if dilation is not None:
+        attrs["dilations"] = list(dilation)
+    if padding == "same" and all(st == 1 for st in layer.strides):
+        # stride 1: the total pad is d * (k - 1) whatever the size (onnxruntime refuses
+        # SAME_UPPER with dilations)
+        total = [(1 if dilation is None else d) * (k - 1)
+                 for d, k in zip(dilation or window, window)]
+        attrs["pads"] = [p // 2 for p in total] + [p - p // 2 for p in total]
+    elif padding == "same":
+        attrs["auto_pad"] = "SAME_UPPER"
+    elif padding == "causal":
+        attrs["pads"] = [d * (k - 1) for d, k in zip(dilation, window)] + [0] * len(window)
+    else:
+        attrs["pads"] = [0] * (2 * len(window))
+    return attrs
+
+
+def _conv_nchw(g, layer, x, kernel, groups):
+    """One ONNX Conv of the conv layer (x and the result NCHW); kernel in ONNX's
+    (F, C / groups, k...) layout."""
+    n = layer.name
+    ins = [x, g.const(kernel, f"{n}/kernel")]
+    if layer.use_bias:
+        ins.append(g.const(layer.bias, f"{n}/bias"))
+    return g.op("Conv", ins, n, group=int(groups),
+                **_window_attrs(layer, layer.kernel_size, layer.padding, layer.dilation_rate))
+
+
+def _keras_kernel(layer):
+    """Conv1D / Conv2D kernel (k..., C / groups, F) -> ONNX (F, C / groups, k...)."""
+    k = np.asarray(layer.kernel, np.float32)
+    return np.transpose(k, (k.ndim - 1, k.ndim - 2) + tuple(range(k.ndim - 2)))
+
+
+def _depthwise_kernel(layer):
+    """(kh, kw, C, M) -> (C * M, 1, kh, kw): output channel c * M + m, as Keras."""
+    kh, kw, C, M = layer.kernel.shape
+    k = np.asarray(layer.kernel, np.float32).reshape(kh, kw, C * M)
+    return np.transpose(k, (2, 0, 1))[:, None]
+
+
+def _static_image_size(layer, what):
+    shape = layer._inbound_nodes[0].inputs[0].shape if layer._inbound_nodes else (None,) * 4
+    H, W = shape[1], shape[2]
+    if H is None or W is None:
+        raise ValueError(f"export: layer {layer.name!r} of class {type(layer).__name__} needs "
+                         f"the image height and width known in the graph to {what}; got input "
+                         f"shape {shape}")
+    return int(H), int(W)
+
+
+def _resize_matrices(g, x, mh, mw, name):
+    """y[b, o, p, c] = sum mh[o, h] x[b, h, w, c] mw[p, w] (x NHWC)."""
+    t = _channels_first(g, x, 2, name)
+    t = g.op("MatMul", [g.const(mh, f"{name}/rows"), t], name)
+    t = g.op("MatMul", [t, g.const(np.ascontiguousarray(mw.T), f"{name}/cols")], name)
+    return _channels_last(g, t, 2, name)
+
+
+def _register_vision():
+    from ..layers import convolutional as conv
+    from ..layers import image_preprocessing as aug
+    from ..layers import pooling, reshaping
+
+    def conv_layer(g, layer, x, mask):
+        groups = layer.groups
+        kernel = _depthwise_kernel(layer) if isinstance(layer, conv.DepthwiseConv2D) \
+            else _keras_kernel(layer)
+        y = _conv_nchw(g, layer, _channels_first(g, x, layer.rank, layer.name), kernel, groups)
+        return activation(g, _channels_last(g, y, layer.rank, layer.name), layer.activation), None
+
+    for cls in (conv.Conv1D, conv.Conv2D, conv.DepthwiseConv2D):
+        register_converter(cls, conv_layer)
+
+    @register_converter(conv.SeparableConv2D)
+    def separable(g, layer, x, mask):
+        dw, pw = layer._depthwise, layer._pointwise
+        t = _conv_nchw(g, dw, _channels_first(g, x, 2, layer.name), _depthwise_kernel(dw),
+                       dw.groups)
+        t = _conv_nchw(g, pw, t, _keras_kernel(pw), 1)
+        return activation(g, _channels_last(g, t, 2, layer.name), pw.activation), None
+
+    def window_pool(op_type):
+        def convert(g, layer, x, mask):
+            attrs = _window_attrs(layer, layer.pool_size, layer.padding)
+            if op_type == "AveragePool":
+                attrs["count_include_pad"] = 0   # Keras's "same" averages the real values only
+            t = g.op(op_type, [_channels_first(g, x, layer.rank, layer.name)], layer.name,
+                     **attrs)
+            return _channels_last(g, t, layer.rank, layer.name), None
+        return convert
+
+    for cls, op_type in ((pooling.MaxPooling1D, "MaxPool"), (pooling.MaxPooling2D, "MaxPool"),
+                         (pooling.AveragePooling1D, "AveragePool"),
+                         (pooling.AveragePooling2D, "AveragePool")):
+        register_converter(cls, window_pool(op_type))
+
+    def global_pool(op_type):
+        def convert(g, layer, x, mask):
+            return g.reduce(op_type, x, [1, 2], keepdims=layer.keepdims), None
+        return convert
+
+    register_converter(pooling.GlobalAveragePooling2D, global_pool("ReduceMean"))
+    register_converter(pooling.GlobalMaxPooling2D, global_pool("ReduceMax"))
+
+    @register_converter(reshaping.ZeroPadding2D)
+    def zero_padding(g, layer, x, mask):
+        (t, b), (l, r) = layer.padding
+        return g.op("Pad", [x, g.ints([0, t, l, 0, 0, b, r, 0])], layer.name,
+                    mode="constant"), None
+
+    @register_converter(reshaping.Cropping2D)
+    def cropping(g, layer, x, mask):
+        (t, b), (l, r) = layer.cropping
+        end = [-b if b else 2 ** 62, -r if r else 2 ** 62]
+        return g.op("Slice", [x, g.ints([t, l]), g.ints(end), g.ints([1, 2])],
+                    layer.name), None
+
+    @register_converter(reshaping.UpSampling2D)
+    def upsampling(g, layer, x, mask):
+        # nearest: out[i] = in[floor(i / size)], repeats as np.repeat
+        scales = g.const([1.0, layer.size[0], layer.size[1], 1.0], f"{layer.name}/scales")
+        return g.op("Resize", [x, "", scales], layer.name, mode="nearest",
+                    coordinate_transformation_mode="asymmetric", nearest_mode="floor"), None
+
+    @register_converter(aug.Rescaling)
+    def rescaling(g, layer, x, mask):
+        y = g.op("Mul", [x, g.scalar(layer.scale)], layer.name)
+        if layer.offset:
+            y = g.op("Add", [y, g.scalar(layer.offset)], layer.name)
+        return y, mask
+
+    @register_converter(aug.Resizing)
+    def resizing(g, layer, x, mask):
+        H, W = _static_image_size(layer, "build its interpolation")
+        t, b, l, r = layer._crop(H, W)
+        if (t, b, l, r) != (0, H, 0, W):
+            x = g.op("Slice", [x, g.ints([t, l]), g.ints([b, r]), g.ints([1, 2])], layer.name)
+        make = aug._bilinear_matrix if layer.interpolation == "bilinear" else aug._nearest_matrix
+        mh = make(layer.height, b - t, np.float64)
+        mw = make(layer.width, r - l, np.float64)
+        return _resize_matrices(g, x, mh, mw, layer.name), None
+
+    @register_converter(aug.RandomCrop)
+    def random_crop(g, layer, x, mask):
+        # inference: the centre crop, or a bilinear resize of a smaller image
+        H, W = _static_image_size(layer, "place its centre crop")
+        if H < layer.height or W < layer.width:
+            mh = aug._bilinear_matrix(layer.height, H, np.float64)
+            mw = aug._bilinear_matrix(layer.width, W, np.float64)
+            return _resize_matrices(g, x, mh, mw, layer.name), None
+        t, l = (H - layer.height) // 2, (W - layer.width) // 2
+        return g.op("Slice", [x, g.ints([t, l]), g.ints([t + layer.height, l + layer.width]),
+                              g.ints([1, 2])], layer.name), None
+
+    def identity(g, layer, x, mask):
+        return x, _pass_mask(layer, mask)   # augmentation is off at inference
+
+    for cls in (aug.RandomFlip, aug.RandomRotation, aug.RandomZoom, aug.RandomTranslation,
+                aug.RandomContrast):
+        register_converter(cls, identity)
+
+
+# --------------------------------------------------------------------------------------------
+# Attention, AdditiveAttention, position embeddings; preprocessing layers that cannot export
+
+def _luong_bahdanau(g, layer, xs, mask):
+    """Attention / AdditiveAttention on [query, value(, key)], masks [query, value]."""
+    n = layer.name
+    causal = bool(g.options.get("use_causal_mask", False))
+    scores_out = bool(g.options.get("return_attention_scores", False))
+    q, v = xs[0], xs[1]
+    k = xs[2] if len(xs) > 2 else v
+    masks = list(mask) if isinstance(mask, list) else [None] * len(xs)
+    qm, vm = masks[0], masks[1]
+    if layer.score_mode == "dot":
+        a = float(layer.scale) if layer.use_scale else 1.0
+        kt = g.op("Transpose", [k], f"{n}/key", perm=[0, 2, 1])
+        scores = g.op("MatMul", [q, kt], f"{n}/scores")
+        if a != 1.0 or layer.use_scale:
+            scores = g.op("Mul", [scores, g.scalar(a)], f"{n}/scores")
+    else:   # c sum_d w_d tanh(a (q_i + k_j))
+        a, w, c = layer._concat_params()
+        u = g.op("Add", [g.unsqueeze(q, [2]), g.unsqueeze(k, [1])], f"{n}/sum")  # (B,Tq,Tv,d)
+        t = g.op("Tanh", [g.op("Mul", [u, g.scalar(float(a))], f"{n}/sum")], f"{n}/tanh")
+        if np.ndim(w):
+            scores = g.op("MatMul", [t, g.const(np.asarray(w).reshape(-1), f"{n}/scale")],
+                          f"{n}/scores")
+        else:
+            scores = g.reduce("ReduceSum", t, [-1], keepdims=False)
+        scores = g.op("Mul", [scores, g.scalar(float(c))], f"{n}/scores")
+    ok = None if vm is None else g.unsqueeze(vm, [1])                     # (B, 1, Tv)
+    if causal:
+        zero, one = g.const(0, "zero", np.int64), g.const(1, "one", np.int64)
+        qi = g.op("Range", [zero, g.dim(q, 1), one], f"{n}/causal")
+        vj = g.op("Range", [zero, g.dim(v, 1), one], f"{n}/causal")
+        ok = g.mask_and(ok, g.op("LessOrEqual", [g.unsqueeze(vj, [0]), g.unsqueeze(qi, [1])],
+                                 f"{n}/causal"))
+    if ok is not None:
+        scores = g.op("Where", [ok, scores, g.scalar(_NEG)], f"{n}/masked")
+    P = g.op("Softmax", [scores], f"{n}/probs", axis=-1)
+    if ok is not None:  # a query with no visible value gives zeros
+        P = g.op("Where", [ok, P, g.scalar(0.0)], f"{n}/probs")
+    y = g.op("MatMul", [P, v], n)
+    if qm is not None:
+        y = g.op("Where", [g.unsqueeze(qm, [2]), y, g.scalar(0.0)], n)
+    if scores_out:
+        return [y, P], [qm, None]
+    return y, qm
+
+
+def _position_rows(g, layer, table, T):
+    """table[start_index : start_index + T] (start_index: the node's call option)."""
+    s = int(g.options.get("start_index", 0))
+    end = g.op("Add", [g.unsqueeze(T, [0]), g.ints([s])], f"{layer.name}/end")
+    return g.op("Slice", [g.const(table, f"{layer.name}/position_embeddings"), g.ints([s]),
+                          end, g.ints([0])], f"{layer.name}/positions")
+
+
+def _register_attention_embeddings():
+    from ..layers import attention, embedding, preprocessing
+
+    register_converter(attention.Attention, _luong_bahdanau)
+    register_converter(attention.AdditiveAttention, _luong_bahdanau)
+
+    @register_converter(embedding.PositionEmbedding)
+    def position_embedding(g, layer, x, mask):
+        rows = _position_rows(g, layer, layer.position_embeddings, g.dim(x, 1))
+        return g.op("Expand", [rows, g.dims(x, 0)], layer.name), mask
+
+    @register_converter(embedding.TokenAndPositionEmbedding, keeps_ids=True)
+    def token_and_position(g, layer, x, mask):
+        ids = g.cast(x, "INT64")
+        y = g.op("Gather", [g.const(layer.token_embeddings, f"{layer.name}/token_embeddings"),
+                            ids], layer.name, axis=0)
+        y = g.op("Add", [y, _position_rows(g, layer, layer.position_embeddings,
+                                           g.dim(ids, 1))], layer.name)
+        if not layer.mask_zero:
+            return y, None
+        zero = g.const(np.zeros((), np.int64), "zero", np.int64)
+        return y, g.op("Not", [g.op("Equal", [ids, zero], "mask")], f"{layer.name}/mask")
+
+    def not_exportable(why):
+        def convert(g, layer, x, mask):
+            raise ValueError(f"export: layer {layer.name!r} of class {type(layer).__name__} "
+                             f"cannot be exported to ONNX: {why}. Apply it in Python before "
+                             "the model (a model from its output on) and export the rest")
+        return convert
+
+    register_converter(preprocessing.TextVectorization, not_exportable(
+        "it takes string inputs (and splits and looks up words), which this exporter does "
+        "not translate"))
+    register_converter(preprocessing.StringLookup, not_exportable(
+        "it takes string inputs, which this exporter does not translate"))
+    register_converter(preprocessing.IntegerLookup, not_exportable(
+        "its vocabulary lookup has no converter"))
+
+
 _register_core()
 _register_more()
 _register_merges()
+_register_recurrent()
+_register_vision()
+_register_attention_embeddings()
 
 
 # --------------------------------------------------------------------------------------------
