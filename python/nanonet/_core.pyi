@@ -144,6 +144,9 @@ def global_max_pool1d_forward_ref(x: numpy.ndarray, mask: object) -> tuple:
 def gru_backward(dy: object, dh_n: object, cache: tuple, kernel: numpy.ndarray, recurrent_kernel: numpy.ndarray, has_bias: bool, mask: object, input_dropout_mask: object, recurrent_dropout_mask: object, go_backwards: bool, reset_after: bool, activation: str, recurrent_activation: str, need_dx: bool = True) -> tuple:
     """Whole-sequence GRU backward through time. dy (B, T, H) / dh_n (B, H) each optional. Returns (dx or None when not need_dx, dkernel, drecurrent_kernel, dbias or None, dh0), all new."""
 
+def gru_backward_dz(dy: object, dh_n: object, cache: tuple, kernel: numpy.ndarray, recurrent_kernel: numpy.ndarray, mask: object, input_dropout_mask: object, recurrent_dropout_mask: object, go_backwards: bool, reset_after: bool, activation: str, recurrent_activation: str, need_dx: bool = True) -> tuple:
+    """gru_backward without weight gradients (DP-SGD). Returns (dx or None, dgx (T, B, 3H), dgr (T, B, 3H) with reset_after else None, dh0): the gate gradients, time-major in processing order."""
+
 def gru_forward(x: numpy.ndarray, kernel: numpy.ndarray, recurrent_kernel: numpy.ndarray, bias: object, h0: object, mask: object, input_dropout_mask: object, recurrent_dropout_mask: object, go_backwards: bool, reset_after: bool, activation: str, recurrent_activation: str, return_sequences: bool, training: bool) -> tuple:
     """Whole-sequence GRU forward (see cpp/nanonet/gru.hpp). x (B, T, I), kernel (I, 3H), recurrent_kernel (H, 3H), optional bias (2, 3H) with reset_after else (3H,), h0 (B, H), mask (B, T) bool/uint8, dropout masks (B, I) / (B, H). Returns (y (B, T, H) or None, h_n, cache or None); cache = (xh, h, gates, aux), kept only when training."""
 
@@ -239,6 +242,9 @@ def sgd_update_ref(param: numpy.ndarray, grad: numpy.ndarray, velocity: object, 
 
 def simple_rnn_backward(dy: object, dh_n: object, cache: tuple, kernel: numpy.ndarray, recurrent_kernel: numpy.ndarray, has_bias: bool, mask: object, input_dropout_mask: object, recurrent_dropout_mask: object, go_backwards: bool, activation: str, need_dx: bool = True) -> tuple:
     """Whole-sequence SimpleRNN backward through time. Returns (dx or None, dkernel, drecurrent_kernel, dbias or None, dh0), all new."""
+
+def simple_rnn_backward_dz(dy: object, dh_n: object, cache: tuple, kernel: numpy.ndarray, recurrent_kernel: numpy.ndarray, mask: object, input_dropout_mask: object, recurrent_dropout_mask: object, go_backwards: bool, activation: str, need_dx: bool = True) -> tuple:
+    """simple_rnn_backward without weight gradients (DP-SGD). Returns (dx or None, dpre (T, B, H), None, dh0)."""
 
 def simple_rnn_forward(x: numpy.ndarray, kernel: numpy.ndarray, recurrent_kernel: numpy.ndarray, bias: object, h0: object, mask: object, input_dropout_mask: object, recurrent_dropout_mask: object, go_backwards: bool, activation: str, return_sequences: bool, training: bool) -> tuple:
     """Whole-sequence SimpleRNN forward (see cpp/nanonet/gru.hpp). x (B, T, I), kernel (I, H), recurrent_kernel (H, H), optional bias (H,), h0 (B, H), mask (B, T), dropout masks. Returns (y or None, h_n, cache or None); cache = (xh, h, gates)."""
