@@ -479,3 +479,30 @@ def test_compile_refuses_batch_normalization_in_a_cnn():
         m.compile(optimizer=nn.optimizers.DPSGD(l2_norm_clip=1.0, noise_multiplier=1.0),
                   loss="mse")
     m.compile(optimizer="sgd", loss="mse")
+
+
+@pytest.mark.parametrize("cell", ["gru", "simple_rnn"])
+def test_rnn_backward_dz_does_not_depend_on_the_thread_count(cell):
+    from nanonet import ops
+    rng = np.random.default_rng(6)
+    B, T, I, H = 16, 40, 32, 48  # above the single-thread threshold
+    G = 3 * H if cell == "gru" else H
+    x = rng.standard_normal((B, T, I)).astype(np.float32)
+    kernel = (rng.standard_normal((I, G)) * 0.2).astype(np.float32)
+    rk = (rng.standard_normal((H, G)) * 0.2).astype(np.float32)
+    dy = rng.standard_normal((B, T, H)).astype(np.float32)
+    mask = rng.random((B, T)) > 0.2
+    _, _, cache = getattr(ops, f"{cell}_forward")(x, kernel, rk, None, None, mask)
+    before = nn.get_num_threads()
+    outs = []
+    try:
+        for n in (1, 2):
+            nn.set_num_threads(n)
+            outs.append(getattr(ops, f"{cell}_backward_dz")(dy, cache))
+    finally:
+        nn.set_num_threads(before)
+    for a, b in zip(*outs):
+        if a is None:
+            assert b is None
+        else:
+            np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
