@@ -116,6 +116,31 @@ def lstm_torch():
     return Net()
 
 
+def gru_nanonet(optimizer):
+    nn.set_seed(0)
+    m = nn.Sequential([nn.layers.Embedding(20000, 128), nn.layers.GRU(128),
+                       nn.layers.Dense(4, activation="softmax")])
+    m.compile(optimizer=optimizer, loss="sparse_categorical_crossentropy")
+    m.build((None, 100))
+    return m
+
+
+def cnn_data():
+    rng = np.random.default_rng(0)
+    return rng.random((64, 28, 28, 1), dtype=np.float32), rng.integers(0, 10, 64)
+
+
+def cnn_nanonet(optimizer):
+    nn.set_seed(0)
+    L = nn.layers
+    m = nn.Sequential([L.Conv2D(16, 3, activation="relu"), L.MaxPooling2D(),
+                       L.Conv2D(32, 3, activation="relu"), L.MaxPooling2D(), L.Flatten(),
+                       L.Dense(10, activation="softmax")])
+    m.compile(optimizer=optimizer, loss="sparse_categorical_crossentropy")
+    m.build((None, 28, 28, 1))
+    return m
+
+
 def opacus_step(make, x, y):
     model = make()
     opt = torch.optim.SGD(model.parameters(), lr=0.01)
@@ -139,9 +164,15 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--opacus-repeats", type=int, default=3)
+    ap.add_argument("--models", default="mlp,lstm,gru,cnn",
+                    help="comma-separated subset of mlp, lstm, gru, cnn")
     args = ap.parse_args()
-    cases = [("MLP 784-256-10 B64", mlp_data, mlp_nanonet, mlp_torch),
-             ("showcase LSTM B32 T100", lstm_data, lstm_nanonet, lstm_torch)]
+    # GRU and CNN: nanonet's DP / plain ratio only (no Opacus side)
+    cases = {"mlp": ("MLP 784-256-10 B64", mlp_data, mlp_nanonet, mlp_torch),
+             "lstm": ("showcase LSTM B32 T100", lstm_data, lstm_nanonet, lstm_torch),
+             "gru": ("Embedding -> GRU(128) B32 T100", lstm_data, gru_nanonet, None),
+             "cnn": ("CNN 28x28 conv16-conv32 B64", cnn_data, cnn_nanonet, None)}
+    cases = [cases[k.strip()] for k in args.models.split(",")]
     print(f"nanonet {nn.__version__}, ISA {nn.ops.active_isa()}, "
           f"torch {getattr(torch, '__version__', '-')}, "
           f"opacus {getattr(opacus, '__version__', '-')}")
@@ -164,7 +195,7 @@ def main():
                     t_dp.append(median_time(lambda: dp.train_on_batch(x, y), 1, 0))
                 t_plain, t_dp = statistics.median(t_plain), statistics.median(t_dp)
                 t_op = None
-                if opacus is not None:
+                if opacus is not None and make_torch is not None:
                     t_op = median_time(opacus_step(make_torch, x, y), args.opacus_repeats)
             op = f"{t_op * 1e3:.1f} ms | **{t_op / t_dp:.1f}x**" if t_op else "- | -"
             print(f"| {name} | {threads} | {t_plain * 1e3:.1f} ms | {t_dp * 1e3:.1f} ms | "

@@ -44,7 +44,7 @@ def _sequential(kind, rng):
         model = nn.Model(inp, L.Dense(C, activation="softmax", dtype=F64)(h))
         x = rng.standard_normal((4, T, 4))
     else:
-        raise AssertionError(kind)
+        model, x = _new_kind(kind, rng, V, T, C)
     y = rng.integers(0, C, size=x.shape[0])
     model.compile(optimizer=nn.optimizers.DPSGD(learning_rate=0.1, l2_norm_clip=1.0,
                                                 noise_multiplier=0.0),
@@ -53,6 +53,78 @@ def _sequential(kind, rng):
     for w in model.trainable_weights:  # randomise everything, biases included
         w[...] = rng.standard_normal(w.shape) * 0.7
     return model, x, y
+
+
+def _new_kind(kind, rng, V, T, C):
+    """(model, x) for the layers of the graph, GRU and convolution issues."""
+    head = [L.Flatten(dtype=F64), L.Dense(C, activation="softmax", dtype=F64)]
+    if kind in ("gru", "gru-v1", "simple_rnn"):
+        rnn = {"gru": lambda **k: L.GRU(reset_after=True, **k),
+               "gru-v1": lambda **k: L.GRU(reset_after=False, **k),
+               "simple_rnn": L.SimpleRNN}[kind]
+        model = nn.Sequential([L.Embedding(V, 4, mask_zero=True, dtype=F64),
+                               rnn(units=5, return_sequences=True, dtype=F64),
+                               rnn(units=3, go_backwards=True, dtype=F64),
+                               L.Dense(C, activation="softmax", dtype=F64)])
+        x = rng.integers(1, V, size=(5, T))
+        x[1, :2] = 0
+        x[3, :4] = 0
+    elif kind == "bidirectional":
+        model = nn.Sequential([L.Embedding(V, 4, mask_zero=True, dtype=F64),
+                               L.Bidirectional(L.GRU(3, return_sequences=True, dtype=F64),
+                                               dtype=F64),
+                               L.Bidirectional(L.LSTM(2, dtype=F64), merge_mode="sum",
+                                               dtype=F64),
+                               L.Dense(C, activation="softmax", dtype=F64)])
+        x = rng.integers(1, V, size=(4, T))
+        x[2, :3] = 0
+    elif kind == "conv1d":
+        model = nn.Sequential([L.Conv1D(4, 3, padding="causal", activation="tanh", dtype=F64),
+                               L.Conv1D(4, 2, strides=2, groups=2, dtype=F64),
+                               L.Conv1D(3, 2, dilation_rate=2, padding="same",
+                                        use_bias=False, dtype=F64)] + head)
+        x = rng.standard_normal((5, 9, 2))
+    elif kind == "conv2d":
+        model = nn.Sequential([L.Conv2D(4, 3, strides=2, padding="same", activation="relu",
+                                        dtype=F64),
+                               L.DepthwiseConv2D(2, depth_multiplier=2, activation="tanh",
+                                                 dtype=F64),
+                               L.SeparableConv2D(3, (2, 1), dtype=F64),
+                               L.Conv2D(2, 1, groups=1, dtype=F64)] + head)
+        x = rng.standard_normal((4, 9, 8, 2))
+    elif kind == "attention-layers":
+        q_in, v_in = nn.Input((T, 4), dtype=F64), nn.Input((5, 4), dtype=F64)
+        h1 = L.Attention(use_scale=True, dtype=F64)([q_in, v_in])
+        h2 = L.Attention(use_scale=True, score_mode="concat", dtype=F64)([q_in, v_in])
+        h3 = L.AdditiveAttention(dtype=F64)([q_in, v_in])
+        h = L.Concatenate(dtype=F64)([h1, h2, h3])
+        h = L.GlobalAveragePooling1D(dtype=F64)(h)
+        model = nn.Model([q_in, v_in], L.Dense(C, activation="softmax", dtype=F64)(h))
+        x = [rng.standard_normal((4, T, 4)), rng.standard_normal((4, 5, 4))]
+        return model, _Pair(x)
+    elif kind == "position":
+        inp = nn.Input((T,), dtype="int64")
+        h = L.TokenAndPositionEmbedding(V, T + 2, 4, dtype=F64)(inp)
+        h = L.Dense(4, activation="tanh", dtype=F64)(h)
+        h = L.Add(dtype=F64)([h, L.PositionEmbedding(T, dtype=F64)(h)])
+        h = L.GlobalAveragePooling1D(dtype=F64)(h)
+        model = nn.Model(inp, L.Dense(C, activation="softmax", dtype=F64)(h))
+        x = rng.integers(0, 4, size=(5, T))
+    else:
+        raise AssertionError(kind)
+    return model, x
+
+
+class _Pair(list):
+    """Two inputs that slice and count examples like one array (for the helpers below)."""
+    @property
+    def shape(self):
+        return self[0].shape
+
+    def __getitem__(self, i):
+        if isinstance(i, slice):
+            return [a[i] for a in self]
+        return list.__getitem__(self, i)
 
 
 def _per_example_grads(model, x, y):
@@ -83,7 +155,8 @@ def _dp_step_parts(model, x, y):
     return privacy.private_gradients(model, ctxs, douts, x.shape[0])
 
 
-KINDS = ["mlp", "embedding-dense3d", "lstm", "attention"]
+KINDS = ["mlp", "embedding-dense3d", "lstm", "attention", "gru", "gru-v1", "simple_rnn",
+         "bidirectional", "conv1d", "conv2d", "attention-layers", "position"]
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -348,3 +421,88 @@ def test_one_step_matches_opacus(kind):
             want += [t.weight.detach().numpy().T, t.bias.detach().numpy()]
     for got, w in zip(ours.get_weights(), want):
         np.testing.assert_allclose(got, w, rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.parametrize("cell, reset_after", [("gru", True), ("gru", False),
+                                               ("simple_rnn", False)])
+def test_rnn_backward_dz_matches_reference_and_forms_the_weight_gradients(cell, reset_after):
+    from nanonet import ops, reference
+    rng = np.random.default_rng(5)
+    B, T, I, H = 3, 5, 4, 3
+    G = 3 * H if cell == "gru" else H
+    x = rng.standard_normal((B, T, I))
+    kernel, rk = rng.standard_normal((I, G)), rng.standard_normal((H, G)) * 0.5
+    bias = rng.standard_normal((2, G) if reset_after else (G,))
+    h0 = rng.standard_normal((B, H))
+    mask = rng.random((B, T)) > 0.3
+    idm = (rng.random((B, I)) > 0.2) / 0.8
+    rdm = (rng.random((B, H)) > 0.2) / 0.8
+    dy, dh_n = rng.standard_normal((B, T, H)), rng.standard_normal((B, H))
+    extra = dict(reset_after=reset_after) if cell == "gru" else {}
+    args = (x, kernel, rk, bias, h0, mask, True)
+    kw = dict(input_dropout_mask=idm, recurrent_dropout_mask=rdm, **extra)
+    fwd, bwd = getattr(ops, f"{cell}_forward"), getattr(ops, f"{cell}_backward")
+    _, _, cache = fwd(*args, **kw)
+    _, _, ref_cache = getattr(reference, f"{cell}_forward")(*args, **kw)
+    got = getattr(ops, f"{cell}_backward_dz")(dy, cache, dh_n)
+    want = getattr(reference, f"{cell}_backward_dz")(dy, ref_cache, dh_n)
+    for g, w in zip(got, want):
+        if w is None:
+            assert g is None
+        else:
+            np.testing.assert_allclose(g, w, rtol=1e-10, atol=1e-12)
+    dx, dgx, dgr, dh0 = got
+    # the weight gradients the docstrings promise, against the fused backward
+    _, dk, drk, db, _ = bwd(dy, cache, dh_n)
+    xh = cache.arrays[0]
+    rows = lambda a: a.reshape(-1, a.shape[-1])  # noqa: E731
+    np.testing.assert_allclose(rows(xh[..., :I]).T @ rows(dgx), dk, rtol=1e-10, atol=1e-12)
+    if cell == "simple_rnn":
+        np.testing.assert_allclose(rows(xh[..., I:]).T @ rows(dgx), drk, rtol=1e-10, atol=1e-12)
+        np.testing.assert_allclose(rows(dgx).sum(0), db, rtol=1e-10, atol=1e-12)
+    elif reset_after:
+        np.testing.assert_allclose(rows(xh[..., I:]).T @ rows(dgr), drk, rtol=1e-10, atol=1e-12)
+        np.testing.assert_allclose(np.stack([rows(dgx).sum(0), rows(dgr).sum(0)]), db,
+                                   rtol=1e-10, atol=1e-12)
+    else:
+        want_rk = np.concatenate([rows(xh[..., I:]).T @ rows(dgx[..., :2 * H]),
+                                  rows(cache.arrays[3]).T @ rows(dgx[..., 2 * H:])], axis=1)
+        np.testing.assert_allclose(want_rk, drk, rtol=1e-10, atol=1e-12)
+        np.testing.assert_allclose(rows(dgx).sum(0), db, rtol=1e-10, atol=1e-12)
+
+
+def test_compile_refuses_batch_normalization_in_a_cnn():
+    m = nn.Sequential([L.Conv2D(3, 3, dtype=F64), L.BatchNormalization(name="bn2d"),
+                       L.Flatten(), L.Dense(2)])
+    m.build((None, 6, 6, 1))
+    with pytest.raises(ValueError, match="'bn2d'.*BatchNormalization is not supported"):
+        m.compile(optimizer=nn.optimizers.DPSGD(l2_norm_clip=1.0, noise_multiplier=1.0),
+                  loss="mse")
+    m.compile(optimizer="sgd", loss="mse")
+
+
+@pytest.mark.parametrize("cell", ["gru", "simple_rnn"])
+def test_rnn_backward_dz_does_not_depend_on_the_thread_count(cell):
+    from nanonet import ops
+    rng = np.random.default_rng(6)
+    B, T, I, H = 16, 40, 32, 48  # above the single-thread threshold
+    G = 3 * H if cell == "gru" else H
+    x = rng.standard_normal((B, T, I)).astype(np.float32)
+    kernel = (rng.standard_normal((I, G)) * 0.2).astype(np.float32)
+    rk = (rng.standard_normal((H, G)) * 0.2).astype(np.float32)
+    dy = rng.standard_normal((B, T, H)).astype(np.float32)
+    mask = rng.random((B, T)) > 0.2
+    _, _, cache = getattr(ops, f"{cell}_forward")(x, kernel, rk, None, None, mask)
+    before = nn.get_num_threads()
+    outs = []
+    try:
+        for n in (1, 2):
+            nn.set_num_threads(n)
+            outs.append(getattr(ops, f"{cell}_backward_dz")(dy, cache))
+    finally:
+        nn.set_num_threads(before)
+    for a, b in zip(*outs):
+        if a is None:
+            assert b is None
+        else:
+            np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)

@@ -97,7 +97,7 @@ py::tuple backward_impl(const char* fn, bool gru, const py::object& dy_o, const 
                         const py::object& mask_o, const py::object& idm_o,
                         const py::object& rdm_o, bool go_backwards, bool reset_after,
                         const std::string& activation, const std::string& recurrent_activation,
-                        bool need_dx) {
+                        bool need_dx, bool keep_dz = false) {
   const size_t n_cache = gru ? 4 : 3;
   if (cache_t.size() != n_cache)
     fail(fn, std::string("cache must be the ") + std::to_string(n_cache) +
@@ -136,7 +136,32 @@ py::tuple backward_impl(const char* fn, bool gru, const py::object& dy_o, const 
   std::optional<py::array> dx, dbias;
   if (need_dx) dx.emplace(dt, Shape{B, TT, I});
   if (has_bias) dbias.emplace(dt, two ? Shape{2, G} : Shape{G});
-  py::array dkernel(dt, Shape{I, G}), drk(dt, Shape{H, G}), dh0(dt, Shape{B, H});
+  py::array dh0(dt, Shape{B, H});
+  if (keep_dz) {
+    py::array dgx(dt, Shape{TT, B, G});
+    std::optional<py::array> dgr;
+    if (two) dgr.emplace(dt, Shape{TT, B, G});
+    auto run_dz = [&](auto zero) {
+      using T = decltype(zero);
+      RnnInputs<T> in{nullptr, cptr<T>(kernel), cptr<T>(recurrent_kernel), nullptr, nullptr,
+                      nullptr, mask_ptr(mask),  cptr_or_null<T>(idm),      cptr_or_null<T>(rdm)};
+      RnnCache<T> cache{const_cast<T*>(cptr<T>(xh)), const_cast<T*>(cptr<T>(hs)),
+                        const_cast<T*>(cptr<T>(gates)),
+                        gru ? const_cast<T*>(cptr<T>(*aux)) : nullptr};
+      T* p_dx = dx ? mptr<T>(*dx) : nullptr;
+      T* p_dgx = mptr<T>(dgx);
+      T* p_dgr = dgr ? mptr<T>(*dgr) : nullptr;
+      T* p_dh0 = mptr<T>(dh0);
+      const T* p_dy = cptr_or_null<T>(dy);
+      const T* p_dhn = cptr_or_null<T>(dhn);
+      py::gil_scoped_release release;
+      rnn_backward_dz<T>(p_dx, p_dgx, p_dgr, p_dh0, p_dy, p_dhn, cache, in, d);
+    };
+    dispatch_float(xh, run_dz);
+    return py::make_tuple(dx ? py::object(*dx) : py::none(), dgx,
+                          dgr ? py::object(*dgr) : py::none(), dh0);
+  }
+  py::array dkernel(dt, Shape{I, G}), drk(dt, Shape{H, G});
   auto run = [&](auto zero) {
     using T = decltype(zero);
     RnnInputs<T> in{nullptr, cptr<T>(kernel), cptr<T>(recurrent_kernel), nullptr, nullptr,
@@ -203,6 +228,42 @@ void register_gru(py::module_& m) {
       "Whole-sequence GRU backward through time. dy (B, T, H) / dh_n (B, H) each optional. "
       "Returns (dx or None when not need_dx, dkernel, drecurrent_kernel, dbias or None, dh0), all "
       "new.");
+  m.def(
+      "gru_backward_dz",
+      [](const py::object& dy, const py::object& dh_n, const py::tuple& cache,
+         const py::array& kernel, const py::array& recurrent_kernel,
+         const py::object& mask, const py::object& input_dropout_mask,
+         const py::object& recurrent_dropout_mask, bool go_backwards, bool reset_after,
+         const std::string& activation, const std::string& recurrent_activation, bool need_dx) {
+        return backward_impl("gru_backward_dz", true, dy, dh_n, cache, kernel, recurrent_kernel,
+                             false, mask, input_dropout_mask, recurrent_dropout_mask,
+                             go_backwards, reset_after, activation, recurrent_activation, need_dx,
+                             true);
+      },
+      py::arg("dy"), py::arg("dh_n"), py::arg("cache"), py::arg("kernel"),
+      py::arg("recurrent_kernel"), py::arg("mask"), py::arg("input_dropout_mask"),
+      py::arg("recurrent_dropout_mask"), py::arg("go_backwards"), py::arg("reset_after"),
+      py::arg("activation"), py::arg("recurrent_activation"), py::arg("need_dx") = true,
+      "gru_backward without weight gradients (DP-SGD). Returns (dx or None, dgx (T, B, 3H), dgr "
+      "(T, B, 3H) with reset_after else None, dh0): the gate gradients, time-major in "
+      "processing order.");
+  m.def(
+      "simple_rnn_backward_dz",
+      [](const py::object& dy, const py::object& dh_n, const py::tuple& cache,
+         const py::array& kernel, const py::array& recurrent_kernel, const py::object& mask,
+         const py::object& input_dropout_mask, const py::object& recurrent_dropout_mask,
+         bool go_backwards, const std::string& activation, bool need_dx) {
+        return backward_impl("simple_rnn_backward_dz", false, dy, dh_n, cache, kernel,
+                             recurrent_kernel, false, mask, input_dropout_mask,
+                             recurrent_dropout_mask, go_backwards, false, activation, "linear",
+                             need_dx, true);
+      },
+      py::arg("dy"), py::arg("dh_n"), py::arg("cache"), py::arg("kernel"),
+      py::arg("recurrent_kernel"), py::arg("mask"), py::arg("input_dropout_mask"),
+      py::arg("recurrent_dropout_mask"), py::arg("go_backwards"), py::arg("activation"),
+      py::arg("need_dx") = true,
+      "simple_rnn_backward without weight gradients (DP-SGD). Returns (dx or None, dpre "
+      "(T, B, H), None, dh0).");
   m.def(
       "simple_rnn_forward",
       [](const py::array& x, const py::array& kernel, const py::array& recurrent_kernel,

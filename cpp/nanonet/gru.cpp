@@ -447,17 +447,17 @@ void rnn_forward(T* y, T* h_n, const RnnCache<T>* cache, const RnnInputs<T>& in,
 }
 
 // ---------------------------------------------------------------------------------------------
+// The time loop of backward: fills dgx (T, B, G) and, GRU reset_after, dgr (T, B, G); dh0.
 template <typename T>
-void rnn_backward(T* dx, T* dkernel, T* drecurrent_kernel, T* dinput_bias, T* drecurrent_bias,
-                  T* dh0, const T* dy, const T* dh_n, const RnnCache<T>& cache,
-                  const RnnInputs<T>& in, const RnnDims& d) {
+void backward_steps(T* dgx_all, T* dgr_all, T* dh0, const T* dy, const T* dh_n,
+                    const RnnCache<T>& cache, const RnnInputs<T>& in, const RnnDims& d,
+                    bool serial) {
   const index_t B = d.B, TT = d.T, I = d.I, H = d.H, G = rnn_gate_width(d);
   const bool gru = d.cell == RnnCell::gru, ra = gru && d.reset_after, rb = gru && !d.reset_after;
   const T* rdm = in.recurrent_dropout_mask;
   const index_t XH = I + H;
   copy_or_zero(dh0, dh_n, B * H);  // dh0 carries the running gradient reaching h_k
 
-  const bool serial = serial_call(d);
   // Transposed recurrent products: dR_k @ rk^T (GRU reset_after), dpre @ rk^T (SimpleRNN),
   // [dz, dr] @ rk_zr^T and dhh @ rk_h^T (GRU otherwise).
   PackedB<T> p_all, p_h;
@@ -467,8 +467,6 @@ void rnn_backward(T* dx, T* dkernel, T* drecurrent_kernel, T* dinput_bias, T* dr
   } else {
     p_all = pack_b<T>(true, G, H, in.recurrent_kernel, G);
   }
-  Scratch<T> dgx(size_t(TT * B * G));
-  Scratch<T> dgr(ra ? size_t(TT * B * G) : 1);
   Scratch<T> dhd(size_t(B * H));
   Scratch<T> drh(rb ? size_t(B * H) : 1);
   const int nt = row_groups(d, serial);
@@ -497,8 +495,8 @@ void rnn_backward(T* dx, T* dkernel, T* drecurrent_kernel, T* dinput_bias, T* dr
       s.h_prev = cache.h + k * B * H;
       s.hd = cache.xh + k * B * XH + I;
       s.dy = dy ? dy + k * H : nullptr;
-      s.dgx = dgx.get() + k * B * G;
-      s.dgr = ra ? dgr.get() + k * B * G : nullptr;
+      s.dgx = dgx_all + k * B * G;
+      s.dgr = ra ? dgr_all + k * B * G : nullptr;
       s.mask = in.mask ? in.mask + t : nullptr;
       if (!gru) {
         simple_bwd(s, b0, b1, dht);
@@ -518,6 +516,31 @@ void rnn_backward(T* dx, T* dkernel, T* drecurrent_kernel, T* dinput_bias, T* dr
     }
   }
 
+}
+
+// dx from dgx over all T * B rows at once (one GEMM).
+template <typename T>
+void backward_input_grads(T* dx, const T* dgx, const RnnInputs<T>& in, const RnnDims& d,
+                          bool serial) {
+  const index_t R = d.T * d.B, I = d.I, G = rnn_gate_width(d);
+  Scratch<T> dxt(size_t(R * I));
+  call_gemm<T>(serial, false, true, R, I, G, dgx, G, in.kernel, G, dxt.get(), I);
+  scatter_input_grads(dx, dxt.get(), in.input_dropout_mask, d.B, d.T, I, d.go_backwards);
+}
+
+template <typename T>
+void rnn_backward(T* dx, T* dkernel, T* drecurrent_kernel, T* dinput_bias, T* drecurrent_bias,
+                  T* dh0, const T* dy, const T* dh_n, const RnnCache<T>& cache,
+                  const RnnInputs<T>& in, const RnnDims& d) {
+  const index_t B = d.B, TT = d.T, I = d.I, H = d.H, G = rnn_gate_width(d);
+  const bool gru = d.cell == RnnCell::gru, ra = gru && d.reset_after, rb = gru && !d.reset_after;
+  const index_t XH = I + H;
+  const bool serial = serial_call(d);
+  Scratch<T> dgx(size_t(TT * B * G));
+  Scratch<T> dgr(ra ? size_t(TT * B * G) : 1);
+  backward_steps(dgx.get(), ra ? dgr.get() : static_cast<T*>(nullptr), dh0, dy, dh_n, cache, in,
+                 d, serial);
+
   // Weight gradients over all T * B rows at once.
   const index_t R = TT * B;
   call_gemm<T>(serial, true, false, I, G, R, cache.xh, XH, dgx.get(), G, dkernel, G);
@@ -536,18 +559,25 @@ void rnn_backward(T* dx, T* dkernel, T* drecurrent_kernel, T* dinput_bias, T* dr
   }
   if (dinput_bias) column_sums(dinput_bias, dgx.get(), R, G, G, serial);
   if (drecurrent_bias && ra) column_sums(drecurrent_bias, dgr.get(), R, G, G, serial);
-  if (dx) {
-    Scratch<T> dxt(size_t(R * I));
-    call_gemm<T>(serial, false, true, R, I, G, dgx.get(), G, in.kernel, G, dxt.get(), I);
-    scatter_input_grads(dx, dxt.get(), in.input_dropout_mask, B, TT, I, d.go_backwards);
-  }
+  if (dx) backward_input_grads(dx, dgx.get(), in, d, serial);
+}
+
+template <typename T>
+void rnn_backward_dz(T* dx, T* dgx, T* dgr, T* dh0, const T* dy, const T* dh_n,
+                     const RnnCache<T>& cache, const RnnInputs<T>& in, const RnnDims& d) {
+  const bool serial = serial_call(d);
+  backward_steps(dgx, d.cell == RnnCell::gru && d.reset_after ? dgr : static_cast<T*>(nullptr),
+                 dh0, dy, dh_n, cache, in, d, serial);
+  if (dx) backward_input_grads(dx, static_cast<const T*>(dgx), in, d, serial);
 }
 
 #define NN_RNN_INSTANTIATE(T)                                                                  \
   template void rnn_forward<T>(T*, T*, const RnnCache<T>*, const RnnInputs<T>&,                \
                                const RnnDims&);                                                \
   template void rnn_backward<T>(T*, T*, T*, T*, T*, T*, const T*, const T*, const RnnCache<T>&, \
-                                const RnnInputs<T>&, const RnnDims&);
+                                const RnnInputs<T>&, const RnnDims&);                  \
+  template void rnn_backward_dz<T>(T*, T*, T*, T*, const T*, const T*, const RnnCache<T>&,     \
+                                   const RnnInputs<T>&, const RnnDims&);
 NN_RNN_INSTANTIATE(float)
 NN_RNN_INSTANTIATE(double)
 #undef NN_RNN_INSTANTIATE

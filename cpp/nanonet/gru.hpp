@@ -110,4 +110,13 @@ void rnn_backward(T* dx, T* dkernel, T* drecurrent_kernel, T* dinput_bias, T* dr
                   T* dh0, const T* dy, const T* dh_n, const RnnCache<T>& cache,
                   const RnnInputs<T>& in, const RnnDims& d);
 
+// rnn_backward without the weight-gradient products (DP-SGD forms them with per-example row
+// scales): dgx (T, B, G) = [dz, dr, dhh] (SimpleRNN dpre) and, GRU reset_after only, dgr
+// (T, B, G) = [dz, dr, dhh r] (else not written, may be nullptr), time-major in processing
+// order, zero on masked rows; dx (B, T, I) or nullptr and dh0 (B, H) as rnn_backward. The
+// weight gradients are the products of the backward comment with these. All overwritten.
+template <typename T>
+void rnn_backward_dz(T* dx, T* dgx, T* dgr, T* dh0, const T* dy, const T* dh_n,
+                     const RnnCache<T>& cache, const RnnInputs<T>& in, const RnnDims& d);
+
 }  // namespace nanonet

@@ -933,8 +933,8 @@ def _rnn_forward(cell, x, kernel, recurrent_kernel, bias, h0, mask, go_backwards
     return y, h_n, cache
 
 
-def _rnn_backward(cell, dy, cache, dh_n, need_dx):
-    fn = f"{cell}_backward"
+def _rnn_backward(cell, dy, cache, dh_n, need_dx, keep_dz=False):
+    fn = f"{cell}_backward_dz" if keep_dz else f"{cell}_backward"
     if not isinstance(cache, RNNCache) or cache.cell != cell:
         raise TypeError(f"{fn}: cache must be the RNNCache of a training {cell}_forward; got "
                         f"{cache!r}")
@@ -951,6 +951,13 @@ def _rnn_backward(cell, dy, cache, dh_n, need_dx):
                              f"output only); got {dy.shape}")
         dh_n = dy if dh_n is None else dy + dh_n
         dy = None
+    if keep_dz:
+        common = (dy, dh_n, cache.arrays, cache.kernel, cache.recurrent_kernel, cache.mask,
+                  cache.input_dropout_mask, cache.recurrent_dropout_mask, cache.go_backwards)
+        if cell == "gru":
+            return _core.gru_backward_dz(*common, cache.reset_after, cache.activation,
+                                         cache.recurrent_activation, bool(need_dx))
+        return _core.simple_rnn_backward_dz(*common, cache.activation, bool(need_dx))
     common = (dy, dh_n, cache.arrays, cache.kernel, cache.recurrent_kernel, cache.has_bias,
               cache.mask, cache.input_dropout_mask, cache.recurrent_dropout_mask,
               cache.go_backwards)
@@ -1363,3 +1370,22 @@ def avg_pool2d_backward(dy, input_hw, pool_size, strides=None, padding="valid"):
 # Once per process: a SIMD path that disagrees with the portable one never computes anything.
 if os.environ.get("NANONET_SELF_CHECK", "1") != "0":
     self_check()
+
+
+# ---- per-example gradients of GRU / SimpleRNN (DP-SGD; see cpp/nanonet/gru.hpp)
+
+def gru_backward_dz(dy, cache, dh_n=None, need_dx=True):
+    """``gru_backward`` that keeps the gate gradients and forms no weight gradients (DP-SGD forms
+    them with per-example row scales). Returns (dx or None, dgx (T, B, 3H) = [dz, dr, dhh], dgr
+    (T, B, 3H) = [dz, dr, dhh r] with reset_after else None, dh0), time-major in processing
+    order, zero on masked rows. With xh = ``cache.arrays[0]`` (T, B, I + H) = [xd | hd]:
+    dkernel = xd^T dgx, dinput_bias = sum dgx; reset_after: drecurrent_kernel = hd^T dgr,
+    drecurrent_bias = sum dgr; else drecurrent_kernel[:, :2H] = hd^T dgx[..., :2H] and
+    [:, 2H:] = aux^T dgx[..., 2H:] (aux = ``cache.arrays[3]`` = r * hd)."""
+    return _rnn_backward("gru", dy, cache, dh_n, need_dx, keep_dz=True)
+
+
+def simple_rnn_backward_dz(dy, cache, dh_n=None, need_dx=True):
+    """``simple_rnn_backward`` that keeps dpre (T, B, H) and forms no weight gradients: returns
+    (dx or None, dpre, None, dh0); [kernel; recurrent_kernel]'s gradient is xh^T dpre."""
+    return _rnn_backward("simple_rnn", dy, cache, dh_n, need_dx, keep_dz=True)

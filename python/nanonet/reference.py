@@ -986,3 +986,65 @@ def avg_pool2d_backward(dy, input_hw, pool_size, strides=None, padding="valid"):
     c = np.broadcast_to(np.arange(C)[None, None, None, None, :], share.shape)
     np.add.at(dx, (b, idx, c), share)
     return dx.reshape(B, H, W, C)
+
+
+# ---- per-example gradients of GRU / SimpleRNN (twins of ops.gru_backward_dz and
+# ops.simple_rnn_backward_dz): the gate gradients of every step, from the step loops above.
+
+def gru_backward_dz(dy, cache, dh_n=None, need_dx=True):
+    B, T, I = cache["shape"]
+    H = cache["units"]
+    kernel, rk = cache["kernel"], cache["recurrent_kernel"]
+    dt = kernel.dtype
+    da, dra = _lstm_act_grad(cache["activation"]), _lstm_act_grad(cache["recurrent_activation"])
+    idm, rdm = cache["input_dropout_mask"], cache["recurrent_dropout_mask"]
+    reset_after = cache["reset_after"]
+    dh = np.zeros((B, H), dt) if dh_n is None else np.array(dh_n, dt)
+    if dy is not None and not cache["return_sequences"]:
+        dh, dy = dh + dy, None
+    dx = np.zeros((B, T, I), dt)
+    dgxs, dgrs = [None] * T, [None] * T
+    for k in range(T - 1, -1, -1):
+        s = cache["steps"][k]
+        if dy is not None:
+            dh = dh + dy[:, k]
+        m = s["m"]
+        dz = np.where(m, dh * (s["h"] - s["hh"]) * dra(s["z"]), 0)
+        dhh = np.where(m, dh * (1 - s["z"]) * da(s["hh"]), 0)
+        if reset_after:
+            dr = dhh * s["aux"] * dra(s["r"])
+            dgrs[k] = np.concatenate([dz, dr, dhh * s["r"]], axis=1)
+            dhd = dgrs[k] @ rk.T
+        else:
+            drh = dhh @ rk[:, 2 * H:].T
+            dr = drh * s["hd"] * dra(s["r"])
+            dhd = np.concatenate([dz, dr], axis=1) @ rk[:, :2 * H].T + drh * s["r"]
+        dgxs[k] = np.concatenate([dz, dr, dhh], axis=1)
+        dx[:, s["t"]] = dgxs[k] @ kernel.T * (1 if idm is None else idm)
+        dh = np.where(m, dh * s["z"] + dhd * (1 if rdm is None else rdm), dh)
+    dgx = np.stack(dgxs) if T else np.zeros((0, B, 3 * H), dt)
+    dgr = (np.stack(dgrs) if T else np.zeros((0, B, 3 * H), dt)) if reset_after else None
+    return (dx if need_dx else None), dgx, dgr, dh
+
+
+def simple_rnn_backward_dz(dy, cache, dh_n=None, need_dx=True):
+    B, T, I = cache["shape"]
+    H = cache["units"]
+    kernel, rk = cache["kernel"], cache["recurrent_kernel"]
+    dt = kernel.dtype
+    da = _lstm_act_grad(cache["activation"])
+    idm, rdm = cache["input_dropout_mask"], cache["recurrent_dropout_mask"]
+    dh = np.zeros((B, H), dt) if dh_n is None else np.array(dh_n, dt)
+    if dy is not None and not cache["return_sequences"]:
+        dh, dy = dh + dy, None
+    dx = np.zeros((B, T, I), dt)
+    dps = [None] * T
+    for k in range(T - 1, -1, -1):
+        s = cache["steps"][k]
+        if dy is not None:
+            dh = dh + dy[:, k]
+        dps[k] = np.where(s["m"], dh * da(s["out"]), 0)
+        dx[:, s["t"]] = dps[k] @ kernel.T * (1 if idm is None else idm)
+        dh = np.where(s["m"], dps[k] @ rk.T * (1 if rdm is None else rdm), dh)
+    dp = np.stack(dps) if T else np.zeros((0, B, H), dt)
+    return (dx if need_dx else None), dp, None, dh

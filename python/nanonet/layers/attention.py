@@ -613,6 +613,11 @@ def _masked_softmax(s, ok):
     return e / np.where(den > 0, den, 1)
 
 
+def _example_sums(x):
+    """(B,): the sum of each example's entries of x (B, ...)."""
+    return x.reshape(x.shape[0], -1).sum(axis=1)
+
+
 class Attention(Layer):
     """Dot-product (Luong) attention with Keras 3's arguments, call and weights.
 
@@ -837,21 +842,25 @@ class Attention(Layer):
             _, raw, a = sctx
             dq = a * np.matmul(G, k)
             dk = a * np.matmul(np.swapaxes(G, 1, 2), q)
-            return dq, dk, self._dot_grads(np.asarray(np.sum(G * raw), dtype=self.dtype))
+            return dq, dk, self._dot_grads(_example_sums(G * raw))
         _, t, a, w, c = sctx
         # scores = c sum_d w_d t_d, t = tanh(u), u = a (q_i + k_j)
         du = (c * G)[..., None] * w * (1 - t * t)
         dq = a * du.sum(axis=2)
         dk = a * du.sum(axis=1)
-        da = np.asarray(np.sum(du * (q[:, :, None, :] + k[:, None, :, :])), dtype=self.dtype)
-        dw = c * np.einsum("bij,bijd->d", G, t)
-        dc = np.asarray(np.sum(G * (t @ w if np.ndim(w) else t.sum(axis=-1))),
-                        dtype=self.dtype)
+        da = _example_sums(du * (q[:, :, None, :] + k[:, None, :, :]))
+        dw = c * np.einsum("bij,bijd->bd", G, t)
+        dc = _example_sums(G * (t @ w if np.ndim(w) else t.sum(axis=-1)))
         return dq, dk, self._concat_grads(da, dw.astype(self.dtype), dc)
 
     def backprop(self, ctx, dy, need_dx=True):
         """dy for the output (with return_attention_scores: [dy, dscores], dscores ignored).
         Returns [dquery, dvalue(, dkey)] and the weight gradients."""
+        dx, grads = self._backprop_examples(ctx, dy, need_dx)
+        return dx, self._trainable_grads([g.sum(axis=0).astype(self.dtype) for g in grads])
+
+    def _backprop_examples(self, ctx, dy, need_dx):
+        # backprop with each weight gradient kept per example, (B,) + the weight's shape
         state, q, v, k, has_key, qm, vm, causal = ctx
         B, Tq, _ = q.shape
         if isinstance(dy, (list, tuple)):
@@ -869,7 +878,7 @@ class Attention(Layer):
             dQ, dK, dV = ops.attention_backward(np.ascontiguousarray(dy[:, None]), Q, K, V, O,
                                                 lse, vm, causal, 1.0)
             dq, dk, dv = a * dQ[:, 0], dK[:, 0], dV[:, 0]
-            grads = self._dot_grads(np.asarray(np.sum(dQ[:, 0] * q), dtype=self.dtype))
+            grads = self._dot_grads(_example_sums(dQ[:, 0] * q))
         else:
             _, sctx, P, Z, W = state
             # out = W v, W = P * Z, P = softmax(scores)
@@ -886,7 +895,20 @@ class Attention(Layer):
             dx = [dq, dv, dk]
         else:
             dx = [dq, dv + dk]
-        return dx, self._trainable_grads(grads)
+        return dx, grads
+
+    # DP-SGD (nanonet.privacy): the weights are scalars or a (d,) vector, so each example's
+    # gradient is kept whole (B numbers per scalar).
+    def dp_backprop(self, ctx, dy, need_dx=True):
+        dx, grads = self._backprop_examples(ctx, dy, need_dx)
+        grads = self._trainable_grads(grads)
+        sq = np.zeros(ctx[1].shape[0])
+        for g in grads:
+            sq += np.square(g.reshape(g.shape[0], -1), dtype=np.float64).sum(axis=1)
+        return dx, sq, grads
+
+    def dp_grads(self, state, scale):
+        return [np.tensordot(scale, g, axes=1).astype(self.dtype) for g in state]
 
     def get_config(self):
         return {**super().get_config(), "use_scale": self.use_scale,

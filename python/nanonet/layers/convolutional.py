@@ -66,6 +66,25 @@ def out_size(size, window, stride, dilation, padding):
     return ops.conv_geometry(size, window, stride, dilation, padding)[0]
 
 
+def _patches(x4, window, strides, dilation, padding):
+    """im2col per example: x (B, H, W, C) -> (B, OH * OW, KH, KW, C), the input under each
+    output position (rows in the output's order, taps in the kernel's)."""
+    B, H, W, C = x4.shape
+    geo = []
+    for n, k, s, d in zip((H, W), window, strides, dilation):
+        out, before = ops.conv_geometry(n, k, s, d, padding)
+        geo.append((out, before, max((out - 1) * s + d * (k - 1) + 1 - n - before, 0)))
+    (OH, ph, ph1), (OW, pw, pw1) = geo
+    xp = np.pad(x4, ((0, 0), (ph, ph1), (pw, pw1), (0, 0)))
+    (KH, KW), (sh, sw), (dh, dw) = window, strides, dilation
+    cols = np.empty((B, OH, OW, KH, KW, C), x4.dtype)
+    for i in range(KH):
+        for j in range(KW):
+            cols[:, :, :, i, j] = xp[:, i * dh:i * dh + (OH - 1) * sh + 1:sh,
+                                     j * dw:j * dw + (OW - 1) * sw + 1:sw]
+    return cols.reshape(B, OH * OW, KH, KW, C)
+
+
 class _Conv(Layer):
     """Shared by Conv1D and Conv2D: ``rank`` spatial axes, the kernel (*kernel_size, C / groups,
     filters), a bias (filters,) and an activation fused into the kernel's epilogue."""
@@ -206,6 +225,46 @@ class _Conv(Layer):
             dx = None if dx is None else dx[:, 0]
         grads = self._trainable_grads([dkernel, dbias] if self.use_bias else [dkernel])
         return dx, grads
+
+    # DP-SGD (nanonet.privacy): example b's kernel gradient is, per group, P_b^T dz_b with P_b
+    # its im2col patches (output positions as rows); its norm by the Gram trick in C++.
+    def dp_backprop(self, ctx, dy, need_dx=True):
+        x4, y, z, activation = ctx
+        dy = np.asarray(dy, dtype=self.dtype)
+        dy4 = dy if self.rank == 2 else dy[:, None]
+        if dy4.shape != y.shape:
+            raise ValueError(f"{type(self).__name__} {self.name!r}: dy must have the output's "
+                             f"shape {y.shape if self.rank == 2 else y[:, 0].shape}; got "
+                             f"{dy.shape}")
+        dz = np.ascontiguousarray(ops.activation_backward(dy4, y, activation, x=z),
+                                  dtype=self.dtype)
+        kernel, strides, dilation = self._geometry()
+        dx = None
+        if need_dx:
+            dx = ops.conv2d_backward(dz, x4, kernel, None, strides, self.padding, dilation,
+                                     self.groups, "linear", need_dx=True)[0]
+            dx = dx if self.rank == 2 else dx[:, 0]
+        patches = _patches(x4, kernel.shape[:2], strides, dilation, self.padding)
+        B, P = patches.shape[:2]
+        Cg, F = kernel.shape[2], dz.shape[-1]
+        Fg = F // self.groups
+        dzr = dz.reshape(B, P, F)
+        sq = np.zeros(B)
+        for g in range(self.groups):
+            a = patches[..., g * Cg:(g + 1) * Cg].reshape(B, P, -1)
+            sq += ops.per_example_matmul_sq_norms(a, dzr[..., g * Fg:(g + 1) * Fg])
+        if self.use_bias:
+            sq += np.square(dzr.sum(axis=1, dtype=np.float64)).sum(axis=1)
+        return dx, sq, (x4, dz)
+
+    def dp_grads(self, state, scale):
+        x4, dz = state
+        kernel, strides, dilation = self._geometry()
+        _, dkernel, dbias = ops.conv2d_backward(dz * scale[:, None, None, None], x4, kernel,
+                                                None, strides, self.padding, dilation,
+                                                self.groups, "linear", need_dx=False)
+        dkernel = dkernel.reshape(self.kernel.shape)
+        return self._trainable_grads([dkernel, dbias] if self.use_bias else [dkernel])
 
     def get_config(self):
         return {**super().get_config(), "filters": self.filters,
@@ -500,6 +559,18 @@ class SeparableConv2D(Layer):
         dh, g2 = self._pointwise.backprop(c2, dy, True)
         dx, g1 = self._depthwise.backprop(c1, dh, need_dx)
         return dx, self._trainable_grads(g1 + g2)
+
+    # DP-SGD (nanonet.privacy): the two convolutions' norms add up.
+    def dp_backprop(self, ctx, dy, need_dx=True):
+        c1, c2 = ctx
+        dh, sq2, s2 = self._pointwise.dp_backprop(c2, dy, True)
+        dx, sq1, s1 = self._depthwise.dp_backprop(c1, dh, need_dx)
+        return dx, sq1 + sq2, (s1, s2)
+
+    def dp_grads(self, state, scale):
+        s1, s2 = state
+        return self._trainable_grads(self._depthwise.dp_grads(s1, scale) +
+                                     self._pointwise.dp_grads(s2, scale))
 
     def get_config(self):
         dw, pw = self._depthwise.get_config(), self._pointwise.get_config()

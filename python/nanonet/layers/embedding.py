@@ -222,6 +222,23 @@ class PositionEmbedding(Layer):
         return (np.zeros(shape, self.dtype) if need_dx else None), \
             self._trainable_grads([dtable])
 
+    # DP-SGD (nanonet.privacy): example b's gradient is its dy_b (T, E) on rows s .. s + T.
+    def dp_backprop(self, ctx, dy, need_dx=True):
+        shape, s = ctx
+        dy = np.asarray(dy, dtype=self.dtype)
+        if dy.shape != shape:
+            raise ValueError(f"PositionEmbedding {self.name!r}: dy must have the output's shape "
+                             f"{shape}; got {dy.shape}")
+        dx = np.zeros(shape, self.dtype) if need_dx else None
+        sq = np.square(dy.reshape(shape[0], -1), dtype=np.float64).sum(axis=1)
+        return dx, sq, (dy, s)
+
+    def dp_grads(self, state, scale):
+        dy, s = state
+        dtable = np.zeros_like(self.position_embeddings)
+        dtable[s:s + dy.shape[1]] = np.tensordot(scale, dy, axes=1)
+        return self._trainable_grads([dtable])
+
     def get_config(self):
         return {**super().get_config(), "sequence_length": self.sequence_length,
                 "initializer": _initializers.serialize(self.initializer)}
@@ -317,6 +334,26 @@ class TokenAndPositionEmbedding(Layer):
         dpos[s:s + ids.shape[1]] = dy.sum(axis=0)
         dtok = ops.embedding_backward(dy, ids, self.vocabulary_size)
         return None, self._trainable_grads([dtok, dpos])  # ids are not differentiable
+
+    # DP-SGD (nanonet.privacy): per-example sums over equal tokens for the token table, dy_b
+    # itself for the position rows.
+    def dp_backprop(self, ctx, dy, need_dx=True):
+        ids, s = ctx
+        dy = np.ascontiguousarray(dy, dtype=self.dtype)
+        if dy.shape != ids.shape + (self.embedding_dim,):
+            raise ValueError(f"TokenAndPositionEmbedding {self.name!r}: dy must have the "
+                             f"output's shape {ids.shape + (self.embedding_dim,)}; got "
+                             f"{dy.shape}")
+        sq = ops.embedding_per_example_sq_norms(ids, dy).astype(np.float64)
+        sq += np.square(dy.reshape(dy.shape[0], -1), dtype=np.float64).sum(axis=1)
+        return None, sq, (ids, dy, s)
+
+    def dp_grads(self, state, scale):
+        ids, dy, s = state
+        dtok = ops.embedding_backward(dy * scale[:, None, None], ids, self.vocabulary_size)
+        dpos = np.zeros_like(self.position_embeddings)
+        dpos[s:s + ids.shape[1]] = np.tensordot(scale, dy, axes=1)
+        return self._trainable_grads([dtok, dpos])
 
     def get_config(self):
         return {**super().get_config(), "vocabulary_size": self.vocabulary_size,

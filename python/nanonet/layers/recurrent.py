@@ -513,6 +513,44 @@ class GRU(_Recurrent):
         dx, dk, drk, db, dh0 = ops.gru_backward(dy, cache, dstates[0], need_dx=need_dx)
         return dx, dk, drk, db, [dh0]
 
+    # DP-SGD (nanonet.privacy): the kernel keeps the gate gradients dgx (and, reset_after, dgr)
+    # (T, B, 3H); example b's gradients are xd_b^T dgx_b (kernel), hd_b^T dgr_b (recurrent
+    # kernel; without reset_after hd_b^T dgx_b on the z, r columns and (r hd)_b^T dgx_b on h~)
+    # and sums over steps (biases); their norms by the Gram trick in C++.
+    def _dp_products(self, cache, dgx, dgr):
+        """[(a, d)]: example b's gradient of each weight block is a_b^T d_b (time-major)."""
+        I, H = self.kernel.shape[0], self.units
+        xh = cache.arrays[0]
+        xd, hd = xh[..., :I], xh[..., I:]
+        if self.reset_after:
+            return [(xd, dgx), (hd, dgr)]
+        return [(xd, dgx), (hd, dgx[..., :2 * H]), (cache.arrays[3], dgx[..., 2 * H:])]
+
+    def dp_backprop(self, ctx, dy, need_dx=True):
+        cache, had_state, dy, dstates = self._output_grads(ctx, dy)
+        dx, dgx, dgr, dh0 = ops.gru_backward_dz(dy, cache, dstates[0], need_dx=need_dx)
+        sq = np.zeros(dgx.shape[1])
+        for a, d in self._dp_products(cache, dgx, dgr):
+            sq += ops.per_example_matmul_sq_norms(a, d, time_major=True)
+        if self.use_bias:
+            for d in (dgx, dgr) if self.reset_after else (dgx,):
+                sq += np.square(d.sum(axis=0, dtype=np.float64)).sum(axis=1)
+        return ([dx, dh0] if had_state else dx), sq, (cache, dgx, dgr)
+
+    def dp_grads(self, state, scale):
+        cache, dgx, dgr = state
+        s = scale[None, :, None]
+        dgx = dgx * s
+        dgr = None if dgr is None else dgr * s
+        blocks = [ops.matmul(a.reshape(-1, a.shape[2]), d.reshape(-1, d.shape[2]),
+                             transpose_a=True)
+                  for a, d in self._dp_products(cache, dgx, dgr)]
+        grads = [blocks[0], np.concatenate(blocks[1:], axis=1)]
+        if self.use_bias:
+            sums = [d.sum(axis=(0, 1)) for d in ((dgx, dgr) if self.reset_after else (dgx,))]
+            grads.append(np.stack(sums) if self.reset_after else sums[0])
+        return self._trainable_grads(grads)
+
     def get_config(self):
         config = super().get_config()
         config["recurrent_activation"] = self.recurrent_activation
@@ -570,6 +608,18 @@ class SimpleRNN(_Recurrent):
     def _run_backward(self, dy, dstates, cache, need_dx):
         dx, dk, drk, db, dh0 = ops.simple_rnn_backward(dy, cache, dstates[0], need_dx=need_dx)
         return dx, dk, drk, db, [dh0]
+
+    # DP-SGD (nanonet.privacy): as the LSTM's, with dpre (T, B, H) for the gate gradients.
+    def dp_backprop(self, ctx, dy, need_dx=True):
+        cache, had_state, dy, dstates = self._output_grads(ctx, dy)
+        dx, dz, _, dh0 = ops.simple_rnn_backward_dz(dy, cache, dstates[0], need_dx=need_dx)
+        xh = cache.arrays[0]
+        sq = ops.per_example_matmul_sq_norms(xh, dz, time_major=True).astype(np.float64)
+        if self.use_bias:
+            sq += np.square(dz.sum(axis=0, dtype=np.float64)).sum(axis=1)
+        return ([dx, dh0] if had_state else dx), sq, (xh, dz)
+
+    dp_grads = LSTM.dp_grads
 
 
 _MERGE_MODES = ("concat", "sum", "mul", "ave", None)
@@ -811,6 +861,32 @@ class Bidirectional(_StateInputs, Layer):
             dx = None if df[0] is None else df[0] + db[0]
             return [dx] + list(df[1:]) + list(db[1:]), grads
         return (None if df is None else df + db), grads
+
+    # DP-SGD (nanonet.privacy): backprop's merge with each direction's dp_backprop in place of
+    # its backprop; the two directions' norms add up.
+    def dp_backprop(self, ctx, dy, need_dx=True):
+        fw, bw = self.forward_layer, self.backward_layer
+        kept = []
+
+        def first_pass(layer):
+            def run(c, d, need_dx=True):
+                dx, sq, state = layer.dp_backprop(c, d, need_dx=need_dx)
+                kept.append((sq, state))
+                return dx, []
+            return run
+        fw.backprop, bw.backprop = first_pass(fw), first_pass(bw)
+        try:
+            dx, _ = self.backprop(ctx, dy, need_dx)
+        finally:
+            del fw.backprop, bw.backprop
+        (sq_f, state_f), (sq_b, state_b) = kept
+        return dx, sq_f + sq_b, (state_f, state_b)
+
+    def dp_grads(self, state, scale):
+        if not self.trainable:
+            return []
+        return (list(self.forward_layer.dp_grads(state[0], scale)) +
+                list(self.backward_layer.dp_grads(state[1], scale)))
 
     # -- saving --------------------------------------------------------------------------------
     def get_rng_state(self):
