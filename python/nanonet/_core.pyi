@@ -36,16 +36,16 @@ def adamax_update(param: numpy.ndarray, grad: numpy.ndarray, m: numpy.ndarray, u
 def adamax_update_ref(param: numpy.ndarray, grad: numpy.ndarray, m: numpy.ndarray, u: numpy.ndarray, lr: typing.SupportsFloat | typing.SupportsIndex, step: typing.SupportsInt | typing.SupportsIndex, beta_1: typing.SupportsFloat | typing.SupportsIndex = 0.9, beta_2: typing.SupportsFloat | typing.SupportsIndex = 0.999, epsilon: typing.SupportsFloat | typing.SupportsIndex = 1e-07, grad_scale: typing.SupportsFloat | typing.SupportsIndex = 1.0, clipvalue: typing.SupportsFloat | typing.SupportsIndex = 0.0) -> None:
     """The scalar single-thread twin of adamax_update (the C++ specification)."""
 
-def attention_backward(dout: numpy.ndarray, q: numpy.ndarray, k: numpy.ndarray, v: numpy.ndarray, out: numpy.ndarray, lse: numpy.ndarray, mask: object, causal: bool, scale: typing.SupportsFloat | typing.SupportsIndex) -> tuple:
+def attention_backward(dout: numpy.ndarray, q: numpy.ndarray, k: numpy.ndarray, v: numpy.ndarray, out: numpy.ndarray, lse: numpy.ndarray, mask: object, causal: bool, scale: typing.SupportsFloat | typing.SupportsIndex) -> tuple[typing.Any, ...]:
     """Gradient of attention_forward -> (dq, dk, dv), overwritten; scores recomputed tile by tile from lse."""
 
-def attention_backward_ref(dout: numpy.ndarray, q: numpy.ndarray, k: numpy.ndarray, v: numpy.ndarray, out: numpy.ndarray, lse: numpy.ndarray, mask: object, causal: bool, scale: typing.SupportsFloat | typing.SupportsIndex) -> tuple:
+def attention_backward_ref(dout: numpy.ndarray, q: numpy.ndarray, k: numpy.ndarray, v: numpy.ndarray, out: numpy.ndarray, lse: numpy.ndarray, mask: object, causal: bool, scale: typing.SupportsFloat | typing.SupportsIndex) -> tuple[typing.Any, ...]:
     """Gradient of attention_forward -> (dq, dk, dv), overwritten; scores recomputed tile by tile from lse. Plain serial loops (the C++ specification)."""
 
-def attention_forward(q: numpy.ndarray, k: numpy.ndarray, v: numpy.ndarray, mask: object, causal: bool, scale: typing.SupportsFloat | typing.SupportsIndex) -> tuple:
+def attention_forward(q: numpy.ndarray, k: numpy.ndarray, v: numpy.ndarray, mask: object, causal: bool, scale: typing.SupportsFloat | typing.SupportsIndex) -> tuple[typing.Any, ...]:
     """softmax(q k^T * scale + mask) v over (B, H) -> (out (B, H, Tq, Dv), lse (B, H, Tq)); mask bool (B, Tk) or (B, Tq, Tk) or None; a fully masked row gives 0 and lse -inf."""
 
-def attention_forward_ref(q: numpy.ndarray, k: numpy.ndarray, v: numpy.ndarray, mask: object, causal: bool, scale: typing.SupportsFloat | typing.SupportsIndex) -> tuple:
+def attention_forward_ref(q: numpy.ndarray, k: numpy.ndarray, v: numpy.ndarray, mask: object, causal: bool, scale: typing.SupportsFloat | typing.SupportsIndex) -> tuple[typing.Any, ...]:
     """softmax(q k^T * scale + mask) v over (B, H) -> (out (B, H, Tq, Dv), lse (B, H, Tq)); mask bool (B, Tk) or (B, Tq, Tk) or None; a fully masked row gives 0 and lse -inf. Plain serial loops (the C++ specification)."""
 
 def avg_pool2d_backward(dy: numpy.ndarray, in_hw: typing.Annotated[typing.Sequence[typing.SupportsInt | typing.SupportsIndex], "FixedSize(2)"], pool_size: typing.Annotated[typing.Sequence[typing.SupportsInt | typing.SupportsIndex], "FixedSize(2)"], strides: typing.Annotated[typing.Sequence[typing.SupportsInt | typing.SupportsIndex], "FixedSize(2)"], pads: typing.Annotated[typing.Sequence[typing.SupportsInt | typing.SupportsIndex], "FixedSize(2)"]) -> numpy.ndarray:
@@ -54,25 +54,25 @@ def avg_pool2d_backward(dy: numpy.ndarray, in_hw: typing.Annotated[typing.Sequen
 def avg_pool2d_forward(x: numpy.ndarray, pool_size: typing.Annotated[typing.Sequence[typing.SupportsInt | typing.SupportsIndex], "FixedSize(2)"], strides: typing.Annotated[typing.Sequence[typing.SupportsInt | typing.SupportsIndex], "FixedSize(2)"], pads: typing.Annotated[typing.Sequence[typing.SupportsInt | typing.SupportsIndex], "FixedSize(2)"], out: typing.Annotated[typing.Sequence[typing.SupportsInt | typing.SupportsIndex], "FixedSize(2)"]) -> object:
     """Mean over the in-image part of each window of (B, H, W, C) -> (B, OH, OW, C)."""
 
-def batch_norm_backward(dy: numpy.ndarray, x: numpy.ndarray, mean: numpy.ndarray, inv_std: numpy.ndarray, gamma: object, training: bool, mask: object) -> tuple:
+def batch_norm_backward(dy: numpy.ndarray, x: numpy.ndarray, mean: numpy.ndarray, inv_std: numpy.ndarray, gamma: object, training: bool, mask: object) -> tuple[typing.Any, ...]:
     """Gradients of batch_norm_forward -> (dx, dgamma, dbeta), all overwritten."""
 
-def batch_norm_backward_ref(dy: numpy.ndarray, x: numpy.ndarray, mean: numpy.ndarray, inv_std: numpy.ndarray, gamma: object, training: bool, mask: object) -> tuple:
+def batch_norm_backward_ref(dy: numpy.ndarray, x: numpy.ndarray, mean: numpy.ndarray, inv_std: numpy.ndarray, gamma: object, training: bool, mask: object) -> tuple[typing.Any, ...]:
     """Gradients of batch_norm_forward -> (dx, dgamma, dbeta), all overwritten. Plain serial loops (the C++ specification)."""
 
-def batch_norm_forward(x: numpy.ndarray, gamma: object, beta: object, moving_mean: object, moving_var: object, training: bool, momentum: typing.SupportsFloat | typing.SupportsIndex, epsilon: typing.SupportsFloat | typing.SupportsIndex, mask: object) -> tuple:
+def batch_norm_forward(x: numpy.ndarray, gamma: object, beta: object, moving_mean: object, moving_var: object, training: bool, momentum: typing.SupportsFloat | typing.SupportsIndex, epsilon: typing.SupportsFloat | typing.SupportsIndex, mask: object) -> tuple[typing.Any, ...]:
     """Batch normalization of (N, F) rows -> (y, mean, inv_std); training=True uses batch statistics and updates moving_mean/moving_var in place."""
 
-def batch_norm_forward_ref(x: numpy.ndarray, gamma: object, beta: object, moving_mean: object, moving_var: object, training: bool, momentum: typing.SupportsFloat | typing.SupportsIndex, epsilon: typing.SupportsFloat | typing.SupportsIndex, mask: object) -> tuple:
+def batch_norm_forward_ref(x: numpy.ndarray, gamma: object, beta: object, moving_mean: object, moving_var: object, training: bool, momentum: typing.SupportsFloat | typing.SupportsIndex, epsilon: typing.SupportsFloat | typing.SupportsIndex, mask: object) -> tuple[typing.Any, ...]:
     """Batch normalization of (N, F) rows -> (y, mean, inv_std); training=True uses batch statistics and updates moving_mean/moving_var in place. Plain serial loops (the C++ specification)."""
 
-def build_info() -> dict:
+def build_info() -> dict[typing.Any, typing.Any]:
     """How the extension was built: compiler, C++ standard, OpenMP version (None without), whether asserts are on, sanitizers, whether optimised."""
 
-def conv2d_backward(dy: numpy.ndarray, x: numpy.ndarray, kernel: numpy.ndarray, y: object, z: object, strides: typing.Annotated[typing.Sequence[typing.SupportsInt | typing.SupportsIndex], "FixedSize(2)"], pads: typing.Annotated[typing.Sequence[typing.SupportsInt | typing.SupportsIndex], "FixedSize(2)"], dilation: typing.Annotated[typing.Sequence[typing.SupportsInt | typing.SupportsIndex], "FixedSize(2)"], groups: typing.SupportsInt | typing.SupportsIndex, activation: str, need_dx: bool = True) -> tuple:
+def conv2d_backward(dy: numpy.ndarray, x: numpy.ndarray, kernel: numpy.ndarray, y: object, z: object, strides: typing.Annotated[typing.Sequence[typing.SupportsInt | typing.SupportsIndex], "FixedSize(2)"], pads: typing.Annotated[typing.Sequence[typing.SupportsInt | typing.SupportsIndex], "FixedSize(2)"], dilation: typing.Annotated[typing.Sequence[typing.SupportsInt | typing.SupportsIndex], "FixedSize(2)"], groups: typing.SupportsInt | typing.SupportsIndex, activation: str, need_dx: bool = True) -> tuple[typing.Any, ...]:
     """(dx or None, dkernel, dbias) of conv2d_forward from dy (B, OH, OW, F), the forward output y and, for gelu / silu, the pre-activation z."""
 
-def conv2d_backward_ref(dy: numpy.ndarray, x: numpy.ndarray, kernel: numpy.ndarray, y: object, z: object, strides: typing.Annotated[typing.Sequence[typing.SupportsInt | typing.SupportsIndex], "FixedSize(2)"], pads: typing.Annotated[typing.Sequence[typing.SupportsInt | typing.SupportsIndex], "FixedSize(2)"], dilation: typing.Annotated[typing.Sequence[typing.SupportsInt | typing.SupportsIndex], "FixedSize(2)"], groups: typing.SupportsInt | typing.SupportsIndex, activation: str, need_dx: bool = True) -> tuple:
+def conv2d_backward_ref(dy: numpy.ndarray, x: numpy.ndarray, kernel: numpy.ndarray, y: object, z: object, strides: typing.Annotated[typing.Sequence[typing.SupportsInt | typing.SupportsIndex], "FixedSize(2)"], pads: typing.Annotated[typing.Sequence[typing.SupportsInt | typing.SupportsIndex], "FixedSize(2)"], dilation: typing.Annotated[typing.Sequence[typing.SupportsInt | typing.SupportsIndex], "FixedSize(2)"], groups: typing.SupportsInt | typing.SupportsIndex, activation: str, need_dx: bool = True) -> tuple[typing.Any, ...]:
     """(dx or None, dkernel, dbias) of conv2d_forward from dy (B, OH, OW, F), the forward output y and, for gelu / silu, the pre-activation z. Direct loops on one thread (the C++ specification)."""
 
 def conv2d_forward(x: numpy.ndarray, kernel: numpy.ndarray, bias: object, strides: typing.Annotated[typing.Sequence[typing.SupportsInt | typing.SupportsIndex], "FixedSize(2)"], pads: typing.Annotated[typing.Sequence[typing.SupportsInt | typing.SupportsIndex], "FixedSize(2)"], dilation: typing.Annotated[typing.Sequence[typing.SupportsInt | typing.SupportsIndex], "FixedSize(2)"], groups: typing.SupportsInt | typing.SupportsIndex, out: typing.Annotated[typing.Sequence[typing.SupportsInt | typing.SupportsIndex], "FixedSize(2)"], activation: str, keep_z: bool = False) -> object:
@@ -81,10 +81,10 @@ def conv2d_forward(x: numpy.ndarray, kernel: numpy.ndarray, bias: object, stride
 def conv2d_forward_ref(x: numpy.ndarray, kernel: numpy.ndarray, bias: object, strides: typing.Annotated[typing.Sequence[typing.SupportsInt | typing.SupportsIndex], "FixedSize(2)"], pads: typing.Annotated[typing.Sequence[typing.SupportsInt | typing.SupportsIndex], "FixedSize(2)"], dilation: typing.Annotated[typing.Sequence[typing.SupportsInt | typing.SupportsIndex], "FixedSize(2)"], groups: typing.SupportsInt | typing.SupportsIndex, out: typing.Annotated[typing.Sequence[typing.SupportsInt | typing.SupportsIndex], "FixedSize(2)"], activation: str, keep_z: bool = False) -> object:
     """y = act(conv(x, kernel) + bias), NHWC, kernel (KH, KW, C / groups, F); pads = (top, left) zero rows / columns, out = (OH, OW). keep_z: returns (y, z). Direct loops on one thread (the C++ specification)."""
 
-def dense_backward(dy: numpy.ndarray, x: numpy.ndarray, kernel: numpy.ndarray, y: object, activation: str = 'linear', need_dx: bool = True, z: object = None) -> tuple:
+def dense_backward(dy: numpy.ndarray, x: numpy.ndarray, kernel: numpy.ndarray, y: object, activation: str = 'linear', need_dx: bool = True, z: object = None) -> tuple[typing.Any, ...]:
     """(dx or None, dkernel, dbias) for y = f(x @ kernel + bias), from dy and the output y (None allowed for linear) and, for gelu, gelu_approximate and silu, the pre-activation z (B, H). New arrays."""
 
-def dense_backward_ref(dy: numpy.ndarray, x: numpy.ndarray, kernel: numpy.ndarray, y: object, activation: str = 'linear', need_dx: bool = True, z: object = None) -> tuple:
+def dense_backward_ref(dy: numpy.ndarray, x: numpy.ndarray, kernel: numpy.ndarray, y: object, activation: str = 'linear', need_dx: bool = True, z: object = None) -> tuple[typing.Any, ...]:
     """dense_backward through the scalar C++ reference (gemm_ref, one thread)."""
 
 def dense_forward(x: numpy.ndarray, kernel: numpy.ndarray, bias: object = None, activation: str = 'linear', keep_preactivation: bool = False) -> numpy.ndarray:
@@ -135,19 +135,19 @@ def global_max_pool1d_backward(dy: numpy.ndarray, argmax: numpy.ndarray, steps: 
 def global_max_pool1d_backward_ref(dy: numpy.ndarray, argmax: numpy.ndarray, steps: typing.SupportsInt | typing.SupportsIndex) -> numpy.ndarray:
     """Gradient of global_max_pool1d_forward: dy routed to argmax -> dx (B, T, F). Plain serial loops (the C++ specification)."""
 
-def global_max_pool1d_forward(x: numpy.ndarray, mask: object) -> tuple:
+def global_max_pool1d_forward(x: numpy.ndarray, mask: object) -> tuple[typing.Any, ...]:
     """Max over the unmasked steps of (B, T, F) -> (y (B, F), argmax (B, F) int64, -1 and y = 0 for a fully masked row)."""
 
-def global_max_pool1d_forward_ref(x: numpy.ndarray, mask: object) -> tuple:
+def global_max_pool1d_forward_ref(x: numpy.ndarray, mask: object) -> tuple[typing.Any, ...]:
     """Max over the unmasked steps of (B, T, F) -> (y (B, F), argmax (B, F) int64, -1 and y = 0 for a fully masked row). Plain serial loops (the C++ specification)."""
 
-def gru_backward(dy: object, dh_n: object, cache: tuple, kernel: numpy.ndarray, recurrent_kernel: numpy.ndarray, has_bias: bool, mask: object, input_dropout_mask: object, recurrent_dropout_mask: object, go_backwards: bool, reset_after: bool, activation: str, recurrent_activation: str, need_dx: bool = True) -> tuple:
+def gru_backward(dy: object, dh_n: object, cache: tuple[typing.Any, ...], kernel: numpy.ndarray, recurrent_kernel: numpy.ndarray, has_bias: bool, mask: object, input_dropout_mask: object, recurrent_dropout_mask: object, go_backwards: bool, reset_after: bool, activation: str, recurrent_activation: str, need_dx: bool = True) -> tuple[typing.Any, ...]:
     """Whole-sequence GRU backward through time. dy (B, T, H) / dh_n (B, H) each optional. Returns (dx or None when not need_dx, dkernel, drecurrent_kernel, dbias or None, dh0), all new."""
 
-def gru_backward_dz(dy: object, dh_n: object, cache: tuple, kernel: numpy.ndarray, recurrent_kernel: numpy.ndarray, mask: object, input_dropout_mask: object, recurrent_dropout_mask: object, go_backwards: bool, reset_after: bool, activation: str, recurrent_activation: str, need_dx: bool = True) -> tuple:
+def gru_backward_dz(dy: object, dh_n: object, cache: tuple[typing.Any, ...], kernel: numpy.ndarray, recurrent_kernel: numpy.ndarray, mask: object, input_dropout_mask: object, recurrent_dropout_mask: object, go_backwards: bool, reset_after: bool, activation: str, recurrent_activation: str, need_dx: bool = True) -> tuple[typing.Any, ...]:
     """gru_backward without weight gradients (DP-SGD). Returns (dx or None, dgx (T, B, 3H), dgr (T, B, 3H) with reset_after else None, dh0): the gate gradients, time-major in processing order."""
 
-def gru_forward(x: numpy.ndarray, kernel: numpy.ndarray, recurrent_kernel: numpy.ndarray, bias: object, h0: object, mask: object, input_dropout_mask: object, recurrent_dropout_mask: object, go_backwards: bool, reset_after: bool, activation: str, recurrent_activation: str, return_sequences: bool, training: bool) -> tuple:
+def gru_forward(x: numpy.ndarray, kernel: numpy.ndarray, recurrent_kernel: numpy.ndarray, bias: object, h0: object, mask: object, input_dropout_mask: object, recurrent_dropout_mask: object, go_backwards: bool, reset_after: bool, activation: str, recurrent_activation: str, return_sequences: bool, training: bool) -> tuple[typing.Any, ...]:
     """Whole-sequence GRU forward (see cpp/nanonet/gru.hpp). x (B, T, I), kernel (I, 3H), recurrent_kernel (H, 3H), optional bias (2, 3H) with reset_after else (3H,), h0 (B, H), mask (B, T) bool/uint8, dropout masks (B, I) / (B, H). Returns (y (B, T, H) or None, h_n, cache or None); cache = (xh, h, gates, aux), kept only when training."""
 
 def has_openmp() -> bool:
@@ -165,16 +165,16 @@ def l1_l2_value(param: numpy.ndarray, l1: typing.SupportsFloat | typing.Supports
 def l1_l2_value_ref(param: numpy.ndarray, l1: typing.SupportsFloat | typing.SupportsIndex = 0.0, l2: typing.SupportsFloat | typing.SupportsIndex = 0.0) -> float:
     """The scalar single-thread twin of l1_l2_value (the C++ specification)."""
 
-def layer_norm_backward(dy: numpy.ndarray, x: numpy.ndarray, mean: numpy.ndarray, inv_std: numpy.ndarray, gamma: object) -> tuple:
+def layer_norm_backward(dy: numpy.ndarray, x: numpy.ndarray, mean: numpy.ndarray, inv_std: numpy.ndarray, gamma: object) -> tuple[typing.Any, ...]:
     """Gradients of layer_norm_forward -> (dx, dgamma, dbeta), all overwritten."""
 
-def layer_norm_backward_ref(dy: numpy.ndarray, x: numpy.ndarray, mean: numpy.ndarray, inv_std: numpy.ndarray, gamma: object) -> tuple:
+def layer_norm_backward_ref(dy: numpy.ndarray, x: numpy.ndarray, mean: numpy.ndarray, inv_std: numpy.ndarray, gamma: object) -> tuple[typing.Any, ...]:
     """Gradients of layer_norm_forward -> (dx, dgamma, dbeta), all overwritten. Plain serial loops (the C++ specification)."""
 
-def layer_norm_forward(x: numpy.ndarray, gamma: object, beta: object, epsilon: typing.SupportsFloat | typing.SupportsIndex) -> tuple:
+def layer_norm_forward(x: numpy.ndarray, gamma: object, beta: object, epsilon: typing.SupportsFloat | typing.SupportsIndex) -> tuple[typing.Any, ...]:
     """Layer normalization of each row of (N, F) -> (y, mean, inv_std)."""
 
-def layer_norm_forward_ref(x: numpy.ndarray, gamma: object, beta: object, epsilon: typing.SupportsFloat | typing.SupportsIndex) -> tuple:
+def layer_norm_forward_ref(x: numpy.ndarray, gamma: object, beta: object, epsilon: typing.SupportsFloat | typing.SupportsIndex) -> tuple[typing.Any, ...]:
     """Layer normalization of each row of (N, F) -> (y, mean, inv_std). Plain serial loops (the C++ specification)."""
 
 def lion_update(param: numpy.ndarray, grad: numpy.ndarray, m: numpy.ndarray, lr: typing.SupportsFloat | typing.SupportsIndex, beta_1: typing.SupportsFloat | typing.SupportsIndex = 0.9, beta_2: typing.SupportsFloat | typing.SupportsIndex = 0.99, grad_scale: typing.SupportsFloat | typing.SupportsIndex = 1.0, clipvalue: typing.SupportsFloat | typing.SupportsIndex = 0.0) -> None:
@@ -183,16 +183,16 @@ def lion_update(param: numpy.ndarray, grad: numpy.ndarray, m: numpy.ndarray, lr:
 def lion_update_ref(param: numpy.ndarray, grad: numpy.ndarray, m: numpy.ndarray, lr: typing.SupportsFloat | typing.SupportsIndex, beta_1: typing.SupportsFloat | typing.SupportsIndex = 0.9, beta_2: typing.SupportsFloat | typing.SupportsIndex = 0.99, grad_scale: typing.SupportsFloat | typing.SupportsIndex = 1.0, clipvalue: typing.SupportsFloat | typing.SupportsIndex = 0.0) -> None:
     """The scalar single-thread twin of lion_update (the C++ specification)."""
 
-def loss(name: str, y_true: numpy.ndarray, y_pred: numpy.ndarray, from_logits: bool = False, sample_weight: object = None, compute_grad: bool = True) -> tuple:
+def loss(name: str, y_true: numpy.ndarray, y_pred: numpy.ndarray, from_logits: bool = False, sample_weight: object = None, compute_grad: bool = True) -> tuple[typing.Any, ...]:
     """(value, grad or None) of a Keras loss over y_pred (P, C); y_true (P, C), or (P,) int64 ids for sparse_categorical_crossentropy; sample_weight (P,) or None. value = sum(w * l) / P; grad = d value / d y_pred."""
 
-def lstm_backward(dy: object, dh_n: object, dc_n: object, cache: tuple, kernel: numpy.ndarray, recurrent_kernel: numpy.ndarray, has_bias: bool, mask: object, input_dropout_mask: object, recurrent_dropout_mask: object, go_backwards: bool, activation: str, recurrent_activation: str, need_dx: bool = True, use_ref: bool = False) -> tuple:
+def lstm_backward(dy: object, dh_n: object, dc_n: object, cache: tuple[typing.Any, ...], kernel: numpy.ndarray, recurrent_kernel: numpy.ndarray, has_bias: bool, mask: object, input_dropout_mask: object, recurrent_dropout_mask: object, go_backwards: bool, activation: str, recurrent_activation: str, need_dx: bool = True, use_ref: bool = False) -> tuple[typing.Any, ...]:
     """Whole-sequence LSTM backward through time. dy (B, T, H) / dh_n / dc_n (B, H) each optional. Returns (dx or None when not need_dx, dkernel, drecurrent_kernel, dbias or None, dh0, dc0), all new."""
 
-def lstm_backward_dz(dy: object, dh_n: object, dc_n: object, cache: tuple, kernel: numpy.ndarray, recurrent_kernel: numpy.ndarray, mask: object, input_dropout_mask: object, recurrent_dropout_mask: object, go_backwards: bool, activation: str, recurrent_activation: str, need_dx: bool = True) -> tuple:
+def lstm_backward_dz(dy: object, dh_n: object, dc_n: object, cache: tuple[typing.Any, ...], kernel: numpy.ndarray, recurrent_kernel: numpy.ndarray, mask: object, input_dropout_mask: object, recurrent_dropout_mask: object, go_backwards: bool, activation: str, recurrent_activation: str, need_dx: bool = True) -> tuple[typing.Any, ...]:
     """lstm_backward keeping the gate gradients for DP-SGD and forming no weight gradients. Returns (dx or None, dz (T, B, 4H) time-major in processing order, dh0, dc0), all new; the weight gradients are cache xh^T dz and the sum of dz over rows."""
 
-def lstm_forward(x: numpy.ndarray, kernel: numpy.ndarray, recurrent_kernel: numpy.ndarray, bias: object, h0: object, c0: object, mask: object, input_dropout_mask: object, recurrent_dropout_mask: object, go_backwards: bool, activation: str, recurrent_activation: str, return_sequences: bool, training: bool, use_ref: bool = False) -> tuple:
+def lstm_forward(x: numpy.ndarray, kernel: numpy.ndarray, recurrent_kernel: numpy.ndarray, bias: object, h0: object, c0: object, mask: object, input_dropout_mask: object, recurrent_dropout_mask: object, go_backwards: bool, activation: str, recurrent_activation: str, return_sequences: bool, training: bool, use_ref: bool = False) -> tuple[typing.Any, ...]:
     """Whole-sequence LSTM forward (see cpp/nanonet/lstm.hpp). x (B, T, I), kernel (I, 4H), recurrent_kernel (H, 4H), optional bias (4H,), h0/c0 (B, H), mask (B, T) bool/uint8, dropout masks (B, I) / (B, H). Returns (y (B, T, H) or None, h_n, c_n, cache or None); cache = (xh, gates, c, ac), kept only when training."""
 
 def matmul(a: numpy.ndarray, b: numpy.ndarray, transpose_a: bool = False, transpose_b: bool = False) -> numpy.ndarray:
@@ -240,16 +240,16 @@ def sgd_update(param: numpy.ndarray, grad: numpy.ndarray, velocity: object, lr: 
 def sgd_update_ref(param: numpy.ndarray, grad: numpy.ndarray, velocity: object, lr: typing.SupportsFloat | typing.SupportsIndex, momentum: typing.SupportsFloat | typing.SupportsIndex = 0.0, nesterov: bool = False, grad_scale: typing.SupportsFloat | typing.SupportsIndex = 1.0, clipvalue: typing.SupportsFloat | typing.SupportsIndex = 0.0) -> None:
     """The scalar single-thread twin of sgd_update (the C++ specification)."""
 
-def simple_rnn_backward(dy: object, dh_n: object, cache: tuple, kernel: numpy.ndarray, recurrent_kernel: numpy.ndarray, has_bias: bool, mask: object, input_dropout_mask: object, recurrent_dropout_mask: object, go_backwards: bool, activation: str, need_dx: bool = True) -> tuple:
+def simple_rnn_backward(dy: object, dh_n: object, cache: tuple[typing.Any, ...], kernel: numpy.ndarray, recurrent_kernel: numpy.ndarray, has_bias: bool, mask: object, input_dropout_mask: object, recurrent_dropout_mask: object, go_backwards: bool, activation: str, need_dx: bool = True) -> tuple[typing.Any, ...]:
     """Whole-sequence SimpleRNN backward through time. Returns (dx or None, dkernel, drecurrent_kernel, dbias or None, dh0), all new."""
 
-def simple_rnn_backward_dz(dy: object, dh_n: object, cache: tuple, kernel: numpy.ndarray, recurrent_kernel: numpy.ndarray, mask: object, input_dropout_mask: object, recurrent_dropout_mask: object, go_backwards: bool, activation: str, need_dx: bool = True) -> tuple:
+def simple_rnn_backward_dz(dy: object, dh_n: object, cache: tuple[typing.Any, ...], kernel: numpy.ndarray, recurrent_kernel: numpy.ndarray, mask: object, input_dropout_mask: object, recurrent_dropout_mask: object, go_backwards: bool, activation: str, need_dx: bool = True) -> tuple[typing.Any, ...]:
     """simple_rnn_backward without weight gradients (DP-SGD). Returns (dx or None, dpre (T, B, H), None, dh0)."""
 
-def simple_rnn_forward(x: numpy.ndarray, kernel: numpy.ndarray, recurrent_kernel: numpy.ndarray, bias: object, h0: object, mask: object, input_dropout_mask: object, recurrent_dropout_mask: object, go_backwards: bool, activation: str, return_sequences: bool, training: bool) -> tuple:
+def simple_rnn_forward(x: numpy.ndarray, kernel: numpy.ndarray, recurrent_kernel: numpy.ndarray, bias: object, h0: object, mask: object, input_dropout_mask: object, recurrent_dropout_mask: object, go_backwards: bool, activation: str, return_sequences: bool, training: bool) -> tuple[typing.Any, ...]:
     """Whole-sequence SimpleRNN forward (see cpp/nanonet/gru.hpp). x (B, T, I), kernel (I, H), recurrent_kernel (H, H), optional bias (H,), h0 (B, H), mask (B, T), dropout masks. Returns (y or None, h_n, cache or None); cache = (xh, h, gates)."""
 
-def softmax_cross_entropy(y_true: numpy.ndarray, logits: numpy.ndarray, sparse: bool = False, sample_weight: object = None) -> tuple:
+def softmax_cross_entropy(y_true: numpy.ndarray, logits: numpy.ndarray, sparse: bool = False, sample_weight: object = None) -> tuple[typing.Any, ...]:
     """(value, dlogits): fused stable softmax + (sparse) categorical cross-entropy; dlogits = (softmax(logits) - onehot) * w / P."""
 
 def sum_squares(x: numpy.ndarray) -> float:
