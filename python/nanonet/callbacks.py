@@ -21,6 +21,7 @@ import re
 import shutil
 import time
 import warnings
+from typing import Any
 
 import numpy as np
 
@@ -60,66 +61,66 @@ class Callback:
 
     rank0_only = False
 
-    def __init__(self):
+    def __init__(self) -> None:
         self.params = {}
         self._model = None
 
-    def set_params(self, params):
+    def set_params(self, params: Any) -> None:
         self.params = params
 
-    def set_model(self, model):
+    def set_model(self, model: Any) -> None:
         self._model = model
 
     @property
-    def model(self):
+    def model(self) -> Any:
         return self._model
 
-    def on_batch_begin(self, batch, logs=None):
+    def on_batch_begin(self, batch: int, logs: dict[str, Any] | None = None) -> None:
         """Older name of on_train_batch_begin (called by it)."""
 
-    def on_batch_end(self, batch, logs=None):
+    def on_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None:
         """Older name of on_train_batch_end (called by it)."""
 
-    def on_epoch_begin(self, epoch, logs=None):
+    def on_epoch_begin(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         """Start of a training epoch (0-based)."""
 
-    def on_epoch_end(self, epoch, logs=None):
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         """End of a training epoch; logs hold the epoch's training and validation results."""
 
-    def on_train_batch_begin(self, batch, logs=None):
+    def on_train_batch_begin(self, batch: int, logs: dict[str, Any] | None = None) -> None:
         self.on_batch_begin(batch, logs=logs)
 
-    def on_train_batch_end(self, batch, logs=None):
+    def on_train_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None:
         self.on_batch_end(batch, logs=logs)
 
-    def on_test_batch_begin(self, batch, logs=None):
+    def on_test_batch_begin(self, batch: int, logs: dict[str, Any] | None = None) -> None:
         """Start of an evaluation batch."""
 
-    def on_test_batch_end(self, batch, logs=None):
+    def on_test_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None:
         """End of an evaluation batch; logs hold the running results."""
 
-    def on_predict_batch_begin(self, batch, logs=None):
+    def on_predict_batch_begin(self, batch: int, logs: dict[str, Any] | None = None) -> None:
         """Start of a prediction batch."""
 
-    def on_predict_batch_end(self, batch, logs=None):
+    def on_predict_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None:
         """End of a prediction batch; logs hold {"outputs": predictions of the batch}."""
 
-    def on_train_begin(self, logs=None):
+    def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
         """Start of fit."""
 
-    def on_train_end(self, logs=None):
+    def on_train_end(self, logs: dict[str, Any] | None = None) -> None:
         """End of fit; logs hold the last epoch's results."""
 
-    def on_test_begin(self, logs=None):
+    def on_test_begin(self, logs: dict[str, Any] | None = None) -> None:
         """Start of evaluate (also the validation pass inside fit)."""
 
-    def on_test_end(self, logs=None):
+    def on_test_end(self, logs: dict[str, Any] | None = None) -> None:
         """End of evaluate; logs hold its results."""
 
-    def on_predict_begin(self, logs=None):
+    def on_predict_begin(self, logs: dict[str, Any] | None = None) -> None:
         """Start of predict."""
 
-    def on_predict_end(self, logs=None):
+    def on_predict_end(self, logs: dict[str, Any] | None = None) -> None:
         """End of predict."""
 
 
@@ -165,8 +166,8 @@ class CallbackList(Callback):
     ['History']
     """
 
-    def __init__(self, callbacks=None, add_history=False, add_progbar=False, model=None,
-                 **params):
+    def __init__(self, callbacks: Any = None, add_history: Any = False, add_progbar: Any = False,
+                 model: Any = None, **params: Any) -> None:
         super().__init__()
         callbacks = [] if callbacks is None else list(callbacks)
         for i, c in enumerate(callbacks):
@@ -183,15 +184,15 @@ class CallbackList(Callback):
         if params:
             self.set_params(params)
 
-    def append(self, callback):
+    def append(self, callback: Any) -> Any:
         self.callbacks.append(callback)
 
-    def set_params(self, params):
+    def set_params(self, params: Any) -> None:
         self.params = params
         for c in self.callbacks:
             c.set_params(params)
 
-    def set_model(self, model):
+    def set_model(self, model: Any) -> None:
         self._model = model
         for c in self.callbacks:
             c.set_model(model)
@@ -282,15 +283,15 @@ class History(Callback):
     (['loss', 'val_loss'], [0, 1, 2])
     """
 
-    def __init__(self):
+    def __init__(self) -> None:
         super().__init__()
         self.history = {}
         self.epoch = []
 
-    def on_train_begin(self, logs=None):
+    def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
         self.epoch = []
 
-    def on_epoch_end(self, epoch, logs=None):
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         self.epoch.append(epoch)
         for k, v in (logs or {}).items():
             self.history.setdefault(k, []).append(v)
@@ -332,7 +333,7 @@ class ProgbarLogger(Callback):
 
     rank0_only = True
 
-    def __init__(self, stream=None, interval=0.1, log_interval=5.0):
+    def __init__(self, stream: Any = None, interval: Any = 0.1, log_interval: Any = 5.0) -> None:
         super().__init__()
         self.stream = stream
         self.interval = interval
@@ -364,48 +365,48 @@ class ProgbarLogger(Callback):
             self._bar.update(self._seen, logs, finalize=True)
             self._bar = None
 
-    def on_train_begin(self, logs=None):
+    def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
         self._in_fit = True
         self._target = self.params.get("steps") if self.params else None
 
-    def on_train_end(self, logs=None):
+    def on_train_end(self, logs: dict[str, Any] | None = None) -> None:
         self._in_fit = False
 
-    def on_epoch_begin(self, epoch, logs=None):
+    def on_epoch_begin(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         epochs = self.params.get("epochs", "?") if self.params else "?"
         bar = self._new_bar(f"Epoch {epoch + 1}/{epochs} - ")
         if bar._dynamic and self._verbose == 1:
             print(f"Epoch {epoch + 1}/{epochs}", file=bar.stream, flush=True)
 
-    def on_train_batch_end(self, batch, logs=None):
+    def on_train_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None:
         self._step(batch, logs)
 
-    def on_epoch_end(self, epoch, logs=None):
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         if self._target is None and self._seen:  # learnt from the first epoch (generators)
             self._target = self._seen
         self._finish(logs)
 
-    def on_test_begin(self, logs=None):
+    def on_test_begin(self, logs: dict[str, Any] | None = None) -> None:
         if not self._in_fit:
             self._target = self.params.get("steps") if self.params else None
             self._new_bar()
 
-    def on_test_batch_end(self, batch, logs=None):
+    def on_test_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None:
         if not self._in_fit:
             self._step(batch, logs)
 
-    def on_test_end(self, logs=None):
+    def on_test_end(self, logs: dict[str, Any] | None = None) -> None:
         if not self._in_fit:
             self._finish(logs)
 
-    def on_predict_begin(self, logs=None):
+    def on_predict_begin(self, logs: dict[str, Any] | None = None) -> None:
         self._target = self.params.get("steps") if self.params else None
         self._new_bar()
 
-    def on_predict_batch_end(self, batch, logs=None):
+    def on_predict_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None:
         self._step(batch, None)
 
-    def on_predict_end(self, logs=None):
+    def on_predict_end(self, logs: dict[str, Any] | None = None) -> None:
         self._finish(None)
 
 
@@ -496,8 +497,9 @@ class EarlyStopping(_MonitorCallback):
     (2, 1)
     """
 
-    def __init__(self, monitor="val_loss", min_delta=0, patience=0, verbose=0, mode="auto",
-                 baseline=None, restore_best_weights=False, start_from_epoch=0):
+    def __init__(self, monitor: str = "val_loss", min_delta: float = 0, patience: int = 0,
+                 verbose: int | str = 0, mode: str = "auto", baseline: float | None = None,
+                 restore_best_weights: bool = False, start_from_epoch: int = 0) -> None:
         super().__init__(monitor=monitor, mode=mode, baseline=None, min_delta=min_delta)
         for arg, v in (("patience", patience), ("start_from_epoch", start_from_epoch)):
             if isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < 0:
@@ -514,14 +516,14 @@ class EarlyStopping(_MonitorCallback):
         self.best_weights = None
         self.best_epoch = 0
 
-    def on_train_begin(self, logs=None):
+    def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
         self.wait = 0
         self.stopped_epoch = 0
         self.best = None
         self.best_weights = None
         self.best_epoch = 0
 
-    def get_monitor_value(self, logs):
+    def get_monitor_value(self, logs: dict[str, Any] | None) -> Any:
         value = (logs or {}).get(self.monitor)
         if value is None:
             warnings.warn(f"Early stopping conditioned on metric `{self.monitor}` which is not "
@@ -529,7 +531,7 @@ class EarlyStopping(_MonitorCallback):
                           stacklevel=2)
         return value
 
-    def on_epoch_end(self, epoch, logs=None):
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         if self.monitor_op is None:
             self._set_monitor_op()
         current = self.get_monitor_value(logs)
@@ -551,7 +553,7 @@ class EarlyStopping(_MonitorCallback):
             self.stopped_epoch = epoch
             self.model.stop_training = True
 
-    def on_train_end(self, logs=None):
+    def on_train_end(self, logs: dict[str, Any] | None = None) -> None:
         if self.stopped_epoch > 0 and self.verbose > 0:
             print(f"Epoch {self.stopped_epoch + 1}: early stopping")
         if self.restore_best_weights and self.best_weights is not None:
@@ -616,9 +618,10 @@ class ModelCheckpoint(_MonitorCallback):
 
     rank0_only = True
 
-    def __init__(self, filepath, monitor="val_loss", verbose=0, save_best_only=False,
-                 save_weights_only=False, mode="auto", save_freq="epoch",
-                 initial_value_threshold=None):
+    def __init__(self, filepath: str | os.PathLike[str], monitor: str = "val_loss",
+                 verbose: int | str = 0, save_best_only: bool = False,
+                 save_weights_only: bool = False, mode: str = "auto",
+                 save_freq: str | int = "epoch", initial_value_threshold: Any = None) -> None:
         super().__init__(monitor, mode, initial_value_threshold)
         try:
             self.filepath = os.fspath(filepath)
@@ -640,14 +643,14 @@ class ModelCheckpoint(_MonitorCallback):
         self._last_batch_seen = 0
         self._current_epoch = 0
 
-    def on_epoch_begin(self, epoch, logs=None):
+    def on_epoch_begin(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         self._current_epoch = epoch
 
-    def on_train_batch_end(self, batch, logs=None):
+    def on_train_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None:
         if self._should_save_on_batch(batch):
             self._save_model(self._current_epoch, batch, logs)
 
-    def on_epoch_end(self, epoch, logs=None):
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         if self.save_freq == "epoch":
             self._save_model(epoch, None, logs)
 
@@ -785,8 +788,9 @@ class ReduceLROnPlateau(_MonitorCallback):
     [0.01, 0.01, 0.005]
     """
 
-    def __init__(self, monitor="val_loss", factor=0.1, patience=10, verbose=0, mode="auto",
-                 min_delta=1e-4, cooldown=0, min_lr=0.0):
+    def __init__(self, monitor: str = "val_loss", factor: float = 0.1, patience: int = 10,
+                 verbose: int | str = 0, mode: str = "auto", min_delta: float = 1e-4,
+                 cooldown: int = 0, min_lr: float = 0.0) -> None:
         super().__init__(monitor, mode, min_delta=min_delta)
         cls = "ReduceLROnPlateau"
         factor = _check_real(factor, "factor", cls)
@@ -806,13 +810,13 @@ class ReduceLROnPlateau(_MonitorCallback):
         self.wait = 0
         self.cooldown_counter = 0
 
-    def on_train_begin(self, logs=None):
+    def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
         self._reset()
 
-    def in_cooldown(self):
+    def in_cooldown(self) -> Any:
         return self.cooldown_counter > 0
 
-    def on_epoch_end(self, epoch, logs=None):
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         if self.monitor_op is None:
             self._set_monitor_op()
         logs = logs if logs is not None else {}
@@ -870,7 +874,7 @@ class LearningRateScheduler(Callback):
     [0.1, 0.05, 0.0333]
     """
 
-    def __init__(self, schedule, verbose=0):
+    def __init__(self, schedule: Any, verbose: int | str = 0) -> None:
         super().__init__()
         if not callable(schedule):
             raise ValueError(f"LearningRateScheduler: schedule must be callable; got "
@@ -885,7 +889,7 @@ class LearningRateScheduler(Callback):
         except ValueError:  # no signature (some builtins): try two arguments, as Keras does
             self._two_args = True
 
-    def on_epoch_begin(self, epoch, logs=None):
+    def on_epoch_begin(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         lr = _learning_rate(self.model, "LearningRateScheduler")
         value = self.schedule(epoch, lr) if self._two_args else self.schedule(epoch)
         if isinstance(value, (np.ndarray, np.generic)) and np.ndim(value) == 0:
@@ -899,7 +903,7 @@ class LearningRateScheduler(Callback):
             print(f"Epoch {epoch + 1}: LearningRateScheduler setting learning rate to "
                   f"{float(value)}.")
 
-    def on_epoch_end(self, epoch, logs=None):
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         if logs is not None:
             logs["learning_rate"] = _learning_rate(self.model, "LearningRateScheduler")
 
@@ -930,7 +934,8 @@ class CSVLogger(Callback):
 
     rank0_only = True
 
-    def __init__(self, filename, separator=",", append=False):
+    def __init__(self, filename: str | os.PathLike[str], separator: str = ",",
+                 append: bool = False) -> None:
         super().__init__()
         try:
             self.filename = os.fspath(filename)
@@ -946,7 +951,7 @@ class CSVLogger(Callback):
         self.append_header = True
         self.csv_file = None
 
-    def on_train_begin(self, logs=None):
+    def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
         if self.append:
             if os.path.exists(self.filename):
                 with open(self.filename, "r", newline="") as f:
@@ -968,7 +973,7 @@ class CSVLogger(Callback):
             return f"[{', '.join(map(str, v))}]"
         return v
 
-    def on_epoch_end(self, epoch, logs=None):
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         logs = logs or {}
         if self.keys is None:
             self.keys = sorted(logs)
@@ -986,7 +991,7 @@ class CSVLogger(Callback):
         self.writer.writerow(row)
         self.csv_file.flush()
 
-    def on_train_end(self, logs=None):
+    def on_train_end(self, logs: dict[str, Any] | None = None) -> None:
         if self.csv_file is not None:
             self.csv_file.close()
             self.csv_file = None
@@ -1010,7 +1015,7 @@ class TerminateOnNaN(Callback):
     1
     """
 
-    def on_batch_end(self, batch, logs=None):
+    def on_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None:
         loss = (logs or {}).get("loss")
         if loss is not None and not math.isfinite(loss):
             print(f"Batch {batch}: Invalid loss, terminating training")
@@ -1039,9 +1044,10 @@ class LambdaCallback(Callback):
     [0, 1, 2]
     """
 
-    def __init__(self, on_epoch_begin=None, on_epoch_end=None, on_train_begin=None,
-                 on_train_end=None, on_train_batch_begin=None, on_train_batch_end=None,
-                 **kwargs):
+    def __init__(self, on_epoch_begin: Any = None, on_epoch_end: Any = None,
+                 on_train_begin: Any = None, on_train_end: Any = None,
+                 on_train_batch_begin: Any = None, on_train_batch_end: Any = None,
+                 **kwargs: Any) -> None:
         super().__init__()
         hooks = dict(on_epoch_begin=on_epoch_begin, on_epoch_end=on_epoch_end,
                      on_train_begin=on_train_begin, on_train_end=on_train_end,
@@ -1093,8 +1099,8 @@ class BackupAndRestore(Callback):
     (2, False)
     """
 
-    def __init__(self, backup_dir, save_freq="epoch", double_checkpoint=False,
-                 delete_checkpoint=True):
+    def __init__(self, backup_dir: Any, save_freq: str | int = "epoch",
+                 double_checkpoint: Any = False, delete_checkpoint: Any = True) -> None:
         super().__init__()
         try:
             self.backup_dir = os.fspath(backup_dir)
@@ -1128,7 +1134,7 @@ class BackupAndRestore(Callback):
                               os.path.join(self.backup_dir, name)))
         return sorted(found)
 
-    def on_train_begin(self, logs=None):
+    def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
         if not self.model.built:
             raise ValueError(f"BackupAndRestore: model {self.model.name!r} must be built before "
                              "fit (build it, or call it on a batch of data)")
@@ -1175,13 +1181,13 @@ class BackupAndRestore(Callback):
                 my_layer.set_rng_state(state)
         model._train_seed = saved._train_seed
 
-    def on_epoch_end(self, epoch, logs=None):
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         self._current_epoch = epoch + 1
         self._batches_since_save = 0
         if self.save_freq == "epoch":
             self._save(epoch + 1, 0)
 
-    def on_train_batch_end(self, batch, logs=None):
+    def on_train_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None:
         if self.save_freq == "epoch":
             return
         self._batches_since_save += 1
@@ -1199,7 +1205,7 @@ class BackupAndRestore(Callback):
         for _, _, old in self._backups()[:-keep]:
             os.remove(old)
 
-    def on_train_end(self, logs=None):
+    def on_train_end(self, logs: dict[str, Any] | None = None) -> None:
         if self.delete_checkpoint and _distributed.rank() == 0 and \
                 os.path.isdir(self.backup_dir):
             shutil.rmtree(self.backup_dir)
@@ -1237,9 +1243,10 @@ class TensorBoard(Callback):
 
     rank0_only = True
 
-    def __init__(self, log_dir="logs", histogram_freq=0, write_graph=True, write_images=False,
-                 write_steps_per_second=False, update_freq="epoch", profile_batch=0,
-                 embeddings_freq=0, embeddings_metadata=None):
+    def __init__(self, log_dir: Any = "logs", histogram_freq: Any = 0, write_graph: Any = True,
+                 write_images: Any = False, write_steps_per_second: Any = False,
+                 update_freq: Any = "epoch", profile_batch: Any = 0, embeddings_freq: Any = 0,
+                 embeddings_metadata: Any = None) -> None:
         super().__init__()
         try:
             self.log_dir = os.fspath(log_dir)
@@ -1285,20 +1292,20 @@ class TensorBoard(Callback):
             w.close()
         self._writers = {}
 
-    def on_train_begin(self, logs=None):
+    def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
         self._in_fit = True
         self._writer("train")
         self._train_step = 0
 
-    def on_train_end(self, logs=None):
+    def on_train_end(self, logs: dict[str, Any] | None = None) -> None:
         self._in_fit = False
         self._close()
 
-    def on_epoch_begin(self, epoch, logs=None):
+    def on_epoch_begin(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         self._epoch_start = time.perf_counter()
         self._epoch_steps = 0
 
-    def on_train_batch_end(self, batch, logs=None):
+    def on_train_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None:
         self._train_step += 1
         self._epoch_steps += 1
         if self.update_freq != "epoch" and self._train_step % self.update_freq == 0:
@@ -1307,7 +1314,7 @@ class TensorBoard(Callback):
                 if isinstance(v, numbers.Real):
                     w.add_scalar(f"batch_{k}", float(v), self._train_step)
 
-    def on_epoch_end(self, epoch, logs=None):
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         logs = logs or {}
         train, val = self._writer("train"), None
         for k, v in logs.items():
@@ -1332,7 +1339,7 @@ class TensorBoard(Callback):
         for w in self._writers.values():
             w.flush()
 
-    def on_test_end(self, logs=None):
+    def on_test_end(self, logs: dict[str, Any] | None = None) -> None:
         if self._in_fit:
             return
         w = self._writer("validation")
@@ -1384,7 +1391,7 @@ class PrivacyBudget(Callback):
     True
     """
 
-    def __init__(self, delta, target_epsilon=None, accountant="rdp"):
+    def __init__(self, delta: Any, target_epsilon: Any = None, accountant: Any = "rdp") -> None:
         super().__init__()
         if isinstance(delta, bool) or not isinstance(delta, numbers.Real) or not 0 < delta < 1:
             raise ValueError(f"PrivacyBudget: delta must be a number in (0, 1); got {delta!r}")
@@ -1402,7 +1409,7 @@ class PrivacyBudget(Callback):
         self.steps = 0
         self.epsilon = 0.0
 
-    def on_train_begin(self, logs=None):
+    def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
         from . import privacy
         privacy._dp_accounting()  # a missing package fails now, not after the first epoch
         opt = getattr(self.model, "optimizer", None)
@@ -1413,7 +1420,7 @@ class PrivacyBudget(Callback):
         self.steps = 0
         self.epsilon = 0.0
 
-    def on_train_batch_end(self, batch, logs=None):
+    def on_train_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None:
         self.steps += 1
 
     def _epsilon(self, steps):
@@ -1422,7 +1429,7 @@ class PrivacyBudget(Callback):
         return privacy.epsilon_after_steps(opt.sampling_rate, opt.noise_multiplier, steps,
                                            self.delta, self.accountant)
 
-    def on_epoch_end(self, epoch, logs=None):
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         self.epsilon = self._epsilon(self.steps)
         if logs is not None:
             logs["epsilon"] = self.epsilon

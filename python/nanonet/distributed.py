@@ -47,6 +47,7 @@ import socket
 import sys
 import time
 import traceback
+from typing import Any
 
 import numpy as np
 
@@ -75,7 +76,7 @@ def _launcher_size():
     return 1
 
 
-def initialize(comm=None, timeout=None):
+def initialize(comm: Any = None, timeout: Any = None) -> Any:
     """Join the MPI job (idempotent). Without a launcher, or with mpi4py absent and no launcher,
     this is rank 0 of 1 and nothing changes. ``comm``: an mpi4py communicator (default
     COMM_WORLD). ``timeout``: seconds a collective waits for its peers before naming the lost
@@ -112,32 +113,32 @@ def initialize(comm=None, timeout=None):
     return _rank, _size
 
 
-def is_initialized():
+def is_initialized() -> Any:
     return _initialized
 
 
-def rank():
+def rank() -> Any:
     """This process's rank (0 without MPI)."""
     return _rank
 
 
-def size():
+def size() -> Any:
     """The number of ranks (1 without MPI)."""
     return _size
 
 
-def is_primary():
+def is_primary() -> Any:
     """True on rank 0: the rank that prints and writes files."""
     return _rank == 0
 
 
-def print0(*args, **kwargs):
+def print0(*args: Any, **kwargs: Any) -> Any:
     """print on rank 0 only."""
     if _rank == 0:
         print(*args, **kwargs)
 
 
-def abort(message, code=1):
+def abort(message: Any, code: Any = 1) -> Any:
     """Write ``message`` (with this rank) to stderr and stop every rank (MPI_Abort)."""
     sys.stderr.write(f"nanonet.distributed: rank {_rank} of {_size}: {message}\n")
     sys.stderr.flush()
@@ -208,7 +209,7 @@ def _check_buffer(buf, fn):
                          f"writeable={buf.flags.writeable}")
 
 
-def allreduce(buf, what="allreduce"):
+def allreduce(buf: Any, what: Any = "allreduce") -> Any:
     """Sum ``buf`` over every rank, in place (a writeable contiguous float32 / float64 array).
     Returns buf."""
     _check_buffer(buf, "allreduce")
@@ -227,12 +228,12 @@ def _allreduce_many(bufs, what):
         _wait(r, what)
 
 
-def barrier(what="barrier"):
+def barrier(what: Any = "barrier") -> Any:
     if _comm is not None:
         _wait(_comm.Ibarrier(), what)
 
 
-def broadcast(arrays, root=0, what="broadcast"):
+def broadcast(arrays: Any, root: Any = 0, what: Any = "broadcast") -> Any:
     """Overwrite each array (in place) with root's copy."""
     if _comm is None:
         return
@@ -249,7 +250,7 @@ def _broadcast_object(obj, root=0, what="broadcast"):
     return _comm.bcast(obj, root=root)
 
 
-def broadcast_model(model, root=0):
+def broadcast_model(model: Any, root: Any = 0) -> Any:
     """Rank 0's weights, optimizer state (slots and iteration count) and training seed on every
     rank. Builds the optimizer's slots first when it has none yet."""
     if _comm is None:
@@ -268,20 +269,20 @@ def broadcast_model(model, root=0):
     model._train_seed = _broadcast_object(seed, root)
 
 
-def gather_floats(values):
+def gather_floats(values: Any) -> Any:
     """Every rank's list of floats, concatenated in rank order (on every rank)."""
     if _comm is None:
         return [float(v) for v in values]
     return [float(v) for part in _comm.allgather([float(v) for v in values]) for v in part]
 
 
-def last_hook():
+def last_hook() -> Any:
     """The DataParallel hook of the latest data-parallel fit or evaluate (None on one process):
     its ``timings`` hold the per-step breakdown."""
     return _last_hook
 
 
-def shard(sl, n_ranks=None, r=None):
+def shard(sl: Any, n_ranks: Any = None, r: Any = None) -> Any:
     """This rank's contiguous share of the global batch ``sl`` (a slice with a stop): sizes
     differ by at most one, the first ``len % n_ranks`` ranks take the larger."""
     n_ranks = _size if n_ranks is None else n_ranks
@@ -298,7 +299,7 @@ class DataParallel:
     allreduce; ``wait`` is only separated from ``allreduce`` with ``profile=True``, which adds a
     barrier before each reduction)."""
 
-    def __init__(self, model, profile=None):
+    def __init__(self, model: Any, profile: Any = None) -> None:
         self.model = model
         self.profile = bool(int(os.environ.get("NANONET_DIST_PROFILE", "0"))) \
             if profile is None else bool(profile)
@@ -311,7 +312,7 @@ class DataParallel:
         _last_hook = self
 
     @classmethod
-    def start(cls, model, broadcast=True):
+    def start(cls, model: Any, broadcast: Any = True) -> Any:
         """None on one process; else (for fit) broadcast the model from rank 0 and return the
         hook."""
         if _size == 1:
@@ -320,7 +321,7 @@ class DataParallel:
             broadcast_model(model)
         return cls(model)
 
-    def shard(self, sl, xs=None):
+    def shard(self, sl: Any, xs: Any = None) -> Any:
         """This rank's share of the global batch sl (remembered for the gradient scale; the
         inputs xs, when given, tell the Embedding tables' rows)."""
         self.n_global = sl.stop - sl.start
@@ -368,7 +369,7 @@ class DataParallel:
             layout.append((dt, idx, offsets, buf, buckets))
         self._layout = (len(params), layout)
 
-    def reduce_gradients(self, wgrads, params):
+    def reduce_gradients(self, wgrads: Any, params: Any) -> Any:
         """{id(weight): this rank's mean gradient} -> list aligned with params of the gradient of
         the global batch's mean loss (None where no rank had one)."""
         t0 = time.perf_counter()
@@ -473,7 +474,7 @@ class DataParallel:
         return dense
 
     # -- metrics -------------------------------------------------------------------------------
-    def reduce_logs(self, metric_set, names):
+    def reduce_logs(self, metric_set: Any, names: Any) -> Any:
         """The logs of metric_set summed over ranks: every metric is a weighted mean
         (total / count), so sum both and divide. metric_set may be None on a rank that has seen
         no samples yet."""
@@ -486,7 +487,7 @@ class DataParallel:
         return {name: float(state[2 * k] / state[2 * k + 1]) if state[2 * k + 1] else 0.0
                 for k, name in enumerate(names)}
 
-    def summary(self):
+    def summary(self) -> None:
         """One line: mean milliseconds per step of each phase."""
         n = max(1, self.timings["steps"])
         parts = [f"{k} {1e3 * self.timings[k] / n:.2f} ms" for k in

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 import numbers
+from typing import Any
 
 from ._registry import Registry
 
@@ -51,7 +52,7 @@ def _shape(shape, fn):
     return tuple(int(d) for d in shape)
 
 
-def compute_fans(shape):
+def compute_fans(shape: Any) -> Any:
     """The (fan_in, fan_out) of a weight shape, as Keras computes them.
 
     For a 2-D kernel (I, O): (I, O). For higher ranks (a convolution kernel
@@ -109,15 +110,15 @@ class Initializer:
     [2.0, 2.0]
     """
 
-    def __call__(self, shape, dtype=None):
+    def __call__(self, shape: Any, dtype: Any = None) -> Any:
         name = type(self).__name__
         return self._generate(_shape(shape, name), _dtype(dtype, name))
 
-    def get_config(self):
+    def get_config(self) -> dict[str, Any]:
         return {}
 
     @classmethod
-    def from_config(cls, config):
+    def from_config(cls, config: Any) -> Any:
         return cls(**config)
 
     def __repr__(self):
@@ -188,13 +189,13 @@ class Constant(Initializer):
     [0.5, 0.5]
     """
 
-    def __init__(self, value=0.0):
+    def __init__(self, value: Any = 0.0) -> None:
         self.value = _finite(value, "value", "Constant")
 
     def _generate(self, shape, dtype):
         return np.full(shape, self.value, dtype)
 
-    def get_config(self):
+    def get_config(self) -> dict[str, Any]:
         return {"value": self.value}
 
 
@@ -217,7 +218,7 @@ class RandomNormal(_Seeded):
     ((100, 10), True)
     """
 
-    def __init__(self, mean=0.0, stddev=0.05, seed=None):
+    def __init__(self, mean: Any = 0.0, stddev: Any = 0.05, seed: int | None = None) -> None:
         super().__init__(seed)
         self.mean = _finite(mean, "mean", "RandomNormal")
         self.stddev = _finite(stddev, "stddev", "RandomNormal")
@@ -227,7 +228,7 @@ class RandomNormal(_Seeded):
     def _generate(self, shape, dtype):
         return self._rng().normal(self.mean, self.stddev, shape).astype(dtype)
 
-    def get_config(self):
+    def get_config(self) -> dict[str, Any]:
         return {"mean": self.mean, "stddev": self.stddev, "seed": self.seed}
 
 
@@ -250,7 +251,7 @@ class RandomUniform(_Seeded):
     True
     """
 
-    def __init__(self, minval=-0.05, maxval=0.05, seed=None):
+    def __init__(self, minval: Any = -0.05, maxval: Any = 0.05, seed: int | None = None) -> None:
         super().__init__(seed)
         self.minval = _finite(minval, "minval", "RandomUniform")
         self.maxval = _finite(maxval, "maxval", "RandomUniform")
@@ -260,7 +261,7 @@ class RandomUniform(_Seeded):
     def _generate(self, shape, dtype):
         return self._rng().uniform(self.minval, self.maxval, shape).astype(dtype)
 
-    def get_config(self):
+    def get_config(self) -> dict[str, Any]:
         return {"minval": self.minval, "maxval": self.maxval, "seed": self.seed}
 
 
@@ -293,7 +294,7 @@ class TruncatedNormal(_Seeded):
     True
     """
 
-    def __init__(self, mean=0.0, stddev=0.05, seed=None):
+    def __init__(self, mean: Any = 0.0, stddev: Any = 0.05, seed: int | None = None) -> None:
         super().__init__(seed)
         self.mean = _finite(mean, "mean", "TruncatedNormal")
         self.stddev = _finite(stddev, "stddev", "TruncatedNormal")
@@ -303,7 +304,7 @@ class TruncatedNormal(_Seeded):
     def _generate(self, shape, dtype):
         return (self.mean + _truncated_normal(self._rng(), shape, self.stddev)).astype(dtype)
 
-    def get_config(self):
+    def get_config(self) -> dict[str, Any]:
         return {"mean": self.mean, "stddev": self.stddev, "seed": self.seed}
 
 
@@ -341,7 +342,8 @@ class VarianceScaling(_Seeded):
     0.02
     """
 
-    def __init__(self, scale=1.0, mode="fan_in", distribution="truncated_normal", seed=None):
+    def __init__(self, scale: bool = 1.0, mode: str = "fan_in",
+                 distribution: Any = "truncated_normal", seed: int | None = None) -> None:
         super().__init__(seed)
         cls = type(self).__name__
         self.scale = _finite(scale, "scale", cls)
@@ -371,7 +373,7 @@ class VarianceScaling(_Seeded):
             values = _truncated_normal(rng, shape, math.sqrt(variance) / 0.87962566103423978)
         return values.astype(dtype)
 
-    def get_config(self):
+    def get_config(self) -> dict[str, Any]:
         return {"scale": self.scale, "mode": self.mode, "distribution": self.distribution,
                 "seed": self.seed}
 
@@ -536,7 +538,7 @@ class Orthogonal(_Seeded):
     True
     """
 
-    def __init__(self, gain=1.0, seed=None):
+    def __init__(self, gain: Any = 1.0, seed: int | None = None) -> None:
         super().__init__(seed)
         self.gain = _finite(gain, "gain", "Orthogonal")
 
@@ -554,7 +556,7 @@ class Orthogonal(_Seeded):
             q = q.T
         return (self.gain * q).reshape(shape).astype(dtype)
 
-    def get_config(self):
+    def get_config(self) -> dict[str, Any]:
         return {"gain": self.gain, "seed": self.seed}
 
 
@@ -575,7 +577,7 @@ serialize = _REGISTRY.serialize
 deserialize = _REGISTRY.deserialize
 
 
-def get(identifier):
+def get(identifier: Any) -> Any:
     """An Initializer from a name, a serialized dict, an Initializer or a callable.
 
     Args:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 import numbers
+from typing import Any
 
 from ._registry import Registry
 
@@ -73,7 +74,7 @@ class Loss:
     sparse = False
     from_logits = False
 
-    def __init__(self, name=None):
+    def __init__(self, name: str | None = None) -> None:
         if name is not None and not isinstance(name, str):
             raise ValueError(f"{type(self).__name__}: name must be a string; got {name!r}")
         self.name = name or self._default_name
@@ -87,7 +88,8 @@ class Loss:
         y_pred = np.asarray(y_pred)
         return y_pred if y_pred.dtype.kind == "f" else y_pred.astype(np.float32)
 
-    def value_and_grad(self, y_true, y_pred, sample_weight=None, compute_grad=True):
+    def value_and_grad(self, y_true: Any, y_pred: Any, sample_weight: Any = None,
+                       compute_grad: Any = True) -> Any:
         """(value, d value / d y_pred) with the gradient shaped like y_pred (None if not asked).
         Shapes and ids are checked by ``nanonet.ops.loss``."""
         y_pred = self._pred(y_pred)
@@ -96,20 +98,20 @@ class Loss:
                                compute_grad=compute_grad)
         return float(value), grad
 
-    def __call__(self, y_true, y_pred, sample_weight=None):
+    def __call__(self, y_true: Any, y_pred: Any, sample_weight: Any = None) -> Any:
         return self.value_and_grad(y_true, y_pred, sample_weight, compute_grad=False)[0]
 
     @property
-    def fused_activation(self):
+    def fused_activation(self) -> Any:
         """'softmax' when a trailing softmax may be fused into this loss (value and gradient
         computed from the logits by ``value_and_grad_from_logits``), else None."""
         return None
 
-    def get_config(self):
+    def get_config(self) -> dict[str, Any]:
         return {"name": self.name}
 
     @classmethod
-    def from_config(cls, config):
+    def from_config(cls, config: Any) -> Any:
         return cls(**config)
 
     def __repr__(self):
@@ -195,7 +197,8 @@ class BinaryCrossentropy(Loss):
     _op_name = "binary_crossentropy"
     _default_name = "binary_crossentropy"
 
-    def __init__(self, from_logits=False, label_smoothing=0.0, name=None):
+    def __init__(self, from_logits: bool = False, label_smoothing: float = 0.0,
+                 name: str | None = None) -> None:
         super().__init__(name)
         self.from_logits = _check_bool(from_logits, "from_logits", type(self).__name__)
         self.label_smoothing = _check_smoothing(label_smoothing, type(self).__name__)
@@ -206,7 +209,7 @@ class BinaryCrossentropy(Loss):
         t = np.asarray(y_true, dtype=y_pred.dtype)
         return t * (1.0 - self.label_smoothing) + 0.5 * self.label_smoothing
 
-    def get_config(self):
+    def get_config(self) -> dict[str, Any]:
         return {"from_logits": self.from_logits, "label_smoothing": self.label_smoothing,
                 "name": self.name}
 
@@ -242,7 +245,8 @@ class CategoricalCrossentropy(Loss):
     _op_name = "categorical_crossentropy"
     _default_name = "categorical_crossentropy"
 
-    def __init__(self, from_logits=False, label_smoothing=0.0, name=None):
+    def __init__(self, from_logits: bool = False, label_smoothing: float = 0.0,
+                 name: str | None = None) -> None:
         super().__init__(name)
         self.from_logits = _check_bool(from_logits, "from_logits", type(self).__name__)
         self.label_smoothing = _check_smoothing(label_smoothing, type(self).__name__)
@@ -254,17 +258,18 @@ class CategoricalCrossentropy(Loss):
         return t * (1.0 - self.label_smoothing) + self.label_smoothing / y_pred.shape[-1]
 
     @property
-    def fused_activation(self):
+    def fused_activation(self) -> Any:
         return None if self.from_logits else "softmax"
 
-    def value_and_grad_from_logits(self, y_true, logits, sample_weight=None):
+    def value_and_grad_from_logits(self, y_true: Any, logits: Any,
+                                   sample_weight: Any = None) -> Any:
         """Loss of softmax(logits) and its gradient wrt the logits, in one stable kernel."""
         logits = self._pred(logits)
         value, grad = ops.softmax_cross_entropy(self._targets(y_true, logits), logits,
                                                 sparse=self.sparse, sample_weight=sample_weight)
         return float(value), grad
 
-    def get_config(self):
+    def get_config(self) -> dict[str, Any]:
         return {"from_logits": self.from_logits, "label_smoothing": self.label_smoothing,
                 "name": self.name}
 
@@ -298,10 +303,10 @@ class SparseCategoricalCrossentropy(CategoricalCrossentropy):
     _default_name = "sparse_categorical_crossentropy"
     sparse = True
 
-    def __init__(self, from_logits=False, name=None):
+    def __init__(self, from_logits: bool = False, name: str | None = None) -> None:
         super().__init__(from_logits=from_logits, name=name)
 
-    def get_config(self):
+    def get_config(self) -> dict[str, Any]:
         return {"from_logits": self.from_logits, "name": self.name}
 
 
@@ -454,7 +459,7 @@ class Huber(_NumpyLoss):
     _default_name = "huber_loss"
     _per_sample = staticmethod(_huber)
 
-    def __init__(self, delta=1.0, name=None):
+    def __init__(self, delta: Any = 1.0, name: str | None = None) -> None:
         super().__init__(name)
         if isinstance(delta, bool) or not isinstance(delta, numbers.Real) or \
                 not math.isfinite(delta) or delta < 0:
@@ -464,7 +469,7 @@ class Huber(_NumpyLoss):
     def _kwargs(self):
         return {"delta": self.delta}
 
-    def get_config(self):
+    def get_config(self) -> dict[str, Any]:
         return {"delta": self.delta, "name": self.name}
 
 
@@ -645,13 +650,13 @@ class CosineSimilarity(_NumpyLoss):
     _default_name = "cosine_similarity"
     _per_sample = staticmethod(_cosine_similarity)
 
-    def __init__(self, axis=-1, name=None):
+    def __init__(self, axis: Any = -1, name: str | None = None) -> None:
         super().__init__(name)
         if axis != -1:
             raise ValueError(f"CosineSimilarity: only axis=-1 is supported; got {axis!r}")
         self.axis = -1
 
-    def get_config(self):
+    def get_config(self) -> dict[str, Any]:
         return {"axis": self.axis, "name": self.name}
 
 
@@ -674,7 +679,7 @@ def _mae(t, p, grad):
     return np.mean(np.abs(p - t), axis=-1), None
 
 
-def mean_squared_error(y_true, y_pred):
+def mean_squared_error(y_true: Any, y_pred: Any) -> Any:
     """Per-sample mean squared error, ``mean((y_true - y_pred)^2, axis=-1)`` (alias ``mse``).
 
     Args:
@@ -695,7 +700,7 @@ def mean_squared_error(y_true, y_pred):
     return _per_sample_values("mean_squared_error", _mse, y_true, y_pred)
 
 
-def mean_absolute_error(y_true, y_pred):
+def mean_absolute_error(y_true: Any, y_pred: Any) -> Any:
     """Per-sample mean absolute error, ``mean(|y_true - y_pred|, axis=-1)`` (alias ``mae``).
 
     Args:
@@ -720,7 +725,8 @@ mse = mean_squared_error
 mae = mean_absolute_error
 
 
-def binary_crossentropy(y_true, y_pred, from_logits=False, label_smoothing=0.0, axis=-1):
+def binary_crossentropy(y_true: Any, y_pred: Any, from_logits: bool = False,
+                        label_smoothing: float = 0.0, axis: Any = -1) -> Any:
     """Per-sample binary cross-entropy (see ``BinaryCrossentropy``).
 
     Args:
@@ -766,7 +772,8 @@ def _log_probs(z, from_logits):
     return np.log(np.clip(q, _EPSILON, 1 - _EPSILON))
 
 
-def categorical_crossentropy(y_true, y_pred, from_logits=False, label_smoothing=0.0, axis=-1):
+def categorical_crossentropy(y_true: Any, y_pred: Any, from_logits: bool = False,
+                             label_smoothing: float = 0.0, axis: Any = -1) -> Any:
     """Per-sample categorical cross-entropy (see ``CategoricalCrossentropy``).
 
     Args:
@@ -800,8 +807,8 @@ def categorical_crossentropy(y_true, y_pred, from_logits=False, label_smoothing=
         return (-np.sum(t * _log_probs(z, from_logits), axis=-1)).astype(z.dtype)
 
 
-def sparse_categorical_crossentropy(y_true, y_pred, from_logits=False, ignore_class=None,
-                                    axis=-1):
+def sparse_categorical_crossentropy(y_true: Any, y_pred: Any, from_logits: bool = False,
+                                    ignore_class: Any = None, axis: Any = -1) -> Any:
     """Per-sample cross-entropy for integer class ids, ``-log p[y]``.
 
     Args:
@@ -841,7 +848,7 @@ def sparse_categorical_crossentropy(y_true, y_pred, from_logits=False, ignore_cl
     return (-lp[np.arange(rows.shape[0]), ids]).reshape(z.shape[:-1]).astype(z.dtype)
 
 
-def huber(y_true, y_pred, delta=1.0):
+def huber(y_true: Any, y_pred: Any, delta: Any = 1.0) -> Any:
     """Per-sample Huber loss (see ``Huber``).
 
     Args:
@@ -863,7 +870,7 @@ def huber(y_true, y_pred, delta=1.0):
     return _per_sample_values("huber", _huber, y_true, y_pred, delta=Huber(delta).delta)
 
 
-def kl_divergence(y_true, y_pred):
+def kl_divergence(y_true: Any, y_pred: Any) -> Any:
     """Per-sample ``sum(y_true log(y_true / y_pred))``, both clipped to [1e-7, 1].
 
     Args:
@@ -884,7 +891,7 @@ def kl_divergence(y_true, y_pred):
     return _per_sample_values("kl_divergence", _kl_divergence, y_true, y_pred)
 
 
-def poisson(y_true, y_pred):
+def poisson(y_true: Any, y_pred: Any) -> Any:
     """Per-sample Poisson loss, ``mean(y_pred - y_true log(y_pred + 1e-7))``.
 
     Args:
@@ -905,7 +912,7 @@ def poisson(y_true, y_pred):
     return _per_sample_values("poisson", _poisson, y_true, y_pred)
 
 
-def log_cosh(y_true, y_pred):
+def log_cosh(y_true: Any, y_pred: Any) -> Any:
     """Per-sample ``mean(log(cosh(y_pred - y_true)))``.
 
     Args:
@@ -926,7 +933,7 @@ def log_cosh(y_true, y_pred):
     return _per_sample_values("log_cosh", _log_cosh, y_true, y_pred)
 
 
-def hinge(y_true, y_pred):
+def hinge(y_true: Any, y_pred: Any) -> Any:
     """Per-sample ``mean(max(1 - y_true y_pred, 0))`` ({0, 1} labels mapped to {-1, 1}).
 
     Args:
@@ -947,7 +954,7 @@ def hinge(y_true, y_pred):
     return _per_sample_values("hinge", _hinge, y_true, y_pred)
 
 
-def squared_hinge(y_true, y_pred):
+def squared_hinge(y_true: Any, y_pred: Any) -> Any:
     """Per-sample ``mean(max(1 - y_true y_pred, 0)^2)`` ({0, 1} labels mapped to {-1, 1}).
 
     Args:
@@ -968,7 +975,7 @@ def squared_hinge(y_true, y_pred):
     return _per_sample_values("squared_hinge", _squared_hinge, y_true, y_pred)
 
 
-def categorical_hinge(y_true, y_pred):
+def categorical_hinge(y_true: Any, y_pred: Any) -> Any:
     """Per-sample ``max(max((1 - y_true) y_pred) - sum(y_true y_pred) + 1, 0)``.
 
     Args:
@@ -989,7 +996,7 @@ def categorical_hinge(y_true, y_pred):
     return _per_sample_values("categorical_hinge", _categorical_hinge, y_true, y_pred)
 
 
-def cosine_similarity(y_true, y_pred, axis=-1):
+def cosine_similarity(y_true: Any, y_pred: Any, axis: Any = -1) -> Any:
     """Per-sample ``-sum(l2_normalize(y_true) * l2_normalize(y_pred))`` (Keras 3's sign).
 
     Args:
@@ -1040,7 +1047,7 @@ serialize = _REGISTRY.serialize
 deserialize = _REGISTRY.deserialize
 
 
-def get(identifier):
+def get(identifier: Any) -> Any:
     """A Loss from a name, a class name, a serialized dict or a Loss.
 
     Args:

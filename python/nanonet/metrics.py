@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 import numbers
+from typing import Any
 
 from ._registry import Registry
 
@@ -43,7 +44,7 @@ def _pair(y_true, y_pred, fn):
     return t, p
 
 
-def binary_accuracy(y_true, y_pred, threshold=0.5):
+def binary_accuracy(y_true: Any, y_pred: Any, threshold: float = 0.5) -> Any:
     """Per sample, the fraction of outputs where ``(y_pred > threshold)`` equals y_true.
 
     Args:
@@ -63,7 +64,7 @@ def binary_accuracy(y_true, y_pred, threshold=0.5):
     return np.mean((p > threshold).astype(t.dtype) == t, axis=-1)
 
 
-def categorical_accuracy(y_true, y_pred):
+def categorical_accuracy(y_true: Any, y_pred: Any) -> Any:
     """Per sample, 1 where ``argmax(y_pred)`` equals ``argmax(y_true)`` (one-hot targets).
 
     Args:
@@ -82,7 +83,7 @@ def categorical_accuracy(y_true, y_pred):
     return (np.argmax(t, axis=-1) == np.argmax(p, axis=-1)).astype(np.float64)
 
 
-def sparse_categorical_accuracy(y_true, y_pred):
+def sparse_categorical_accuracy(y_true: Any, y_pred: Any) -> Any:
     """Per sample, 1 where ``argmax(y_pred)`` equals the integer class id y_true.
 
     Args:
@@ -107,7 +108,7 @@ def sparse_categorical_accuracy(y_true, y_pred):
     return (np.argmax(p, axis=-1) == t).astype(np.float64)
 
 
-def mean_squared_error(y_true, y_pred):
+def mean_squared_error(y_true: Any, y_pred: Any) -> Any:
     """Per sample, ``mean((y_true - y_pred)^2)`` over the last axis.
 
     Args:
@@ -127,7 +128,7 @@ def mean_squared_error(y_true, y_pred):
     return np.mean(d * d, axis=-1)
 
 
-def mean_absolute_error(y_true, y_pred):
+def mean_absolute_error(y_true: Any, y_pred: Any) -> Any:
     """Per sample, ``mean(|y_true - y_pred|)`` over the last axis.
 
     Args:
@@ -175,24 +176,24 @@ class Metric:
     """
     direction = "down"
 
-    def __init__(self, name=None):
+    def __init__(self, name: str | None = None) -> None:
         if name is not None and not isinstance(name, str):
             raise ValueError(f"{type(self).__name__}: name must be a string; got {name!r}")
         self.name = name or type(self).__name__
         self.reset_state()
 
-    def reset_state(self):
+    def reset_state(self) -> None:
         self._total = 0.0
         self._count = 0.0
 
     def result(self) -> float:
         return self._total / self._count if self._count else 0.0
 
-    def get_config(self):
+    def get_config(self) -> dict[str, Any]:
         return {"name": self.name}
 
     @classmethod
-    def from_config(cls, config):
+    def from_config(cls, config: Any) -> Any:
         return cls(**config)
 
     def __repr__(self):
@@ -220,7 +221,7 @@ class Mean(Metric):
     3.5
     """
 
-    def __init__(self, name="mean"):
+    def __init__(self, name: str | None = "mean") -> None:
         super().__init__(name)
 
     def add(self, value: float, weight: float = 1.0) -> None:
@@ -229,7 +230,7 @@ class Mean(Metric):
         self._total += weight * value
         self._count += weight
 
-    def update_state(self, values, sample_weight=None):
+    def update_state(self, values: Any, sample_weight: Any = None) -> None:
         v = np.asarray(values, dtype=np.float64)
         if sample_weight is None:
             self._total += float(v.sum())
@@ -263,12 +264,12 @@ class MeanMetricWrapper(Mean):
     ('mae', 0.25)
     """
 
-    def __init__(self, fn, name=None, **kwargs):
+    def __init__(self, fn: Any, name: str | None = None, **kwargs: Any) -> None:
         self._fn = fn
         self._fn_kwargs = kwargs
         super().__init__(name=name or getattr(fn, "__name__", "mean_metric_wrapper"))
 
-    def update_state(self, y_true, y_pred, sample_weight=None):
+    def update_state(self, y_true: Any, y_pred: Any, sample_weight: Any = None) -> None:
         super().update_state(self._fn(y_true, y_pred, **self._fn_kwargs), sample_weight)
 
 
@@ -291,14 +292,14 @@ class BinaryAccuracy(MeanMetricWrapper):
     """
     direction = "up"
 
-    def __init__(self, name="binary_accuracy", threshold=0.5):
+    def __init__(self, name: str | None = "binary_accuracy", threshold: float = 0.5) -> None:
         if isinstance(threshold, bool) or not isinstance(threshold, numbers.Real) \
                 or not math.isfinite(threshold):
             raise ValueError(f"BinaryAccuracy: threshold must be a finite number; got {threshold!r}")
         self.threshold = float(threshold)
         super().__init__(binary_accuracy, name=name, threshold=self.threshold)
 
-    def get_config(self):
+    def get_config(self) -> dict[str, Any]:
         return {"name": self.name, "threshold": self.threshold}
 
 
@@ -321,7 +322,7 @@ class CategoricalAccuracy(MeanMetricWrapper):
     direction = "up"
     argmax_only = True  # the same on logits as on softmax probabilities
 
-    def __init__(self, name="categorical_accuracy"):
+    def __init__(self, name: str | None = "categorical_accuracy") -> None:
         super().__init__(categorical_accuracy, name=name)
 
 
@@ -346,7 +347,7 @@ class SparseCategoricalAccuracy(MeanMetricWrapper):
     direction = "up"
     argmax_only = True
 
-    def __init__(self, name="sparse_categorical_accuracy"):
+    def __init__(self, name: str | None = "sparse_categorical_accuracy") -> None:
         super().__init__(sparse_categorical_accuracy, name=name)
 
 
@@ -367,7 +368,7 @@ class MeanSquaredError(MeanMetricWrapper):
     0.125
     """
 
-    def __init__(self, name="mean_squared_error"):
+    def __init__(self, name: str | None = "mean_squared_error") -> None:
         super().__init__(mean_squared_error, name=name)
 
 
@@ -388,7 +389,7 @@ class MeanAbsoluteError(MeanMetricWrapper):
     0.25
     """
 
-    def __init__(self, name="mean_absolute_error"):
+    def __init__(self, name: str | None = "mean_absolute_error") -> None:
         super().__init__(mean_absolute_error, name=name)
 
 
@@ -408,7 +409,7 @@ def _in_top_k(ids, p, k):
     return (1 + np.sum(p > at, axis=-1)) <= k
 
 
-def sparse_top_k_categorical_accuracy(y_true, y_pred, k=5):
+def sparse_top_k_categorical_accuracy(y_true: Any, y_pred: Any, k: int = 5) -> Any:
     """Per sample, 1 where the class id y_true is among the k largest predictions.
 
     Args:
@@ -443,7 +444,7 @@ def sparse_top_k_categorical_accuracy(y_true, y_pred, k=5):
     return hit.reshape(lead).astype(np.float64)
 
 
-def top_k_categorical_accuracy(y_true, y_pred, k=5):
+def top_k_categorical_accuracy(y_true: Any, y_pred: Any, k: int = 5) -> Any:
     """Per sample, 1 where ``argmax(y_true)`` (one-hot) is among the k largest predictions.
 
     Args:
@@ -483,11 +484,11 @@ class TopKCategoricalAccuracy(MeanMetricWrapper):
     direction = "up"
     argmax_only = True  # ranks are the same on logits as on softmax probabilities
 
-    def __init__(self, k=5, name="top_k_categorical_accuracy"):
+    def __init__(self, k: int = 5, name: str | None = "top_k_categorical_accuracy") -> None:
         self.k = _check_k(k, type(self).__name__)
         super().__init__(top_k_categorical_accuracy, name=name, k=self.k)
 
-    def get_config(self):
+    def get_config(self) -> dict[str, Any]:
         return {"k": self.k, "name": self.name}
 
 
@@ -511,11 +512,11 @@ class SparseTopKCategoricalAccuracy(MeanMetricWrapper):
     direction = "up"
     argmax_only = True
 
-    def __init__(self, k=5, name="sparse_top_k_categorical_accuracy"):
+    def __init__(self, k: int = 5, name: str | None = "sparse_top_k_categorical_accuracy") -> None:
         self.k = _check_k(k, type(self).__name__)
         super().__init__(sparse_top_k_categorical_accuracy, name=name, k=self.k)
 
-    def get_config(self):
+    def get_config(self) -> dict[str, Any]:
         return {"k": self.k, "name": self.name}
 
 
@@ -673,10 +674,11 @@ class Precision(_ConfusionMetric):
     0.6667
     """
 
-    def __init__(self, thresholds=None, top_k=None, class_id=None, name="precision"):
+    def __init__(self, thresholds: Any = None, top_k: Any = None, class_id: Any = None,
+                 name: str | None = "precision") -> None:
         super().__init__(thresholds, top_k, class_id, name)
 
-    def result(self):
+    def result(self) -> Any:
         return self._out(_divide_no_nan(self.true_positives,
                                         self.true_positives + self.false_positives))
 
@@ -705,10 +707,11 @@ class Recall(_ConfusionMetric):
     0.6667
     """
 
-    def __init__(self, thresholds=None, top_k=None, class_id=None, name="recall"):
+    def __init__(self, thresholds: Any = None, top_k: Any = None, class_id: Any = None,
+                 name: str | None = "recall") -> None:
         super().__init__(thresholds, top_k, class_id, name)
 
-    def result(self):
+    def result(self) -> Any:
         return self._out(_divide_no_nan(self.true_positives,
                                         self.true_positives + self.false_negatives))
 
@@ -750,9 +753,11 @@ class AUC(_ThresholdCounts):
     """
     direction = "up"
 
-    def __init__(self, num_thresholds=200, curve="ROC", summation_method="interpolation",
-                 name="auc", dtype=None, thresholds=None, multi_label=False, num_labels=None,
-                 label_weights=None, from_logits=False):
+    def __init__(self, num_thresholds: Any = 200, curve: Any = "ROC",
+                 summation_method: Any = "interpolation", name: str | None = "auc",
+                 dtype: Any = None, thresholds: Any = None, multi_label: Any = False,
+                 num_labels: Any = None, label_weights: Any = None,
+                 from_logits: bool = False) -> None:
         cls = "AUC"
         if curve not in ("ROC", "PR"):
             raise ValueError(f"{cls}: curve must be 'ROC' or 'PR'; got {curve!r}")
@@ -788,7 +793,7 @@ class AUC(_ThresholdCounts):
         self.multi_label = False
         super().__init__(name)
 
-    def update_state(self, y_true, y_pred, sample_weight=None):
+    def update_state(self, y_true: Any, y_pred: Any, sample_weight: Any = None) -> None:
         p = np.asarray(y_pred, dtype=np.float64)
         if self.from_logits:
             with np.errstate(over="ignore"):
@@ -813,7 +818,7 @@ class AUC(_ThresholdCounts):
                                    np.maximum(tp[1:] + fn[1:], 0))
         return float(np.sum(increment))
 
-    def result(self):
+    def result(self) -> Any:
         if self.curve == "PR" and self.summation_method == "interpolation":
             return self._interpolate_pr_auc()
         tp, fp, tn, fn = (self.true_positives, self.false_positives, self.true_negatives,
@@ -832,7 +837,7 @@ class AUC(_ThresholdCounts):
             heights = np.maximum(y[:n - 1], y[1:])
         return float(np.sum((x[:n - 1] - x[1:]) * heights))
 
-    def get_config(self):
+    def get_config(self) -> dict[str, Any]:
         return {"num_thresholds": self.num_thresholds, "curve": self.curve,
                 "summation_method": self.summation_method, "name": self.name,
                 "thresholds": self.thresholds, "from_logits": self.from_logits}
@@ -869,7 +874,8 @@ class F1Score(Metric):
     direction = "up"
     beta = 1.0
 
-    def __init__(self, average=None, threshold=None, name="f1_score", dtype=None):
+    def __init__(self, average: Any = None, threshold: float = None, name: str | None = "f1_score",
+                 dtype: Any = None) -> None:
         if average not in (None, "micro", "macro", "weighted"):
             raise ValueError(f"F1Score: average must be None, 'micro', 'macro' or 'weighted'; "
                              f"got {average!r}")
@@ -883,10 +889,10 @@ class F1Score(Metric):
         self._tp = None
         super().__init__(name)
 
-    def reset_state(self):
+    def reset_state(self) -> None:
         self._tp = self._fp = self._fn = self._support = None
 
-    def update_state(self, y_true, y_pred, sample_weight=None):
+    def update_state(self, y_true: Any, y_pred: Any, sample_weight: Any = None) -> None:
         t, p = _pair(y_true, y_pred, "F1Score")
         if p.ndim != 2:
             raise ValueError(f"F1Score: y_pred must be 2-D (batch, classes); got shape {p.shape}")
@@ -912,7 +918,7 @@ class F1Score(Metric):
             self._fn = self._fn + add[2]
             self._support = self._support + add[3]
 
-    def result(self):
+    def result(self) -> Any:
         if self._tp is None:
             return 0.0
         precision = self._tp / (self._tp + self._fp + _EPSILON)
@@ -926,7 +932,7 @@ class F1Score(Metric):
             return float(np.mean(f1))
         return np.asarray(f1, np.float64)
 
-    def get_config(self):
+    def get_config(self) -> dict[str, Any]:
         return {"average": self.average, "threshold": self.threshold, "name": self.name}
 
     def __repr__(self):
@@ -951,7 +957,7 @@ serialize = _REGISTRY.serialize
 deserialize = _REGISTRY.deserialize
 
 
-def accuracy_for(y_true_shape, y_pred_shape, name="accuracy"):
+def accuracy_for(y_true_shape: Any, y_pred_shape: Any, name: str | None = "accuracy") -> Any:
     """The accuracy metric Keras 3 picks for "accuracy" given target and prediction shapes."""
     if y_pred_shape[-1] == 1:
         return BinaryAccuracy(name=name)
@@ -960,7 +966,7 @@ def accuracy_for(y_true_shape, y_pred_shape, name="accuracy"):
     return CategoricalAccuracy(name=name)
 
 
-def check_identifier(identifier):
+def check_identifier(identifier: Any) -> Any:
     """ValueError unless ``get`` can resolve identifier; returns the name it is reported under."""
     if isinstance(identifier, Metric):
         return identifier.name
@@ -975,7 +981,7 @@ def check_identifier(identifier):
                      f"({sorted(_ACCURACY + tuple(_NAMES))}) or a nanonet.metrics.Metric")
 
 
-def get(identifier, y_true_shape=None, y_pred_shape=None):
+def get(identifier: Any, y_true_shape: Any = None, y_pred_shape: Any = None) -> Any:
     """A Metric from a name, a serialized dict or a Metric.
 
     A string is reported under that name, as in Keras 3. "accuracy" / "acc" picks its kind

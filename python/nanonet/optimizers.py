@@ -22,6 +22,7 @@ import math
 import numbers
 import secrets
 import warnings
+from typing import Any
 
 import numpy as np
 
@@ -87,8 +88,9 @@ class Optimizer:
     """
     _fused_weight_decay = False
 
-    def __init__(self, learning_rate, weight_decay=None, clipnorm=None, clipvalue=None,
-                 global_clipnorm=None, name=None):
+    def __init__(self, learning_rate: Any, weight_decay: float | None = None,
+                 clipnorm: float | None = None, clipvalue: float | None = None,
+                 global_clipnorm: float | None = None, name: str | None = None) -> None:
         cls = type(self).__name__
         self.name = name or cls
         self.learning_rate = learning_rate
@@ -116,7 +118,7 @@ class Optimizer:
         return self._learning_rate
 
     @learning_rate.setter
-    def learning_rate(self, value):
+    def learning_rate(self, value: Any) -> Any:
         cls = type(self).__name__
         if isinstance(value, dict):  # a serialized schedule, as get_config writes it
             value = _schedules.deserialize(value)
@@ -128,7 +130,7 @@ class Optimizer:
             self._learning_rate = _number(value, "learning_rate", cls, lo=0.0, lo_open=True)
 
     @property
-    def learning_rate_schedule(self):
+    def learning_rate_schedule(self) -> Any:
         """The callable schedule, or None for a constant learning rate."""
         return self._schedule
 
@@ -136,7 +138,7 @@ class Optimizer:
     def _slot_names(self):
         return ()
 
-    def build(self, var_list):
+    def build(self, var_list: Any) -> None:
         """Create the slots of every parameter in var_list not seen before."""
         for p in var_list:
             self._slots_of(p)
@@ -151,24 +153,24 @@ class Optimizer:
         return self._slots[i]
 
     @property
-    def slot_names(self):
+    def slot_names(self) -> Any:
         """The names of the slots every parameter gets (e.g. ("m", "v") for Adam)."""
         return tuple(self._slot_names())
 
-    def slot_variables(self):
+    def slot_variables(self) -> Any:
         """[(parameter, [its slot arrays in slot_names order])], parameters in the order first
         seen (the saving protocol: ``build`` + ``set_variables`` restore them)."""
         return [(p, list(s)) for p, s in zip(self._params, self._slots)]
 
     @property
-    def variables(self):
+    def variables(self) -> Any:
         """[iterations (0-d int64 array)] + every slot array, parameter by parameter."""
         out = [np.array(self.iterations, dtype=np.int64)]
         for slots in self._slots:
             out.extend(slots)
         return out
 
-    def set_variables(self, values):
+    def set_variables(self, values: Any) -> Any:
         """Restore ``variables`` (same count and shapes; call ``build(var_list)`` first)."""
         cls = type(self).__name__
         values = list(values)
@@ -196,12 +198,12 @@ class Optimizer:
         self.iterations = int(it.ravel()[0])
 
     # -- updates -----------------------------------------------------------------------------
-    def apply_gradients(self, grads_and_vars):
+    def apply_gradients(self, grads_and_vars: Any) -> Any:
         """Keras-style: update each variable from its gradient, pairs (grad, var)."""
         pairs = list(grads_and_vars)
         self.apply([g for g, _ in pairs], [v for _, v in pairs])
 
-    def apply(self, grads, trainable_variables):
+    def apply(self, grads: Any, trainable_variables: Any) -> Any:
         """One step: update each parameter in place from its gradient (None grads are skipped)."""
         cls = type(self).__name__
         grads = list(grads)
@@ -248,7 +250,7 @@ class Optimizer:
         return 0.0 if self.clipvalue is None else self.clipvalue
 
     # -- config ------------------------------------------------------------------------------
-    def get_config(self):
+    def get_config(self) -> dict[str, Any]:
         lr = self._schedule if self._schedule is not None else self._learning_rate
         if isinstance(lr, _schedules.LearningRateSchedule):
             lr = _schedules.serialize(lr)
@@ -257,7 +259,7 @@ class Optimizer:
                 "clipvalue": self.clipvalue}
 
     @classmethod
-    def from_config(cls, config):
+    def from_config(cls, config: Any) -> Any:
         return cls(**config)
 
     def __repr__(self):
@@ -299,8 +301,10 @@ class SGD(Optimizer):
     [0.9, -2.1]
     """
 
-    def __init__(self, learning_rate=0.01, momentum=0.0, nesterov=False, weight_decay=None,
-                 clipnorm=None, clipvalue=None, global_clipnorm=None, name="SGD"):
+    def __init__(self, learning_rate: Any = 0.01, momentum: float = 0.0, nesterov: bool = False,
+                 weight_decay: float | None = None, clipnorm: float | None = None,
+                 clipvalue: float | None = None, global_clipnorm: float | None = None,
+                 name: str | None = "SGD") -> None:
         super().__init__(learning_rate, weight_decay, clipnorm, clipvalue, global_clipnorm, name)
         self.momentum = _number(momentum, "momentum", "SGD", lo=0.0, hi=1.0)
         if not isinstance(nesterov, (bool, np.bool_)):
@@ -315,7 +319,7 @@ class SGD(Optimizer):
         ops.sgd_update(param, grad, velocity, lr, momentum=self.momentum, nesterov=self.nesterov,
                        grad_scale=grad_scale, clipvalue=self._clipvalue)
 
-    def get_config(self):
+    def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "momentum": self.momentum, "nesterov": self.nesterov}
 
 
@@ -356,9 +360,10 @@ class Adam(Optimizer):
     """
     _fused_weight_decay = True
 
-    def __init__(self, learning_rate=0.001, beta_1=0.9, beta_2=0.999, epsilon=1e-7,
-                 weight_decay=None, clipnorm=None, clipvalue=None, global_clipnorm=None,
-                 name="adam"):
+    def __init__(self, learning_rate: Any = 0.001, beta_1: float = 0.9, beta_2: float = 0.999,
+                 epsilon: float = 1e-7, weight_decay: float | None = None,
+                 clipnorm: float | None = None, clipvalue: float | None = None,
+                 global_clipnorm: float | None = None, name: str | None = "adam") -> None:
         super().__init__(learning_rate, weight_decay, clipnorm, clipvalue, global_clipnorm, name)
         cls = type(self).__name__
         self.beta_1 = _number(beta_1, "beta_1", cls, lo=0.0, hi=1.0, hi_open=True)
@@ -375,7 +380,7 @@ class Adam(Optimizer):
                         weight_decay=self.weight_decay or 0.0, grad_scale=grad_scale,
                         clipvalue=self._clipvalue)
 
-    def get_config(self):
+    def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "beta_1": self.beta_1, "beta_2": self.beta_2,
                 "epsilon": self.epsilon}
 
@@ -415,8 +420,10 @@ class AdamW(Adam):
     [0.7992, -2.1984]
     """
 
-    def __init__(self, learning_rate=0.001, weight_decay=0.004, beta_1=0.9, beta_2=0.999,
-                 epsilon=1e-7, clipnorm=None, clipvalue=None, global_clipnorm=None, name="adamw"):
+    def __init__(self, learning_rate: Any = 0.001, weight_decay: float | None = 0.004,
+                 beta_1: float = 0.9, beta_2: float = 0.999, epsilon: float = 1e-7,
+                 clipnorm: float | None = None, clipvalue: float | None = None,
+                 global_clipnorm: float | None = None, name: str | None = "adamw") -> None:
         super().__init__(learning_rate, beta_1, beta_2, epsilon, weight_decay, clipnorm,
                          clipvalue, global_clipnorm, name)
         if self.weight_decay is None:
@@ -460,9 +467,10 @@ class RMSprop(Optimizer):
     [0.4544, -2.5456]
     """
 
-    def __init__(self, learning_rate=0.001, rho=0.9, momentum=0.0, epsilon=1e-7, centered=False,
-                 weight_decay=None, clipnorm=None, clipvalue=None, global_clipnorm=None,
-                 name="rmsprop"):
+    def __init__(self, learning_rate: Any = 0.001, rho: float = 0.9, momentum: float = 0.0,
+                 epsilon: float = 1e-7, centered: Any = False, weight_decay: float | None = None,
+                 clipnorm: float | None = None, clipvalue: float | None = None,
+                 global_clipnorm: float | None = None, name: str | None = "rmsprop") -> None:
         super().__init__(learning_rate, weight_decay, clipnorm, clipvalue, global_clipnorm, name)
         self.rho = _number(rho, "rho", "RMSprop", lo=0.0, hi=1.0, hi_open=True)
         self.momentum = _number(momentum, "momentum", "RMSprop", lo=0.0, hi=1.0)
@@ -488,7 +496,7 @@ class RMSprop(Optimizer):
                            momentum_buf=momentum_buf, average_grad=average_grad,
                            grad_scale=grad_scale, clipvalue=self._clipvalue)
 
-    def get_config(self):
+    def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "rho": self.rho, "momentum": self.momentum,
                 "epsilon": self.epsilon, "centered": self.centered}
 
@@ -528,9 +536,10 @@ class Adagrad(Optimizer):
     [0.8509, -2.1491]
     """
 
-    def __init__(self, learning_rate=0.001, initial_accumulator_value=0.1, epsilon=1e-7,
-                 weight_decay=None, clipnorm=None, clipvalue=None, global_clipnorm=None,
-                 name="adagrad"):
+    def __init__(self, learning_rate: Any = 0.001, initial_accumulator_value: Any = 0.1,
+                 epsilon: float = 1e-7, weight_decay: float | None = None,
+                 clipnorm: float | None = None, clipvalue: float | None = None,
+                 global_clipnorm: float | None = None, name: str | None = "adagrad") -> None:
         super().__init__(learning_rate, weight_decay, clipnorm, clipvalue, global_clipnorm, name)
         self.initial_accumulator_value = _number(initial_accumulator_value,
                                                  "initial_accumulator_value", "Adagrad", lo=0.0)
@@ -550,7 +559,7 @@ class Adagrad(Optimizer):
         ops.adagrad_update(param, grad, slots[0], lr, epsilon=self.epsilon,
                            grad_scale=grad_scale, clipvalue=self._clipvalue)
 
-    def get_config(self):
+    def get_config(self) -> dict[str, Any]:
         return {**super().get_config(),
                 "initial_accumulator_value": self.initial_accumulator_value,
                 "epsilon": self.epsilon}
@@ -591,9 +600,10 @@ class Adamax(Optimizer):
     [0.8, -2.2]
     """
 
-    def __init__(self, learning_rate=0.001, beta_1=0.9, beta_2=0.999, epsilon=1e-7,
-                 weight_decay=None, clipnorm=None, clipvalue=None, global_clipnorm=None,
-                 name="adamax"):
+    def __init__(self, learning_rate: Any = 0.001, beta_1: float = 0.9, beta_2: float = 0.999,
+                 epsilon: float = 1e-7, weight_decay: float | None = None,
+                 clipnorm: float | None = None, clipvalue: float | None = None,
+                 global_clipnorm: float | None = None, name: str | None = "adamax") -> None:
         super().__init__(learning_rate, weight_decay, clipnorm, clipvalue, global_clipnorm, name)
         self.beta_1 = _number(beta_1, "beta_1", "Adamax", lo=0.0, hi=1.0, hi_open=True)
         self.beta_2 = _number(beta_2, "beta_2", "Adamax", lo=0.0, hi=1.0, hi_open=True)
@@ -608,7 +618,7 @@ class Adamax(Optimizer):
                           beta_2=self.beta_2, epsilon=self.epsilon, grad_scale=grad_scale,
                           clipvalue=self._clipvalue)
 
-    def get_config(self):
+    def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "beta_1": self.beta_1, "beta_2": self.beta_2,
                 "epsilon": self.epsilon}
 
@@ -650,9 +660,10 @@ class Nadam(Optimizer):
     [0.8164, -2.1836]
     """
 
-    def __init__(self, learning_rate=0.001, beta_1=0.9, beta_2=0.999, epsilon=1e-7,
-                 weight_decay=None, clipnorm=None, clipvalue=None, global_clipnorm=None,
-                 name="nadam"):
+    def __init__(self, learning_rate: Any = 0.001, beta_1: float = 0.9, beta_2: float = 0.999,
+                 epsilon: float = 1e-7, weight_decay: float | None = None,
+                 clipnorm: float | None = None, clipvalue: float | None = None,
+                 global_clipnorm: float | None = None, name: str | None = "nadam") -> None:
         super().__init__(learning_rate, weight_decay, clipnorm, clipvalue, global_clipnorm, name)
         self.beta_1 = _number(beta_1, "beta_1", "Nadam", lo=0.0, hi=1.0, hi_open=True)
         self.beta_2 = _number(beta_2, "beta_2", "Nadam", lo=0.0, hi=1.0, hi_open=True)
@@ -679,7 +690,7 @@ class Nadam(Optimizer):
                          beta_2=self.beta_2, epsilon=self.epsilon, grad_scale=grad_scale,
                          clipvalue=self._clipvalue)
 
-    def get_config(self):
+    def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "beta_1": self.beta_1, "beta_2": self.beta_2,
                 "epsilon": self.epsilon}
 
@@ -719,8 +730,10 @@ class Lion(Optimizer):
     [0.8, -2.2]
     """
 
-    def __init__(self, learning_rate=0.001, beta_1=0.9, beta_2=0.99, weight_decay=None,
-                 clipnorm=None, clipvalue=None, global_clipnorm=None, name="lion"):
+    def __init__(self, learning_rate: Any = 0.001, beta_1: float = 0.9, beta_2: float = 0.99,
+                 weight_decay: float | None = None, clipnorm: float | None = None,
+                 clipvalue: float | None = None, global_clipnorm: float | None = None,
+                 name: str | None = "lion") -> None:
         super().__init__(learning_rate, weight_decay, clipnorm, clipvalue, global_clipnorm, name)
         self.beta_1 = _number(beta_1, "beta_1", "Lion", lo=0.0, hi=1.0, lo_open=True)
         self.beta_2 = _number(beta_2, "beta_2", "Lion", lo=0.0, hi=1.0)
@@ -732,7 +745,7 @@ class Lion(Optimizer):
         ops.lion_update(param, grad, slots[0], lr, beta_1=self.beta_1, beta_2=self.beta_2,
                         grad_scale=grad_scale, clipvalue=self._clipvalue)
 
-    def get_config(self):
+    def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "beta_1": self.beta_1, "beta_2": self.beta_2}
 
 
@@ -834,14 +847,16 @@ class DPSGD(_Private, SGD):
     0.5
     """
 
-    def __init__(self, learning_rate=0.01, l2_norm_clip=1.0, noise_multiplier=1.1, momentum=0.0,
-                 nesterov=False, weight_decay=None, clipnorm=None, clipvalue=None,
-                 global_clipnorm=None, name="DPSGD"):
+    def __init__(self, learning_rate: Any = 0.01, l2_norm_clip: Any = 1.0,
+                 noise_multiplier: Any = 1.1, momentum: float = 0.0, nesterov: bool = False,
+                 weight_decay: float | None = None, clipnorm: float | None = None,
+                 clipvalue: float | None = None, global_clipnorm: float | None = None,
+                 name: str | None = "DPSGD") -> None:
         super().__init__(learning_rate, momentum, nesterov, weight_decay, clipnorm, clipvalue,
                          global_clipnorm, name)
         self._init_private(l2_norm_clip, noise_multiplier)
 
-    def get_config(self):
+    def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), **self._private_config()}
 
 
@@ -872,14 +887,16 @@ class DPAdam(_Private, Adam):
     (4, 1.0)
     """
 
-    def __init__(self, learning_rate=0.001, l2_norm_clip=1.0, noise_multiplier=1.1, beta_1=0.9,
-                 beta_2=0.999, epsilon=1e-7, weight_decay=None, clipnorm=None, clipvalue=None,
-                 global_clipnorm=None, name="DPAdam"):
+    def __init__(self, learning_rate: Any = 0.001, l2_norm_clip: Any = 1.0,
+                 noise_multiplier: Any = 1.1, beta_1: float = 0.9, beta_2: float = 0.999,
+                 epsilon: float = 1e-7, weight_decay: float | None = None,
+                 clipnorm: float | None = None, clipvalue: float | None = None,
+                 global_clipnorm: float | None = None, name: str | None = "DPAdam") -> None:
         super().__init__(learning_rate, beta_1, beta_2, epsilon, weight_decay, clipnorm,
                          clipvalue, global_clipnorm, name)
         self._init_private(l2_norm_clip, noise_multiplier)
 
-    def get_config(self):
+    def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), **self._private_config()}
 
 
@@ -891,7 +908,7 @@ serialize = _REGISTRY.serialize
 deserialize = _REGISTRY.deserialize
 
 
-def get(identifier):
+def get(identifier: Any) -> Any:
     """A fresh optimizer from a name, a serialized dict, or an Optimizer.
 
     Args:

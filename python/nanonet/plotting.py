@@ -10,6 +10,7 @@ servers and in threads. The returned Figure shows itself in a notebook.
 from __future__ import annotations
 
 import os
+from typing import Any
 
 __all__ = ["plot_history", "plot_model"]
 
@@ -31,7 +32,7 @@ def _save(fig, path, fn):
     fig.savefig(path, format="png", dpi=fig.dpi)
 
 
-def plot_history(history, metrics=None, path=None):
+def plot_history(history: Any, metrics: Any = None, path: Any = None) -> Any:
     """Per-epoch curves of a ``fit``: one panel per metric (loss first), the training values and,
     when present, the validation values (``val_<metric>``).
 
@@ -114,7 +115,8 @@ def _label(layer, shape):
     return text
 
 
-def plot_model(model, to_file="model.png", show_shapes=True, dpi=100):
+def plot_model(model: Any, to_file: Any = "model.png", show_shapes: Any = True,
+               dpi: Any = 100) -> Any:
     """Draw the model's layer graph, top to bottom: one box per layer (name, class and, with
     ``show_shapes``, output shape), an arrow per tensor passed between layers. For Sequential
     and graph models; a layer shared by several call sites is one box with several arrows.

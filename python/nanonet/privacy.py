@@ -46,6 +46,7 @@ from __future__ import annotations
 
 import math
 import numbers
+from typing import Any
 
 import numpy as np
 
@@ -78,7 +79,7 @@ def _refusal(layer):
     return None
 
 
-def check_model(model):
+def check_model(model: Any) -> Any:
     """Raise ValueError when a layer of ``model`` cannot train under DP-SGD (see the module
     docstring); the message names the layer."""
     for layer in getattr(model, "layers", []):
@@ -101,7 +102,7 @@ def check_model(model):
             seen.add(id(layer))
 
 
-def private_gradients(model, ctxs, douts, batch):
+def private_gradients(model: Any, ctxs: Any, douts: Any, batch: int) -> Any:
     """Steps 2-5 of the module docstring: ({id(weight): noisy mean of the clipped gradients}
     for every trainable weight, the per-example gradient norms (B,))."""
     if getattr(model, "_dp", None) is not None:
@@ -193,8 +194,8 @@ def _check_delta(delta, fn):
         raise ValueError(f"{fn}: delta must be a number in (0, 1); got {delta!r}")
 
 
-def compute_epsilon(num_examples, batch_size, noise_multiplier, epochs, delta,
-                    accountant="rdp"):
+def compute_epsilon(num_examples: Any, batch_size: int | None, noise_multiplier: Any, epochs: int,
+                    delta: Any, accountant: Any = "rdp") -> Any:
     """The epsilon of DP-SGD with Poisson sampling (rate batch_size / num_examples) for
     ceil(epochs * num_examples / batch_size) steps of the Gaussian mechanism with
     ``noise_multiplier``, at ``delta``.
@@ -217,7 +218,8 @@ def compute_epsilon(num_examples, batch_size, noise_multiplier, epochs, delta,
     return float(acc.get_epsilon(float(delta)))
 
 
-def epsilon_after_steps(sampling_rate, noise_multiplier, steps, delta, accountant="rdp"):
+def epsilon_after_steps(sampling_rate: Any, noise_multiplier: Any, steps: int | None, delta: Any,
+                        accountant: Any = "rdp") -> Any:
     """The epsilon after ``steps`` DP-SGD steps with Poisson sampling rate ``sampling_rate``
     (batch_size / num_examples): what ``PrivacyBudget`` reports."""
     fn = "epsilon_after_steps"
@@ -237,8 +239,9 @@ def epsilon_after_steps(sampling_rate, noise_multiplier, steps, delta, accountan
     return float(acc.get_epsilon(float(delta)))
 
 
-def compute_noise_multiplier(target_epsilon, num_examples, batch_size, epochs, delta,
-                             accountant="rdp", tolerance=0.01):
+def compute_noise_multiplier(target_epsilon: Any, num_examples: Any, batch_size: int | None,
+                             epochs: int, delta: Any, accountant: Any = "rdp",
+                             tolerance: Any = 0.01) -> Any:
     """The smallest noise_multiplier whose ``compute_epsilon`` is at most target_epsilon (to
     within ``tolerance`` in the noise multiplier), found by dp-accounting's calibration."""
     fn = "compute_noise_multiplier"

@@ -10,6 +10,7 @@ NumPy's global state (``np.random.seed``) is neither used nor touched.
 from __future__ import annotations
 
 import numbers
+from typing import Any
 
 import numpy as np
 
@@ -70,7 +71,7 @@ def get_generator() -> np.random.Generator:
     return _generator if _epoch_generator is None else _epoch_generator
 
 
-def make_generator(seed, fn: str = "seed") -> np.random.Generator | None:
+def make_generator(seed: int | None, fn: str = "seed") -> np.random.Generator | None:
     """A Generator of its own for an object's ``seed=`` argument; None when seed is None."""
     if seed is None:
         return None

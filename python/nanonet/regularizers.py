@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import numbers
+from typing import Any
 
 from ._registry import Registry
 
@@ -45,21 +46,21 @@ class Regularizer:
     l1 = 0.0
     l2 = 0.0
 
-    def __call__(self, w) -> float:
+    def __call__(self, w: Any) -> float:
         if self.l1 == 0.0 and self.l2 == 0.0:
             return 0.0
         return ops.l1_l2_value(w, self.l1, self.l2)
 
-    def add_gradient(self, grad, w) -> None:
+    def add_gradient(self, grad: Any, w: Any) -> None:
         """grad += d(penalty)/dw, in place."""
         if self.l1 != 0.0 or self.l2 != 0.0:
             ops.l1_l2_grad_acc(grad, w, self.l1, self.l2)
 
-    def get_config(self):
+    def get_config(self) -> dict[str, Any]:
         return {"l1": self.l1, "l2": self.l2}
 
     @classmethod
-    def from_config(cls, config):
+    def from_config(cls, config: Any) -> Any:
         return cls(**config)
 
     def __repr__(self):
@@ -87,7 +88,7 @@ class L1L2(Regularizer):
     0.8
     """
 
-    def __init__(self, l1=0.0, l2=0.0):
+    def __init__(self, l1: Any = 0.0, l2: Any = 0.0) -> None:
         self.l1 = _factor(l1, "l1", "L1L2")
         self.l2 = _factor(l2, "l2", "L1L2")
 
@@ -110,10 +111,10 @@ class L1(Regularizer):
     0.3
     """
 
-    def __init__(self, l1=0.01):
+    def __init__(self, l1: Any = 0.01) -> None:
         self.l1 = _factor(l1, "l1", "L1")
 
-    def get_config(self):
+    def get_config(self) -> dict[str, Any]:
         return {"l1": self.l1}
 
 
@@ -141,10 +142,10 @@ class L2(Regularizer):
     [0.2, -0.4]
     """
 
-    def __init__(self, l2=0.01):
+    def __init__(self, l2: Any = 0.01) -> None:
         self.l2 = _factor(l2, "l2", "L2")
 
-    def get_config(self):
+    def get_config(self) -> dict[str, Any]:
         return {"l2": self.l2}
 
 
@@ -152,7 +153,7 @@ l1 = L1
 l2 = L2
 
 
-def l1_l2(l1=0.01, l2=0.01):
+def l1_l2(l1: Any = 0.01, l2: Any = 0.01) -> Any:
     """An ``L1L2`` whose factors default to 0.01 each (Keras's ``l1_l2``).
 
     Args:
@@ -176,7 +177,7 @@ serialize = _REGISTRY.serialize
 deserialize = _REGISTRY.deserialize
 
 
-def get(identifier):
+def get(identifier: Any) -> Any:
     """A Regularizer from None, a name, a serialized dict or a Regularizer.
 
     Args:

@@ -52,6 +52,7 @@ import stat
 import tempfile
 import zipfile
 import zlib
+from typing import Any
 
 import numpy as np
 
@@ -271,7 +272,7 @@ def _base_manifest(model, kind):
             "input_shape": None if shape is None else list(shape)}
 
 
-def save_model(model, filepath, overwrite=True):
+def save_model(model: Any, filepath: str | os.PathLike[str], overwrite: bool = True) -> Any:
     """Write model (architecture, weights, compile settings, optimizer state, random state)
     to one file, atomically. See the module docstring for the layout."""
     fn = "save"
@@ -304,7 +305,7 @@ def save_model(model, filepath, overwrite=True):
     _atomic_write(path, lambda f: _write_archive(f, data, arrays), overwrite, fn)
 
 
-def save_weights(model, filepath, overwrite=True):
+def save_weights(model: Any, filepath: str | os.PathLike[str], overwrite: bool = True) -> None:
     """Write the model's weights alone (no architecture, optimizer or compile settings)."""
     fn = "save_weights"
     path = _path(filepath, fn)
@@ -327,7 +328,7 @@ def save_weights(model, filepath, overwrite=True):
 _KERAS_SUFFIXES = (".keras", ".h5", ".hdf5")
 
 
-def refuse_keras_name(path, fn):
+def refuse_keras_name(path: Any, fn: Any) -> Any:
     """ValueError for a file name of Keras's formats (.keras, .h5, .weights.h5): nanonet writes
     its own zip (.nnet), which under those names would look like a Keras file and is not."""
     lower = os.fspath(path).lower()
@@ -731,7 +732,8 @@ def _foreign_format(path):
         return kind  # the reader of that format reports the problem
 
 
-def load_model(filepath, compile=True, allow_nan=False):
+def load_model(filepath: str | os.PathLike[str], compile: bool = True,
+               allow_nan: bool = False) -> Any:
     """Loads a model saved by ``model.save``.
 
     Rebuilds the architecture, the weights, the compile settings and the optimizer's state,
@@ -791,7 +793,7 @@ def _restore_class_names(archive, model):
         raise archive.error(str(e), MANIFEST) from None
 
 
-def load_weights(model, filepath, allow_nan=False):
+def load_weights(model: Any, filepath: str | os.PathLike[str], allow_nan: bool = False) -> None:
     """Set the model's weights from a file written by ``save_weights`` or ``save``.
 
     Weights are matched by position; layer classes, weight names and shapes must agree (layer

@@ -28,6 +28,7 @@ from __future__ import annotations
 import abc
 import math
 import numbers
+from typing import Any
 
 __all__ = ["LearningRateSchedule", "ExponentialDecay", "PiecewiseConstantDecay", "CosineDecay",
            "InverseTimeDecay", "serialize", "deserialize", "get", "register"]
@@ -102,7 +103,7 @@ class LearningRateSchedule(abc.ABC):
     """
 
     @abc.abstractmethod
-    def __call__(self, step) -> float:
+    def __call__(self, step: Any) -> float:
         """The learning rate for optimizer step ``step`` (0, 1, 2, ...)."""
 
     @abc.abstractmethod
@@ -110,7 +111,7 @@ class LearningRateSchedule(abc.ABC):
         """The constructor arguments, JSON-able."""
 
     @classmethod
-    def from_config(cls, config: dict):
+    def from_config(cls, config: dict) -> Any:
         return cls(**config)
 
     def __repr__(self):
@@ -151,8 +152,8 @@ class ExponentialDecay(LearningRateSchedule):
     >>> opt = nn.optimizers.SGD(learning_rate=schedule)
     """
 
-    def __init__(self, initial_learning_rate, decay_steps, decay_rate, staircase=False,
-                 name="ExponentialDecay"):
+    def __init__(self, initial_learning_rate: Any, decay_steps: Any, decay_rate: Any,
+                 staircase: Any = False, name: str | None = "ExponentialDecay") -> None:
         cls = type(self).__name__
         self.initial_learning_rate = _real(initial_learning_rate, "initial_learning_rate", cls,
                                            lo=0.0)
@@ -164,13 +165,13 @@ class ExponentialDecay(LearningRateSchedule):
         self.staircase = staircase
         self.name = name
 
-    def __call__(self, step) -> float:
+    def __call__(self, step: Any) -> float:
         p = _step(step, type(self).__name__) / self.decay_steps
         if self.staircase:
             p = math.floor(p)
         return self.initial_learning_rate * self.decay_rate ** p
 
-    def get_config(self):
+    def get_config(self) -> dict[str, Any]:
         return {"initial_learning_rate": self.initial_learning_rate,
                 "decay_steps": self.decay_steps, "decay_rate": self.decay_rate,
                 "staircase": self.staircase, "name": self.name}
@@ -201,8 +202,8 @@ class InverseTimeDecay(LearningRateSchedule):
     [0.1, 0.05, 0.025]
     """
 
-    def __init__(self, initial_learning_rate, decay_steps, decay_rate, staircase=False,
-                 name="InverseTimeDecay"):
+    def __init__(self, initial_learning_rate: Any, decay_steps: Any, decay_rate: Any,
+                 staircase: Any = False, name: str | None = "InverseTimeDecay") -> None:
         cls = type(self).__name__
         self.initial_learning_rate = _real(initial_learning_rate, "initial_learning_rate", cls,
                                            lo=0.0)
@@ -214,13 +215,13 @@ class InverseTimeDecay(LearningRateSchedule):
         self.staircase = staircase
         self.name = name
 
-    def __call__(self, step) -> float:
+    def __call__(self, step: Any) -> float:
         p = _step(step, type(self).__name__) / self.decay_steps
         if self.staircase:
             p = math.floor(p)
         return self.initial_learning_rate / (1.0 + self.decay_rate * p)
 
-    def get_config(self):
+    def get_config(self) -> dict[str, Any]:
         return {"initial_learning_rate": self.initial_learning_rate,
                 "decay_steps": self.decay_steps, "decay_rate": self.decay_rate,
                 "staircase": self.staircase, "name": self.name}
@@ -251,7 +252,8 @@ class PiecewiseConstantDecay(LearningRateSchedule):
     [0.1, 0.1, 0.01, 0.001]
     """
 
-    def __init__(self, boundaries, values, name="PiecewiseConstant"):
+    def __init__(self, boundaries: Any, values: Any,
+                 name: str | None = "PiecewiseConstant") -> None:
         cls = type(self).__name__
         if isinstance(boundaries, (str, bytes)) or not hasattr(boundaries, "__len__"):
             raise ValueError(f"{cls}: boundaries must be a list of numbers; got {boundaries!r}")
@@ -274,14 +276,14 @@ class PiecewiseConstantDecay(LearningRateSchedule):
         self.values = [float(v) for v in values]
         self.name = name
 
-    def __call__(self, step) -> float:
+    def __call__(self, step: Any) -> float:
         step = _step(step, type(self).__name__)
         for b, v in zip(self.boundaries, self.values):
             if step <= b:
                 return v
         return self.values[-1]
 
-    def get_config(self):
+    def get_config(self) -> dict[str, Any]:
         return {"boundaries": list(self.boundaries), "values": list(self.values),
                 "name": self.name}
 
@@ -318,8 +320,9 @@ class CosineDecay(LearningRateSchedule):
     [0.0, 0.05, 0.1]
     """
 
-    def __init__(self, initial_learning_rate, decay_steps, alpha=0.0, name="CosineDecay",
-                 warmup_target=None, warmup_steps=0):
+    def __init__(self, initial_learning_rate: Any, decay_steps: Any, alpha: Any = 0.0,
+                 name: str | None = "CosineDecay", warmup_target: Any = None,
+                 warmup_steps: Any = 0) -> None:
         cls = type(self).__name__
         self.initial_learning_rate = _real(initial_learning_rate, "initial_learning_rate", cls,
                                            lo=0.0)
@@ -336,7 +339,7 @@ class CosineDecay(LearningRateSchedule):
         cosine = 0.5 * (1.0 + math.cos(math.pi * step / self.decay_steps))
         return decay_from * ((1.0 - self.alpha) * cosine + self.alpha)
 
-    def __call__(self, step) -> float:
+    def __call__(self, step: Any) -> float:
         step = _step(step, type(self).__name__)
         if self.warmup_target is None:
             return self._decay(min(step, self.decay_steps), self.initial_learning_rate)
@@ -346,7 +349,7 @@ class CosineDecay(LearningRateSchedule):
             return delta * (step / self.warmup_steps) + self.initial_learning_rate
         return self._decay(step - self.warmup_steps, self.warmup_target)
 
-    def get_config(self):
+    def get_config(self) -> dict[str, Any]:
         return {"initial_learning_rate": self.initial_learning_rate,
                 "decay_steps": self.decay_steps, "alpha": self.alpha, "name": self.name,
                 "warmup_target": self.warmup_target, "warmup_steps": self.warmup_steps}
@@ -368,7 +371,7 @@ def _snake(name: str) -> str:
     return "".join(out)
 
 
-def register(cls):
+def register(cls) -> Any:
     """Registers a LearningRateSchedule subclass for ``deserialize`` and model files.
 
     The class is known under its class name and its snake_case form; usable as a class
@@ -415,7 +418,7 @@ def _lookup(name: str, fn: str) -> type:
     return cls
 
 
-def serialize(schedule) -> dict:
+def serialize(schedule: Any) -> dict:
     """The ``{"class_name": ..., "config": {...}}`` dict of a schedule (JSON-able values).
 
     Args:
@@ -473,7 +476,7 @@ def deserialize(config: dict) -> LearningRateSchedule:
         raise ValueError(f"deserialize: bad config for {cls.__name__}: {e}") from None
 
 
-def get(identifier, **kwargs) -> LearningRateSchedule:
+def get(identifier: Any, **kwargs: Any) -> LearningRateSchedule:
     """A schedule from a schedule, a ``serialize`` dict, or a registered name and keywords.
 
     Args:

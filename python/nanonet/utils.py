@@ -3,11 +3,13 @@ nanonet.plotting (matplotlib, imported on first use), ``plot_history`` and ``plo
 
 Pure NumPy; nothing here touches the compiled core.
 """
+from __future__ import annotations
 
 import math
 import numbers
 import sys
 import time
+from typing import Any
 
 import numpy as np
 
@@ -21,7 +23,7 @@ def __getattr__(name):
     raise AttributeError(f"module 'nanonet.utils' has no attribute {name!r}")
 
 
-def to_categorical(y, num_classes=None, dtype="float32"):
+def to_categorical(y: Any, num_classes: int | None = None, dtype: Any = "float32") -> np.ndarray:
     """One-hot encode integer class labels, as ``keras.utils.to_categorical``.
 
     Args:
@@ -109,7 +111,7 @@ def _is_terminal(stream):
         return False
 
 
-def format_duration(seconds):
+def format_duration(seconds: Any) -> Any:
     """``4.2s``, ``3:07`` (minutes), ``1:02:03`` (hours)."""
     if seconds < 60:
         return f"{seconds:.1f}s"
@@ -127,7 +129,7 @@ def _format_per_step(seconds, unit):
     return f"{seconds * 1e6:.0f}us/{unit}"
 
 
-def format_logs(logs):
+def format_logs(logs: dict[str, Any] | None) -> Any:
     """``loss: 0.1235 - accuracy: 0.9650`` (4 decimals; tiny values in e-notation)."""
     parts = []
     for k, v in (logs.items() if isinstance(logs, dict) else logs):
@@ -167,8 +169,9 @@ class Progbar:
     ...     bar.update(i + 1, {"loss": 0.5})  # doctest: +SKIP
     """
 
-    def __init__(self, target, width=30, verbose=1, interval=0.1, stateful_metrics=None,
-                 unit_name="step", stream=None, log_interval=5.0, prefix=""):
+    def __init__(self, target: Any, width: Any = 30, verbose: int | str = 1, interval: Any = 0.1,
+                 stateful_metrics: Any = None, unit_name: Any = "step", stream: Any = None,
+                 log_interval: Any = 5.0, prefix: Any = "") -> None:
         if target is not None and (isinstance(target, bool) or
                                    not isinstance(target, numbers.Integral) or target < 0):
             raise ValueError(f"Progbar: target must be an int >= 0 or None; got {target!r}")
@@ -191,10 +194,10 @@ class Progbar:
         self._done = False
 
     @property
-    def stream(self):
+    def stream(self) -> Any:
         return self._stream if self._stream is not None else sys.stdout
 
-    def update(self, current, values=None, finalize=None):
+    def update(self, current: Any, values: Any = None, finalize: Any = None) -> Any:
         """Show ``current`` steps done; ``values`` is a dict or (name, value) pairs shown after
         the times. ``finalize`` (by default: current reached target) writes the last line."""
         self._current = current
@@ -211,7 +214,7 @@ class Progbar:
             return
         self._show(current, values or {}, finalize)
 
-    def add(self, n, values=None):
+    def add(self, n: int, values: Any = None) -> None:
         """Advance by n steps (Keras's ``Progbar.add``)."""
         self.update(self._current + n, values)
 
@@ -278,7 +281,8 @@ class PyDataset:
     ...         return xb, xb ** 2
     """
 
-    def __init__(self, workers=1, use_multiprocessing=False, max_queue_size=10):
+    def __init__(self, workers: Any = 1, use_multiprocessing: Any = False,
+                 max_queue_size: Any = 10) -> None:
         for name, v in (("workers", workers), ("max_queue_size", max_queue_size)):
             if isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < 1:
                 raise ValueError(f"PyDataset: {name} must be a positive int; got {v!r}")
@@ -287,19 +291,19 @@ class PyDataset:
         self._max_queue_size = int(max_queue_size)
 
     @property
-    def workers(self):
+    def workers(self) -> Any:
         return getattr(self, "_workers", 1)
 
     @property
-    def use_multiprocessing(self):
+    def use_multiprocessing(self) -> Any:
         return getattr(self, "_use_multiprocessing", False)
 
     @property
-    def max_queue_size(self):
+    def max_queue_size(self) -> Any:
         return getattr(self, "_max_queue_size", 10)
 
     @property
-    def num_batches(self):
+    def num_batches(self) -> Any:
         """The number of batches per epoch (``len(self)``)."""
         return len(self)
 
@@ -310,10 +314,10 @@ class PyDataset:
     def __getitem__(self, index):
         raise NotImplementedError(f"{type(self).__name__} must define __getitem__(index)")
 
-    def on_epoch_begin(self):
+    def on_epoch_begin(self) -> None:
         """Called before every epoch."""
 
-    def on_epoch_end(self):
+    def on_epoch_end(self) -> None:
         """Called after every epoch (shuffle your data here, for example)."""
 
 

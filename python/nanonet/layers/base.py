@@ -53,6 +53,7 @@ import contextlib
 import numbers
 import re
 import threading
+from typing import Any
 
 import numpy as np
 
@@ -73,7 +74,7 @@ _LOCAL = threading.local()
 
 
 @contextlib.contextmanager
-def skip_initializers():
+def skip_initializers() -> Any:
     """Inside the block, ``add_weight`` on this thread makes zeros instead of calling the
     initializer: loading a model builds its layers without drawing from any random stream (the
     weights come from the file)."""
@@ -98,7 +99,7 @@ def unique_name(prefix: str) -> str:
     return prefix if n == 0 else f"{prefix}_{n}"
 
 
-def get_registered(class_name: str):
+def get_registered(class_name: str) -> Any:
     """The Layer subclass registered under class_name, or None."""
     return _LAYER_CLASSES.get(class_name)
 
@@ -164,8 +165,8 @@ class Layer:
         super().__init_subclass__(**kwargs)
         _LAYER_CLASSES[cls.__name__] = cls
 
-    def __init__(self, name=None, trainable=True, dtype=None, input_shape=None,
-                 input_dim=None):
+    def __init__(self, name: str | None = None, trainable: bool = True, dtype: Any = None,
+                 input_shape: Any = None, input_dim: int | None = None) -> None:
         cls = type(self).__name__
         if name is not None and (not isinstance(name, str) or not name):
             raise ValueError(f"{cls}: name must be a non-empty string; got {name!r}")
@@ -195,8 +196,8 @@ class Layer:
                                  _check_shape(input_shape, f"{cls}: input_shape"))
 
     # -- weights -----------------------------------------------------------------------------
-    def add_weight(self, shape=None, initializer=None, dtype=None, trainable=True,
-                   regularizer=None, name=None):
+    def add_weight(self, shape: Any = None, initializer: Any = None, dtype: Any = None,
+                   trainable: bool = True, regularizer: Any = None, name: str | None = None) -> Any:
         """Create, register and return a weight array (Keras 3 argument names and order).
 
         initializer: name, Initializer or callable(shape, dtype) (default "glorot_uniform");
@@ -231,30 +232,30 @@ class Layer:
         return t + [i for i, f in enumerate(self._weight_trainable) if not f]
 
     @property
-    def weights(self):
+    def weights(self) -> Any:
         return [self._weights[i] for i in self._order()]
 
     @property
-    def trainable_weights(self):
+    def trainable_weights(self) -> Any:
         if not self.trainable:
             return []
         return [w for w, f in zip(self._weights, self._weight_trainable) if f]
 
     @property
-    def non_trainable_weights(self):
+    def non_trainable_weights(self) -> Any:
         if not self.trainable:
             return self.weights
         return [w for w, f in zip(self._weights, self._weight_trainable) if not f]
 
     @property
-    def weight_names(self):
+    def weight_names(self) -> Any:
         return [self._weight_names[i] for i in self._order()]
 
-    def get_weights(self):
+    def get_weights(self) -> list[np.ndarray]:
         """Copies of ``weights`` as NumPy arrays."""
         return [w.copy() for w in self.weights]
 
-    def set_weights(self, weights):
+    def set_weights(self, weights: Any) -> None:
         """Copy values into the existing weight arrays (same count and shapes, checked first)."""
         weights = list(weights)
         own = self.weights
@@ -283,21 +284,21 @@ class Layer:
 
     # -- regularization ----------------------------------------------------------------------
     @property
-    def losses(self):
+    def losses(self) -> Any:
         """Regularization penalties of this layer's trainable weights (floats)."""
         if not self.trainable:
             return []
         return [r(w) for w, f, r in zip(self._weights, self._weight_trainable,
                                         self._weight_regularizers) if f and r is not None]
 
-    def regularized_weights(self):
+    def regularized_weights(self) -> Any:
         """(weight, regularizer) for each trainable weight that has a regularizer."""
         if not self.trainable:
             return []
         return [(w, r) for w, f, r in zip(self._weights, self._weight_trainable,
                                           self._weight_regularizers) if f and r is not None]
 
-    def add_regularization_gradients(self):
+    def add_regularization_gradients(self) -> Any:
         """Add each regularizer's gradient to ``self.grads`` in place (after backward)."""
         if not self.trainable or self.grads is None:
             return
@@ -321,7 +322,7 @@ class Layer:
         return [g for g, f in zip(grads_by_weight, self._weight_trainable) if f]
 
     # -- build / call ------------------------------------------------------------------------
-    def build(self, input_shape):
+    def build(self, input_shape: Any) -> None:
         """Create the weights for inputs of ``input_shape`` (batch axis included)."""
         self._build_input_shape = input_shape
         self.built = True
@@ -346,22 +347,22 @@ class Layer:
             self._build_input_shape = input_shape
             self.built = True
 
-    def compute_output_shape(self, input_shape):
+    def compute_output_shape(self, input_shape: Any) -> Any:
         return input_shape if isinstance(input_shape, list) else tuple(input_shape)
 
-    def compute_mask(self, x, mask=None):
+    def compute_mask(self, x: Any, mask: Any = None) -> Any:
         return mask if self.supports_masking else None
 
     @property
-    def fused_activation(self):
+    def fused_activation(self) -> Any:
         return None
 
     @property
-    def output_dtype(self):
+    def output_dtype(self) -> Any:
         """The dtype of this layer's outputs (its float dtype)."""
         return self.dtype
 
-    def forward(self, inputs, training=False, mask=None):
+    def forward(self, inputs: Any, training: bool = False, mask: Any = None) -> Any:
         """(outputs, ctx); see the module docstring. This default serves layers written against
         the single-call API (``call`` / ``backward`` with state on the layer)."""
         if type(self).call is Layer.call:  # neither pair overridden: the identity
@@ -369,7 +370,7 @@ class Layer:
         y = self.call(inputs, training=training, mask=mask)
         return y, (_LEGACY_CTX if training else None)
 
-    def backprop(self, ctx, dy, need_dx=True):
+    def backprop(self, ctx: Any, dy: Any, need_dx: Any = True) -> Any:
         """(dinputs, grads); see the module docstring. This default serves layers written
         against the single-call API."""
         if ctx is None:
@@ -378,7 +379,7 @@ class Layer:
         dx = self.backward(dy)
         return dx, list(self.grads or [])
 
-    def forward_logits(self, inputs, training=False, mask=None):
+    def forward_logits(self, inputs: Any, training: bool = False, mask: Any = None) -> Any:
         """(logits, ctx) for a layer whose ``fused_activation`` is not None."""
         if type(self).call_logits is not Layer.call_logits:  # single-call layers
             return self.call_logits(inputs, training=training), \
@@ -387,7 +388,7 @@ class Layer:
                         f"{self.fused_activation!r} but defines neither forward_logits nor "
                         "call_logits")
 
-    def call(self, x, training=False, mask=None, **kwargs):
+    def call(self, x: Any, training: bool = False, mask: Any = None, **kwargs: Any) -> Any:
         """Run ``forward``; when training, keep its ctx for ``backward``. kwargs: the options
         named in ``call_kwargs``."""
         y, ctx = self.forward(x, training=training, mask=mask, **kwargs)
@@ -395,14 +396,14 @@ class Layer:
             self._ctx = ctx
         return y
 
-    def call_logits(self, x, training=True):
+    def call_logits(self, x: Any, training: bool = True) -> Any:
         """``forward_logits``, keeping its ctx for ``backward`` when training."""
         y, ctx = self.forward_logits(x, training=training)
         if training:
             self._ctx = ctx
         return y
 
-    def backward(self, dy):
+    def backward(self, dy: Any) -> Any:
         """d loss / d x of the last ``call(x, training=True)``; stores the weight gradients in
         ``self.grads``."""
         ctx = self._ctx
@@ -414,7 +415,7 @@ class Layer:
         self.grads = grads
         return dx
 
-    def __call__(self, *args, **kwargs):
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
         """Build on first use from the inputs' shapes, then run (inference unless
         training=True). On symbolic tensors (nanonet.Input), record a node instead."""
         if args:
@@ -488,13 +489,13 @@ class Layer:
         return self.output_dtype
 
     # -- random state (saving protocol) -------------------------------------------------------
-    def get_rng_state(self):
+    def get_rng_state(self) -> Any:
         """{attribute: bit-generator state} of every numpy Generator this layer owns (its own
         ``seed=`` stream); {} when it draws from nanonet's Generator."""
         return {k: v.bit_generator.state for k, v in sorted(vars(self).items())
                 if isinstance(v, np.random.Generator)}
 
-    def set_rng_state(self, state):
+    def set_rng_state(self, state: Any) -> Any:
         """Restore ``get_rng_state()``'s dict (ValueError when it does not match the layer)."""
         if not isinstance(state, dict):
             raise ValueError(f"Layer {self.name!r}: random state must be a dict; got "
@@ -520,14 +521,14 @@ class Layer:
         return x.astype(self.dtype)
 
     # -- config ------------------------------------------------------------------------------
-    def get_config(self):
+    def get_config(self) -> dict[str, Any]:
         config = {"name": self.name, "trainable": self.trainable, "dtype": self.dtype}
         if self._input_shape_arg is not None:
             config["input_shape"] = self._input_shape_arg
         return config
 
     @classmethod
-    def from_config(cls, config):
+    def from_config(cls, config: Any) -> Any:
         return cls(**config)
 
     def __repr__(self):

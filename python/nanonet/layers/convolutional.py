@@ -12,6 +12,7 @@ convolutions neither consume nor pass on a mask. Kernels: ``nanonet.ops.conv2d_f
 from __future__ import annotations
 
 import numbers
+from typing import Any
 
 import numpy as np
 
@@ -25,7 +26,7 @@ __all__ = ["Conv1D", "Conv2D", "DepthwiseConv2D", "SeparableConv2D", "Convolutio
            "Convolution2D"]
 
 
-def normalize_tuple(value, n, name, cls, allow_zero=False):
+def normalize_tuple(value: Any, n: int, name: str | None, cls, allow_zero: Any = False) -> Any:
     """An int or a sequence of n ints -> a tuple of n ints (> 0, or >= 0 with allow_zero)."""
     if isinstance(value, numbers.Integral) and not isinstance(value, bool):
         value = (value,) * n
@@ -43,21 +44,21 @@ def normalize_tuple(value, n, name, cls, allow_zero=False):
     return tuple(int(v) for v in value)
 
 
-def check_data_format(data_format, cls):
+def check_data_format(data_format: Any, cls) -> Any:
     if data_format not in (None, "channels_last"):
         raise ValueError(f"{cls}: data_format must be 'channels_last' (the only layout "
                          f"supported); got {data_format!r}")
     return "channels_last"
 
 
-def check_padding(padding, allowed, cls):
+def check_padding(padding: str, allowed: Any, cls) -> Any:
     p = padding.lower() if isinstance(padding, str) else padding
     if p not in allowed:
         raise ValueError(f"{cls}: padding must be one of {allowed}; got {padding!r}")
     return p
 
 
-def out_size(size, window, stride, dilation, padding):
+def out_size(size: Any, window: Any, stride: Any, dilation: Any, padding: str) -> Any:
     """Output length along one axis (None when the input length is unknown)."""
     if size is None:
         return None
@@ -415,10 +416,12 @@ class DepthwiseConv2D(_Conv):
     """
     rank = 2
 
-    def __init__(self, kernel_size, strides=1, padding="valid", depth_multiplier=1,
-                 data_format=None, dilation_rate=1, activation=None, use_bias=True,
-                 depthwise_initializer="glorot_uniform", bias_initializer="zeros",
-                 depthwise_regularizer=None, bias_regularizer=None, **kwargs):
+    def __init__(self, kernel_size: Any, strides: Any = 1, padding: str = "valid",
+                 depth_multiplier: Any = 1, data_format: Any = None, dilation_rate: Any = 1,
+                 activation: Any = None, use_bias: bool = True,
+                 depthwise_initializer: Any = "glorot_uniform", bias_initializer: Any = "zeros",
+                 depthwise_regularizer: Any = None, bias_regularizer: Any = None,
+                 **kwargs: Any) -> None:
         if isinstance(depth_multiplier, bool) or not isinstance(depth_multiplier,
                                                                 numbers.Integral) \
                 or depth_multiplier < 1:
@@ -433,7 +436,7 @@ class DepthwiseConv2D(_Conv):
                          bias_regularizer=bias_regularizer, **kwargs)
         self.depth_multiplier = int(depth_multiplier)
 
-    def build(self, input_shape):
+    def build(self, input_shape: Any) -> None:
         C = self._channels(input_shape)
         self.groups = C
         self.filters = C * self.depth_multiplier
@@ -446,7 +449,7 @@ class DepthwiseConv2D(_Conv):
                                         regularizer=self.bias_regularizer, name="bias")
         self.built = True
 
-    def compute_output_shape(self, input_shape):
+    def compute_output_shape(self, input_shape: Any) -> Any:
         C = self._channels(input_shape)
         self.filters = C * self.depth_multiplier
         return super().compute_output_shape(input_shape)
@@ -459,13 +462,13 @@ class DepthwiseConv2D(_Conv):
     def _in_channels(self):
         return self.kernel.shape[2]
 
-    def backprop(self, ctx, dy, need_dx=True):
+    def backprop(self, ctx: Any, dy: Any, need_dx: Any = True) -> Any:
         dx, grads = super().backprop(ctx, dy, need_dx)
         if grads:
             grads[0] = grads[0].reshape(self.kernel.shape)
         return dx, grads
 
-    def get_config(self):
+    def get_config(self) -> dict[str, Any]:
         config = super().get_config()
         for k in ("filters", "groups"):
             config.pop(k)
@@ -507,11 +510,13 @@ class SeparableConv2D(Layer):
     [(3, 3, 3, 1), (1, 1, 3, 16), (16,)]
     """
 
-    def __init__(self, filters, kernel_size, strides=1, padding="valid", data_format=None,
-                 dilation_rate=1, depth_multiplier=1, activation=None, use_bias=True,
-                 depthwise_initializer="glorot_uniform", pointwise_initializer="glorot_uniform",
-                 bias_initializer="zeros", depthwise_regularizer=None,
-                 pointwise_regularizer=None, bias_regularizer=None, **kwargs):
+    def __init__(self, filters: int, kernel_size: Any, strides: Any = 1, padding: str = "valid",
+                 data_format: Any = None, dilation_rate: Any = 1, depth_multiplier: Any = 1,
+                 activation: Any = None, use_bias: bool = True,
+                 depthwise_initializer: Any = "glorot_uniform",
+                 pointwise_initializer: Any = "glorot_uniform", bias_initializer: Any = "zeros",
+                 depthwise_regularizer: Any = None, pointwise_regularizer: Any = None,
+                 bias_regularizer: Any = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self._depthwise = DepthwiseConv2D(kernel_size, strides=strides, padding=padding,
                                           depth_multiplier=depth_multiplier,
@@ -529,7 +534,7 @@ class SeparableConv2D(Layer):
         self.filters = self._pointwise.filters
         self.activation = self._pointwise.activation
 
-    def build(self, input_shape):
+    def build(self, input_shape: Any) -> None:
         self._depthwise.build(input_shape)
         mid = self._depthwise.compute_output_shape(input_shape)
         self._pointwise.build(mid)
@@ -542,37 +547,37 @@ class SeparableConv2D(Layer):
                 self._weight_regularizers.append(r)
         self.built = True
 
-    def compute_output_shape(self, input_shape):
+    def compute_output_shape(self, input_shape: Any) -> Any:
         return self._pointwise.compute_output_shape(
             self._depthwise.compute_output_shape(input_shape))
 
-    def compute_mask(self, x, mask=None):
+    def compute_mask(self, x: Any, mask: Any = None) -> Any:
         return None
 
-    def forward(self, x, training=False, mask=None):
+    def forward(self, x: Any, training: bool = False, mask: Any = None) -> Any:
         h, c1 = self._depthwise.forward(x, training)
         y, c2 = self._pointwise.forward(h, training)
         return y, ((c1, c2) if training else None)
 
-    def backprop(self, ctx, dy, need_dx=True):
+    def backprop(self, ctx: Any, dy: Any, need_dx: Any = True) -> Any:
         c1, c2 = ctx
         dh, g2 = self._pointwise.backprop(c2, dy, True)
         dx, g1 = self._depthwise.backprop(c1, dh, need_dx)
         return dx, self._trainable_grads(g1 + g2)
 
     # DP-SGD (nanonet.privacy): the two convolutions' norms add up.
-    def dp_backprop(self, ctx, dy, need_dx=True):
+    def dp_backprop(self, ctx: Any, dy: Any, need_dx: Any = True) -> Any:
         c1, c2 = ctx
         dh, sq2, s2 = self._pointwise.dp_backprop(c2, dy, True)
         dx, sq1, s1 = self._depthwise.dp_backprop(c1, dh, need_dx)
         return dx, sq1 + sq2, (s1, s2)
 
-    def dp_grads(self, state, scale):
+    def dp_grads(self, state: Any, scale: bool) -> Any:
         s1, s2 = state
         return self._trainable_grads(self._depthwise.dp_grads(s1, scale) +
                                      self._pointwise.dp_grads(s2, scale))
 
-    def get_config(self):
+    def get_config(self) -> dict[str, Any]:
         dw, pw = self._depthwise.get_config(), self._pointwise.get_config()
         return {**super().get_config(), "filters": self.filters,
                 "kernel_size": dw["kernel_size"], "strides": dw["strides"],

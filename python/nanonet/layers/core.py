@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import numbers
+from typing import Any
 
 import numpy as np
 
@@ -79,9 +80,10 @@ class Dense(Layer):
     """
     supports_masking = True
 
-    def __init__(self, units, activation=None, use_bias=True, kernel_initializer="glorot_uniform",
-                 bias_initializer="zeros", kernel_regularizer=None, bias_regularizer=None,
-                 **kwargs):
+    def __init__(self, units: int, activation: Any = None, use_bias: bool = True,
+                 kernel_initializer: Any = "glorot_uniform", bias_initializer: Any = "zeros",
+                 kernel_regularizer: Any = None, bias_regularizer: Any = None,
+                 **kwargs: Any) -> None:
         super().__init__(**kwargs)
         if isinstance(units, bool) or not isinstance(units, numbers.Integral) or units < 1:
             raise ValueError(f"Dense: units must be a positive int; got {units!r}")
@@ -97,7 +99,7 @@ class Dense(Layer):
         self.kernel = None
         self.bias = None
 
-    def build(self, input_shape):
+    def build(self, input_shape: Any) -> None:
         input_shape = tuple(input_shape)
         if len(input_shape) < 2 or input_shape[-1] is None:
             raise ValueError(f"Dense {self.name!r}: input shape must be (batch, ..., features) "
@@ -111,11 +113,11 @@ class Dense(Layer):
                                         regularizer=self.bias_regularizer, name="bias")
         self.built = True
 
-    def compute_output_shape(self, input_shape):
+    def compute_output_shape(self, input_shape: Any) -> Any:
         return tuple(input_shape)[:-1] + (self.units,)
 
     @property
-    def fused_activation(self):
+    def fused_activation(self) -> Any:
         return self.activation
 
     def _forward(self, x, training, activation):
@@ -134,14 +136,14 @@ class Dense(Layer):
         ctx = (x2, y2, activation, x.shape, z2) if training else None
         return (y2 if x.ndim == 2 else y2.reshape(x.shape[:-1] + (self.units,))), ctx
 
-    def forward(self, x, training=False, mask=None):
+    def forward(self, x: Any, training: bool = False, mask: Any = None) -> Any:
         return self._forward(x, training, self.activation)
 
-    def forward_logits(self, x, training=False, mask=None):
+    def forward_logits(self, x: Any, training: bool = False, mask: Any = None) -> Any:
         """The forward pass without the activation (x @ kernel + bias); see Layer."""
         return self._forward(x, training, "linear")
 
-    def backprop(self, ctx, dy, need_dx=True):
+    def backprop(self, ctx: Any, dy: Any, need_dx: Any = True) -> Any:
         x2, y2, activation, x_shape, z2 = ctx
         dy2 = np.ascontiguousarray(_rows(np.asarray(dy)), dtype=self.dtype)
         if dy2.shape != y2.shape:
@@ -153,7 +155,7 @@ class Dense(Layer):
         return (None if dx is None else dx.reshape(x_shape)), grads
 
     # DP-SGD (nanonet.privacy): ghost norms ||x_b||^2 ||dz_b||^2, the Gram trick for (B, T, I)
-    def dp_backprop(self, ctx, dy, need_dx=True):
+    def dp_backprop(self, ctx: Any, dy: Any, need_dx: Any = True) -> Any:
         x2, y2, activation, x_shape, z2 = ctx
         dy2 = np.ascontiguousarray(_rows(np.asarray(dy)), dtype=self.dtype)
         if dy2.shape != y2.shape:
@@ -169,13 +171,13 @@ class Dense(Layer):
             sq += np.square(dz3.sum(axis=1, dtype=np.float64)).sum(axis=1)
         return dx, sq, (x2, dz, B)
 
-    def dp_grads(self, state, scale):
+    def dp_grads(self, state: Any, scale: bool) -> Any:
         x2, dz, B = state
         dzs = dz * np.repeat(scale, dz.shape[0] // B)[:, None]
         dkernel = ops.matmul(x2, dzs, transpose_a=True)
         return self._trainable_grads([dkernel, dzs.sum(axis=0)] if self.use_bias else [dkernel])
 
-    def get_config(self):
+    def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "units": self.units, "activation": self.activation,
                 "use_bias": self.use_bias,
                 "kernel_initializer": _initializers.serialize(self.kernel_initializer),
@@ -211,19 +213,19 @@ class Activation(Layer):
     """
     supports_masking = True
 
-    def __init__(self, activation, **kwargs):
+    def __init__(self, activation: Any, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.activation = _activation_name(activation, "Activation")
 
     @property
-    def fused_activation(self):
+    def fused_activation(self) -> Any:
         return self.activation
 
     def _input(self, x):
         x = np.asarray(x)
         return x if x.dtype.kind == "f" else self._float_input(x)
 
-    def forward(self, x, training=False, mask=None):
+    def forward(self, x: Any, training: bool = False, mask: Any = None) -> Any:
         x = self._input(x)
         x2 = _rows(x)
         y2 = ops.activation_forward(x2, self.activation)
@@ -231,19 +233,19 @@ class Activation(Layer):
         keep = x2 if self.activation in ops.INPUT_ACTIVATIONS else None
         return y2.reshape(x.shape), ((y2, self.activation, x.shape, keep) if training else None)
 
-    def forward_logits(self, x, training=False, mask=None):
+    def forward_logits(self, x: Any, training: bool = False, mask: Any = None) -> Any:
         """The input unchanged (the activation is left to the fused loss); see Layer."""
         x = self._input(x)
         return x, ((None, "linear", x.shape, None) if training else None)
 
-    def backprop(self, ctx, dy, need_dx=True):
+    def backprop(self, ctx: Any, dy: Any, need_dx: Any = True) -> Any:
         y2, activation, x_shape, x2 = ctx
         if activation == "linear":
             return np.asarray(dy).reshape(x_shape), []
         dy2 = np.ascontiguousarray(_rows(np.asarray(dy)), dtype=y2.dtype)
         return ops.activation_backward(dy2, y2, activation, x=x2).reshape(x_shape), []
 
-    def get_config(self):
+    def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "activation": self.activation}
 
     def __repr__(self):
@@ -282,7 +284,8 @@ class Dropout(Layer):
     """
     supports_masking = True
 
-    def __init__(self, rate, noise_shape=None, seed=None, **kwargs):
+    def __init__(self, rate: float, noise_shape: Any = None, seed: int | None = None,
+                 **kwargs: Any) -> None:
         super().__init__(**kwargs)
         if isinstance(rate, bool) or not isinstance(rate, numbers.Real) or not math.isfinite(rate) \
                 or not 0.0 <= rate <= 1.0:
@@ -306,7 +309,7 @@ class Dropout(Layer):
                                  f"broadcast to the input shape {x_shape}")
         return shape
 
-    def forward(self, x, training=False, mask=None):
+    def forward(self, x: Any, training: bool = False, mask: Any = None) -> Any:
         x = np.asarray(x)
         if not training or self.rate == 0.0:
             return x, ((None,) if training else None)
@@ -317,11 +320,11 @@ class Dropout(Layer):
         m = keep.astype(dtype) * dtype.type(scale)
         return x * m, (m,)
 
-    def backprop(self, ctx, dy, need_dx=True):
+    def backprop(self, ctx: Any, dy: Any, need_dx: Any = True) -> Any:
         (m,) = ctx
         return (dy if m is None else dy * m), []
 
-    def get_config(self):
+    def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "rate": self.rate,
                 "noise_shape": self.noise_shape, "seed": self.seed}
 
@@ -344,23 +347,23 @@ class Flatten(Layer):
     (2, 12)
     """
 
-    def __init__(self, **kwargs):
+    def __init__(self, **kwargs: Any) -> None:
         kwargs.pop("data_format", None)  # Keras's argument; channel order is irrelevant here
         super().__init__(**kwargs)
 
-    def compute_output_shape(self, input_shape):
+    def compute_output_shape(self, input_shape: Any) -> Any:
         input_shape = tuple(input_shape)
         rest = input_shape[1:]
         flat = None if None in rest else int(math.prod(rest))
         return (input_shape[0], flat)
 
-    def forward(self, x, training=False, mask=None):
+    def forward(self, x: Any, training: bool = False, mask: Any = None) -> Any:
         x = np.asarray(x)
         if x.ndim < 1:
             raise ValueError(f"Flatten {self.name!r}: input must have a batch axis; got a scalar")
         return (x.reshape(x.shape[0], -1) if x.ndim != 2 else x), (x.shape if training else None)
 
-    def backprop(self, ctx, dy, need_dx=True):
+    def backprop(self, ctx: Any, dy: Any, need_dx: Any = True) -> Any:
         return np.asarray(dy).reshape(ctx), []
 
 
@@ -390,8 +393,8 @@ class InputLayer(Layer):
     (None, 3)
     """
 
-    def __init__(self, shape=None, batch_size=None, dtype=None, batch_shape=None, name=None,
-                 **kwargs):
+    def __init__(self, shape: Any = None, batch_size: int | None = None, dtype: Any = None,
+                 batch_shape: Any = None, name: str | None = None, **kwargs: Any) -> None:
         input_shape = kwargs.pop("input_shape", None)
         super().__init__(name=name or unique_name("input_layer"), **kwargs)
         if shape is None and input_shape is not None:
@@ -432,23 +435,23 @@ class InputLayer(Layer):
         self._inbound_nodes.append(Node(self, [], True, {}, [self.output], True))
 
     @property
-    def shape(self):
+    def shape(self) -> Any:
         return self.batch_shape
 
-    def compute_output_shape(self, input_shape):
+    def compute_output_shape(self, input_shape: Any) -> Any:
         return self.batch_shape
 
-    def forward(self, x, training=False, mask=None):
+    def forward(self, x: Any, training: bool = False, mask: Any = None) -> Any:
         return x, None
 
-    def backprop(self, ctx, dy, need_dx=True):
+    def backprop(self, ctx: Any, dy: Any, need_dx: Any = True) -> Any:
         return dy, []
 
-    def backward(self, dy):
+    def backward(self, dy: Any) -> Any:
         self.grads = []
         return dy
 
-    def get_config(self):
+    def get_config(self) -> dict[str, Any]:
         return {"name": self.name, "batch_shape": self.batch_shape,
                 "dtype": self.dtype if self.dtype_explicit else None}
 
@@ -457,7 +460,8 @@ class InputLayer(Layer):
                 f"dtype={self.dtype}>")
 
 
-def Input(shape=None, batch_size=None, dtype=None, batch_shape=None, name=None):
+def Input(shape: Any = None, batch_size: int | None = None, dtype: Any = None,
+          batch_shape: Any = None, name: str | None = None) -> Any:
     """A symbolic input tensor to build a model on (Keras's ``Input``).
 
     Calling layers on it records a graph, which ``nanonet.Model(inputs, outputs)`` turns into a

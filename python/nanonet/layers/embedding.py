@@ -17,6 +17,7 @@ first step (a node option in a graph).
 from __future__ import annotations
 
 import numbers
+from typing import Any
 
 import numpy as np
 
@@ -65,8 +66,9 @@ class Embedding(Layer):
     [[True, True, False]]
     """
 
-    def __init__(self, input_dim, output_dim, embeddings_initializer="uniform",
-                 embeddings_regularizer=None, mask_zero=False, input_length=None, **kwargs):
+    def __init__(self, input_dim: int | None, output_dim: int,
+                 embeddings_initializer: Any = "uniform", embeddings_regularizer: Any = None,
+                 mask_zero: bool = False, input_length: Any = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.input_dim = _positive_int(input_dim, "input_dim", "Embedding")
         self.output_dim = _positive_int(output_dim, "output_dim", "Embedding")
@@ -77,26 +79,26 @@ class Embedding(Layer):
         self.embeddings_regularizer = _regularizers.get(embeddings_regularizer)
         self.embeddings = None
 
-    def build(self, input_shape):
+    def build(self, input_shape: Any) -> None:
         self.embeddings = self.add_weight(shape=(self.input_dim, self.output_dim),
                                           initializer=self.embeddings_initializer,
                                           regularizer=self.embeddings_regularizer,
                                           name="embeddings")
         self.built = True
 
-    def compute_output_shape(self, input_shape):
+    def compute_output_shape(self, input_shape: Any) -> Any:
         return tuple(input_shape) + (self.output_dim,)
 
-    def compute_mask(self, x, mask=None):
+    def compute_mask(self, x: Any, mask: Any = None) -> Any:
         if not self.mask_zero:
             return None
         return np.asarray(x) != 0
 
-    def forward(self, x, training=False, mask=None):
+    def forward(self, x: Any, training: bool = False, mask: Any = None) -> Any:
         y = ops.embedding_forward(x, self.embeddings)
         return y, (np.asarray(x) if training else None)
 
-    def backprop(self, ids, dy, need_dx=True):
+    def backprop(self, ids: Any, dy: Any, need_dx: Any = True) -> Any:
         dy = np.ascontiguousarray(dy, dtype=self.dtype)
         if dy.shape != ids.shape + (self.output_dim,):
             raise ValueError(f"Embedding {self.name!r}: dy must have the output's shape "
@@ -105,7 +107,7 @@ class Embedding(Layer):
         return None, grads  # ids are not differentiable
 
     # DP-SGD (nanonet.privacy): per-example sums over equal tokens
-    def dp_backprop(self, ids, dy, need_dx=True):
+    def dp_backprop(self, ids: Any, dy: Any, need_dx: Any = True) -> Any:
         dy = np.ascontiguousarray(dy, dtype=self.dtype)
         if dy.shape != ids.shape + (self.output_dim,):
             raise ValueError(f"Embedding {self.name!r}: dy must have the output's shape "
@@ -115,12 +117,12 @@ class Embedding(Layer):
         sq = ops.embedding_per_example_sq_norms(ids2, dy.reshape(B, ids2.shape[1], -1))
         return None, sq.astype(np.float64), (ids, dy)
 
-    def dp_grads(self, state, scale):
+    def dp_grads(self, state: Any, scale: bool) -> Any:
         ids, dy = state
         dys = dy * scale.reshape((-1,) + (1,) * (dy.ndim - 1))
         return self._trainable_grads([ops.embedding_backward(dys, ids, self.input_dim)])
 
-    def get_config(self):
+    def get_config(self) -> dict[str, Any]:
         reg = self.embeddings_regularizer
         return {**super().get_config(), "input_dim": self.input_dim,
                 "output_dim": self.output_dim,
@@ -180,14 +182,15 @@ class PositionEmbedding(Layer):
     supports_masking = True
     call_kwargs = ("start_index",)
 
-    def __init__(self, sequence_length, initializer="glorot_uniform", **kwargs):
+    def __init__(self, sequence_length: Any, initializer: Any = "glorot_uniform",
+                 **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.sequence_length = _positive_int(sequence_length, "sequence_length",
                                              "PositionEmbedding")
         self.initializer = _initializers.get(initializer)
         self.position_embeddings = None
 
-    def build(self, input_shape):
+    def build(self, input_shape: Any) -> None:
         input_shape = tuple(input_shape)
         if len(input_shape) != 3 or input_shape[-1] is None:
             raise ValueError(f"PositionEmbedding {self.name!r}: inputs must be (batch, steps, "
@@ -197,10 +200,11 @@ class PositionEmbedding(Layer):
             name="embeddings")
         self.built = True
 
-    def compute_output_shape(self, input_shape, **options):
+    def compute_output_shape(self, input_shape: Any, **options: Any) -> Any:
         return tuple(input_shape)
 
-    def forward(self, x, training=False, mask=None, start_index=0):
+    def forward(self, x: Any, training: bool = False, mask: Any = None,
+                start_index: Any = 0) -> Any:
         x = np.asarray(x)
         E = self.position_embeddings.shape[1]
         if x.ndim != 3 or x.shape[-1] != E:
@@ -211,7 +215,7 @@ class PositionEmbedding(Layer):
         y = np.ascontiguousarray(np.broadcast_to(self.position_embeddings[s:s + T], x.shape))
         return y, ((x.shape, s) if training else None)
 
-    def backprop(self, ctx, dy, need_dx=True):
+    def backprop(self, ctx: Any, dy: Any, need_dx: Any = True) -> Any:
         shape, s = ctx
         dy = np.asarray(dy, dtype=self.dtype)
         if dy.shape != shape:
@@ -223,7 +227,7 @@ class PositionEmbedding(Layer):
             self._trainable_grads([dtable])
 
     # DP-SGD (nanonet.privacy): example b's gradient is its dy_b (T, E) on rows s .. s + T.
-    def dp_backprop(self, ctx, dy, need_dx=True):
+    def dp_backprop(self, ctx: Any, dy: Any, need_dx: Any = True) -> Any:
         shape, s = ctx
         dy = np.asarray(dy, dtype=self.dtype)
         if dy.shape != shape:
@@ -233,13 +237,13 @@ class PositionEmbedding(Layer):
         sq = np.square(dy.reshape(shape[0], -1), dtype=np.float64).sum(axis=1)
         return dx, sq, (dy, s)
 
-    def dp_grads(self, state, scale):
+    def dp_grads(self, state: Any, scale: bool) -> Any:
         dy, s = state
         dtable = np.zeros_like(self.position_embeddings)
         dtable[s:s + dy.shape[1]] = np.tensordot(scale, dy, axes=1)
         return self._trainable_grads([dtable])
 
-    def get_config(self):
+    def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "sequence_length": self.sequence_length,
                 "initializer": _initializers.serialize(self.initializer)}
 
@@ -281,8 +285,9 @@ class TokenAndPositionEmbedding(Layer):
     """
     call_kwargs = ("start_index",)
 
-    def __init__(self, vocabulary_size, sequence_length, embedding_dim,
-                 embeddings_initializer="uniform", mask_zero=False, **kwargs):
+    def __init__(self, vocabulary_size: Any, sequence_length: Any, embedding_dim: Any,
+                 embeddings_initializer: Any = "uniform", mask_zero: bool = False,
+                 **kwargs: Any) -> None:
         super().__init__(**kwargs)
         cls = "TokenAndPositionEmbedding"
         self.vocabulary_size = _positive_int(vocabulary_size, "vocabulary_size", cls)
@@ -294,7 +299,7 @@ class TokenAndPositionEmbedding(Layer):
         self.embeddings_initializer = _initializers.get(embeddings_initializer)
         self.token_embeddings = self.position_embeddings = None
 
-    def build(self, input_shape):
+    def build(self, input_shape: Any) -> None:
         if len(tuple(input_shape)) != 2:
             raise ValueError(f"TokenAndPositionEmbedding {self.name!r}: inputs must be (batch, "
                              f"steps) token ids; got shape {tuple(input_shape)}")
@@ -307,13 +312,14 @@ class TokenAndPositionEmbedding(Layer):
             name="position_embeddings")
         self.built = True
 
-    def compute_output_shape(self, input_shape, **options):
+    def compute_output_shape(self, input_shape: Any, **options: Any) -> Any:
         return tuple(input_shape) + (self.embedding_dim,)
 
-    def compute_mask(self, x, mask=None, **options):
+    def compute_mask(self, x: Any, mask: Any = None, **options: Any) -> Any:
         return (np.asarray(x) != 0) if self.mask_zero else None
 
-    def forward(self, ids, training=False, mask=None, start_index=0):
+    def forward(self, ids: Any, training: bool = False, mask: Any = None,
+                start_index: Any = 0) -> Any:
         if np.ndim(ids) != 2:
             raise ValueError(f"TokenAndPositionEmbedding {self.name!r}: inputs must be (batch, "
                              f"steps) token ids; got shape {np.shape(ids)}")
@@ -323,7 +329,7 @@ class TokenAndPositionEmbedding(Layer):
         y += self.position_embeddings[s:s + T]
         return y, ((np.asarray(ids), s) if training else None)
 
-    def backprop(self, ctx, dy, need_dx=True):
+    def backprop(self, ctx: Any, dy: Any, need_dx: Any = True) -> Any:
         ids, s = ctx
         dy = np.ascontiguousarray(dy, dtype=self.dtype)
         if dy.shape != ids.shape + (self.embedding_dim,):
@@ -337,7 +343,7 @@ class TokenAndPositionEmbedding(Layer):
 
     # DP-SGD (nanonet.privacy): per-example sums over equal tokens for the token table, dy_b
     # itself for the position rows.
-    def dp_backprop(self, ctx, dy, need_dx=True):
+    def dp_backprop(self, ctx: Any, dy: Any, need_dx: Any = True) -> Any:
         ids, s = ctx
         dy = np.ascontiguousarray(dy, dtype=self.dtype)
         if dy.shape != ids.shape + (self.embedding_dim,):
@@ -348,14 +354,14 @@ class TokenAndPositionEmbedding(Layer):
         sq += np.square(dy.reshape(dy.shape[0], -1), dtype=np.float64).sum(axis=1)
         return None, sq, (ids, dy, s)
 
-    def dp_grads(self, state, scale):
+    def dp_grads(self, state: Any, scale: bool) -> Any:
         ids, dy, s = state
         dtok = ops.embedding_backward(dy * scale[:, None, None], ids, self.vocabulary_size)
         dpos = np.zeros_like(self.position_embeddings)
         dpos[s:s + ids.shape[1]] = np.tensordot(scale, dy, axes=1)
         return self._trainable_grads([dtok, dpos])
 
-    def get_config(self):
+    def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "vocabulary_size": self.vocabulary_size,
                 "sequence_length": self.sequence_length, "embedding_dim": self.embedding_dim,
                 "embeddings_initializer": _initializers.serialize(self.embeddings_initializer),

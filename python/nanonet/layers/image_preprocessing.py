@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 import numbers
+from typing import Any
 
 import numpy as np
 
@@ -211,9 +212,9 @@ class RandomTranslation(_Geometric):
     (2, 8, 8, 3)
     """
 
-    def __init__(self, height_factor, width_factor, fill_mode="reflect",
-                 interpolation="bilinear", seed=None, fill_value=0.0, data_format=None,
-                 **kwargs):
+    def __init__(self, height_factor: Any, width_factor: Any, fill_mode: Any = "reflect",
+                 interpolation: Any = "bilinear", seed: int | None = None, fill_value: Any = 0.0,
+                 data_format: Any = None, **kwargs: Any) -> None:
         super().__init__(fill_mode, interpolation, seed, fill_value, data_format, **kwargs)
         self.height_factor = _factor_range(height_factor, "height_factor", type(self).__name__)
         self.width_factor = _factor_range(width_factor, "width_factor", type(self).__name__)
@@ -224,7 +225,7 @@ class RandomTranslation(_Geometric):
         oy, ox = _grid(B, H, W)
         return oy - ty[:, None, None], ox - tx[:, None, None]
 
-    def get_config(self):
+    def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "height_factor": self.height_factor,
                 "width_factor": self.width_factor}
 
@@ -261,8 +262,9 @@ class RandomRotation(_Geometric):
     ((2, 8, 8, 3), True)
     """
 
-    def __init__(self, factor, fill_mode="reflect", interpolation="bilinear", seed=None,
-                 fill_value=0.0, data_format=None, **kwargs):
+    def __init__(self, factor: float, fill_mode: Any = "reflect", interpolation: Any = "bilinear",
+                 seed: int | None = None, fill_value: Any = 0.0, data_format: Any = None,
+                 **kwargs: Any) -> None:
         super().__init__(fill_mode, interpolation, seed, fill_value, data_format, **kwargs)
         self.factor = _factor_range(factor, "factor", type(self).__name__)
 
@@ -274,7 +276,7 @@ class RandomRotation(_Geometric):
         # the inverse rotation: where each output pixel comes from
         return cy + np.cos(a) * dy - np.sin(a) * dx, cx + np.sin(a) * dy + np.cos(a) * dx
 
-    def get_config(self):
+    def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "factor": self.factor}
 
 
@@ -312,9 +314,9 @@ class RandomZoom(_Geometric):
     (True, (2, 8, 8, 3))
     """
 
-    def __init__(self, height_factor, width_factor=None, fill_mode="reflect",
-                 interpolation="bilinear", seed=None, fill_value=0.0, data_format=None,
-                 **kwargs):
+    def __init__(self, height_factor: Any, width_factor: Any = None, fill_mode: Any = "reflect",
+                 interpolation: Any = "bilinear", seed: int | None = None, fill_value: Any = 0.0,
+                 data_format: Any = None, **kwargs: Any) -> None:
         super().__init__(fill_mode, interpolation, seed, fill_value, data_format, **kwargs)
         cls = type(self).__name__
         self.height_factor = _factor_range(height_factor, "height_factor", cls)
@@ -328,7 +330,7 @@ class RandomZoom(_Geometric):
         oy, ox = _grid(B, H, W)
         return cy + (oy - cy) * zy[:, None, None], cx + (ox - cx) * zx[:, None, None]
 
-    def get_config(self):
+    def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "height_factor": self.height_factor,
                 "width_factor": self.width_factor}
 
@@ -363,7 +365,8 @@ class RandomFlip(_Augment):
     """
     _MODES = ("horizontal", "vertical", "horizontal_and_vertical")
 
-    def __init__(self, mode="horizontal_and_vertical", seed=None, data_format=None, **kwargs):
+    def __init__(self, mode: str = "horizontal_and_vertical", seed: int | None = None,
+                 data_format: Any = None, **kwargs: Any) -> None:
         super().__init__(seed=seed, data_format=data_format, **kwargs)
         if mode not in self._MODES:
             raise ValueError(f"RandomFlip: mode must be one of {self._MODES}; got {mode!r}")
@@ -376,7 +379,7 @@ class RandomFlip(_Augment):
         y[fv] = y[fv][:, ::-1]
         return y
 
-    def forward(self, x, training=False, mask=None):
+    def forward(self, x: Any, training: bool = False, mask: Any = None) -> Any:
         x = _images(self, x)
         if not training:
             return x, None
@@ -386,12 +389,12 @@ class RandomFlip(_Augment):
         fv = rng.random(B) < 0.5 if "vertical" in self.mode else none
         return self._apply(x, fh, fv), (fh, fv)
 
-    def backprop(self, ctx, dy, need_dx=True):
+    def backprop(self, ctx: Any, dy: Any, need_dx: Any = True) -> Any:
         if ctx is None:
             return dy, []
         return self._apply(np.asarray(dy), *ctx), []
 
-    def get_config(self):
+    def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "mode": self.mode}
 
 
@@ -424,7 +427,8 @@ class RandomContrast(_Augment):
     ((2, 8, 8, 3), True)
     """
 
-    def __init__(self, factor, value_range=(0, 255), seed=None, **kwargs):
+    def __init__(self, factor: float, value_range: Any = (0, 255), seed: int | None = None,
+                 **kwargs: Any) -> None:
         super().__init__(seed=seed, **kwargs)
         cls = type(self).__name__
         if isinstance(factor, (tuple, list)):
@@ -442,7 +446,7 @@ class RandomContrast(_Augment):
                              f"{value_range!r}")
         self.value_range = (float(vr[0]), float(vr[1]))
 
-    def forward(self, x, training=False, mask=None):
+    def forward(self, x: Any, training: bool = False, mask: Any = None) -> Any:
         x = _images(self, x)
         if not training:
             return x, None
@@ -453,7 +457,7 @@ class RandomContrast(_Augment):
         y = np.clip(raw, *self.value_range).astype(x.dtype)
         return y, (f, (raw >= self.value_range[0]) & (raw <= self.value_range[1]))
 
-    def backprop(self, ctx, dy, need_dx=True):
+    def backprop(self, ctx: Any, dy: Any, need_dx: Any = True) -> Any:
         if ctx is None:
             return dy, []
         f, inside = ctx
@@ -461,7 +465,7 @@ class RandomContrast(_Augment):
         # y = (x - mean(x)) f + mean(x)
         return (g * f + (1 - f) * g.mean(axis=(1, 2), keepdims=True)).astype(g.dtype), []
 
-    def get_config(self):
+    def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "factor": self.factor, "value_range": self.value_range}
 
 
@@ -520,8 +524,8 @@ class Resizing(Layer):
     [[1.0, 3.0], [5.0, 7.0]]
     """
 
-    def __init__(self, height, width, interpolation="bilinear", crop_to_aspect_ratio=False,
-                 data_format=None, **kwargs):
+    def __init__(self, height: Any, width: Any, interpolation: Any = "bilinear",
+                 crop_to_aspect_ratio: Any = False, data_format: Any = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         cls = type(self).__name__
         self.height, self.width = _positive(height, "height", cls), _positive(width, "width", cls)
@@ -532,7 +536,7 @@ class Resizing(Layer):
         self.crop_to_aspect_ratio = bool(crop_to_aspect_ratio)
         self.data_format = check_data_format(data_format, cls)
 
-    def compute_output_shape(self, input_shape):
+    def compute_output_shape(self, input_shape: Any) -> Any:
         return (input_shape[0], self.height, self.width, input_shape[-1])
 
     def _crop(self, H, W):
@@ -543,7 +547,7 @@ class Resizing(Layer):
         t, l = (H - ch) // 2, (W - cw) // 2
         return t, t + ch, l, l + cw
 
-    def forward(self, x, training=False, mask=None):
+    def forward(self, x: Any, training: bool = False, mask: Any = None) -> Any:
         x = _images(self, x)
         t, b, l, r = self._crop(*x.shape[1:3])
         make = _bilinear_matrix if self.interpolation == "bilinear" else _nearest_matrix
@@ -551,13 +555,13 @@ class Resizing(Layer):
         y = np.einsum("oh,bhwc,pw->bopc", mh, x[:, t:b, l:r], mw, optimize=True)
         return y, ((x.shape, (t, b, l, r), mh, mw) if training else None)
 
-    def backprop(self, ctx, dy, need_dx=True):
+    def backprop(self, ctx: Any, dy: Any, need_dx: Any = True) -> Any:
         shape, (t, b, l, r), mh, mw = ctx
         dx = np.zeros(shape, mh.dtype)
         dx[:, t:b, l:r] = np.einsum("oh,bopc,pw->bhwc", mh, np.asarray(dy), mw, optimize=True)
         return dx, []
 
-    def get_config(self):
+    def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "height": self.height, "width": self.width,
                 "interpolation": self.interpolation,
                 "crop_to_aspect_ratio": self.crop_to_aspect_ratio,
@@ -586,23 +590,23 @@ class Rescaling(Layer):
     """
     supports_masking = True
 
-    def __init__(self, scale, offset=0.0, **kwargs):
+    def __init__(self, scale: bool, offset: Any = 0.0, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.scale = _number(scale, "scale", "Rescaling")
         self.offset = _number(offset, "offset", "Rescaling")
 
-    def forward(self, x, training=False, mask=None):
+    def forward(self, x: Any, training: bool = False, mask: Any = None) -> Any:
         x = np.asarray(x)
         x = x if x.dtype == self.dtype else self._float_input(x)
         return (x * self.dtype_scale() + self.offset).astype(self.dtype), (() if training else None)
 
-    def dtype_scale(self):
+    def dtype_scale(self) -> Any:
         return np.asarray(self.scale, self.dtype)
 
-    def backprop(self, ctx, dy, need_dx=True):
+    def backprop(self, ctx: Any, dy: Any, need_dx: Any = True) -> Any:
         return (np.asarray(dy) * self.dtype_scale()).astype(self.dtype), []
 
-    def get_config(self):
+    def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "scale": self.scale, "offset": self.offset}
 
 
@@ -634,15 +638,16 @@ class RandomCrop(_Augment):
     (1, 2, 2, 1)
     """
 
-    def __init__(self, height, width, seed=None, data_format=None, **kwargs):
+    def __init__(self, height: Any, width: Any, seed: int | None = None, data_format: Any = None,
+                 **kwargs: Any) -> None:
         super().__init__(seed=seed, data_format=data_format, **kwargs)
         cls = type(self).__name__
         self.height, self.width = _positive(height, "height", cls), _positive(width, "width", cls)
 
-    def compute_output_shape(self, input_shape):
+    def compute_output_shape(self, input_shape: Any) -> Any:
         return (input_shape[0], self.height, self.width, input_shape[-1])
 
-    def forward(self, x, training=False, mask=None):
+    def forward(self, x: Any, training: bool = False, mask: Any = None) -> Any:
         x = _images(self, x)
         B, H, W, _ = x.shape
         if H < self.height or W < self.width:
@@ -663,11 +668,11 @@ class RandomCrop(_Augment):
         y = x[b, rows[:, :, None], cols[:, None, :]]
         return y, ((x.shape, b, rows, cols) if training else None)
 
-    def backprop(self, ctx, dy, need_dx=True):
+    def backprop(self, ctx: Any, dy: Any, need_dx: Any = True) -> Any:
         shape, b, rows, cols = ctx
         dx = np.zeros(shape, np.asarray(dy).dtype)
         dx[b, rows[:, :, None], cols[:, None, :]] = dy
         return dx, []
 
-    def get_config(self):
+    def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "height": self.height, "width": self.width}

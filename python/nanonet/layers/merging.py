@@ -18,6 +18,7 @@ vectorised expression each); no Python loop runs per sample or per step.
 from __future__ import annotations
 
 import numbers
+from typing import Any
 
 import numpy as np
 
@@ -137,11 +138,11 @@ class Add(_Merge):
     [[3.0, 3.0, 3.0], [3.0, 3.0, 3.0]]
     """
 
-    def forward(self, inputs, training=False, mask=None):
+    def forward(self, inputs: Any, training: bool = False, mask: Any = None) -> Any:
         xs = self._arrays(inputs)
         return _sum(xs), (self._shapes(xs) if training else None)
 
-    def backprop(self, shapes, dy, need_dx=True):
+    def backprop(self, shapes: Any, dy: Any, need_dx: Any = True) -> Any:
         dy = np.asarray(dy)
         return [_unbroadcast(dy, s) for s in shapes], []
 
@@ -163,11 +164,11 @@ class Subtract(_Merge):
     """
     _max_inputs = 2
 
-    def forward(self, inputs, training=False, mask=None):
+    def forward(self, inputs: Any, training: bool = False, mask: Any = None) -> Any:
         xs = self._arrays(inputs)
         return xs[0] - xs[1], (self._shapes(xs) if training else None)
 
-    def backprop(self, shapes, dy, need_dx=True):
+    def backprop(self, shapes: Any, dy: Any, need_dx: Any = True) -> Any:
         dy = np.asarray(dy)
         return [_unbroadcast(dy, shapes[0]), _unbroadcast(-dy, shapes[1])], []
 
@@ -186,14 +187,14 @@ class Multiply(_Merge):
     [[6.0, 8.0]]
     """
 
-    def forward(self, inputs, training=False, mask=None):
+    def forward(self, inputs: Any, training: bool = False, mask: Any = None) -> Any:
         xs = self._arrays(inputs)
         y = xs[0] * xs[1]
         for x in xs[2:]:
             y = y * x
         return y, (xs if training else None)
 
-    def backprop(self, xs, dy, need_dx=True):
+    def backprop(self, xs: Any, dy: Any, need_dx: Any = True) -> Any:
         dy = np.asarray(dy)
         out = []
         for i, x in enumerate(xs):
@@ -219,13 +220,13 @@ class Average(_Merge):
     [[2.0, 2.0]]
     """
 
-    def forward(self, inputs, training=False, mask=None):
+    def forward(self, inputs: Any, training: bool = False, mask: Any = None) -> Any:
         xs = self._arrays(inputs)
         y = _sum(xs)
         y *= y.dtype.type(1.0 / len(xs))
         return y, (self._shapes(xs) if training else None)
 
-    def backprop(self, shapes, dy, need_dx=True):
+    def backprop(self, shapes: Any, dy: Any, need_dx: Any = True) -> Any:
         dy = np.asarray(dy)
         g = dy * dy.dtype.type(1.0 / len(shapes))
         return [_unbroadcast(g, s) for s in shapes], []
@@ -302,7 +303,7 @@ class Concatenate(_Merge):
     (2, 7)
     """
 
-    def __init__(self, axis=-1, **kwargs):
+    def __init__(self, axis: Any = -1, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         if isinstance(axis, bool) or not isinstance(axis, numbers.Integral):
             raise ValueError(f"Concatenate: axis must be an int; got {axis!r}")
@@ -315,7 +316,7 @@ class Concatenate(_Merge):
                              f"axis of inputs of rank {rank}")
         return ax
 
-    def compute_output_shape(self, input_shape):
+    def compute_output_shape(self, input_shape: Any) -> Any:
         self._check_list(input_shape, "input_shape")
         shapes = [tuple(s) for s in input_shape]
         ranks = {len(s) for s in shapes}
@@ -336,7 +337,7 @@ class Concatenate(_Merge):
             out.append(known.pop() if known else None)
         return tuple(out)
 
-    def compute_mask(self, inputs, mask=None):
+    def compute_mask(self, inputs: Any, mask: Any = None) -> Any:
         if mask is None or not isinstance(mask, (list, tuple)) or all(m is None for m in mask):
             return None
         xs = [np.asarray(x) for x in inputs]
@@ -352,7 +353,7 @@ class Concatenate(_Merge):
                 masks.append(m)
         return np.any(np.concatenate(masks, axis=ax), axis=-1)
 
-    def forward(self, inputs, training=False, mask=None):
+    def forward(self, inputs: Any, training: bool = False, mask: Any = None) -> Any:
         self._check_list(inputs)
         xs = [np.asarray(x) for x in inputs]
         xs = [x if x.dtype.kind == "f" else self._float_input(x) for x in xs]
@@ -364,12 +365,12 @@ class Concatenate(_Merge):
         y = np.concatenate(xs, axis=ax)
         return y, ((ax, [x.shape[ax] for x in xs]) if training else None)
 
-    def backprop(self, ctx, dy, need_dx=True):
+    def backprop(self, ctx: Any, dy: Any, need_dx: Any = True) -> Any:
         ax, sizes = ctx
         cuts = np.cumsum(sizes)[:-1]
         return list(np.split(np.asarray(dy), cuts, axis=ax)), []
 
-    def get_config(self):
+    def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "axis": self.axis}
 
 
@@ -400,7 +401,7 @@ class Dot(_Merge):
     supports_masking = True
     _max_inputs = 2
 
-    def __init__(self, axes, normalize=False, **kwargs):
+    def __init__(self, axes: Any, normalize: Any = False, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         if isinstance(axes, numbers.Integral) and not isinstance(axes, bool):
             axes = (int(axes), int(axes))
@@ -433,7 +434,7 @@ class Dot(_Merge):
                              f"(axis {a1})")
         return a0, a1
 
-    def compute_output_shape(self, input_shape):
+    def compute_output_shape(self, input_shape: Any) -> Any:
         self._check_list(input_shape, "input_shape")
         s0, s1 = (tuple(s) for s in input_shape)
         a0, a1 = self._resolve([s0, s1])
@@ -441,7 +442,7 @@ class Dot(_Merge):
             return (s0[0], 1)
         return (s0[0], s0[3 - a0], s1[3 - a1])
 
-    def compute_mask(self, inputs, mask=None):
+    def compute_mask(self, inputs: Any, mask: Any = None) -> Any:
         return None
 
     @staticmethod
@@ -450,7 +451,7 @@ class Dot(_Merge):
         inv = 1.0 / np.sqrt(np.maximum(sq, _NORM_EPS))
         return x * inv.astype(x.dtype), inv.astype(x.dtype), sq > _NORM_EPS
 
-    def forward(self, inputs, training=False, mask=None):
+    def forward(self, inputs: Any, training: bool = False, mask: Any = None) -> Any:
         self._check_list(inputs)
         x0, x1 = (np.asarray(x) for x in inputs)
         x0 = x0 if x0.dtype.kind == "f" else self._float_input(x0)
@@ -472,7 +473,7 @@ class Dot(_Merge):
             y = np.matmul(np.moveaxis(x0, a0, 2), np.moveaxis(x1, a1, 1))
         return y, ((x0, x1, a0, a1, norm) if training else None)
 
-    def backprop(self, ctx, dy, need_dx=True):
+    def backprop(self, ctx: Any, dy: Any, need_dx: Any = True) -> Any:
         x0, x1, a0, a1, norm = ctx
         dy = np.asarray(dy)
         if x0.ndim == 2:
@@ -492,12 +493,12 @@ class Dot(_Merge):
             d0, d1 = out
         return [d0, d1], []
 
-    def get_config(self):
+    def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "axes": list(self.axes), "normalize": self.normalize}
 
 
 # Keras's functional forms: add([x1, x2]) == Add()([x1, x2]).
-def add(inputs, **kwargs):
+def add(inputs: Any, **kwargs: Any) -> None:
     """Functional form of ``Add``: ``add(inputs)`` is ``Add()(inputs)``.
 
     Args:
@@ -515,7 +516,7 @@ def add(inputs, **kwargs):
     return Add(**kwargs)(inputs)
 
 
-def subtract(inputs, **kwargs):
+def subtract(inputs: Any, **kwargs: Any) -> Any:
     """Functional form of ``Subtract``: ``subtract(inputs)`` is ``Subtract()(inputs)``.
 
     Args:
@@ -533,7 +534,7 @@ def subtract(inputs, **kwargs):
     return Subtract(**kwargs)(inputs)
 
 
-def multiply(inputs, **kwargs):
+def multiply(inputs: Any, **kwargs: Any) -> Any:
     """Functional form of ``Multiply``: ``multiply(inputs)`` is ``Multiply()(inputs)``.
 
     Args:
@@ -551,7 +552,7 @@ def multiply(inputs, **kwargs):
     return Multiply(**kwargs)(inputs)
 
 
-def average(inputs, **kwargs):
+def average(inputs: Any, **kwargs: Any) -> Any:
     """Functional form of ``Average``: ``average(inputs)`` is ``Average()(inputs)``.
 
     Args:
@@ -569,7 +570,7 @@ def average(inputs, **kwargs):
     return Average(**kwargs)(inputs)
 
 
-def maximum(inputs, **kwargs):
+def maximum(inputs: Any, **kwargs: Any) -> Any:
     """Functional form of ``Maximum``: ``maximum(inputs)`` is ``Maximum()(inputs)``.
 
     Args:
@@ -587,7 +588,7 @@ def maximum(inputs, **kwargs):
     return Maximum(**kwargs)(inputs)
 
 
-def minimum(inputs, **kwargs):
+def minimum(inputs: Any, **kwargs: Any) -> Any:
     """Functional form of ``Minimum``: ``minimum(inputs)`` is ``Minimum()(inputs)``.
 
     Args:
@@ -605,7 +606,7 @@ def minimum(inputs, **kwargs):
     return Minimum(**kwargs)(inputs)
 
 
-def concatenate(inputs, axis=-1, **kwargs):
+def concatenate(inputs: Any, axis: Any = -1, **kwargs: Any) -> Any:
     """Functional form of ``Concatenate``: ``concatenate(inputs)`` is ``Concatenate()(inputs)``.
 
     Args:
@@ -625,7 +626,7 @@ def concatenate(inputs, axis=-1, **kwargs):
     return Concatenate(axis=axis, **kwargs)(inputs)
 
 
-def dot(inputs, axes=-1, normalize=False, **kwargs):
+def dot(inputs: Any, axes: Any = -1, normalize: Any = False, **kwargs: Any) -> Any:
     """Functional form of ``Dot``: ``dot(inputs)`` is ``Dot()(inputs)``.
 
     Args:

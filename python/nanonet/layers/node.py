@@ -11,10 +11,12 @@ can import it without a cycle.
 """
 from __future__ import annotations
 
+from typing import Any
+
 __all__ = ["SymbolicTensor", "Node", "is_symbolic", "flatten_inputs", "fmt_shape"]
 
 
-def fmt_shape(shape):
+def fmt_shape(shape: Any) -> Any:
     """(None, 8) -> "(None, 8)"; a list of shapes -> "[(None, 8), (None, 4)]"."""
     if isinstance(shape, list):
         return "[" + ", ".join(fmt_shape(s) for s in shape) + "]"
@@ -44,8 +46,8 @@ class SymbolicTensor:
     __slots__ = ("shape", "dtype", "name", "layer", "node_index", "tensor_index",
                  "dtype_explicit")
 
-    def __init__(self, shape, dtype, layer, node_index, tensor_index, name=None,
-                 dtype_explicit=True):
+    def __init__(self, shape: Any, dtype: Any, layer: Any, node_index: Any, tensor_index: Any,
+                 name: str | None = None, dtype_explicit: Any = True) -> None:
         self.shape = tuple(shape)
         self.dtype = dtype
         self.layer = layer
@@ -56,12 +58,12 @@ class SymbolicTensor:
         self.dtype_explicit = dtype_explicit
 
     @property
-    def node(self):
+    def node(self) -> Any:
         """The Node that produced this tensor."""
         return self.layer._inbound_nodes[self.node_index]
 
     @property
-    def ndim(self):
+    def ndim(self) -> Any:
         return len(self.shape)
 
     def __repr__(self):
@@ -88,7 +90,8 @@ class Node:
 
     __slots__ = ("layer", "inputs", "single_input", "kwargs", "outputs", "single_output")
 
-    def __init__(self, layer, inputs, single_input, kwargs, outputs, single_output):
+    def __init__(self, layer: Any, inputs: Any, single_input: Any, kwargs: Any, outputs: Any,
+                 single_output: Any) -> None:
         self.layer = layer
         self.inputs = list(inputs)
         self.single_input = single_input
@@ -97,11 +100,11 @@ class Node:
         self.single_output = single_output
 
     @property
-    def is_input(self):
+    def is_input(self) -> Any:
         return not self.inputs
 
     @property
-    def parent_nodes(self):
+    def parent_nodes(self) -> Any:
         return [t.node for t in self.inputs]
 
     def __repr__(self):
@@ -109,7 +112,7 @@ class Node:
         return f"<Node {self.layer.name}({ins})>"
 
 
-def is_symbolic(x):
+def is_symbolic(x: Any) -> Any:
     """True when x is a SymbolicTensor or a list/tuple/dict holding one."""
     if isinstance(x, SymbolicTensor):
         return True
@@ -120,7 +123,7 @@ def is_symbolic(x):
     return False
 
 
-def flatten_inputs(x, what):
+def flatten_inputs(x: Any, what: Any) -> Any:
     """(list of SymbolicTensors, single) from one tensor or a list/tuple of them."""
     if isinstance(x, SymbolicTensor):
         return [x], True

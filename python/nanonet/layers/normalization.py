@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import numbers
+from typing import Any
 
 import numpy as np
 
@@ -162,10 +163,11 @@ class BatchNormalization(_Normalization):
     [0.02]
     """
 
-    def __init__(self, axis=-1, momentum=0.99, epsilon=0.001, center=True, scale=True,
-                 beta_initializer="zeros", gamma_initializer="ones",
-                 moving_mean_initializer="zeros", moving_variance_initializer="ones",
-                 beta_regularizer=None, gamma_regularizer=None, **kwargs):
+    def __init__(self, axis: Any = -1, momentum: float = 0.99, epsilon: float = 0.001,
+                 center: bool = True, scale: bool = True, beta_initializer: Any = "zeros",
+                 gamma_initializer: Any = "ones", moving_mean_initializer: Any = "zeros",
+                 moving_variance_initializer: Any = "ones", beta_regularizer: Any = None,
+                 gamma_regularizer: Any = None, **kwargs: Any) -> None:
         super().__init__(axis, epsilon, center, scale, beta_initializer, gamma_initializer,
                          beta_regularizer, gamma_regularizer, **kwargs)
         if isinstance(momentum, bool) or not isinstance(momentum, numbers.Real) or \
@@ -178,7 +180,7 @@ class BatchNormalization(_Normalization):
         self.moving_mean = None
         self.moving_variance = None
 
-    def build(self, input_shape):
+    def build(self, input_shape: Any) -> None:
         self._features = self._build_affine(input_shape)
         F = self._features
         self.moving_mean = self.add_weight(shape=(F,), initializer=self.moving_mean_initializer,
@@ -197,7 +199,7 @@ class BatchNormalization(_Normalization):
                              f"leading shape {x.shape[:-1]}; got {mask.shape}")
         return mask
 
-    def forward(self, x, training=False, mask=None):
+    def forward(self, x: Any, training: bool = False, mask: Any = None) -> Any:
         x = self._input(x)
         mask = self._mask(mask, x)
         use_batch = bool(training) and self.trainable
@@ -206,13 +208,13 @@ class BatchNormalization(_Normalization):
             self.momentum, self.epsilon, mask)
         return y, ((x, mean, inv_std, mask, use_batch) if training else None)
 
-    def backprop(self, ctx, dy, need_dx=True):
+    def backprop(self, ctx: Any, dy: Any, need_dx: Any = True) -> Any:
         x, mean, inv_std, mask, use_batch = ctx
         dx, dgamma, dbeta = ops.batch_norm_backward(self._dy(dy, x.shape), x, mean, inv_std,
                                                     self.gamma, use_batch, mask)
         return (dx if need_dx else None), self._grads(dgamma, dbeta)
 
-    def get_config(self):
+    def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "momentum": self.momentum,
                 "moving_mean_initializer": _initializers.serialize(self.moving_mean_initializer),
                 "moving_variance_initializer":
@@ -251,29 +253,30 @@ class LayerNormalization(_Normalization):
     [-1.22, 0.0, 1.22]
     """
 
-    def __init__(self, axis=-1, epsilon=0.001, center=True, scale=True,
-                 beta_initializer="zeros", gamma_initializer="ones", beta_regularizer=None,
-                 gamma_regularizer=None, **kwargs):
+    def __init__(self, axis: Any = -1, epsilon: float = 0.001, center: bool = True,
+                 scale: bool = True, beta_initializer: Any = "zeros",
+                 gamma_initializer: Any = "ones", beta_regularizer: Any = None,
+                 gamma_regularizer: Any = None, **kwargs: Any) -> None:
         super().__init__(axis, epsilon, center, scale, beta_initializer, gamma_initializer,
                          beta_regularizer, gamma_regularizer, **kwargs)
 
-    def build(self, input_shape):
+    def build(self, input_shape: Any) -> None:
         self._features = self._build_affine(input_shape)
         self.built = True
 
-    def forward(self, x, training=False, mask=None):
+    def forward(self, x: Any, training: bool = False, mask: Any = None) -> Any:
         x = self._input(x)
         y, mean, inv_std = ops.layer_norm_forward(x, self.gamma, self.beta, self.epsilon)
         return y, ((x, mean, inv_std) if training else None)
 
-    def backprop(self, ctx, dy, need_dx=True):
+    def backprop(self, ctx: Any, dy: Any, need_dx: Any = True) -> Any:
         x, mean, inv_std = ctx
         dx, dgamma, dbeta = ops.layer_norm_backward(self._dy(dy, x.shape), x, mean, inv_std,
                                                     self.gamma)
         return (dx if need_dx else None), self._grads(dgamma, dbeta)
 
     # DP-SGD (nanonet.privacy): example b's dgamma / dbeta are sums over its rows
-    def dp_backprop(self, ctx, dy, need_dx=True):
+    def dp_backprop(self, ctx: Any, dy: Any, need_dx: Any = True) -> Any:
         x, mean, inv_std = ctx
         dy = self._dy(dy, x.shape)
         dx = None
@@ -285,7 +288,7 @@ class LayerNormalization(_Normalization):
         sq = sum(np.square(p.sum(axis=1, dtype=np.float64)).sum(axis=1) for p in parts)
         return dx, np.zeros(B) + sq, parts
 
-    def dp_grads(self, parts, scale):
+    def dp_grads(self, parts: Any, scale: bool) -> Any:
         return [np.tensordot(scale, p.sum(axis=1), axes=1).astype(self.dtype) for p in parts]
 
     def __repr__(self):

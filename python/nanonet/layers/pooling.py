@@ -9,6 +9,8 @@ gets no gradient. Kernels: ``nanonet.ops.global_avg_pool1d_*`` / ``global_max_po
 """
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from .. import ops
@@ -110,12 +112,12 @@ class GlobalAveragePooling1D(_GlobalPooling1D):
     [[2.0]]
     """
 
-    def forward(self, x, training=False, mask=None):
+    def forward(self, x: Any, training: bool = False, mask: Any = None) -> Any:
         x, mask = self._btf(x, mask)
         y = ops.global_avg_pool1d_forward(x, mask)
         return self._out(y), ((x.shape, mask) if training else None)
 
-    def backprop(self, ctx, dy, need_dx=True):
+    def backprop(self, ctx: Any, dy: Any, need_dx: Any = True) -> Any:
         (B, T, F), mask = ctx
         return self._dx(ops.global_avg_pool1d_backward(self._dy(dy, B, F), T, mask)), []
 
@@ -142,12 +144,12 @@ class GlobalMaxPooling1D(_GlobalPooling1D):
     [[3.0, 5.0]]
     """
 
-    def forward(self, x, training=False, mask=None):
+    def forward(self, x: Any, training: bool = False, mask: Any = None) -> Any:
         x, mask = self._btf(x, mask)
         y, argmax = ops.global_max_pool1d_forward(x, mask)
         return self._out(y), ((x.shape, argmax) if training else None)
 
-    def backprop(self, ctx, dy, need_dx=True):
+    def backprop(self, ctx: Any, dy: Any, need_dx: Any = True) -> Any:
         (B, T, F), argmax = ctx
         return self._dx(ops.global_max_pool1d_backward(self._dy(dy, B, F), argmax, T)), []
 
@@ -257,7 +259,7 @@ class MaxPooling2D(_Pooling):
     """
     rank = 2
 
-    def forward(self, x, training=False, mask=None):
+    def forward(self, x: Any, training: bool = False, mask: Any = None) -> Any:
         x4 = self._nhwc(x)
         p, s = self._geometry()
         if not training:
@@ -265,7 +267,7 @@ class MaxPooling2D(_Pooling):
         y, argmax = ops.max_pool2d_forward(x4, p, s, self.padding, return_argmax=True)
         return self._out(y), (x4.shape[1:3], argmax)
 
-    def backprop(self, ctx, dy, need_dx=True):
+    def backprop(self, ctx: Any, dy: Any, need_dx: Any = True) -> Any:
         hw, argmax = ctx
         p, s = self._geometry()
         dx = ops.max_pool2d_backward(self._dy(dy, argmax.shape), argmax, hw, p, s, self.padding)
@@ -299,13 +301,13 @@ class AveragePooling2D(_Pooling):
     """
     rank = 2
 
-    def forward(self, x, training=False, mask=None):
+    def forward(self, x: Any, training: bool = False, mask: Any = None) -> Any:
         x4 = self._nhwc(x)
         p, s = self._geometry()
         y = ops.avg_pool2d_forward(x4, p, s, self.padding)
         return self._out(y), ((x4.shape[1:3], y.shape) if training else None)
 
-    def backprop(self, ctx, dy, need_dx=True):
+    def backprop(self, ctx: Any, dy: Any, need_dx: Any = True) -> Any:
         hw, shape = ctx
         p, s = self._geometry()
         return self._out(ops.avg_pool2d_backward(self._dy(dy, shape), hw, p, s,
@@ -434,12 +436,12 @@ class GlobalAveragePooling2D(_GlobalPooling2D):
     (1, 1, 1, 1)
     """
 
-    def forward(self, x, training=False, mask=None):
+    def forward(self, x: Any, training: bool = False, mask: Any = None) -> Any:
         shape = np.shape(x)
         y = ops.global_avg_pool1d_forward(self._btc(x))
         return self._out(y), (shape if training else None)
 
-    def backprop(self, shape, dy, need_dx=True):
+    def backprop(self, shape: Any, dy: Any, need_dx: Any = True) -> Any:
         B, H, W, C = shape
         return ops.global_avg_pool1d_backward(self._dy(dy, B, C), H * W).reshape(shape), []
 
@@ -465,12 +467,12 @@ class GlobalMaxPooling2D(_GlobalPooling2D):
     [[15.0]]
     """
 
-    def forward(self, x, training=False, mask=None):
+    def forward(self, x: Any, training: bool = False, mask: Any = None) -> Any:
         shape = np.shape(x)
         y, argmax = ops.global_max_pool1d_forward(self._btc(x))
         return self._out(y), ((shape, argmax) if training else None)
 
-    def backprop(self, ctx, dy, need_dx=True):
+    def backprop(self, ctx: Any, dy: Any, need_dx: Any = True) -> Any:
         (B, H, W, C), argmax = ctx
         dx = ops.global_max_pool1d_backward(self._dy(dy, B, C), argmax, H * W)
         return dx.reshape(B, H, W, C), []

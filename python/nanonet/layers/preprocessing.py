@@ -33,6 +33,7 @@ import collections
 import math
 import numbers
 import zlib
+from typing import Any
 
 import numpy as np
 
@@ -442,9 +443,10 @@ class StringLookup(_IndexLookup):
     array([[1, 3, 0]])
     """
 
-    def __init__(self, max_tokens=None, num_oov_indices=1, vocabulary=None, mask_token=None,
-                 oov_token="[UNK]", invert=False, output_mode="int", pad_to_max_tokens=False,
-                 sparse=False, encoding="utf-8", idf_weights=None, **kwargs):
+    def __init__(self, max_tokens: Any = None, num_oov_indices: Any = 1, vocabulary: Any = None,
+                 mask_token: Any = None, oov_token: str | None = "[UNK]", invert: Any = False,
+                 output_mode: Any = "int", pad_to_max_tokens: Any = False, sparse: Any = False,
+                 encoding: Any = "utf-8", idf_weights: Any = None, **kwargs: Any) -> None:
         if encoding not in ("utf-8", "UTF-8", "utf8"):
             raise ValueError(f"StringLookup: encoding must be 'utf-8'; got {encoding!r}")
         super().__init__(max_tokens=max_tokens, num_oov_indices=num_oov_indices,
@@ -468,7 +470,7 @@ class StringLookup(_IndexLookup):
     def _vocabulary_dtype(self):
         return STRING
 
-    def get_config(self):
+    def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "encoding": self.encoding}
 
 
@@ -493,9 +495,10 @@ class IntegerLookup(_IndexLookup):
 
     _list_dtype = None
 
-    def __init__(self, max_tokens=None, num_oov_indices=1, mask_token=None, oov_token=-1,
-                 output_mode="int", vocabulary=None, vocabulary_dtype="int64", idf_weights=None,
-                 invert=False, sparse=False, pad_to_max_tokens=False, **kwargs):
+    def __init__(self, max_tokens: Any = None, num_oov_indices: Any = 1, mask_token: Any = None,
+                 oov_token: str | None = -1, output_mode: Any = "int", vocabulary: Any = None,
+                 vocabulary_dtype: Any = "int64", idf_weights: Any = None, invert: Any = False,
+                 sparse: Any = False, pad_to_max_tokens: Any = False, **kwargs: Any) -> None:
         if vocabulary_dtype not in ("int32", "int64"):
             raise ValueError(f"IntegerLookup: vocabulary_dtype must be 'int32' or 'int64'; got "
                              f"{vocabulary_dtype!r}")
@@ -523,7 +526,7 @@ class IntegerLookup(_IndexLookup):
     def _vocabulary_dtype(self):
         return self.vocabulary_dtype
 
-    def get_config(self):
+    def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "vocabulary_dtype": self.vocabulary_dtype}
 
 
@@ -560,10 +563,11 @@ class TextVectorization(_DataLayer):
 
     input_dtype = STRING
 
-    def __init__(self, max_tokens=None, standardize="lower_and_strip_punctuation",
-                 split="whitespace", ngrams=None, output_mode="int", output_sequence_length=None,
-                 pad_to_max_tokens=False, vocabulary=None, idf_weights=None, sparse=False,
-                 ragged=False, encoding="utf-8", **kwargs):
+    def __init__(self, max_tokens: Any = None, standardize: Any = "lower_and_strip_punctuation",
+                 split: Any = "whitespace", ngrams: Any = None, output_mode: Any = "int",
+                 output_sequence_length: Any = None, pad_to_max_tokens: Any = False,
+                 vocabulary: Any = None, idf_weights: Any = None, sparse: Any = False,
+                 ragged: Any = False, encoding: Any = "utf-8", **kwargs: Any) -> None:
         kwargs.pop("vocabulary_size", None)
         super().__init__(**kwargs)
         cls = "TextVectorization"
@@ -671,7 +675,7 @@ class TextVectorization(_DataLayer):
         return [self._grams(self._split(self._standardize(t))) for t in arr.tolist()]
 
     # -- vocabulary ----------------------------------------------------------------------------
-    def adapt(self, data, batch_size=None, steps=None):
+    def adapt(self, data: Any, batch_size: int | None = None, steps: int | None = None) -> Any:
         """Learn the vocabulary (and the idf weights of tf_idf) from texts: a list or array of
         strings, or an iterable of such batches (at most ``steps``)."""
         lookup = self._lookup_layer
@@ -686,19 +690,19 @@ class TextVectorization(_DataLayer):
                 n_docs += 1
         lookup._finish_adapt(counts, docs, n_docs)
 
-    def get_vocabulary(self, include_special_tokens=True):
+    def get_vocabulary(self, include_special_tokens: Any = True) -> Any:
         """The vocabulary in index order ("" and "[UNK]" first in int mode)."""
         return self._lookup_layer.get_vocabulary(include_special_tokens)
 
-    def set_vocabulary(self, vocabulary, idf_weights=None):
+    def set_vocabulary(self, vocabulary: Any, idf_weights: Any = None) -> Any:
         """Set the vocabulary (and idf weights for tf_idf); see StringLookup.set_vocabulary."""
         self._lookup_layer.set_vocabulary(vocabulary, idf_weights)
 
-    def vocabulary_size(self):
+    def vocabulary_size(self) -> Any:
         return self._lookup_layer.vocabulary_size()
 
     # -- layer ---------------------------------------------------------------------------------
-    def forward(self, x, training=False, mask=None):
+    def forward(self, x: Any, training: bool = False, mask: Any = None) -> Any:
         where = f"TextVectorization {self.name!r}"
         lookup = self._lookup_layer
         lookup._check_ready()
@@ -719,27 +723,27 @@ class TextVectorization(_DataLayer):
                 ids[i, :len(d)] = lookup._lookup(np.array(d, dtype=object))
         return ids, None
 
-    def backprop(self, ctx, dy, need_dx=True):
+    def backprop(self, ctx: Any, dy: Any, need_dx: Any = True) -> Any:
         return None, []  # strings in: the gradient stops here
 
     @property
-    def output_dtype(self):
+    def output_dtype(self) -> Any:
         return "int64" if self.output_mode == "int" else self.dtype
 
-    def compute_output_shape(self, input_shape):
+    def compute_output_shape(self, input_shape: Any) -> Any:
         batch = tuple(input_shape)[0] if len(tuple(input_shape)) else None
         if self.output_mode == "int":
             return (batch, self.output_sequence_length)
         return self._lookup_layer.compute_output_shape((batch, None))
 
-    def build(self, input_shape):
+    def build(self, input_shape: Any) -> None:
         shape = tuple(input_shape)
         if len(shape) not in (1, 2) or (len(shape) == 2 and shape[1] not in (1, None)):
             raise ValueError(f"TextVectorization {self.name!r}: input shape must be (batch,) or "
                              f"(batch, 1); got {shape}")
         super().build(input_shape)
 
-    def get_config(self):
+    def get_config(self) -> dict[str, Any]:
         for what in ("standardize", "split"):
             if callable(getattr(self, what)):
                 raise ValueError(f"TextVectorization {self.name!r}: a callable {what} cannot be "
@@ -756,7 +760,7 @@ class TextVectorization(_DataLayer):
                 "encoding": self.encoding, "vocabulary_size": self.vocabulary_size()}
 
     @classmethod
-    def from_config(cls, config):
+    def from_config(cls, config: Any) -> Any:
         config = dict(config)
         if isinstance(config.get("ngrams"), list):
             config["ngrams"] = tuple(config["ngrams"])

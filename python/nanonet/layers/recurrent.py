@@ -22,6 +22,7 @@ nanonet's (nanonet.set_seed).
 from __future__ import annotations
 
 import numbers
+from typing import Any
 
 import numpy as np
 
@@ -371,12 +372,14 @@ class LSTM(_Recurrent):
     _state_names = ("h0", "c0")
     _gates = 4
 
-    def __init__(self, units, activation="tanh", recurrent_activation="sigmoid", use_bias=True,
-                 kernel_initializer="glorot_uniform", recurrent_initializer="orthogonal",
-                 bias_initializer="zeros", unit_forget_bias=True, kernel_regularizer=None,
-                 recurrent_regularizer=None, bias_regularizer=None, dropout=0.0,
-                 recurrent_dropout=0.0, return_sequences=False, return_state=False,
-                 go_backwards=False, seed=None, **kwargs):
+    def __init__(self, units: int, activation: Any = "tanh", recurrent_activation: Any = "sigmoid",
+                 use_bias: bool = True, kernel_initializer: Any = "glorot_uniform",
+                 recurrent_initializer: Any = "orthogonal", bias_initializer: Any = "zeros",
+                 unit_forget_bias: bool = True, kernel_regularizer: Any = None,
+                 recurrent_regularizer: Any = None, bias_regularizer: Any = None,
+                 dropout: float = 0.0, recurrent_dropout: float = 0.0,
+                 return_sequences: bool = False, return_state: bool = False,
+                 go_backwards: bool = False, seed: int | None = None, **kwargs: Any) -> None:
         super().__init__(units, activation=activation, use_bias=use_bias,
                          kernel_initializer=kernel_initializer,
                          recurrent_initializer=recurrent_initializer,
@@ -407,7 +410,7 @@ class LSTM(_Recurrent):
 
     # DP-SGD (nanonet.privacy): the kernel keeps the gate gradients dz (T, B, 4H); example b's
     # gradient of [kernel; recurrent_kernel] is xh_b^T dz_b, its norm by the Gram trick in C++.
-    def dp_backprop(self, ctx, dy, need_dx=True):
+    def dp_backprop(self, ctx: Any, dy: Any, need_dx: Any = True) -> Any:
         cache, had_state, dy, dstates = self._output_grads(ctx, dy)
         dx, dz, dh0, dc0 = ops.lstm_backward_dz(dy, cache, dstates[0], dstates[1],
                                                 need_dx=need_dx)
@@ -417,7 +420,7 @@ class LSTM(_Recurrent):
             sq += np.square(dz.sum(axis=0, dtype=np.float64)).sum(axis=1)
         return ([dx, dh0, dc0] if had_state else dx), sq, (xh, dz)
 
-    def dp_grads(self, state, scale):
+    def dp_grads(self, state: Any, scale: bool) -> Any:
         xh, dz = state
         G = dz.shape[2]
         dzs = (dz * scale[None, :, None]).reshape(-1, G)
@@ -426,7 +429,7 @@ class LSTM(_Recurrent):
         grads = [dw[:I], dw[I:]] + ([dzs.sum(axis=0)] if self.use_bias else [])
         return self._trainable_grads(grads)
 
-    def get_config(self):
+    def get_config(self) -> dict[str, Any]:
         config = super().get_config()
         config["recurrent_activation"] = self.recurrent_activation
         config["unit_forget_bias"] = self.unit_forget_bias
@@ -481,12 +484,14 @@ class GRU(_Recurrent):
     """
     _gates = 3
 
-    def __init__(self, units, activation="tanh", recurrent_activation="sigmoid", use_bias=True,
-                 kernel_initializer="glorot_uniform", recurrent_initializer="orthogonal",
-                 bias_initializer="zeros", kernel_regularizer=None, recurrent_regularizer=None,
-                 bias_regularizer=None, dropout=0.0, recurrent_dropout=0.0, seed=None,
-                 return_sequences=False, return_state=False, go_backwards=False,
-                 reset_after=True, **kwargs):
+    def __init__(self, units: int, activation: Any = "tanh", recurrent_activation: Any = "sigmoid",
+                 use_bias: bool = True, kernel_initializer: Any = "glorot_uniform",
+                 recurrent_initializer: Any = "orthogonal", bias_initializer: Any = "zeros",
+                 kernel_regularizer: Any = None, recurrent_regularizer: Any = None,
+                 bias_regularizer: Any = None, dropout: float = 0.0, recurrent_dropout: float = 0.0,
+                 seed: int | None = None, return_sequences: bool = False,
+                 return_state: bool = False, go_backwards: bool = False, reset_after: Any = True,
+                 **kwargs: Any) -> None:
         super().__init__(units, activation=activation, use_bias=use_bias,
                          kernel_initializer=kernel_initializer,
                          recurrent_initializer=recurrent_initializer,
@@ -526,7 +531,7 @@ class GRU(_Recurrent):
             return [(xd, dgx), (hd, dgr)]
         return [(xd, dgx), (hd, dgx[..., :2 * H]), (cache.arrays[3], dgx[..., 2 * H:])]
 
-    def dp_backprop(self, ctx, dy, need_dx=True):
+    def dp_backprop(self, ctx: Any, dy: Any, need_dx: Any = True) -> Any:
         cache, had_state, dy, dstates = self._output_grads(ctx, dy)
         dx, dgx, dgr, dh0 = ops.gru_backward_dz(dy, cache, dstates[0], need_dx=need_dx)
         sq = np.zeros(dgx.shape[1])
@@ -537,7 +542,7 @@ class GRU(_Recurrent):
                 sq += np.square(d.sum(axis=0, dtype=np.float64)).sum(axis=1)
         return ([dx, dh0] if had_state else dx), sq, (cache, dgx, dgr)
 
-    def dp_grads(self, state, scale):
+    def dp_grads(self, state: Any, scale: bool) -> Any:
         cache, dgx, dgr = state
         s = scale[None, :, None]
         dgx = dgx * s
@@ -551,7 +556,7 @@ class GRU(_Recurrent):
             grads.append(np.stack(sums) if self.reset_after else sums[0])
         return self._trainable_grads(grads)
 
-    def get_config(self):
+    def get_config(self) -> dict[str, Any]:
         config = super().get_config()
         config["recurrent_activation"] = self.recurrent_activation
         config["reset_after"] = self.reset_after
@@ -610,7 +615,7 @@ class SimpleRNN(_Recurrent):
         return dx, dk, drk, db, [dh0]
 
     # DP-SGD (nanonet.privacy): as the LSTM's, with dpre (T, B, H) for the gate gradients.
-    def dp_backprop(self, ctx, dy, need_dx=True):
+    def dp_backprop(self, ctx: Any, dy: Any, need_dx: Any = True) -> Any:
         cache, had_state, dy, dstates = self._output_grads(ctx, dy)
         dx, dz, _, dh0 = ops.simple_rnn_backward_dz(dy, cache, dstates[0], need_dx=need_dx)
         xh = cache.arrays[0]
@@ -680,7 +685,8 @@ class Bidirectional(_StateInputs, Layer):
     """
     supports_masking = True
 
-    def __init__(self, layer, merge_mode="concat", weights=None, backward_layer=None, **kwargs):
+    def __init__(self, layer: Any, merge_mode: Any = "concat", weights: Any = None,
+                 backward_layer: Any = None, **kwargs: Any) -> None:
         if not isinstance(layer, _Recurrent):
             raise ValueError("Bidirectional: layer must be a recurrent layer instance (LSTM, GRU "
                              f"or SimpleRNN); got {layer!r}")
@@ -736,7 +742,7 @@ class Bidirectional(_StateInputs, Layer):
         return list(initial_state)
 
     # -- build ---------------------------------------------------------------------------------
-    def build(self, input_shape):
+    def build(self, input_shape: Any) -> None:
         if isinstance(input_shape, list):
             input_shape = input_shape[0]
         for sub in (self.forward_layer, self.backward_layer):
@@ -753,7 +759,7 @@ class Bidirectional(_StateInputs, Layer):
             weights, self._initial_weights = self._initial_weights, None
             self.set_weights(weights)
 
-    def compute_output_shape(self, input_shape):
+    def compute_output_shape(self, input_shape: Any) -> Any:
         out = self.forward_layer.compute_output_shape(input_shape)
         back = self.backward_layer.compute_output_shape(input_shape)
         states = []
@@ -769,7 +775,7 @@ class Bidirectional(_StateInputs, Layer):
         shapes = merged + [tuple(s) for s in states]
         return shapes[0] if len(shapes) == 1 else shapes
 
-    def compute_mask(self, x, mask=None):
+    def compute_mask(self, x: Any, mask: Any = None) -> Any:
         if isinstance(mask, list):
             mask = mask[0]
         out = mask if self.return_sequences else None
@@ -779,7 +785,7 @@ class Bidirectional(_StateInputs, Layer):
         return masks[0] if len(masks) == 1 else masks
 
     # -- forward / backward --------------------------------------------------------------------
-    def forward(self, inputs, training=False, mask=None):
+    def forward(self, inputs: Any, training: bool = False, mask: Any = None) -> Any:
         fw, bw = self.forward_layer, self.backward_layer
         had_state = isinstance(inputs, (list, tuple))
         if had_state:
@@ -825,7 +831,7 @@ class Bidirectional(_StateInputs, Layer):
                    keep, had_state, yf.shape[-1])
         return out, ctx
 
-    def backprop(self, ctx, dy, need_dx=True):
+    def backprop(self, ctx: Any, dy: Any, need_dx: Any = True) -> Any:
         ctx_f, ctx_b, yf, yb, keep, had_state, Hf = ctx
         fw, bw = self.forward_layer, self.backward_layer
         n_out = 2 if self.merge_mode is None else 1
@@ -864,7 +870,7 @@ class Bidirectional(_StateInputs, Layer):
 
     # DP-SGD (nanonet.privacy): backprop's merge with each direction's dp_backprop in place of
     # its backprop; the two directions' norms add up.
-    def dp_backprop(self, ctx, dy, need_dx=True):
+    def dp_backprop(self, ctx: Any, dy: Any, need_dx: Any = True) -> Any:
         fw, bw = self.forward_layer, self.backward_layer
         kept = []
 
@@ -882,14 +888,14 @@ class Bidirectional(_StateInputs, Layer):
         (sq_f, state_f), (sq_b, state_b) = kept
         return dx, sq_f + sq_b, (state_f, state_b)
 
-    def dp_grads(self, state, scale):
+    def dp_grads(self, state: Any, scale: bool) -> Any:
         if not self.trainable:
             return []
         return (list(self.forward_layer.dp_grads(state[0], scale)) +
                 list(self.backward_layer.dp_grads(state[1], scale)))
 
     # -- saving --------------------------------------------------------------------------------
-    def get_rng_state(self):
+    def get_rng_state(self) -> Any:
         state = {}
         for key, sub in (("forward_layer", self.forward_layer),
                          ("backward_layer", self.backward_layer)):
@@ -898,14 +904,14 @@ class Bidirectional(_StateInputs, Layer):
                 state[key] = inner
         return state
 
-    def set_rng_state(self, state):
+    def set_rng_state(self, state: Any) -> Any:
         if not isinstance(state, dict) or set(state) - {"forward_layer", "backward_layer"}:
             raise ValueError(f"random state of Bidirectional {self.name!r} must be a dict with "
                              f"forward_layer / backward_layer; got {state!r:.80}")
         self.forward_layer.set_rng_state(state.get("forward_layer", {}))
         self.backward_layer.set_rng_state(state.get("backward_layer", {}))
 
-    def get_config(self):
+    def get_config(self) -> dict[str, Any]:
         config = {**super().get_config(), "layer": self._layer_config,
                   "merge_mode": self.merge_mode}
         if self._backward_config is not None:
@@ -913,7 +919,7 @@ class Bidirectional(_StateInputs, Layer):
         return config
 
     @classmethod
-    def from_config(cls, config):
+    def from_config(cls, config: Any) -> Any:
         from . import deserialize
         config = dict(config)
         layer = deserialize(config.pop("layer"))
@@ -947,24 +953,24 @@ class Masking(Layer):
     """
     supports_masking = True
 
-    def __init__(self, mask_value=0.0, **kwargs):
+    def __init__(self, mask_value: Any = 0.0, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         if isinstance(mask_value, bool) or not isinstance(mask_value, numbers.Real):
             raise ValueError(f"Masking: mask_value must be a number; got {mask_value!r}")
         self.mask_value = float(mask_value)
 
-    def compute_mask(self, x, mask=None):
+    def compute_mask(self, x: Any, mask: Any = None) -> Any:
         return np.any(np.asarray(x) != self.mask_value, axis=-1)
 
-    def forward(self, x, training=False, mask=None):
+    def forward(self, x: Any, training: bool = False, mask: Any = None) -> Any:
         x = self._float_input(x)
         keep = np.any(x != self.mask_value, axis=-1, keepdims=True)
         return x * keep, (keep if training else None)
 
-    def backprop(self, keep, dy, need_dx=True):
+    def backprop(self, keep: Any, dy: Any, need_dx: Any = True) -> Any:
         return np.asarray(dy) * keep, []
 
-    def get_config(self):
+    def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "mask_value": self.mask_value}
 
     def __repr__(self):

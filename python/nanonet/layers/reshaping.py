@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 import numbers
+from typing import Any
 
 import numpy as np
 
@@ -34,7 +35,7 @@ class Reshape(Layer):
     (2, 3, 4)
     """
 
-    def __init__(self, target_shape, **kwargs):
+    def __init__(self, target_shape: Any, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         if isinstance(target_shape, numbers.Integral) and not isinstance(target_shape, bool):
             target_shape = (target_shape,)
@@ -68,28 +69,28 @@ class Reshape(Layer):
                              f"{self.target_shape} ({known} values)")
         return self.target_shape
 
-    def compute_output_shape(self, input_shape):
+    def compute_output_shape(self, input_shape: Any) -> Any:
         input_shape = tuple(input_shape)
         rest = input_shape[1:]
         if None in rest:
             return (input_shape[0],) + tuple(None if d == -1 else d for d in self.target_shape)
         return (input_shape[0],) + self._resolve(rest)
 
-    def forward(self, x, training=False, mask=None):
+    def forward(self, x: Any, training: bool = False, mask: Any = None) -> Any:
         x = np.asarray(x)
         if x.ndim < 1:
             raise ValueError(f"Reshape {self.name!r}: input must have a batch axis; got a scalar")
         y = x.reshape((x.shape[0],) + self._resolve(x.shape[1:]))
         return y, (x.shape if training else None)
 
-    def backprop(self, shape, dy, need_dx=True):
+    def backprop(self, shape: Any, dy: Any, need_dx: Any = True) -> Any:
         dy = np.asarray(dy)
         if dy.size != math.prod(shape) or dy.shape[:1] != shape[:1]:
             raise ValueError(f"Reshape {self.name!r}: dy must have the output's shape "
                              f"{(shape[0],) + self._resolve(shape[1:])}; got {dy.shape}")
         return dy.reshape(shape), []
 
-    def get_config(self):
+    def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "target_shape": self.target_shape}
 
     def __repr__(self):
@@ -163,27 +164,27 @@ class ZeroPadding2D(_Image2D):
      [0.0, 1.0, 1.0, 1.0, 0.0], [0.0, 0.0, 0.0, 0.0, 0.0]]
     """
 
-    def __init__(self, padding=(1, 1), data_format=None, **kwargs):
+    def __init__(self, padding: str = (1, 1), data_format: Any = None, **kwargs: Any) -> None:
         super().__init__(data_format, **kwargs)
         self.padding = _two_pairs(padding, "padding", "ZeroPadding2D")
 
-    def compute_output_shape(self, input_shape):
+    def compute_output_shape(self, input_shape: Any) -> Any:
         _check_image(input_shape, self)
         (t, b), (l, r) = self.padding
         B, H, W, C = input_shape
         return (B, None if H is None else H + t + b, None if W is None else W + l + r, C)
 
-    def forward(self, x, training=False, mask=None):
+    def forward(self, x: Any, training: bool = False, mask: Any = None) -> Any:
         x = self._input(x)
         (t, b), (l, r) = self.padding
         y = np.pad(x, ((0, 0), (t, b), (l, r), (0, 0)))
         return y, (x.shape if training else None)
 
-    def backprop(self, shape, dy, need_dx=True):
+    def backprop(self, shape: Any, dy: Any, need_dx: Any = True) -> Any:
         (t, _), (l, _) = self.padding
         return np.asarray(dy)[:, t:t + shape[1], l:l + shape[2], :], []
 
-    def get_config(self):
+    def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "padding": self.padding}
 
 
@@ -210,11 +211,12 @@ class Cropping2D(_Image2D):
     [[5.0, 6.0], [9.0, 10.0]]
     """
 
-    def __init__(self, cropping=((0, 0), (0, 0)), data_format=None, **kwargs):
+    def __init__(self, cropping: Any = ((0, 0), (0, 0)), data_format: Any = None,
+                 **kwargs: Any) -> None:
         super().__init__(data_format, **kwargs)
         self.cropping = _two_pairs(cropping, "cropping", "Cropping2D")
 
-    def compute_output_shape(self, input_shape):
+    def compute_output_shape(self, input_shape: Any) -> Any:
         _check_image(input_shape, self)
         (t, b), (l, r) = self.cropping
         B, H, W, C = input_shape
@@ -224,20 +226,20 @@ class Cropping2D(_Image2D):
                                  f"nothing of {axis} {n}")
         return (B, None if H is None else H - t - b, None if W is None else W - l - r, C)
 
-    def forward(self, x, training=False, mask=None):
+    def forward(self, x: Any, training: bool = False, mask: Any = None) -> Any:
         x = self._input(x)
         self.compute_output_shape(x.shape)
         (t, b), (l, r) = self.cropping
         y = x[:, t:x.shape[1] - b, l:x.shape[2] - r, :]
         return y, (x.shape if training else None)
 
-    def backprop(self, shape, dy, need_dx=True):
+    def backprop(self, shape: Any, dy: Any, need_dx: Any = True) -> Any:
         (t, b), (l, r) = self.cropping
         dx = np.zeros(shape, np.asarray(dy).dtype)
         dx[:, t:shape[1] - b, l:shape[2] - r, :] = dy
         return dx, []
 
-    def get_config(self):
+    def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "cropping": self.cropping}
 
 
@@ -263,7 +265,8 @@ class UpSampling2D(_Image2D):
     [[1.0, 1.0, 2.0, 2.0], [1.0, 1.0, 2.0, 2.0]]
     """
 
-    def __init__(self, size=(2, 2), data_format=None, interpolation="nearest", **kwargs):
+    def __init__(self, size: Any = (2, 2), data_format: Any = None, interpolation: Any = "nearest",
+                 **kwargs: Any) -> None:
         from .convolutional import normalize_tuple
         super().__init__(data_format, **kwargs)
         self.size = normalize_tuple(size, 2, "size", "UpSampling2D")
@@ -272,23 +275,23 @@ class UpSampling2D(_Image2D):
                              f"supported); got {interpolation!r}")
         self.interpolation = interpolation
 
-    def compute_output_shape(self, input_shape):
+    def compute_output_shape(self, input_shape: Any) -> Any:
         _check_image(input_shape, self)
         B, H, W, C = input_shape
         return (B, None if H is None else H * self.size[0],
                 None if W is None else W * self.size[1], C)
 
-    def forward(self, x, training=False, mask=None):
+    def forward(self, x: Any, training: bool = False, mask: Any = None) -> Any:
         x = self._input(x)
         y = np.repeat(np.repeat(x, self.size[0], axis=1), self.size[1], axis=2)
         return y, (x.shape if training else None)
 
-    def backprop(self, shape, dy, need_dx=True):
+    def backprop(self, shape: Any, dy: Any, need_dx: Any = True) -> Any:
         B, H, W, C = shape
         sh, sw = self.size
         return np.asarray(dy).reshape(B, H, sh, W, sw, C).sum(axis=(2, 4)), []
 
-    def get_config(self):
+    def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "size": self.size, "interpolation": self.interpolation}
 
 

@@ -7,6 +7,8 @@ optimizers, regularizers, get_weights / set_weights and saving see them through 
 """
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from .base import Layer
@@ -38,7 +40,7 @@ class TimeDistributed(Layer):
     """
     supports_masking = True
 
-    def __init__(self, layer, **kwargs):
+    def __init__(self, layer: Any, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         if not isinstance(layer, Layer):
             raise ValueError(f"TimeDistributed: layer must be a nanonet Layer instance; got "
@@ -52,7 +54,7 @@ class TimeDistributed(Layer):
                              f"(batch, steps, ...); got shape {input_shape}")
         return (None,) + input_shape[2:]
 
-    def build(self, input_shape):
+    def build(self, input_shape: Any) -> None:
         inner = self._inner_shape(input_shape)
         if not self.layer.built:
             self.layer._maybe_build(inner)
@@ -63,13 +65,13 @@ class TimeDistributed(Layer):
         self._weight_regularizers = self.layer._weight_regularizers
         self.built = True
 
-    def compute_output_shape(self, input_shape):
+    def compute_output_shape(self, input_shape: Any) -> Any:
         input_shape = tuple(input_shape)
         out = self.layer.compute_output_shape(self._inner_shape(input_shape))
         return tuple(input_shape[:2]) + tuple(out[1:])
 
     @property
-    def fused_activation(self):
+    def fused_activation(self) -> Any:
         return self.layer.fused_activation
 
     def _rows(self, x):
@@ -82,18 +84,18 @@ class TimeDistributed(Layer):
     def _steps(self, y2, bt):
         return y2.reshape(tuple(bt) + y2.shape[1:])
 
-    def forward(self, x, training=False, mask=None):
+    def forward(self, x: Any, training: bool = False, mask: Any = None) -> Any:
         x2, bt = self._rows(x)
         y2, ctx = self.layer.forward(x2, training=training)
         return self._steps(y2, bt), ((bt, ctx) if training else None)
 
-    def forward_logits(self, x, training=False, mask=None):
+    def forward_logits(self, x: Any, training: bool = False, mask: Any = None) -> Any:
         """The wrapped layer's ``forward_logits`` on every step (see Layer)."""
         x2, bt = self._rows(x)
         y2, ctx = self.layer.forward_logits(x2, training=training)
         return self._steps(y2, bt), ((bt, ctx) if training else None)
 
-    def backprop(self, ctx, dy, need_dx=True):
+    def backprop(self, ctx: Any, dy: Any, need_dx: Any = True) -> Any:
         bt, inner = ctx
         dy = np.asarray(dy)
         if dy.shape[:2] != tuple(bt):
@@ -104,22 +106,22 @@ class TimeDistributed(Layer):
         return (None if dx2 is None else self._steps(dx2, bt)), \
             (list(grads) if self.trainable else [])
 
-    def get_rng_state(self):
+    def get_rng_state(self) -> Any:
         inner = self.layer.get_rng_state()
         return {"layer": inner} if inner else {}
 
-    def set_rng_state(self, state):
+    def set_rng_state(self, state: Any) -> Any:
         if not isinstance(state, dict) or set(state) - {"layer"}:
             raise ValueError(f"random state of TimeDistributed {self.name!r} must be "
                              f"{{'layer': ...}}; got {state!r}")
         self.layer.set_rng_state(state.get("layer", {}))
 
-    def get_config(self):
+    def get_config(self) -> dict[str, Any]:
         from . import serialize
         return {**super().get_config(), "layer": serialize(self.layer)}
 
     @classmethod
-    def from_config(cls, config):
+    def from_config(cls, config: Any) -> Any:
         from . import deserialize
         config = dict(config)
         return cls(deserialize(config.pop("layer")), **config)

@@ -9,6 +9,7 @@ registry and never executes anything from the text.
 from __future__ import annotations
 
 import json
+from typing import Any
 
 from ..layers import deserialize as _deserialize_layer
 from ..layers.base import Layer
@@ -26,8 +27,8 @@ def _fresh_copy(layer):
     return type(layer).from_config(layer.get_config())
 
 
-def clone_model(model, input_tensors=None, clone_function=None, call_function=None,
-                recursive=False):
+def clone_model(model: Any, input_tensors: Any = None, clone_function: Any = None,
+                call_function: Any = None, recursive: Any = False) -> Any:
     """A new model with ``model``'s architecture and configuration and new weights.
 
     Args:
@@ -119,7 +120,7 @@ def _clone_graph(model, input_tensors, clone_layer, call_function, fn):
     return Model(inputs, outputs, name=model.name, trainable=model.trainable)
 
 
-def model_to_json(model, **kwargs):
+def model_to_json(model: Any, **kwargs: Any) -> Any:
     """The architecture of ``model`` as a JSON string (``model.to_json``); kwargs go to
     ``json.dumps``."""
     from .. import __version__
@@ -143,7 +144,7 @@ def _json_default(obj):
     raise TypeError(f"{type(obj).__name__} is not JSON-serialisable")
 
 
-def model_from_json(json_string, custom_objects=None):
+def model_from_json(json_string: Any, custom_objects: Any = None) -> Any:
     """A new model (new weights, uncompiled) from ``model.to_json()``'s string.
 
     Layer classes are found by name in nanonet's registry (every Layer subclass registers

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import copy
 import numbers
+from typing import Any
 
 import numpy as np
 
@@ -37,7 +38,7 @@ __all__ = ["CompiledLoss", "CompiledMetrics", "mask_weights"]
 _EPSILON = 1e-7  # Keras's backend epsilon, used when rescaling masked losses
 
 
-def mask_weights(sw, mask, pred_ndim, rescale):
+def mask_weights(sw: Any, mask: Any, pred_ndim: Any, rescale: Any) -> Any:
     """Sample weights for sequence outputs (B, T, C) with an output mask (B, T): masked steps
     weigh 0. rescale (for the loss) multiplies by total / valid steps, so that the
     sum-over-batch-size mean becomes the mean over unmasked steps (Keras's apply_mask)."""
@@ -52,7 +53,7 @@ def mask_weights(sw, mask, pred_ndim, rescale):
     return sw.reshape(sw.shape + (1,) * (m.ndim - sw.ndim)) * m
 
 
-def softmax(logits):
+def softmax(logits: Any) -> Any:
     """softmax over the last axis."""
     shape = logits.shape
     return ops.activation_forward(logits.reshape(-1, shape[-1]), "softmax").reshape(shape)
@@ -81,7 +82,8 @@ def _per_output(value, names, what, fn, allow_single=True):
 class CompiledLoss:
     """Per output: the Loss (or None) and its weight."""
 
-    def __init__(self, loss, loss_weights, output_names, fn="compile"):
+    def __init__(self, loss: Any, loss_weights: Any, output_names: Any,
+                 fn: Any = "compile") -> None:
         self.output_names = list(output_names)
         if loss is None:
             self.losses = [None] * len(self.output_names)
@@ -107,15 +109,15 @@ class CompiledLoss:
         self.fused = None  # per output, decided at the first training step
 
     @property
-    def empty(self):
+    def empty(self) -> Any:
         return all(v is None for v in self.losses)
 
-    def decide_fused(self, model):
+    def decide_fused(self, model: Any) -> Any:
         self.fused = [loss is not None and model._fused_output(k, loss)
                       for k, loss in enumerate(self.losses)]
         return self.fused
 
-    def train_values(self, ys, outs, masks, sws):
+    def train_values(self, ys: Any, outs: Any, masks: Any, sws: Any) -> Any:
         """(total, per-output values, d total / d outputs); ``outs`` hold logits for fused
         outputs and are replaced by probabilities in place (for the metrics)."""
         total = 0.0
@@ -143,7 +145,7 @@ class CompiledLoss:
             douts.append(grad)
         return total, values, douts
 
-    def test_values(self, ys, outs, masks, sws):
+    def test_values(self, ys: Any, outs: Any, masks: Any, sws: Any) -> Any:
         total = 0.0
         values = []
         for k, loss in enumerate(self.losses):
@@ -156,7 +158,7 @@ class CompiledLoss:
             values.append(value)
         return total, values
 
-    def get_config(self):
+    def get_config(self) -> dict[str, Any]:
         """JSON-able loss / loss_weights as compile takes them back."""
         ser = [None if v is None else _losses.serialize(v) for v in self.losses]
         if len(self.output_names) == 1:
@@ -167,7 +169,7 @@ class CompiledLoss:
 class CompiledMetrics:
     """The metric identifiers per output and, once shapes are known, the metric objects."""
 
-    def __init__(self, metrics, output_names, losses, fn="compile"):
+    def __init__(self, metrics: Any, output_names: Any, losses: Any, fn: Any = "compile") -> None:
         self.output_names = list(output_names)
         multi = len(self.output_names) > 1
         if metrics is None:
@@ -199,7 +201,7 @@ class CompiledMetrics:
         self.names = names
         self.losses_present = [loss is not None for loss in losses]
 
-    def build(self, y_shapes, pred_shapes, share_objects):
+    def build(self, y_shapes: Any, pred_shapes: Any, share_objects: Any) -> None:
         """The flat metric list: loss tracker(s), then the compiled metrics output by output. A
         Metric object passed to compile is updated itself during training (share_objects) and
         copied for evaluation."""
@@ -222,7 +224,7 @@ class CompiledMetrics:
                 owners.append(k)
         return out, owners
 
-    def get_config(self):
+    def get_config(self) -> dict[str, Any]:
         ser = [[m if isinstance(m, (str, dict)) else _metrics.serialize(m) for m in ids]
                for ids in self.identifiers]
         if len(self.output_names) == 1:

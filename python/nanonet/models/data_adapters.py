@@ -10,6 +10,7 @@ range for sparse cross-entropy. Batches are then plain slices of these arrays (`
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 
@@ -20,7 +21,7 @@ __all__ = ["as_array", "as_strings", "standardize_inputs", "standardize_targets"
            "standardize_weights", "batch_slices", "take", "gather", "split_validation"]
 
 
-def as_array(a, name, fn):
+def as_array(a: Any, name: str | None, fn: Any) -> Any:
     if a is None:
         raise ValueError(f"{fn}: {name} is required; got None")
     arr = a if isinstance(a, np.ndarray) else np.asarray(a)
@@ -31,7 +32,7 @@ def as_array(a, name, fn):
     return arr
 
 
-def as_strings(a, name, fn):
+def as_strings(a: Any, name: str | None, fn: Any) -> Any:
     """Text data for a string input: str, bytes (UTF-8) or nested lists / arrays of them, as an
     object array of str with a batch axis (never cast to numbers)."""
     if a is None:
@@ -94,7 +95,7 @@ def _check_count(arrays, names, fn, n=None, what="x"):
     return n
 
 
-def standardize_inputs(model, x, fn, name="x"):
+def standardize_inputs(model: Any, x: Any, fn: Any, name: str | None = "x") -> Any:
     """x -> list of arrays aligned with model.inputs, cast and shape-checked."""
     specs = model.inputs
     if len(specs) == 1 and type(x) is np.ndarray and x.ndim >= 1 and x.shape[0] and \
@@ -167,7 +168,7 @@ def _check_target(y, out, loss, fn, name, float_dtype):
     return y if y.dtype == float_dtype else y.astype(float_dtype)
 
 
-def standardize_targets(model, y, n, fn, name="y"):
+def standardize_targets(model: Any, y: Any, n: int, fn: Any, name: str | None = "y") -> Any:
     """y -> list aligned with model.outputs (None for an output without a loss)."""
     names = model.output_names
     losses = model.compiled_loss.losses
@@ -197,7 +198,8 @@ def standardize_targets(model, y, n, fn, name="y"):
     return out
 
 
-def standardize_weights(model, sample_weight, ys, n, fn, class_weight=None):
+def standardize_weights(model: Any, sample_weight: Any, ys: Any, n: int, fn: Any,
+                        class_weight: Any = None) -> Any:
     """sample_weight (one array for all outputs, or a list / dict per output) and class_weight
     (single-output models) -> list aligned with the outputs (None entries for none)."""
     k = len(model.output_names)
@@ -253,18 +255,18 @@ def _class_weights(class_weight, y, n, fn):
     return lut[labels]
 
 
-def take(arrays, index):
+def take(arrays: Any, index: int | None) -> Any:
     """Each array (None kept) indexed by ``index`` (a slice or an index array)."""
     return [None if a is None else a[index] for a in arrays]
 
 
-def gather(arrays, index):
+def gather(arrays: Any, index: int | None) -> Any:
     """Each array's rows at the int array ``index`` (None kept): np.take, which copies the
     rows of a batch faster than fancy indexing."""
     return [None if a is None else np.take(a, index, axis=0) for a in arrays]
 
 
-def batch_slices(n, batch_size, max_steps=None):
+def batch_slices(n: int, batch_size: int | None, max_steps: Any = None) -> Any:
     """slice objects covering [0, n) in batch_size pieces (at most max_steps of them)."""
     steps = math.ceil(n / batch_size)
     if max_steps is not None:
@@ -272,7 +274,7 @@ def batch_slices(n, batch_size, max_steps=None):
     return [slice(i * batch_size, min(n, (i + 1) * batch_size)) for i in range(steps)]
 
 
-def split_validation(n, validation_split, fn):
+def split_validation(n: int, validation_split: float, fn: Any) -> Any:
     """The sample index where the last ``validation_split`` fraction starts (Keras: before
     shuffling)."""
     split = int(math.floor(n * (1.0 - validation_split)))
@@ -289,7 +291,7 @@ def split_validation(n, validation_split, fn):
 __all__ += ["is_batch_source", "BatchSource", "unpack_batch"]
 
 
-def is_batch_source(data):
+def is_batch_source(data: Any) -> Any:
     """Whether data is batches (a PyDataset, a generator, an iterator or another iterable that
     is not an array, list, tuple or dict)."""
     from ..utils import PyDataset
@@ -301,7 +303,7 @@ def is_batch_source(data):
     return hasattr(data, "__next__") or hasattr(data, "__iter__")
 
 
-def unpack_batch(batch, fn, name="x"):
+def unpack_batch(batch: int, fn: Any, name: str | None = "x") -> Any:
     """A batch -> (x, y, sample_weight): a tuple or list of 1-3 items, or x alone (Keras)."""
     if isinstance(batch, list):
         batch = tuple(batch)
@@ -324,7 +326,8 @@ class BatchSource:
     iterable is iterated afresh every epoch.
     """
 
-    def __init__(self, data, steps, fn, name="x", shuffle=False):
+    def __init__(self, data: Any, steps: int | None, fn: Any, name: str | None = "x",
+                 shuffle: bool = False) -> None:
         from ..utils import PyDataset
         self.data = data
         self.fn = fn
@@ -343,7 +346,7 @@ class BatchSource:
         self._iterator = data if hasattr(data, "__next__") else None
         self.exhausted = False  # an iterator ran out before an epoch had all its steps
 
-    def epoch(self, rng=None):
+    def epoch(self, rng: Any = None) -> Any:
         """The raw batches of one epoch (shuffled with rng for a PyDataset when asked)."""
         if self.dataset:
             return self._dataset_epoch(rng)
@@ -411,7 +414,7 @@ class BatchSource:
             for f in pending:
                 f.cancel()
 
-    def close(self):
+    def close(self) -> Any:
         """Shut the worker pool down (fit, evaluate and predict call it when they end)."""
         if self._pool is not None:
             self._pool.shutdown(wait=True, cancel_futures=True)

@@ -27,6 +27,8 @@ summary.py.
 from __future__ import annotations
 
 import functools as _functools
+import os
+from typing import Any
 
 import numpy as _np
 
@@ -223,7 +225,8 @@ class Model(Trainer, Layer):
     'tokens'
     """
 
-    def __init__(self, inputs=None, outputs=None, name=None, trainable=True):
+    def __init__(self, inputs: Any = None, outputs: Any = None, name: str | None = None,
+                 trainable: bool = True) -> None:
         Layer.__init__(self, name=name or unique_name(self._default_name()),
                        trainable=trainable)
         Trainer.__init__(self)
@@ -273,12 +276,12 @@ class Model(Trainer, Layer):
         self.built = True
 
     @property
-    def layers(self):
+    def layers(self) -> Any:
         """The layers, in Keras's order (InputLayers first)."""
         return list(self._graph_layers) if self._plan is not None else []
 
     @property
-    def class_names(self):
+    def class_names(self) -> Any:
         """The label of each class of the (first) output, in output order, or None: saved with
         the model; ``python -m nanonet serve`` answers the top label of every sample with it.
 
@@ -287,10 +290,10 @@ class Model(Trainer, Layer):
         return None if self._class_names is None else list(self._class_names)
 
     @class_names.setter
-    def class_names(self, names):
+    def class_names(self, names: Any) -> Any:
         self._class_names = check_class_names(names, f"{type(self).__name__}.class_names")
 
-    def get_layer(self, name=None, index=None):
+    def get_layer(self, name: str | None = None, index: int | None = None) -> Any:
         """Returns a layer by its name or by its position in ``layers``.
 
         Args:
@@ -332,17 +335,17 @@ class Model(Trainer, Layer):
         return shapes[0] if len(shapes) == 1 else shapes
 
     @property
-    def input_shape(self):
+    def input_shape(self) -> Any:
         """The input's shape with the batch axis (a list of shapes for several inputs)."""
         return self._shape_of(self.inputs) if self.inputs else None
 
     @property
-    def output_shape(self):
+    def output_shape(self) -> Any:
         if not self.outputs:
             raise ValueError(f"Model {self.name!r} is not built yet; it has no output shape")
         return self._shape_of(self.outputs)
 
-    def compute_output_shape(self, input_shape):
+    def compute_output_shape(self, input_shape: Any) -> Any:
         shapes = [t.shape for t in self.outputs]
         return shapes[0] if len(shapes) == 1 else shapes
 
@@ -368,11 +371,11 @@ class Model(Trainer, Layer):
         return out
 
     @property
-    def weights(self):
+    def weights(self) -> Any:
         return self._unique([w for layer in self.layers for w in layer.weights])
 
     @property
-    def trainable_weights(self):
+    def trainable_weights(self) -> Any:
         if not self.trainable:
             return []
         return list(self._cached("trainable", lambda layers: self._unique(
@@ -393,13 +396,13 @@ class Model(Trainer, Layer):
         return value
 
     @property
-    def non_trainable_weights(self):
+    def non_trainable_weights(self) -> Any:
         if not self.trainable:
             return self.weights
         train = {id(w) for w in self.trainable_weights}
         return [w for w in self.weights if id(w) not in train]
 
-    def named_weights(self):
+    def named_weights(self) -> Any:
         """(layer, weight, name) for every weight once, in ``weights`` order."""
         seen, out = set(), []
         for layer in self.layers:
@@ -410,10 +413,10 @@ class Model(Trainer, Layer):
         return out
 
     @property
-    def weight_names(self):
+    def weight_names(self) -> Any:
         return [n for _, _, n in self.named_weights()]
 
-    def get_weights(self):
+    def get_weights(self) -> list[_np.ndarray]:
         """Returns copies of every weight array, layer by layer, in Keras's order.
 
         Returns:
@@ -427,7 +430,7 @@ class Model(Trainer, Layer):
         """
         return [w.copy() for w in self.weights]
 
-    def set_weights(self, weights):
+    def set_weights(self, weights: Any) -> None:
         """Sets every weight from a list like ``get_weights()``.
 
         All shapes are checked before any weight changes.
@@ -471,13 +474,13 @@ class Model(Trainer, Layer):
         return int(sum(w.size for w in self.weights))
 
     @property
-    def losses(self):
+    def losses(self) -> Any:
         """Regularization penalties of every layer (floats)."""
         if not self.trainable:
             return []
         return [r(w) for w, r in self.regularized_weights()]
 
-    def regularized_weights(self):
+    def regularized_weights(self) -> Any:
         if not self.trainable:
             return []
         return list(self._cached("regularized", self._regularized))
@@ -492,7 +495,7 @@ class Model(Trainer, Layer):
                     out.append((w, r))
         return out
 
-    def get_rng_state(self):
+    def get_rng_state(self) -> Any:
         """{layer name: that layer's get_rng_state()} for layers that own a Generator."""
         out = {}
         for layer in self.layers:
@@ -501,7 +504,7 @@ class Model(Trainer, Layer):
                 out[layer.name] = state
         return out
 
-    def set_rng_state(self, state):
+    def set_rng_state(self, state: Any) -> Any:
         if not isinstance(state, dict):
             raise ValueError(f"random state of model {self.name!r} must be a dict")
         by_name = {layer.name: layer for layer in self.layers}
@@ -619,7 +622,7 @@ class Model(Trainer, Layer):
                              f"{self.input_names}; got {type(inputs).__name__}")
         return list(inputs)
 
-    def forward(self, inputs, training=False, mask=None):
+    def forward(self, inputs: Any, training: bool = False, mask: Any = None) -> Any:
         xs = self._as_list(inputs, "inputs")
         masks = None
         if mask is not None:
@@ -629,14 +632,14 @@ class Model(Trainer, Layer):
         outs, _, ctxs = self._execute(xs, training, masks=masks)
         return (outs[0] if len(outs) == 1 else outs), ((ctxs,) if training else None)
 
-    def backprop(self, ctx, dy, need_dx=True):
+    def backprop(self, ctx: Any, dy: Any, need_dx: Any = True) -> Any:
         (ctxs,) = ctx
         douts = [dy] if len(self.outputs) == 1 else list(dy)
         dxs, wgrads = self._backward(ctxs, douts, need_dx)
         grads = [wgrads.get(id(w)) for w in self.trainable_weights]
         return (dxs[0] if len(dxs) == 1 else dxs), grads
 
-    def compute_mask(self, inputs, mask=None):
+    def compute_mask(self, inputs: Any, mask: Any = None) -> Any:
         return None if len(self.outputs) == 1 else [None] * len(self.outputs)
 
     def _symbolic_inputs(self, inputs, kwargs):
@@ -659,7 +662,7 @@ class Model(Trainer, Layer):
     def _output_dtype_at(self, index):
         return self.outputs[index].dtype
 
-    def __call__(self, *args, **kwargs):
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
         if len(args) == 1 and not kwargs and type(args[0]) is _np.ndarray:
             return self._call_arrays(args[0], False)  # the common case: inference on an array
         if args and is_symbolic(args[0]) or "inputs" in kwargs and is_symbolic(kwargs["inputs"]):
@@ -674,11 +677,12 @@ class Model(Trainer, Layer):
                             f"{sorted(kwargs) or list(args[1:])}")
         return self._call_arrays(x, training)
 
-    def call(self, x, training=False, mask=None):
+    def call(self, x: Any, training: bool = False, mask: Any = None) -> Any:
         return self._call_arrays(x, training)
 
     # -- export --------------------------------------------------------------------------------
-    def export(self, filepath, format="onnx", opset_version=None):
+    def export(self, filepath: str | os.PathLike[str], format: Any = "onnx",
+               opset_version: Any = None) -> Any:
         """Writes the model for another runtime (Keras 3's name).
 
         ``format="onnx"``, the only format, writes an ONNX file for onnxruntime and other
@@ -711,7 +715,7 @@ class Model(Trainer, Layer):
         _onnx_export.export(self, filepath, opset_version=opset_version)
 
     # -- config --------------------------------------------------------------------------------
-    def get_config(self):
+    def get_config(self) -> dict[str, Any]:
         """Returns the graph as JSON-able data (no weights); ``from_config`` rebuilds it.
 
         The dict holds every layer's config and, per call site, the tensors it consumed
@@ -755,7 +759,7 @@ class Model(Trainer, Layer):
                 "input_kind": self._input_kind, "output_kind": self._output_kind}
 
     @classmethod
-    def from_config(cls, config):
+    def from_config(cls, config: Any) -> Any:
         """Rebuilds a model (new, unbuilt weights) from ``get_config``'s dict.
 
         Only registered layer classes can be built; nothing in the config is executed.
@@ -898,7 +902,7 @@ class Model(Trainer, Layer):
                 f"outputs={self.output_names}>")
 
 
-def check_class_names(names, what):
+def check_class_names(names: Any, what: Any) -> Any:
     """None, or a list of non-empty strings (a list copy); TypeError / ValueError naming what."""
     if names is None:
         return None

@@ -9,6 +9,8 @@ loop, one predict path, one save format.
 """
 from __future__ import annotations
 
+from typing import Any
+
 from ..layers import deserialize as _deserialize_layer
 from ..layers import serialize as _serialize_layer
 from ..layers.base import BUILD_LOCK, Layer, unique_name
@@ -50,7 +52,7 @@ class Sequential(Model):
     ((16, 3), 2)
     """
 
-    def __init__(self, layers=None, trainable=True, name=None):
+    def __init__(self, layers: Any = None, trainable: bool = True, name: str | None = None) -> None:
         if name is not None and (not isinstance(name, str) or not name):
             raise ValueError(f"Sequential: name must be a non-empty string; got {name!r}")
         super().__init__(name=name or unique_name("sequential"), trainable=trainable)
@@ -71,11 +73,11 @@ class Sequential(Model):
 
     # -- structure ---------------------------------------------------------------------------
     @property
-    def layers(self):
+    def layers(self) -> Any:
         """The layers, in order (an InputLayer is not listed, as in Keras)."""
         return list(self._layers)
 
-    def add(self, layer):
+    def add(self, layer: Any) -> None:
         """Appends a layer to the stack.
 
         An ``Input`` (or InputLayer) is accepted only as the first entry; once the input shape
@@ -121,7 +123,7 @@ class Sequential(Model):
         if self._batch_input_shape is not None:
             self.build(self._batch_input_shape)
 
-    def pop(self):
+    def pop(self) -> Any:
         """Removes and returns the last layer.
 
         Returns:
@@ -151,7 +153,7 @@ class Sequential(Model):
         if self.compiled_loss is not None:
             self.compiled_loss.fused = None
 
-    def build(self, input_shape=None):
+    def build(self, input_shape: Any = None) -> None:
         """Builds every layer for inputs of ``input_shape``.
 
         Args:
@@ -233,11 +235,11 @@ class Sequential(Model):
         return [self._layers[-1].name] if self._layers else ["output"]
 
     @property
-    def input_shape(self):
+    def input_shape(self) -> Any:
         return self._batch_input_shape
 
     @property
-    def output_shape(self):
+    def output_shape(self) -> Any:
         if not self.built:
             raise ValueError(f"Sequential {self.name!r} is not built yet; it has no output shape")
         return super().output_shape
@@ -249,7 +251,7 @@ class Sequential(Model):
         return super().count_params()
 
     # -- config ------------------------------------------------------------------------------
-    def get_config(self):
+    def get_config(self) -> dict[str, Any]:
         """Returns ``{"name", "trainable", "layers"}``: the config of each layer in order.
 
         Example:
@@ -271,7 +273,7 @@ class Sequential(Model):
         return {"name": self.name, "trainable": self.trainable, "layers": layers}
 
     @classmethod
-    def from_config(cls, config):
+    def from_config(cls, config: Any) -> Any:
         """Rebuilds a Sequential (new weights) from ``get_config``'s dict.
 
         Args:

@@ -6,12 +6,14 @@ line; the last one never is. Totals follow, with their sizes in bytes.
 """
 from __future__ import annotations
 
+from typing import Any
+
 from ..layers.node import fmt_shape
 
 __all__ = ["print_summary", "format_bytes"]
 
 
-def format_bytes(n):
+def format_bytes(n: int) -> Any:
     for unit in ("B", "KB", "MB", "GB"):
         if n < 1024 or unit == "GB":
             return f"{n:.2f} {unit}"
@@ -57,7 +59,8 @@ def _rows_graph(model):
     return rows
 
 
-def print_summary(model, line_length=None, positions=None, print_fn=None):
+def print_summary(model: Any, line_length: int | None = None, positions: Any = None,
+                  print_fn: Any = None) -> Any:
     if not model.built:
         raise ValueError(f"{type(model).__name__} {model.name!r} has not been built yet; call "
                          "build(input_shape), start it with Input(shape), or call it on data")

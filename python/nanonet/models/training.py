@@ -18,8 +18,10 @@ The model side (``Model`` in functional.py) provides ``inputs``, ``outputs``, ``
 from __future__ import annotations
 
 import math
+import os
 import numbers
 import warnings
+from typing import Any
 
 import numpy as np
 
@@ -59,7 +61,7 @@ def _check_int_min0(value, name, fn):
 class Trainer:
     """compile / fit / evaluate / predict for a model (mixed into ``Model``)."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         self.optimizer = None
         self.loss = None
         self.compiled = False
@@ -74,7 +76,8 @@ class Trainer:
         self._dp = None  # the data-parallel hook during fit / evaluate under MPI (distributed.py)
 
     # -- compile -------------------------------------------------------------------------------
-    def compile(self, optimizer="rmsprop", loss=None, loss_weights=None, metrics=None):
+    def compile(self, optimizer: Any = "rmsprop", loss: Any = None, loss_weights: Any = None,
+                metrics: Any = None) -> None:
         """Configures the model for training: optimizer, loss and metrics.
 
         Args:
@@ -127,14 +130,14 @@ class Trainer:
         return list(self.output_names)
 
     @property
-    def metrics_names(self):
+    def metrics_names(self) -> Any:
         """["loss", <per-output losses when several>, <metric names in compile order>]."""
         if not self.compiled:
             return []
         return list(self.compiled_metrics.names)
 
     @property
-    def metrics(self):
+    def metrics(self) -> Any:
         """The training metric objects: the loss tracker(s), then the compiled metrics (once
         the model has seen data)."""
         return [] if self._train_metrics is None else list(self._train_metrics)
@@ -156,7 +159,7 @@ class Trainer:
             for m in metric_set:
                 m.reset_state()
 
-    def reset_metrics(self):
+    def reset_metrics(self) -> Any:
         self._reset(self._train_metrics)
         self._reset(self._test_metrics)
 
@@ -294,8 +297,8 @@ class Trainer:
         return values[0] if len(values) == 1 else values
 
     # -- public training API -----------------------------------------------------------------
-    def train_on_batch(self, x, y=None, sample_weight=None, class_weight=None,
-                       return_dict=False):
+    def train_on_batch(self, x: Any, y: Any = None, sample_weight: Any = None,
+                       class_weight: Any = None, return_dict: bool = False) -> Any:
         """Runs one optimizer step on one batch.
 
         Args:
@@ -339,7 +342,8 @@ class Trainer:
         self._reset(self._train_metrics)
         return self._flatten_logs(self._train_step(xs, ys, sws), return_dict)
 
-    def test_on_batch(self, x, y=None, sample_weight=None, return_dict=False):
+    def test_on_batch(self, x: Any, y: Any = None, sample_weight: Any = None,
+                      return_dict: bool = False) -> Any:
         """Computes the loss and metrics of one batch, without training.
 
         Args:
@@ -381,7 +385,7 @@ class Trainer:
         self._reset(self._test_metrics)
         return self._flatten_logs(self._test_step(xs, ys, sws), return_dict)
 
-    def predict_on_batch(self, x):
+    def predict_on_batch(self, x: Any) -> Any:
         """Computes the outputs for one batch (no batching, no callbacks).
 
         Args:
@@ -406,10 +410,12 @@ class Trainer:
         xs = self._prepare_x(x, "predict_on_batch")
         return self._pack(self._execute(xs, False)[0])
 
-    def fit(self, x=None, y=None, batch_size=None, epochs=1, verbose="auto", callbacks=None,
-            validation_split=0.0, validation_data=None, shuffle=True, class_weight=None,
-            sample_weight=None, initial_epoch=0, steps_per_epoch=None, validation_steps=None,
-            validation_batch_size=None, validation_freq=1, sampling="uniform"):
+    def fit(self, x: Any = None, y: Any = None, batch_size: int | None = None, epochs: int = 1,
+            verbose: int | str = "auto", callbacks: Any = None, validation_split: float = 0.0,
+            validation_data: Any = None, shuffle: bool = True, class_weight: Any = None,
+            sample_weight: Any = None, initial_epoch: int = 0, steps_per_epoch: int | None = None,
+            validation_steps: int | None = None, validation_batch_size: int | None = None,
+            validation_freq: int = 1, sampling: Any = "uniform") -> _callbacks.History:
         """Trains the model for a number of epochs over (x, y) in batches.
 
         Each epoch reshuffles the training samples (nanonet's generator, see
@@ -682,8 +688,9 @@ class Trainer:
         cbs.on_test_end(logs)
         return logs
 
-    def evaluate(self, x=None, y=None, batch_size=None, verbose="auto", sample_weight=None,
-                 steps=None, callbacks=None, return_dict=False):
+    def evaluate(self, x: Any = None, y: Any = None, batch_size: int | None = None,
+                 verbose: int | str = "auto", sample_weight: Any = None, steps: int | None = None,
+                 callbacks: Any = None, return_dict: bool = False) -> Any:
         """Computes the loss and metrics over (x, y) in batches, without training.
 
         Args:
@@ -749,7 +756,8 @@ class Trainer:
                 data.close()
         return self._flatten_logs(logs, return_dict)
 
-    def predict(self, x, batch_size=None, verbose="auto", steps=None, callbacks=None):
+    def predict(self, x: Any, batch_size: int | None = None, verbose: int | str = "auto",
+                steps: int | None = None, callbacks: Any = None) -> Any:
         """Computes the model's outputs for x, in batches.
 
         Args:
@@ -825,7 +833,7 @@ class Trainer:
         return self._pack([np.concatenate(p) for p in zip(*parts)])
 
     # -- saving ------------------------------------------------------------------------------
-    def save(self, filepath, overwrite=True):
+    def save(self, filepath: str | os.PathLike[str], overwrite: bool = True) -> None:
         """Saves the whole model to one file; ``nanonet.load_model`` reads it back.
 
         The file holds the architecture (as JSON data, never code), the weights, the compile
@@ -854,7 +862,7 @@ class Trainer:
         from .. import saving
         saving.save_model(self, filepath, overwrite=overwrite)
 
-    def save_weights(self, filepath, overwrite=True):
+    def save_weights(self, filepath: str | os.PathLike[str], overwrite: bool = True) -> None:
         """Saves the weights alone to a file (atomically); ``load_weights`` reads them.
 
         Args:
@@ -877,13 +885,13 @@ class Trainer:
         from .. import saving
         saving.save_weights(self, filepath, overwrite=overwrite)
 
-    def to_json(self, **kwargs):
+    def to_json(self, **kwargs: Any) -> Any:
         """The architecture as a JSON string (no weights; plain data, no code);
         ``nanonet.models.model_from_json`` rebuilds it. kwargs go to ``json.dumps``."""
         from .cloning import model_to_json
         return model_to_json(self, **kwargs)
 
-    def load_weights(self, filepath, allow_nan=False):
+    def load_weights(self, filepath: str | os.PathLike[str], allow_nan: bool = False) -> None:
         """Sets the weights from a file written by ``save_weights`` or ``save``.
 
         Weights are matched by position; layer classes, weight names and shapes must agree.
@@ -920,7 +928,8 @@ class Trainer:
             self._train_seed = _random.draw_seed()
         return _random.enter_epoch(self._train_seed, epoch)
 
-    def summary(self, line_length=None, positions=None, print_fn=None):
+    def summary(self, line_length: int | None = None, positions: Any = None,
+                print_fn: Any = None) -> None:
         """Prints a table of the layers and the parameter totals.
 
         Each row gives a layer's name and type, its output shape, its parameter count and, for

@@ -1,6 +1,8 @@
 """Sequence preprocessing: ``pad_sequences`` with Keras semantics (pure NumPy)."""
+from __future__ import annotations
 
 import numbers
+from typing import Any
 
 import numpy as np
 
@@ -16,8 +18,8 @@ def _resolve_dtype(dtype):
         raise TypeError(f"pad_sequences: dtype must be a NumPy dtype; got {dtype!r}") from e
 
 
-def pad_sequences(sequences, maxlen=None, dtype="int32", padding="pre", truncating="pre",
-                  value=0.0):
+def pad_sequences(sequences: Any, maxlen: int | None = None, dtype: Any = "int32",
+                  padding: str = "pre", truncating: str = "pre", value: Any = 0.0) -> Any:
     """Pad (and truncate) a list of sequences to one length, as ``keras.utils.pad_sequences``.
 
     Args:

@@ -1,7 +1,9 @@
 """``train_test_split``: split arrays into random train and test subsets (pure NumPy)."""
+from __future__ import annotations
 
 import math
 import numbers
+from typing import Any
 
 import numpy as np
 
@@ -45,7 +47,7 @@ def _n_test(test_size, n):
     raise TypeError(f"train_test_split: test_size must be a float or an int; got {test_size!r}")
 
 
-def stratified_counts(class_sizes, n_pick, rng):
+def stratified_counts(class_sizes: Any, n_pick: Any, rng: Any) -> Any:
     """How many of each class to pick so that ``n_pick`` in all keeps the class proportions.
 
     Each class gets ``floor(n_pick * size / total)``; the few left over go to the classes with
@@ -64,7 +66,8 @@ def stratified_counts(class_sizes, n_pick, rng):
     return counts
 
 
-def train_test_split(*arrays, test_size=0.2, shuffle=True, stratify=None, seed=None):
+def train_test_split(*arrays: Any, test_size: Any = 0.2, shuffle: bool = True, stratify: Any = None,
+                     seed: int | None = None) -> Any:
     """Split arrays (or lists) into train and test subsets, like scikit-learn's.
 
     Args:

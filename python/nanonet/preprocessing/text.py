@@ -4,9 +4,11 @@ A nanonet ``Tokenizer`` behaves like Keras's legacy ``keras.preprocessing.text.T
 (same arguments, attributes and indices) and reads and writes the same JSON, so a tokenizer
 saved by one loads in the other. Pure Python + NumPy; JSON only, never pickle.
 """
+from __future__ import annotations
 
 import json
 import numbers
+from typing import Any
 
 import numpy as np
 
@@ -16,7 +18,8 @@ DEFAULT_FILTERS = '!"#$%&()*+,-./:;<=>?@[\\]^_`{|}~\t\n'
 MATRIX_MODES = ("binary", "count", "tfidf", "freq")
 
 
-def text_to_word_sequence(input_text, filters=DEFAULT_FILTERS, lower=True, split=" "):
+def text_to_word_sequence(input_text: Any, filters: int = DEFAULT_FILTERS, lower: bool = True,
+                          split: Any = " ") -> Any:
     """Split a text into a list of words, as ``keras.preprocessing.text.text_to_word_sequence``.
 
     Lower-cases (if ``lower``), replaces every character of ``filters`` with ``split``, splits on
@@ -80,8 +83,10 @@ class Tokenizer:
     [[2, 1, 4]]
     """
 
-    def __init__(self, num_words=None, filters=DEFAULT_FILTERS, lower=True, split=" ",
-                 char_level=False, oov_token=None, analyzer=None, document_count=0):
+    def __init__(self, num_words: int | None = None, filters: int = DEFAULT_FILTERS,
+                 lower: bool = True, split: Any = " ", char_level: Any = False,
+                 oov_token: str | None = None, analyzer: Any = None,
+                 document_count: Any = 0) -> None:
         if num_words is not None:
             if isinstance(num_words, (bool, np.bool_)) or not isinstance(num_words,
                                                                          numbers.Integral):
@@ -152,7 +157,7 @@ class Tokenizer:
 
     # -- fitting ----------------------------------------------------------------------------
 
-    def fit_on_texts(self, texts):
+    def fit_on_texts(self, texts: Any) -> None:
         """Update the vocabulary from a list of texts (str, or lists of tokens)."""
         self._check_texts(texts, "fit_on_texts")
         for i, text in enumerate(texts):
@@ -171,7 +176,7 @@ class Tokenizer:
         self.index_word = {i: w for w, i in self.word_index.items()}
         self.index_docs = {self.word_index[w]: c for w, c in self.word_docs.items()}
 
-    def fit_on_sequences(self, sequences):
+    def fit_on_sequences(self, sequences: Any) -> Any:
         """Update ``document_count`` and ``index_docs`` from index sequences (for tfidf)."""
         self._check_texts(sequences, "fit_on_sequences")
         for seq in sequences:
@@ -181,11 +186,11 @@ class Tokenizer:
 
     # -- encoding ---------------------------------------------------------------------------
 
-    def texts_to_sequences(self, texts):
+    def texts_to_sequences(self, texts: Any) -> Any:
         """Map each text to a list of word indices (see ``num_words`` and ``oov_token``)."""
         return list(self.texts_to_sequences_generator(texts))
 
-    def texts_to_sequences_generator(self, texts):
+    def texts_to_sequences_generator(self, texts: Any) -> Any:
         """Generator form of ``texts_to_sequences``: yields one list of ints per text."""
         self._check_texts(texts, "texts_to_sequences")
         num_words = self.num_words
@@ -200,12 +205,12 @@ class Tokenizer:
                     vect.append(oov_index)
             yield vect
 
-    def sequences_to_texts(self, sequences):
+    def sequences_to_texts(self, sequences: Any) -> Any:
         """Map index sequences back to space-joined texts (unknown indices dropped, or
         replaced by ``oov_token`` when it is set)."""
         return list(self.sequences_to_texts_generator(sequences))
 
-    def sequences_to_texts_generator(self, sequences):
+    def sequences_to_texts_generator(self, sequences: Any) -> Any:
         """Generator form of ``sequences_to_texts``."""
         self._check_texts(sequences, "sequences_to_texts")
         num_words = self.num_words
@@ -220,7 +225,7 @@ class Tokenizer:
                     words.append(self.index_word[oov_index])
             yield " ".join(words)
 
-    def texts_to_matrix(self, texts, mode="binary"):
+    def texts_to_matrix(self, texts: Any, mode: str = "binary") -> Any:
         """Encode texts as a ``(len(texts), num_words)`` float64 matrix; see
         ``sequences_to_matrix``."""
         if mode not in MATRIX_MODES:
@@ -228,7 +233,7 @@ class Tokenizer:
                 f"Tokenizer.texts_to_matrix: mode must be one of {MATRIX_MODES}; got {mode!r}")
         return self.sequences_to_matrix(self.texts_to_sequences(texts), mode=mode)
 
-    def sequences_to_matrix(self, sequences, mode="binary"):
+    def sequences_to_matrix(self, sequences: Any, mode: str = "binary") -> Any:
         """Encode index sequences as a float64 matrix of shape ``(len(sequences), V)``.
 
         ``V`` is ``num_words``, or ``len(word_index) + 1`` when ``num_words`` is None; indices
@@ -282,7 +287,7 @@ class Tokenizer:
 
     # -- saving -----------------------------------------------------------------------------
 
-    def get_config(self):
+    def get_config(self) -> dict[str, Any]:
         """The configuration and vocabulary as a dict of JSON-ready values (Keras's layout:
         the five vocabulary tables are JSON strings)."""
         return {
@@ -301,7 +306,7 @@ class Tokenizer:
         }
 
     @classmethod
-    def from_config(cls, config):
+    def from_config(cls, config: Any) -> Any:
         """Rebuild a tokenizer from ``get_config()``'s dict."""
         if not isinstance(config, dict):
             raise TypeError(f"Tokenizer.from_config: config must be a dict; got {config!r}")
@@ -327,14 +332,14 @@ class Tokenizer:
         tok.word_index = tables["word_index"]
         return tok
 
-    def to_json(self, **kwargs):
+    def to_json(self, **kwargs: Any) -> Any:
         """A JSON string ``{"class_name": "Tokenizer", "config": get_config()}``; kwargs go to
         ``json.dumps``. Load it with ``tokenizer_from_json``."""
         return json.dumps({"class_name": type(self).__name__, "config": self.get_config()},
                           **kwargs)
 
 
-def tokenizer_from_json(json_string):
+def tokenizer_from_json(json_string: Any) -> Any:
     """Rebuild a ``Tokenizer`` from ``Tokenizer.to_json()`` (nanonet's or Keras's).
 
     Args:
