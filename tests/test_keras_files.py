@@ -16,7 +16,8 @@ from .peers import keras_or_skip
 h5py = pytest.importorskip("h5py")
 
 DATA = os.path.join(os.path.dirname(__file__), "data", "keras")
-FIXTURES = ["mlp", "showcase", "showcase_masked", "functional_merge", "norm", "mha"]
+FIXTURES = ["mlp", "showcase", "showcase_masked", "functional_merge", "norm", "mha",
+            "recurrent", "recurrent_masked", "conv1d", "conv2d", "resizing", "attention"]
 TOL = 1e-5  # float32 predictions, Keras vs nanonet
 
 
@@ -62,6 +63,50 @@ def test_masked_fixture_differs_from_unmasked():
     u.set_weights(m.get_weights())
     diff = np.abs(m.predict(x, verbose=0) - u.predict(x, verbose=0)).max(axis=1)
     assert diff[1] > 1e-4 and diff[0] < 1e-6  # row 1 is post-padded, row 0 has no padding
+
+
+def test_call_options_of_graph_nodes_are_kept(tmp_path):
+    # Keras stores use_causal_mask=True in the Attention and MultiHeadAttention nodes' kwargs;
+    # without it the predictions are not Keras's
+    path, _, x, y = fixture("attention")
+
+    def drop(c):
+        for lc in c["config"]["layers"]:
+            for node in lc.get("inbound_nodes") or []:
+                node["kwargs"].pop("use_causal_mask", None)
+    model = nn.load_model(_edited(tmp_path, "attention", drop))
+    assert np.abs(model.predict(x, verbose=0) - y).max() > 1e-3
+
+
+def test_augmentation_and_rescaling_configs_are_keras():
+    model = nn.load_model(fixture("conv2d")[0])
+    conf = {type(la).__name__: la.get_config() for la in model.layers}
+    assert (conf["Rescaling"]["scale"], conf["Rescaling"]["offset"]) == (0.5, -0.25)
+    assert conf["RandomFlip"]["mode"] == "horizontal_and_vertical"
+    # Keras writes the factors as given (0.1) or as the ranges it made of them ([-0.1, 0.1])
+    assert list(conf["RandomRotation"]["factor"]) == [-0.1, 0.1]
+    assert (conf["RandomTranslation"]["height_factor"],
+            conf["RandomTranslation"]["width_factor"]) == ((-0.1, 0.1), (-0.2, 0.2))
+    assert conf["RandomZoom"]["height_factor"] == (-0.1, 0.1)
+    # Keras 3.15 turns RandomContrast(0.2) into [0, 0.2]: contrast drawn from [1, 1.2]
+    assert list(conf["RandomContrast"]["factor"]) == [0, 0.2]
+    assert conf["RandomRotation"]["fill_mode"] == "reflect"
+    # in training they change the images, as in Keras
+    x = fixture("conv2d")[2]
+    aug = nn.Sequential([la for la in model.layers
+                         if type(la).__name__.startswith("Random")])
+    assert np.abs(aug(x, training=True) - x).max() > 1e-3
+    np.testing.assert_array_equal(aug(x, training=False), x)
+
+
+def test_bidirectional_wraps_the_keras_sublayers():
+    model = nn.load_model(fixture("recurrent")[0])
+    bi = [la for la in model.layers if type(la).__name__ == "Bidirectional"]
+    assert [type(b.forward_layer).__name__ for b in bi] == ["GRU", "LSTM"]
+    assert [b.merge_mode for b in bi] == ["concat", "sum"]
+    assert bi[0].backward_layer.go_backwards and not bi[0].forward_layer.go_backwards
+    gru = [la for la in model.layers if type(la).__name__ == "GRU"]
+    assert [g.reset_after for g in gru] == [True, False]
 
 
 def test_mismatching_weights_are_refused():
