@@ -60,6 +60,62 @@ def test_names_are_keras_variable_paths(tmp_path):
         "attention_output/kernel", "attention_output/bias"]
 
 
+def wrapped_and_new_layers(lib):
+    """The same graph in nanonet or Keras (lib = nanonet or keras): wrappers, recurrent, conv
+    and attention layers."""
+    L = lib.layers
+    i = lib.Input((7, 4))
+    h = L.TimeDistributed(L.Dense(3))(i)
+    h = L.Dense(2)(h)
+    h = L.Bidirectional(L.GRU(3, return_sequences=True))(h)
+    h = L.GRU(2, return_sequences=True, reset_after=False)(h)
+    h = L.Bidirectional(L.SimpleRNN(2, return_sequences=True),
+                        backward_layer=L.SimpleRNN(2, return_sequences=True, go_backwards=True))(h)
+    h = L.Bidirectional(L.LSTM(2, return_sequences=True))(h)
+    a = L.Attention(use_scale=True, score_mode="concat")([h, h])
+    b = L.AdditiveAttention()([h, h])
+    c = L.Conv1D(2, 3)(L.Concatenate()([a, b]))
+    o = L.Reshape((5, 2, 1))(c)
+    o = L.SeparableConv2D(3, 1)(L.DepthwiseConv2D(1)(L.Conv2D(2, 1)(o)))
+    return lib.Model(i, o)
+
+
+# Keras 3.15's variable.path for wrapped_and_new_layers(keras) in a fresh session
+KERAS_PATHS = (
+    ["time_distributed/dense/kernel", "time_distributed/dense/bias", "dense_1/kernel",
+     "dense_1/bias"]
+    + [f"bidirectional/{d}_gru/gru_cell/{w}" for d in ("forward", "backward")
+       for w in ("kernel", "recurrent_kernel", "bias")]
+    + [f"gru_1/gru_cell/{w}" for w in ("kernel", "recurrent_kernel", "bias")]
+    + [f"bidirectional_1/{d}/simple_rnn_cell/{w}" for d in ("forward_simple_rnn", "simple_rnn_1")
+       for w in ("kernel", "recurrent_kernel", "bias")]
+    + [f"bidirectional_2/{d}_lstm/lstm_cell/{w}" for d in ("forward", "backward")
+       for w in ("kernel", "recurrent_kernel", "bias")]
+    + ["attention/scale", "attention/concat_score_weight", "additive_attention/scale",
+       "conv1d/kernel", "conv1d/bias", "conv2d/kernel", "conv2d/bias", "depthwise_conv2d/kernel",
+       "depthwise_conv2d/bias", "separable_conv2d/depthwise_kernel",
+       "separable_conv2d/pointwise_kernel", "separable_conv2d/bias"])
+
+
+def test_names_of_wrapped_recurrent_conv_and_attention_layers(tmp_path):
+    model = wrapped_and_new_layers(nn)
+    assert keras_weight_names(model) == KERAS_PATHS
+    randomize(model)
+    model.save_weights(tmp_path / "w.safetensors")
+    other = wrapped_and_new_layers(nn)
+    other.load_weights(tmp_path / "w.safetensors")
+    for a, b in zip(model.get_weights(), other.get_weights()):
+        assert a.tobytes() == b.tobytes()
+
+
+def test_names_match_keras_variable_paths_live():
+    from .peers import keras_or_skip
+    keras = keras_or_skip()
+    keras.backend.clear_session()  # Keras's automatic names count from a fresh session
+    want = [v.path for v in wrapped_and_new_layers(keras).weights]
+    assert keras_weight_names(wrapped_and_new_layers(nn)) == want == KERAS_PATHS
+
+
 def test_unbuilt_model_is_built_from_the_stored_input_shape(tmp_path):
     model = showcase()
     randomize(model)

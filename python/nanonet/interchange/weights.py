@@ -9,13 +9,24 @@ path, in the weight's own dtype (so a round trip is bit-identical):
                                          BatchNormalization: batch_normalization/gamma, beta,
                                          moving_mean, moving_variance; ...
     <key>/lstm_cell/<weight name>        LSTM: lstm/lstm_cell/kernel,
-                                         lstm/lstm_cell/recurrent_kernel, lstm/lstm_cell/bias
+                                         lstm/lstm_cell/recurrent_kernel, lstm/lstm_cell/bias;
+                                         GRU: gru/gru_cell/...; SimpleRNN:
+                                         simple_rnn/simple_rnn_cell/...
+    <key>/forward_<k>/<cell>/<weight>, <key>/backward_<k>/<cell>/<weight>
+                                         Bidirectional(layer) (k: the wrapped layer's key;
+                                         a given backward_layer is named by its own key)
+    <key>/<k>/<weight name>              TimeDistributed(layer)
+    <key>/kernel, <key>/bias             Conv1D, Conv2D, DepthwiseConv2D (its depthwise_kernel
+                                         is Keras's "kernel"); SeparableConv2D:
+                                         depthwise_kernel, pointwise_kernel, bias
+    <key>/scale, <key>/concat_score_weight   Attention, AdditiveAttention
     <key>/{query,key,value,attention_output}/{kernel,bias}
                                          MultiHeadAttention
 
 where ``<key>`` is the name Keras gives a layer in a fresh session: the snake_case class name,
-then ``_1``, ``_2``, ... for later layers of the same class in ``model.layers`` order (the names
-Keras 3 shows as ``variable.path``). It depends on the architecture only, not on the layers'
+then ``_1``, ``_2``, ... for later layers of the same class in ``model.layers`` order, a
+wrapper's layers counted just before the wrapper (the names Keras 3 shows as
+``variable.path``). It depends on the architecture only, not on the layers'
 actual names (which count up across every model made in a process), so the file loads into
 any model of the same architecture; ``keras_weight_names(model)`` lists them. The header's
 metadata holds "format": "nanonet" and the model's input shape (JSON), so an unbuilt model can
@@ -72,10 +83,52 @@ def _safetensors_numpy():
     return st
 
 
-def _weight_path(key, layer, name):
-    kind = type(layer).__name__
-    if kind == "LSTM":
-        return f"{key}/lstm_cell/{name}"
+_CELLS = {"LSTM": "lstm_cell", "GRU": "gru_cell", "SimpleRNN": "simple_rnn_cell"}
+
+
+def _keras_layer_names(model):
+    """{id(layer): (key, wrapped key(s)...)} for ``model.layers``: the names Keras gives the
+    layers in a fresh session, counting a wrapper's layers as Keras creates them (before the
+    wrapper): TimeDistributed -> (key, its layer's key); Bidirectional -> (key, forward name,
+    backward name), the backward name "backward_<layer>" unless a backward_layer was given."""
+    from .keras_files import keras_snake_case
+    counts, out = {}, {}
+
+    def take(layer):
+        base = keras_snake_case(type(layer).__name__)
+        k = counts.get(base, 0)
+        counts[base] = k + 1
+        return base + (f"_{k}" if k else "")
+    for layer in model.layers:
+        kind = type(layer).__name__
+        if kind == "TimeDistributed":
+            inner = take(layer.layer)
+            out[id(layer)] = (take(layer), inner)
+        elif kind == "Bidirectional":
+            fw = take(layer.forward_layer)
+            bw = take(layer.backward_layer) if layer._backward_config is not None \
+                else "backward_" + fw
+            out[id(layer)] = (take(layer), "forward_" + fw, bw)
+        else:
+            out[id(layer)] = (take(layer),)
+    return out
+
+
+def _weight_path(keys, layer, name, index):
+    """Keras's variable path of the layer's weight ``name``, its ``index``-th weight."""
+    kind, key = type(layer).__name__, keys[0]
+    if kind in _CELLS:
+        return f"{key}/{_CELLS[kind]}/{name}"
+    if kind == "Bidirectional":
+        n_forward = len(layer.forward_layer.weights)
+        sub = layer.forward_layer if index < n_forward else layer.backward_layer
+        leaf = name.rpartition("/")[2]
+        return f"{key}/{keys[1 if index < n_forward else 2]}/{_CELLS[type(sub).__name__]}/{leaf}"
+    if kind == "TimeDistributed":
+        inner = type(layer.layer).__name__
+        return f"{key}/{keys[1]}/" + (f"{_CELLS[inner]}/{name}" if inner in _CELLS else name)
+    if kind == "DepthwiseConv2D" and name == "depthwise_kernel":
+        return f"{key}/kernel"  # Keras's variable is "kernel" (its config says depthwise_)
     if kind == "MultiHeadAttention":
         part, _, leaf = name.rpartition("_")
         if part in _MHA_PARTS:
@@ -87,10 +140,13 @@ def keras_weight_names(model):
     """The Keras-style name of every weight, in ``model.weights`` order (see the module
     docstring): what a Keras 3 model of the same architecture built in a fresh session calls
     its variables (``variable.path``)."""
-    from .keras_files import keras_layer_keys
-    key = {id(layer): k for layer, k in keras_layer_keys(model)}
-    return [_weight_path(key[id(layer)], layer, name)
-            for layer, _, name in model.named_weights()]
+    keys = _keras_layer_names(model)
+    names, index = [], {}
+    for layer, _, name in model.named_weights():
+        i = index.get(id(layer), 0)
+        index[id(layer)] = i + 1
+        names.append(_weight_path(keys[id(layer)], layer, name, i))
+    return names
 
 
 def safetensors_bytes(model):
@@ -101,8 +157,10 @@ def safetensors_bytes(model):
         dup = sorted({n for n in names if names.count(n) > 1})
         raise ValueError(f"save_weights: model {model.name!r} has weights with the same name "
                          f"{dup}; give its layers unique names")
-    tensors = {n: np.ascontiguousarray(w) for n, (_, w, _) in zip(names,
-                                                                  model.named_weights())}
+    # np.asarray, not np.ascontiguousarray: that one makes a scalar weight (Attention's
+    # scale) 1-D
+    tensors = {n: np.asarray(w, order="C") for n, (_, w, _) in zip(names,
+                                                                     model.named_weights())}
     shape = model.input_shape
     meta = {"format": "nanonet", "input_shape": json.dumps(None if shape is None
                                                            else list(shape))}
