@@ -310,3 +310,42 @@ def test_live_nested_time_distributed_and_unbuilt_input_models(tmp_path):
         ours = nn.load_model(path)
         np.testing.assert_allclose(ours.predict(x, verbose=0), model.predict(x, verbose=0),
                                    atol=TOL, rtol=0)
+
+
+# The lookup layers need TensorFlow in Keras 3 (absent here), so no Keras-written fixture: the
+# configs below carry the keys Keras 3.15's get_config writes (index_lookup.py, string_lookup.py,
+# text_vectorization.py), with the vocabulary given at construction.
+_INDEX_LOOKUP = {"invert": False, "max_tokens": None, "num_oov_indices": 1, "mask_token": None,
+                 "output_mode": "int", "sparse": False, "pad_to_max_tokens": False,
+                 "idf_weights": None, "vocabulary_size": 4, "oov_method": "floormod",
+                 "salt": None}
+
+
+def _keras_layer(cls, **config):
+    from nanonet.interchange.keras_files import _build_layer
+    return _build_layer({"module": "keras.layers", "class_name": cls, "registered_name": cls,
+                         "config": {"name": cls.lower(), "trainable": True, **config}}, "test")
+
+
+def test_lookup_layers_from_keras_configs():
+    s = _keras_layer("StringLookup", **_INDEX_LOOKUP, oov_token="[UNK]", encoding="utf-8",
+                     vocabulary=["b", "a", "c"])
+    np.testing.assert_array_equal(s(np.array([["a", "z", "c"]])), [[2, 0, 3]])
+    i = _keras_layer("IntegerLookup", **_INDEX_LOOKUP, oov_token=-1, vocabulary_dtype="int64",
+                     vocabulary=[7, 3, 5])
+    np.testing.assert_array_equal(i(np.array([[3, 4, 7]])), [[2, 0, 1]])
+    t = _keras_layer("TextVectorization", max_tokens=None,
+                     standardize="lower_and_strip_punctuation", split="whitespace", ngrams=None,
+                     output_mode="int", output_sequence_length=4, pad_to_max_tokens=False,
+                     sparse=False, ragged=False, vocabulary=["the", "cat"], idf_weights=None,
+                     encoding="utf-8", vocabulary_size=4)
+    np.testing.assert_array_equal(t(np.array(["The cat, the DOG!"])), [[2, 3, 2, 1]])
+
+
+def test_lookup_layers_without_vocabulary_or_with_hashed_oov_are_refused():
+    with pytest.raises(ValueError, match="no vocabulary in its config.*assets"):
+        _keras_layer("StringLookup", **_INDEX_LOOKUP, oov_token="[UNK]", encoding="utf-8",
+                     vocabulary=None)
+    with pytest.raises(ValueError, match="num_oov_indices=2"):
+        _keras_layer("StringLookup", **{**_INDEX_LOOKUP, "num_oov_indices": 2},
+                     oov_token="[UNK]", encoding="utf-8", vocabulary=["a"])

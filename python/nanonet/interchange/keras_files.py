@@ -56,7 +56,11 @@ _NEUTRAL = {"stateful": (False,), "unroll": (False,), "zero_output_for_mask": (F
             "input_length": None, "seed": (None,), "data_format": ("channels_last",),
             # Resizing: fill_mode / fill_value only act with pad_to_aspect_ratio=True
             "pad_to_aspect_ratio": (False,), "antialias": (False,), "fill_mode": None,
-            "fill_value": None}
+            "fill_value": None,
+            # the lookup layers: vocabulary_size is derived; the OOV bucketing of
+            # num_oov_indices > 1 is refused in _layer_config
+            "vocabulary_size": None, "oov_method": None, "salt": None}
+_LOOKUPS = ("StringLookup", "IntegerLookup", "TextVectorization")
 _KERAS_MODULES = ("keras", "keras.src")
 
 
@@ -174,6 +178,15 @@ def _layer_config(spec, where):
             raise _Refused(f"{what} is not supported by nanonet")
     if cls_name == "InputLayer":
         conf.pop("sparse", None)
+    if cls_name in _LOOKUPS:
+        if not conf.get("vocabulary"):
+            raise _Refused(f"{where}: {cls_name} has no vocabulary in its config (an adapted "
+                           "layer keeps it in the file's assets/, which nanonet does not read); "
+                           "build the Keras layer with vocabulary=[...] and save it again")
+        if (conf.get("num_oov_indices") or 1) > 1:
+            raise _Refused(f"{where}: {cls_name} option num_oov_indices="
+                           f"{conf['num_oov_indices']!r}: nanonet's OOV buckets are not "
+                           "Keras's hashes, so only 0 or 1 OOV index loads")
     return cls, conf
 
 
