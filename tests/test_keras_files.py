@@ -349,3 +349,31 @@ def test_lookup_layers_without_vocabulary_or_with_hashed_oov_are_refused():
     with pytest.raises(ValueError, match="num_oov_indices=2"):
         _keras_layer("StringLookup", **{**_INDEX_LOOKUP, "num_oov_indices": 2},
                      oov_token="[UNK]", encoding="utf-8", vocabulary=["a"])
+
+
+def test_live_wrappers_recurrent_and_conv_layers(tmp_path):
+    keras = keras_or_skip()
+    keras.utils.set_random_seed(3)
+    L = keras.layers
+    i = keras.Input((None,), dtype="int32")
+    h = L.Embedding(20, 4, mask_zero=True)(i)
+    h = L.TimeDistributed(L.Dense(3))(h)
+    h = L.Bidirectional(L.SimpleRNN(2, return_sequences=True),
+                        backward_layer=L.SimpleRNN(2, return_sequences=True, go_backwards=True))(h)
+    h = L.Bidirectional(L.GRU(3, return_sequences=True, reset_after=False), merge_mode="ave")(h)
+    h = L.Conv1D(2, 2, padding="causal")(h)
+    o = L.Dense(2)(L.GlobalAveragePooling1D()(h))
+    model = keras.Model(i, o)
+    rng = np.random.default_rng(5)
+    model.set_weights([rng.normal(0, 0.5, w.shape).astype("float32")
+                       for w in model.get_weights()])
+    x = rng.integers(1, 20, size=(4, 6)).astype("int32")
+    x[1, 3:] = 0
+    model.save(tmp_path / "m.keras")
+    model.save_weights(tmp_path / "m.weights.h5")
+    want = np.asarray(model.predict(x, verbose=0))
+    ours = nn.load_model(tmp_path / "m.keras")
+    np.testing.assert_allclose(ours.predict(x, verbose=0), want, atol=TOL, rtol=0)
+    ours.set_weights([np.zeros_like(w) for w in ours.get_weights()])
+    ours.load_weights(tmp_path / "m.weights.h5")
+    np.testing.assert_allclose(ours.predict(x, verbose=0), want, atol=TOL, rtol=0)
