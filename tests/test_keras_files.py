@@ -68,7 +68,7 @@ def test_masked_fixture_differs_from_unmasked():
 def test_call_options_of_graph_nodes_are_kept(tmp_path):
     # Keras stores use_causal_mask=True in the Attention and MultiHeadAttention nodes' kwargs;
     # without it the predictions are not Keras's
-    path, _, x, y = fixture("attention")
+    _, _, x, y = fixture("attention")
 
     def drop(c):
         for lc in c["config"]["layers"]:
