@@ -16,7 +16,8 @@ from .peers import keras_or_skip
 h5py = pytest.importorskip("h5py")
 
 DATA = os.path.join(os.path.dirname(__file__), "data", "keras")
-FIXTURES = ["mlp", "showcase", "showcase_masked", "functional_merge", "norm", "mha"]
+FIXTURES = ["mlp", "showcase", "showcase_masked", "functional_merge", "norm", "mha",
+            "recurrent", "recurrent_masked", "conv1d", "conv2d", "resizing", "attention"]
 TOL = 1e-5  # float32 predictions, Keras vs nanonet
 
 
@@ -62,6 +63,50 @@ def test_masked_fixture_differs_from_unmasked():
     u.set_weights(m.get_weights())
     diff = np.abs(m.predict(x, verbose=0) - u.predict(x, verbose=0)).max(axis=1)
     assert diff[1] > 1e-4 and diff[0] < 1e-6  # row 1 is post-padded, row 0 has no padding
+
+
+def test_call_options_of_graph_nodes_are_kept(tmp_path):
+    # Keras stores use_causal_mask=True in the Attention and MultiHeadAttention nodes' kwargs;
+    # without it the predictions are not Keras's
+    _, _, x, y = fixture("attention")
+
+    def drop(c):
+        for lc in c["config"]["layers"]:
+            for node in lc.get("inbound_nodes") or []:
+                node["kwargs"].pop("use_causal_mask", None)
+    model = nn.load_model(_edited(tmp_path, "attention", drop))
+    assert np.abs(model.predict(x, verbose=0) - y).max() > 1e-3
+
+
+def test_augmentation_and_rescaling_configs_are_keras():
+    model = nn.load_model(fixture("conv2d")[0])
+    conf = {type(la).__name__: la.get_config() for la in model.layers}
+    assert (conf["Rescaling"]["scale"], conf["Rescaling"]["offset"]) == (0.5, -0.25)
+    assert conf["RandomFlip"]["mode"] == "horizontal_and_vertical"
+    # Keras writes the factors as given (0.1) or as the ranges it made of them ([-0.1, 0.1])
+    assert list(conf["RandomRotation"]["factor"]) == [-0.1, 0.1]
+    assert (conf["RandomTranslation"]["height_factor"],
+            conf["RandomTranslation"]["width_factor"]) == ((-0.1, 0.1), (-0.2, 0.2))
+    assert conf["RandomZoom"]["height_factor"] == (-0.1, 0.1)
+    # Keras 3.15 turns RandomContrast(0.2) into [0, 0.2]: contrast drawn from [1, 1.2]
+    assert list(conf["RandomContrast"]["factor"]) == [0, 0.2]
+    assert conf["RandomRotation"]["fill_mode"] == "reflect"
+    # in training they change the images, as in Keras
+    x = fixture("conv2d")[2]
+    aug = nn.Sequential([la for la in model.layers
+                         if type(la).__name__.startswith("Random")])
+    assert np.abs(aug(x, training=True) - x).max() > 1e-3
+    np.testing.assert_array_equal(aug(x, training=False), x)
+
+
+def test_bidirectional_wraps_the_keras_sublayers():
+    model = nn.load_model(fixture("recurrent")[0])
+    bi = [la for la in model.layers if type(la).__name__ == "Bidirectional"]
+    assert [type(b.forward_layer).__name__ for b in bi] == ["GRU", "LSTM"]
+    assert [b.merge_mode for b in bi] == ["concat", "sum"]
+    assert bi[0].backward_layer.go_backwards and not bi[0].forward_layer.go_backwards
+    gru = [la for la in model.layers if type(la).__name__ == "GRU"]
+    assert [g.reset_after for g in gru] == [True, False]
 
 
 def test_mismatching_weights_are_refused():
@@ -265,3 +310,70 @@ def test_live_nested_time_distributed_and_unbuilt_input_models(tmp_path):
         ours = nn.load_model(path)
         np.testing.assert_allclose(ours.predict(x, verbose=0), model.predict(x, verbose=0),
                                    atol=TOL, rtol=0)
+
+
+# The lookup layers need TensorFlow in Keras 3 (absent here), so no Keras-written fixture: the
+# configs below carry the keys Keras 3.15's get_config writes (index_lookup.py, string_lookup.py,
+# text_vectorization.py), with the vocabulary given at construction.
+_INDEX_LOOKUP = {"invert": False, "max_tokens": None, "num_oov_indices": 1, "mask_token": None,
+                 "output_mode": "int", "sparse": False, "pad_to_max_tokens": False,
+                 "idf_weights": None, "vocabulary_size": 4, "oov_method": "floormod",
+                 "salt": None}
+
+
+def _keras_layer(cls, **config):
+    from nanonet.interchange.keras_files import _build_layer
+    return _build_layer({"module": "keras.layers", "class_name": cls, "registered_name": cls,
+                         "config": {"name": cls.lower(), "trainable": True, **config}}, "test")
+
+
+def test_lookup_layers_from_keras_configs():
+    s = _keras_layer("StringLookup", **_INDEX_LOOKUP, oov_token="[UNK]", encoding="utf-8",
+                     vocabulary=["b", "a", "c"])
+    np.testing.assert_array_equal(s(np.array([["a", "z", "c"]])), [[2, 0, 3]])
+    i = _keras_layer("IntegerLookup", **_INDEX_LOOKUP, oov_token=-1, vocabulary_dtype="int64",
+                     vocabulary=[7, 3, 5])
+    np.testing.assert_array_equal(i(np.array([[3, 4, 7]])), [[2, 0, 1]])
+    t = _keras_layer("TextVectorization", max_tokens=None,
+                     standardize="lower_and_strip_punctuation", split="whitespace", ngrams=None,
+                     output_mode="int", output_sequence_length=4, pad_to_max_tokens=False,
+                     sparse=False, ragged=False, vocabulary=["the", "cat"], idf_weights=None,
+                     encoding="utf-8", vocabulary_size=4)
+    np.testing.assert_array_equal(t(np.array(["The cat, the DOG!"])), [[2, 3, 2, 1]])
+
+
+def test_lookup_layers_without_vocabulary_or_with_hashed_oov_are_refused():
+    with pytest.raises(ValueError, match="no vocabulary in its config.*assets"):
+        _keras_layer("StringLookup", **_INDEX_LOOKUP, oov_token="[UNK]", encoding="utf-8",
+                     vocabulary=None)
+    with pytest.raises(ValueError, match="num_oov_indices=2"):
+        _keras_layer("StringLookup", **{**_INDEX_LOOKUP, "num_oov_indices": 2},
+                     oov_token="[UNK]", encoding="utf-8", vocabulary=["a"])
+
+
+def test_live_wrappers_recurrent_and_conv_layers(tmp_path):
+    keras = keras_or_skip()
+    keras.utils.set_random_seed(3)
+    L = keras.layers
+    i = keras.Input((None,), dtype="int32")
+    h = L.Embedding(20, 4, mask_zero=True)(i)
+    h = L.TimeDistributed(L.Dense(3))(h)
+    h = L.Bidirectional(L.SimpleRNN(2, return_sequences=True),
+                        backward_layer=L.SimpleRNN(2, return_sequences=True, go_backwards=True))(h)
+    h = L.Bidirectional(L.GRU(3, return_sequences=True, reset_after=False), merge_mode="ave")(h)
+    h = L.Conv1D(2, 2, padding="causal")(h)
+    o = L.Dense(2)(L.GlobalAveragePooling1D()(h))
+    model = keras.Model(i, o)
+    rng = np.random.default_rng(5)
+    model.set_weights([rng.normal(0, 0.5, w.shape).astype("float32")
+                       for w in model.get_weights()])
+    x = rng.integers(1, 20, size=(4, 6)).astype("int32")
+    x[1, 3:] = 0
+    model.save(tmp_path / "m.keras")
+    model.save_weights(tmp_path / "m.weights.h5")
+    want = np.asarray(model.predict(x, verbose=0))
+    ours = nn.load_model(tmp_path / "m.keras")
+    np.testing.assert_allclose(ours.predict(x, verbose=0), want, atol=TOL, rtol=0)
+    ours.set_weights([np.zeros_like(w) for w in ours.get_weights()])
+    ours.load_weights(tmp_path / "m.weights.h5")
+    np.testing.assert_allclose(ours.predict(x, verbose=0), want, atol=TOL, rtol=0)

@@ -60,6 +60,62 @@ def test_names_are_keras_variable_paths(tmp_path):
         "attention_output/kernel", "attention_output/bias"]
 
 
+def wrapped_and_new_layers(lib):
+    """The same graph in nanonet or Keras (lib = nanonet or keras): wrappers, recurrent, conv
+    and attention layers."""
+    L = lib.layers
+    i = lib.Input((7, 4))
+    h = L.TimeDistributed(L.Dense(3))(i)
+    h = L.Dense(2)(h)
+    h = L.Bidirectional(L.GRU(3, return_sequences=True))(h)
+    h = L.GRU(2, return_sequences=True, reset_after=False)(h)
+    h = L.Bidirectional(L.SimpleRNN(2, return_sequences=True),
+                        backward_layer=L.SimpleRNN(2, return_sequences=True, go_backwards=True))(h)
+    h = L.Bidirectional(L.LSTM(2, return_sequences=True))(h)
+    a = L.Attention(use_scale=True, score_mode="concat")([h, h])
+    b = L.AdditiveAttention()([h, h])
+    c = L.Conv1D(2, 3)(L.Concatenate()([a, b]))
+    o = L.Reshape((5, 2, 1))(c)
+    o = L.SeparableConv2D(3, 1)(L.DepthwiseConv2D(1)(L.Conv2D(2, 1)(o)))
+    return lib.Model(i, o)
+
+
+# Keras 3.15's variable.path for wrapped_and_new_layers(keras) in a fresh session
+KERAS_PATHS = (
+    ["time_distributed/dense/kernel", "time_distributed/dense/bias", "dense_1/kernel",
+     "dense_1/bias"]
+    + [f"bidirectional/{d}_gru/gru_cell/{w}" for d in ("forward", "backward")
+       for w in ("kernel", "recurrent_kernel", "bias")]
+    + [f"gru_1/gru_cell/{w}" for w in ("kernel", "recurrent_kernel", "bias")]
+    + [f"bidirectional_1/{d}/simple_rnn_cell/{w}" for d in ("forward_simple_rnn", "simple_rnn_1")
+       for w in ("kernel", "recurrent_kernel", "bias")]
+    + [f"bidirectional_2/{d}_lstm/lstm_cell/{w}" for d in ("forward", "backward")
+       for w in ("kernel", "recurrent_kernel", "bias")]
+    + ["attention/scale", "attention/concat_score_weight", "additive_attention/scale",
+       "conv1d/kernel", "conv1d/bias", "conv2d/kernel", "conv2d/bias", "depthwise_conv2d/kernel",
+       "depthwise_conv2d/bias", "separable_conv2d/depthwise_kernel",
+       "separable_conv2d/pointwise_kernel", "separable_conv2d/bias"])
+
+
+def test_names_of_wrapped_recurrent_conv_and_attention_layers(tmp_path):
+    model = wrapped_and_new_layers(nn)
+    assert keras_weight_names(model) == KERAS_PATHS
+    randomize(model)
+    model.save_weights(tmp_path / "w.safetensors")
+    other = wrapped_and_new_layers(nn)
+    other.load_weights(tmp_path / "w.safetensors")
+    for a, b in zip(model.get_weights(), other.get_weights()):
+        assert a.tobytes() == b.tobytes()
+
+
+def test_names_match_keras_variable_paths_live():
+    from .peers import keras_or_skip
+    keras = keras_or_skip()
+    keras.backend.clear_session()  # Keras's automatic names count from a fresh session
+    want = [v.path for v in wrapped_and_new_layers(keras).weights]
+    assert keras_weight_names(wrapped_and_new_layers(nn)) == want == KERAS_PATHS
+
+
 def test_unbuilt_model_is_built_from_the_stored_input_shape(tmp_path):
     model = showcase()
     randomize(model)
@@ -199,3 +255,140 @@ def test_torch_predictions_match():
     with torch.no_grad():
         want = net(torch.from_numpy(x)).numpy()
     np.testing.assert_allclose(model.predict(x, verbose=0), want, atol=1e-5, rtol=0)
+
+
+def recurrent_conv_model():
+    """Conv1D, a 2-layer bidirectional GRU, a relu SimpleRNN, a bidirectional LSTM, Dense: the
+    nanonet twin of TorchRecurrent below."""
+    L = nn.layers
+    model = nn.Sequential([L.Conv1D(5, 3, padding="same"),
+                           L.Bidirectional(L.GRU(6, return_sequences=True)),
+                           L.Bidirectional(L.GRU(6, return_sequences=True)),
+                           L.SimpleRNN(3, activation="relu", return_sequences=True),
+                           L.Bidirectional(L.LSTM(2, return_sequences=True)), L.Dense(2)])
+    model.build((None, 7, 4))
+    return model
+
+
+def _torch_like_recurrent_state_dict(rng):
+    """The state dict of TorchRecurrent, NumPy only."""
+    sd = {"conv.weight": rng.normal(size=(5, 4, 3)), "conv.bias": rng.normal(size=5)}
+    for name, gates, layers in (("gru", 3, [(5, 6), (12, 6)]), ("rnn", 1, [(12, 3)]),
+                                ("lstm", 4, [(3, 2)])):
+        for k, (i, h) in enumerate(layers):
+            for sfx in ("", "_reverse") if name != "rnn" else ("",):
+                sd[f"{name}.weight_ih_l{k}{sfx}"] = rng.normal(size=(gates * h, i))
+                sd[f"{name}.weight_hh_l{k}{sfx}"] = rng.normal(size=(gates * h, h))
+                sd[f"{name}.bias_ih_l{k}{sfx}"] = rng.normal(size=gates * h)
+                sd[f"{name}.bias_hh_l{k}{sfx}"] = rng.normal(size=gates * h)
+    sd["fc.weight"], sd["fc.bias"] = rng.normal(size=(2, 4)), rng.normal(size=2)
+    return {k: v.astype("float32") for k, v in sd.items()}
+
+
+def test_torch_gru_conv_and_bidirectional_layouts():
+    sd = _torch_like_recurrent_state_dict(np.random.default_rng(0))
+    model = recurrent_conv_model()
+    w = dict(zip(keras_weight_names(model), nn.interchange.from_torch_state_dict(model, sd)))
+    np.testing.assert_array_equal(w["conv1d/kernel"], sd["conv.weight"].transpose(2, 1, 0))
+    H = 6
+    r, z, n = (sd["gru.weight_ih_l0"][g * H:(g + 1) * H] for g in range(3))
+    kernel = w["bidirectional/forward_gru/gru_cell/kernel"]
+    np.testing.assert_array_equal(kernel, np.concatenate([z, r, n]).T)  # Keras: z, r, h
+    bias = w["bidirectional/backward_gru/gru_cell/bias"]
+    b_ih, b_hh = sd["gru.bias_ih_l0_reverse"], sd["gru.bias_hh_l0_reverse"]
+    np.testing.assert_array_equal(bias[0], np.concatenate([b_ih[H:2 * H], b_ih[:H], b_ih[2 * H:]]))
+    np.testing.assert_array_equal(bias[1], np.concatenate([b_hh[H:2 * H], b_hh[:H], b_hh[2 * H:]]))
+    np.testing.assert_allclose(w["simple_rnn/simple_rnn_cell/bias"],
+                               sd["rnn.bias_ih_l0"] + sd["rnn.bias_hh_l0"], rtol=1e-6)
+    np.testing.assert_array_equal(w["bidirectional_2/backward_lstm/lstm_cell/recurrent_kernel"],
+                                  sd["lstm.weight_hh_l0_reverse"].T)
+    # back to torch: GRU, convolution and the LSTM's weights exactly; the folded biases sum
+    back = nn.interchange.to_torch_state_dict(model)
+    names = [la.name for la in model.layers]
+    for theirs, ours in (("conv.weight", f"{names[0]}.weight"),
+                         ("gru.weight_ih_l0_reverse", f"{names[1]}.weight_ih_l0_reverse"),
+                         ("gru.bias_hh_l1", f"{names[2]}.bias_hh_l0"),
+                         ("lstm.weight_ih_l0_reverse", f"{names[4]}.weight_ih_l0_reverse")):
+        np.testing.assert_array_equal(back[ours], sd[theirs])
+    np.testing.assert_allclose(back[f"{names[3]}.bias_ih_l0"] + back[f"{names[3]}.bias_hh_l0"],
+                               sd["rnn.bias_ih_l0"] + sd["rnn.bias_hh_l0"], rtol=1e-6)
+
+
+def test_torch_recurrent_mapping_errors():
+    sd = _torch_like_recurrent_state_dict(np.random.default_rng(0))
+    L = nn.layers
+    no_reset_after = nn.Sequential([L.Conv1D(5, 3, padding="same"),
+                                    L.Bidirectional(L.GRU(6, return_sequences=True,
+                                                          reset_after=False))])
+    no_reset_after.build((None, 7, 4))
+    with pytest.raises(ValueError, match="reset_after=True"):
+        nn.interchange.from_torch_state_dict(no_reset_after, {
+            k: v for k, v in sd.items() if k.startswith(("conv.", "gru.")) and "_l1" not in k})
+    one_way = nn.Sequential([L.Conv1D(5, 3, padding="same"),
+                             L.GRU(6, return_sequences=True)])
+    one_way.build((None, 7, 4))
+    with pytest.raises(ValueError, match="bidirectional RNN.*wrap it in Bidirectional"):
+        nn.interchange.from_torch_state_dict(one_way, {
+            k: v for k, v in sd.items() if k.startswith(("conv.", "gru.")) and "_l1" not in k})
+    sigmoid = nn.Sequential([L.SimpleRNN(3, activation="sigmoid")])
+    sigmoid.build((None, 7, 12))
+    with pytest.raises(ValueError, match="tanh or relu"):
+        nn.interchange.from_torch_state_dict(sigmoid, {
+            k: v for k, v in sd.items() if k.startswith("rnn.")})
+
+
+def test_torch_gru_rnn_conv_bidirectional_predictions_match():
+    torch = pytest.importorskip("torch")
+    torch.manual_seed(0)
+
+    class TorchRecurrent(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = torch.nn.Conv1d(4, 5, 3, padding=1)
+            self.gru = torch.nn.GRU(5, 6, num_layers=2, batch_first=True, bidirectional=True)
+            self.rnn = torch.nn.RNN(12, 3, nonlinearity="relu", batch_first=True)
+            self.lstm = torch.nn.LSTM(3, 2, batch_first=True, bidirectional=True)
+            self.fc = torch.nn.Linear(4, 2)
+
+        def forward(self, x):  # x (B, T, C), channels last as in Keras
+            h = self.conv(x.transpose(1, 2)).transpose(1, 2)
+            h = self.lstm(self.rnn(self.gru(h)[0])[0])[0]
+            return self.fc(h)
+
+    net = TorchRecurrent().eval()
+    with torch.no_grad():
+        for p in net.parameters():
+            p.normal_(0, 0.5)
+    model = recurrent_conv_model()
+    nn.interchange.from_torch_state_dict(
+        model, {k: v.detach().numpy() for k, v in net.state_dict().items()})
+    x = np.random.default_rng(1).normal(size=(3, 7, 4)).astype("float32")
+    with torch.no_grad():
+        want = net(torch.from_numpy(x)).numpy()
+    np.testing.assert_allclose(model.predict(x, verbose=0), want, atol=1e-5, rtol=0)
+    # and back: nanonet's weights into a fresh torch module give nanonet's predictions
+    fresh = TorchRecurrent().eval()
+    back = nn.interchange.to_torch_state_dict(model)
+    renamed = dict(zip(fresh.state_dict(), back.values()))
+    assert [v.shape for v in renamed.values()] == \
+        [tuple(t.shape) for t in fresh.state_dict().values()]
+    fresh.load_state_dict({k: torch.from_numpy(v) for k, v in renamed.items()})
+    with torch.no_grad():
+        np.testing.assert_allclose(fresh(torch.from_numpy(x)).numpy(), want, atol=1e-5, rtol=0)
+
+
+def test_torch_conv2d_predictions_match():
+    torch = pytest.importorskip("torch")
+    torch.manual_seed(1)
+    conv = torch.nn.Conv2d(3, 4, (3, 2), stride=(1, 2)).eval()
+    model = nn.Sequential([nn.layers.Conv2D(4, (3, 2), strides=(1, 2))])
+    model.build((None, 6, 7, 3))
+    nn.interchange.from_torch_state_dict(
+        model, {k: v.detach().numpy() for k, v in conv.state_dict().items()})
+    x = np.random.default_rng(2).normal(size=(2, 6, 7, 3)).astype("float32")
+    with torch.no_grad():
+        want = conv(torch.from_numpy(x).permute(0, 3, 1, 2)).permute(0, 2, 3, 1).numpy()
+    np.testing.assert_allclose(model.predict(x, verbose=0), want, atol=1e-5, rtol=0)
+    back = nn.interchange.to_torch_state_dict(model)
+    np.testing.assert_array_equal(back[f"{model.layers[0].name}.weight"],
+                                  conv.weight.detach().numpy())

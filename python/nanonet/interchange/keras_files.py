@@ -7,21 +7,27 @@ a Functional model each layer's inbound nodes), ``model.weights.h5`` (HDF5) and
 holds each layer's variables under the path Keras's object tracking gives it:
 
     layers/<snake_case class name>[_<k>]/vars/<i>       Dense, Embedding, BatchNormalization, ...
-    layers/lstm[_<k>]/cell/vars/<i>                     LSTM (kernel, recurrent_kernel, bias)
+    layers/lstm[_<k>]/cell/vars/<i>                     LSTM, GRU, SimpleRNN (kernel,
+                                                        recurrent_kernel, bias)
+    layers/bidirectional[_<k>]/{forward,backward}_layer/cell/vars/<i>     Bidirectional
     layers/multi_head_attention[_<k>]/{query,key,value,output}_dense/vars/<i>
     layers/time_distributed[_<k>]/layer/vars/<i>        TimeDistributed(layer)
     layers/sequential[_<k>]/layers/...                  a nested model: its layers' paths
 
-where ``k`` counts earlier layers of the same class in ``model.layers`` order (an InputLayer
-is listed in a Functional model, not in a Sequential one) and ``i`` follows the layer's weights
-(Keras's layouts are nanonet's, so values are copied as they are).
+(convolutions, Attention, AdditiveAttention and the rest keep their variables in ``vars``;
+SeparableConv2D's are depthwise_kernel, pointwise_kernel, bias), where ``k`` counts earlier
+layers of the same class in ``model.layers`` order (an InputLayer is listed in a Functional
+model, not in a Sequential one) and ``i`` follows the layer's weights (Keras's layouts are
+nanonet's, so values are copied as they are).
 
 Loading never executes code from the file: nothing is unpickled, classes are looked up by name
 among nanonet's layers, and a ``Lambda`` layer, a custom object (a ``module`` outside Keras or a
 ``registered_name`` such as ``"MyPackage>MyLayer"``), an unknown class, or a Keras option nanonet
-does not implement (a constraint, ``stateful=True``, ``use_causal_mask`` ...) is refused with a
-ValueError naming it. Initializers in the config are dropped (the weights come from the file);
-regularizers are kept. The compile settings (optimizer class and configuration, loss, loss
+does not implement (a constraint, ``stateful=True``, ``antialias=True`` ...) is refused with a
+ValueError naming it. Call options Keras stores in a node's kwargs (``use_causal_mask``,
+``return_attention_scores``, ...) become the node's options (Layer.call_kwargs); one the layer
+has no option for is refused. Initializers in the config are dropped (the weights come from the
+file); regularizers are kept. The compile settings (optimizer class and configuration, loss, loss
 weights, metrics) are restored unless ``compile=False``; the optimizer's state (its slots) is
 not, so training restarts Adam's moments.
 """
@@ -47,7 +53,14 @@ _NEUTRAL = {"stateful": (False,), "unroll": (False,), "zero_output_for_mask": (F
             "renorm_momentum": None, "use_gate": (False,), "sliding_window": (None,),
             "sparse": (False,), "ragged": (False,), "optional": (False,),
             "activity_regularizer": (None,), "rms_scaling": (False,), "flash_attention": (None,),
-            "input_length": None, "seed": (None,), "data_format": ("channels_last",)}
+            "input_length": None, "seed": (None,), "data_format": ("channels_last",),
+            # Resizing: fill_mode / fill_value only act with pad_to_aspect_ratio=True
+            "pad_to_aspect_ratio": (False,), "antialias": (False,), "fill_mode": None,
+            "fill_value": None,
+            # the lookup layers: vocabulary_size is derived; the OOV bucketing of
+            # num_oov_indices > 1 is refused in _layer_config
+            "vocabulary_size": None, "oov_method": None, "salt": None}
+_LOOKUPS = ("StringLookup", "IntegerLookup", "TextVectorization")
 _KERAS_MODULES = ("keras", "keras.src")
 
 
@@ -146,10 +159,11 @@ def _layer_config(spec, where):
             if key not in params:
                 raise _Refused(f"{what}: nanonet's {cls_name} has no {key}")
             conf[key] = {"class_name": value.get("class_name"), "config": value.get("config")}
-        elif key == "layer" and cls_name == "TimeDistributed":
+        elif (key == "layer" and cls_name in ("TimeDistributed", "Bidirectional")) or (
+                key == "backward_layer" and cls_name == "Bidirectional" and value is not None):
             if not isinstance(value, dict):
                 raise _Refused(f"{what}: the wrapped layer must be an object")
-            inner_cls, inner_conf = _layer_config(value, f"{where} (wrapped layer)")
+            inner_cls, inner_conf = _layer_config(value, f"{where} (wrapped {key})")
             conf[key] = {"class_name": inner_cls.__name__, "config": inner_conf}
         elif key == "attention_axes" and cls_name == "MultiHeadAttention":
             if value not in (None, [1], [-2]):
@@ -164,6 +178,15 @@ def _layer_config(spec, where):
             raise _Refused(f"{what} is not supported by nanonet")
     if cls_name == "InputLayer":
         conf.pop("sparse", None)
+    if cls_name in _LOOKUPS:
+        if not conf.get("vocabulary"):
+            raise _Refused(f"{where}: {cls_name} has no vocabulary in its config (an adapted "
+                           "layer keeps it in the file's assets/, which nanonet does not read); "
+                           "build the Keras layer with vocabulary=[...] and save it again")
+        if (conf.get("num_oov_indices") or 1) > 1:
+            raise _Refused(f"{where}: {cls_name} option num_oov_indices="
+                           f"{conf['num_oov_indices']!r}: nanonet's OOV buckets are not "
+                           "Keras's hashes, so only 0 or 1 OOV index loads")
     return cls, conf
 
 
@@ -387,6 +410,9 @@ def keras_layer_keys(model):
     return out
 
 
+_CELL_LAYERS = ("LSTM", "GRU", "SimpleRNN")  # their variables live on a cell
+
+
 def _is_model(layer):
     from ..models import Model
     return isinstance(layer, Model)
@@ -404,14 +430,19 @@ def _h5_paths(model):
         kind = type(layer).__name__
         if _is_model(layer):  # a nested model: its own layers under <path>/layers/...
             paths = [f"{path}/{p}" for _, inner in _h5_paths(layer) for p in inner]
-        elif kind == "LSTM":
+        elif kind in _CELL_LAYERS:
             paths = [f"{path}/cell/vars/{i}" for i in range(n)]
+        elif kind == "Bidirectional":
+            paths = [f"{path}/{part}/cell/vars/{i}"
+                     for part, sub in (("forward_layer", layer.forward_layer),
+                                       ("backward_layer", layer.backward_layer))
+                     for i in range(len(sub.weights))]
         elif kind == "MultiHeadAttention":
             per = 2 if layer.use_bias else 1
             paths = [f"{path}/{part}_dense/vars/{i}"
                      for part in ("query", "key", "value", "output") for i in range(per)]
         elif kind == "TimeDistributed":
-            inner = "cell/vars" if type(layer.layer).__name__ == "LSTM" else "vars"
+            inner = "cell/vars" if type(layer.layer).__name__ in _CELL_LAYERS else "vars"
             paths = [f"{path}/layer/{inner}/{i}" for i in range(n)]
         else:
             paths = [f"{path}/vars/{i}" for i in range(n)]

@@ -9,13 +9,24 @@ path, in the weight's own dtype (so a round trip is bit-identical):
                                          BatchNormalization: batch_normalization/gamma, beta,
                                          moving_mean, moving_variance; ...
     <key>/lstm_cell/<weight name>        LSTM: lstm/lstm_cell/kernel,
-                                         lstm/lstm_cell/recurrent_kernel, lstm/lstm_cell/bias
+                                         lstm/lstm_cell/recurrent_kernel, lstm/lstm_cell/bias;
+                                         GRU: gru/gru_cell/...; SimpleRNN:
+                                         simple_rnn/simple_rnn_cell/...
+    <key>/forward_<k>/<cell>/<weight>, <key>/backward_<k>/<cell>/<weight>
+                                         Bidirectional(layer) (k: the wrapped layer's key;
+                                         a given backward_layer is named by its own key)
+    <key>/<k>/<weight name>              TimeDistributed(layer)
+    <key>/kernel, <key>/bias             Conv1D, Conv2D, DepthwiseConv2D (its depthwise_kernel
+                                         is Keras's "kernel"); SeparableConv2D:
+                                         depthwise_kernel, pointwise_kernel, bias
+    <key>/scale, <key>/concat_score_weight   Attention, AdditiveAttention
     <key>/{query,key,value,attention_output}/{kernel,bias}
                                          MultiHeadAttention
 
 where ``<key>`` is the name Keras gives a layer in a fresh session: the snake_case class name,
-then ``_1``, ``_2``, ... for later layers of the same class in ``model.layers`` order (the names
-Keras 3 shows as ``variable.path``). It depends on the architecture only, not on the layers'
+then ``_1``, ``_2``, ... for later layers of the same class in ``model.layers`` order, a
+wrapper's layers counted just before the wrapper (the names Keras 3 shows as
+``variable.path``). It depends on the architecture only, not on the layers'
 actual names (which count up across every model made in a process), so the file loads into
 any model of the same architecture; ``keras_weight_names(model)`` lists them. The header's
 metadata holds "format": "nanonet" and the model's input shape (JSON), so an unbuilt model can
@@ -33,15 +44,32 @@ state-dict order and matched to the model's layers that have weights, in order:
                          weight_hh_l{k} (4H, H),               kernel = weight_ih.T (I, 4H),
                          bias_ih_l{k}, bias_hh_l{k} (4H)       recurrent_kernel = weight_hh.T,
                                                                bias = bias_ih + bias_hh
+    torch.nn.GRU         the same keys, 3H rows              -> one GRU(reset_after=True) per
+                                                               layer: kernel, recurrent_kernel
+                                                               as LSTM's, gate blocks reordered;
+                                                               bias = [bias_ih; bias_hh] (2, 3H)
+    torch.nn.RNN         the same keys, H rows               -> SimpleRNN (tanh or relu), as LSTM
+    bidirectional=True   also weight_ih_l{k}_reverse, ...    -> Bidirectional(LSTM / GRU /
+                                                               SimpleRNN, merge_mode="concat"):
+                                                               forward from the plain keys,
+                                                               backward from the _reverse ones
+    torch.nn.Conv1d / Conv2d  weight (out, in, k...), bias  -> Conv1D / Conv2D kernel =
+                                                               weight transposed to
+                                                               (k..., in, out), bias
     torch.nn.LayerNorm / BatchNorm1d  weight, bias (, running_mean, running_var)
                                                         -> gamma, beta (, moving_mean,
                                                            moving_variance)
 
-PyTorch's gate order (i, f, g, o) is Keras's and nanonet's (i, f, c, o), so the gate blocks keep
-their place; the LSTM must use tanh / sigmoid (torch's only activations). Bidirectional and
-projected (proj_size) torch LSTMs, and torch's packed MultiheadAttention, are refused. Epsilons
-differ between the libraries (torch 1e-5, Keras 1e-3): build the nanonet layer with torch's.
-``to_torch_state_dict(model)`` is the inverse (bias_hh set to zeros, module names = layer names).
+PyTorch's LSTM gate order (i, f, g, o) is Keras's and nanonet's (i, f, c, o), so those gate
+blocks keep their place; torch's GRU order (r, z, n) becomes Keras's (z, r, h) by swapping the
+first two blocks, and its equations are Keras's reset_after=True (reset_after=False has no torch
+twin and is refused). LSTM and GRU must use tanh / sigmoid (torch's only activations); torch's
+RNN nonlinearity is not in the state dict, so build the SimpleRNN with the same one. Projected
+(proj_size) torch LSTMs and torch's packed MultiheadAttention are refused. Convolution padding
+is not in the state dict either: torch's padding="same" / padding=0 are Keras's "same" (odd
+kernels, stride 1) / "valid". Epsilons differ between the libraries (torch 1e-5, Keras 1e-3):
+build the nanonet layer with torch's. ``to_torch_state_dict(model)`` is the inverse (bias_hh
+set to zeros except for a GRU, module names = layer names).
 """
 from __future__ import annotations
 
@@ -72,10 +100,52 @@ def _safetensors_numpy():
     return st
 
 
-def _weight_path(key, layer, name):
-    kind = type(layer).__name__
-    if kind == "LSTM":
-        return f"{key}/lstm_cell/{name}"
+_CELLS = {"LSTM": "lstm_cell", "GRU": "gru_cell", "SimpleRNN": "simple_rnn_cell"}
+
+
+def _keras_layer_names(model):
+    """{id(layer): (key, wrapped key(s)...)} for ``model.layers``: the names Keras gives the
+    layers in a fresh session, counting a wrapper's layers as Keras creates them (before the
+    wrapper): TimeDistributed -> (key, its layer's key); Bidirectional -> (key, forward name,
+    backward name), the backward name "backward_<layer>" unless a backward_layer was given."""
+    from .keras_files import keras_snake_case
+    counts, out = {}, {}
+
+    def take(layer):
+        base = keras_snake_case(type(layer).__name__)
+        k = counts.get(base, 0)
+        counts[base] = k + 1
+        return base + (f"_{k}" if k else "")
+    for layer in model.layers:
+        kind = type(layer).__name__
+        if kind == "TimeDistributed":
+            inner = take(layer.layer)
+            out[id(layer)] = (take(layer), inner)
+        elif kind == "Bidirectional":
+            fw = take(layer.forward_layer)
+            bw = take(layer.backward_layer) if layer._backward_config is not None \
+                else "backward_" + fw
+            out[id(layer)] = (take(layer), "forward_" + fw, bw)
+        else:
+            out[id(layer)] = (take(layer),)
+    return out
+
+
+def _weight_path(keys, layer, name, index):
+    """Keras's variable path of the layer's weight ``name``, its ``index``-th weight."""
+    kind, key = type(layer).__name__, keys[0]
+    if kind in _CELLS:
+        return f"{key}/{_CELLS[kind]}/{name}"
+    if kind == "Bidirectional":
+        n_forward = len(layer.forward_layer.weights)
+        sub = layer.forward_layer if index < n_forward else layer.backward_layer
+        leaf = name.rpartition("/")[2]
+        return f"{key}/{keys[1 if index < n_forward else 2]}/{_CELLS[type(sub).__name__]}/{leaf}"
+    if kind == "TimeDistributed":
+        inner = type(layer.layer).__name__
+        return f"{key}/{keys[1]}/" + (f"{_CELLS[inner]}/{name}" if inner in _CELLS else name)
+    if kind == "DepthwiseConv2D" and name == "depthwise_kernel":
+        return f"{key}/kernel"  # Keras's variable is "kernel" (its config says depthwise_)
     if kind == "MultiHeadAttention":
         part, _, leaf = name.rpartition("_")
         if part in _MHA_PARTS:
@@ -87,10 +157,13 @@ def keras_weight_names(model):
     """The Keras-style name of every weight, in ``model.weights`` order (see the module
     docstring): what a Keras 3 model of the same architecture built in a fresh session calls
     its variables (``variable.path``)."""
-    from .keras_files import keras_layer_keys
-    key = {id(layer): k for layer, k in keras_layer_keys(model)}
-    return [_weight_path(key[id(layer)], layer, name)
-            for layer, _, name in model.named_weights()]
+    keys = _keras_layer_names(model)
+    names, index = [], {}
+    for layer, _, name in model.named_weights():
+        i = index.get(id(layer), 0)
+        index[id(layer)] = i + 1
+        names.append(_weight_path(keys[id(layer)], layer, name, i))
+    return names
 
 
 def safetensors_bytes(model):
@@ -101,8 +174,10 @@ def safetensors_bytes(model):
         dup = sorted({n for n in names if names.count(n) > 1})
         raise ValueError(f"save_weights: model {model.name!r} has weights with the same name "
                          f"{dup}; give its layers unique names")
-    tensors = {n: np.ascontiguousarray(w) for n, (_, w, _) in zip(names,
-                                                                  model.named_weights())}
+    # np.asarray, not np.ascontiguousarray: that one makes a scalar weight (Attention's
+    # scale) 1-D
+    tensors = {n: np.asarray(w, order="C") for n, (_, w, _) in zip(names,
+                                                                     model.named_weights())}
     shape = model.input_shape
     meta = {"format": "nanonet", "input_shape": json.dumps(None if shape is None
                                                            else list(shape))}
@@ -166,23 +241,23 @@ def load_safetensors(model, filepath, allow_nan=False):
 
 
 # -- PyTorch ------------------------------------------------------------------------------------
-_LSTM_KEY = re.compile(r"^(weight_ih|weight_hh|bias_ih|bias_hh)_l([0-9]+)(_reverse)?$")
+_RNN_KEY = re.compile(r"^(weight_ih|weight_hh|bias_ih|bias_hh)_l([0-9]+)(_reverse)?$")
+_RNN_PARAMS = ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
+# torch's GRU gates are (r, z, n), Keras's (z, r, h): swap the first two H-blocks
+_GRU_BLOCKS = (1, 0, 2)
 
 
 def _torch_modules(state_dict):
-    """[(module name, {param: array})] in state-dict order, a torch LSTM split per layer k
-    (module name "lstm.l{k}")."""
+    """[(module name, {param: array})] in state-dict order, a torch LSTM / GRU / RNN split per
+    layer k (module name "lstm.l{k}"; a bidirectional one keeps its "*_reverse" parameters)."""
     groups = {}
     for key, value in state_dict.items():
         if not isinstance(key, str):
             raise TypeError(f"from_torch_state_dict: state_dict keys must be str; got {key!r}")
         module, _, param = key.rpartition(".")
-        m = _LSTM_KEY.match(param)
+        m = _RNN_KEY.match(param)
         if m:
-            if m.group(3):
-                raise ValueError(f"from_torch_state_dict: {key!r} belongs to a bidirectional "
-                                 "torch LSTM, which nanonet's LSTM is not")
-            module, param = f"{module}.l{m.group(2)}", m.group(1)
+            module, param = f"{module}.l{m.group(2)}", m.group(1) + (m.group(3) or "")
         elif param.startswith("weight_hr_l"):
             raise ValueError(f"from_torch_state_dict: {key!r}: torch LSTMs with proj_size are "
                              "not supported")
@@ -199,6 +274,44 @@ def _expect(module, params, names, layer):
                          f"needs {sorted(names)}")
 
 
+def _gate_blocks(a, layer, axis=0):
+    """a with its gate blocks (along axis) moved between torch's order and Keras's: GRU swaps
+    (r, z) and (z, r); LSTM and SimpleRNN keep theirs."""
+    if type(layer).__name__ != "GRU":
+        return a
+    blocks = np.split(a, 3, axis=axis)
+    return np.concatenate([blocks[i] for i in _GRU_BLOCKS], axis=axis)
+
+
+def _check_torch_rnn(layer, who):
+    kind = type(layer).__name__
+    if kind == "SimpleRNN":
+        if layer.activation not in ("tanh", "relu"):
+            raise ValueError(f"{who}: SimpleRNN {layer.name!r} must use tanh or relu (torch's "
+                             f"RNN nonlinearities); got {layer.activation!r}")
+        return
+    if layer.activation != "tanh" or layer.recurrent_activation != "sigmoid":
+        raise ValueError(f"{who}: {kind} {layer.name!r} must use tanh and sigmoid (torch's "
+                         f"{kind} has no other activations)")
+    if kind == "GRU" and not layer.reset_after:
+        raise ValueError(f"{who}: GRU {layer.name!r} must have reset_after=True (torch's GRU "
+                         "applies the reset gate after the recurrent product)")
+
+
+def _convert_rnn(params, layer, suffix=""):
+    """A recurrent layer's weights from torch's weight_ih, weight_hh, bias_ih, bias_hh (with
+    the given suffix): kernel = weight_ih.T, recurrent_kernel = weight_hh.T (gate blocks in
+    Keras's order); bias = bias_ih + bias_hh, or the pair stacked (2, 3H) for a GRU."""
+    _check_torch_rnn(layer, "from_torch_state_dict")
+    out = [_gate_blocks(params["weight_ih" + suffix], layer).T,
+           _gate_blocks(params["weight_hh" + suffix], layer).T]
+    if layer.use_bias:
+        b_ih, b_hh = (_gate_blocks(params[n + suffix], layer) for n in ("bias_ih", "bias_hh"))
+        out.append(np.stack([b_ih, b_hh]) if type(layer).__name__ == "GRU"
+                   else b_ih.astype(np.float64) + b_hh)
+    return out
+
+
 def _convert(module, params, layer):
     """The layer's weights (in ``layer.weights`` order) from one torch module's parameters."""
     kind = type(layer).__name__
@@ -208,16 +321,29 @@ def _convert(module, params, layer):
     if kind == "Embedding":
         _expect(module, params, ["weight"], layer)
         return [params["weight"]]
-    if kind == "LSTM":
-        if layer.activation != "tanh" or layer.recurrent_activation != "sigmoid":
-            raise ValueError(f"from_torch_state_dict: LSTM {layer.name!r} must use tanh and "
-                             "sigmoid (torch's LSTM has no other activations)")
-        names = ["weight_ih", "weight_hh"] + (["bias_ih", "bias_hh"] if layer.use_bias else [])
+    if kind in ("LSTM", "GRU", "SimpleRNN"):
+        if any(n.endswith("_reverse") for n in params):
+            raise ValueError(f"from_torch_state_dict: torch module {module!r} is a "
+                             f"bidirectional RNN; nanonet {kind} {layer.name!r} is one direction "
+                             "(wrap it in Bidirectional)")
+        names = list(_RNN_PARAMS if layer.use_bias else _RNN_PARAMS[:2])
         _expect(module, params, names, layer)
-        out = [params["weight_ih"].T, params["weight_hh"].T]
-        if layer.use_bias:
-            out.append(params["bias_ih"].astype(np.float64) + params["bias_hh"])
-        return out
+        return _convert_rnn(params, layer)
+    if kind == "Bidirectional":
+        fw, bw = layer.forward_layer, layer.backward_layer
+        if type(fw) is not type(bw) or fw.use_bias != bw.use_bias or layer.merge_mode != "concat":
+            raise ValueError(f"from_torch_state_dict: Bidirectional {layer.name!r} must have "
+                             "forward and backward layers of one kind and merge_mode='concat' "
+                             "(torch's bidirectional RNN concatenates)")
+        names = list(_RNN_PARAMS if fw.use_bias else _RNN_PARAMS[:2])
+        _expect(module, params, names + [n + "_reverse" for n in names], layer)
+        return _convert_rnn(params, fw) + _convert_rnn(params, bw, "_reverse")
+    if kind in ("Conv1D", "Conv2D"):
+        # torch (out, in / groups, k...) -> Keras (k..., in / groups, out)
+        _expect(module, params, ["weight", "bias"] if layer.use_bias else ["weight"], layer)
+        w = params["weight"]
+        return [w.transpose(tuple(range(2, w.ndim)) + (1, 0))] + \
+            ([params["bias"]] if layer.use_bias else [])
     if kind in ("LayerNormalization", "BatchNormalization"):
         names = [n for n, w in zip(layer.weight_names, layer.weights)]
         torch_of = {"gamma": "weight", "beta": "bias", "moving_mean": "running_mean",
@@ -225,10 +351,8 @@ def _convert(module, params, layer):
         _expect(module, params, [torch_of[n] for n in names], layer)
         return [params[torch_of[n]] for n in names]
     raise ValueError(f"from_torch_state_dict: no PyTorch mapping for {kind} layer "
-                     f"{layer.name!r} (Dense, Embedding, LSTM, LayerNormalization, "
-                     "BatchNormalization have one)")
-
-
+                     f"{layer.name!r} (Dense, Embedding, LSTM, GRU, SimpleRNN, Bidirectional, "
+                     "Conv1D, Conv2D, LayerNormalization, BatchNormalization have one)")
 def from_torch_state_dict(model, state_dict, set_weights=True):
     """Convert a PyTorch state dict (NumPy arrays) to the model's weights (see the module
     docstring for the mapping); sets them on the model unless ``set_weights=False``, and
@@ -259,10 +383,28 @@ def from_torch_state_dict(model, state_dict, set_weights=True):
     return values
 
 
+def _rnn_to_torch(layer, prefix, suffix=""):
+    """{"<prefix>.weight_ih_l0<suffix>": ...} for one direction of a recurrent layer; bias_hh
+    is zero except for a GRU, whose two biases are torch's bias_ih and bias_hh."""
+    _check_torch_rnn(layer, "to_torch_state_dict")
+    ws = dict(zip((n.rpartition("/")[2] for n in layer.weight_names), layer.weights))
+    out = {f"{prefix}.weight_ih_l0{suffix}": _gate_blocks(ws["kernel"].T, layer).copy(),
+           f"{prefix}.weight_hh_l0{suffix}": _gate_blocks(ws["recurrent_kernel"].T,
+                                                          layer).copy()}
+    if "bias" in ws:
+        b = ws["bias"]
+        b_ih, b_hh = (b[0], b[1]) if type(layer).__name__ == "GRU" else (b, np.zeros_like(b))
+        out[f"{prefix}.bias_ih_l0{suffix}"] = _gate_blocks(b_ih, layer).copy()
+        out[f"{prefix}.bias_hh_l0{suffix}"] = _gate_blocks(b_hh, layer).copy()
+    return out
+
+
 def to_torch_state_dict(model):
     """The inverse of ``from_torch_state_dict``: {"<layer name>.<torch param>": array}, ready for
     ``torch_module.load_state_dict({k: torch.from_numpy(v) ...})`` when the torch modules carry
-    the layer names (an LSTM layer maps to a one-layer torch LSTM, with bias_hh = 0)."""
+    the layer names (an LSTM / SimpleRNN layer maps to a one-layer torch LSTM / RNN with
+    bias_hh = 0, a GRU to a GRU, a Bidirectional to a bidirectional one, a Conv1D / Conv2D to a
+    Conv1d / Conv2d)."""
     out = {}
     for layer in model.layers:
         if not layer.weights:
@@ -275,12 +417,17 @@ def to_torch_state_dict(model):
                 out[f"{p}.bias"] = ws["bias"].copy()
         elif kind == "Embedding":
             out[f"{p}.weight"] = ws["embeddings"].copy()
-        elif kind == "LSTM":
-            out[f"{p}.weight_ih_l0"] = ws["kernel"].T.copy()
-            out[f"{p}.weight_hh_l0"] = ws["recurrent_kernel"].T.copy()
+        elif kind in ("LSTM", "GRU", "SimpleRNN"):
+            out.update(_rnn_to_torch(layer, p))
+        elif kind == "Bidirectional":
+            out.update(_rnn_to_torch(layer.forward_layer, p))
+            out.update(_rnn_to_torch(layer.backward_layer, p, "_reverse"))
+        elif kind in ("Conv1D", "Conv2D"):
+            k = ws["kernel"]
+            out[f"{p}.weight"] = np.ascontiguousarray(
+                k.transpose((k.ndim - 1, k.ndim - 2) + tuple(range(k.ndim - 2))))
             if "bias" in ws:
-                out[f"{p}.bias_ih_l0"] = ws["bias"].copy()
-                out[f"{p}.bias_hh_l0"] = np.zeros_like(ws["bias"])
+                out[f"{p}.bias"] = ws["bias"].copy()
         elif kind in ("LayerNormalization", "BatchNormalization"):
             for ours, theirs in (("gamma", "weight"), ("beta", "bias"),
                                  ("moving_mean", "running_mean"),
