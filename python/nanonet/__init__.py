@@ -19,8 +19,11 @@ from . import datasets, models, preprocessing, schedules, utils
 # ---- private training (DP-SGD)
 from . import privacy
 
-# ---- saving and serving
-from .saving import load_model
+# ---- saving and serving (nanonet.saving, with zipfile, is imported on first use of load_model)
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .saving import load_model
 from . import interchange  # Keras files, safetensors, PyTorch state dicts (lazy: no imports)
 from . import wrappers  # scikit-learn estimators (scikit-learn imported on first use)
 
@@ -30,3 +33,11 @@ __all__ = [
     "Input", "Model", "Sequential", "set_seed", "datasets", "models", "preprocessing", "schedules", "utils",
     "load_model", "interchange", "wrappers", "privacy",
 ]
+
+
+def __getattr__(name):
+    if name == "load_model":
+        from .saving import load_model
+        globals()["load_model"] = load_model
+        return load_model
+    raise AttributeError(f"module 'nanonet' has no attribute {name!r}")

@@ -18,7 +18,6 @@ import math
 import numbers
 import os
 import re
-import shutil
 import time
 import warnings
 from typing import Any
@@ -1208,6 +1207,7 @@ class BackupAndRestore(Callback):
     def on_train_end(self, logs: dict[str, Any] | None = None) -> None:
         if self.delete_checkpoint and _distributed.rank() == 0 and \
                 os.path.isdir(self.backup_dir):
+            import shutil
             shutil.rmtree(self.backup_dir)
 
 

@@ -43,7 +43,6 @@ Nothing here imports mpi4py until ``initialize`` runs under a launcher.
 from __future__ import annotations
 
 import os
-import socket
 import sys
 import time
 import traceback
@@ -103,6 +102,7 @@ def initialize(comm: Any = None, timeout: Any = None) -> Any:
         _comm = base.Dup()
         _comm.Set_errhandler(MPI.ERRORS_RETURN)
         _rank, _size = _comm.Get_rank(), _comm.Get_size()
+        import socket
         _peers = _comm.allgather((socket.gethostname(), os.getpid()))
         _install_excepthook()
         if _rank == 0:  # the launcher names a lost process by pid: this line maps it to a rank
@@ -163,6 +163,7 @@ def _install_excepthook():
 def _lost(what, err=None):
     """A collective failed or timed out: name the peers on this host that are gone."""
     gone = []
+    import socket
     host = socket.gethostname()
     for r, (h, pid) in enumerate(_peers or []):
         if r != _rank and h == host:

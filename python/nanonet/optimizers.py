@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import math
 import numbers
-import secrets
 import warnings
 from typing import Any
 
@@ -780,6 +779,7 @@ class _Private:
                               stacklevel=3)
                 self._noise_rng = np.random.default_rng(_random.draw_seed())
             else:
+                import secrets  # on first use: it costs ~20 ms of import time
                 self._noise_rng = np.random.Generator(np.random.PCG64(secrets.randbits(128)))
         return self._noise_rng
 

@@ -17,7 +17,8 @@ import numpy as np
 __all__ = ["set_seed", "is_seeded", "get_generator", "make_generator", "get_state", "set_state", "draw_seed",
            "derive_generator", "enter_epoch", "exit_epoch"]
 
-_generator = np.random.default_rng()
+# Made on first use (numpy.random costs ~25 ms of import time); set_seed replaces it.
+_generator = None
 
 
 def _check_seed(seed, fn: str) -> int:
@@ -68,7 +69,14 @@ def is_seeded() -> bool:
 def get_generator() -> np.random.Generator:
     """The module-level Generator (replaced by every ``set_seed`` call, so fetch it each time);
     inside a ``fit`` epoch, that epoch's Generator (see ``enter_epoch``)."""
-    return _generator if _epoch_generator is None else _epoch_generator
+    return _module_generator() if _epoch_generator is None else _epoch_generator
+
+
+def _module_generator() -> np.random.Generator:
+    global _generator
+    if _generator is None:
+        _generator = np.random.default_rng()
+    return _generator
 
 
 def make_generator(seed: int | None, fn: str = "seed") -> np.random.Generator | None:
@@ -113,7 +121,7 @@ def exit_epoch() -> None:
 
 def get_state() -> dict:
     """The module Generator's state (a JSON-able dict of ints and strings)."""
-    return _generator.bit_generator.state
+    return _module_generator().bit_generator.state
 
 
 def set_state(state: dict) -> None:

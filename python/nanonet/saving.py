@@ -49,7 +49,6 @@ import math
 import os
 import re
 import stat
-import tempfile
 import zipfile
 import zlib
 from typing import Any
@@ -187,6 +186,7 @@ def _atomic_write(path, write, overwrite, fn):
     target, directory, mode = _save_target(path, overwrite, fn)
     via = f" (the target of the symlink {path!r})" if target != path else ""
     try:
+        import tempfile
         fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(target) + ".", suffix=".tmp",
                                    dir=directory)
     except OSError as e:

@@ -45,7 +45,6 @@ from __future__ import annotations
 
 import copy
 import os
-import tempfile
 
 import numpy as np
 
@@ -97,6 +96,7 @@ def _validate(est, X, y=None, reset=True):
 
 
 def _model_to_bytes(model):
+    import tempfile
     with tempfile.TemporaryDirectory() as d:
         path = os.path.join(d, "model.nnet")
         model.save(path)
@@ -106,6 +106,7 @@ def _model_to_bytes(model):
 
 def _model_from_bytes(data):
     from .saving import load_model
+    import tempfile
     with tempfile.TemporaryDirectory() as d:
         path = os.path.join(d, "model.nnet")
         with open(path, "wb") as f:

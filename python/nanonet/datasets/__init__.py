@@ -21,7 +21,6 @@ import io
 import lzma
 import numbers
 import os
-from importlib import resources
 from typing import Any
 
 import numpy as np
@@ -48,6 +47,7 @@ WORDNET_NOUN_CATEGORIES = (
 
 def _read_data(name):
     """Bytes of a file in nanonet/datasets/data/."""
+    from importlib import resources
     return resources.files(__name__).joinpath("data").joinpath(name).read_bytes()
 
 
