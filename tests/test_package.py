@@ -132,7 +132,7 @@ def test_import_time_stays_within_0_1_s_of_numpy(tmp_path):
     env = dict(os.environ, PYTHONPYCACHEPREFIX=str(tmp_path))
     env.pop("PYTHONDONTWRITEBYTECODE", None)
 
-    def best(module, runs=7):
+    def best(module, runs=15):  # the minimum of many: import CPU time is noisy here
         subprocess.run([sys.executable, "-c", f"import {module}"], env=env, check=True)
         times = []
         for _ in range(runs):

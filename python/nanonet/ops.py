@@ -201,31 +201,43 @@ def self_check(families=FAMILIES, *, _fault=()) -> dict:
     skip); returns {family: {"isa", "checked", "max_error", "ok"}}. ``_fault`` (tests only)
     names families whose fast result is treated as wrong, to exercise the fallback."""
     report = {}
-    for family in families:
-        if family not in _CHECKS:
-            raise ValueError(f"self_check: family must be one of {FAMILIES}; got {family!r}")
-        checked, errors = [], []
-        while True:
-            isa = _core.family_isa(family)
-            if isa == "ref":
-                break
-            err = _CHECKS[family]()
-            if family in _fault:
-                err = math.inf
-            checked.append(isa)
-            errors.append(err)
-            if err <= _SELF_CHECK_TOL:
-                break
-            lower = _LOWER[isa]
-            _core.set_family_cap(family, lower)
-            warnings.warn(
-                f"nanonet: the {isa} {family} kernels disagree with the portable path in the "
-                f"import self-check (max relative error {err:.3g}); {family} now uses {lower}",
-                RuntimeWarning, stacklevel=2)
-        report[family] = {"isa": _core.family_isa(family), "checked": checked,
-                          "max_error": errors, "ok": not errors or errors[-1] <= _SELF_CHECK_TOL}
+    # One thread: the problems are tiny, and a thread pool started here would spin on a core
+    # after each region (OpenMP's wait policy), tens of ms of CPU at every import.
+    threads = _core.get_num_threads()
+    _core.set_num_threads(1)
+    try:
+        for family in families:
+            report[family] = _self_check_family(family, _fault)
+    finally:
+        _core.set_num_threads(threads)
     _SELF_CHECK.update(report)
     return report
+
+
+def _self_check_family(family, _fault):
+    """One family's check and fallback (see self_check)."""
+    if family not in _CHECKS:
+        raise ValueError(f"self_check: family must be one of {FAMILIES}; got {family!r}")
+    checked, errors = [], []
+    while True:
+        isa = _core.family_isa(family)
+        if isa == "ref":
+            break
+        err = _CHECKS[family]()
+        if family in _fault:
+            err = math.inf
+        checked.append(isa)
+        errors.append(err)
+        if err <= _SELF_CHECK_TOL:
+            break
+        lower = _LOWER[isa]
+        _core.set_family_cap(family, lower)
+        warnings.warn(
+            f"nanonet: the {isa} {family} kernels disagree with the portable path in the "
+            f"import self-check (max relative error {err:.3g}); {family} now uses {lower}",
+            RuntimeWarning, stacklevel=3)
+    return {"isa": _core.family_isa(family), "checked": checked, "max_error": errors,
+            "ok": not errors or errors[-1] <= _SELF_CHECK_TOL}
 
 
 def self_check_report() -> dict:
