@@ -77,11 +77,12 @@ print(f"check_sanitizers: testing {core.__file__} (ASan + UBSan)")
 EOF
 
 # Peer libraries stay out of the sanitized process (their native code is not ours to sanitize, and
-# ASan's preloaded runtime breaks some of them): stubs first on the path make their imports fail,
+# ASan's preloaded runtime breaks some of them): stubs first on the path make their imports fail
+# with ModuleNotFoundError (what pytest.importorskip skips on),
 # so the comparison tests skip.
 for peer in torch keras jax onnxruntime; do
   mkdir -p "$STAGE/$peer"
-  echo "raise ImportError('$peer is not loaded under the sanitizers')" > "$STAGE/$peer/__init__.py"
+  echo "raise ModuleNotFoundError('$peer is not loaded under the sanitizers')" > "$STAGE/$peer/__init__.py"
 done
 
 status=0
