@@ -319,6 +319,18 @@ def _numbers(arr, what):
     return arr
 
 
+_INT_RANGES = {}
+
+
+def _int_range(dtype):
+    """(min, max) of an integer dtype (np.iinfo, made once per dtype)."""
+    r = _INT_RANGES.get(dtype)
+    if r is None:
+        info = np.iinfo(dtype)
+        r = _INT_RANGES[dtype] = (int(info.min), int(info.max))
+    return r
+
+
 def _conform(arr, spec, what, batch=None):
     """A numeric array as spec's dtype with a batch axis, and whether it was one sample.
     batch=None takes one sample or a batch, batch=True a batch only."""
@@ -350,8 +362,8 @@ def _conform(arr, spec, what, batch=None):
             if not np.isfinite(arr).all() or not np.array_equal(arr, np.round(arr)):
                 raise RequestError(400, f"{what} must be integers (the model takes {dtype.name} "
                                         "ids); got non-integer numbers")
-        info = np.iinfo(dtype)
-        if arr.min() < info.min or arr.max() > info.max:
+        lo, hi = _int_range(dtype)
+        if arr.min() < lo or arr.max() > hi:
             raise RequestError(400, f"{what} must fit in {dtype.name}; got values in "
                                     f"[{arr.min()}, {arr.max()}]")
         return arr.astype(dtype, copy=False), single
@@ -729,8 +741,8 @@ class _Metrics:
 
 
 # -- JSON answers -------------------------------------------------------------------------------
-def _dumps(obj):
-    return json.dumps(obj, separators=(",", ":"))
+_ENCODER = json.JSONEncoder(separators=(",", ":"))  # json.dumps(obj, separators=...) makes one
+_dumps = _ENCODER.encode                            # a call; this one is made once
 
 
 def _dumps_array(a):
@@ -743,6 +755,11 @@ def _dumps_array(a):
     return "[" + ",".join(pieces) + "]"
 
 
+def _reject_constant(name):
+    raise ValueError(f"{name} is not allowed (JSON has no NaN or Infinity)")
+
+
+_DECODER = json.JSONDecoder(parse_constant=_reject_constant)
 _WS = re.compile(r"[ \t\n\r]*")
 _NUMBER_START = frozenset("-0123456789")
 
@@ -753,11 +770,15 @@ def _loads(body):
     because one json.loads call holds the GIL throughout (about 80 ms a megabyte), which would
     stall the event loop and every other client for that long."""
     if len(body) <= _INLINE_BODY_BYTES:
-        return json.loads(body, parse_constant=_reject_constant)
+        if isinstance(body, (bytes, bytearray)):  # as json.loads does, without a new decoder
+            body = body.decode(json.detect_encoding(body), "surrogatepass")
+        elif body.startswith("\ufeff"):
+            raise json.JSONDecodeError("Unexpected UTF-8 BOM (decode using utf-8-sig)", body, 0)
+        return _DECODER.decode(body)
     text = body.decode("utf-8") if isinstance(body, (bytes, bytearray)) else body
     if text.startswith("\ufeff"):
         raise json.JSONDecodeError("Unexpected UTF-8 BOM (decode using utf-8-sig)", text, 0)
-    decoder = json.JSONDecoder(parse_constant=_reject_constant)
+    decoder = _DECODER
     value, end = _parse_value(text, _WS.match(text, 0).end(), 0, decoder)
     end = _WS.match(text, end).end()
     if end != len(text):
@@ -822,7 +843,7 @@ def _parse_numbers(s, i):
         if not piece.strip():
             raise json.JSONDecodeError("Expecting value", s, pos)
         try:
-            out.extend(json.loads("[" + piece + "]", parse_constant=_reject_constant))
+            out.extend(_DECODER.decode("[" + piece + "]"))
         except json.JSONDecodeError as e:
             raise json.JSONDecodeError(e.msg, s, pos + max(0, e.pos - 1)) from None
         pos = cut + 1
@@ -891,6 +912,7 @@ class _Job:
 # model, answer queued before closing, closing (reading and dropping), closed
 _IDLE, _HEAD, _BODY, _BUSY, _DONE, _LINGER, _CLOSED = range(7)
 _VERSION = re.compile(r"HTTP/(\d)\.(\d)\Z")
+_URL_SPECIAL = re.compile(r"[%?#;\\\x00-\x20\x7f-\uffff]|//")  # cases for urlsplit and unquote
 _TFS_PATH = re.compile(r"/v1/models/([^/:]+)(?:/versions/([^/:]+))?(/metadata|:[A-Za-z]+)?\Z")
 _V2_PATH = re.compile(r"/v2/models/([^/]+)(?:/versions/([^/]+))?(/ready|/infer)?\Z")
 
@@ -902,7 +924,10 @@ class _Request:
     def __init__(self, method, target, version, headers):
         self.method = method
         self.target = target
-        self.path = unquote(urlsplit(target).path)
+        if target[:1] == "/" and not _URL_SPECIAL.search(target):
+            self.path = target  # what urlsplit and unquote would give
+        else:
+            self.path = unquote(urlsplit(target).path)
         self.version = version
         self.headers = headers
         self.body = b""
@@ -1006,6 +1031,7 @@ class ModelServer:
         self._large = 0  # requests with bodies over _INLINE_BODY_BYTES, received to answered
         self._wake_flag = False
         self._date = (0, "")
+        self._heads = {}  # (status, content type, close, keep-alive) -> (date, head bytes)
         self._workers = None
         _raise_file_limit(max_connections + 64)
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
@@ -1746,8 +1772,11 @@ class ModelServer:
                 return _Job("predict", [x], False)
             data = payload.get("inputs") if isinstance(payload, dict) else None
             if isinstance(data, dict) and len(data) == 1 and specs[0].name in data:
-                payload = {"inputs": data[specs[0].name]}
-            x, single = parse_inputs(payload, specs[0].sample_shape, specs[0].dtype)
+                data = data[specs[0].name]
+            elif not isinstance(payload, dict) or "inputs" not in payload:
+                parse_inputs(payload, (), "float32")  # raises the error naming what came
+            # as parse_inputs(payload, ...) does, with the input's spec made once
+            x, single = _conform(_values(data, specs[0], "inputs"), specs[0], "inputs")
             return _Job("predict", [x], single)
         names = [s.name for s in specs]
         if not isinstance(payload, dict) or not isinstance(payload.get("inputs"), dict):
@@ -1992,19 +2021,27 @@ class ModelServer:
 
     def _head_bytes(self, status, body, content_type="application/json", close=False,
                     headers=(), keep_alive_header=False):
+        date = self._http_date()
+        key = (status, content_type, close, keep_alive_header) if not headers else None
+        cached = self._heads.get(key) if key is not None else None
+        if cached is not None and cached[0] == date:
+            return cached[1] + b"%d\r\n\r\n" % len(body) + body
         try:
             reason = HTTPStatus(status).phrase
         except ValueError:
             reason = "Unknown"
         lines = [f"HTTP/1.1 {status} {reason}", f"Server: {self.server_version}",
-                 f"Date: {self._http_date()}", f"Content-Type: {content_type}",
-                 f"Content-Length: {len(body)}"]
+                 f"Date: {date}", f"Content-Type: {content_type}"]
         lines.extend(f"{k}: {v}" for k, v in headers)
         if close:
             lines.append("Connection: close")
         elif keep_alive_header:
             lines.append("Connection: keep-alive")
-        return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
+        lines.append("Content-Length: ")
+        head = "\r\n".join(lines).encode("latin-1")
+        if key is not None:  # the head up to the length, remade once a second (the Date)
+            self._heads[key] = (date, head)
+        return head + b"%d\r\n\r\n" % len(body) + body
 
     def _respond(self, conn, req, status, body, content_type="application/json", headers=(),
                  close=False):
@@ -2052,10 +2089,6 @@ class ModelServer:
 def _short(value, n=60):
     text = repr(value)
     return text if len(text) <= n else text[:n] + "..."
-
-
-def _reject_constant(name):
-    raise ValueError(f"{name} is not allowed (JSON has no NaN or Infinity)")
 
 
 def _raise_file_limit(want):
