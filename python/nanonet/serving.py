@@ -71,9 +71,11 @@ Batching: complete requests are parsed and validated on the event-loop thread (b
 64 KiB on a small pool of parse threads, so a big request does not stall the others), then
 queued for one batcher thread. The batcher takes the first waiting request and gathers the ones
 that arrive within --batch-timeout-ms of it (never more than --max-batch samples together,
-requests of one shape per model call), but stops waiting as soon as no request is being
-received, so a lone request is not delayed; then it runs one ``predict_on_batch`` and hands
-each request its rows. A request larger than --max-batch is cut into --max-batch chunks that go
+requests of one shape per model call), but stops waiting as soon as the event loop has
+finished the pass that was reading requests when it began to wait (not the passes after it),
+so a lone request is not delayed and a busy loop does not hold a batch for the whole window:
+requests that arrive while the model runs form the next batch. Then it runs one
+``predict_on_batch`` and hands each request its rows. A request larger than --max-batch is cut into --max-batch chunks that go
 back to the end of the queue one at a time, so other clients' requests run between them and the
 model's working memory stays that of one batch. Only the batcher thread calls the model, so
 requests never race on its state; if a model call fails (e.g. a token id out of range), the
@@ -131,6 +133,7 @@ _INLINE_ROWS = 2048             # larger answers are encoded on a parse thread
 _JSON_VALUES = 2048             # numbers per json.dumps / json.loads call on large bodies
 _LINGER_S = 2.0                 # after an answer with Connection: close, drain for this long
 _MAX_LARGE = 4                  # most requests with bodies over _INLINE_BODY_BYTES at once
+_BUSY_READ_BYTES = 64 << 10     # pipelined bytes read while a connection waits for the model
 
 
 class RequestError(Exception):
@@ -445,7 +448,7 @@ def _check_output(y, n):
 
 class _Pending:
     __slots__ = ("x", "n", "taken", "answered", "parts", "event", "result", "error", "callback",
-                 "cancelled")
+                 "cancelled", "awaited")
 
     def __init__(self, x, callback=None):
         self.x = x
@@ -458,6 +461,7 @@ class _Pending:
         self.error = None
         self.callback = callback
         self.cancelled = False
+        self.awaited = 0    # the announcements made when it was submitted
 
 
 class Batcher:
@@ -470,15 +474,20 @@ class Batcher:
         and after each chunk it goes back to the end of the queue, so requests queued meanwhile
         run between its chunks.
     timeout_ms: how long to wait after the first queued request for others to join it; the wait
-        ends early when no request is announced (``announce``: a request is being received and
-        will be submitted or withdrawn).
+        ends early once the requests announced before it began are submitted or withdrawn
+        (``announce``: a request is being received; ModelServer announces each pass of its
+        event loop, so a batch takes what one pass reads, and a busy loop starting pass after
+        pass does not hold it for the whole window).
     max_queue: most waiting requests; ``submit`` raises RequestError(503) beyond it.
     thread_init: called once on the batcher thread before the first batch (ModelServer uses it
         to give that thread the kernels' thread count: OpenMP's count is per calling thread).
+    batch_done: called on the batcher thread after each model call, once the callbacks of the
+        requests it finished have run (ModelServer wakes its event loop there, once a call
+        rather than once a request).
     """
 
     def __init__(self, predict, max_batch=DEFAULT_MAX_BATCH, timeout_ms=DEFAULT_BATCH_TIMEOUT_MS,
-                 max_queue=DEFAULT_MAX_QUEUE, thread_init=None):
+                 max_queue=DEFAULT_MAX_QUEUE, thread_init=None, batch_done=None):
         if isinstance(max_batch, bool) or not isinstance(max_batch, int) or max_batch < 1:
             raise ValueError(f"Batcher: max_batch must be a positive int; got {max_batch!r}")
         if not isinstance(timeout_ms, (int, float)) or isinstance(timeout_ms, bool) or \
@@ -491,11 +500,14 @@ class Batcher:
         self.timeout = timeout_ms / 1000.0
         self.max_queue = max_queue
         self.thread_init = thread_init
+        self.batch_done = batch_done
         self.batches = 0
         self.samples = 0
         self.batch_sizes = collections.Counter()  # samples per model call -> calls
         self._queue = collections.deque()
-        self._arriving = 0
+        self._announced = 0  # announce() calls so far
+        self._resolved = 0   # withdraw() calls and announced submits so far
+        self._gathering = False  # the batcher waits for announced requests to join a batch
         self._cond = threading.Condition()
         self._closing = False
         self._thread = None
@@ -512,13 +524,14 @@ class Batcher:
         """A request is on its way: batches wait for it (up to the timeout) until it is
         submitted with ``submit(x, announced=True)`` or ``withdraw``-n."""
         with self._cond:
-            self._arriving += 1
+            self._announced += 1
 
     def withdraw(self):
         """An announced request will not be submitted after all."""
         with self._cond:
-            self._arriving -= 1
-            self._cond.notify_all()
+            self._resolved += 1
+            if self._gathering or self._queue:  # else the batcher has nothing to wake up for
+                self._cond.notify_all()
 
     def submit(self, x, announced=False, callback=None):
         """Queue a batch (see ``predict``); returns a handle for ``wait``. callback(handle), if
@@ -526,15 +539,19 @@ class Batcher:
         p = _Pending(x, callback)
         with self._cond:
             if announced:
-                self._arriving -= 1
+                self._resolved += 1
                 self._cond.notify_all()
             if self._closing:
                 raise RequestError(503, "the server is shutting down")
             if len(self._queue) >= self.max_queue:
                 raise RequestError(503, f"the server is busy ({len(self._queue)} requests "
                                         "queued); retry later")
+            p.awaited = self._announced
             self._queue.append(p)
-            self._cond.notify()
+            if self._resolved >= self._announced:
+                self._cond.notify()
+            # else the batcher would wait for the announced requests anyway: the withdraw or
+            # announced submit that resolves the last of them wakes it (one wake-up, not two)
         return p
 
     @staticmethod
@@ -579,6 +596,9 @@ class Batcher:
             room = self.max_batch
             again = None
             deadline = time.monotonic() + self.timeout
+            # wait for the requests announced when the first one was submitted (those being
+            # read in the same event-loop pass), not for ones announced later
+            awaited = self._queue[0].awaited
             while room > 0:
                 if self._queue:
                     p = self._queue.popleft()
@@ -592,9 +612,13 @@ class Batcher:
                         again = p  # only the last one taken can be left over (room is 0)
                     continue
                 left = deadline - time.monotonic()
-                if left <= 0 or self._closing or self._arriving <= 0:
+                if left <= 0 or self._closing or self._resolved >= awaited:
                     break
-                self._cond.wait(left)
+                self._gathering = True
+                try:
+                    self._cond.wait(left)
+                finally:
+                    self._gathering = False
             if again is not None:  # the rest of a big request queues behind the others
                 self._queue.append(again)
             return batch
@@ -611,6 +635,11 @@ class Batcher:
                 groups.setdefault(_shape_key(item[0].x), []).append(item)
             for group in groups.values():
                 self._run(group)
+                if self.batch_done is not None:
+                    try:
+                        self.batch_done()
+                    except Exception:  # noqa: BLE001 - the batcher must keep running
+                        pass
 
     def _run(self, group):
         group = [item for item in group if item[0].error is None]
@@ -1015,7 +1044,8 @@ class ModelServer:
         threads = ops.get_num_threads()  # the kernels' thread count on the batcher thread too
         self.batcher = Batcher(self._call_model, max_batch=max_batch,
                                timeout_ms=batch_timeout_ms, max_queue=max_queue,
-                               thread_init=lambda: ops.set_num_threads(threads))
+                               thread_init=lambda: ops.set_num_threads(threads),
+                               batch_done=self._wake)
         self.requests = 0
         self.draining = False
         self.metrics = _Metrics()
@@ -1378,6 +1408,14 @@ class ModelServer:
             if not data:
                 self._close(conn)
             return
+        if conn.state == _BUSY:  # still registered for reading while its request runs
+            if not data:  # half-closed: answer first (the end is seen again after that)
+                self._want(conn, selectors.EVENT_WRITE if conn.out else 0)
+                return
+            conn.inbuf += data  # pipelined requests: parsed once the answer is queued
+            if len(conn.inbuf) >= _BUSY_READ_BYTES:
+                self._want(conn, selectors.EVENT_WRITE if conn.out else 0)
+            return
         if not data:  # the client closed (or half-closed) its side
             self._close(conn)
             return
@@ -1417,7 +1455,17 @@ class ModelServer:
         elif conn.state != _BUSY:
             self._want(conn, selectors.EVENT_READ)
         else:
-            self._want(conn, 0)
+            self._want(conn, self._busy_events(conn))
+
+    @staticmethod
+    def _busy_events(conn):
+        """What a connection waiting for the model is registered for: reading stays on (one
+        epoll change less a request each way; a client that resets is noticed) until
+        _BUSY_READ_BYTES of pipelined requests wait; writing while an answer is unsent."""
+        events = selectors.EVENT_WRITE if conn.out else 0
+        if len(conn.inbuf) < _BUSY_READ_BYTES:
+            events |= selectors.EVENT_READ
+        return events
 
     def _send(self, conn, data):
         if conn.state == _CLOSED:
@@ -1676,7 +1724,7 @@ class ModelServer:
         req.body = b""
         conn.pending = None
         conn.busy_since = time.monotonic()
-        self._want(conn, selectors.EVENT_WRITE if conn.out else 0)
+        self._want(conn, self._busy_events(conn))
         future.add_done_callback(lambda f: self._call_soon(
             lambda: self._parsed(conn, gen, req, f)))
 
@@ -1703,9 +1751,10 @@ class ModelServer:
         gen = conn.gen
         x = job.xs[0] if len(job.xs) == 1 else job.xs
         conn.busy_since = time.monotonic()
-        conn.pending = self.batcher.submit(x, callback=lambda p: self._call_soon(
+        calls = self._calls  # the batcher's batch_done wakes the loop, once a model call
+        conn.pending = self.batcher.submit(x, callback=lambda p: calls.append(
             lambda: self._answered(conn, gen, req, job, p)))
-        self._want(conn, selectors.EVENT_WRITE if conn.out else 0)
+        self._want(conn, self._busy_events(conn))
 
     def _answered(self, conn, gen, req, job, pending):
         if conn.state != _BUSY or conn.gen != gen or conn.pending is not pending:
