@@ -71,9 +71,11 @@ Batching: complete requests are parsed and validated on the event-loop thread (b
 64 KiB on a small pool of parse threads, so a big request does not stall the others), then
 queued for one batcher thread. The batcher takes the first waiting request and gathers the ones
 that arrive within --batch-timeout-ms of it (never more than --max-batch samples together,
-requests of one shape per model call), but stops waiting as soon as no request is being
-received, so a lone request is not delayed; then it runs one ``predict_on_batch`` and hands
-each request its rows. A request larger than --max-batch is cut into --max-batch chunks that go
+requests of one shape per model call), but stops waiting as soon as the event loop has
+finished the pass that was reading requests when it began to wait (not the passes after it),
+so a lone request is not delayed and a busy loop does not hold a batch for the whole window:
+requests that arrive while the model runs form the next batch. Then it runs one
+``predict_on_batch`` and hands each request its rows. A request larger than --max-batch is cut into --max-batch chunks that go
 back to the end of the queue one at a time, so other clients' requests run between them and the
 model's working memory stays that of one batch. Only the batcher thread calls the model, so
 requests never race on its state; if a model call fails (e.g. a token id out of range), the
@@ -131,6 +133,7 @@ _INLINE_ROWS = 2048             # larger answers are encoded on a parse thread
 _JSON_VALUES = 2048             # numbers per json.dumps / json.loads call on large bodies
 _LINGER_S = 2.0                 # after an answer with Connection: close, drain for this long
 _MAX_LARGE = 4                  # most requests with bodies over _INLINE_BODY_BYTES at once
+_BUSY_READ_BYTES = 64 << 10     # pipelined bytes read while a connection waits for the model
 
 
 class RequestError(Exception):
@@ -319,6 +322,18 @@ def _numbers(arr, what):
     return arr
 
 
+_INT_RANGES = {}
+
+
+def _int_range(dtype):
+    """(min, max) of an integer dtype (np.iinfo, made once per dtype)."""
+    r = _INT_RANGES.get(dtype)
+    if r is None:
+        info = np.iinfo(dtype)
+        r = _INT_RANGES[dtype] = (int(info.min), int(info.max))
+    return r
+
+
 def _conform(arr, spec, what, batch=None):
     """A numeric array as spec's dtype with a batch axis, and whether it was one sample.
     batch=None takes one sample or a batch, batch=True a batch only."""
@@ -350,8 +365,8 @@ def _conform(arr, spec, what, batch=None):
             if not np.isfinite(arr).all() or not np.array_equal(arr, np.round(arr)):
                 raise RequestError(400, f"{what} must be integers (the model takes {dtype.name} "
                                         "ids); got non-integer numbers")
-        info = np.iinfo(dtype)
-        if arr.min() < info.min or arr.max() > info.max:
+        lo, hi = _int_range(dtype)
+        if arr.min() < lo or arr.max() > hi:
             raise RequestError(400, f"{what} must fit in {dtype.name}; got values in "
                                     f"[{arr.min()}, {arr.max()}]")
         return arr.astype(dtype, copy=False), single
@@ -433,7 +448,7 @@ def _check_output(y, n):
 
 class _Pending:
     __slots__ = ("x", "n", "taken", "answered", "parts", "event", "result", "error", "callback",
-                 "cancelled")
+                 "cancelled", "awaited")
 
     def __init__(self, x, callback=None):
         self.x = x
@@ -446,6 +461,7 @@ class _Pending:
         self.error = None
         self.callback = callback
         self.cancelled = False
+        self.awaited = 0    # the announcements made when it was submitted
 
 
 class Batcher:
@@ -458,15 +474,20 @@ class Batcher:
         and after each chunk it goes back to the end of the queue, so requests queued meanwhile
         run between its chunks.
     timeout_ms: how long to wait after the first queued request for others to join it; the wait
-        ends early when no request is announced (``announce``: a request is being received and
-        will be submitted or withdrawn).
+        ends early once the requests announced before it began are submitted or withdrawn
+        (``announce``: a request is being received; ModelServer announces each pass of its
+        event loop, so a batch takes what one pass reads, and a busy loop starting pass after
+        pass does not hold it for the whole window).
     max_queue: most waiting requests; ``submit`` raises RequestError(503) beyond it.
     thread_init: called once on the batcher thread before the first batch (ModelServer uses it
         to give that thread the kernels' thread count: OpenMP's count is per calling thread).
+    batch_done: called on the batcher thread after each model call, once the callbacks of the
+        requests it finished have run (ModelServer wakes its event loop there, once a call
+        rather than once a request).
     """
 
     def __init__(self, predict, max_batch=DEFAULT_MAX_BATCH, timeout_ms=DEFAULT_BATCH_TIMEOUT_MS,
-                 max_queue=DEFAULT_MAX_QUEUE, thread_init=None):
+                 max_queue=DEFAULT_MAX_QUEUE, thread_init=None, batch_done=None):
         if isinstance(max_batch, bool) or not isinstance(max_batch, int) or max_batch < 1:
             raise ValueError(f"Batcher: max_batch must be a positive int; got {max_batch!r}")
         if not isinstance(timeout_ms, (int, float)) or isinstance(timeout_ms, bool) or \
@@ -479,11 +500,14 @@ class Batcher:
         self.timeout = timeout_ms / 1000.0
         self.max_queue = max_queue
         self.thread_init = thread_init
+        self.batch_done = batch_done
         self.batches = 0
         self.samples = 0
         self.batch_sizes = collections.Counter()  # samples per model call -> calls
         self._queue = collections.deque()
-        self._arriving = 0
+        self._announced = 0  # announce() calls so far
+        self._resolved = 0   # withdraw() calls and announced submits so far
+        self._gathering = False  # the batcher waits for announced requests to join a batch
         self._cond = threading.Condition()
         self._closing = False
         self._thread = None
@@ -500,13 +524,14 @@ class Batcher:
         """A request is on its way: batches wait for it (up to the timeout) until it is
         submitted with ``submit(x, announced=True)`` or ``withdraw``-n."""
         with self._cond:
-            self._arriving += 1
+            self._announced += 1
 
     def withdraw(self):
         """An announced request will not be submitted after all."""
         with self._cond:
-            self._arriving -= 1
-            self._cond.notify_all()
+            self._resolved += 1
+            if self._gathering or self._queue:  # else the batcher has nothing to wake up for
+                self._cond.notify_all()
 
     def submit(self, x, announced=False, callback=None):
         """Queue a batch (see ``predict``); returns a handle for ``wait``. callback(handle), if
@@ -514,15 +539,19 @@ class Batcher:
         p = _Pending(x, callback)
         with self._cond:
             if announced:
-                self._arriving -= 1
+                self._resolved += 1
                 self._cond.notify_all()
             if self._closing:
                 raise RequestError(503, "the server is shutting down")
             if len(self._queue) >= self.max_queue:
                 raise RequestError(503, f"the server is busy ({len(self._queue)} requests "
                                         "queued); retry later")
+            p.awaited = self._announced
             self._queue.append(p)
-            self._cond.notify()
+            if self._resolved >= self._announced:
+                self._cond.notify()
+            # else the batcher would wait for the announced requests anyway: the withdraw or
+            # announced submit that resolves the last of them wakes it (one wake-up, not two)
         return p
 
     @staticmethod
@@ -567,6 +596,9 @@ class Batcher:
             room = self.max_batch
             again = None
             deadline = time.monotonic() + self.timeout
+            # wait for the requests announced when the first one was submitted (those being
+            # read in the same event-loop pass), not for ones announced later
+            awaited = self._queue[0].awaited
             while room > 0:
                 if self._queue:
                     p = self._queue.popleft()
@@ -580,9 +612,13 @@ class Batcher:
                         again = p  # only the last one taken can be left over (room is 0)
                     continue
                 left = deadline - time.monotonic()
-                if left <= 0 or self._closing or self._arriving <= 0:
+                if left <= 0 or self._closing or self._resolved >= awaited:
                     break
-                self._cond.wait(left)
+                self._gathering = True
+                try:
+                    self._cond.wait(left)
+                finally:
+                    self._gathering = False
             if again is not None:  # the rest of a big request queues behind the others
                 self._queue.append(again)
             return batch
@@ -599,6 +635,11 @@ class Batcher:
                 groups.setdefault(_shape_key(item[0].x), []).append(item)
             for group in groups.values():
                 self._run(group)
+                if self.batch_done is not None:
+                    try:
+                        self.batch_done()
+                    except Exception:  # noqa: BLE001 - the batcher must keep running
+                        pass
 
     def _run(self, group):
         group = [item for item in group if item[0].error is None]
@@ -729,8 +770,8 @@ class _Metrics:
 
 
 # -- JSON answers -------------------------------------------------------------------------------
-def _dumps(obj):
-    return json.dumps(obj, separators=(",", ":"))
+_ENCODER = json.JSONEncoder(separators=(",", ":"))  # json.dumps(obj, separators=...) makes one
+_dumps = _ENCODER.encode                            # a call; this one is made once
 
 
 def _dumps_array(a):
@@ -743,6 +784,11 @@ def _dumps_array(a):
     return "[" + ",".join(pieces) + "]"
 
 
+def _reject_constant(name):
+    raise ValueError(f"{name} is not allowed (JSON has no NaN or Infinity)")
+
+
+_DECODER = json.JSONDecoder(parse_constant=_reject_constant)
 _WS = re.compile(r"[ \t\n\r]*")
 _NUMBER_START = frozenset("-0123456789")
 
@@ -753,11 +799,15 @@ def _loads(body):
     because one json.loads call holds the GIL throughout (about 80 ms a megabyte), which would
     stall the event loop and every other client for that long."""
     if len(body) <= _INLINE_BODY_BYTES:
-        return json.loads(body, parse_constant=_reject_constant)
+        if isinstance(body, (bytes, bytearray)):  # as json.loads does, without a new decoder
+            body = body.decode(json.detect_encoding(body), "surrogatepass")
+        elif body.startswith("\ufeff"):
+            raise json.JSONDecodeError("Unexpected UTF-8 BOM (decode using utf-8-sig)", body, 0)
+        return _DECODER.decode(body)
     text = body.decode("utf-8") if isinstance(body, (bytes, bytearray)) else body
     if text.startswith("\ufeff"):
         raise json.JSONDecodeError("Unexpected UTF-8 BOM (decode using utf-8-sig)", text, 0)
-    decoder = json.JSONDecoder(parse_constant=_reject_constant)
+    decoder = _DECODER
     value, end = _parse_value(text, _WS.match(text, 0).end(), 0, decoder)
     end = _WS.match(text, end).end()
     if end != len(text):
@@ -822,7 +872,7 @@ def _parse_numbers(s, i):
         if not piece.strip():
             raise json.JSONDecodeError("Expecting value", s, pos)
         try:
-            out.extend(json.loads("[" + piece + "]", parse_constant=_reject_constant))
+            out.extend(_DECODER.decode("[" + piece + "]"))
         except json.JSONDecodeError as e:
             raise json.JSONDecodeError(e.msg, s, pos + max(0, e.pos - 1)) from None
         pos = cut + 1
@@ -891,6 +941,7 @@ class _Job:
 # model, answer queued before closing, closing (reading and dropping), closed
 _IDLE, _HEAD, _BODY, _BUSY, _DONE, _LINGER, _CLOSED = range(7)
 _VERSION = re.compile(r"HTTP/(\d)\.(\d)\Z")
+_URL_SPECIAL = re.compile(r"[%?#;\\\x00-\x20\x7f-\uffff]|//")  # cases for urlsplit and unquote
 _TFS_PATH = re.compile(r"/v1/models/([^/:]+)(?:/versions/([^/:]+))?(/metadata|:[A-Za-z]+)?\Z")
 _V2_PATH = re.compile(r"/v2/models/([^/]+)(?:/versions/([^/]+))?(/ready|/infer)?\Z")
 
@@ -902,7 +953,10 @@ class _Request:
     def __init__(self, method, target, version, headers):
         self.method = method
         self.target = target
-        self.path = unquote(urlsplit(target).path)
+        if target[:1] == "/" and not _URL_SPECIAL.search(target):
+            self.path = target  # what urlsplit and unquote would give
+        else:
+            self.path = unquote(urlsplit(target).path)
         self.version = version
         self.headers = headers
         self.body = b""
@@ -990,7 +1044,8 @@ class ModelServer:
         threads = ops.get_num_threads()  # the kernels' thread count on the batcher thread too
         self.batcher = Batcher(self._call_model, max_batch=max_batch,
                                timeout_ms=batch_timeout_ms, max_queue=max_queue,
-                               thread_init=lambda: ops.set_num_threads(threads))
+                               thread_init=lambda: ops.set_num_threads(threads),
+                               batch_done=self._wake)
         self.requests = 0
         self.draining = False
         self.metrics = _Metrics()
@@ -1006,6 +1061,7 @@ class ModelServer:
         self._large = 0  # requests with bodies over _INLINE_BODY_BYTES, received to answered
         self._wake_flag = False
         self._date = (0, "")
+        self._heads = {}  # (status, content type, close, keep-alive) -> (date, head bytes)
         self._workers = None
         _raise_file_limit(max_connections + 64)
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
@@ -1352,6 +1408,14 @@ class ModelServer:
             if not data:
                 self._close(conn)
             return
+        if conn.state == _BUSY:  # still registered for reading while its request runs
+            if not data:  # half-closed: answer first (the end is seen again after that)
+                self._want(conn, selectors.EVENT_WRITE if conn.out else 0)
+                return
+            conn.inbuf += data  # pipelined requests: parsed once the answer is queued
+            if len(conn.inbuf) >= _BUSY_READ_BYTES:
+                self._want(conn, selectors.EVENT_WRITE if conn.out else 0)
+            return
         if not data:  # the client closed (or half-closed) its side
             self._close(conn)
             return
@@ -1391,7 +1455,17 @@ class ModelServer:
         elif conn.state != _BUSY:
             self._want(conn, selectors.EVENT_READ)
         else:
-            self._want(conn, 0)
+            self._want(conn, self._busy_events(conn))
+
+    @staticmethod
+    def _busy_events(conn):
+        """What a connection waiting for the model is registered for: reading stays on (one
+        epoll change less a request each way; a client that resets is noticed) until
+        _BUSY_READ_BYTES of pipelined requests wait; writing while an answer is unsent."""
+        events = selectors.EVENT_WRITE if conn.out else 0
+        if len(conn.inbuf) < _BUSY_READ_BYTES:
+            events |= selectors.EVENT_READ
+        return events
 
     def _send(self, conn, data):
         if conn.state == _CLOSED:
@@ -1650,7 +1724,7 @@ class ModelServer:
         req.body = b""
         conn.pending = None
         conn.busy_since = time.monotonic()
-        self._want(conn, selectors.EVENT_WRITE if conn.out else 0)
+        self._want(conn, self._busy_events(conn))
         future.add_done_callback(lambda f: self._call_soon(
             lambda: self._parsed(conn, gen, req, f)))
 
@@ -1677,9 +1751,10 @@ class ModelServer:
         gen = conn.gen
         x = job.xs[0] if len(job.xs) == 1 else job.xs
         conn.busy_since = time.monotonic()
-        conn.pending = self.batcher.submit(x, callback=lambda p: self._call_soon(
+        calls = self._calls  # the batcher's batch_done wakes the loop, once a model call
+        conn.pending = self.batcher.submit(x, callback=lambda p: calls.append(
             lambda: self._answered(conn, gen, req, job, p)))
-        self._want(conn, selectors.EVENT_WRITE if conn.out else 0)
+        self._want(conn, self._busy_events(conn))
 
     def _answered(self, conn, gen, req, job, pending):
         if conn.state != _BUSY or conn.gen != gen or conn.pending is not pending:
@@ -1746,8 +1821,11 @@ class ModelServer:
                 return _Job("predict", [x], False)
             data = payload.get("inputs") if isinstance(payload, dict) else None
             if isinstance(data, dict) and len(data) == 1 and specs[0].name in data:
-                payload = {"inputs": data[specs[0].name]}
-            x, single = parse_inputs(payload, specs[0].sample_shape, specs[0].dtype)
+                data = data[specs[0].name]
+            elif not isinstance(payload, dict) or "inputs" not in payload:
+                parse_inputs(payload, (), "float32")  # raises the error naming what came
+            # as parse_inputs(payload, ...) does, with the input's spec made once
+            x, single = _conform(_values(data, specs[0], "inputs"), specs[0], "inputs")
             return _Job("predict", [x], single)
         names = [s.name for s in specs]
         if not isinstance(payload, dict) or not isinstance(payload.get("inputs"), dict):
@@ -1992,19 +2070,27 @@ class ModelServer:
 
     def _head_bytes(self, status, body, content_type="application/json", close=False,
                     headers=(), keep_alive_header=False):
+        date = self._http_date()
+        key = (status, content_type, close, keep_alive_header) if not headers else None
+        cached = self._heads.get(key) if key is not None else None
+        if cached is not None and cached[0] == date:
+            return cached[1] + b"%d\r\n\r\n" % len(body) + body
         try:
             reason = HTTPStatus(status).phrase
         except ValueError:
             reason = "Unknown"
         lines = [f"HTTP/1.1 {status} {reason}", f"Server: {self.server_version}",
-                 f"Date: {self._http_date()}", f"Content-Type: {content_type}",
-                 f"Content-Length: {len(body)}"]
+                 f"Date: {date}", f"Content-Type: {content_type}"]
         lines.extend(f"{k}: {v}" for k, v in headers)
         if close:
             lines.append("Connection: close")
         elif keep_alive_header:
             lines.append("Connection: keep-alive")
-        return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
+        lines.append("Content-Length: ")
+        head = "\r\n".join(lines).encode("latin-1")
+        if key is not None:  # the head up to the length, remade once a second (the Date)
+            self._heads[key] = (date, head)
+        return head + b"%d\r\n\r\n" % len(body) + body
 
     def _respond(self, conn, req, status, body, content_type="application/json", headers=(),
                  close=False):
@@ -2052,10 +2138,6 @@ class ModelServer:
 def _short(value, n=60):
     text = repr(value)
     return text if len(text) <= n else text[:n] + "..."
-
-
-def _reject_constant(name):
-    raise ValueError(f"{name} is not allowed (JSON has no NaN or Infinity)")
 
 
 def _raise_file_limit(want):
