@@ -497,6 +497,38 @@ def test_batcher_waits_for_announced_requests_only():
     b.close(TIMEOUT)
 
 
+def test_batcher_waits_only_for_the_pass_that_queued_its_first_request():
+    # The event loop announces every pass; a batch waits for the pass that read its first
+    # request, not for the passes after it (a busy loop would hold it for the whole window).
+    sizes = []
+    b = Batcher(lambda x: (sizes.append(x.shape[0]), x)[1], max_batch=8,
+                timeout_ms=10_000).start()
+    b.announce()  # pass 1 reads a request
+    first = b.submit(np.ones((1, 2)))
+    b.withdraw()  # pass 1 ends
+    b.announce()  # pass 2 begins and stays open
+    t0 = time.perf_counter()
+    Batcher.wait(first, TIMEOUT)
+    assert time.perf_counter() - t0 < 5.0 and sizes == [1]
+    b.withdraw()
+    b.close(TIMEOUT)
+
+
+def test_batcher_calls_batch_done_after_each_model_calls_callbacks():
+    events = []
+    b = Batcher(lambda x: x, max_batch=4, timeout_ms=0,
+                batch_done=lambda: events.append("done"))
+    pending = [b.submit(np.full((1, 2), i), callback=lambda p, i=i: events.append(i))
+               for i in range(6)]
+    pending.append(b.submit(np.ones((1, 3)), callback=lambda p: events.append("other")))
+    b.start()
+    for p in pending:
+        Batcher.wait(p, TIMEOUT)
+    b.close(TIMEOUT)
+    # 4 of shape (1, 2); then 2 more and the (1, 3) one, one call per shape
+    assert events == [0, 1, 2, 3, "done", 4, 5, "done", "other", "done"]
+
+
 def test_batcher_queue_limit_and_closing():
     b = Batcher(lambda x: x, max_queue=2)
     b.submit(np.ones((1, 1)))
@@ -909,6 +941,33 @@ def test_expect_100_continue_pipelining_and_http_1_0(mlp_server):
     reply = _raw(server, b"GET /health HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 70000 +
                  b"\r\n\r\n")
     assert reply.startswith("HTTP/1.1 431")
+
+
+def test_requests_pipelined_while_the_model_runs_and_a_half_closed_client(mlp_server):
+    # a connection waiting for the model stays registered for reading: what it sends
+    # meanwhile is kept for after the answer, and a half-close does not drop the answer
+    model, server = mlp_server
+    real = server.batcher.predict
+
+    def slow(x):
+        time.sleep(0.2)
+        return real(x)
+
+    server.batcher.predict = slow
+    body = json.dumps({"inputs": [0.5] * 8}).encode()
+    request = b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Length: " + \
+        str(len(body)).encode() + b"\r\n\r\n" + body
+    with socket.create_connection((server.host, server.port), timeout=TIMEOUT) as s:
+        s.sendall(request)
+        time.sleep(0.05)  # the first request is with the model
+        s.sendall(request)
+        s.shutdown(socket.SHUT_WR)
+        replies = _read_all(s)
+    assert replies.count(b"HTTP/1.1 200") == 2
+    want = model.predict(np.full((1, 8), 0.5, np.float32), verbose=0)[0]
+    for part in replies.split(b"HTTP/1.1 200")[1:]:
+        out = json.loads(part.split(b"\r\n\r\n", 1)[1])["outputs"]
+        np.testing.assert_allclose(out, want, rtol=1e-5, atol=1e-6)
 
 
 # -- Prometheus metrics -------------------------------------------------------------------------
