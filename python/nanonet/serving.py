@@ -378,16 +378,23 @@ def _conform(arr, spec, what, batch=None):
     return out, single
 
 
-def parse_inputs(payload, sample_shape, dtype):
-    """The ``inputs`` of a decoded /predict body for a single-input model, as an array of dtype
-    with a batch axis, and whether it was a single sample. Raises RequestError(400) naming what
-    is wrong."""
+def _inputs_field(payload):
+    """payload["inputs"] of a decoded /predict body; RequestError(400) naming what came
+    otherwise."""
     if not isinstance(payload, dict) or "inputs" not in payload:
         got = type(payload).__name__ if not isinstance(payload, dict) else \
             f"keys {sorted(payload)}"
         raise RequestError(400, 'the body must be a JSON object {"inputs": [...]}; got ' + got)
+    return payload["inputs"]
+
+
+def parse_inputs(payload, sample_shape, dtype):
+    """The ``inputs`` of a decoded /predict body for a single-input model, as an array of dtype
+    with a batch axis, and whether it was a single sample. Raises RequestError(400) naming what
+    is wrong."""
+    data = _inputs_field(payload)
     spec = TensorSpec("inputs", (None,) + tuple(sample_shape), dtype)
-    return _conform(_values(payload["inputs"], spec, "inputs"), spec, "inputs")
+    return _conform(_values(data, spec, "inputs"), spec, "inputs")
 
 
 def _by_name(given, specs, what):
@@ -807,8 +814,7 @@ def _loads(body):
     text = body.decode("utf-8") if isinstance(body, (bytes, bytearray)) else body
     if text.startswith("\ufeff"):
         raise json.JSONDecodeError("Unexpected UTF-8 BOM (decode using utf-8-sig)", text, 0)
-    decoder = _DECODER
-    value, end = _parse_value(text, _WS.match(text, 0).end(), 0, decoder)
+    value, end = _parse_value(text, _WS.match(text, 0).end(), 0, _DECODER)
     end = _WS.match(text, end).end()
     if end != len(text):
         raise json.JSONDecodeError("Extra data", text, end)
@@ -1819,12 +1825,9 @@ class ModelServer:
                 x = _conform(_values(rows, specs[0], "instances"), specs[0], "instances",
                              batch=True)[0]
                 return _Job("predict", [x], False)
-            data = payload.get("inputs") if isinstance(payload, dict) else None
+            data = _inputs_field(payload)
             if isinstance(data, dict) and len(data) == 1 and specs[0].name in data:
                 data = data[specs[0].name]
-            elif not isinstance(payload, dict) or "inputs" not in payload:
-                parse_inputs(payload, (), "float32")  # raises the error naming what came
-            # as parse_inputs(payload, ...) does, with the input's spec made once
             x, single = _conform(_values(data, specs[0], "inputs"), specs[0], "inputs")
             return _Job("predict", [x], single)
         names = [s.name for s in specs]
