@@ -657,6 +657,24 @@ def test_new_updates_written_out():
     np.testing.assert_allclose(m, 0.99 * np.array([0, 1.0, 0]) + 0.01 * g, rtol=1e-15)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_lion_sign_of_special_values_matches_numpy(dtype):
+    # The kernel forms lr * sign(c) branch-free (c scaled, then clamped to [-lr, lr]) so that
+    # it vectorises: zeros, the smallest subnormal, huge values, infinities and NaN must give
+    # NumPy's sign exactly, in the vector body and in the scalar tail (37 = odd length).
+    tiny = np.finfo(dtype).smallest_subnormal
+    special = np.array([0.0, -0.0, tiny, -tiny, 1e-30, -3.5, np.finfo(dtype).max,
+                        -np.finfo(dtype).max, np.inf, -np.inf, np.nan], dtype=dtype)
+    c = np.resize(special, 37).astype(dtype)
+    rng = np.random.default_rng(3)
+    p0 = rng.standard_normal(37).astype(dtype)
+    p, m = p0.copy(), np.zeros(37, dtype=dtype)
+    g = c.copy()  # m = 0 and beta_1 = 0: c is g itself
+    ops.lion_update(p, g, m, 0.25, beta_1=0.0, beta_2=0.5)
+    want = p0 - dtype(0.25) * np.sign(c)
+    np.testing.assert_array_equal(p, want)
+
+
 @pytest.mark.parametrize("op,kwargs,msg", [
     ("adagrad_update", dict(epsilon=-1.0), "epsilon must be >= 0 and finite; got -1"),
     ("adamax_update", dict(step=0), "step must be >= 1; got 0"),
