@@ -129,6 +129,42 @@ def test_load_wordnet_categories_stratified_subsample():
     assert all(full[t] == l for t, l in zip(texts, labels))
 
 
+# SHA-256 of the loaded data (texts each followed by "\n", UTF-8; labels as little-endian
+# int64), taken from the loader and file before the file was re-encoded to save space: any
+# encoding must load to exactly these texts and labels, in this order.
+WORDNET_TEXTS_SHA256 = "a2f01eed1b01884094bbced607271b4dd61848125b94b4b29648ae5fe756c6f0"
+WORDNET_LABELS_SHA256 = "8193c957363af384683fe4186c187846fa13d5d08dd2be46401af33c15c47d2d"
+
+
+def test_wordnet_file_loads_to_the_recorded_texts_and_labels():
+    import hashlib
+    texts, labels = datasets._wordnet_rows()
+    h = hashlib.sha256()
+    for t in texts:
+        h.update(t.encode("utf-8") + b"\n")
+    assert h.hexdigest() == WORDNET_TEXTS_SHA256
+    assert hashlib.sha256(labels.astype("<i8").tobytes()).hexdigest() == WORDNET_LABELS_SHA256
+
+
+def _rows_of(monkeypatch, body):
+    import lzma
+    monkeypatch.setattr(datasets, "_read_data", lambda name: lzma.compress(body.encode()))
+    datasets._wordnet_rows.cache_clear()
+    try:
+        return datasets._wordnet_rows()
+    finally:
+        datasets._wordnet_rows.cache_clear()
+
+
+def test_wordnet_rows_an_empty_category_repeats_the_one_above(monkeypatch):
+    texts, labels = _rows_of(monkeypatch, "# c\nnoun.act\ta\n\tb\nnoun.time\tc\n\td\n\n")
+    assert texts == ("a", "b", "c", "d")
+    assert labels.tolist() == [1, 1, 25, 25]
+    for bad in ("\ta\n", "noun.act\ta\nno tab\n", "noun.nope\ta\n"):
+        with pytest.raises(ValueError, match="is not 'category<TAB>text'"):
+            _rows_of(monkeypatch, bad)
+
+
 @pytest.mark.parametrize("kwargs, err, pattern", [
     ({"max_samples": 0}, ValueError, "max_samples must be >= 1; got 0"),
     ({"max_samples": 10.0}, TypeError, "max_samples must be an int or None; got 10.0"),

@@ -106,15 +106,22 @@ def _wordnet_rows():
     text = lzma.decompress(_read_data(WORDNET_FILE)).decode("utf-8")
     index = {name: i for i, name in enumerate(WORDNET_NOUN_CATEGORIES)}
     texts, labels = [], []
+    label = None
     for n, line in enumerate(text.splitlines(), start=1):
         if not line or line.startswith("#"):
             continue
         name, sep, gloss = line.partition("\t")
+        # An empty category repeats the one above (rows come grouped by category).
+        if sep and not name and label is not None:
+            texts.append(gloss)
+            labels.append(label)
+            continue
         if not sep or name not in index:
             raise ValueError(f"load_wordnet_categories: {WORDNET_FILE} line {n} is not "
                              f"'category<TAB>text': {line[:60]!r}")
+        label = index[name]
         texts.append(gloss)
-        labels.append(index[name])
+        labels.append(label)
     labels = np.asarray(labels, dtype=np.int64)
     labels.setflags(write=False)
     return tuple(texts), labels
