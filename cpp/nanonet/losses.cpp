@@ -187,7 +187,7 @@ inline void xent_logits_rows_body(T* grad, double* loss_p, const T* y_true,
   }
 }
 
-NN_ISA_CLONES_F64(void, xent_logits_rows, (float* grad, double* loss_p, const float* y_true,
+NN_ISA_CLONES(void, xent_logits_rows, (float* grad, double* loss_p, const float* y_true,
                const std::int64_t* ids, const float* logits, const float* weight, index_t P,
                index_t C, index_t r0, index_t r1),
               (grad, loss_p, y_true, ids, logits, weight, P, C, r0, r1), xent_logits_rows_body)
