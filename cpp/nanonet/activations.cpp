@@ -373,26 +373,26 @@ NN_ALWAYS_INLINE void bias_op_block_z_op(T* c, index_t ldc, index_t m, index_t n
 #define NN_ACT_LOOPS(NAME, FWD_OP)                                                             \
   NN_ISA_CLONES(void, NAME##_fwd, (float* y, const float* x, index_t n), (y, x, n),             \
                 map1_op<FWD_OP>)                                                               \
-  NN_ISA_CLONES(void, NAME##_fwd, (double* y, const double* x, index_t n), (y, x, n),           \
+  NN_ISA_CLONES_F64(void, NAME##_fwd, (double* y, const double* x, index_t n), (y, x, n),           \
                 map1_op<FWD_OP>)                                                               \
   NN_ISA_CLONES(void, NAME##_bias,                                                             \
                 (float* c, index_t ldc, index_t m, index_t n, const float* bias),              \
                 (c, ldc, m, n, bias), bias_op_block_op<FWD_OP>)                                \
-  NN_ISA_CLONES(void, NAME##_bias,                                                             \
+  NN_ISA_CLONES_F64(void, NAME##_bias,                                                             \
                 (double* c, index_t ldc, index_t m, index_t n, const double* bias),            \
                 (c, ldc, m, n, bias), bias_op_block_op<FWD_OP>)                                \
   NN_ISA_CLONES(void, NAME##_biasz,                                                            \
                 (float* c, index_t ldc, index_t m, index_t n, const float* bias, float* z,     \
                  index_t ldz),                                                                 \
                 (c, ldc, m, n, bias, z, ldz), bias_op_block_z_op<FWD_OP>)                      \
-  NN_ISA_CLONES(void, NAME##_biasz,                                                            \
+  NN_ISA_CLONES_F64(void, NAME##_biasz,                                                            \
                 (double* c, index_t ldc, index_t m, index_t n, const double* bias, double* z,  \
                  index_t ldz),                                                                 \
                 (c, ldc, m, n, bias, z, ldz), bias_op_block_z_op<FWD_OP>)
 #define NN_ACT_BWD_LOOP(NAME, BWD_OP)                                                          \
   NN_ISA_CLONES(void, NAME##_bwd, (float* dx, const float* dy, const float* a, index_t n),      \
                 (dx, dy, a, n), map2_op<BWD_OP>)                                               \
-  NN_ISA_CLONES(void, NAME##_bwd, (double* dx, const double* dy, const double* a, index_t n),   \
+  NN_ISA_CLONES_F64(void, NAME##_bwd, (double* dx, const double* dy, const double* a, index_t n),   \
                 (dx, dy, a, n), map2_op<BWD_OP>)
 
 // The pre-activation keeping epilogue serves every elementwise activation.
@@ -594,27 +594,27 @@ NN_ALWAYS_INLINE void softmax_backward_rows_body(T* dx, const T* dy, const T* y,
 
 NN_ISA_CLONES(void, forward_span, (float* y, const float* x, index_t n, Activation act),
               (y, x, n, act), forward_span_body)
-NN_ISA_CLONES(void, forward_span, (double* y, const double* x, index_t n, Activation act),
+NN_ISA_CLONES_F64(void, forward_span, (double* y, const double* x, index_t n, Activation act),
               (y, x, n, act), forward_span_body)
 NN_ISA_CLONES(void, backward_span, (float* dx, const float* dy, const float* y, const float* x,
                index_t n, Activation act), (dx, dy, y, x, n, act), backward_span_body)
-NN_ISA_CLONES(void, backward_span, (double* dx, const double* dy, const double* y, const double* x,
+NN_ISA_CLONES_F64(void, backward_span, (double* dx, const double* dy, const double* y, const double* x,
                index_t n, Activation act), (dx, dy, y, x, n, act), backward_span_body)
 NN_ISA_CLONES(void, bias_act_block, (float* c, index_t ldc, index_t m, index_t n, const float* bias,
                Activation act, float* z, index_t ldz), (c, ldc, m, n, bias, act, z, ldz),
               bias_act_block_body)
-NN_ISA_CLONES(void, bias_act_block, (double* c, index_t ldc, index_t m, index_t n,
+NN_ISA_CLONES_F64(void, bias_act_block, (double* c, index_t ldc, index_t m, index_t n,
                const double* bias, Activation act, double* z, index_t ldz),
               (c, ldc, m, n, bias, act, z, ldz), bias_act_block_body)
 NN_ISA_CLONES(void, softmax_rows, (float* y, const float* x, index_t rows, index_t cols, bool log),
               (y, x, rows, cols, log), softmax_rows_body)
-NN_ISA_CLONES(void, softmax_rows,
+NN_ISA_CLONES_F64(void, softmax_rows,
               (double* y, const double* x, index_t rows, index_t cols, bool log),
               (y, x, rows, cols, log), softmax_rows_body)
 NN_ISA_CLONES(void, softmax_backward_rows,
               (float* dx, const float* dy, const float* y, index_t rows, index_t cols, bool log),
               (dx, dy, y, rows, cols, log), softmax_backward_rows_body)
-NN_ISA_CLONES(void, softmax_backward_rows,
+NN_ISA_CLONES_F64(void, softmax_backward_rows,
               (double* dx, const double* dy, const double* y, index_t rows, index_t cols, bool log),
               (dx, dy, y, rows, cols, log), softmax_backward_rows_body)
 

@@ -301,7 +301,7 @@ NN_ATTN_INLINE void forward_tile_body(S* out, S* lse, const Args<S>& a, index_t 
 
 NN_ISA_CLONES(void, forward_tile, (float* out, float* lse, const Args<float>& a, index_t bh,
                index_t i0, FwdWork<float>& w), (out, lse, a, bh, i0, w), forward_tile_body)
-NN_ISA_CLONES(void, forward_tile, (double* out, double* lse, const Args<double>& a, index_t bh,
+NN_ISA_CLONES_F64(void, forward_tile, (double* out, double* lse, const Args<double>& a, index_t bh,
                index_t i0, FwdWork<double>& w), (out, lse, a, bh, i0, w), forward_tile_body)
 
 // ---------------------------------------------------------------------------------------------
@@ -425,7 +425,7 @@ NN_ATTN_INLINE void backward_item_body(const BwdArgs<S>& g, int mode, index_t bh
 NN_ISA_CLONES(void, backward_item,
               (const BwdArgs<float>& g, int mode, index_t bh, index_t tile, BwdWork<float>& w),
               (g, mode, bh, tile, w), backward_item_body)
-NN_ISA_CLONES(void, backward_item,
+NN_ISA_CLONES_F64(void, backward_item,
               (const BwdArgs<double>& g, int mode, index_t bh, index_t tile, BwdWork<double>& w),
               (g, mode, bh, tile, w), backward_item_body)
 

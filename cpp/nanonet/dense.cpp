@@ -41,7 +41,7 @@ inline void col_sums_body(T* dbias, const T* dz, index_t B, index_t H, index_t h
 NN_ISA_CLONES(void, col_sums,
               (float* dbias, const float* dz, index_t B, index_t H, index_t h0, index_t h1),
               (dbias, dz, B, H, h0, h1), col_sums_body)
-NN_ISA_CLONES(void, col_sums,
+NN_ISA_CLONES_F64(void, col_sums,
               (double* dbias, const double* dz, index_t B, index_t H, index_t h0, index_t h1),
               (dbias, dz, B, H, h0, h1), col_sums_body)
 
@@ -64,7 +64,7 @@ inline void dz_dbias_body(T* dbias, T* dz, const T* dy, const T* y, const T* z, 
 NN_ISA_CLONES(void, dz_dbias, (float* dbias, float* dz, const float* dy, const float* y,
                const float* z, index_t B, index_t H, index_t h0, index_t h1, Activation act),
               (dbias, dz, dy, y, z, B, H, h0, h1, act), dz_dbias_body)
-NN_ISA_CLONES(void, dz_dbias, (double* dbias, double* dz, const double* dy, const double* y,
+NN_ISA_CLONES_F64(void, dz_dbias, (double* dbias, double* dz, const double* dy, const double* y,
                const double* z, index_t B, index_t H, index_t h0, index_t h1, Activation act),
               (dbias, dz, dy, y, z, B, H, h0, h1, act), dz_dbias_body)
 

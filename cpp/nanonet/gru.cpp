@@ -292,26 +292,26 @@ NN_RNN_INLINE void add_dhd_body(T* dh, const T* dhd, const T* drh, const T* gate
   }
 }
 
-// ISA clones, one per dtype.
-#define NN_RNN_CLONES(T)                                                                        \
-  NN_ISA_CLONES(void, gru_pass1, (const FwdPass<T>& s, index_t b0, index_t b1), (s, b0, b1),    \
+// ISA clones, one per dtype (float64 without an AVX-512 copy: NN_ISA_CLONES_F64).
+#define NN_RNN_CLONES(T, CLONES)                                                                \
+  CLONES(void, gru_pass1, (const FwdPass<T>& s, index_t b0, index_t b1), (s, b0, b1),    \
                 gru_pass1_body)                                                                 \
-  NN_ISA_CLONES(void, gru_pass2, (const FwdPass<T>& s, index_t b0, index_t b1), (s, b0, b1),    \
+  CLONES(void, gru_pass2, (const FwdPass<T>& s, index_t b0, index_t b1), (s, b0, b1),    \
                 gru_pass2_body)                                                                 \
-  NN_ISA_CLONES(void, simple_pass, (const FwdPass<T>& s, index_t b0, index_t b1), (s, b0, b1),  \
+  CLONES(void, simple_pass, (const FwdPass<T>& s, index_t b0, index_t b1), (s, b0, b1),  \
                 simple_pass_body)                                                               \
-  NN_ISA_CLONES(void, gru_bwd1, (const BwdPass<T>& s, index_t b0, index_t b1, T* tmp),          \
+  CLONES(void, gru_bwd1, (const BwdPass<T>& s, index_t b0, index_t b1, T* tmp),          \
                 (s, b0, b1, tmp), gru_bwd1_body)                                                \
-  NN_ISA_CLONES(void, gru_bwd2, (const BwdPass<T>& s, index_t b0, index_t b1), (s, b0, b1),     \
+  CLONES(void, gru_bwd2, (const BwdPass<T>& s, index_t b0, index_t b1), (s, b0, b1),     \
                 gru_bwd2_body)                                                                  \
-  NN_ISA_CLONES(void, simple_bwd, (const BwdPass<T>& s, index_t b0, index_t b1, T* tmp),        \
+  CLONES(void, simple_bwd, (const BwdPass<T>& s, index_t b0, index_t b1, T* tmp),        \
                 (s, b0, b1, tmp), simple_bwd_body)                                              \
-  NN_ISA_CLONES(void, add_dhd,                                                                  \
+  CLONES(void, add_dhd,                                                                  \
                 (T* dh, const T* dhd, const T* drh, const T* gates, index_t G, const T* rdm,    \
                  index_t H, index_t b0, index_t b1),                                            \
                 (dh, dhd, drh, gates, G, rdm, H, b0, b1), add_dhd_body)
-NN_RNN_CLONES(float)
-NN_RNN_CLONES(double)
+NN_RNN_CLONES(float, NN_ISA_CLONES)
+NN_RNN_CLONES(double, NN_ISA_CLONES_F64)
 #undef NN_RNN_CLONES
 
 // ---------------------------------------------------------------------------------------------

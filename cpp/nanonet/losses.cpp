@@ -191,7 +191,7 @@ NN_ISA_CLONES(void, xent_logits_rows, (float* grad, double* loss_p, const float*
                const std::int64_t* ids, const float* logits, const float* weight, index_t P,
                index_t C, index_t r0, index_t r1),
               (grad, loss_p, y_true, ids, logits, weight, P, C, r0, r1), xent_logits_rows_body)
-NN_ISA_CLONES(void, xent_logits_rows, (double* grad, double* loss_p, const double* y_true,
+NN_ISA_CLONES_F64(void, xent_logits_rows, (double* grad, double* loss_p, const double* y_true,
                const std::int64_t* ids, const double* logits, const double* weight, index_t P,
                index_t C, index_t r0, index_t r1),
               (grad, loss_p, y_true, ids, logits, weight, P, C, r0, r1), xent_logits_rows_body)

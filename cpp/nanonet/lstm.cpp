@@ -237,17 +237,17 @@ NN_LSTM_INLINE void bwd_fix_body(T* dhn, const T* rdm, const T* dh_keep, index_t
 NN_ISA_CLONES(void, fwd_tile,
               (const FwdStep<float>& s, index_t b0, index_t b1, index_t j0, index_t j1, float* tmp),
               (s, b0, b1, j0, j1, tmp), fwd_tile_body)
-NN_ISA_CLONES(void, fwd_tile, (const FwdStep<double>& s, index_t b0, index_t b1, index_t j0,
+NN_ISA_CLONES_F64(void, fwd_tile, (const FwdStep<double>& s, index_t b0, index_t b1, index_t j0,
                index_t j1, double* tmp), (s, b0, b1, j0, j1, tmp), fwd_tile_body)
 NN_ISA_CLONES(void, bwd_tile,
               (const BwdStep<float>& s, index_t b0, index_t b1, index_t j0, index_t j1, float* tmp),
               (s, b0, b1, j0, j1, tmp), bwd_tile_body)
-NN_ISA_CLONES(void, bwd_tile, (const BwdStep<double>& s, index_t b0, index_t b1, index_t j0,
+NN_ISA_CLONES_F64(void, bwd_tile, (const BwdStep<double>& s, index_t b0, index_t b1, index_t j0,
                index_t j1, double* tmp), (s, b0, b1, j0, j1, tmp), bwd_tile_body)
 NN_ISA_CLONES(void, bwd_fix, (float* dhn, const float* rdm, const float* dh_keep, index_t H,
                index_t b0, index_t b1, index_t j0, index_t j1),
               (dhn, rdm, dh_keep, H, b0, b1, j0, j1), bwd_fix_body)
-NN_ISA_CLONES(void, bwd_fix, (double* dhn, const double* rdm, const double* dh_keep, index_t H,
+NN_ISA_CLONES_F64(void, bwd_fix, (double* dhn, const double* rdm, const double* dh_keep, index_t H,
                index_t b0, index_t b1, index_t j0, index_t j1),
               (dhn, rdm, dh_keep, H, b0, b1, j0, j1), bwd_fix_body)
 
@@ -294,7 +294,7 @@ NN_LSTM_INLINE void gemv_segments_body(T* out, const T* a, index_t K, const T* m
 NN_ISA_CLONES(void, gemv_segments, (float* out, const float* a, index_t K, const float* m,
                index_t ldm, const index_t* col, int nseg, index_t n),
               (out, a, K, m, ldm, col, nseg, n), gemv_segments_body)
-NN_ISA_CLONES(void, gemv_segments, (double* out, const double* a, index_t K, const double* m,
+NN_ISA_CLONES_F64(void, gemv_segments, (double* out, const double* a, index_t K, const double* m,
                index_t ldm, const index_t* col, int nseg, index_t n),
               (out, a, K, m, ldm, col, nseg, n), gemv_segments_body)
 

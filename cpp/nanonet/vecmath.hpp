@@ -35,7 +35,8 @@
 // serial loop over a span, called once per thread chunk. In such loops write float selections
 // as vm::select(c, a, b), not c ? a : b (GCC keeps the latter as a branch). The copies round
 // slightly differently (FMA contraction), so results may differ between ISAs by float rounding,
-// never between thread counts.
+// never between thread counts. A double overload is written NN_ISA_CLONES_F64 (same arguments):
+// no AVX-512 copy, the avx512 path runs the AVX2 one.
 #pragma once
 #include <cmath>
 #include <cstdint>
@@ -62,8 +63,21 @@
       default: return NAME##_v0 ARGS;                                                   \
     }                                                                                   \
   }
+// The float64 twins: AVX2 + FMA and the baseline only; avx512 runs the AVX2 copy. float64 is
+// for gradient checks and references, not speed, and an AVX-512 copy of every double loop
+// cost about 1/6 of the cloned code in the package budget.
+#define NN_ISA_CLONES_F64(RET, NAME, PARAMS, ARGS, BODY)                                \
+  NN_TARGET_V3 RET NAME##_v3 PARAMS { return BODY ARGS; }                               \
+  RET NAME##_v0 PARAMS { return BODY ARGS; }                                            \
+  RET NAME PARAMS {                                                                     \
+    if (::nanonet::family_isa(::nanonet::Family::vecmath) != ::nanonet::Isa::ref)       \
+      return NAME##_v3 ARGS;                                                            \
+    return NAME##_v0 ARGS;                                                              \
+  }
 #else
 #define NN_ISA_CLONES(RET, NAME, PARAMS, ARGS, BODY) \
+  RET NAME PARAMS { return BODY ARGS; }
+#define NN_ISA_CLONES_F64(RET, NAME, PARAMS, ARGS, BODY) \
   RET NAME PARAMS { return BODY ARGS; }
 #endif
 

