@@ -9,6 +9,9 @@ interleaved, repeat after repeat, and each keeps its median; the headline is the
 medians (torch / nanonet, > 1 means nanonet is faster), with the range of per-repeat ratios.
 
     PYTHONPATH=python /work/.venv-peers/bin/python benchmarks/bench_rnn.py [--repeats 15]
+        [--threads 1 2] [--cases GRU,Bidirectional(LSTM),Bidirectional(GRU),SimpleRNN]
+
+(NANONET_ISA=avx2 for the AVX2 path; the header line says which path ran.)
 """
 import argparse
 import time
@@ -54,6 +57,11 @@ def _cases(torch):
     out.append(("Bidirectional(LSTM)",
                 _nanonet_step(bi, x, rng.standard_normal((B, T, 2 * H)).astype(np.float32)),
                 torch.nn.LSTM(I, H, batch_first=True, bidirectional=True), 2 * H))
+    bg = L.Bidirectional(L.GRU(H, return_sequences=True))
+    bg.build((None, T, I))
+    out.append(("Bidirectional(GRU)",
+                _nanonet_step(bg, x, rng.standard_normal((B, T, 2 * H)).astype(np.float32)),
+                torch.nn.GRU(I, H, batch_first=True, bidirectional=True), 2 * H))
     rnn = L.SimpleRNN(H, return_sequences=True)
     rnn.build((None, T, I))
     out.append(("SimpleRNN", _nanonet_step(rnn, x,
@@ -74,13 +82,17 @@ def main():
     import torch
     parser = argparse.ArgumentParser()
     parser.add_argument("--repeats", type=int, default=15)
+    parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--cases", default="GRU,Bidirectional(LSTM),Bidirectional(GRU),SimpleRNN")
     args = parser.parse_args()
-    cases = _cases(torch)
-    print(f"torch {torch.__version__}, B={B} T={T} I={I} H={H}, float32, "
+    wanted = args.cases.split(",")
+    cases = [c for c in _cases(torch) if c[0] in wanted]
+    print(f"torch {torch.__version__}, nanonet ISA {nn.ops.active_isa()} (lstm family "
+          f"{nn.ops.family_isa('lstm')}), B={B} T={T} I={I} H={H}, float32, "
           f"{args.repeats} interleaved repeats, median")
     print("| step | threads | nanonet | torch | torch / nanonet (range) |")
     print("|---|---|---|---|---|")
-    for threads in (1, 2):
+    for threads in args.threads:
         nn.set_num_threads(threads)
         torch.set_num_threads(threads)
         for name, ours, theirs in cases:

@@ -3,6 +3,7 @@
 #include <atomic>
 #include <cstdlib>
 #include <stdexcept>
+#include <string>
 
 #ifdef _OPENMP
 #include <omp.h>
@@ -12,6 +13,7 @@ namespace nanonet {
 
 namespace {
 std::atomic<int> g_threads{0};  // 0 = not set yet: OpenMP's default
+thread_local int t_limit = 0;   // this OS thread's cap (0 = none)
 
 Isa initial_isa() {
   Isa best = detect_isa();
@@ -52,13 +54,25 @@ void set_num_threads(int n) {
 // (omp_set_num_threads alone only sets the calling thread's default).
 int get_num_threads() {
 #ifdef _OPENMP
-  const int n = g_threads.load();
-  return n > 0 ? n : omp_get_max_threads();
+  int n = g_threads.load();
+  if (n <= 0) n = omp_get_max_threads();
 #else
-  const int n = g_threads.load();
-  return n > 0 ? n : 1;
+  int n = g_threads.load();
+  if (n <= 0) n = 1;
 #endif
+  return t_limit > 0 && t_limit < n ? t_limit : n;
 }
+
+int set_thread_limit(int n) {
+  if (n < 0)
+    throw std::invalid_argument("set_thread_limit: n must be >= 0 (0 = no limit); got " +
+                                std::to_string(n));
+  const int old = t_limit;
+  t_limit = n;
+  return old;
+}
+
+int get_thread_limit() { return t_limit; }
 
 Isa detect_isa() {
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))

@@ -1,8 +1,9 @@
 // runtime: threads and the SIMD code path chosen at import.
 //
 // Threads: every kernel uses OpenMP with the count set by set_num_threads (default: OpenMP's
-// default, i.e. OMP_NUM_THREADS or the number of cores). Without OpenMP everything runs on one
-// thread and set_num_threads only records the value.
+// default, i.e. OMP_NUM_THREADS or the number of cores), capped per calling thread by
+// set_thread_limit. Without OpenMP everything runs on one thread and set_num_threads only
+// records the value.
 //
 // ISA: detect_isa() reads the CPU once; active_isa() is what the kernels dispatch on. It can be
 // lowered (never raised above what the CPU supports) with set_isa(), e.g. to test the portable
@@ -12,7 +13,8 @@
 // Kernel families: the ISA-specific code falls into three families, each dispatched on its own
 // family_isa(f) = min(active_isa(), cap(f)): gemm (the packed micro-kernels), vecmath (every
 // NN_ISA_CLONES span/tile loop: activations, softmax, losses, dense epilogues, the LSTM gate
-// passes, attention tiles) and lstm (its fused AVX2 recurrent products). A cap starts at the
+// passes, attention tiles) and lstm (the fused recurrent products of LSTM, GRU and SimpleRNN,
+// AVX2 and AVX-512: rnn_detail in recurrent_common.hpp). A cap starts at the
 // detected ISA and is lowered by the import-time self-check (nanonet.ops) when a family's fast
 // path disagrees with the portable one, so one broken family falls back without the others.
 #pragma once
@@ -24,7 +26,14 @@ namespace nanonet {
 using index_t = std::ptrdiff_t;
 
 void set_num_threads(int n);
+// The count kernels use on the calling OS thread: set_num_threads's value, capped by that
+// thread's limit when one is set.
 int get_num_threads();
+// Thread limit of the calling OS thread only (0 = none): kernels called from this thread use at
+// most n threads. Lets two threads run one kernel each on their own core (ops.run_pair) without
+// each starting a full team. Returns the previous limit; n < 0 throws std::invalid_argument.
+int set_thread_limit(int n);
+int get_thread_limit();
 
 enum class Isa { ref = 0, avx2 = 1, avx512 = 2 };
 

@@ -94,6 +94,140 @@ def get_num_threads() -> int:
     return _core.get_num_threads()
 
 
+def set_thread_limit(n: int) -> int:
+    """Caps the threads of the kernels called from the calling OS thread at ``n`` (0: no cap),
+    below the process-wide ``set_num_threads`` count; returns the previous cap. Other threads
+    are not affected. Prefer the ``thread_limit`` context manager, which restores it."""
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)):
+        raise TypeError(f"set_thread_limit: n must be an int; got {type(n).__name__}")
+    if n < 0:
+        raise ValueError(f"set_thread_limit: n must be >= 0 (0 = no limit); got {n}")
+    return _core.set_thread_limit(int(n))
+
+
+def get_thread_limit() -> int:
+    """The calling OS thread's cap on kernel threads (0: none); see ``set_thread_limit``."""
+    return _core.get_thread_limit()
+
+
+class thread_limit:
+    """``with ops.thread_limit(n):`` kernels called from this thread use at most n threads;
+    the previous cap comes back on exit, also when the block raises."""
+
+    __slots__ = ("n", "_old")
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+        self._old = None
+
+    def __enter__(self):
+        self._old = set_thread_limit(self.n)
+        return self
+
+    def __exit__(self, *exc):
+        _core.set_thread_limit(self._old)
+        return False
+
+
+class _PairWorker:
+    """One long-lived helper thread for run_pair (its thread-local GEMM buffers and OpenMP state
+    are reused from call to call); made on first use and again after a fork."""
+
+    def __init__(self):
+        import threading
+        self.pid = os.getpid()
+        self.busy = threading.Lock()  # held by the caller that owns the worker
+        self.lock = threading.Lock()
+        self.ready = threading.Condition(self.lock)
+        self.job = self.result = None
+        self.done = True
+        self.thread = threading.Thread(target=self._loop, name="nanonet-run-pair", daemon=True)
+        self.thread.start()
+
+    def _loop(self):
+        while True:
+            with self.ready:
+                while self.job is None:
+                    self.ready.wait()
+                fn, limit = self.job
+            try:
+                with thread_limit(limit):
+                    result = (True, fn())
+            except BaseException as e:  # handed to the caller, which re-raises it
+                result = (False, e)
+            with self.ready:
+                self.job, self.result, self.done = None, result, True
+                self.ready.notify_all()
+
+    def submit(self, fn, limit):
+        with self.ready:
+            self.job, self.result, self.done = (fn, limit), None, False
+            self.ready.notify_all()
+
+    def wait(self):
+        with self.ready:
+            while not self.done:
+                self.ready.wait()
+            result, self.result = self.result, None
+        return result
+
+
+_pair_worker = None
+
+
+def _get_pair_worker():
+    global _pair_worker
+    w = _pair_worker
+    if w is None or w.pid != os.getpid():
+        w = _pair_worker = _PairWorker()
+    return w
+
+
+def run_pair(first, second):
+    """Runs two independent calls, ``first()`` and ``second()``, and returns both results
+    ``(first(), second())``: concurrently, one per core, when the kernels have two or more
+    threads (``get_num_threads()``), else one after the other.
+
+    Concurrently, ``first`` runs on a helper thread and ``second`` on the calling one, each with
+    a thread limit of half the threads (``thread_limit``), so the two never oversubscribe the
+    cores; the kernels release the GIL, so the two overlap except for their Python glue. Each
+    call's results are bit-identical to running it alone at that thread count (with 2 threads:
+    to the sequential run at 1 thread). ``first`` and ``second`` must not depend on each other
+    or draw from a shared random generator. An exception from either is raised after both have
+    finished (``second``'s first). Falls back to sequential while the helper is busy (another
+    thread's pair) or inside a pair.
+
+    Example:
+
+    >>> a, b = nn.ops.run_pair(lambda: nn.ops.matmul(np.eye(2), np.eye(2)), lambda: 3)
+    >>> a.tolist(), b
+    ([[1.0, 0.0], [0.0, 1.0]], 3)
+    """
+    global _pair_worker
+    n = _core.get_num_threads()
+    if n < 2:
+        return first(), second()
+    w = _get_pair_worker()
+    if not w.busy.acquire(blocking=False):  # another pair runs (or this is inside one)
+        return first(), second()
+    try:
+        w.submit(first, n - n // 2)
+        try:
+            with thread_limit(n // 2):
+                b = second()
+        finally:
+            try:
+                ok, a = w.wait()
+            except BaseException:  # interrupted while first() still runs: leave that worker
+                _pair_worker = None
+                raise
+    finally:
+        w.busy.release()
+    if not ok:
+        raise a
+    return a, b
+
+
 def active_isa() -> str:
     """SIMD path in use: 'avx512', 'avx2' or 'ref'."""
     return _core.active_isa()

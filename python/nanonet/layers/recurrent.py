@@ -785,6 +785,17 @@ class Bidirectional(_StateInputs, Layer):
         return masks[0] if len(masks) == 1 else masks
 
     # -- forward / backward --------------------------------------------------------------------
+    def _both(self, run_f, run_b, training):
+        """(run_f(), run_b()): the two directions, concurrently on two cores when the kernels
+        have 2 threads (ops.run_pair: each direction's kernels on 1 thread, results bit-identical
+        to the 1-thread run), else one after the other. Sequential when a training call draws
+        dropout masks from nanonet's shared generator, whose draw order must not vary."""
+        if training and any((sub.dropout > 0.0 or sub.recurrent_dropout > 0.0)
+                            and sub._generator is None
+                            for sub in (self.forward_layer, self.backward_layer)):
+            return run_f(), run_b()
+        return ops.run_pair(run_f, run_b)
+
     def forward(self, inputs: Any, training: bool = False, mask: Any = None) -> Any:
         fw, bw = self.forward_layer, self.backward_layer
         had_state = isinstance(inputs, (list, tuple))
@@ -800,8 +811,9 @@ class Bidirectional(_StateInputs, Layer):
                 mask = mask[0]
         else:
             f_in = b_in = inputs
-        yf, ctx_f = fw.forward(f_in, training=training, mask=mask)
-        yb, ctx_b = bw.forward(b_in, training=training, mask=mask)
+        (yf, ctx_f), (yb, ctx_b) = self._both(
+            lambda: fw.forward(f_in, training=training, mask=mask),
+            lambda: bw.forward(b_in, training=training, mask=mask), training)
         states = []
         if self.return_state:
             states = list(yf[1:]) + list(yb[1:])
@@ -860,8 +872,11 @@ class Bidirectional(_StateInputs, Layer):
                 dyf = None if dyf is None else dyf * keep
                 dyb = None if dyb is None else dyb * keep
             dyb = None if dyb is None else np.ascontiguousarray(np.asarray(dyb)[:, ::-1])
-        df, gf = fw.backprop(ctx_f, [dyf] + dsf if self.return_state else dyf, need_dx=need_dx)
-        db, gb = bw.backprop(ctx_b, [dyb] + dsb if self.return_state else dyb, need_dx=need_dx)
+        (df, gf), (db, gb) = self._both(
+            lambda: fw.backprop(ctx_f, [dyf] + dsf if self.return_state else dyf,
+                                need_dx=need_dx),
+            lambda: bw.backprop(ctx_b, [dyb] + dsb if self.return_state else dyb,
+                                need_dx=need_dx), False)
         grads = list(gf) + list(gb) if self.trainable else []
         if had_state:
             dx = None if df[0] is None else df[0] + db[0]
@@ -872,20 +887,20 @@ class Bidirectional(_StateInputs, Layer):
     # its backprop; the two directions' norms add up.
     def dp_backprop(self, ctx: Any, dy: Any, need_dx: Any = True) -> Any:
         fw, bw = self.forward_layer, self.backward_layer
-        kept = []
+        kept = {}  # by direction: backprop may run the two concurrently
 
-        def first_pass(layer):
+        def first_pass(layer, key):
             def run(c, d, need_dx=True):
                 dx, sq, state = layer.dp_backprop(c, d, need_dx=need_dx)
-                kept.append((sq, state))
+                kept[key] = (sq, state)
                 return dx, []
             return run
-        fw.backprop, bw.backprop = first_pass(fw), first_pass(bw)
+        fw.backprop, bw.backprop = first_pass(fw, 0), first_pass(bw, 1)
         try:
             dx, _ = self.backprop(ctx, dy, need_dx)
         finally:
             del fw.backprop, bw.backprop
-        (sq_f, state_f), (sq_b, state_b) = kept
+        (sq_f, state_f), (sq_b, state_b) = kept[0], kept[1]
         return dx, sq_f + sq_b, (state_f, state_b)
 
     def dp_grads(self, state: Any, scale: bool) -> Any:
