@@ -4,6 +4,9 @@ namespace nanonet {
 
 void register_runtime(pybind11::module_& m) {
   namespace py = pybind11;
+  tune_allocator();  // once, at import (runtime.hpp)
+  m.def("allocator_tuned", &allocator_tuned,
+        "Whether the import raised glibc's mmap / trim thresholds (runtime.hpp).");
   m.def("set_num_threads", &set_num_threads, py::arg("n"),
         "Set the number of OpenMP threads every kernel uses (n >= 1).");
   m.def("get_num_threads", &get_num_threads,

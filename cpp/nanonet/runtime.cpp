@@ -8,6 +8,9 @@
 #ifdef _OPENMP
 #include <omp.h>
 #endif
+#if defined(__GLIBC__)
+#include <malloc.h>
+#endif
 
 namespace nanonet {
 
@@ -73,6 +76,26 @@ int set_thread_limit(int n) {
 }
 
 int get_thread_limit() { return t_limit; }
+
+namespace {
+bool g_alloc_tuned = false;
+}
+
+bool tune_allocator() {
+#if defined(__GLIBC__)
+  const char* opt = std::getenv("NANONET_MALLOC_TUNING");
+  if (opt && std::string(opt) == "0") return false;
+  if (std::getenv("MALLOC_MMAP_THRESHOLD_") || std::getenv("MALLOC_TRIM_THRESHOLD_")) return false;
+  const char* tun = std::getenv("GLIBC_TUNABLES");
+  if (tun && std::string(tun).find("malloc") != std::string::npos) return false;
+  g_alloc_tuned = mallopt(M_MMAP_THRESHOLD, 32 << 20) == 1 && mallopt(M_TRIM_THRESHOLD, 64 << 20) == 1;
+  return g_alloc_tuned;
+#else
+  return false;
+#endif
+}
+
+bool allocator_tuned() { return g_alloc_tuned; }
 
 Isa detect_isa() {
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))

@@ -36,6 +36,9 @@ def adamax_update(param: numpy.ndarray, grad: numpy.ndarray, m: numpy.ndarray, u
 def adamax_update_ref(param: numpy.ndarray, grad: numpy.ndarray, m: numpy.ndarray, u: numpy.ndarray, lr: typing.SupportsFloat | typing.SupportsIndex, step: typing.SupportsInt | typing.SupportsIndex, beta_1: typing.SupportsFloat | typing.SupportsIndex = 0.9, beta_2: typing.SupportsFloat | typing.SupportsIndex = 0.999, epsilon: typing.SupportsFloat | typing.SupportsIndex = 1e-07, grad_scale: typing.SupportsFloat | typing.SupportsIndex = 1.0, clipvalue: typing.SupportsFloat | typing.SupportsIndex = 0.0) -> None:
     """The scalar single-thread twin of adamax_update (the C++ specification)."""
 
+def allocator_tuned() -> bool:
+    """Whether the import raised glibc's mmap / trim thresholds (runtime.hpp)."""
+
 def attention_backward(dout: numpy.ndarray, q: numpy.ndarray, k: numpy.ndarray, v: numpy.ndarray, out: numpy.ndarray, lse: numpy.ndarray, mask: object, causal: bool, scale: typing.SupportsFloat | typing.SupportsIndex) -> tuple[typing.Any, ...]:
     """Gradient of attention_forward -> (dq, dk, dv), overwritten; scores recomputed tile by tile from lse."""
 

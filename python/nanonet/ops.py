@@ -95,9 +95,8 @@ def get_num_threads() -> int:
 
 
 def set_thread_limit(n: int) -> int:
-    """Caps the threads of the kernels called from the calling OS thread at ``n`` (0: no cap),
-    below the process-wide ``set_num_threads`` count; returns the previous cap. Other threads
-    are not affected. Prefer the ``thread_limit`` context manager, which restores it."""
+    """Caps the kernels called from this OS thread at n threads (0: no cap); returns the old
+    cap. Other threads keep theirs. See the ``thread_limit`` context manager."""
     if isinstance(n, bool) or not isinstance(n, (int, np.integer)):
         raise TypeError(f"set_thread_limit: n must be an int; got {type(n).__name__}")
     if n < 0:
@@ -106,19 +105,16 @@ def set_thread_limit(n: int) -> int:
 
 
 def get_thread_limit() -> int:
-    """The calling OS thread's cap on kernel threads (0: none); see ``set_thread_limit``."""
+    """This OS thread's cap on kernel threads (0: none)."""
     return _core.get_thread_limit()
 
 
 class thread_limit:
-    """``with ops.thread_limit(n):`` kernels called from this thread use at most n threads;
-    the previous cap comes back on exit, also when the block raises."""
-
-    __slots__ = ("n", "_old")
+    """``with ops.thread_limit(n):`` caps this thread's kernels at n threads; the old cap comes
+    back on exit, also on an exception."""
 
     def __init__(self, n: int) -> None:
         self.n = n
-        self._old = None
 
     def __enter__(self):
         self._old = set_thread_limit(self.n)
@@ -126,89 +122,60 @@ class thread_limit:
 
     def __exit__(self, *exc):
         _core.set_thread_limit(self._old)
-        return False
 
 
 class _PairWorker:
-    """One long-lived helper thread for run_pair (its thread-local GEMM buffers and OpenMP state
-    are reused from call to call); made on first use and again after a fork."""
+    """run_pair's helper thread, kept (its thread-local buffers are reused); remade after fork."""
 
     def __init__(self):
         import threading
         self.pid = os.getpid()
-        self.busy = threading.Lock()  # held by the caller that owns the worker
-        self.lock = threading.Lock()
-        self.ready = threading.Condition(self.lock)
+        self.busy = threading.Lock()  # held by the run_pair that uses the worker
+        self.cv = threading.Condition()
         self.job = self.result = None
-        self.done = True
-        self.thread = threading.Thread(target=self._loop, name="nanonet-run-pair", daemon=True)
-        self.thread.start()
+        threading.Thread(target=self._loop, name="nanonet-run-pair", daemon=True).start()
 
     def _loop(self):
         while True:
-            with self.ready:
+            with self.cv:
                 while self.job is None:
-                    self.ready.wait()
+                    self.cv.wait()
                 fn, limit = self.job
             try:
                 with thread_limit(limit):
                     result = (True, fn())
-            except BaseException as e:  # handed to the caller, which re-raises it
+            except BaseException as e:  # re-raised by the caller
                 result = (False, e)
-            with self.ready:
-                self.job, self.result, self.done = None, result, True
-                self.ready.notify_all()
+            with self.cv:
+                self.job, self.result = None, result
+                self.cv.notify_all()
 
     def submit(self, fn, limit):
-        with self.ready:
-            self.job, self.result, self.done = (fn, limit), None, False
-            self.ready.notify_all()
+        with self.cv:
+            self.job, self.result = (fn, limit), None
+            self.cv.notify_all()
 
     def wait(self):
-        with self.ready:
-            while not self.done:
-                self.ready.wait()
-            result, self.result = self.result, None
-        return result
+        with self.cv:
+            while self.result is None:
+                self.cv.wait()
+            return self.result
 
 
 _pair_worker = None
 
 
-def _get_pair_worker():
-    global _pair_worker
-    w = _pair_worker
-    if w is None or w.pid != os.getpid():
-        w = _pair_worker = _PairWorker()
-    return w
-
-
 def run_pair(first, second):
-    """Runs two independent calls, ``first()`` and ``second()``, and returns both results
-    ``(first(), second())``: concurrently, one per core, when the kernels have two or more
-    threads (``get_num_threads()``), else one after the other.
-
-    Concurrently, ``first`` runs on a helper thread and ``second`` on the calling one, each with
-    a thread limit of half the threads (``thread_limit``), so the two never oversubscribe the
-    cores; the kernels release the GIL, so the two overlap except for their Python glue. Each
-    call's results are bit-identical to running it alone at that thread count (with 2 threads:
-    to the sequential run at 1 thread). ``first`` and ``second`` must not depend on each other
-    or draw from a shared random generator. An exception from either is raised after both have
-    finished (``second``'s first). Falls back to sequential while the helper is busy (another
-    thread's pair) or inside a pair.
-
-    Example:
-
-    >>> a, b = nn.ops.run_pair(lambda: nn.ops.matmul(np.eye(2), np.eye(2)), lambda: 3)
-    >>> a.tolist(), b
-    ([[1.0, 0.0], [0.0, 1.0]], 3)
-    """
+    """(first(), second()) for two independent calls: with n >= 2 kernel threads, ``first`` on
+    a helper thread and ``second`` on this one at once, each under a thread limit of n / 2
+    (results bit-identical to each alone at that count); else, or when nested or busy, in
+    order. An exception is raised once both have finished (``second``'s first)."""
     global _pair_worker
     n = _core.get_num_threads()
-    if n < 2:
-        return first(), second()
-    w = _get_pair_worker()
-    if not w.busy.acquire(blocking=False):  # another pair runs (or this is inside one)
+    w = _pair_worker
+    if n > 1 and (w is None or w.pid != os.getpid()):
+        w = _pair_worker = _PairWorker()
+    if n < 2 or not w.busy.acquire(blocking=False):
         return first(), second()
     try:
         w.submit(first, n - n // 2)
@@ -218,7 +185,7 @@ def run_pair(first, second):
         finally:
             try:
                 ok, a = w.wait()
-            except BaseException:  # interrupted while first() still runs: leave that worker
+            except BaseException:  # interrupted while first() runs: drop that worker
                 _pair_worker = None
                 raise
     finally:

@@ -786,13 +786,10 @@ class Bidirectional(_StateInputs, Layer):
 
     # -- forward / backward --------------------------------------------------------------------
     def _both(self, run_f, run_b, training):
-        """(run_f(), run_b()): the two directions, concurrently on two cores when the kernels
-        have 2 threads (ops.run_pair: each direction's kernels on 1 thread, results bit-identical
-        to the 1-thread run), else one after the other. Sequential when a training call draws
-        dropout masks from nanonet's shared generator, whose draw order must not vary."""
-        if training and any((sub.dropout > 0.0 or sub.recurrent_dropout > 0.0)
-                            and sub._generator is None
-                            for sub in (self.forward_layer, self.backward_layer)):
+        # The directions as an ops.run_pair (one core each at 2 threads); in order when dropout
+        # draws from nanonet's shared generator (its draw order must not vary).
+        if training and any((s.dropout or s.recurrent_dropout) and s._generator is None
+                            for s in (self.forward_layer, self.backward_layer)):
             return run_f(), run_b()
         return ops.run_pair(run_f, run_b)
 
@@ -887,7 +884,7 @@ class Bidirectional(_StateInputs, Layer):
     # its backprop; the two directions' norms add up.
     def dp_backprop(self, ctx: Any, dy: Any, need_dx: Any = True) -> Any:
         fw, bw = self.forward_layer, self.backward_layer
-        kept = {}  # by direction: backprop may run the two concurrently
+        kept = {}  # by direction (run_pair)
 
         def first_pass(layer, key):
             def run(c, d, need_dx=True):
