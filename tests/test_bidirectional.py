@@ -341,12 +341,18 @@ def test_demo_bigru_builder_trains():
 
 @pytest.mark.parametrize("kind", ["lstm", "gru"])
 @pytest.mark.parametrize("mode", ["concat", None])
-def test_two_threads_run_the_directions_concurrently_with_one_thread_results(kind, mode):
+def test_two_threads_run_the_directions_concurrently_with_one_thread_results(kind, mode,
+                                                                            monkeypatch):
     """At 2 threads the directions run as an ops.run_pair (one thread each): the training
     step's outputs and every gradient equal the 1-thread run bit for bit. Shapes above the
-    kernels' parallel threshold, so a sequential 2-thread run would differ in rounding."""
+    kernels' parallel threshold (2 B T (I + H) G >= 1.2e8), so a sequential 2-thread run would
+    differ in rounding."""
+    from nanonet import ops
+    calls = []
+    real = ops.run_pair
+    monkeypatch.setattr(ops, "run_pair", lambda f, b: calls.append(1) or real(f, b))
     rng = np.random.default_rng(9)
-    Bq, Tq, Iq, Hq = 32, 12, 40, 96
+    Bq, Tq, Iq, Hq = 32, 50, 64, 96
     cls = {"lstm": L.LSTM, "gru": L.GRU}[kind]
     layer = L.Bidirectional(cls(Hq, return_sequences=True, return_state=True),
                             merge_mode=mode)
@@ -368,6 +374,7 @@ def test_two_threads_run_the_directions_concurrently_with_one_thread_results(kin
         two = step()
     finally:
         nn.set_num_threads(before)
+    assert len(calls) == 4  # forward and backprop, at each thread count
     assert len(one) == len(two)
     for a, b in zip(one, two):
         np.testing.assert_array_equal(a, b)
@@ -395,3 +402,25 @@ def test_dropout_from_the_shared_generator_stays_sequential_and_repeatable():
         nn.set_num_threads(before)
     np.testing.assert_array_equal(a, b)
     np.testing.assert_allclose(a, c, rtol=1e-12, atol=1e-12)
+
+
+def test_small_calls_run_the_directions_in_order(monkeypatch):
+    """run_pair only above the kernels' parallel threshold (one direction's forward flops
+    >= kLstmParallelFlops): a batch-1 call stays on the calling thread."""
+    from nanonet import ops
+    calls = []
+    real = ops.run_pair
+    monkeypatch.setattr(ops, "run_pair", lambda f, b: calls.append(1) or real(f, b))
+    before = nn.get_num_threads()
+    try:
+        nn.set_num_threads(2)
+        small = L.Bidirectional(L.LSTM(H, dtype="float64"))
+        small(np.zeros((1, T, I)))
+        assert calls == []
+        big = L.Bidirectional(L.GRU(96, return_sequences=True))  # 2 B T (I + H) G = 1.8e8
+        big.build((None, 50, 96))
+        out, ctx = big.forward(np.zeros((32, 50, 96), np.float32), training=True)
+        big.backprop(ctx, np.ones_like(out))
+        assert calls == [1, 1]
+    finally:
+        nn.set_num_threads(before)

@@ -630,6 +630,10 @@ class SimpleRNN(_Recurrent):
 _MERGE_MODES = ("concat", "sum", "mul", "ave", None)
 
 
+def _in_order(first, second):
+    return first(), second()
+
+
 def _removeprefix(name, prefix):
     return name[len(prefix):] if name.startswith(prefix) else name
 
@@ -785,14 +789,6 @@ class Bidirectional(_StateInputs, Layer):
         return masks[0] if len(masks) == 1 else masks
 
     # -- forward / backward --------------------------------------------------------------------
-    def _both(self, run_f, run_b, training):
-        # The directions as an ops.run_pair (one core each at 2 threads); in order when dropout
-        # draws from nanonet's shared generator (its draw order must not vary).
-        if training and any((s.dropout or s.recurrent_dropout) and s._generator is None
-                            for s in (self.forward_layer, self.backward_layer)):
-            return run_f(), run_b()
-        return ops.run_pair(run_f, run_b)
-
     def forward(self, inputs: Any, training: bool = False, mask: Any = None) -> Any:
         fw, bw = self.forward_layer, self.backward_layer
         had_state = isinstance(inputs, (list, tuple))
@@ -808,9 +804,15 @@ class Bidirectional(_StateInputs, Layer):
                 mask = mask[0]
         else:
             f_in = b_in = inputs
-        (yf, ctx_f), (yb, ctx_b) = self._both(
+        # Both at once (ops.run_pair) above kLstmParallelFlops (lstm.hpp) unless dropout draws
+        # from the shared generator (its order must not vary).
+        k = (0, 0) if fw.kernel is None else fw.kernel.shape
+        pair = 2.0 * np.prod(np.shape(f_in[0] if had_state else f_in)[:2]) * (k[0] + fw.units) \
+            * k[1] >= 1.2e8 and not (training and any(
+                (s.dropout or s.recurrent_dropout) and s._generator is None for s in (fw, bw)))
+        (yf, ctx_f), (yb, ctx_b) = (ops.run_pair if pair else _in_order)(
             lambda: fw.forward(f_in, training=training, mask=mask),
-            lambda: bw.forward(b_in, training=training, mask=mask), training)
+            lambda: bw.forward(b_in, training=training, mask=mask))
         states = []
         if self.return_state:
             states = list(yf[1:]) + list(yb[1:])
@@ -837,11 +839,11 @@ class Bidirectional(_StateInputs, Layer):
         ctx = None
         if training:
             ctx = (ctx_f, ctx_b, yf if mode == "mul" else None, yb if mode == "mul" else None,
-                   keep, had_state, yf.shape[-1])
+                   keep, had_state, yf.shape[-1], pair)
         return out, ctx
 
     def backprop(self, ctx: Any, dy: Any, need_dx: Any = True) -> Any:
-        ctx_f, ctx_b, yf, yb, keep, had_state, Hf = ctx
+        ctx_f, ctx_b, yf, yb, keep, had_state, Hf, pair = ctx
         fw, bw = self.forward_layer, self.backward_layer
         n_out = 2 if self.merge_mode is None else 1
         dys = list(dy) if isinstance(dy, (list, tuple)) else [dy]
@@ -869,11 +871,11 @@ class Bidirectional(_StateInputs, Layer):
                 dyf = None if dyf is None else dyf * keep
                 dyb = None if dyb is None else dyb * keep
             dyb = None if dyb is None else np.ascontiguousarray(np.asarray(dyb)[:, ::-1])
-        (df, gf), (db, gb) = self._both(
+        (df, gf), (db, gb) = (ops.run_pair if pair else _in_order)(
             lambda: fw.backprop(ctx_f, [dyf] + dsf if self.return_state else dyf,
                                 need_dx=need_dx),
             lambda: bw.backprop(ctx_b, [dyb] + dsb if self.return_state else dyb,
-                                need_dx=need_dx), False)
+                                need_dx=need_dx))
         grads = list(gf) + list(gb) if self.trainable else []
         if had_state:
             dx = None if df[0] is None else df[0] + db[0]
