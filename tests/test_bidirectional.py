@@ -337,3 +337,90 @@ def test_demo_bigru_builder_trains():
     assert history.history["loss"][-1] < history.history["loss"][0]
     assert [type(layer).__name__ for layer in model.layers] == [
         "Embedding", "Bidirectional", "Bidirectional", "Dense"]
+
+
+@pytest.mark.parametrize("kind", ["lstm", "gru"])
+@pytest.mark.parametrize("mode", ["concat", None])
+def test_two_threads_run_the_directions_concurrently_with_one_thread_results(kind, mode,
+                                                                            monkeypatch):
+    """At 2 threads the directions run as an ops.run_pair (one thread each): the training
+    step's outputs and every gradient equal the 1-thread run bit for bit. Shapes above the
+    kernels' parallel threshold (2 B T (I + H) G >= 1.2e8), so a sequential 2-thread run would
+    differ in rounding."""
+    from nanonet import ops
+    calls = []
+    real = ops.run_pair
+    monkeypatch.setattr(ops, "run_pair", lambda f, b: calls.append(1) or real(f, b))
+    rng = np.random.default_rng(9)
+    Bq, Tq, Iq, Hq = 32, 50, 64, 96
+    cls = {"lstm": L.LSTM, "gru": L.GRU}[kind]
+    layer = L.Bidirectional(cls(Hq, return_sequences=True, return_state=True),
+                            merge_mode=mode)
+    layer.build((None, Tq, Iq))
+    _randomize(layer, rng)
+    x = rng.standard_normal((Bq, Tq, Iq)).astype(np.float32)
+    mask = rng.random((Bq, Tq)) < 0.8
+
+    def step():
+        out, ctx = layer.forward(x, training=True, mask=mask)
+        douts = [np.ones_like(o) * 0.1 + o for o in out]
+        dx, grads = layer.backprop(ctx, douts)
+        return list(out) + [dx] + list(grads)
+    before = nn.get_num_threads()
+    try:
+        nn.set_num_threads(1)
+        one = step()
+        nn.set_num_threads(2)
+        two = step()
+    finally:
+        nn.set_num_threads(before)
+    assert len(calls) == 4  # forward and backprop, at each thread count
+    assert len(one) == len(two)
+    for a, b in zip(one, two):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_dropout_from_the_shared_generator_stays_sequential_and_repeatable():
+    """Sub-layers without their own seed draw dropout masks from nanonet's generator: the two
+    directions then run in order (the draw order fixes which mask each gets)."""
+    rng = np.random.default_rng(2)
+    layer = L.Bidirectional(L.GRU(H, dropout=0.3, recurrent_dropout=0.2, dtype="float64"))
+    layer.build((None, T, I))
+    _randomize(layer, rng)
+    x = _x(rng)
+    before = nn.get_num_threads()
+    try:
+        nn.set_num_threads(2)
+        nn.set_seed(4)
+        a, _ = layer.forward(x, training=True)
+        nn.set_seed(4)
+        b, _ = layer.forward(x, training=True)
+        nn.set_num_threads(1)
+        nn.set_seed(4)
+        c, _ = layer.forward(x, training=True)
+    finally:
+        nn.set_num_threads(before)
+    np.testing.assert_array_equal(a, b)
+    np.testing.assert_allclose(a, c, rtol=1e-12, atol=1e-12)
+
+
+def test_small_calls_run_the_directions_in_order(monkeypatch):
+    """run_pair only above the kernels' parallel threshold (one direction's forward flops
+    >= kLstmParallelFlops): a batch-1 call stays on the calling thread."""
+    from nanonet import ops
+    calls = []
+    real = ops.run_pair
+    monkeypatch.setattr(ops, "run_pair", lambda f, b: calls.append(1) or real(f, b))
+    before = nn.get_num_threads()
+    try:
+        nn.set_num_threads(2)
+        small = L.Bidirectional(L.LSTM(H, dtype="float64"))
+        small(np.zeros((1, T, I)))
+        assert calls == []
+        big = L.Bidirectional(L.GRU(96, return_sequences=True))  # 2 B T (I + H) G = 1.8e8
+        big.build((None, 50, 96))
+        out, ctx = big.forward(np.zeros((32, 50, 96), np.float32), training=True)
+        big.backprop(ctx, np.ones_like(out))
+        assert calls == [1, 1]
+    finally:
+        nn.set_num_threads(before)

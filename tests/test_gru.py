@@ -376,3 +376,41 @@ def test_need_dx_false_skips_only_dx():
     assert part[0] is None
     for a, b in zip(full[1:], part[1:]):
         np.testing.assert_array_equal(a, b)
+
+
+def _lstm_family_paths():
+    """The lstm family's paths this CPU has, best first (the fused recurrent products)."""
+    order = ("avx512", "avx2", "ref")
+    return list(order[order.index(ops.detect_isa()):])
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("cell", CELLS)
+# row tiles of 4 / 3 and their remainders, a narrow last column block (H = 37, 3H = 111), K = H,
+# 2H and 3H in the backward products, and two row groups at 2 threads
+@pytest.mark.parametrize("shape", [(7, 5, 6, 37), (3, 4, 5, 16), (33, 6, 9, 70)],
+                         ids=lambda s: "B%dT%dI%dH%d" % s)
+def test_fused_recurrent_products_agree_across_isas(shape, cell, dtype):
+    """The fused products (rnn_detail) give the same bits on AVX-512 and AVX2 (one FMA chain per
+    element) and match the GEMM-driver path (lstm family at ref) to rounding."""
+    rng = np.random.default_rng(_seed("isa", shape, cell))
+    p = _problem(rng, cell, *shape, dtype=dtype, mask="random", dropout=True)
+    paths = _lstm_family_paths()
+    if len(paths) < 2:
+        pytest.skip("no SIMD path on this CPU")
+    got = {}
+    try:
+        for isa in paths:
+            ops.set_family_cap("lstm", isa)
+            out, grads = _run(ops, cell, p, {}, dtype)
+            got[isa] = list(out) + list(grads)
+    finally:
+        ops.set_family_cap("lstm", ops.detect_isa())
+    names = ("y", "h_n") + GRAD_NAMES
+    simd = [isa for isa in paths if isa != "ref"]
+    for isa in simd[1:]:
+        for name, a, b in zip(names, got[simd[0]], got[isa]):
+            np.testing.assert_array_equal(a, b, err_msg=f"{name}: {simd[0]} vs {isa}")
+    for isa in simd:
+        for name, a, b in zip(names, got[isa], got["ref"]):
+            _close(a, b.astype(np.float64) if b is not None else None, dtype, f"{name} {isa}")

@@ -375,3 +375,34 @@ def test_need_dx_false_skips_only_dx(_ref):
         np.testing.assert_array_equal(a, b)
     _, _, _, rcache = reference.lstm_forward(**p)
     assert reference.lstm_backward(y, rcache, need_dx=False)[0] is None
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+# row tiles of 4 / 3 and remainders, narrow last column blocks, two row groups at 2 threads
+@pytest.mark.parametrize("shape", [(7, 5, 6, 37), (3, 4, 5, 16), (33, 6, 9, 70)],
+                         ids=lambda s: "B%dT%dI%dH%d" % s)
+def test_fused_recurrent_products_agree_across_isas(shape, dtype):
+    """The fused products give the same bits with the lstm family on AVX-512 and on AVX2, and
+    match the GEMM-driver path (lstm family at ref) to rounding."""
+    order = ("avx512", "avx2", "ref")
+    paths = list(order[order.index(ops.detect_isa()):])
+    if len(paths) < 2:
+        pytest.skip("no SIMD path on this CPU")
+    rng = np.random.default_rng(_seed("isa", shape))
+    p = _problem(rng, *shape, dtype=dtype, mask="random", dropout=True)
+    got = {}
+    try:
+        for isa in paths:
+            ops.set_family_cap("lstm", isa)
+            out, grads = _run(ops, p, {}, dtype)
+            got[isa] = list(out) + list(grads)
+    finally:
+        ops.set_family_cap("lstm", ops.detect_isa())
+    names = ("y", "h_n", "c_n") + GRAD_NAMES
+    simd = [isa for isa in paths if isa != "ref"]
+    for isa in simd[1:]:
+        for name, a, b in zip(names, got[simd[0]], got[isa]):
+            np.testing.assert_array_equal(a, b, err_msg=f"{name}: {simd[0]} vs {isa}")
+    for isa in simd:
+        for name, a, b in zip(names, got[isa], got["ref"]):
+            _close(a, None if b is None else b.astype(np.float64), dtype, f"{name} {isa}")

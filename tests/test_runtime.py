@@ -175,3 +175,145 @@ def test_bench_baselines_learn_like_nanonet():
         assert got == pytest.approx(want, rel=1e-5)
     for g, w in zip(model.get_weights(), ref.p):
         np.testing.assert_allclose(g, w, rtol=1e-5, atol=1e-6)
+
+
+# ---- per-thread thread limit and run_pair (Bidirectional's two directions on two cores)
+
+@pytest.fixture
+def two_threads():
+    before = nn.get_num_threads()
+    nn.set_num_threads(2)
+    yield
+    nn.set_num_threads(before)
+
+
+def test_thread_limit_caps_this_thread_only(two_threads):
+    import threading
+    assert ops.get_thread_limit() == 0
+    seen = []
+    with ops.thread_limit(1):
+        assert ops.get_thread_limit() == 1 and nn.get_num_threads() == 1
+        t = threading.Thread(target=lambda: seen.append(nn.get_num_threads()))
+        t.start()
+        t.join()
+        with ops.thread_limit(5):  # a cap above the process-wide count changes nothing
+            assert nn.get_num_threads() == 2
+        assert ops.get_thread_limit() == 1
+    assert seen == [2]
+    assert ops.get_thread_limit() == 0 and nn.get_num_threads() == 2
+
+
+def test_thread_limit_is_restored_after_an_exception(two_threads):
+    with pytest.raises(KeyError):
+        with ops.thread_limit(1):
+            raise KeyError("boom")
+    assert ops.get_thread_limit() == 0 and nn.get_num_threads() == 2
+
+
+def test_thread_limit_validates():
+    with pytest.raises(ValueError, match=r"n must be >= 0 \(0 = no limit\); got -1"):
+        ops.set_thread_limit(-1)
+    with pytest.raises(TypeError, match="n must be an int; got float"):
+        ops.set_thread_limit(1.0)
+    assert ops.get_thread_limit() == 0
+
+
+def test_run_pair_runs_each_side_on_its_own_thread_with_half_the_threads(two_threads):
+    import threading
+
+    def probe():
+        return threading.get_ident(), nn.get_num_threads()
+    (ta, na), (tb, nb) = ops.run_pair(probe, probe)
+    assert ta != tb and tb == threading.get_ident()
+    assert na == nb == 1
+    assert ops.get_thread_limit() == 0 and nn.get_num_threads() == 2
+    nn.set_num_threads(1)  # one thread: sequential, on the calling thread, no limit
+    (ta, na), (tb, nb) = ops.run_pair(probe, probe)
+    assert ta == tb == threading.get_ident() and na == nb == 1
+    assert ops.get_thread_limit() == 0
+
+
+def test_run_pair_nested_and_busy_fall_back_to_sequential(two_threads):
+    import threading
+    me = threading.get_ident()
+
+    def inner():
+        return ops.run_pair(threading.get_ident, threading.get_ident)
+    a, b = ops.run_pair(inner, inner)
+    assert a[0] == a[1] != me  # inside the helper: both on the helper thread
+    assert b[0] == b[1] == me
+
+
+@pytest.mark.parametrize("which", ["first", "second", "both"])
+def test_run_pair_raises_after_both_finish_and_restores_limits(which, two_threads):
+    done = []
+
+    def side(name):
+        def run():
+            done.append(name)
+            if which in (name, "both"):
+                raise ValueError(name)
+            return name
+        return run
+    with pytest.raises(ValueError) as info:
+        ops.run_pair(side("first"), side("second"))
+    assert sorted(done) == ["first", "second"]
+    assert str(info.value) == ("first" if which == "first" else "second")
+    assert ops.get_thread_limit() == 0
+    # the helper is usable again, and its limit was restored too
+    a, b = ops.run_pair(lambda: ops.get_thread_limit(), lambda: 7)
+    assert (a, b) == (1, 7)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_run_pair_results_are_bit_identical_to_sequential_one_thread_runs(dtype, two_threads):
+    """Two LSTM training passes above the parallel threshold (B = 32, T = 20, H = 128): run as a
+    pair at 2 threads, each gives exactly its sequential result at 1 thread."""
+    rng = np.random.default_rng(5)
+    B, T, I, H = 32, 20, 64, 128
+
+    def problem():
+        return (rng.standard_normal((B, T, I)).astype(dtype),
+                (rng.standard_normal((I, 4 * H)) / 8).astype(dtype),
+                (rng.standard_normal((H, 4 * H)) / 11).astype(dtype),
+                rng.standard_normal(4 * H).astype(dtype),
+                rng.standard_normal((B, T, H)).astype(dtype))
+    probs = [problem(), problem()]
+
+    def step(x, k, rk, b, dy):
+        y, h, c, cache = ops.lstm_forward(x, k, rk, b)
+        return [y, h, c] + [g for g in ops.lstm_backward(dy, cache) if g is not None]
+    pair = ops.run_pair(lambda: step(*probs[0]), lambda: step(*probs[1]))
+    nn.set_num_threads(1)
+    alone = [step(*probs[0]), step(*probs[1])]
+    for got, want in zip(pair, alone):
+        for a, b in zip(got, want):
+            np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's malloc")
+def test_recurrent_training_steps_reuse_memory_instead_of_page_faults():
+    """The import tunes glibc's malloc (runtime.hpp, tune_allocator): a GRU training step
+    (~25 MB of caches and scratch) then reuses heap memory (measured untuned: ~4500 minor
+    faults a step, every array page-faulted in afresh). NANONET_MALLOC_TUNING=0 opts out."""
+    code = ("import resource, numpy as np, nanonet as nn\n"
+            "from nanonet import ops, _core\n"
+            "nn.set_num_threads(1)\n"
+            "r = np.random.default_rng(0)\n"
+            "x = r.standard_normal((32, 100, 128)).astype(np.float32)\n"
+            "k = (r.standard_normal((128, 384)) / 10).astype(np.float32)\n"
+            "rk = (r.standard_normal((128, 384)) / 10).astype(np.float32)\n"
+            "dy = r.standard_normal((32, 100, 128)).astype(np.float32)\n"
+            "def step():\n"
+            "    ops.gru_backward(dy, ops.gru_forward(x, k, rk)[2])\n"
+            "for _ in range(3): step()\n"
+            "f0 = resource.getrusage(resource.RUSAGE_SELF).ru_minflt\n"
+            "for _ in range(5): step()\n"
+            "print(_core.allocator_tuned(), "
+            "(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - f0) / 5)\n")
+    tuned, faults = _run(code).stdout.split()
+    if tuned != "True":
+        pytest.skip("not glibc, or malloc tuned by the environment")
+    assert float(faults) < 500, faults
+    off, _ = _run(code, NANONET_MALLOC_TUNING="0").stdout.split()
+    assert off == "False"

@@ -4,9 +4,17 @@ namespace nanonet {
 
 void register_runtime(pybind11::module_& m) {
   namespace py = pybind11;
+  tune_allocator();  // once, at import (runtime.hpp)
+  m.def("allocator_tuned", &allocator_tuned,
+        "Whether the import raised glibc's mmap / trim thresholds (runtime.hpp).");
   m.def("set_num_threads", &set_num_threads, py::arg("n"),
         "Set the number of OpenMP threads every kernel uses (n >= 1).");
-  m.def("get_num_threads", &get_num_threads, "Number of threads the kernels use.");
+  m.def("get_num_threads", &get_num_threads,
+        "Number of threads the kernels use (on this thread: capped by its thread limit).");
+  m.def("set_thread_limit", &set_thread_limit, py::arg("n"),
+        "Cap the threads of kernels called from this OS thread (0 = no cap); returns the "
+        "previous cap.");
+  m.def("get_thread_limit", &get_thread_limit, "This OS thread's cap (0 = none).");
   m.def("has_openmp", []() {
 #ifdef _OPENMP
     return true;

@@ -19,10 +19,9 @@ struct FwdPass {
   index_t H, G;
   LstmAct a, ra;
   bool reset_after;
-  T* gates;             // (B, G) in: xd_k @ kernel (SimpleRNN: + hd_k @ recurrent_kernel);
-                        // out: z, r, hh activated (SimpleRNN: h')
-  const T* gr;          // (B, G) GRU recurrent products: reset_after hd_k @ rk; else [hd_k @ rk_zr
-                        // | (r * hd_k) @ rk_h]
+  T* gates;             // (B, G) in: xd_k @ kernel; out: z, r, hh activated (SimpleRNN: h')
+  const T* gr;          // (B, G) recurrent products: GRU reset_after and SimpleRNN hd_k @ rk;
+                        // GRU otherwise [hd_k @ rk_zr | (r * hd_k) @ rk_h]
   T* aux;               // (B, H) GRU out: reset_after gr_h + br_h, else r * hd_k
   const T* bi;          // input bias (G) or nullptr
   const T* br;          // recurrent bias (G) or nullptr
@@ -132,12 +131,16 @@ NN_RNN_INLINE void gru_pass2_body(const FwdPass<T>& s, index_t b0, index_t b1) {
   }
 }
 
-// SimpleRNN: h' = a(gates + bias) (gates already hold both products), h_{k+1}, the output.
+// SimpleRNN: h' = a(gates + gr + bias) (gates: xd_k @ kernel, gr: hd_k @ recurrent_kernel),
+// h_{k+1}, the output.
 template <typename T>
 NN_RNN_INLINE void simple_pass_body(const FwdPass<T>& s, index_t b0, index_t b1) {
   const index_t H = s.H;
   for (index_t b = b0; b < b1; ++b) {
     T* g = s.gates + b * H;
+    const T* gr = s.gr + b * H;
+    NN_PRAGMA_SIMD
+    for (index_t j = 0; j < H; ++j) g[j] += gr[j];
     if (s.bi) {
       NN_PRAGMA_SIMD
       for (index_t j = 0; j < H; ++j) g[j] += s.bi[j];
@@ -324,12 +327,34 @@ int row_groups(const RnnDims& d, bool serial) {
   return serial ? 1 : int(std::max<index_t>(1, std::min<index_t>(get_num_threads(), d.B)));
 }
 
-// C[rows] (= or +=) A[rows] @ Bp for rows [b0, b1): one thread's share of a recurrent product.
+// A recurrent product's right operand: packed for the fused products (rnn_detail, AVX2 /
+// AVX-512) when fused_isa allows them, else for the GEMM driver.
 template <typename T>
-void rows_product(const T* A, index_t lda, const PackedB<T>& Bp, T beta, T* C, index_t ldc,
-                  index_t b0, index_t b1) {
-  if (b1 > b0)
-    gemm_packed_serial<T>(false, b1 - b0, T(1), A + b0 * lda, lda, Bp, 0, Bp.panels(), beta,
+struct RecB {
+  FusedB<T> f;
+  PackedB<T> g;
+};
+
+// B = op(src) (K x N): src (K x N) with row stride ld, or transposed (src (N x K)).
+template <typename T>
+RecB<T> pack_rec(Isa fisa, bool trans, index_t K, index_t N, const T* src, index_t ld) {
+  RecB<T> r;
+  if (fisa != Isa::ref)
+    r.f = trans ? pack_fused(fisa, src, 1, ld, K, N) : pack_fused(fisa, src, ld, 1, K, N);
+  else
+    r.g = pack_b<T>(trans, K, N, src, ld);
+  return r;
+}
+
+// C[rows] = A[rows] @ B for rows [b0, b1): one thread's share of a recurrent product.
+template <typename T>
+void rows_product(const T* A, index_t lda, const RecB<T>& Bp, T* C, index_t ldc, index_t b0,
+                  index_t b1) {
+  if (b1 <= b0) return;
+  if (Bp.f.W)
+    fused_product(Bp.f, A + b0 * lda, lda, b1 - b0, 0, Bp.f.N, C + b0 * ldc, ldc);
+  else
+    gemm_packed_serial<T>(false, b1 - b0, T(1), A + b0 * lda, lda, Bp.g, 0, Bp.g.panels(), T(0),
                           C + b0 * ldc, ldc);
 }
 
@@ -377,15 +402,16 @@ void rnn_forward(T* y, T* h_n, const RnnCache<T>* cache, const RnnInputs<T>& in,
   auto hslot = [&](index_t k) { return train ? cache->h + k * B * H : ring.get() + (k & 1) * B * H; };
   Scratch<T> hd_s(train || !rdm ? 1 : size_t(B * H));
   Scratch<T> aux_s(train || !gru ? 1 : size_t(B * H));
-  Scratch<T> gr(gru ? size_t(B * G) : 1);
+  Scratch<T> gr(size_t(B * G));
   copy_or_zero(hslot(0), in.h0, B * H);
 
-  PackedB<T> p_all, p_h;  // forward products: [rk] or [rk_zr] and [rk_h]
+  RecB<T> p_all, p_h;  // forward products: [rk] or [rk_zr] and [rk_h]
+  const Isa fisa = fused_isa(B);
   if (gru && !d.reset_after) {
-    p_all = pack_b<T>(false, H, 2 * H, in.recurrent_kernel, G);
-    p_h = pack_b<T>(false, H, H, in.recurrent_kernel + 2 * H, G);
+    p_all = pack_rec(fisa, false, H, 2 * H, in.recurrent_kernel, G);
+    p_h = pack_rec(fisa, false, H, H, in.recurrent_kernel + 2 * H, G);
   } else {
-    p_all = pack_b<T>(false, H, G, in.recurrent_kernel, G);
+    p_all = pack_rec(fisa, false, H, G, in.recurrent_kernel, G);
   }
   const int nt = row_groups(d, serial);
 
@@ -430,14 +456,13 @@ void rnn_forward(T* y, T* h_n, const RnnCache<T>* cache, const RnnInputs<T>& in,
       s.h_out = hslot(k + 1);
       s.y = y ? y + k * H : nullptr;
       s.mask = in.mask ? in.mask + t : nullptr;
+      rows_product(hd, hd_ld, p_all, gr.get(), G, b0, b1);
       if (!gru) {
-        rows_product(hd, hd_ld, p_all, T(1), s.gates, G, b0, b1);
         simple_pass(s, b0, b1);
       } else {
-        rows_product(hd, hd_ld, p_all, T(0), gr.get(), G, b0, b1);
         gru_pass1(s, b0, b1);
         if (!d.reset_after) {
-          rows_product(s.aux, H, p_h, T(0), gr.get() + 2 * H, G, b0, b1);
+          rows_product(s.aux, H, p_h, gr.get() + 2 * H, G, b0, b1);
           gru_pass2(s, b0, b1);
         }
       }
@@ -460,12 +485,13 @@ void backward_steps(T* dgx_all, T* dgr_all, T* dh0, const T* dy, const T* dh_n,
 
   // Transposed recurrent products: dR_k @ rk^T (GRU reset_after), dpre @ rk^T (SimpleRNN),
   // [dz, dr] @ rk_zr^T and dhh @ rk_h^T (GRU otherwise).
-  PackedB<T> p_all, p_h;
+  RecB<T> p_all, p_h;
+  const Isa fisa = fused_isa(B);
   if (rb) {
-    p_all = pack_b<T>(true, 2 * H, H, in.recurrent_kernel, G);
-    p_h = pack_b<T>(true, H, H, in.recurrent_kernel + 2 * H, G);
+    p_all = pack_rec(fisa, true, 2 * H, H, in.recurrent_kernel, G);
+    p_h = pack_rec(fisa, true, H, H, in.recurrent_kernel + 2 * H, G);
   } else {
-    p_all = pack_b<T>(true, G, H, in.recurrent_kernel, G);
+    p_all = pack_rec(fisa, true, G, H, in.recurrent_kernel, G);
   }
   Scratch<T> dhd(size_t(B * H));
   Scratch<T> drh(rb ? size_t(B * H) : 1);
@@ -500,17 +526,17 @@ void backward_steps(T* dgx_all, T* dgr_all, T* dh0, const T* dy, const T* dh_n,
       s.mask = in.mask ? in.mask + t : nullptr;
       if (!gru) {
         simple_bwd(s, b0, b1, dht);
-        rows_product(s.dgx, G, p_all, T(0), dhd.get(), H, b0, b1);
+        rows_product(s.dgx, G, p_all, dhd.get(), H, b0, b1);
         add_dhd(dh0, dhd.get(), static_cast<const T*>(nullptr), s.gates, G, rdm, H, b0, b1);
       } else if (ra) {
         gru_bwd1(s, b0, b1, dht);
-        rows_product(s.dgr, G, p_all, T(0), dhd.get(), H, b0, b1);
+        rows_product(s.dgr, G, p_all, dhd.get(), H, b0, b1);
         add_dhd(dh0, dhd.get(), static_cast<const T*>(nullptr), s.gates, G, rdm, H, b0, b1);
       } else {
         gru_bwd1(s, b0, b1, dht);
-        rows_product(s.dgx + 2 * H, G, p_h, T(0), drh.get(), H, b0, b1);
+        rows_product(s.dgx + 2 * H, G, p_h, drh.get(), H, b0, b1);
         gru_bwd2(s, b0, b1);
-        rows_product(s.dgx, G, p_all, T(0), dhd.get(), H, b0, b1);
+        rows_product(s.dgx, G, p_all, dhd.get(), H, b0, b1);
         add_dhd(dh0, dhd.get(), static_cast<const T*>(drh.get()), s.gates, G, rdm, H, b0, b1);
       }
     }

@@ -50,8 +50,10 @@
 //
 // Threads: the input projection and the weight-gradient products are single multithreaded
 // nanonet::gemm calls. The time loop runs in one OpenMP region of min(threads, B) row groups;
-// each group computes the recurrent products of its own rows with gemm_packed_serial against
-// the recurrent kernel packed once per call (backward: transposed), then its gate pass. A
+// each group computes the recurrent products of its own rows against the recurrent kernel
+// packed once per call (backward: transposed): on AVX2 / AVX-512 CPUs (the lstm family's path)
+// and B > kLstmGemvMaxBatch with rnn_detail's fused products, the LSTM's (recurrent_common.hpp),
+// else with gemm_packed_serial; then its gate pass. A
 // row's state depends on that row alone, so the groups never meet inside the loop (no
 // barrier). Calls whose forward flops 2 B T (I + H) G are below kLstmParallelFlops run on the
 // calling thread (see lstm.hpp). Every element is computed by the same operations whatever

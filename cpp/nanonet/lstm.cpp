@@ -299,267 +299,223 @@ NN_ISA_CLONES_F64(void, gemv_segments, (double* out, const double* a, index_t K,
               (out, a, K, m, ldm, col, nseg, n), gemv_segments_body)
 
 // ---------------------------------------------------------------------------------------------
-// The forward step's recurrent products, fused (AVX2 + FMA; used when family_isa(lstm) >= avx2 and
-// B > kLstmGemvMaxBatch). For a tile of R <= 3 rows of h_k and one block of W = 32 / sizeof(T)
-// hidden units [u, u + W), the four gate pre-activations h_k @ recurrent_kernel[:, q H + u ..
-// + W] (q = i, f, c~, o) accumulate in 4 R registers over k = 0 .. H-1, reading h_k in place
-// (no A packing) and the recurrent kernel from gate-interleaved panels packed once per call;
-// rows go in tiles of 3, 2, 1 (no padded MR = 6 edge tiles: 32 rows = 10 x 3 + 2). The result
-// lands in zr in fwd_tile's layout, and fwd_tile does the gate pass as before. Each element is
-// the same FMA chain over k whatever the tile, so results do not depend on the thread grid.
-// (Doing the gate pass per unit block inside the kernel was measured slower: the activations
-// dominate it, and 8-unit pieces of 32 rows cost more than long contiguous spans.)
+// The fused recurrent products (rnn_detail, recurrent_common.hpp), AVX2 + FMA and AVX-512.
+// One register-blocked kernel serves every recurrent product of LSTM, GRU and SimpleRNN: a tile
+// of R rows of A (read in place, no A packing) times one block of 4 W columns of B (4 panel
+// vectors of W = vector width in T), R x 4 accumulators kept over the whole k loop (AVX2: R = 3,
+// 12 accumulators + 3 broadcasts + 1 panel vector = the 16 ymm registers; AVX-512: R = 4, 16 of
+// the 32 zmm); rows in tiles of RMAX, then 2, 1 (no padded edge tiles), column blocks outermost
+// so that a block's panels (K x 4 W) are reused from L1/L2 by every row tile. Each element of C
+// is one FMA chain over k = 0 .. K-1 from zero, whatever the tile, the ISA (AVX2 and AVX-512
+// give the same bits) or the thread grid. (The LSTM's gate pass is kept out of the kernel:
+// measured slower when done per 8-unit block, the activations dominate it.)
 //
-// Panel layout (pack_fused_panels): unit block u (units [u W, u W + W)) holds H rows of 4 W:
-// panel[(u H + k) 4W + q W + r] = recurrent_kernel[k, q H + u W + r], zero beyond H.
-template <typename T>
-constexpr index_t fused_width() {
-  return index_t(32 / sizeof(T));
-}
-
-template <typename T>
-Scratch<T> pack_fused_panels(const T* rk, index_t H) {
-  constexpr index_t W = fused_width<T>();
-  const index_t nub = (H + W - 1) / W, G = 4 * H;
-  Scratch<T> p(size_t(nub * H * 4 * W));
-  for (index_t u = 0; u < nub; ++u) {
-    const index_t n = std::min(W, H - u * W);
-    for (index_t k = 0; k < H; ++k) {
-      T* dst = p.get() + (u * H + k) * 4 * W;
-      for (int q = 0; q < 4; ++q) {
-        const T* src = rk + k * G + q * H + u * W;
-        for (index_t r = 0; r < W; ++r) dst[q * W + r] = r < n ? src[r] : T(0);
-      }
-    }
-  }
-  return p;
-}
-
-// Backward panels (bwd_products): recurrent_kernel^T in blocks of W units, each G rows of W:
-// panel[(v G + g) W + r] = recurrent_kernel[v W + r, g], zero beyond H.
-template <typename T>
-Scratch<T> pack_bwd_panels(const T* rk, index_t H) {
-  constexpr index_t W = fused_width<T>();
-  const index_t nv = (H + W - 1) / W, G = 4 * H;
-  Scratch<T> p(size_t(nv * G * W));
-  std::fill(p.get(), p.get() + nv * G * W, T(0));
-  for (index_t j = 0; j < H; ++j) {
-    T* dst = p.get() + (j / W) * G * W + j % W;
-    const T* src = rk + j * G;
-    for (index_t g = 0; g < G; ++g) dst[g * W] = src[g];
-  }
-  return p;
-}
+// Panels (pack_fused): column n of B at p[(n / W) K W + k W + n % W]; three zero vectors past
+// the last, so a 4-vector block never reads beyond the buffer and tail lanes compute zeros.
 
 #if NN_LSTM_X86
-// One ymm of T: the few operations the fused kernel needs.
+#define NN_TARGET_AVX512 __attribute__((target("avx512f,avx512dq,avx512vl,avx512bw,avx2,fma")))
+
+// One SIMD register of T: what the kernel needs. store_n writes the first n (< W) lanes only.
 template <typename T>
 struct Ymm;
 template <>
 struct Ymm<float> {
   using V = __m256;
+  static constexpr index_t W = 8;
   NN_TARGET_AVX2 static V zero() { return _mm256_setzero_ps(); }
   NN_TARGET_AVX2 static V load(const float* p) { return _mm256_loadu_ps(p); }
   NN_TARGET_AVX2 static V bcast(const float* p) { return _mm256_broadcast_ss(p); }
   NN_TARGET_AVX2 static V fma(V a, V b, V c) { return _mm256_fmadd_ps(a, b, c); }
-  NN_TARGET_AVX2 static void storeu(float* p, V v) { _mm256_storeu_ps(p, v); }
+  NN_TARGET_AVX2 static void store(float* p, V v) { _mm256_storeu_ps(p, v); }
+  NN_TARGET_AVX2 static void store_n(float* p, V v, index_t n) {
+    alignas(32) float buf[8];
+    _mm256_store_ps(buf, v);
+    std::memcpy(p, buf, size_t(n) * sizeof(float));
+  }
 };
 template <>
 struct Ymm<double> {
   using V = __m256d;
+  static constexpr index_t W = 4;
   NN_TARGET_AVX2 static V zero() { return _mm256_setzero_pd(); }
   NN_TARGET_AVX2 static V load(const double* p) { return _mm256_loadu_pd(p); }
   NN_TARGET_AVX2 static V bcast(const double* p) { return _mm256_broadcast_sd(p); }
   NN_TARGET_AVX2 static V fma(V a, V b, V c) { return _mm256_fmadd_pd(a, b, c); }
-  NN_TARGET_AVX2 static void storeu(double* p, V v) { _mm256_storeu_pd(p, v); }
+  NN_TARGET_AVX2 static void store(double* p, V v) { _mm256_storeu_pd(p, v); }
+  NN_TARGET_AVX2 static void store_n(double* p, V v, index_t n) {
+    alignas(32) double buf[4];
+    _mm256_store_pd(buf, v);
+    std::memcpy(p, buf, size_t(n) * sizeof(double));
+  }
+};
+template <typename T>
+struct Zmm;
+template <>
+struct Zmm<float> {
+  using V = __m512;
+  static constexpr index_t W = 16;
+  NN_TARGET_AVX512 static V zero() { return _mm512_setzero_ps(); }
+  NN_TARGET_AVX512 static V load(const float* p) { return _mm512_loadu_ps(p); }
+  NN_TARGET_AVX512 static V bcast(const float* p) { return _mm512_set1_ps(*p); }
+  NN_TARGET_AVX512 static V fma(V a, V b, V c) { return _mm512_fmadd_ps(a, b, c); }
+  NN_TARGET_AVX512 static void store(float* p, V v) { _mm512_storeu_ps(p, v); }
+  NN_TARGET_AVX512 static void store_n(float* p, V v, index_t n) {
+    _mm512_mask_storeu_ps(p, __mmask16((1u << n) - 1u), v);
+  }
+};
+template <>
+struct Zmm<double> {
+  using V = __m512d;
+  static constexpr index_t W = 8;
+  NN_TARGET_AVX512 static V zero() { return _mm512_setzero_pd(); }
+  NN_TARGET_AVX512 static V load(const double* p) { return _mm512_loadu_pd(p); }
+  NN_TARGET_AVX512 static V bcast(const double* p) { return _mm512_set1_pd(*p); }
+  NN_TARGET_AVX512 static V fma(V a, V b, V c) { return _mm512_fmadd_pd(a, b, c); }
+  NN_TARGET_AVX512 static void store(double* p, V v) { _mm512_storeu_pd(p, v); }
+  NN_TARGET_AVX512 static void store_n(double* p, V v, index_t n) {
+    _mm512_mask_storeu_pd(p, __mmask8((1u << n) - 1u), v);
+  }
 };
 
-// Recurrent products of rows [b, b + R) (R <= 3) for one unit block [u, u + n) of the tile
-// [j0, j1): 4 R accumulators (12, plus one panel vector and three broadcasts, fill the 16 ymm
-// registers), stored in fwd_tile's zr layout, zr[row, 4 j0 + q (j1 - j0) + u - j0 + lane]
-// (row stride ldz); a narrow block (n < W) through a buffer, so no lane spills into the next
-// gate's columns.
-template <typename T, int R>
-NN_TARGET_AVX2 NN_LSTM_INLINE void fused_rows_avx2(const T* panel, index_t H, const T* a,
-                                                   index_t lda, T* zr, index_t ldz, index_t nt,
-                                                   index_t n) {
-  using Y = Ymm<T>;
-  using V = typename Y::V;
-  constexpr index_t W = fused_width<T>();
-  V acc[R][4];
-#pragma GCC unroll 3
-  for (int r = 0; r < R; ++r)
-#pragma GCC unroll 4
-    for (int q = 0; q < 4; ++q) acc[r][q] = Y::zero();
-#pragma GCC unroll 2
-  for (index_t k = 0; k < H; ++k) {
-    V x[R];
-#pragma GCC unroll 3
-    for (int r = 0; r < R; ++r) x[r] = Y::bcast(a + r * lda + k);
-    const T* p_k = panel + k * 4 * W;
-#pragma GCC unroll 4
-    for (int q = 0; q < 4; ++q) {
-      const V w = Y::load(p_k + q * W);
-#pragma GCC unroll 3
-      for (int r = 0; r < R; ++r) acc[r][q] = Y::fma(x[r], w, acc[r][q]);
-    }
+// C[r, 0 .. n) = A[r, :] @ B[:, block] for r < R; pv: the block's first panel vector.
+#define NN_FUSED_TILE_BODY(VEC)                                                            \
+  using Y = VEC<T>;                                                                        \
+  using V = typename Y::V;                                                                 \
+  constexpr index_t W = Y::W;                                                              \
+  const index_t vs = K * W;                                                                \
+  V acc[R][4];                                                                             \
+  _Pragma("GCC unroll 4") for (int r = 0; r < R; ++r)                                      \
+  _Pragma("GCC unroll 4") for (int v = 0; v < 4; ++v) acc[r][v] = Y::zero();               \
+  _Pragma("GCC unroll 2") for (index_t k = 0; k < K; ++k) {                                \
+    V x[R];                                                                                \
+    _Pragma("GCC unroll 4") for (int r = 0; r < R; ++r) x[r] = Y::bcast(a + r * lda + k);  \
+    _Pragma("GCC unroll 4") for (int v = 0; v < 4; ++v) {                                  \
+      const V w = Y::load(pv + v * vs + k * W);                                            \
+      _Pragma("GCC unroll 4") for (int r = 0; r < R; ++r) acc[r][v] =                      \
+          Y::fma(x[r], w, acc[r][v]);                                                      \
+    }                                                                                      \
+  }                                                                                        \
+  if (n == 4 * W) {                                                                        \
+    _Pragma("GCC unroll 4") for (int r = 0; r < R; ++r)                                    \
+    _Pragma("GCC unroll 4") for (int v = 0; v < 4; ++v) Y::store(c + r * ldc + v * W,      \
+                                                                 acc[r][v]);               \
+  } else {                                                                                 \
+    for (int r = 0; r < R; ++r)                                                            \
+      for (int v = 0; v < 4; ++v) {                                                        \
+        const index_t lanes = n - v * W;                                                   \
+        if (lanes >= W)                                                                    \
+          Y::store(c + r * ldc + v * W, acc[r][v]);                                        \
+        else if (lanes > 0)                                                                \
+          Y::store_n(c + r * ldc + v * W, acc[r][v], lanes);                               \
+      }                                                                                    \
   }
-  if (n == W) {
-#pragma GCC unroll 3
-    for (int r = 0; r < R; ++r)
-#pragma GCC unroll 4
-      for (int q = 0; q < 4; ++q) Y::storeu(zr + r * ldz + q * nt, acc[r][q]);
-  } else {
-    alignas(32) T buf[R * 4 * W];
-#pragma GCC unroll 3
-    for (int r = 0; r < R; ++r)
-#pragma GCC unroll 4
-      for (int q = 0; q < 4; ++q) Y::storeu(buf + (r * 4 + q) * W, acc[r][q]);
-    for (int r = 0; r < R; ++r)
-      for (int q = 0; q < 4; ++q)
-        std::memcpy(zr + r * ldz + q * nt, buf + (r * 4 + q) * W, size_t(n) * sizeof(T));
-  }
-}
 
-// The recurrent products of rows [b, b1) x the tile's units [j0, j1) into zr (row b at zr), unit
-// blocks outermost: a block's panel (H x 4W) is read from L2 once per step and reused from L1
-// by the row tiles.
-template <typename T>
-NN_TARGET_AVX2 NN_LSTM_INLINE void fused_products_avx2(const T* panels, index_t H, const T* a,
-                                                      index_t lda, index_t b, index_t b1,
-                                                      index_t j0, index_t j1, T* zr,
-                                                      index_t ldz) {
-  constexpr index_t W = fused_width<T>();
-  const index_t nt = j1 - j0;
-  for (index_t u = j0; u < j1; u += W) {
-    const T* panel = panels + (u / W) * H * 4 * W;
-    const index_t n = std::min(W, j1 - u);
-    T* zr_u = zr + 4 * j0 + (u - j0);
-    index_t r = b;
-    for (; r + 3 <= b1; r += 3)
-      fused_rows_avx2<T, 3>(panel, H, a + r * lda, lda, zr_u + (r - b) * ldz, ldz, nt, n);
-    if (b1 - r == 2)
-      fused_rows_avx2<T, 2>(panel, H, a + r * lda, lda, zr_u + (r - b) * ldz, ldz, nt, n);
-    if (b1 - r == 1)
-      fused_rows_avx2<T, 1>(panel, H, a + r * lda, lda, zr_u + (r - b) * ldz, ldz, nt, n);
+// Column blocks outermost, then row tiles of RMAX, 2, 1.
+#define NN_FUSED_PRODUCT_BODY(TILE, VEC, RMAX)                                             \
+  constexpr index_t W = VEC<T>::W;                                                         \
+  const index_t K = b.K;                                                                   \
+  for (index_t col = c0; col < c1; col += 4 * W) {                                         \
+    const T* pv = b.p.get() + (col / W) * K * W;                                           \
+    const index_t n = std::min(4 * W, c1 - col);                                           \
+    T* cc = C + (col - c0);                                                                \
+    index_t r = 0;                                                                         \
+    for (; r + RMAX <= rows; r += RMAX)                                                    \
+      TILE<T, RMAX>(pv, K, A + r * lda, lda, cc + r * ldc, ldc, n);                        \
+    if (rows - r >= 2) {                                                                   \
+      TILE<T, 2>(pv, K, A + r * lda, lda, cc + r * ldc, ldc, n);                           \
+      r += 2;                                                                              \
+    }                                                                                      \
+    if (rows - r == 1) TILE<T, 1>(pv, K, A + r * lda, lda, cc + r * ldc, ldc, n);          \
   }
-}
-
-NN_TARGET_AVX2 void fused_products(const float* panels, index_t H, const float* a, index_t lda,
-                                    index_t b, index_t b1, index_t j0, index_t j1, float* zr,
-                                    index_t ldz) {
-  fused_products_avx2(panels, H, a, lda, b, b1, j0, j1, zr, ldz);
-}
-NN_TARGET_AVX2 void fused_products(const double* panels, index_t H, const double* a,
-                                    index_t lda, index_t b, index_t b1, index_t j0, index_t j1,
-                                    double* zr, index_t ldz) {
-  fused_products_avx2(panels, H, a, lda, b, b1, j0, j1, zr, ldz);
-}
-
-// The backward step's recurrent product dh_k = dz_k @ recurrent_kernel^T, fused (same condition
-// as the forward's). For a tile of R <= 3 rows of dz_k and a block of NV <= 4 vectors of W
-// hidden units, the R NV dot products over the G gate columns accumulate in registers (12, plus
-// one panel vector and three broadcasts, fill the 16 ymm registers), reading dz_k in place (no
-// A packing) and recurrent_kernel^T from W-unit panels packed once per call (pack_bwd_panels);
-// rows go in tiles of 3, 2, 1. Each element is one FMA chain over g = 0 .. G-1 whatever the
-// tile, so results do not depend on the thread grid. (Chunking g so that the block's panels
-// stay in L1 across row tiles, as the GEMM's KC does, was measured no faster at H = 128 and
-// H = 512: L2 keeps up with 4 panel loads per 12 FMAs.)
-template <typename T, int R, int NV>
-NN_TARGET_AVX2 NN_LSTM_INLINE void bwd_rows_avx2(const T* pv, index_t pstride, index_t G,
-                                                 const T* a, index_t lda, T* out, index_t ldo,
-                                                 index_t n) {
-  using Y = Ymm<T>;
-  using V = typename Y::V;
-  constexpr index_t W = fused_width<T>();
-  V acc[R][NV];
-#pragma GCC unroll 3
-  for (int r = 0; r < R; ++r)
-#pragma GCC unroll 4
-    for (int v = 0; v < NV; ++v) acc[r][v] = Y::zero();
-#pragma GCC unroll 2
-  for (index_t k = 0; k < G; ++k) {
-    V x[R];
-#pragma GCC unroll 3
-    for (int r = 0; r < R; ++r) x[r] = Y::bcast(a + r * lda + k);
-#pragma GCC unroll 4
-    for (int v = 0; v < NV; ++v) {
-      const V w = Y::load(pv + v * pstride + k * W);
-#pragma GCC unroll 3
-      for (int r = 0; r < R; ++r) acc[r][v] = Y::fma(x[r], w, acc[r][v]);
-    }
-  }
-  if (n == NV * W) {
-#pragma GCC unroll 3
-    for (int r = 0; r < R; ++r)
-#pragma GCC unroll 4
-      for (int v = 0; v < NV; ++v) Y::storeu(out + r * ldo + v * W, acc[r][v]);
-  } else {  // a narrow block: only its n units, so no lane spills past the tile
-    alignas(32) T buf[R * NV * W];
-#pragma GCC unroll 3
-    for (int r = 0; r < R; ++r)
-#pragma GCC unroll 4
-      for (int v = 0; v < NV; ++v) Y::storeu(buf + (r * NV + v) * W, acc[r][v]);
-    for (int r = 0; r < R; ++r)
-      std::memcpy(out + r * ldo, buf + r * NV * W, size_t(n) * sizeof(T));
-  }
-}
 
 template <typename T, int R>
-NN_TARGET_AVX2 NN_LSTM_INLINE void bwd_rows_nv(int nv, const T* pv, index_t pstride, index_t G,
-                                               const T* a, index_t lda, T* out, index_t ldo,
-                                               index_t n) {
-  switch (nv) {
-    case 4: bwd_rows_avx2<T, R, 4>(pv, pstride, G, a, lda, out, ldo, n); break;
-    case 3: bwd_rows_avx2<T, R, 3>(pv, pstride, G, a, lda, out, ldo, n); break;
-    case 2: bwd_rows_avx2<T, R, 2>(pv, pstride, G, a, lda, out, ldo, n); break;
-    default: bwd_rows_avx2<T, R, 1>(pv, pstride, G, a, lda, out, ldo, n); break;
-  }
+NN_TARGET_AVX2 NN_LSTM_INLINE void tile_avx2(const T* pv, index_t K, const T* a, index_t lda,
+                                             T* c, index_t ldc, index_t n) {
+  NN_FUSED_TILE_BODY(Ymm)
 }
-
-// dh rows [b, b1) x the tile's units [j0, j1) (j0 a multiple of W) = dz rows @
-// recurrent_kernel^T, blocks of 4 W units outermost, then row tiles; dz and dh point at row b.
+template <typename T, int R>
+NN_TARGET_AVX512 NN_LSTM_INLINE void tile_avx512(const T* pv, index_t K, const T* a,
+                                                 index_t lda, T* c, index_t ldc, index_t n) {
+  NN_FUSED_TILE_BODY(Zmm)
+}
 template <typename T>
-NN_TARGET_AVX2 NN_LSTM_INLINE void bwd_products_avx2(const T* panels, index_t G, const T* dz,
-                                                     index_t b, index_t b1, index_t j0,
-                                                     index_t j1, T* dh, index_t H) {
-  constexpr index_t W = fused_width<T>();
-  const index_t pstride = G * W;
-  for (index_t u = j0; u < j1; u += 4 * W) {
-    const index_t n = std::min(4 * W, j1 - u);
-    const int nv = int((n + W - 1) / W);
-    const T* pv = panels + (u / W) * pstride;
-    index_t r = b;
-    for (; r + 3 <= b1; r += 3)
-      bwd_rows_nv<T, 3>(nv, pv, pstride, G, dz + (r - b) * G, G, dh + (r - b) * H + u, H, n);
-    if (b1 - r == 2)
-      bwd_rows_nv<T, 2>(nv, pv, pstride, G, dz + (r - b) * G, G, dh + (r - b) * H + u, H, n);
-    if (b1 - r == 1)
-      bwd_rows_nv<T, 1>(nv, pv, pstride, G, dz + (r - b) * G, G, dh + (r - b) * H + u, H, n);
-  }
+NN_TARGET_AVX2 void product_avx2(const rnn_detail::FusedB<T>& b, const T* A, index_t lda,
+                                 index_t rows, index_t c0, index_t c1, T* C, index_t ldc) {
+  NN_FUSED_PRODUCT_BODY(tile_avx2, Ymm, 3)
 }
+template <typename T>
+NN_TARGET_AVX512 void product_avx512(const rnn_detail::FusedB<T>& b, const T* A, index_t lda,
+                                     index_t rows, index_t c0, index_t c1, T* C, index_t ldc) {
+  NN_FUSED_PRODUCT_BODY(tile_avx512, Zmm, 4)
+}
+#undef NN_FUSED_TILE_BODY
+#undef NN_FUSED_PRODUCT_BODY
+#endif  // NN_LSTM_X86
 
-NN_TARGET_AVX2 void bwd_products(const float* panels, index_t G, const float* dz, index_t b,
-                                 index_t b1, index_t j0, index_t j1, float* dh, index_t H) {
-  bwd_products_avx2(panels, G, dz, b, b1, j0, j1, dh, H);
-}
-NN_TARGET_AVX2 void bwd_products(const double* panels, index_t G, const double* dz, index_t b,
-                                 index_t b1, index_t j0, index_t j1, double* dh, index_t H) {
-  bwd_products_avx2(panels, G, dz, b, b1, j0, j1, dh, H);
-}
-#endif
+}  // namespace
 
-// Whether lstm_forward uses the fused products (the CPU allows them and B is above the row-
-// product range): by B and the CPU alone, so the same arithmetic for any thread grid.
-bool fused_forward(index_t B) {
+namespace rnn_detail {
+
+Isa fused_isa(index_t B) {
 #if NN_LSTM_X86
-  return B > kLstmGemvMaxBatch && family_isa(Family::lstm) != Isa::ref;
+  if (B <= kLstmGemvMaxBatch) return Isa::ref;
+  return family_isa(Family::lstm);
 #else
   (void)B;
-  return false;
+  return Isa::ref;
 #endif
 }
 
+index_t fused_width(Isa isa, size_t elem) {
+  return isa == Isa::avx512 ? index_t(64 / elem) : isa == Isa::avx2 ? index_t(32 / elem) : 0;
+}
+
+template <typename T>
+FusedB<T> pack_fused(Isa isa, const T* src, index_t ldk, index_t ldn, index_t K, index_t N) {
+  FusedB<T> b;
+  b.W = fused_width(isa, sizeof(T));
+  if (b.W == 0) return b;
+  b.isa = isa;
+  b.K = K;
+  b.N = N;
+  const index_t W = b.W, len = ((N + W - 1) / W + 3) * K * W;
+  b.p = Scratch<T>(size_t(len));
+  T* p = b.p.get();
+  std::fill(p, p + len, T(0));
+  for (index_t n = 0; n < N; ++n) {
+    T* dst = p + (n / W) * K * W + n % W;
+    const T* s = src + n * ldn;
+    for (index_t k = 0; k < K; ++k) dst[k * W] = s[k * ldk];
+  }
+  return b;
+}
+
+template <typename T>
+void fused_product(const FusedB<T>& b, const T* A, index_t lda, index_t rows, index_t c0,
+                   index_t c1, T* C, index_t ldc) {
+#if NN_LSTM_X86
+  if (rows <= 0 || c1 <= c0) return;
+  if (b.isa == Isa::avx512)
+    product_avx512(b, A, lda, rows, c0, c1, C, ldc);
+  else
+    product_avx2(b, A, lda, rows, c0, c1, C, ldc);
+#else
+  (void)b, (void)A, (void)lda, (void)rows, (void)c0, (void)c1, (void)C, (void)ldc;
+#endif
+}
+
+template FusedB<float> pack_fused<float>(Isa, const float*, index_t, index_t, index_t, index_t);
+template FusedB<double> pack_fused<double>(Isa, const double*, index_t, index_t, index_t,
+                                           index_t);
+template void fused_product<float>(const FusedB<float>&, const float*, index_t, index_t, index_t,
+                                   index_t, float*, index_t);
+template void fused_product<double>(const FusedB<double>&, const double*, index_t, index_t,
+                                    index_t, index_t, double*, index_t);
+
+}  // namespace rnn_detail
+
+namespace {
 // ---------------------------------------------------------------------------------------------
 // Thread grid: pb row groups x pu unit groups; unit groups are whole NR-wide blocks of units.
 struct Grid {
@@ -677,16 +633,17 @@ void lstm_forward(T* y, T* h_n, T* c_n, const LstmCache<T>* cache, const LstmInp
   // The recurrent kernel, packed once. With several unit groups its columns are permuted so
   // that each group's four gates are adjacent: group [j0, j1) owns columns [4 j0, 4 j1), gate q
   // of unit j at 4 j0 + q (j1 - j0) + (j - j0).
+  // The fused products (rnn_detail; by B and the CPU alone, like gemv) use unit groups of
+  // whole W-wide vectors, the GEMM path whole NR-wide panels.
   const index_t nr = gemm_ukernel<T>().nr;
-  const Grid grid = make_grid(B, H, nr, serial);
+  const Isa fisa = fused_isa(B);
+  const bool fused = fisa != Isa::ref;
+  const Grid grid = make_grid(B, H, fused ? fused_width(fisa, sizeof(T)) : nr, serial);
   const bool gemv = B <= kLstmGemvMaxBatch;  // by B alone: the same arithmetic for any grid
-  // The fused products (likewise by B and the CPU alone) read their own gate-interleaved panels.
-  const bool fused = fused_forward(B);
-  const Scratch<T> panels = fused ? pack_fused_panels(in.recurrent_kernel, H) : Scratch<T>(1);
   const bool gemm_step = !gemv && !fused;
-  Scratch<T> rperm(grid.pu > 1 && gemm_step ? size_t(H * G) : 1);
+  Scratch<T> rperm(grid.pu > 1 && !gemv ? size_t(H * G) : 1);
   const T* rsrc = in.recurrent_kernel;
-  if (grid.pu > 1 && gemm_step) {
+  if (grid.pu > 1 && !gemv) {
     for (int ug = 0; ug < grid.pu; ++ug) {
       const Tile t = tile_of(grid, ug, B, H);
       const index_t n = t.j1 - t.j0;
@@ -698,6 +655,7 @@ void lstm_forward(T* y, T* h_n, T* c_n, const LstmCache<T>* cache, const LstmInp
     rsrc = rperm.get();
   }
   const PackedB<T> rp = gemm_step ? pack_b<T>(false, H, G, rsrc, G) : PackedB<T>();
+  const FusedB<T> fb = fused ? pack_fused(fisa, rsrc, G, 1, H, G) : FusedB<T>();
   Scratch<T> zr(size_t(B * G));
   const index_t tmp_ld = 5 * std::max<index_t>(H, 1);
   Scratch<T> tmp(size_t(grid.nt) * size_t(tmp_ld));
@@ -738,11 +696,9 @@ void lstm_forward(T* y, T* h_n, T* c_n, const LstmCache<T>* cache, const LstmInp
       s.hd_ld = hdld;
       s.y = y ? y + k * H : nullptr;
       s.mask = in.mask ? in.mask + t : nullptr;
-      if (fused) {  // zr as below, from h_k in place and the panels
-#if NN_LSTM_X86
-        fused_products(panels.get(), H, a_k, lda, tl.b0, tl.b1, tl.j0, tl.j1,
-                       zr.get() + tl.b0 * G, G);
-#endif
+      if (fused) {  // zr as below, from h_k in place and the packed (permuted) kernel
+        fused_product(fb, a_k + tl.b0 * lda, lda, tl.b1 - tl.b0, 4 * tl.j0, 4 * tl.j1,
+                      zr.get() + tl.b0 * G + 4 * tl.j0, G);
       } else if (gemv) {  // zr[b, 4 j0 + q n + r] = h_k[b, :] @ recurrent_kernel[:, q H + j0 + r]
         for (index_t b = tl.b0; b < tl.b1; ++b)
           gemv_segments(zr.get() + b * G + 4 * tl.j0, a_k + b * lda, H, in.recurrent_kernel, G,
@@ -775,12 +731,13 @@ void backward_body(T* dx, T* dkernel, T* drecurrent_kernel, T* dbias, T* dh0, T*
 
   const index_t nr = gemm_ukernel<T>().nr;
   const bool serial = serial_call(d);
-  const Grid grid = make_grid(B, H, nr, serial);
-  // recurrent_kernel^T: packed for the GEMM, or plainly transposed (G, H) for the row products.
+  // recurrent_kernel^T: packed for the fused products (rnn_detail; dz_k read in place) or the
+  // GEMM, or plainly transposed (G, H) for the row products.
+  const Isa fisa = fused_isa(B);
+  const bool fused = fisa != Isa::ref;
+  const Grid grid = make_grid(B, H, fused ? fused_width(fisa, sizeof(T)) : nr, serial);
   const bool gemv = B <= kLstmGemvMaxBatch;
-  // The fused products (AVX2) read their own panels of recurrent_kernel^T, dz_k in place.
-  const bool fused = fused_forward(B);
-  const Scratch<T> panels = fused ? pack_bwd_panels(in.recurrent_kernel, H) : Scratch<T>(1);
+  const FusedB<T> fb = fused ? pack_fused(fisa, in.recurrent_kernel, 1, G, G, H) : FusedB<T>();
   const PackedB<T> rtp =
       gemv || fused ? PackedB<T>() : pack_b<T>(true, G, H, in.recurrent_kernel, G);
   Scratch<T> rt(gemv ? size_t(G * H) : 1);
@@ -831,10 +788,8 @@ void backward_body(T* dx, T* dkernel, T* drecurrent_kernel, T* dbias, T* dh0, T*
       // dh_k (own tile) = dz_k @ recurrent_kernel^T, then * rdm, + dh of masked rows.
       if (tl.b1 > tl.b0) {
         if (fused) {
-#if NN_LSTM_X86
-          bwd_products(panels.get(), G, s.dz + tl.b0 * G, tl.b0, tl.b1, tl.j0, tl.j1,
-                       dh0 + tl.b0 * H, H);
-#endif
+          fused_product(fb, s.dz + tl.b0 * G, G, tl.b1 - tl.b0, tl.j0, tl.j1,
+                        dh0 + tl.b0 * H + tl.j0, H);
         } else if (gemv) {
           const index_t col[1] = {tl.j0};
           for (index_t b = tl.b0; b < tl.b1; ++b)

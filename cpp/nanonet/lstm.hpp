@@ -54,13 +54,12 @@
 // recurrent_kernel packed once per call (forward: columns permuted so a unit group's four gates
 // are adjacent; backward: recurrent_kernel^T), then its tile of the fused gate pass. With one
 // unit group (B >= threads) the row groups never share data and there is no barrier; with
-// several, one barrier per step. On AVX2 CPUs the forward's recurrent products skip the GEMM
-// driver: a fused kernel reads h_k in place (no A packing) against recurrent_kernel packed once
-// into gate-interleaved panels (the four gates of 8 float / 4 double units side by side) and
-// keeps 3 rows x 4 gates in registers, rows in tiles of 3, 2, 1 (no padded MR = 6 edge tiles);
-// the gate pass is unchanged. Likewise the backward's dh_k = dz_k @ recurrent_kernel^T: a fused
-// kernel reads dz_k in place against recurrent_kernel^T packed once into panels of 8 float /
-// 4 double units, 3 rows x 4 unit vectors in registers, rows in tiles of 3, 2, 1.
+// several, one barrier per step. On AVX2 and AVX-512 CPUs (the lstm family's path) the
+// recurrent products skip the GEMM driver: rnn_detail's fused products (recurrent_common.hpp)
+// read h_k (forward) or dz_k (backward) in place against recurrent_kernel (its columns
+// permuted as above with several unit groups, which are then whole vectors of units wide) or
+// recurrent_kernel^T packed once per call, a register-blocked tile of 3 rows (AVX2) or 4 rows
+// (AVX-512) x 4 vectors; the gate pass is unchanged.
 // Elsewhere (non-x86, NANONET_ISA=ref) both use the GEMM-driver path above. For
 // B <= kLstmGemvMaxBatch (batch-1 inference) the recurrent product is a vector-matrix product
 // per row instead (a GEMM micro-kernel would compute MR - 1 rows of padding), reading

@@ -141,6 +141,38 @@ void scatter_input_grads(T* dx, const T* dxt, const T* idm, index_t B, index_t T
   }
 }
 
+// ---------------------------------------------------------------------------------------------
+// Fused recurrent products (defined in lstm.cpp; the "lstm" kernel family of runtime.hpp):
+// C = A @ B for one thread's rows of one time step, B (K x N) a recurrent kernel, its
+// transpose or a column block of it, packed once per call. A register-blocked small GEMM that
+// reads A in place (no packing per step) and keeps its tile of C in registers over the whole
+// k loop: every recurrent product of LSTM, GRU and SimpleRNN, forward (h_k @ recurrent_kernel)
+// and backward (dz_k @ recurrent_kernel^T). Each element of C is one FMA chain over k from zero,
+// so results depend neither on the row tiling, the thread grid nor on AVX2 vs AVX-512.
+//
+// fused_isa(B): the path for a call with B rows: avx512 or avx2 where the CPU and the lstm
+// family's cap allow it and B > kLstmGemvMaxBatch, else ref (= not used; the caller keeps its
+// GEMM-driver path). Decided by B and the CPU alone, never by the thread count.
+Isa fused_isa(index_t B);
+index_t fused_width(Isa isa, size_t elem);  // vector width W in elements (0 for ref)
+
+template <typename T>
+struct FusedB {
+  Scratch<T> p{1};
+  index_t K = 0, N = 0, W = 0;  // W = 0: empty (not packed)
+  Isa isa = Isa::ref;
+};
+
+// B[k, n] = src[k * ldk + n * ldn], k < K, n < N, packed for the path isa (ref: empty).
+template <typename T>
+FusedB<T> pack_fused(Isa isa, const T* src, index_t ldk, index_t ldn, index_t K, index_t N);
+
+// C[r, c - c0] = sum_k A[r * lda + k] B[k, c] for r < rows, c0 <= c < c1 (c0 a multiple of
+// b.W, c1 <= b.N): overwritten (C points at row 0, column c0; row stride ldc).
+template <typename T>
+void fused_product(const FusedB<T>& b, const T* A, index_t lda, index_t rows, index_t c0,
+                   index_t c1, T* C, index_t ldc);
+
 template <typename T>
 void copy_or_zero(T* dst, const T* src, index_t n) {
   if (src)

@@ -3,15 +3,20 @@
 #include <atomic>
 #include <cstdlib>
 #include <stdexcept>
+#include <string>
 
 #ifdef _OPENMP
 #include <omp.h>
+#endif
+#if defined(__GLIBC__)
+#include <malloc.h>
 #endif
 
 namespace nanonet {
 
 namespace {
 std::atomic<int> g_threads{0};  // 0 = not set yet: OpenMP's default
+thread_local int t_limit = 0;   // this OS thread's cap (0 = none)
 
 Isa initial_isa() {
   Isa best = detect_isa();
@@ -52,13 +57,45 @@ void set_num_threads(int n) {
 // (omp_set_num_threads alone only sets the calling thread's default).
 int get_num_threads() {
 #ifdef _OPENMP
-  const int n = g_threads.load();
-  return n > 0 ? n : omp_get_max_threads();
+  int n = g_threads.load();
+  if (n <= 0) n = omp_get_max_threads();
 #else
-  const int n = g_threads.load();
-  return n > 0 ? n : 1;
+  int n = g_threads.load();
+  if (n <= 0) n = 1;
+#endif
+  return t_limit > 0 && t_limit < n ? t_limit : n;
+}
+
+int set_thread_limit(int n) {
+  if (n < 0)
+    throw std::invalid_argument("set_thread_limit: n must be >= 0 (0 = no limit); got " +
+                                std::to_string(n));
+  const int old = t_limit;
+  t_limit = n;
+  return old;
+}
+
+int get_thread_limit() { return t_limit; }
+
+namespace {
+bool g_alloc_tuned = false;
+}
+
+bool tune_allocator() {
+#if defined(__GLIBC__)
+  const char* opt = std::getenv("NANONET_MALLOC_TUNING");
+  if (opt && std::string(opt) == "0") return false;
+  if (std::getenv("MALLOC_MMAP_THRESHOLD_") || std::getenv("MALLOC_TRIM_THRESHOLD_")) return false;
+  const char* tun = std::getenv("GLIBC_TUNABLES");
+  if (tun && std::string(tun).find("malloc") != std::string::npos) return false;
+  g_alloc_tuned = mallopt(M_MMAP_THRESHOLD, 32 << 20) == 1 && mallopt(M_TRIM_THRESHOLD, 64 << 20) == 1;
+  return g_alloc_tuned;
+#else
+  return false;
 #endif
 }
+
+bool allocator_tuned() { return g_alloc_tuned; }
 
 Isa detect_isa() {
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))

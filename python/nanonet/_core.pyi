@@ -36,6 +36,9 @@ def adamax_update(param: numpy.ndarray, grad: numpy.ndarray, m: numpy.ndarray, u
 def adamax_update_ref(param: numpy.ndarray, grad: numpy.ndarray, m: numpy.ndarray, u: numpy.ndarray, lr: typing.SupportsFloat | typing.SupportsIndex, step: typing.SupportsInt | typing.SupportsIndex, beta_1: typing.SupportsFloat | typing.SupportsIndex = 0.9, beta_2: typing.SupportsFloat | typing.SupportsIndex = 0.999, epsilon: typing.SupportsFloat | typing.SupportsIndex = 1e-07, grad_scale: typing.SupportsFloat | typing.SupportsIndex = 1.0, clipvalue: typing.SupportsFloat | typing.SupportsIndex = 0.0) -> None:
     """The scalar single-thread twin of adamax_update (the C++ specification)."""
 
+def allocator_tuned() -> bool:
+    """Whether the import raised glibc's mmap / trim thresholds (runtime.hpp)."""
+
 def attention_backward(dout: numpy.ndarray, q: numpy.ndarray, k: numpy.ndarray, v: numpy.ndarray, out: numpy.ndarray, lse: numpy.ndarray, mask: object, causal: bool, scale: typing.SupportsFloat | typing.SupportsIndex) -> tuple[typing.Any, ...]:
     """Gradient of attention_forward -> (dq, dk, dv), overwritten; scores recomputed tile by tile from lse."""
 
@@ -115,7 +118,10 @@ def gemm_kernel_name(dtype: numpy.dtype) -> str:
     """Name of the micro-kernel the active ISA uses for this dtype."""
 
 def get_num_threads() -> int:
-    """Number of threads the kernels use."""
+    """Number of threads the kernels use (on this thread: capped by its thread limit)."""
+
+def get_thread_limit() -> int:
+    """This OS thread's cap (0 = none)."""
 
 def global_avg_pool1d_backward(dy: numpy.ndarray, steps: typing.SupportsInt | typing.SupportsIndex, mask: object) -> numpy.ndarray:
     """Gradient of global_avg_pool1d_forward -> dx (B, T, F), overwritten."""
@@ -233,6 +239,9 @@ def set_isa(isa: str) -> None:
 
 def set_num_threads(n: typing.SupportsInt | typing.SupportsIndex) -> None:
     """Set the number of OpenMP threads every kernel uses (n >= 1)."""
+
+def set_thread_limit(n: typing.SupportsInt | typing.SupportsIndex) -> int:
+    """Cap the threads of kernels called from this OS thread (0 = no cap); returns the previous cap."""
 
 def sgd_update(param: numpy.ndarray, grad: numpy.ndarray, velocity: object, lr: typing.SupportsFloat | typing.SupportsIndex, momentum: typing.SupportsFloat | typing.SupportsIndex = 0.0, nesterov: bool = False, grad_scale: typing.SupportsFloat | typing.SupportsIndex = 1.0, clipvalue: typing.SupportsFloat | typing.SupportsIndex = 0.0) -> None:
     """In place, Keras SGD: g' = clip(grad * grad_scale, +-clipvalue); momentum == 0: param -= lr * g'; else velocity = momentum * velocity - lr * g', param += velocity (nesterov: param += momentum * velocity - lr * g')."""

@@ -94,6 +94,107 @@ def get_num_threads() -> int:
     return _core.get_num_threads()
 
 
+def set_thread_limit(n: int) -> int:
+    """Caps the kernels called from this OS thread at n threads (0: no cap); returns the old
+    cap. Other threads keep theirs. See the ``thread_limit`` context manager."""
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)):
+        raise TypeError(f"set_thread_limit: n must be an int; got {type(n).__name__}")
+    if n < 0:
+        raise ValueError(f"set_thread_limit: n must be >= 0 (0 = no limit); got {n}")
+    return _core.set_thread_limit(int(n))
+
+
+def get_thread_limit() -> int:
+    """This OS thread's cap on kernel threads (0: none)."""
+    return _core.get_thread_limit()
+
+
+class thread_limit:
+    """``with ops.thread_limit(n):`` caps this thread's kernels at n threads; the old cap comes
+    back on exit, also on an exception."""
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+
+    def __enter__(self):
+        self._old = set_thread_limit(self.n)
+        return self
+
+    def __exit__(self, *exc):
+        _core.set_thread_limit(self._old)
+
+
+class _PairWorker:
+    """run_pair's helper thread, kept (its thread-local buffers are reused); remade after fork."""
+
+    def __init__(self):
+        import threading
+        self.pid = os.getpid()
+        self.busy = threading.Lock()  # held by the run_pair that uses the worker
+        self.cv = threading.Condition()
+        self.job = self.result = None
+        threading.Thread(target=self._loop, name="nanonet-run-pair", daemon=True).start()
+
+    def _loop(self):
+        while True:
+            with self.cv:
+                while self.job is None:
+                    self.cv.wait()
+                fn, limit = self.job
+            try:
+                with thread_limit(limit):
+                    result = (True, fn())
+            except BaseException as e:  # re-raised by the caller
+                result = (False, e)
+            with self.cv:
+                self.job, self.result = None, result
+                self.cv.notify_all()
+
+    def submit(self, fn, limit):
+        with self.cv:
+            self.job, self.result = (fn, limit), None
+            self.cv.notify_all()
+
+    def wait(self):
+        with self.cv:
+            while self.result is None:
+                self.cv.wait()
+            return self.result
+
+
+_pair_worker = None
+
+
+def run_pair(first, second):
+    """(first(), second()) for two independent calls: with n >= 2 kernel threads, ``first`` on
+    a helper thread and ``second`` on this one at once, each under a thread limit of n / 2
+    (results bit-identical to each alone at that count); else, or when nested or busy, in
+    order. An exception is raised once both have finished (``second``'s first)."""
+    global _pair_worker
+    n = _core.get_num_threads()
+    w = _pair_worker
+    if n > 1 and (w is None or w.pid != os.getpid()):
+        w = _pair_worker = _PairWorker()
+    if n < 2 or not w.busy.acquire(blocking=False):
+        return first(), second()
+    try:
+        w.submit(first, n - n // 2)
+        try:
+            with thread_limit(n // 2):
+                b = second()
+        finally:
+            try:
+                ok, a = w.wait()
+            except BaseException:  # interrupted while first() runs: drop that worker
+                _pair_worker = None
+                raise
+    finally:
+        w.busy.release()
+    if not ok:
+        raise a
+    return a, b
+
+
 def active_isa() -> str:
     """SIMD path in use: 'avx512', 'avx2' or 'ref'."""
     return _core.active_isa()

@@ -630,6 +630,10 @@ class SimpleRNN(_Recurrent):
 _MERGE_MODES = ("concat", "sum", "mul", "ave", None)
 
 
+def _in_order(first, second):
+    return first(), second()
+
+
 def _removeprefix(name, prefix):
     return name[len(prefix):] if name.startswith(prefix) else name
 
@@ -800,8 +804,15 @@ class Bidirectional(_StateInputs, Layer):
                 mask = mask[0]
         else:
             f_in = b_in = inputs
-        yf, ctx_f = fw.forward(f_in, training=training, mask=mask)
-        yb, ctx_b = bw.forward(b_in, training=training, mask=mask)
+        # Both at once (ops.run_pair) above kLstmParallelFlops (lstm.hpp) unless dropout draws
+        # from the shared generator (its order must not vary).
+        k = (0, 0) if fw.kernel is None else fw.kernel.shape
+        pair = 2.0 * np.prod(np.shape(f_in[0] if had_state else f_in)[:2]) * (k[0] + fw.units) \
+            * k[1] >= 1.2e8 and not (training and any(
+                (s.dropout or s.recurrent_dropout) and s._generator is None for s in (fw, bw)))
+        (yf, ctx_f), (yb, ctx_b) = (ops.run_pair if pair else _in_order)(
+            lambda: fw.forward(f_in, training=training, mask=mask),
+            lambda: bw.forward(b_in, training=training, mask=mask))
         states = []
         if self.return_state:
             states = list(yf[1:]) + list(yb[1:])
@@ -828,11 +839,11 @@ class Bidirectional(_StateInputs, Layer):
         ctx = None
         if training:
             ctx = (ctx_f, ctx_b, yf if mode == "mul" else None, yb if mode == "mul" else None,
-                   keep, had_state, yf.shape[-1])
+                   keep, had_state, yf.shape[-1], pair)
         return out, ctx
 
     def backprop(self, ctx: Any, dy: Any, need_dx: Any = True) -> Any:
-        ctx_f, ctx_b, yf, yb, keep, had_state, Hf = ctx
+        ctx_f, ctx_b, yf, yb, keep, had_state, Hf, pair = ctx
         fw, bw = self.forward_layer, self.backward_layer
         n_out = 2 if self.merge_mode is None else 1
         dys = list(dy) if isinstance(dy, (list, tuple)) else [dy]
@@ -860,8 +871,11 @@ class Bidirectional(_StateInputs, Layer):
                 dyf = None if dyf is None else dyf * keep
                 dyb = None if dyb is None else dyb * keep
             dyb = None if dyb is None else np.ascontiguousarray(np.asarray(dyb)[:, ::-1])
-        df, gf = fw.backprop(ctx_f, [dyf] + dsf if self.return_state else dyf, need_dx=need_dx)
-        db, gb = bw.backprop(ctx_b, [dyb] + dsb if self.return_state else dyb, need_dx=need_dx)
+        (df, gf), (db, gb) = (ops.run_pair if pair else _in_order)(
+            lambda: fw.backprop(ctx_f, [dyf] + dsf if self.return_state else dyf,
+                                need_dx=need_dx),
+            lambda: bw.backprop(ctx_b, [dyb] + dsb if self.return_state else dyb,
+                                need_dx=need_dx))
         grads = list(gf) + list(gb) if self.trainable else []
         if had_state:
             dx = None if df[0] is None else df[0] + db[0]
@@ -872,20 +886,20 @@ class Bidirectional(_StateInputs, Layer):
     # its backprop; the two directions' norms add up.
     def dp_backprop(self, ctx: Any, dy: Any, need_dx: Any = True) -> Any:
         fw, bw = self.forward_layer, self.backward_layer
-        kept = []
+        kept = {}  # by direction (run_pair)
 
-        def first_pass(layer):
+        def first_pass(layer, key):
             def run(c, d, need_dx=True):
                 dx, sq, state = layer.dp_backprop(c, d, need_dx=need_dx)
-                kept.append((sq, state))
+                kept[key] = (sq, state)
                 return dx, []
             return run
-        fw.backprop, bw.backprop = first_pass(fw), first_pass(bw)
+        fw.backprop, bw.backprop = first_pass(fw, 0), first_pass(bw, 1)
         try:
             dx, _ = self.backprop(ctx, dy, need_dx)
         finally:
             del fw.backprop, bw.backprop
-        (sq_f, state_f), (sq_b, state_b) = kept
+        (sq_f, state_f), (sq_b, state_b) = kept[0], kept[1]
         return dx, sq_f + sq_b, (state_f, state_b)
 
     def dp_grads(self, state: Any, scale: bool) -> Any:
