@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <type_traits>
 
 #include "nanonet/vecmath.hpp"
 
@@ -95,11 +96,14 @@ NN_ALWAYS_INLINE void box_muller_angle(uint32_t w, float& c_out, float& s_out) {
   s_out = vm::detail::from_bits(vm::detail::bits(vm::select(swap, c, s)) ^ sneg);
 }
 
-// The normals of chunks q0 .. q0 + nq - 1 into z (64 nq floats; the layout of random.hpp).
+// The normals of chunks q0 .. q0 + nq - 1 into z (64 nq floats; the layout of random.hpp);
+// then, when out is given, out[j] = alpha z[j] (+ beta out[j] when accumulate) for j < n_out
+// (float outputs: the pass runs in this ISA's copy while z is in L1).
 // W: the lane type of the Philox words (see below).
 template <typename W>
 NN_ALWAYS_INLINE void normals_body(float* z, index_t nq, uint64_t key, uint64_t lo, uint64_t hi,
-                                   index_t q0) {
+                                   index_t q0, float* out, index_t n_out, float alpha,
+                                   float beta, bool accumulate) {
   const uint32_t k0 = uint32_t(key), k1 = uint32_t(key >> 32);
   for (index_t q = 0; q < nq; ++q) {
     // W = uint64_t keeps the words in 64-bit lanes with only their low 32 bits meaningful (the
@@ -158,31 +162,43 @@ NN_ALWAYS_INLINE void normals_body(float* z, index_t nq, uint64_t key, uint64_t 
       zq[3 * kLanes + l] = r1 * s1;
     }
   }
+  if (!out) return;
+  if (accumulate) {
+    NN_PRAGMA_SIMD
+    for (index_t j = 0; j < n_out; ++j) out[j] = beta * out[j] + alpha * z[j];
+  } else {
+    NN_PRAGMA_SIMD
+    for (index_t j = 0; j < n_out; ++j) out[j] = alpha * z[j];
+  }
 }
 
-#define NN_NORMALS_PARAMS float *z, index_t nq, uint64_t key, uint64_t lo, uint64_t hi, index_t q0
+#define NN_NORMALS_PARAMS                                                                    \
+  float *z, index_t nq, uint64_t key, uint64_t lo, uint64_t hi, index_t q0, float *out,      \
+      index_t n_out, float alpha, float beta, bool accumulate
+#define NN_NORMALS_ARGS z, nq, key, lo, hi, q0, out, n_out, alpha, beta, accumulate
 #ifdef NN_TARGET_V4
 NN_TARGET_V4 void normals_chunks_v4(NN_NORMALS_PARAMS) {
-  normals_body<uint64_t>(z, nq, key, lo, hi, q0);
+  normals_body<uint64_t>(NN_NORMALS_ARGS);
 }
 NN_TARGET_V3 void normals_chunks_v3(NN_NORMALS_PARAMS) {
-  normals_body<uint32_t>(z, nq, key, lo, hi, q0);
+  normals_body<uint32_t>(NN_NORMALS_ARGS);
 }
 #endif
-void normals_chunks_v0(NN_NORMALS_PARAMS) { normals_body<uint32_t>(z, nq, key, lo, hi, q0); }
+void normals_chunks_v0(NN_NORMALS_PARAMS) { normals_body<uint32_t>(NN_NORMALS_ARGS); }
 
 // The copy for family_isa(vecmath), as NN_ISA_CLONES dispatches (vecmath.hpp).
 void normals_chunks(NN_NORMALS_PARAMS) {
 #ifdef NN_TARGET_V4
   switch (family_isa(Family::vecmath)) {
-    case Isa::avx512: return normals_chunks_v4(z, nq, key, lo, hi, q0);
-    case Isa::avx2: return normals_chunks_v3(z, nq, key, lo, hi, q0);
+    case Isa::avx512: return normals_chunks_v4(NN_NORMALS_ARGS);
+    case Isa::avx2: return normals_chunks_v3(NN_NORMALS_ARGS);
     default: break;
   }
 #endif
-  normals_chunks_v0(z, nq, key, lo, hi, q0);
+  normals_chunks_v0(NN_NORMALS_ARGS);
 }
 #undef NN_NORMALS_PARAMS
+#undef NN_NORMALS_ARGS
 
 // Elements [i0, i1) of out (i0 a multiple of 64), one thread.
 template <typename T>
@@ -191,8 +207,14 @@ void noise_span(T* out, index_t i0, index_t i1, uint64_t key, uint64_t lo, uint6
   alignas(64) float z[kBufChunks * kNoiseChunk];
   for (index_t i = i0; i < i1; i += kBufChunks * kNoiseChunk) {
     const index_t m = std::min<index_t>(kBufChunks * kNoiseChunk, i1 - i);
-    normals_chunks(z, (m + kNoiseChunk - 1) / kNoiseChunk, key, lo, hi, i / kNoiseChunk);
+    const index_t nq = (m + kNoiseChunk - 1) / kNoiseChunk;
     T* o = out + i;
+    if (std::is_same<T, float>::value) {  // generated and applied in one ISA copy
+      normals_chunks(z, nq, key, lo, hi, i / kNoiseChunk, reinterpret_cast<float*>(o), m,
+                     float(alpha), float(beta), accumulate);
+      continue;
+    }
+    normals_chunks(z, nq, key, lo, hi, i / kNoiseChunk, nullptr, 0, 0.0f, 0.0f, false);
     if (accumulate) {
       for (index_t j = 0; j < m; ++j) o[j] = beta * o[j] + alpha * T(z[j]);
     } else {
