@@ -12,7 +12,10 @@ from .tolerances import TOL
 # (B, T, K, N): T = 1 (2-D Dense), shapes where the direct K x N product is cheaper
 # (T large against K, N) and where the T x T Gram trick is, B = 1, primes.
 MATMUL_SHAPES = [(5, 1, 7, 3), (1, 4, 3, 2), (3, 7, 5, 4), (4, 3, 17, 16), (6, 13, 11, 5),
-                 (2, 31, 2, 3), (7, 2, 33, 64)]
+                 (2, 31, 2, 3), (7, 2, 33, 64),
+                 # the Gram by strips of 24 rows: one full and one 1-row strip, exactly two
+                 # strips, three strips with a 1-row last one
+                 (3, 25, 64, 64), (2, 48, 80, 90), (2, 49, 96, 96)]
 
 
 def _close(got, want, dtype, what=""):
@@ -22,19 +25,24 @@ def _close(got, want, dtype, what=""):
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("bias", [False, True])
 @pytest.mark.parametrize("time_major", [False, True])
 @pytest.mark.parametrize("shape", MATMUL_SHAPES, ids=lambda s: "B%dT%dK%dN%d" % s)
-def test_matmul_norms_match_reference(shape, time_major, dtype):
+def test_matmul_norms_match_reference(shape, time_major, bias, dtype):
     B, T, K, N = shape
     rng = np.random.default_rng(B * 1000 + T * 100 + K)
     lead = (T, B) if time_major else (B, T)
     a = rng.standard_normal(lead + (K,)).astype(dtype)
-    d = rng.standard_normal(lead + (N,)).astype(dtype)
-    want = reference.per_example_matmul_sq_norms(a, d, time_major)
-    got = ops.per_example_matmul_sq_norms(a, d, time_major)
+    d = rng.standard_normal(lead + (N,)).astype(dtype) + 0.3  # a bias gradient far from 0
+    want = reference.per_example_matmul_sq_norms(a, d, time_major, bias)
+    got = ops.per_example_matmul_sq_norms(a, d, time_major, bias)
     assert got.shape == (B,) and got.dtype == dtype
     _close(got, want, dtype, "fast")
-    _close(ops.per_example_matmul_sq_norms(a, d, time_major, _ref=True), want, dtype, "ref")
+    _close(ops.per_example_matmul_sq_norms(a, d, time_major, bias, _ref=True), want, dtype, "ref")
+    if bias:  # the bias term is the norm of the row sums (written out independently)
+        dd = d.astype(np.float64).transpose(1, 0, 2) if time_major else d.astype(np.float64)
+        extra = np.square(dd.sum(axis=1)).sum(axis=1)
+        _close(got - ops.per_example_matmul_sq_norms(a, d, time_major), extra, dtype, "bias")
 
 
 def test_matmul_norms_zero_rows_contribute_nothing():

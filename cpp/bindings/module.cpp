@@ -15,6 +15,7 @@ PYBIND11_MODULE(_core, m) {
   nanonet::register_pooling(m);
   nanonet::register_attention(m);
   nanonet::register_per_example(m);
+  nanonet::register_random(m);
   nanonet::register_conv(m);
 
   nanonet::register_gru(m);

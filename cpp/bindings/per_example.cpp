@@ -13,7 +13,7 @@ using namespace bind;
 namespace {
 
 py::array matmul_impl(const char* fn, bool use_ref, const py::array& a, const py::array& d,
-                      bool time_major) {
+                      bool time_major, bool bias) {
   float_dtype(a, fn, "a");
   same_dtype(a, d, fn, "a", "d");
   check_ndim(a, 3, fn, "a");
@@ -37,9 +37,9 @@ py::array matmul_impl(const char* fn, bool use_ref, const py::array& a, const py
     T* po = mptr<T>(out);
     py::gil_scoped_release release;
     if (use_ref)
-      per_example_matmul_sq_norms_ref<T>(po, pa, pd, dims);
+      per_example_matmul_sq_norms_ref<T>(po, pa, pd, dims, bias);
     else
-      per_example_matmul_sq_norms<T>(po, pa, pd, dims);
+      per_example_matmul_sq_norms<T>(po, pa, pd, dims, bias);
   };
   dispatch_float(a, run);
   return out;
@@ -84,16 +84,17 @@ py::array embedding_impl(const char* fn, bool use_ref, const py::array& ids, con
 void register_per_example(py::module_& m) {
   m.def(
       "per_example_matmul_sq_norms",
-      [](const py::array& a, const py::array& d, bool time_major, bool use_ref) {
+      [](const py::array& a, const py::array& d, bool time_major, bool bias, bool use_ref) {
         return matmul_impl(use_ref ? "per_example_matmul_sq_norms_ref"
                                    : "per_example_matmul_sq_norms",
-                           use_ref, a, d, time_major);
+                           use_ref, a, d, time_major, bias);
       },
-      py::arg("a"), py::arg("d"), py::arg("time_major") = false, py::arg("use_ref") = false,
+      py::arg("a"), py::arg("d"), py::arg("time_major") = false, py::arg("bias") = false,
+      py::arg("use_ref") = false,
       "out[b] = ||A_b^T D_b||_F^2 for a (B, T, K), d (B, T, N) (time_major: (T, B, K), "
       "(T, B, N)), float32/float64 C-contiguous: the squared norm of each example's gradient of "
-      "a weight used on T rows (Gram trick or direct product, whichever is cheaper). "
-      "Returns (B,).");
+      "a weight used on T rows (Gram trick or direct product, whichever is cheaper); bias: plus "
+      "||sum_t D_b[t]||^2, the norm of a bias's gradient. Returns (B,).");
   m.def(
       "embedding_per_example_sq_norms",
       [](const py::array& ids, const py::array& dy, bool use_ref) {

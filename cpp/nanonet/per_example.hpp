@@ -9,8 +9,12 @@
 // the projections of attention) has the per-example gradient A_b^T D_b (K x N), where A_b (T x K)
 // and D_b (T x N) are example b's rows. Then
 //   out[b] = ||A_b^T D_b||_F^2 = sum_{t, u} (A_b A_b^T)[t, u] (D_b D_b^T)[t, u]   (Gram trick),
-// computed either way, whichever costs fewer flops: the two T x T Grams (2 T^2 (K + N)) or the
-// K x N product (2 T K N). T = 1 (a 2-D Dense layer) is ||a_b||^2 ||d_b||^2.
+// computed either way, whichever is faster: the two T x T Grams (2 T^2 (K + N) flops, which run
+// at about half the GEMM rate: short rows) or the K x N product (2 T K N). T = 1 (a 2-D Dense
+// layer) is ||a_b||^2 ||d_b||^2.
+// bias: also add the squared norm of the per-example gradient of a bias added on every row,
+// ||sum_t D_b[t]||^2 (the sum of every entry of D_b D_b^T; with T = 1, ||d_b||^2), so a layer's
+// kernel and bias norms come from one call.
 // Example b's row t starts at a + b * a_ex + t * a_row (likewise d), so batch-major (B, T, K)
 // arrays (a_ex = T K, a_row = K) and time-major (T, B, K) caches (a_ex = K, a_row = B K) are
 // read in place. Rows of d that are zero contribute nothing (the LSTM's masked steps).
@@ -40,10 +44,12 @@ struct PerExampleDims {
 };
 
 template <typename T>
-void per_example_matmul_sq_norms(T* out, const T* a, const T* d, const PerExampleDims& dims);
+void per_example_matmul_sq_norms(T* out, const T* a, const T* d, const PerExampleDims& dims,
+                                 bool bias);
 
 template <typename T>
-void per_example_matmul_sq_norms_ref(T* out, const T* a, const T* d, const PerExampleDims& dims);
+void per_example_matmul_sq_norms_ref(T* out, const T* a, const T* d, const PerExampleDims& dims,
+                                     bool bias);
 
 template <typename T, typename I>
 void embedding_per_example_sq_norms(T* out, const I* ids, const T* dy, index_t B, index_t T_,

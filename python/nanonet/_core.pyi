@@ -111,6 +111,9 @@ def embedding_per_example_sq_norms(ids: numpy.ndarray, dy: numpy.ndarray, use_re
 def family_isa(family: str) -> str:
     """SIMD path a kernel family ('gemm', 'vecmath', 'lstm') dispatches on now: min(active_isa(), its cap)."""
 
+def gaussian_noise(out: numpy.ndarray, key: typing.SupportsInt | typing.SupportsIndex, counter_lo: typing.SupportsInt | typing.SupportsIndex, counter_hi: typing.SupportsInt | typing.SupportsIndex, alpha: typing.SupportsFloat | typing.SupportsIndex, beta: typing.SupportsFloat | typing.SupportsIndex, accumulate: bool, use_ref: bool = False) -> None:
+    """In place: out = alpha * z (accumulate: beta * out + alpha * z), z standard normal from Philox4x32-10 under the 64-bit key and the 128-bit counter (lo, hi) by Box-Muller; out float32/float64, C-contiguous, writeable; uses 16 * ceil(out.size / 64) counters."""
+
 def gemm(a: numpy.ndarray, b: numpy.ndarray, c: numpy.ndarray, alpha: typing.SupportsFloat | typing.SupportsIndex = 1.0, beta: typing.SupportsFloat | typing.SupportsIndex = 0.0, transpose_a: bool = False, transpose_b: bool = False) -> None:
     """In place: c = alpha * op(a) @ op(b) + beta * c (beta == 0 never reads c)."""
 
@@ -222,8 +225,11 @@ def nadam_update(param: numpy.ndarray, grad: numpy.ndarray, m: numpy.ndarray, v:
 def nadam_update_ref(param: numpy.ndarray, grad: numpy.ndarray, m: numpy.ndarray, v: numpy.ndarray, lr: typing.SupportsFloat | typing.SupportsIndex, step: typing.SupportsInt | typing.SupportsIndex, u_product: typing.SupportsFloat | typing.SupportsIndex, beta_1: typing.SupportsFloat | typing.SupportsIndex = 0.9, beta_2: typing.SupportsFloat | typing.SupportsIndex = 0.999, epsilon: typing.SupportsFloat | typing.SupportsIndex = 1e-07, grad_scale: typing.SupportsFloat | typing.SupportsIndex = 1.0, clipvalue: typing.SupportsFloat | typing.SupportsIndex = 0.0) -> None:
     """The scalar single-thread twin of nadam_update (the C++ specification)."""
 
-def per_example_matmul_sq_norms(a: numpy.ndarray, d: numpy.ndarray, time_major: bool = False, use_ref: bool = False) -> numpy.ndarray:
-    """out[b] = ||A_b^T D_b||_F^2 for a (B, T, K), d (B, T, N) (time_major: (T, B, K), (T, B, N)), float32/float64 C-contiguous: the squared norm of each example's gradient of a weight used on T rows (Gram trick or direct product, whichever is cheaper). Returns (B,)."""
+def per_example_matmul_sq_norms(a: numpy.ndarray, d: numpy.ndarray, time_major: bool = False, bias: bool = False, use_ref: bool = False) -> numpy.ndarray:
+    """out[b] = ||A_b^T D_b||_F^2 for a (B, T, K), d (B, T, N) (time_major: (T, B, K), (T, B, N)), float32/float64 C-contiguous: the squared norm of each example's gradient of a weight used on T rows (Gram trick or direct product, whichever is cheaper); bias: plus ||sum_t D_b[t]||^2, the norm of a bias's gradient. Returns (B,)."""
+
+def philox4x32(counters: numpy.ndarray, k0: typing.SupportsInt | typing.SupportsIndex, k1: typing.SupportsInt | typing.SupportsIndex) -> numpy.ndarray:
+    """Philox4x32-10 of each row of counters (n, 4) uint32 under the key (k0, k1). Returns (n, 4) uint32."""
 
 def rmsprop_update(param: numpy.ndarray, grad: numpy.ndarray, velocity: numpy.ndarray, lr: typing.SupportsFloat | typing.SupportsIndex, rho: typing.SupportsFloat | typing.SupportsIndex = 0.9, momentum: typing.SupportsFloat | typing.SupportsIndex = 0.0, epsilon: typing.SupportsFloat | typing.SupportsIndex = 1e-07, centered: bool = False, momentum_buf: object = None, average_grad: object = None, grad_scale: typing.SupportsFloat | typing.SupportsIndex = 1.0, clipvalue: typing.SupportsFloat | typing.SupportsIndex = 0.0) -> None:
     """In place, Keras 3 RMSprop: velocity = rho * velocity + (1 - rho) g'^2; centered: average_grad = rho * average_grad + (1 - rho) g', denominator = velocity - average_grad^2 + epsilon, else velocity + epsilon; increment = lr g' / sqrt(denominator); momentum > 0: momentum_buf = momentum * momentum_buf + increment, param -= momentum_buf; else param -= increment."""

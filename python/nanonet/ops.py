@@ -1297,15 +1297,18 @@ def attention_backward(dout, q, k, v, out, lse, mask=None, causal=False, scale=N
 # --------------------------------------------------------------------------------------------
 # ---- per-example gradient norms (DP-SGD; see cpp/nanonet/per_example.hpp, nanonet.privacy)
 
-def per_example_matmul_sq_norms(a, d, time_major: bool = False, *, _ref: bool = False):
+def per_example_matmul_sq_norms(a, d, time_major: bool = False, bias: bool = False, *,
+                                _ref: bool = False):
     """out[b] = ||A_b^T D_b||_F^2: the squared norm of example b's gradient of a weight used on
     the T rows of each example (a Dense kernel on (B, T, I) inputs, the LSTM's stacked kernels).
     a (B, T, K), d (B, T, N), same float dtype; time_major: (T, B, K) and (T, B, N). Computed by
-    the T x T Gram trick or the K x N product, whichever is cheaper. Returns (B,)."""
+    the T x T Gram trick or the K x N product, whichever is cheaper. bias: plus
+    ||sum_t D_b[t]||^2, the squared norm of the gradient of a bias added on every row (the
+    layer's kernel and bias in one call). Returns (B,)."""
     fn = "per_example_matmul_sq_norms"
     a = _contiguous(_float_array(a, "a", fn))
     d = _contiguous(_float_array(d, "d", fn))
-    return _core.per_example_matmul_sq_norms(a, d, bool(time_major), bool(_ref))
+    return _core.per_example_matmul_sq_norms(a, d, bool(time_major), bool(bias), bool(_ref))
 
 
 def embedding_per_example_sq_norms(ids, dy, *, _ref: bool = False):
@@ -1328,6 +1331,85 @@ def lstm_backward_dz(dy, cache, dh_n=None, dc_n=None, need_dx=True):
                                   cache.recurrent_kernel, cache.mask, cache.input_dropout_mask,
                                   cache.recurrent_dropout_mask, cache.go_backwards,
                                   cache.activation, cache.recurrent_activation, bool(need_dx))
+
+
+# ---- random: DP-SGD's Gaussian noise (Philox4x32-10 + Box-Muller; cpp/nanonet/random.hpp)
+# Counter-based: element i of a noise array is a function of (key, counter, i) only, so the
+# values do not depend on the thread count. key: an int in [0, 2**64); counter: an int in
+# [0, 2**128); an array of n elements uses noise_counters(n) consecutive counters.
+
+def _uint(v, bits: int, name: str, fn: str) -> int:
+    if isinstance(v, bool) or not isinstance(v, (int, np.integer)):
+        raise TypeError(f"{fn}: {name} must be an int; got {type(v).__name__}")
+    v = int(v)
+    if not 0 <= v < 1 << bits:
+        raise ValueError(f"{fn}: {name} must be in [0, 2**{bits}); got {v}")
+    return v
+
+
+def _finite(v, name: str, fn: str, lo=None) -> float:
+    if isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating)):
+        raise TypeError(f"{fn}: {name} must be a number; got {type(v).__name__}")
+    v = float(v)
+    if not math.isfinite(v) or (lo is not None and v < lo):
+        raise ValueError(f"{fn}: {name} must be a finite number" +
+                         ("" if lo is None else f" >= {lo}") + f"; got {v!r}")
+    return v
+
+
+def noise_counters(n: int) -> int:
+    """How many Philox counters a noise array of n elements uses: 16 * ceil(n / 64)."""
+    return 16 * ((int(n) + 63) // 64)
+
+
+def philox4x32(counters, key: int) -> np.ndarray:
+    """Philox4x32-10 (Salmon et al. 2011) of each row of counters ((n, 4) uint32 words, c0
+    first) under the 64-bit key (k0 = its low word). Returns (n, 4) uint32."""
+    fn = "philox4x32"
+    key = _uint(key, 64, "key", fn)
+    c = np.asarray(counters)
+    if c.dtype != np.uint32:
+        raise TypeError(f"{fn}: counters must be uint32; got {c.dtype}")
+    return _core.philox4x32(_contiguous(c), key & 0xFFFFFFFF, key >> 32)
+
+
+def gaussian_noise_acc(out, key: int, counter: int, std: float, scale: float = 1.0, *,
+                       _ref: bool = False) -> np.ndarray:
+    """In place: out = scale * (out + std * z), z standard normal (see the section comment);
+    out a C-contiguous, writeable float32/float64 ndarray. DP-SGD's privatisation in one pass
+    (std = sigma * clip, scale = 1 / batch). Returns out."""
+    fn = "gaussian_noise_acc"
+    if not isinstance(out, np.ndarray):
+        raise TypeError(f"{fn}: out must be a numpy.ndarray updated in place; got "
+                        f"{type(out).__name__}")
+    key = _uint(key, 64, "key", fn)
+    counter = _uint(counter, 128, "counter", fn)
+    std = _finite(std, "std", fn, lo=0.0)
+    scale = _finite(scale, "scale", fn)
+    _core.gaussian_noise(out, key, counter & 0xFFFFFFFFFFFFFFFF, counter >> 64, scale * std,
+                         scale, True, bool(_ref))
+    return out
+
+
+def gaussian_noise(shape, key: int, counter: int = 0, std: float = 1.0, dtype=np.float32, *,
+                   _ref: bool = False) -> np.ndarray:
+    """A new array of the given shape and dtype (float32/float64) of std * z, z standard normal
+    from (key, counter) (see the section comment)."""
+    fn = "gaussian_noise"
+    key = _uint(key, 64, "key", fn)
+    counter = _uint(counter, 128, "counter", fn)
+    std = _finite(std, "std", fn, lo=0.0)
+    dt = np.dtype(dtype)
+    if dt not in _FLOATS:
+        raise TypeError(f"{fn}: dtype must be float32 or float64; got {dt}")
+    try:
+        out = np.empty(shape, dtype=dt)
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"{fn}: shape must be a tuple of non-negative ints; got {shape!r}") \
+            from e
+    _core.gaussian_noise(out, key, counter & 0xFFFFFFFFFFFFFFFF, counter >> 64, std, 0.0, False,
+                         bool(_ref))
+    return out
 
 
 # ---- conv

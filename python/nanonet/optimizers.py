@@ -755,9 +755,10 @@ class _Private:
     norm of at most this (TF Privacy's name; Opacus: max_grad_norm). noise_multiplier: Gaussian
     noise of std noise_multiplier * l2_norm_clip is added to the sum of the clipped gradients
     (both libraries' name), which is then divided by the batch size (the expected batch size
-    under ``fit(sampling="poisson")``). The noise comes from a Generator seeded from the
-    operating system's cryptographic source (``secrets``); after ``nanonet.set_seed`` it is
-    seeded from nanonet's Generator instead, repeatable, with a warning: for tests only."""
+    under ``fit(sampling="poisson")``). The noise is Philox4x32-10 + Box-Muller in C++
+    (``nanonet.ops.gaussian_noise_acc``) under a 64-bit key from the operating system's
+    cryptographic source (``secrets``); after ``nanonet.set_seed`` the key comes from nanonet's
+    Generator instead, repeatable, with a warning: for tests only."""
     is_private = True
 
     def _init_private(self, l2_norm_clip, noise_multiplier):
@@ -766,43 +767,61 @@ class _Private:
         self.noise_multiplier = _number(noise_multiplier, "noise_multiplier", cls, lo=0.0)
         self.expected_batch_size = None  # set by fit(sampling="poisson")
         self.sampling_rate = None        # batch_size / samples, set during fit (PrivacyBudget)
-        self._noise_rng = None
+        self._noise_key = None           # Philox key, made on first use
+        self._noise_step = 0             # steps noised so far: the counters' high 64 bits
 
-    def noise_generator(self):
-        """The Generator the noise is drawn from (made on first use)."""
-        if self._noise_rng is None:
+    def noise_key(self):
+        """The 64-bit Philox key the noise is drawn with (made on first use): from the
+        operating system's cryptographic source, or from nanonet's Generator after
+        ``nanonet.set_seed`` (repeatable, with a warning: for tests only)."""
+        if self._noise_key is None:
             from . import random as _random
             if _random.is_seeded():
                 warnings.warn(f"{type(self).__name__}: nanonet.set_seed was called, so the DP "
                               "noise is repeatable; that is for testing only (an attacker "
                               "who knows the seed can remove the noise)", RuntimeWarning,
                               stacklevel=3)
-                self._noise_rng = np.random.default_rng(_random.draw_seed())
+                self._noise_key = int(np.random.default_rng(_random.draw_seed())
+                                      .integers(0, 1 << 64, dtype=np.uint64))
             else:
                 import secrets  # on first use: it costs ~20 ms of import time
-                self._noise_rng = np.random.Generator(np.random.PCG64(secrets.randbits(128)))
-        return self._noise_rng
+                self._noise_key = secrets.randbits(64)
+        return self._noise_key
 
     def privatize(self, clipped_sums, params, batch):
         """Add the noise to the summed clipped gradients ({id(param): array}; a missing one is
-        zero) and divide by the batch size; returns {id(param): gradient} for every param."""
+        zero) and divide by the batch size; returns {id(param): gradient} for every param. The
+        arrays of clipped_sums are updated in place when they are writeable, C-contiguous and
+        of the parameter's dtype and shape.
+
+        One pass over each gradient (``ops.gaussian_noise_acc``): g = (g + std z) / B
+        with std = noise_multiplier * l2_norm_clip and z from Philox4x32-10 under
+        ``noise_key()``; step s's parameters use the counters (s << 64) + offset, offset
+        running over the parameters, so no counter is used twice under one key."""
         denom = self.expected_batch_size or batch
         std = self.noise_multiplier * self.l2_norm_clip
-        rng = self.noise_generator() if std > 0 else None
+        inv = 1.0 / denom
+        if std > 0:
+            key = self.noise_key()
+            counter = self._noise_step << 64
+            self._noise_step += 1
         out = {}
         for p in params:
             g = clipped_sums.get(id(p))
-            if std > 0:  # drawn in the parameter's dtype (float32 draws are twice as fast)
-                noise = rng.standard_normal(p.shape, dtype=p.dtype)
-                noise *= std
-                if g is not None:
-                    noise += g
-                g = noise
-            elif g is None:
+            if g is None:
+                if std > 0:  # noise only: written, nothing read
+                    out[id(p)] = ops.gaussian_noise(p.shape, key, counter, std * inv, p.dtype)
+                    counter += ops.noise_counters(p.size)
+                    continue
                 g = np.zeros_like(p)
+            elif (type(g) is not np.ndarray or g.dtype != p.dtype or g.shape != p.shape or
+                  not g.flags.c_contiguous or not g.flags.writeable):
+                g = np.array(g, dtype=p.dtype).reshape(p.shape)
+            if std > 0:
+                ops.gaussian_noise_acc(g, key, counter, std, inv)
+                counter += ops.noise_counters(g.size)
             else:
-                g = np.array(g, dtype=p.dtype)
-            g *= p.dtype.type(1.0 / denom)
+                g *= p.dtype.type(inv)
             out[id(p)] = g
         return out
 

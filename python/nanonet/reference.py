@@ -816,13 +816,16 @@ def attention_backward(dout, q, k, v, out, lse, mask=None, causal=False, scale=N
 
 # ---- per-example gradient norms (DP-SGD)
 
-def per_example_matmul_sq_norms(a, d, time_major=False):
+def per_example_matmul_sq_norms(a, d, time_major=False, bias=False):
     a = np.asarray(a, dtype=np.float64)
     d = np.asarray(d, dtype=np.float64)
     if time_major:
         a, d = a.transpose(1, 0, 2), d.transpose(1, 0, 2)
     g = np.einsum("btk,btn->bkn", a, d)  # every example's gradient, materialised
-    return (g * g).sum(axis=(1, 2))
+    out = (g * g).sum(axis=(1, 2))
+    if bias:
+        out += np.square(d.sum(axis=1)).sum(axis=1)  # the bias's gradient sum_t d[b, t]
+    return out
 
 
 def embedding_per_example_sq_norms(ids, dy):
@@ -840,6 +843,56 @@ def embedding_per_example_sq_norms(ids, dy):
 def lstm_backward_dz(dy, cache, dh_n=None, dc_n=None, need_dx=True):
     dx, _, _, _, dh, dc, dzs = _lstm_backward(dy, cache, dh_n, dc_n, need_dx)
     return dx, np.stack(dzs), dh, dc
+
+
+# ---- random: Philox4x32-10 and the Box-Muller noise (twins of ops.philox4x32,
+# ops.gaussian_noise, ops.gaussian_noise_acc; the element layout of cpp/nanonet/random.hpp)
+
+_PHILOX_M = (0xD2511F53, 0xCD9E8D57)
+_PHILOX_W = (0x9E3779B9, 0xBB67AE85)
+_MASK32 = np.uint64(0xFFFFFFFF)
+
+
+def philox4x32(counters, key):
+    x = [c.copy() for c in np.asarray(counters, dtype=np.uint64).reshape(-1, 4).T]
+    k = [int(key) & 0xFFFFFFFF, int(key) >> 32]
+    for _ in range(10):
+        p0 = x[0] * np.uint64(_PHILOX_M[0])  # < 2**64: no wrap
+        p1 = x[2] * np.uint64(_PHILOX_M[1])
+        x = [(p1 >> np.uint64(32)) ^ x[1] ^ np.uint64(k[0]), p1 & _MASK32,
+             (p0 >> np.uint64(32)) ^ x[3] ^ np.uint64(k[1]), p0 & _MASK32]
+        k = [(k[0] + _PHILOX_W[0]) & 0xFFFFFFFF, (k[1] + _PHILOX_W[1]) & 0xFFFFFFFF]
+    return np.stack(x, axis=1).astype(np.uint32)
+
+
+def _standard_normals(n, key, counter):
+    """n standard normals (float64) in the kernel's layout: chunk q of 64 elements from the
+    blocks counter + 16 q + l; element 64 q + 16 m + l from block 16 q + l."""
+    nq = (int(n) + 63) // 64
+    blocks = [int(counter) + j for j in range(16 * nq)]
+    ctr = np.array([[(c >> s) & 0xFFFFFFFF for s in (0, 32, 64, 96)] for c in blocks],
+                   dtype=np.uint64).reshape(-1, 4).astype(np.uint32)
+    w = philox4x32(ctr, key).reshape(nq, 16, 4)
+    # u1 in float32 arithmetic, as the kernel (both products exact, one rounding in the sum)
+    u1 = (w[:, :, 0::2] >> 1).astype(np.float32) * np.float32(2.0 ** -31) + np.float32(2.0 ** -32)
+    u2 = (w[:, :, 1::2] >> 8).astype(np.float64) * 2.0 ** -24
+    r = np.sqrt(-2.0 * np.log(u1.astype(np.float64)))
+    theta = 2.0 * np.pi * u2
+    z = np.empty((nq, 4, 16))
+    z[:, 0], z[:, 1] = r[:, :, 0] * np.cos(theta[:, :, 0]), r[:, :, 0] * np.sin(theta[:, :, 0])
+    z[:, 2], z[:, 3] = r[:, :, 1] * np.cos(theta[:, :, 1]), r[:, :, 1] * np.sin(theta[:, :, 1])
+    return z.reshape(-1)[:n]
+
+
+def gaussian_noise(shape, key, counter=0, std=1.0, dtype=np.float32):
+    n = int(np.prod(shape, dtype=np.int64))
+    return (std * _standard_normals(n, key, counter)).reshape(shape).astype(dtype)
+
+
+def gaussian_noise_acc(out, key, counter, std, scale=1.0):
+    z = _standard_normals(out.size, key, counter).reshape(out.shape)
+    out[...] = scale * (out.astype(np.float64) + std * z)
+    return out
 
 
 # --------------------------------------------------------------------------------------------

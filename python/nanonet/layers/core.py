@@ -166,16 +166,20 @@ class Dense(Layer):
         B = x_shape[0]
         x3 = x2.reshape(B, -1, x2.shape[1])
         dz3 = dz.reshape(B, -1, dz.shape[1])
-        sq = ops.per_example_matmul_sq_norms(x3, dz3).astype(np.float64)
-        if self.use_bias:
-            sq += np.square(dz3.sum(axis=1, dtype=np.float64)).sum(axis=1)
+        sq = ops.per_example_matmul_sq_norms(x3, dz3, bias=self.use_bias)  # kernel + bias
         return dx, sq, (x2, dz, B)
 
     def dp_grads(self, state: Any, scale: bool) -> Any:
         x2, dz, B = state
-        dzs = dz * np.repeat(scale, dz.shape[0] // B)[:, None]
-        dkernel = ops.matmul(x2, dzs, transpose_a=True)
-        return self._trainable_grads([dkernel, dzs.sum(axis=0)] if self.use_bias else [dkernel])
+        s = scale if dz.shape[0] == B else np.repeat(scale, dz.shape[0] // B)
+        if x2.shape[1] < dz.shape[1]:  # scale the narrower operand's rows
+            dkernel = ops.matmul(x2 * s[:, None], dz, transpose_a=True)
+            dbias = s @ dz if self.use_bias else None
+        else:
+            dzs = dz * s[:, None]
+            dkernel = ops.matmul(x2, dzs, transpose_a=True)
+            dbias = dzs.sum(axis=0) if self.use_bias else None
+        return self._trainable_grads([dkernel, dbias] if self.use_bias else [dkernel])
 
     def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "units": self.units, "activation": self.activation,

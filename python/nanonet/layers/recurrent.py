@@ -415,18 +415,22 @@ class LSTM(_Recurrent):
         dx, dz, dh0, dc0 = ops.lstm_backward_dz(dy, cache, dstates[0], dstates[1],
                                                 need_dx=need_dx)
         xh = cache.arrays[0]
-        sq = ops.per_example_matmul_sq_norms(xh, dz, time_major=True).astype(np.float64)
-        if self.use_bias:
-            sq += np.square(dz.sum(axis=0, dtype=np.float64)).sum(axis=1)
+        sq = ops.per_example_matmul_sq_norms(xh, dz, time_major=True, bias=self.use_bias)
         return ([dx, dh0, dc0] if had_state else dx), sq, (xh, dz)
 
     def dp_grads(self, state: Any, scale: bool) -> Any:
         xh, dz = state
-        G = dz.shape[2]
-        dzs = (dz * scale[None, :, None]).reshape(-1, G)
-        dw = ops.matmul(xh.reshape(-1, xh.shape[2]), dzs, transpose_a=True)
+        K, G = xh.shape[2], dz.shape[2]
+        s = scale[None, :, None]
+        if K <= G:  # scale the narrower operand: sum_b s_b xh_b^T dz_b
+            dw = ops.matmul((xh * s).reshape(-1, K), dz.reshape(-1, G), transpose_a=True)
+            db = scale @ dz.sum(axis=0) if self.use_bias else None
+        else:
+            dzs = dz * s
+            dw = ops.matmul(xh.reshape(-1, K), dzs.reshape(-1, G), transpose_a=True)
+            db = dzs.sum(axis=(0, 1)) if self.use_bias else None
         I = self.kernel.shape[0]
-        grads = [dw[:I], dw[I:]] + ([dzs.sum(axis=0)] if self.use_bias else [])
+        grads = [dw[:I], dw[I:]] + ([db] if self.use_bias else [])
         return self._trainable_grads(grads)
 
     def get_config(self) -> dict[str, Any]:
@@ -619,9 +623,7 @@ class SimpleRNN(_Recurrent):
         cache, had_state, dy, dstates = self._output_grads(ctx, dy)
         dx, dz, _, dh0 = ops.simple_rnn_backward_dz(dy, cache, dstates[0], need_dx=need_dx)
         xh = cache.arrays[0]
-        sq = ops.per_example_matmul_sq_norms(xh, dz, time_major=True).astype(np.float64)
-        if self.use_bias:
-            sq += np.square(dz.sum(axis=0, dtype=np.float64)).sum(axis=1)
+        sq = ops.per_example_matmul_sq_norms(xh, dz, time_major=True, bias=self.use_bias)
         return ([dx, dh0] if had_state else dx), sq, (xh, dz)
 
     dp_grads = LSTM.dp_grads
