@@ -376,6 +376,90 @@ void direct_fwd_rows NN_DIRECT_ARGS_T(float) {
 #undef NN_DIRECT_ARGS_T
 #undef NN_DIRECT_ARGS
 
+// dkp[((kh*KW + kw)*C + c) * Fp + f] += sum over the rows [r0, r0 + m) of the input under tap
+// (kh, kw) times dz: g row i (stride ldg, Fp readable columns). Per output row segment, tap and
+// input channel, the pixels whose input column is inside the image ([lo[kw], hi[kw])) are summed
+// into 4 x 2 vector accumulators (4 independent chains per filter vector), then added to dkp.
+template <typename T, int VB>
+NN_CONV_INLINE void direct_dk_body(T* dkp, const T* g, index_t ldg, const T* x, index_t Fp,
+                                   const ConvDims& d, const index_t* lo, const index_t* hi,
+                                   index_t r0, index_t m) {
+  using V = typename VecOf<T, VB>::type;
+  constexpr int NV = VB / int(sizeof(T));
+  RowPos rp(d, r0);
+  for (index_t i = 0; i < m;) {
+    const index_t ow0 = rp.ow, n = std::min(m - i, d.OW - ow0);
+    const T* x_b = x + rp.b * d.H * d.W * d.C;
+    for (index_t kh = 0; kh < d.KH; ++kh) {
+      const index_t ih = rp.oh * d.SH - d.PT + kh * d.DH;
+      if (ih < 0 || ih >= d.H) continue;
+      for (index_t kw = 0; kw < d.KW; ++kw) {
+        const index_t a = std::max(lo[kw], ow0), e = std::min(hi[kw], ow0 + n);
+        if (a >= e) continue;
+        const index_t off = kw * d.DW - d.PL, sx = d.SW * d.C;
+        for (index_t c = 0; c < d.C; ++c) {
+          // x of pixel ow: x_c[ow * sx]; its dz row: g_0 + ow * ldg
+          const T* x_c = x_b + (ih * d.W + off) * d.C + c;
+          const T* g_0 = g + (i - ow0) * ldg;
+          T* dk_t = dkp + ((kh * d.KW + kw) * d.C + c) * Fp;
+          for (index_t f0 = 0; f0 < Fp; f0 += 2 * NV) {
+            V s0[4], s1[4], g0, g1;
+            for (int u = 0; u < 4; ++u) s0[u] = s1[u] = V{};
+            index_t ow = a;
+            for (; ow + 4 <= e; ow += 4)
+              for (int u = 0; u < 4; ++u) {
+                const T xv = x_c[(ow + u) * sx];
+                vload(g0, g_0 + (ow + u) * ldg + f0);
+                vload(g1, g_0 + (ow + u) * ldg + f0 + NV);
+                // dkernel += x * dz
+                s0[u] += xv * g0;
+                s1[u] += xv * g1;
+              }
+            for (; ow < e; ++ow) {
+              const T xv = x_c[ow * sx];
+              vload(g0, g_0 + ow * ldg + f0);
+              vload(g1, g_0 + ow * ldg + f0 + NV);
+              s0[0] += xv * g0;
+              s1[0] += xv * g1;
+            }
+            V t;
+            vload(t, dk_t + f0);
+            t += (s0[0] + s0[1]) + (s0[2] + s0[3]);
+            vstore(dk_t + f0, t);
+            vload(t, dk_t + f0 + NV);
+            t += (s1[0] + s1[1]) + (s1[2] + s1[3]);
+            vstore(dk_t + f0 + NV, t);
+          }
+        }
+      }
+    }
+    i += n;
+    for (index_t j = 0; j < n; ++j) rp.next(d);
+  }
+}
+
+#define NN_DK_ARGS_T(T)                                                                     \
+  (T * dkp, const T* g, index_t ldg, const T* x, index_t Fp, const ConvDims& d,             \
+   const index_t* lo, const index_t* hi, index_t r0, index_t m)
+#define NN_DK_ARGS (dkp, g, ldg, x, Fp, d, lo, hi, r0, m)
+#ifdef NN_TARGET_V4
+NN_TARGET_V4 void direct_dk_v4 NN_DK_ARGS_T(float) { direct_dk_body<float, 64>NN_DK_ARGS; }
+NN_TARGET_V3 void direct_dk_v3 NN_DK_ARGS_T(float) { direct_dk_body<float, 32>NN_DK_ARGS; }
+#endif
+void direct_dk NN_DK_ARGS_T(float) {
+#ifdef NN_TARGET_V4
+  switch (family_isa(Family::vecmath)) {
+    case Isa::avx512: return direct_dk_v4 NN_DK_ARGS;
+    case Isa::avx2: return direct_dk_v3 NN_DK_ARGS;
+    default: break;
+  }
+#endif
+  direct_dk_body<float, 16>NN_DK_ARGS;
+}
+void direct_dk NN_DK_ARGS_T(double) {}  // never called: the direct kernels are float only
+#undef NN_DK_ARGS_T
+#undef NN_DK_ARGS
+
 // The filter block of the direct kernel (2 vectors of the active copy): what Fp pads to.
 inline index_t direct_block() {
 #ifdef NN_TARGET_V4
@@ -388,6 +472,11 @@ inline index_t direct_block() {
 #else
 #define NN_CONV_DIRECT 0
 #endif
+
+template <typename T>
+bool use_direct(const ConvDims& d) {
+  return NN_CONV_DIRECT && sizeof(T) == 4 && d.G == 1 && d.C <= kConvDirectMaxC;
+}
 
 // The direct forward when it applies (float, G == 1, C <= kConvDirectMaxC): y (and z) written,
 // the bias and the elementwise activation applied; false otherwise (nothing written).
@@ -520,11 +609,32 @@ void conv2d_backward(T* dx, T* dkernel, T* dbias, T* /*dz: per-tile buffers inst
   // per-thread tiles: A^T and dz packed for the micro-kernel, dcol, dz; partial sums
   // [dkernel | dbias] of chunks 1.. (chunk 0 writes dkernel and dbias themselves), added in
   // chunk order at the end
-  std::vector<std::vector<T>> abuf(nt, std::vector<T>(size_t(mt * Kp)));
-  std::vector<std::vector<T>> bbuf(nt, std::vector<T>(size_t(mt * Fgp)));
+  const bool direct = use_direct<T>(d);
+  index_t Fp = d.F;
+#if NN_CONV_DIRECT
+  if (direct) Fp = (d.F + direct_block() - 1) / direct_block() * direct_block();
+#endif
+  std::vector<std::vector<T>> abuf(nt, std::vector<T>(direct ? 0 : size_t(mt * Kp)));
+  std::vector<std::vector<T>> bbuf(nt, std::vector<T>(size_t(mt * std::max(Fgp, Fp))));
   std::vector<std::vector<T>> cbuf(nt, std::vector<T>(pointwise || !dx ? 0 : size_t(mt * K)));
   std::vector<std::vector<T>> gbuf(nt, std::vector<T>(linear ? 0 : size_t(mt * d.F)));
   std::vector<T> parts(size_t((nchunks - 1) * (nk + d.F)));
+  // few input channels: dkernel by the direct kernel into a per-thread (K, Fp) sum (Fp: F
+  // padded to the kernel's filter blocks; dz tiles padded alike when F is not a multiple)
+  std::vector<index_t> lo, hi;
+#if NN_CONV_DIRECT
+  if (direct) {
+    for (index_t kw = 0; kw < d.KW; ++kw) {  // pixels whose input column is inside
+      const index_t off = kw * d.DW - d.PL;
+      const index_t a = off >= 0 ? 0 : (-off + d.SW - 1) / d.SW;
+      const index_t last = d.W - 1 - off;  // ow * SW <= last
+      const index_t e = last < 0 ? 0 : last / d.SW + 1;
+      lo.push_back(std::min(a, d.OW));
+      hi.push_back(std::max(std::min(a, d.OW), std::min(e, d.OW)));
+    }
+  }
+#endif
+  std::vector<std::vector<T>> dkbuf(direct ? nt : 0, std::vector<T>(size_t(K * Fp)));
 #pragma omp parallel for schedule(static) num_threads(nt) if (nt > 1)
   for (index_t ch = 0; ch < nchunks; ++ch) {
 #ifdef _OPENMP
@@ -536,6 +646,7 @@ void conv2d_backward(T* dx, T* dkernel, T* dbias, T* /*dz: per-tile buffers inst
     T* db = ch == 0 ? dbias : dk + nk;
     std::fill(dk, dk + nk, T(0));
     std::fill(db, db + d.F, T(0));
+    if (direct) std::fill(dkbuf[tid].begin(), dkbuf[tid].end(), T(0));
     const index_t b0 = d.B * ch / nchunks, b1 = d.B * (ch + 1) / nchunks;
     // this chunk's images of dx (col2im adds into them; a pointwise conv overwrites its rows)
     if (dx && !pointwise)
@@ -562,12 +673,25 @@ void conv2d_backward(T* dx, T* dkernel, T* dbias, T* /*dz: per-tile buffers inst
         T* __restrict db_ = db;
         for (index_t f = 0; f < d.F; ++f) db_[f] += g_r[f];
       }
+#if NN_CONV_DIRECT
+      if (direct) {
+        const T* g_p = g_out;
+        if (Fp != d.F) {  // dz rows padded to whole filter blocks
+          pack_panels(bbuf[tid].data(), Fp, g_out, d.F, m, d.F);
+          g_p = bbuf[tid].data();
+        }
+        direct_dk(dkbuf[tid].data(), g_p, Fp == d.F ? d.F : Fp, x, Fp, d, lo.data(), hi.data(),
+                  r0, m);
+      }
+#endif
       for (index_t g = 0; g < d.G; ++g) {
         const T* g_tile = g_out + g * Fg;
-        // dkernel_g += A_tile^T dz_tile: A^T gathered into MR panels, dz into NR panels
-        gather_panels_t(abuf[tid].data(), uk.mr, x, d, g, r0, m);
-        pack_panels(bbuf[tid].data(), uk.nr, g_tile, d.F, m, Fg);
-        micro_tiles(uk, m, abuf[tid].data(), bbuf[tid].data(), dk + g * Fg, d.F, T(1), K, Fg);
+        if (!direct) {
+          // dkernel_g += A_tile^T dz_tile: A^T gathered into MR panels, dz into NR panels
+          gather_panels_t(abuf[tid].data(), uk.mr, x, d, g, r0, m);
+          pack_panels(bbuf[tid].data(), uk.nr, g_tile, d.F, m, Fg);
+          micro_tiles(uk, m, abuf[tid].data(), bbuf[tid].data(), dk + g * Fg, d.F, T(1), K, Fg);
+        }
         if (!dx) continue;
         if (pointwise) {
           // dx rows = dz_tile kernel^T (nothing else writes them)
@@ -581,6 +705,9 @@ void conv2d_backward(T* dx, T* dkernel, T* dbias, T* /*dz: per-tile buffers inst
         }
       }
     }
+    if (direct)
+      for (index_t k = 0; k < K; ++k)
+        for (index_t f = 0; f < d.F; ++f) dk[k * d.F + f] += dkbuf[tid][size_t(k * Fp + f)];
   }
   for (index_t ch = 1; ch < nchunks; ++ch) {
     const T* part = parts.data() + (ch - 1) * (nk + d.F);
