@@ -107,7 +107,7 @@ def test_conv_gradients_finite_differences(case):
 
 ISAS = ["ref", "avx2", "avx512"]
 
-# The direct kernels (G = 1, C <= 4): filter counts around the register blocks (8 / 16 / 32 float
+# The direct kernels (float, G = 1; the dkernel for C <= 4): filter counts around the register blocks (8 / 16 / 32 float
 # columns a block for baseline / AVX2 / AVX-512, 4 double), rows narrower than the 6-pixel block,
 # edge pixels ('same', strides, dilation), windows wider than the row, 1x1 and 5x5 kernels.
 # (B, H, W, C, F, KH, KW, strides, padding, dilation, groups)
@@ -122,6 +122,9 @@ DIRECT = [
     (3, 4, 20, 2, 31, 1, 1, 1, "valid", 1, 1),     # 1x1 with few channels
     (1, 3, 7, 4, 64, 3, 7, 1, "same", 1, 1),       # window as wide as the row
     (2, 12, 14, 1, 32, 3, 3, 1, "valid", 1, 1),    # the first layer's shape, smaller
+    (2, 9, 10, 17, 33, 3, 3, 2, "same", 1, 1),     # more channels: direct forward, GEMM dkernel
+    (1, 13, 13, 32, 64, 3, 3, 1, "valid", 1, 1),   # the second layer's shape
+    (2, 6, 7, 9, 12, 1, 1, 1, "valid", 1, 1),      # pointwise
 ]
 
 

@@ -20,17 +20,19 @@
 //   and activation run on the tile while it is in cache. A 1x1, stride-1, unpadded, ungrouped
 //   conv reads x as A directly (packed GEMM). No whole-batch im2col buffer is ever made. z,
 //   when not null, receives the pre-activation (needed for activation_needs_input).
-//   Few input channels (G == 1, C <= kConvDirectMaxC, e.g. an image net's first layer): a
-//   direct kernel instead (K = KH*KW*C is too short an inner dimension for the GEMM), register
-//   blocks of 6 output pixels x 2 SIMD vectors of filters, the bias and activation on each
-//   output row in cache; float has AVX-512, AVX2 and baseline copies (vecmath family), double
-//   the baseline one.
+//   float, G == 1: a direct kernel instead (no im2col at all; for few channels K = KH*KW*C is
+//   too short an inner dimension for the GEMM, and for more the gather costs as much as the
+//   multiply when F is small): register blocks of 6 output pixels x 2 SIMD vectors of filters,
+//   per tap and channel 2 kernel vectors loaded and each pixel's input broadcast, the bias and
+//   activation on each output row in cache; AVX-512, AVX2 and baseline copies (vecmath
+//   family). double and grouped convs take the implicit GEMM.
 //
 // Backward (overwrites dx, dkernel, dbias; dz is the reference's (B, OH, OW, F) workspace: the
 // fast backward ignores it, it may be null):
 //   dz = act'(y) dy;  dbias[f] = sum_{b, oh, ow} dz
 //   dkernel_g = A_g^T dz_g   (tile by tile: dz, A^T gathered into MR panels, dz in NR panels
-//                             and dcol live in per-thread tiles, never whole-batch buffers)
+//                             and dcol live in per-thread tiles, never whole-batch buffers;
+//                             float with G == 1, C <= kConvDirectMaxC: a direct kernel)
 //   dcol_g = dz_g kernel_g^T, scattered back (col2im) into dx; dx may be null (not wanted).
 //
 // Threads: the forward splits the row tiles (batch x output tiles, static; the direct kernel:
@@ -58,7 +60,7 @@ struct ConvDims {
 constexpr index_t kConvTileBytes = index_t(96) << 10;  // A tile: fits L2 beside the packed B
 constexpr index_t kConvBwdTileBytes = index_t(192) << 10;  // backward A / dcol tiles, each
 constexpr index_t kConvBwdChunks = 8;  // image chunks of the backward (thread-count independent)
-constexpr index_t kConvDirectMaxC = 4;  // direct (not im2col + GEMM) kernels for C <= this, G = 1
+constexpr index_t kConvDirectMaxC = 4;  // direct dkernel (not im2col + GEMM) for C <= this, G = 1
 
 template <typename T>
 void conv2d_forward(T* y, T* z, const T* x, const T* kernel, const T* bias, const ConvDims& d,
