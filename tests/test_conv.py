@@ -125,6 +125,7 @@ DIRECT = [
     (2, 9, 10, 17, 33, 3, 3, 2, "same", 1, 1),     # more channels: direct forward, GEMM dkernel
     (1, 13, 13, 32, 64, 3, 3, 1, "valid", 1, 1),   # the second layer's shape
     (2, 6, 7, 9, 12, 1, 1, 1, "valid", 1, 1),      # pointwise
+    (1, 6, 7, 64, 40, 3, 3, 1, "same", 1, 1),      # 64 channels: direct on AVX-512 only
 ]
 
 

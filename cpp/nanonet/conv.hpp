@@ -25,7 +25,7 @@
 //   multiply when F is small): register blocks of 6 output pixels x 2 SIMD vectors of filters,
 //   per tap and channel 2 kernel vectors loaded and each pixel's input broadcast, the bias and
 //   activation on each output row in cache; AVX-512, AVX2 and baseline copies (vecmath
-//   family). double and grouped convs take the implicit GEMM.
+//   family). double, grouped convs and, below AVX-512, C >= 64 take the implicit GEMM.
 //
 // Backward (overwrites dx, dkernel, dbias; dz is the reference's (B, OH, OW, F) workspace: the
 // fast backward ignores it, it may be null):
