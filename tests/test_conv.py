@@ -105,22 +105,118 @@ def test_conv_gradients_finite_differences(case):
         assert err < TOL["float64"]["grad_fd"] * 10, (name, err)
 
 
-def test_conv_threads_agree():
-    x, k, b, geo = _inputs(CASES[-1], np.float32)
-    old = nn.get_num_threads()
+ISAS = ["ref", "avx2", "avx512"]
+
+# The direct kernels (float, G = 1; the dkernel for C <= 4): filter counts around the register blocks (8 / 16 / 32 float
+# columns a block for baseline / AVX2 / AVX-512, 4 double), rows narrower than the 6-pixel block,
+# edge pixels ('same', strides, dilation), windows wider than the row, 1x1 and 5x5 kernels.
+# (B, H, W, C, F, KH, KW, strides, padding, dilation, groups)
+DIRECT = [
+    (1, 1, 1, 1, 1, 1, 1, 1, "valid", 1, 1),
+    (2, 5, 4, 1, 5, 3, 3, 1, "same", 1, 1),        # OW = 4 < 6: pixel by pixel
+    (2, 7, 13, 2, 17, 3, 3, 1, "same", 1, 1),      # 17 filters: a partial block
+    (1, 9, 11, 3, 33, 3, 3, 2, "same", 1, 1),      # strides 2, 33 = 32 + 1 filters
+    (2, 10, 15, 4, 40, 3, 3, 1, "valid", 2, 1),    # dilated
+    (1, 6, 19, 1, 8, 5, 5, 1, "same", 1, 1),       # 5x5: two edge pixels a side
+    (1, 8, 9, 3, 16, 2, 3, (2, 1), "same", (1, 1), 1),
+    (3, 4, 20, 2, 31, 1, 1, 1, "valid", 1, 1),     # 1x1 with few channels
+    (1, 3, 7, 4, 64, 3, 7, 1, "same", 1, 1),       # window as wide as the row
+    (2, 12, 14, 1, 32, 3, 3, 1, "valid", 1, 1),    # the first layer's shape, smaller
+    (2, 9, 10, 17, 33, 3, 3, 2, "same", 1, 1),     # more channels: direct forward, GEMM dkernel
+    (1, 13, 13, 32, 64, 3, 3, 1, "valid", 1, 1),   # the second layer's shape
+    (2, 6, 7, 9, 12, 1, 1, 1, "valid", 1, 1),      # pointwise
+    (1, 6, 7, 64, 40, 3, 3, 1, "same", 1, 1),      # 64 channels: direct on AVX-512 only
+]
+
+
+def _available(isa):
+    return ISAS.index(isa) <= ISAS.index(ops.detect_isa())
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("isa", ISAS)
+@pytest.mark.parametrize("case", DIRECT)
+def test_direct_conv_few_channels_every_isa(case, isa, dtype):
+    if not _available(isa):
+        pytest.skip(f"CPU lacks {isa}")
+    x, k, b, geo = _inputs(case, dtype, seed=7)
+    x64, k64, b64 = x.astype(np.float64), k.astype(np.float64), b.astype(np.float64)
+    before = ops.active_isa()
     try:
-        nn.set_num_threads(1)
-        y1 = ops.conv2d_forward(x, k, b, activation="relu", **geo)
-        g1 = ops.conv2d_backward(np.ones_like(y1), x, k, y1, activation="relu", **geo)
-        nn.set_num_threads(2)
-        y2 = ops.conv2d_forward(x, k, b, activation="relu", **geo)
-        g2 = ops.conv2d_backward(np.ones_like(y2), x, k, y2, activation="relu", **geo)
+        ops.set_isa(isa)
+        for act in ("linear", "relu", "silu"):
+            want = reference.conv2d_forward(x64, k64, b64, activation=act, **geo)
+            y, z = ops.conv2d_forward(x, k, b, activation=act, return_z=True, **geo)
+            _close(y, want, dtype)
+            if act == "silu":
+                _close(z, reference.conv2d_forward(x64, k64, b64, **geo), dtype)
+            _close(ops.conv2d_forward(x, k, None, activation=act, **geo),
+                   reference.conv2d_forward(x64, k64, None, activation=act, **geo), dtype)
+            dy = np.random.default_rng(8).standard_normal(y.shape).astype(dtype)
+            zw = reference.conv2d_forward(x64, k64, b64, **geo)
+            wants = reference.conv2d_backward(dy.astype(np.float64), x64, k64, want,
+                                              activation=act, z=zw, **geo)
+            got = ops.conv2d_backward(dy, x, k, y, activation=act, z=z, **geo)
+            for g, w in zip(got, wants):
+                _close(g, w, dtype)
+    finally:
+        ops.set_isa(before)
+
+
+@pytest.mark.parametrize("case", [DIRECT[1], DIRECT[3], DIRECT[4], DIRECT[6]])
+def test_direct_conv_gradients_finite_differences(case):
+    x, k, b, geo = _inputs(case, np.float64, seed=9)
+    act = "tanh"
+    R = np.random.default_rng(10).standard_normal(
+        ops.conv2d_forward(x, k, b, activation=act, **geo).shape)
+
+    def loss(x_, k_, b_):
+        return float(np.sum(ops.conv2d_forward(x_, k_, b_, activation=act, **geo) * R))
+
+    y = ops.conv2d_forward(x, k, b, activation=act, **geo)
+    dx, dk, db = ops.conv2d_backward(R, x, k, y, activation=act, **geo)
+    h = 1e-6
+    for arr, grad, name in ((x, dx, "x"), (k, dk, "kernel"), (b, db, "bias")):
+        num = np.zeros_like(arr)
+        for i in np.ndindex(arr.shape):
+            old = arr[i]
+            arr[i] = old + h
+            up = loss(x, k, b)
+            arr[i] = old - h
+            down = loss(x, k, b)
+            arr[i] = old
+            num[i] = (up - down) / (2 * h)
+        err = np.linalg.norm(num - grad) / max(np.linalg.norm(num), 1e-12)
+        assert err < TOL["float64"]["grad_fd"] * 10, (name, err)
+
+
+# big enough for two threads (over 2 MFLOP): the direct kernel (C = 1), the GEMM path with a
+# fused activation that needs z, a grouped one, a pointwise one
+THREAD_CASES = [(8, 28, 28, 1, 32, 3, 3, 1, "valid", 1, 1),
+                (3, 12, 12, 16, 24, 3, 3, 1, "same", 1, 1),
+                (8, 14, 14, 8, 32, 3, 3, 1, "same", 1, 2),
+                (16, 12, 12, 32, 40, 1, 1, 1, "valid", 1, 1)]
+
+
+@pytest.mark.parametrize("act", ["relu", "silu"])
+@pytest.mark.parametrize("case", THREAD_CASES)
+def test_conv_threads_agree(case, act):
+    x, k, b, geo = _inputs(case, np.float32)
+    dy = np.random.default_rng(2).standard_normal(
+        ops.conv2d_forward(x, k, b, **geo).shape).astype(np.float32)
+    old = nn.get_num_threads()
+    out = []
+    try:
+        for n in (1, 2):
+            nn.set_num_threads(n)
+            y, z = ops.conv2d_forward(x, k, b, activation=act, return_z=True, **geo)
+            out.append((y, *ops.conv2d_backward(dy, x, k, y, activation=act, z=z, **geo)))
     finally:
         nn.set_num_threads(old)
-    np.testing.assert_array_equal(y1, y2)  # the forward does not depend on the thread count
-    np.testing.assert_array_equal(g1[0], g2[0])  # dx: each image on one thread
-    for a, c in zip(g1[1:], g2[1:]):
-        _close(a, c, np.float32)
+    # every result is the same for any thread count: the forward splits output rows, the
+    # backward fixed chunks of images (each with its dx and partial weight gradients)
+    for a, c in zip(*out):
+        np.testing.assert_array_equal(a, c)
 
 
 def test_conv_bad_input():
@@ -154,7 +250,25 @@ def test_conv_bad_input():
 POOLS = [((2, 5, 7, 3), 2, None, "valid"), ((2, 5, 7, 3), 2, None, "same"),
          ((1, 7, 7, 4), 3, 2, "valid"), ((1, 7, 8, 4), 3, 2, "same"), ((3, 6, 6, 2), (2, 3), 1,
                                                                         "same"),
-         ((2, 1, 11, 5), (1, 3), (1, 2), "same"), ((8, 26, 26, 32), 2, None, "valid")]
+         ((2, 1, 11, 5), (1, 3), (1, 2), "same"), ((8, 26, 26, 32), 2, None, "valid"),
+         ((2, 7, 9, 13), 3, 2, "same"), ((1, 6, 6, 8), 2, 1, "valid"),
+         ((2, 5, 5, 24), (2, 3), (2, 2), "same")]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("C", [8, 13, 16])
+def test_max_pool2d_ties_and_nan_take_the_first(C, dtype):
+    # 8-channel register blocks and the channels after them: ties keep the first position, the
+    # first NaN wins (as numpy.argmax in the reference), with and without argmax
+    rng = np.random.default_rng(11)
+    x = rng.integers(0, 3, (2, 6, 7, C)).astype(dtype)
+    x[0, 1, 2, 0] = x[1, 4, 4, C - 1] = x[1, 4, 5, C - 1] = x[0, 0, 0, 5] = np.nan
+    for pool, strides, padding in ((2, None, "valid"), (3, 2, "same"), ((2, 3), 1, "same")):
+        y, am = ops.max_pool2d_forward(x, pool, strides, padding, return_argmax=True)
+        wy, wam = reference.max_pool2d_forward(x, pool, strides, padding, return_argmax=True)
+        np.testing.assert_array_equal(y, wy)
+        np.testing.assert_array_equal(am, wam)
+        np.testing.assert_array_equal(ops.max_pool2d_forward(x, pool, strides, padding), wy)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])

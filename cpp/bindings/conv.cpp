@@ -98,7 +98,8 @@ py::tuple backward_run(bool ref, const ConvDims& d, const py::array& dy, const p
     pdx = mptr<T>(dx);
     dx_obj = dx;
   }
-  std::vector<T> dz(act == Activation::linear ? 0 : size_t(d.B * d.OH * d.OW * d.F));
+  // a whole-batch dz workspace for the reference only (the fast backward works tile by tile)
+  std::vector<T> dz(!ref || act == Activation::linear ? 0 : size_t(d.B * d.OH * d.OW * d.F));
   const T* pyv = y.is_none() ? nullptr : cptr<T>(py::cast<py::array>(y));
   const T* pz = z.is_none() ? nullptr : cptr<T>(py::cast<py::array>(z));
   const T* pdy = cptr<T>(dy);

@@ -3,6 +3,9 @@
 
 #include <algorithm>
 
+#include <cstring>
+#include <type_traits>
+
 namespace nanonet {
 
 namespace {
@@ -219,21 +222,96 @@ inline bool pool_parallel(const Pool2DDims& d) {
 
 }  // namespace
 
+namespace {
+
+// The max of one window over channels [c0, c0 + kPoolChannelBlock), in registers: best (and,
+// when WithArg, the position of the first max) per channel, taken branch-free on GCC vector
+// extensions (this file builds at -O2, whose vectoriser leaves such loops scalar). The position
+// is carried as an S (exact: the caller keeps H*W below 2^24), so the select is all one width.
+// The window is not empty.
+#if defined(__GNUC__) || defined(__clang__)
+template <typename S>
+struct PoolVec {  // 16-byte vectors: GCC lowers wider ones element by element on the baseline
+  typedef S V __attribute__((vector_size(16)));
+  typedef std::conditional_t<sizeof(S) == 4, std::int32_t, std::int64_t> U;
+  typedef U I __attribute__((vector_size(16)));
+  static constexpr index_t n = 16 / sizeof(S);
+  // NaN lanes, by the bits (a float compare of v with itself is lowered lane by lane)
+  static I nan_lanes(const V& v) {
+    const U abs_mask = sizeof(S) == 4 ? U(0x7fffffff) : U(0x7fffffffffffffffLL);
+    const U inf = sizeof(S) == 4 ? U(0x7f800000) : U(0x7ff0000000000000LL);
+    return ((I)v & abs_mask) > inf;
+  }
+};
+
+template <typename S, bool WithArg>
+inline void max_window_block(S* y_p, std::int64_t* a_p, const S* x_b, const Pool2DDims& d,
+                             const Window& w) {
+  using PV = PoolVec<S>;
+  using V = typename PV::V;
+  using I = typename PV::I;
+  constexpr index_t NV = kPoolChannelBlock / PV::n;
+  V best[NV], arg[NV];
+  const S* x_0 = x_b + (w.i0 * d.W + w.j0) * d.C;
+  for (index_t u = 0; u < NV; ++u) {
+    std::memcpy(&best[u], x_0 + u * PV::n, sizeof(V));
+    arg[u] = V{} + S(w.i0 * d.W + w.j0);
+  }
+  for (index_t ih = w.i0; ih < w.i1; ++ih)
+    for (index_t iw = w.j0; iw < w.j1; ++iw) {
+      if (ih == w.i0 && iw == w.j0) continue;
+      const S* x_p = x_b + (ih * d.W + iw) * d.C;
+      const V pos = V{} + S(ih * d.W + iw);
+      for (index_t u = 0; u < NV; ++u) {
+        V v;
+        std::memcpy(&v, x_p + u * PV::n, sizeof v);
+        // max_takes: larger, or the first NaN
+        const I take = (I)(v > best[u]) | (PV::nan_lanes(v) & ~PV::nan_lanes(best[u]));
+        best[u] = (V)(((I)v & take) | ((I)best[u] & ~take));
+        if (WithArg) arg[u] = (V)(((I)pos & take) | ((I)arg[u] & ~take));
+      }
+    }
+  for (index_t u = 0; u < NV; ++u) {
+    std::memcpy(y_p + u * PV::n, &best[u], sizeof(V));
+    if (WithArg)
+      for (index_t j = 0; j < PV::n; ++j) a_p[u * PV::n + j] = std::int64_t(arg[u][j]);
+  }
+}
+#define NN_POOL_BLOCKS 1
+#else
+#define NN_POOL_BLOCKS 0
+#endif
+
+}  // namespace
+
 template <typename S>
 void max_pool2d_forward(S* y, std::int64_t* argmax, const S* x, const Pool2DDims& d) {
 #pragma omp parallel for schedule(static) num_threads(get_num_threads()) if (pool_parallel(d))
   for (index_t row = 0; row < d.B * d.OH; ++row) {
     const index_t b = row / d.OH, oh = row % d.OH;
+    const S* x_b = x + b * d.H * d.W * d.C;
     for (index_t ow = 0; ow < d.OW; ++ow) {
       const Window w = window_of(d, oh, ow);
       S* y_p = y + (row * d.OW + ow) * d.C;
       std::int64_t* a_p = argmax ? argmax + (row * d.OW + ow) * d.C : nullptr;
-      for (index_t c = 0; c < d.C; ++c) {
+      index_t c0 = 0;
+#if NN_POOL_BLOCKS
+      if (w.count() > 0 && d.H * d.W < (index_t(1) << 24)) {
+        // whole channel blocks in registers, the rest below
+        for (; c0 + kPoolChannelBlock <= d.C; c0 += kPoolChannelBlock) {
+          if (a_p)
+            max_window_block<S, true>(y_p + c0, a_p + c0, x_b + c0, d, w);
+          else
+            max_window_block<S, false>(y_p + c0, nullptr, x_b + c0, d, w);
+        }
+      }
+#endif
+      for (index_t c = c0; c < d.C; ++c) {
         S best = S(0);
         std::int64_t arg = -1;
         for (index_t ih = w.i0; ih < w.i1; ++ih)
           for (index_t iw = w.j0; iw < w.j1; ++iw) {
-            const S v = x[((b * d.H + ih) * d.W + iw) * d.C + c];
+            const S v = x_b[(ih * d.W + iw) * d.C + c];
             if (max_takes(v, best, arg)) {
               best = v;
               arg = ih * d.W + iw;

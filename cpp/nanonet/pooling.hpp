@@ -26,6 +26,7 @@
 namespace nanonet {
 
 constexpr index_t kPoolFeatureBlock = 64;
+constexpr index_t kPoolChannelBlock = 8;
 
 template <typename S>
 void global_avg_pool1d_forward(S* y, const S* x, const bool* mask, index_t B, index_t T,
@@ -68,6 +69,8 @@ void global_max_pool1d_backward_ref(S* dx, const S* dy, const std::int64_t* argm
 // avg spreads dy / count over the window.
 // Threads: forward over (b, oh) rows, backward over images b (overlapping windows of one image
 // stay on one thread); no sum depends on the thread count.
+// The max forward works on kPoolChannelBlock channels at a time (branch-free, vectorised), the
+// last C % kPoolChannelBlock channels one by one.
 struct Pool2DDims {
   index_t B, H, W, C, OH, OW, PH, PW, SH, SW, PT, PL;
 };
