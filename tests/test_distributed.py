@@ -186,16 +186,29 @@ def test_an_exception_on_one_rank_aborts_every_rank(tmp_path):
 def test_a_killed_rank_stops_the_others_naming_it(tmp_path):
     """SIGKILL on rank 1 mid-epoch 2: mpiexec stops rank 0 and names the dead pid, which the
     table rank 0 wrote at initialize maps to rank 1; the epoch-1 checkpoint resumes."""
-    t0 = time.monotonic()
-    out = launch(2, [os.path.join(HERE, "mpi_worker.py"), "crash", "kill", str(tmp_path)])
-    text = out.stdout + out.stderr
-    assert out.returncode != 0, text
-    assert time.monotonic() - t0 < 60
-    table = dict(re.findall(r"(\d+): pid (\d+) on", text.split("nanonet.distributed: 2 ranks")[1]
-                            .splitlines()[0]))
-    lost = re.search(r"PID (\d+)", text)
-    assert lost and lost.group(1) == table["1"], text
-    _resume_checkpoint(tmp_path / "ckpt.nnet")
+    # Hydra SIGKILLs rank 0 as soon as it sees rank 1 die, then reports one "BAD TERMINATION"
+    # pid: whichever of the two killed processes its proxy reaps first. On a loaded machine
+    # that is sometimes rank 0 (seen once in CI, under load; 0 of 6 idle runs). Every attempt
+    # must stop non-zero within 60 s and name a pid of the job; one of up to three attempts
+    # must name rank 1's.
+    named = []
+    for attempt in range(3):
+        run_dir = tmp_path / f"attempt{attempt}"
+        run_dir.mkdir()
+        t0 = time.monotonic()
+        out = launch(2, [os.path.join(HERE, "mpi_worker.py"), "crash", "kill", str(run_dir)])
+        text = out.stdout + out.stderr
+        assert out.returncode != 0, text
+        assert time.monotonic() - t0 < 60
+        table = dict(re.findall(r"(\d+): pid (\d+) on",
+                                text.split("nanonet.distributed: 2 ranks")[1].splitlines()[0]))
+        lost = re.search(r"PID (\d+)", text)
+        assert lost and lost.group(1) in table.values(), text
+        named.append(lost.group(1) == table["1"])
+        if named[-1]:
+            break
+    assert named[-1], f"mpiexec never named rank 1 in {len(named)} attempts:\n{text}"
+    _resume_checkpoint(run_dir / "ckpt.nnet")
 
 
 @needs_mpi
