@@ -632,8 +632,27 @@ class SimpleRNN(_Recurrent):
 _MERGE_MODES = ("concat", "sum", "mul", "ave", None)
 
 
+# kLstmParallelFlops (cpp/nanonet/lstm.hpp): below it a direction's kernels run on one thread,
+# so running the two directions at once gains nothing over running them in order.
+_PAIR_MIN_FLOPS = 1.2e8
+
+
 def _in_order(first, second):
     return first(), second()
+
+
+def _directions_at_once(fw, bw, x, training) -> bool:
+    """Whether Bidirectional runs its directions through ops.run_pair: one direction's forward
+    (2 B T (I + H) G flops) is at least _PAIR_MIN_FLOPS, and no dropout draws from the shared
+    generator during training (the order of its draws must not vary)."""
+    if fw.kernel is None:
+        return False
+    I, G = fw.kernel.shape
+    B, T = np.shape(x)[:2]
+    if 2.0 * B * T * (I + fw.units) * G < _PAIR_MIN_FLOPS:
+        return False
+    return not (training and any((s.dropout or s.recurrent_dropout) and s._generator is None
+                                 for s in (fw, bw)))
 
 
 def _removeprefix(name, prefix):
@@ -806,12 +825,7 @@ class Bidirectional(_StateInputs, Layer):
                 mask = mask[0]
         else:
             f_in = b_in = inputs
-        # Both at once (ops.run_pair) above kLstmParallelFlops (lstm.hpp) unless dropout draws
-        # from the shared generator (its order must not vary).
-        k = (0, 0) if fw.kernel is None else fw.kernel.shape
-        pair = 2.0 * np.prod(np.shape(f_in[0] if had_state else f_in)[:2]) * (k[0] + fw.units) \
-            * k[1] >= 1.2e8 and not (training and any(
-                (s.dropout or s.recurrent_dropout) and s._generator is None for s in (fw, bw)))
+        pair = _directions_at_once(fw, bw, f_in[0] if had_state else f_in, training)
         (yf, ctx_f), (yb, ctx_b) = (ops.run_pair if pair else _in_order)(
             lambda: fw.forward(f_in, training=training, mask=mask),
             lambda: bw.forward(b_in, training=training, mask=mask))
