@@ -108,7 +108,8 @@ def test_conv_gradients_finite_differences(case):
 ISAS = ["ref", "avx2", "avx512"]
 
 # The direct kernels (float, G = 1; the dkernel for C <= 4): filter counts around the register blocks (8 / 16 / 32 float
-# columns a block for baseline / AVX2 / AVX-512, 4 double), rows narrower than the 6-pixel block,
+# columns a block for baseline / AVX2 / AVX-512, 4 double; a last block of one vector or less
+# takes 12 pixels), rows narrower than the 6-pixel block,
 # edge pixels ('same', strides, dilation), windows wider than the row, 1x1 and 5x5 kernels.
 # (B, H, W, C, F, KH, KW, strides, padding, dilation, groups)
 DIRECT = [
@@ -126,6 +127,10 @@ DIRECT = [
     (1, 13, 13, 32, 64, 3, 3, 1, "valid", 1, 1),   # the second layer's shape
     (2, 6, 7, 9, 12, 1, 1, 1, "valid", 1, 1),      # pointwise
     (1, 6, 7, 64, 40, 3, 3, 1, "same", 1, 1),      # 64 channels: direct on AVX-512 only
+    # a last block of at most one vector: 1 vector x 12 pixels, then 6-pixel blocks
+    (2, 8, 28, 3, 16, 3, 3, 1, "same", 1, 1),      # 26 interior columns: 12 + 12 + 6 shifted
+    (1, 7, 13, 5, 48, 3, 3, 1, "valid", 1, 1),     # 48 = 32 + 16; 11 columns: 6 + 6 shifted
+    (1, 5, 16, 2, 8, 3, 3, 1, "same", 1, 1),       # 8 filters (a vector under AVX2); 14: 12 + 6
 ]
 
 

@@ -252,7 +252,12 @@ NN_CONV_INLINE void vstore(T* p, const V& v) {
   std::memcpy(p, &v, sizeof v);
 }
 
-constexpr int kDirectPixels = 6;  // NP: pixels per register block (NF = 2: 12 accumulators)
+// Register blocks: NP pixels x NF filter vectors, 12 accumulators either way. Two vectors of
+// filters by 6 pixels while at least two vectors' worth remain; a last block of at most one
+// vector (F = 16 under AVX-512, 8 under AVX2) takes one vector by 12 pixels, so it computes no
+// padding lanes.
+constexpr int kDirectPixels = 6;
+constexpr int kDirectPixelsOneVector = 12;
 
 // Columns [lo, hi) of output pixels whose whole window row lies inside the image.
 inline void interior_cols(const ConvDims& d, index_t& lo, index_t& hi) {
@@ -309,24 +314,29 @@ NN_CONV_INLINE void direct_fwd_block(T* y_p, const T* x_b, const T* k_f, index_t
 }
 
 // Output rows [row0, row1) (flat over b, oh), then bias and activation on each row in cache.
-template <typename T, int VB, int NF>
+template <typename T, int VB, int NF, int NP>
 NN_CONV_INLINE void direct_fwd_row(T* y_r, const T* x_b, const T* k_f, index_t Fp,
                                    const ConvDims& d, index_t oh, index_t nf, index_t lo,
                                    index_t hi) {
-  constexpr int NP = kDirectPixels;
   for (index_t ow = 0; ow < lo; ++ow)
     direct_fwd_block<T, VB, 1, NF, true>(y_r + ow * d.F, x_b, k_f, Fp, d, oh, ow, nf);
-  if (hi - lo >= NP) {
-    for (index_t ow = lo;; ow += NP) {
-      const index_t o = std::min(ow, hi - NP);  // the last block shifted left
-      direct_fwd_block<T, VB, NP, NF, false>(y_r + o * d.F, x_b, k_f, Fp, d, oh, o, nf);
-      if (o == hi - NP) break;
+  // whole blocks of NP, then the rest in blocks of kDirectPixels, the last one shifted left
+  // (pixels computed twice, same values); one pixel at a time only for a row narrower than that
+  constexpr int NS = kDirectPixels;
+  index_t ow = lo;
+  for (; ow + NP <= hi; ow += NP)
+    direct_fwd_block<T, VB, NP, NF, false>(y_r + ow * d.F, x_b, k_f, Fp, d, oh, ow, nf);
+  if (ow < hi && hi - lo >= NS) {
+    for (;; ow += NS) {
+      const index_t o = std::min(ow, hi - NS);
+      direct_fwd_block<T, VB, NS, NF, false>(y_r + o * d.F, x_b, k_f, Fp, d, oh, o, nf);
+      if (o == hi - NS) break;
     }
   } else {
-    for (index_t ow = lo; ow < hi; ++ow)
+    for (; ow < hi; ++ow)
       direct_fwd_block<T, VB, 1, NF, true>(y_r + ow * d.F, x_b, k_f, Fp, d, oh, ow, nf);
   }
-  for (index_t ow = hi; ow < d.OW; ++ow)
+  for (ow = hi; ow < d.OW; ++ow)
     direct_fwd_block<T, VB, 1, NF, true>(y_r + ow * d.F, x_b, k_f, Fp, d, oh, ow, nf);
 }
 
@@ -341,11 +351,16 @@ NN_CONV_INLINE void direct_fwd_rows_body(T* y, T* z, const T* x, const T* kp, in
     const index_t b = row / d.OH, oh = row % d.OH;
     const T* x_b = x + b * d.H * d.W * d.C;
     T* y_r = y + row * d.OW * d.F;
-    // whole blocks of 2 vectors (a last partial block computes its padding lanes and stores
-    // only nf of them: one copy of the code, not one per block width)
-    for (index_t f0 = 0; f0 < d.F; f0 += 2 * NV)
-      direct_fwd_row<T, VB, 2>(y_r + f0, x_b, kp + f0, Fp, d, oh,
-                               std::min<index_t>(2 * NV, d.F - f0), lo, hi);
+    // blocks of 2 vectors; a last partial one of more than a vector computes its padding lanes
+    // and stores only nf of them, one of at most a vector takes the 1-vector x 12-pixel block
+    for (index_t f0 = 0; f0 < d.F; f0 += 2 * NV) {
+      if (d.F - f0 > NV)
+        direct_fwd_row<T, VB, 2, kDirectPixels>(y_r + f0, x_b, kp + f0, Fp, d, oh,
+                                                std::min<index_t>(2 * NV, d.F - f0), lo, hi);
+      else
+        direct_fwd_row<T, VB, 1, kDirectPixelsOneVector>(y_r + f0, x_b, kp + f0, Fp, d, oh,
+                                                         d.F - f0, lo, hi);
+    }
     bias_activation_block(y_r, d.F, d.OW, d.F, bias, epi_act, z ? z + row * d.OW * d.F : nullptr,
                           d.F);
   }
