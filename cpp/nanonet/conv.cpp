@@ -282,6 +282,22 @@ NN_CONV_INLINE void direct_fwd_block(T* y_p, const T* x_b, const T* k_f, index_t
     const index_t ih = oh * d.SH - d.PT + kh * d.DH;
     if (ih < 0 || ih >= d.H) continue;
     const T* x_h = x_b + ih * d.W * d.C;
+    if (!Check && d.DW == 1) {
+      // undilated rows: the (kw, c) pairs of a window row are contiguous in the image row and
+      // in the kernel, so one loop of KW * C (3 trips, not 3 loops of 1, for the first layer)
+      const T* x_q = x_h + (ow0 * d.SW - d.PL) * d.C;
+      const T* k_q = k_f + kh * d.KW * d.C * Fp;
+      const index_t sp = d.SW * d.C;
+      for (index_t q = 0; q < d.KW * d.C; ++q) {
+        V kv[NF];
+        for (int j = 0; j < NF; ++j) vload(kv[j], k_q + q * Fp + j * NV);
+        for (int p = 0; p < NPX; ++p) {
+          const T xv = x_q[p * sp + q];
+          for (int j = 0; j < NF; ++j) acc[p][j] += xv * kv[j];
+        }
+      }
+      continue;
+    }
     for (index_t kw = 0; kw < d.KW; ++kw) {
       const index_t iw0 = ow0 * d.SW - d.PL + kw * d.DW;
       const T* k_t = k_f + (kh * d.KW + kw) * d.C * Fp;
