@@ -59,15 +59,16 @@ def test_every_available_microkernel(isa, dtype):
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_gemm_alpha_beta_in_place(dtype):
+@pytest.mark.parametrize("m,n,k", [(19, 29, 23), (37, 70, 300)])  # edge tiles; full 12x32 tiles
+def test_gemm_alpha_beta_in_place(dtype, m, n, k):
     rng = np.random.default_rng(1)
-    a = rng.standard_normal((19, 23)).astype(dtype)
-    b = rng.standard_normal((23, 29)).astype(dtype)
-    c = rng.standard_normal((19, 29)).astype(dtype)
+    a = rng.standard_normal((m, k)).astype(dtype)
+    b = rng.standard_normal((k, n)).astype(dtype)
+    c = rng.standard_normal((m, n)).astype(dtype)
     want = reference.gemm(a, b, c.copy(), alpha=0.5, beta=-2.0)
     out = ops.gemm(a, b, c, alpha=0.5, beta=-2.0)
     assert out is c
-    _close(c, want, dtype, 23)
+    _close(c, want, dtype, k)
 
 
 def test_beta_zero_never_reads_c():
