@@ -127,6 +127,9 @@ DIRECT = [
     (1, 13, 13, 32, 64, 3, 3, 1, "valid", 1, 1),   # the second layer's shape
     (2, 6, 7, 9, 12, 1, 1, 1, "valid", 1, 1),      # pointwise
     (1, 6, 7, 64, 40, 3, 3, 1, "same", 1, 1),      # 64 channels: direct on AVX-512 only
+    (1, 5, 28, 8, 96, 3, 3, 1, "same", 1, 1),      # AVX-512: a 4-vector x 6 and a 2 x 12 block
+    (1, 4, 17, 5, 80, 3, 3, 1, "valid", 1, 1),     # 4 x 6, then 1 vector x 12 for the last 16
+    (2, 3, 25, 3, 50, 3, 3, 1, "same", 1, 1),      # 2 x 12 blocks, the second partial (18)
     # a last block of at most one vector: 1 vector x 12 pixels, then 6-pixel blocks
     (2, 8, 28, 3, 16, 3, 3, 1, "same", 1, 1),      # 26 interior columns: 12 + 12 + 6 shifted
     (1, 7, 13, 5, 48, 3, 3, 1, "valid", 1, 1),     # 48 = 32 + 16; 11 columns: 6 + 6 shifted

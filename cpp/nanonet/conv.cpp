@@ -252,12 +252,16 @@ NN_CONV_INLINE void vstore(T* p, const V& v) {
   std::memcpy(p, &v, sizeof v);
 }
 
-// Register blocks: NP pixels x NF filter vectors, 12 accumulators either way. Two vectors of
-// filters by 6 pixels while at least two vectors' worth remain; a last block of at most one
-// vector (F = 16 under AVX-512, 8 under AVX2) takes one vector by 12 pixels, so it computes no
-// padding lanes.
+// Register blocks: NP pixels x NF filter vectors, 12 accumulators (16 vector registers: AVX2,
+// SSE). Two vectors of filters by 6 pixels while at least two vectors' worth remain; a last
+// block of at most one vector (F = 16 under AVX-512, 8 under AVX2) takes one vector by 12
+// pixels, so it computes no padding lanes. With 32 registers (AVX-512) the blocks are twice as
+// large, see direct_fwd_rows_body: half the loads per multiply-add (1.2-1.9x on 32-128
+// channels on the Intel VM, RESULTS.md).
 constexpr int kDirectPixels = 6;
 constexpr int kDirectPixelsOneVector = 12;
+template <int VB>
+constexpr bool kWideRegisters = VB == 64;
 
 // Columns [lo, hi) of output pixels whose whole window row lies inside the image.
 inline void interior_cols(const ConvDims& d, index_t& lo, index_t& hi) {
@@ -368,14 +372,24 @@ NN_CONV_INLINE void direct_fwd_rows_body(T* y, T* z, const T* x, const T* kp, in
     const T* x_b = x + b * d.H * d.W * d.C;
     T* y_r = y + row * d.OW * d.F;
     // blocks of 2 vectors; a last partial one of more than a vector computes its padding lanes
-    // and stores only nf of them, one of at most a vector takes the 1-vector x 12-pixel block
-    for (index_t f0 = 0; f0 < d.F; f0 += 2 * NV) {
-      if (d.F - f0 > NV)
-        direct_fwd_row<T, VB, 2, kDirectPixels>(y_r + f0, x_b, kp + f0, Fp, d, oh,
-                                                std::min<index_t>(2 * NV, d.F - f0), lo, hi);
-      else
-        direct_fwd_row<T, VB, 1, kDirectPixelsOneVector>(y_r + f0, x_b, kp + f0, Fp, d, oh,
-                                                         d.F - f0, lo, hi);
+    // and stores only nf of them, one of at most a vector takes the 1-vector x 12-pixel block.
+    // With AVX-512's 32 registers the blocks hold 24 accumulators: 4 vectors x 6 pixels while 4
+    // vectors' worth of filters remain, else 2 vectors x 12 pixels.
+    for (index_t f0 = 0; f0 < d.F;) {
+      const index_t rest = d.F - f0;
+      if (kWideRegisters<VB> && rest >= 4 * NV) {
+        direct_fwd_row<T, VB, 4, kDirectPixels>(y_r + f0, x_b, kp + f0, Fp, d, oh, 4 * NV, lo,
+                                                hi);
+        f0 += 4 * NV;
+      } else if (rest > NV) {
+        direct_fwd_row<T, VB, 2, kWideRegisters<VB> ? kDirectPixelsOneVector : kDirectPixels>(
+            y_r + f0, x_b, kp + f0, Fp, d, oh, std::min<index_t>(2 * NV, rest), lo, hi);
+        f0 += 2 * NV;
+      } else {
+        direct_fwd_row<T, VB, 1, kDirectPixelsOneVector>(y_r + f0, x_b, kp + f0, Fp, d, oh, rest,
+                                                         lo, hi);
+        f0 += NV;
+      }
     }
     bias_activation_block(y_r, d.F, d.OW, d.F, bias, epi_act, z ? z + row * d.OW * d.F : nullptr,
                           d.F);
