@@ -331,9 +331,16 @@ void max_pool2d_backward(S* dx, const S* dy, const std::int64_t* argmax, const P
   for (index_t b = 0; b < d.B; ++b) {
     S* dx_b = dx + b * img;
     std::fill(dx_b, dx_b + img, S(0));
-    for (index_t i = 0; i < out; ++i) {
-      const std::int64_t a = argmax[b * out + i];
-      if (a >= 0) dx_b[a * d.C + i % d.C] += dy[b * out + i];
+    // pixel by pixel, channel inner: no division per element (i % C was a third of this loop)
+    const std::int64_t* a_b = argmax + b * out;
+    const S* dy_b = dy + b * out;
+    for (index_t p = 0; p < d.OH * d.OW; ++p) {
+      const std::int64_t* a_p = a_b + p * d.C;
+      const S* dy_p = dy_b + p * d.C;
+      for (index_t c = 0; c < d.C; ++c) {
+        const std::int64_t a = a_p[c];
+        if (a >= 0) dx_b[a * d.C + c] += dy_p[c];
+      }
     }
   }
 }
