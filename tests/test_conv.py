@@ -264,13 +264,16 @@ POOLS = [((2, 5, 7, 3), 2, None, "valid"), ((2, 5, 7, 3), 2, None, "same"),
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("C", [8, 13, 16])
+@pytest.mark.parametrize("C", [8, 13, 16, 50])
 def test_max_pool2d_ties_and_nan_take_the_first(C, dtype):
-    # 8-channel register blocks and the channels after them: ties keep the first position, the
-    # first NaN wins (as numpy.argmax in the reference), with and without argmax
+    # register blocks (8 channels; float under AVX-512: 32, then 16) and the channels after
+    # them: ties keep the first position, the first NaN wins (as numpy.argmax in the
+    # reference), with and without argmax
     rng = np.random.default_rng(11)
     x = rng.integers(0, 3, (2, 6, 7, C)).astype(dtype)
     x[0, 1, 2, 0] = x[1, 4, 4, C - 1] = x[1, 4, 5, C - 1] = x[0, 0, 0, 5] = np.nan
+    if C > 40:  # NaNs in the 16-channel block and the tail, a NaN that meets a later NaN
+        x[0, 2, 2, 33] = x[0, 2, 3, 33] = x[1, 0, 1, 47] = x[1, 3, 3, 49] = np.nan
     for pool, strides, padding in ((2, None, "valid"), (3, 2, "same"), ((2, 3), 1, "same")):
         y, am = ops.max_pool2d_forward(x, pool, strides, padding, return_argmax=True)
         wy, wam = reference.max_pool2d_forward(x, pool, strides, padding, return_argmax=True)

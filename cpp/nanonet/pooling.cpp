@@ -1,9 +1,13 @@
 // Global average / max pooling over time; the contract is in pooling.hpp.
 #include "nanonet/pooling.hpp"
+#include "nanonet/vecmath.hpp"
 
 #include <algorithm>
 
 #include <cstring>
+#if defined(__x86_64__) || defined(_M_X64)
+#include <immintrin.h>
+#endif
 #include <type_traits>
 
 namespace nanonet {
@@ -230,27 +234,30 @@ namespace {
 // is carried as an S (exact: the caller keeps H*W below 2^24), so the select is all one width.
 // The window is not empty.
 #if defined(__GNUC__) || defined(__clang__)
-template <typename S>
-struct PoolVec {  // 16-byte vectors: GCC lowers wider ones element by element on the baseline
-  typedef S V __attribute__((vector_size(16)));
+template <typename S, int VB = 16>
+struct PoolVec {  // 16-byte vectors on the baseline (GCC lowers wider ones element by element
+                  // there); 64 in the AVX-512 copy of the row loop below
+  typedef S V __attribute__((vector_size(VB)));
   typedef std::conditional_t<sizeof(S) == 4, std::int32_t, std::int64_t> U;
-  typedef U I __attribute__((vector_size(16)));
-  static constexpr index_t n = 16 / sizeof(S);
+  typedef U I __attribute__((vector_size(VB)));
+  static constexpr index_t n = VB / sizeof(S);
   // NaN lanes, by the bits (a float compare of v with itself is lowered lane by lane)
-  static I nan_lanes(const V& v) {
+  static inline __attribute__((always_inline)) I nan_lanes(const V& v) {
     const U abs_mask = sizeof(S) == 4 ? U(0x7fffffff) : U(0x7fffffffffffffffLL);
     const U inf = sizeof(S) == 4 ? U(0x7f800000) : U(0x7ff0000000000000LL);
     return ((I)v & abs_mask) > inf;
   }
 };
 
-template <typename S, bool WithArg>
-inline void max_window_block(S* y_p, std::int64_t* a_p, const S* x_b, const Pool2DDims& d,
-                             const Window& w) {
-  using PV = PoolVec<S>;
+template <typename S, bool WithArg, int VB, index_t CB>
+inline __attribute__((always_inline)) void max_window_block(S* y_p, std::int64_t* a_p,
+                                                            const S* x_b, const Pool2DDims& d,
+                                                            const Window& w) {
+  using PV = PoolVec<S, VB>;
   using V = typename PV::V;
   using I = typename PV::I;
-  constexpr index_t NV = kPoolChannelBlock / PV::n;
+  constexpr index_t NV = CB / PV::n;
+  static_assert(NV >= 1 && CB % PV::n == 0, "whole vectors per channel block");
   V best[NV], arg[NV];
   const S* x_0 = x_b + (w.i0 * d.W + w.j0) * d.C;
   for (index_t u = 0; u < NV; ++u) {
@@ -284,44 +291,152 @@ inline void max_window_block(S* y_p, std::int64_t* a_p, const S* x_b, const Pool
 
 }  // namespace
 
-template <typename S>
-void max_pool2d_forward(S* y, std::int64_t* argmax, const S* x, const Pool2DDims& d) {
-#pragma omp parallel for schedule(static) num_threads(get_num_threads()) if (pool_parallel(d))
-  for (index_t row = 0; row < d.B * d.OH; ++row) {
-    const index_t b = row / d.OH, oh = row % d.OH;
-    const S* x_b = x + b * d.H * d.W * d.C;
-    for (index_t ow = 0; ow < d.OW; ++ow) {
-      const Window w = window_of(d, oh, ow);
-      S* y_p = y + (row * d.OW + ow) * d.C;
-      std::int64_t* a_p = argmax ? argmax + (row * d.OW + ow) * d.C : nullptr;
-      index_t c0 = 0;
+namespace {
+
+// One output row (image b, row oh) of max pooling: channel blocks of CB in registers (VB-byte
+// vectors), the rest channel by channel.
+template <typename S, int VB, index_t CB>
+inline __attribute__((always_inline)) void max_pool_row(S* y, std::int64_t* argmax, const S* x,
+                                                        const Pool2DDims& d, index_t row) {
+  const index_t b = row / d.OH, oh = row % d.OH;
+  const S* x_b = x + b * d.H * d.W * d.C;
+  for (index_t ow = 0; ow < d.OW; ++ow) {
+    const Window w = window_of(d, oh, ow);
+    S* y_p = y + (row * d.OW + ow) * d.C;
+    std::int64_t* a_p = argmax ? argmax + (row * d.OW + ow) * d.C : nullptr;
+    index_t c0 = 0;
 #if NN_POOL_BLOCKS
-      if (w.count() > 0 && d.H * d.W < (index_t(1) << 24)) {
-        // whole channel blocks in registers, the rest below
-        for (; c0 + kPoolChannelBlock <= d.C; c0 += kPoolChannelBlock) {
-          if (a_p)
-            max_window_block<S, true>(y_p + c0, a_p + c0, x_b + c0, d, w);
-          else
-            max_window_block<S, false>(y_p + c0, nullptr, x_b + c0, d, w);
-        }
-      }
-#endif
-      for (index_t c = c0; c < d.C; ++c) {
-        S best = S(0);
-        std::int64_t arg = -1;
-        for (index_t ih = w.i0; ih < w.i1; ++ih)
-          for (index_t iw = w.j0; iw < w.j1; ++iw) {
-            const S v = x_b[(ih * d.W + iw) * d.C + c];
-            if (max_takes(v, best, arg)) {
-              best = v;
-              arg = ih * d.W + iw;
-            }
-          }
-        y_p[c] = best;
-        if (a_p) a_p[c] = arg;
+    if (w.count() > 0 && d.H * d.W < (index_t(1) << 24)) {
+      // whole channel blocks in registers, the rest below
+      for (; c0 + CB <= d.C; c0 += CB) {
+        if (a_p)
+          max_window_block<S, true, VB, CB>(y_p + c0, a_p + c0, x_b + c0, d, w);
+        else
+          max_window_block<S, false, VB, CB>(y_p + c0, nullptr, x_b + c0, d, w);
       }
     }
+#endif
+    for (index_t c = c0; c < d.C; ++c) {
+      S best = S(0);
+      std::int64_t arg = -1;
+      for (index_t ih = w.i0; ih < w.i1; ++ih)
+        for (index_t iw = w.j0; iw < w.j1; ++iw) {
+          const S v = x_b[(ih * d.W + iw) * d.C + c];
+          if (max_takes(v, best, arg)) {
+            best = v;
+            arg = ih * d.W + iw;
+          }
+        }
+      y_p[c] = best;
+      if (a_p) a_p[c] = arg;
+    }
   }
+}
+
+template <typename S>
+void max_pool_rows(S* y, std::int64_t* argmax, const S* x, const Pool2DDims& d, index_t row) {
+  max_pool_row<S, 16, kPoolChannelBlock>(y, argmax, x, d, row);
+}
+
+#if NN_POOL_BLOCKS && defined(NN_TARGET_V4)
+// float under AVX-512, in intrinsics (GCC's vector extensions lowered the NaN test of 64-byte
+// vectors lane by lane): a block of CB channels, 16 a vector, the same rule as the block above
+// (larger, or the first NaN), the position kept as int32 and widened on the store.
+template <bool WithArg, index_t CB>
+NN_TARGET_V4 inline __attribute__((always_inline)) void max_window_block_v4(
+    float* y_p, std::int64_t* a_p, const float* x_b, const Pool2DDims& d, const Window& w) {
+  constexpr index_t NV = CB / 16;
+  __m512 best[NV];
+  __m512i arg[NV];
+  const index_t p0 = w.i0 * d.W + w.j0;
+  for (index_t u = 0; u < NV; ++u) {
+    best[u] = _mm512_loadu_ps(x_b + p0 * d.C + u * 16);
+    arg[u] = _mm512_set1_epi32(int(p0));
+  }
+  for (index_t ih = w.i0; ih < w.i1; ++ih)
+    for (index_t iw = w.j0; iw < w.j1; ++iw) {
+      const index_t p = ih * d.W + iw;
+      if (p == p0) continue;
+      const __m512i pos = _mm512_set1_epi32(int(p));
+      for (index_t u = 0; u < NV; ++u) {
+        const __m512 v = _mm512_loadu_ps(x_b + p * d.C + u * 16);
+        const __mmask16 take =
+            _mm512_cmp_ps_mask(v, best[u], _CMP_GT_OQ) |
+            (_mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q) & ~_mm512_cmp_ps_mask(best[u], best[u], _CMP_UNORD_Q));
+        best[u] = _mm512_mask_mov_ps(best[u], take, v);
+        if (WithArg) arg[u] = _mm512_mask_mov_epi32(arg[u], take, pos);
+      }
+    }
+  for (index_t u = 0; u < NV; ++u) {
+    _mm512_storeu_ps(y_p + u * 16, best[u]);
+    if (WithArg) {
+      _mm512_storeu_si512(a_p + u * 16, _mm512_cvtepi32_epi64(_mm512_castsi512_si256(arg[u])));
+      _mm512_storeu_si512(a_p + u * 16 + 8,
+                          _mm512_cvtepi32_epi64(_mm512_extracti64x4_epi64(arg[u], 1)));
+    }
+  }
+}
+
+// the row loop of max_pool_row with 32-channel blocks, then 16, then channel by channel
+NN_TARGET_V4 void max_pool_rows_v4(float* y, std::int64_t* argmax, const float* x,
+                                   const Pool2DDims& d, index_t row) {
+  const index_t b = row / d.OH, oh = row % d.OH;
+  const float* x_b = x + b * d.H * d.W * d.C;
+  for (index_t ow = 0; ow < d.OW; ++ow) {
+    const Window w = window_of(d, oh, ow);
+    float* y_p = y + (row * d.OW + ow) * d.C;
+    std::int64_t* a_p = argmax ? argmax + (row * d.OW + ow) * d.C : nullptr;
+    index_t c0 = 0;
+    if (w.count() > 0) {
+      for (; c0 + 32 <= d.C; c0 += 32) {
+        if (a_p)
+          max_window_block_v4<true, 32>(y_p + c0, a_p + c0, x_b + c0, d, w);
+        else
+          max_window_block_v4<false, 32>(y_p + c0, nullptr, x_b + c0, d, w);
+      }
+      for (; c0 + 16 <= d.C; c0 += 16) {
+        if (a_p)
+          max_window_block_v4<true, 16>(y_p + c0, a_p + c0, x_b + c0, d, w);
+        else
+          max_window_block_v4<false, 16>(y_p + c0, nullptr, x_b + c0, d, w);
+      }
+    }
+    for (index_t c = c0; c < d.C; ++c) {
+      float best = 0.0f;
+      std::int64_t arg = -1;
+      for (index_t ih = w.i0; ih < w.i1; ++ih)
+        for (index_t iw = w.j0; iw < w.j1; ++iw) {
+          const float v = x_b[(ih * d.W + iw) * d.C + c];
+          if (max_takes(v, best, arg)) {
+            best = v;
+            arg = ih * d.W + iw;
+          }
+        }
+      y_p[c] = best;
+      if (a_p) a_p[c] = arg;
+    }
+  }
+}
+#endif
+
+template <typename S>
+void max_pool_row_dispatch(S* y, std::int64_t* argmax, const S* x, const Pool2DDims& d,
+                           index_t row, bool wide) {
+#if NN_POOL_BLOCKS && defined(NN_TARGET_V4)
+  if constexpr (std::is_same_v<S, float>) {
+    if (wide && d.H * d.W < (index_t(1) << 31)) return max_pool_rows_v4(y, argmax, x, d, row);
+  }
+#endif
+  max_pool_rows(y, argmax, x, d, row);
+}
+
+}  // namespace
+
+template <typename S>
+void max_pool2d_forward(S* y, std::int64_t* argmax, const S* x, const Pool2DDims& d) {
+  const bool wide = family_isa(Family::vecmath) == Isa::avx512;
+#pragma omp parallel for schedule(static) num_threads(get_num_threads()) if (pool_parallel(d))
+  for (index_t row = 0; row < d.B * d.OH; ++row) max_pool_row_dispatch(y, argmax, x, d, row, wide);
 }
 
 template <typename S>
