@@ -234,30 +234,27 @@ namespace {
 // is carried as an S (exact: the caller keeps H*W below 2^24), so the select is all one width.
 // The window is not empty.
 #if defined(__GNUC__) || defined(__clang__)
-template <typename S, int VB = 16>
-struct PoolVec {  // 16-byte vectors on the baseline (GCC lowers wider ones element by element
-                  // there); 64 in the AVX-512 copy of the row loop below
-  typedef S V __attribute__((vector_size(VB)));
+template <typename S>
+struct PoolVec {  // 16-byte vectors: GCC lowers wider ones element by element on the baseline
+  typedef S V __attribute__((vector_size(16)));
   typedef std::conditional_t<sizeof(S) == 4, std::int32_t, std::int64_t> U;
-  typedef U I __attribute__((vector_size(VB)));
-  static constexpr index_t n = VB / sizeof(S);
+  typedef U I __attribute__((vector_size(16)));
+  static constexpr index_t n = 16 / sizeof(S);
   // NaN lanes, by the bits (a float compare of v with itself is lowered lane by lane)
-  static inline __attribute__((always_inline)) I nan_lanes(const V& v) {
+  static I nan_lanes(const V& v) {
     const U abs_mask = sizeof(S) == 4 ? U(0x7fffffff) : U(0x7fffffffffffffffLL);
     const U inf = sizeof(S) == 4 ? U(0x7f800000) : U(0x7ff0000000000000LL);
     return ((I)v & abs_mask) > inf;
   }
 };
 
-template <typename S, bool WithArg, int VB, index_t CB>
-inline __attribute__((always_inline)) void max_window_block(S* y_p, std::int64_t* a_p,
-                                                            const S* x_b, const Pool2DDims& d,
-                                                            const Window& w) {
-  using PV = PoolVec<S, VB>;
+template <typename S, bool WithArg>
+inline void max_window_block(S* y_p, std::int64_t* a_p, const S* x_b, const Pool2DDims& d,
+                             const Window& w) {
+  using PV = PoolVec<S>;
   using V = typename PV::V;
   using I = typename PV::I;
-  constexpr index_t NV = CB / PV::n;
-  static_assert(NV >= 1 && CB % PV::n == 0, "whole vectors per channel block");
+  constexpr index_t NV = kPoolChannelBlock / PV::n;
   V best[NV], arg[NV];
   const S* x_0 = x_b + (w.i0 * d.W + w.j0) * d.C;
   for (index_t u = 0; u < NV; ++u) {
@@ -293,11 +290,31 @@ inline __attribute__((always_inline)) void max_window_block(S* y_p, std::int64_t
 
 namespace {
 
-// One output row (image b, row oh) of max pooling: channel blocks of CB in registers (VB-byte
-// vectors), the rest channel by channel.
-template <typename S, int VB, index_t CB>
-inline __attribute__((always_inline)) void max_pool_row(S* y, std::int64_t* argmax, const S* x,
-                                                        const Pool2DDims& d, index_t row) {
+// The max of one window for channels [c0, C), one at a time (the channels after the register
+// blocks, or all of them).
+template <typename S>
+inline void max_window_channels(S* y_p, std::int64_t* a_p, const S* x_b, const Pool2DDims& d,
+                                const Window& w, index_t c0) {
+  for (index_t c = c0; c < d.C; ++c) {
+    S best = S(0);
+    std::int64_t arg = -1;
+    for (index_t ih = w.i0; ih < w.i1; ++ih)
+      for (index_t iw = w.j0; iw < w.j1; ++iw) {
+        const S v = x_b[(ih * d.W + iw) * d.C + c];
+        if (max_takes(v, best, arg)) {
+          best = v;
+          arg = ih * d.W + iw;
+        }
+      }
+    y_p[c] = best;
+    if (a_p) a_p[c] = arg;
+  }
+}
+
+// One output row (image b, row oh) of max pooling: 8-channel blocks in registers, the rest
+// channel by channel.
+template <typename S>
+void max_pool_rows(S* y, std::int64_t* argmax, const S* x, const Pool2DDims& d, index_t row) {
   const index_t b = row / d.OH, oh = row % d.OH;
   const S* x_b = x + b * d.H * d.W * d.C;
   for (index_t ow = 0; ow < d.OW; ++ow) {
@@ -308,34 +325,16 @@ inline __attribute__((always_inline)) void max_pool_row(S* y, std::int64_t* argm
 #if NN_POOL_BLOCKS
     if (w.count() > 0 && d.H * d.W < (index_t(1) << 24)) {
       // whole channel blocks in registers, the rest below
-      for (; c0 + CB <= d.C; c0 += CB) {
+      for (; c0 + kPoolChannelBlock <= d.C; c0 += kPoolChannelBlock) {
         if (a_p)
-          max_window_block<S, true, VB, CB>(y_p + c0, a_p + c0, x_b + c0, d, w);
+          max_window_block<S, true>(y_p + c0, a_p + c0, x_b + c0, d, w);
         else
-          max_window_block<S, false, VB, CB>(y_p + c0, nullptr, x_b + c0, d, w);
+          max_window_block<S, false>(y_p + c0, nullptr, x_b + c0, d, w);
       }
     }
 #endif
-    for (index_t c = c0; c < d.C; ++c) {
-      S best = S(0);
-      std::int64_t arg = -1;
-      for (index_t ih = w.i0; ih < w.i1; ++ih)
-        for (index_t iw = w.j0; iw < w.j1; ++iw) {
-          const S v = x_b[(ih * d.W + iw) * d.C + c];
-          if (max_takes(v, best, arg)) {
-            best = v;
-            arg = ih * d.W + iw;
-          }
-        }
-      y_p[c] = best;
-      if (a_p) a_p[c] = arg;
-    }
+    max_window_channels(y_p, a_p, x_b, d, w, c0);
   }
-}
-
-template <typename S>
-void max_pool_rows(S* y, std::int64_t* argmax, const S* x, const Pool2DDims& d, index_t row) {
-  max_pool_row<S, 16, kPoolChannelBlock>(y, argmax, x, d, row);
 }
 
 #if NN_POOL_BLOCKS && defined(NN_TARGET_V4)
@@ -377,7 +376,7 @@ NN_TARGET_V4 inline __attribute__((always_inline)) void max_window_block_v4(
   }
 }
 
-// the row loop of max_pool_row with 32-channel blocks, then 16, then channel by channel
+// the row loop of max_pool_rows with 32-channel blocks, then 16, then channel by channel
 NN_TARGET_V4 void max_pool_rows_v4(float* y, std::int64_t* argmax, const float* x,
                                    const Pool2DDims& d, index_t row) {
   const index_t b = row / d.OH, oh = row % d.OH;
@@ -401,20 +400,7 @@ NN_TARGET_V4 void max_pool_rows_v4(float* y, std::int64_t* argmax, const float* 
           max_window_block_v4<false, 16>(y_p + c0, nullptr, x_b + c0, d, w);
       }
     }
-    for (index_t c = c0; c < d.C; ++c) {
-      float best = 0.0f;
-      std::int64_t arg = -1;
-      for (index_t ih = w.i0; ih < w.i1; ++ih)
-        for (index_t iw = w.j0; iw < w.j1; ++iw) {
-          const float v = x_b[(ih * d.W + iw) * d.C + c];
-          if (max_takes(v, best, arg)) {
-            best = v;
-            arg = ih * d.W + iw;
-          }
-        }
-      y_p[c] = best;
-      if (a_p) a_p[c] = arg;
-    }
+    max_window_channels(y_p, a_p, x_b, d, w, c0);
   }
 }
 #endif
