@@ -211,13 +211,42 @@ def test_a_killed_rank_stops_the_others_naming_it(tmp_path):
     _resume_checkpoint(run_dir / "ckpt.nnet")
 
 
+def test_abort_ends_the_process_when_mpi_abort_does_not():
+    """An MPI_Abort that neither returns nor exits (a stand-in communicator that sleeps): abort()
+    ends the process itself after its grace period, with the abort's code. No MPI needed."""
+    code = ("import time, nanonet.distributed as d\n"
+            "class Stuck:\n"
+            "    def Abort(self, code): time.sleep(60)\n"
+            "d._comm, d._ABORT_GRACE_S = Stuck(), 0.5\n"
+            "d.abort('a test abort', code=7)\n")
+    t0 = time.monotonic()
+    out = subprocess.run([sys.executable, "-c", code], env=_env(), capture_output=True, text=True,
+                         timeout=30)
+    assert out.returncode == 7, out.stderr
+    assert time.monotonic() - t0 < 20
+    assert "nanonet.distributed: rank 0 of 1: a test abort" in out.stderr
+
+
 @needs_mpi
 def test_a_hung_rank_trips_the_watchdog(tmp_path):
     """Rank 1 sleeps inside a step: rank 0 waits NANONET_DIST_TIMEOUT seconds in the gradient
     allreduce, then says so and aborts every rank."""
-    t0 = time.monotonic()
-    out = launch(2, [os.path.join(HERE, "mpi_worker.py"), "crash", "hang", str(tmp_path)],
-                 env={"NANONET_DIST_TIMEOUT": "5"})
+    # One retry: about one full run in ten on the 2-core VMs, the MPICH 5.0.2 job did not end
+    # after rank 0's MPI_Abort (mpiexec still running at 180 s); rank 0's watchdog, what this
+    # tests, had tripped and said so each time.
+    for attempt in range(2):
+        run_dir = tmp_path / f"attempt{attempt}"
+        run_dir.mkdir()
+        t0 = time.monotonic()
+        try:
+            out = launch(2, [os.path.join(HERE, "mpi_worker.py"), "crash", "hang", str(run_dir)],
+                         env={"NANONET_DIST_TIMEOUT": "5"}, timeout=90)
+            break
+        except subprocess.TimeoutExpired as e:
+            if attempt == 1:
+                raise
+            err = e.stderr.decode() if isinstance(e.stderr, bytes) else (e.stderr or "")
+            assert "no reply within 5 s in the gradient allreduce" in err, err
     assert out.returncode != 0
     assert 5 < time.monotonic() - t0 < 60
     assert ("nanonet.distributed: rank 0 of 2: a peer rank did not answer (hung, or lost on "

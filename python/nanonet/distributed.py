@@ -138,11 +138,25 @@ def print0(*args: Any, **kwargs: Any) -> Any:
         print(*args, **kwargs)
 
 
+# Seconds MPI_Abort gets to end this process before abort() ends it itself (os._exit): an
+# MPI_Abort that neither returns nor exits would otherwise hold every rank until the launcher's
+# own timeout; a rank that exits without MPI_Finalize makes mpiexec stop the others. (Defensive:
+# CI once saw a 2-rank job hang after the "Abort(3) on node 0" line, MPICH 5.0.2; which process
+# stayed was not caught, and it did not recur in 10 runs here.)
+_ABORT_GRACE_S = 10.0
+
+
 def abort(message: Any, code: Any = 1) -> Any:
-    """Write ``message`` (with this rank) to stderr and stop every rank (MPI_Abort)."""
+    """Write ``message`` (with this rank) to stderr and stop every rank (MPI_Abort; if that has
+    not ended this process within ``_ABORT_GRACE_S`` seconds, os._exit)."""
     sys.stderr.write(f"nanonet.distributed: rank {_rank} of {_size}: {message}\n")
     sys.stderr.flush()
     if _comm is not None:
+        import threading
+        sys.stdout.flush()
+        fallback = threading.Timer(_ABORT_GRACE_S, os._exit, args=(int(code),))
+        fallback.daemon = True
+        fallback.start()
         _comm.Abort(code)
     raise SystemExit(code)
 
