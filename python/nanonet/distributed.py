@@ -141,8 +141,8 @@ def print0(*args: Any, **kwargs: Any) -> Any:
 # Seconds MPI_Abort gets to end this process before abort() ends it itself (os._exit): an
 # MPI_Abort that neither returns nor exits would otherwise hold every rank until the launcher's
 # own timeout; a rank that exits without MPI_Finalize makes mpiexec stop the others. (Defensive:
-# CI once saw a 2-rank job hang after the "Abort(3) on node 0" line, MPICH 5.0.2; which process
-# stayed was not caught, and it did not recur in 10 runs here.)
+# CI saw 2-rank jobs outlive the "Abort(3) on node 0" line, MPICH 5.0.2 wheel, in some full-suite
+# runs, never alone; which process stayed was not caught.)
 _ABORT_GRACE_S = 10.0
 
 
