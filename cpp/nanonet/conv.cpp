@@ -256,8 +256,8 @@ NN_CONV_INLINE void vstore(T* p, const V& v) {
 // SSE). Two vectors of filters by 6 pixels while at least two vectors' worth remain; a last
 // block of at most one vector (F = 16 under AVX-512, 8 under AVX2) takes one vector by 12
 // pixels, so it computes no padding lanes. With 32 registers (AVX-512) the blocks are twice as
-// large, see direct_fwd_rows_body: half the loads per multiply-add (1.2-1.9x on 32-128
-// channels on the Intel VM, RESULTS.md).
+// large, see direct_fwd_rows_body: half the loads per multiply-add (1.3-1.5x at 64-128
+// channels on the Intel VM, about 1.1x at 32; RESULTS.md).
 constexpr int kDirectPixels = 6;
 constexpr int kDirectPixelsOneVector = 12;
 template <int VB>

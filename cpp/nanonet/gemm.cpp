@@ -246,7 +246,8 @@ NN_TARGET_AVX512 void ukernel_avx512_12x32(index_t kc, const float* a, const flo
 #pragma GCC unroll 12
     for (int r = 0; r < 12; ++r) {
       float* c_r = c + r * ldc;
-      _mm512_storeu_ps(c_r, _mm512_fmadd_ps(vbeta, _mm512_loadu_ps(c_r), _mm512_load_ps(t + r * 32)));
+      _mm512_storeu_ps(c_r, _mm512_fmadd_ps(vbeta, _mm512_loadu_ps(c_r),
+                                            _mm512_load_ps(t + r * 32)));
       _mm512_storeu_ps(c_r + 16, _mm512_fmadd_ps(vbeta, _mm512_loadu_ps(c_r + 16),
                                                  _mm512_load_ps(t + r * 32 + 16)));
     }

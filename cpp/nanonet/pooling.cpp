@@ -359,9 +359,9 @@ NN_TARGET_V4 inline __attribute__((always_inline)) void max_window_block_v4(
       const __m512i pos = _mm512_set1_epi32(int(p));
       for (index_t u = 0; u < NV; ++u) {
         const __m512 v = _mm512_loadu_ps(x_b + p * d.C + u * 16);
-        const __mmask16 take =
-            _mm512_cmp_ps_mask(v, best[u], _CMP_GT_OQ) |
-            (_mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q) & ~_mm512_cmp_ps_mask(best[u], best[u], _CMP_UNORD_Q));
+        const __mmask16 nan_v = _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q);
+        const __mmask16 nan_best = _mm512_cmp_ps_mask(best[u], best[u], _CMP_UNORD_Q);
+        const __mmask16 take = _mm512_cmp_ps_mask(v, best[u], _CMP_GT_OQ) | (nan_v & ~nan_best);
         best[u] = _mm512_mask_mov_ps(best[u], take, v);
         if (WithArg) arg[u] = _mm512_mask_mov_epi32(arg[u], take, pos);
       }

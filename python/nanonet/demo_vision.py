@@ -70,7 +70,8 @@ def run(args) -> int:
     print(f"nanonet {nn.__version__} demo: fashion_mnist, {len(x_train)} training images "
           f"(10% for validation), {len(x_test)} test images, 28x28; "
           f"{nn.get_num_threads()} threads ({nn.ops.active_isa()})")
-    fitted = int(np.floor(len(x_train) * 0.9))  # what validation_split=0.1 leaves to fit on
+    from .models.data_adapters import split_validation
+    fitted = split_validation(len(x_train), 0.1, "demo")  # what validation_split=0.1 fits on
     steps_per_epoch = -(-fitted // batch_size)
     model = build_cnn(decay_steps=epochs * steps_per_epoch)
     model.fit(x_train, y_train, epochs=epochs, batch_size=batch_size, validation_split=0.1,
