@@ -317,3 +317,55 @@ def test_recurrent_training_steps_reuse_memory_instead_of_page_faults():
     assert float(faults) < 500, faults
     off, _ = _run(code, NANONET_MALLOC_TUNING="0").stdout.split()
     assert off == "False"
+
+
+# ---- OpenMP's idle spin (ops._load_core)
+
+_SPIN_CODE = ("import json, os, time, numpy as np, nanonet as nn\n"
+              "nn.set_num_threads(2)\n"
+              "a = np.ones((384, 384), np.float32)\n"
+              "spins = []\n"
+              "for _ in range(5):\n"
+              "    nn.ops.matmul(a, a)\n"  # a parallel region, then the workers idle
+              "    t = time.process_time(); time.sleep(0.15)\n"
+              "    spins.append(time.process_time() - t)\n"
+              "print(json.dumps({'wait': nn.ops.openmp_wait(), 'spin': sorted(spins)[2],\n"
+              "                  'env': os.environ.get('GOMP_SPINCOUNT')}))\n")
+
+
+def _spin_run(**extra):
+    env = {k: v for k, v in _env(**extra).items() if v is not None}
+    out = subprocess.run([sys.executable, "-c", _SPIN_CODE], capture_output=True, text=True,
+                         env=env, timeout=300)
+    assert out.returncode == 0, out.stderr
+    return json.loads(out.stdout)
+
+
+def _no_wait_env():
+    return {k: None for k in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT") if k in os.environ}
+
+
+def test_the_import_shortens_openmps_idle_spin_and_leaves_the_environment_alone():
+    """libgomp spins 300,000 pauses after each region by default (10-15 ms of a core on CPUs
+    with a slow pause), starving a NumPy call made meanwhile; nanonet loads it with
+    GOMP_SPINCOUNT=10000 and removes the variable again."""
+    if not nn.ops._core.has_openmp() or (os.cpu_count() or 1) < 2:
+        pytest.skip("needs OpenMP and two cores")
+    ours = _spin_run(**_no_wait_env())
+    if ours["wait"]["source"] != "nanonet default":
+        pytest.skip(f"libgomp's wait policy not nanonet's here: {ours['wait']}")
+    assert ours["wait"]["GOMP_SPINCOUNT"] == "10000"
+    assert ours["env"] is None  # not left behind for later libraries or child processes
+    libgomps = _spin_run(GOMP_SPINCOUNT="300000")  # libgomp's own default, made explicit
+    assert libgomps["wait"] == {"source": "environment", "GOMP_SPINCOUNT": "300000"}
+    assert libgomps["env"] == "300000"
+    if libgomps["spin"] < 1e-3:
+        pytest.skip(f"libgomp's default spin costs {libgomps['spin']:.2e} s of CPU here")
+    # CPU time the idle workers burn in the 150 ms after a region: 30x fewer pauses.
+    assert ours["spin"] < libgomps["spin"] / 3, (ours, libgomps)
+
+
+def test_a_users_wait_policy_is_kept():
+    got = _spin_run(**_no_wait_env(), OMP_WAIT_POLICY="passive")
+    assert got["wait"] == {"source": "environment", "OMP_WAIT_POLICY": "passive"}
+    assert got["env"] is None

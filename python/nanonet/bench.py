@@ -52,6 +52,7 @@ def system_info() -> dict:
         "families": {f: ops.family_isa(f) for f in ops.FAMILIES},
         "self_check": ops.self_check_report(),
         "threads": ops.get_num_threads(),
+        "openmp_wait": ops.openmp_wait(),
         "build": ops.build_info(),
     }
 
@@ -76,6 +77,9 @@ def print_info(info: dict, out=None) -> None:
             note = ("self-check passed" if c["ok"] else "self-check FAILED") + f" ({tried})"
         w(f"  {family:<11} {isa:<7} {note}\n")
     w(f"threads       {info['threads']}\n")
+    wait = dict(info["openmp_wait"])
+    source = wait.pop("source")
+    w(f"openmp wait   {source}" + "".join(f", {k}={v}" for k, v in wait.items()) + "\n")
     b = info["build"]
     w(f"build         {b['compiler']}, C++ {b['cplusplus']}, OpenMP "
       f"{b['openmp'] if b['openmp'] is not None else 'no'}, "

@@ -18,7 +18,59 @@ import warnings
 
 import numpy as np
 
-from . import _core
+# ---- OpenMP's idle spin, chosen before the extension loads
+# After each parallel region libgomp's worker threads spin before they sleep: by default 300,000
+# pause instructions, 3 ms by libgomp's own estimate but 10-15 ms on CPUs where a pause takes
+# ~140 cycles (Intel since Skylake-SP). A NumPy (OpenBLAS) call made meanwhile shares its cores
+# with the spinning workers: at 2 threads on 2 cores, a pair of 128^3 matmuls (nanonet's, then
+# NumPy's) took 13 ms in a loop instead of 0.1 ms (benchmarks/RESULTS.md, "NumPy and nanonet in
+# one process"). libgomp reads its wait policy once, when it loads, which is when _core loads.
+# So unless the user chose one (OMP_WAIT_POLICY or GOMP_SPINCOUNT in the environment), _core is
+# imported with GOMP_SPINCOUNT=_SPIN_COUNT, which still covers the gaps between the kernels of
+# one training step, and the variable is removed again at once: no other library loaded later
+# and no child process inherits it.
+_SPIN_COUNT = "10000"
+
+
+def _libgomp_mapped() -> bool | None:
+    """Whether libgomp.so is already in this process (Linux; None where that cannot be read)."""
+    try:
+        with open("/proc/self/maps") as f:
+            return any("/libgomp.so" in line for line in f)
+    except OSError:
+        return None
+
+
+def _load_core():
+    env = os.environ
+    user = {k: env[k] for k in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT") if k in env}
+    preloaded = _libgomp_mapped() if not user else None
+    if not user:
+        env["GOMP_SPINCOUNT"] = _SPIN_COUNT
+    try:
+        from . import _core as core
+    finally:
+        if not user:
+            del env["GOMP_SPINCOUNT"]
+    if user:
+        wait = {"source": "environment", **user}
+    elif preloaded:
+        wait = {"source": "libgomp was loaded before nanonet: its own setting"}
+    else:
+        wait = {"source": "nanonet default", "GOMP_SPINCOUNT": _SPIN_COUNT}
+    return core, wait
+
+
+_core, _OPENMP_WAIT = _load_core()
+
+
+def openmp_wait() -> dict:
+    """The OpenMP wait policy nanonet's threads run with: {"source": ..., and the variables}.
+    "nanonet default": GOMP_SPINCOUNT=10000, applied while the extension loaded; "environment":
+    the user's OMP_WAIT_POLICY / GOMP_SPINCOUNT; or libgomp was already loaded by another
+    library, whose setting stands."""
+    return dict(_OPENMP_WAIT)
+
 
 _FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
 
