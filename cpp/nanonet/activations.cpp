@@ -369,7 +369,18 @@ NN_ALWAYS_INLINE void bias_op_block_z_op(T* c, index_t ldc, index_t m, index_t n
 #define NN_NOINLINE
 #endif
 
-// FWD(y, x, n), BWD(dx, dy, a, n) (a = y or x), BIAS(c, ldc, m, n, bias), BIASZ(..., z, ldz)
+// FWD(y, x, n), BWD(dx, dy, a, n) (a = y or x), BIAS(c, ldc, m, n, bias), BIASZ(..., z, ldz).
+// linear, sigmoid, tanh and relu have their forward and bias loops inlined in the span bodies
+// below; only their pre-activation keeping epilogue (BIASZ) is out of line.
+#define NN_ACT_BIASZ_LOOP(NAME, FWD_OP)                                                        \
+  NN_ISA_CLONES(void, NAME##_biasz,                                                            \
+                (float* c, index_t ldc, index_t m, index_t n, const float* bias, float* z,     \
+                 index_t ldz),                                                                 \
+                (c, ldc, m, n, bias, z, ldz), bias_op_block_z_op<FWD_OP>)                      \
+  NN_ISA_CLONES_F64(void, NAME##_biasz,                                                            \
+                (double* c, index_t ldc, index_t m, index_t n, const double* bias, double* z,  \
+                 index_t ldz),                                                                 \
+                (c, ldc, m, n, bias, z, ldz), bias_op_block_z_op<FWD_OP>)
 #define NN_ACT_LOOPS(NAME, FWD_OP)                                                             \
   NN_ISA_CLONES(void, NAME##_fwd, (float* y, const float* x, index_t n), (y, x, n),             \
                 map1_op<FWD_OP>)                                                               \
@@ -381,14 +392,7 @@ NN_ALWAYS_INLINE void bias_op_block_z_op(T* c, index_t ldc, index_t m, index_t n
   NN_ISA_CLONES_F64(void, NAME##_bias,                                                             \
                 (double* c, index_t ldc, index_t m, index_t n, const double* bias),            \
                 (c, ldc, m, n, bias), bias_op_block_op<FWD_OP>)                                \
-  NN_ISA_CLONES(void, NAME##_biasz,                                                            \
-                (float* c, index_t ldc, index_t m, index_t n, const float* bias, float* z,     \
-                 index_t ldz),                                                                 \
-                (c, ldc, m, n, bias, z, ldz), bias_op_block_z_op<FWD_OP>)                      \
-  NN_ISA_CLONES_F64(void, NAME##_biasz,                                                            \
-                (double* c, index_t ldc, index_t m, index_t n, const double* bias, double* z,  \
-                 index_t ldz),                                                                 \
-                (c, ldc, m, n, bias, z, ldz), bias_op_block_z_op<FWD_OP>)
+  NN_ACT_BIASZ_LOOP(NAME, FWD_OP)
 #define NN_ACT_BWD_LOOP(NAME, BWD_OP)                                                          \
   NN_ISA_CLONES(void, NAME##_bwd, (float* dx, const float* dy, const float* a, index_t n),      \
                 (dx, dy, a, n), map2_op<BWD_OP>)                                               \
@@ -396,10 +400,10 @@ NN_ALWAYS_INLINE void bias_op_block_z_op(T* c, index_t ldc, index_t m, index_t n
                 (dx, dy, a, n), map2_op<BWD_OP>)
 
 // The pre-activation keeping epilogue serves every elementwise activation.
-NN_ACT_LOOPS(linear, LinearFwd)
-NN_ACT_LOOPS(sigmoid, SigmoidFwd)
-NN_ACT_LOOPS(tanh, TanhFwd)
-NN_ACT_LOOPS(relu, ReluFwd)
+NN_ACT_BIASZ_LOOP(linear, LinearFwd)
+NN_ACT_BIASZ_LOOP(sigmoid, SigmoidFwd)
+NN_ACT_BIASZ_LOOP(tanh, TanhFwd)
+NN_ACT_BIASZ_LOOP(relu, ReluFwd)
 NN_ACT_LOOPS(gelu, GeluFwd)
 NN_ACT_LOOPS(gelu_tanh, GeluTanhFwd)
 NN_ACT_LOOPS(silu, SiluFwd)
@@ -421,6 +425,7 @@ NN_ACT_BWD_LOOP(softsign, SoftsignBwd)
 NN_ACT_BWD_LOOP(hard_sigmoid, HardSigmoidBwd)
 NN_ACT_BWD_LOOP(exponential, ExponentialBwd)
 #undef NN_ACT_LOOPS
+#undef NN_ACT_BIASZ_LOOP
 #undef NN_ACT_BWD_LOOP
 
 // The dispatchers (plain functions: the loops they call are the cloned ones).
