@@ -142,6 +142,7 @@ void register_attention(pybind11::module_& m);
 void register_per_example(pybind11::module_& m);
 void register_random(pybind11::module_& m);
 void register_conv(pybind11::module_& m);
+void register_train_step(pybind11::module_& m);
 
 void register_gru(pybind11::module_& m);
 

@@ -17,6 +17,7 @@ PYBIND11_MODULE(_core, m) {
   nanonet::register_per_example(m);
   nanonet::register_random(m);
   nanonet::register_conv(m);
+  nanonet::register_train_step(m);
 
   nanonet::register_gru(m);
 }

@@ -90,6 +90,9 @@ def dense_backward(dy: numpy.ndarray, x: numpy.ndarray, kernel: numpy.ndarray, y
 def dense_backward_ref(dy: numpy.ndarray, x: numpy.ndarray, kernel: numpy.ndarray, y: object, activation: str = 'linear', need_dx: bool = True, z: object = None) -> tuple[typing.Any, ...]:
     """dense_backward through the scalar C++ reference (gemm_ref, one thread)."""
 
+def dense_chain_train_step(x: numpy.ndarray, y_true: numpy.ndarray, kernels: list[typing.Any], biases: list[typing.Any], activations: list[typing.Any], loss: str, fused_softmax: bool, from_logits: bool, optimizer: str, lr: typing.SupportsFloat | typing.SupportsIndex, hyper: tuple[typing.Any, ...], clipvalue: typing.SupportsFloat | typing.SupportsIndex, slots: list[typing.Any]) -> tuple[typing.Any, ...]:
+    """One training step of a chain of Dense layers (train_step.hpp): forward, loss, backward and the SGD / Adam update of every kernel and bias in place. Returns (loss value, y_pred (B, C): the last output, softmax probabilities when fused_softmax)."""
+
 def dense_forward(x: numpy.ndarray, kernel: numpy.ndarray, bias: object = None, activation: str = 'linear', keep_preactivation: bool = False) -> numpy.ndarray:
     """y = f(x @ kernel + bias): x (B, I), kernel (I, H), bias (H,) or None; bias and elementwise f fused into the GEMM epilogue. Returns a new (B, H) array; with keep_preactivation one (2, B, H) array holding [y, z], z = x @ kernel + bias."""
 

@@ -911,6 +911,24 @@ def dense_backward(dy, x, kernel, y, activation="linear", need_dx: bool = True, 
     return f(dy, x, kernel, y, name, bool(need_dx), z)
 
 
+def dense_chain_train_step(x, y_true, kernels, biases, activations, loss, fused_softmax,
+                           from_logits, optimizer, lr, hyper, clipvalue, slots):
+    """One training step of a chain of Dense layers in one call (cpp/nanonet/train_step.hpp):
+    forward, loss, backward, and the update of every kernel and bias in place, the same kernels
+    in the same order as a model's step from Python (bit-identical results). kernels (I_l,
+    O_l) and biases (O_l,) or None per layer; activations per layer (the last 'linear' when
+    fused_softmax: the softmax output trains on its logits); loss a LOSSES name;
+    optimizer 'sgd' with hyper (momentum, nesterov) or 'adam' with hyper (step, beta_1,
+    beta_2, epsilon, weight_decay); slots: per parameter (kernel, then bias, layer by layer)
+    the list of its optimizer slot arrays (SGD: [velocity] when momentum > 0, else []; Adam:
+    [m, v]). y_true (B, C) of x's dtype, or (B,) int64 ids for the sparse loss (fused only).
+    Returns (loss value, y_pred (B, C): the last output, probabilities when fused_softmax).
+    Models/training.py calls it for the models it covers; arrays are checked by the binding."""
+    return _core.dense_chain_train_step(x, y_true, kernels, biases, activations, loss,
+                                        bool(fused_softmax), bool(from_logits), optimizer,
+                                        float(lr), tuple(hyper), float(clipvalue), slots)
+
+
 # --------------------------------------------------------------------------------------------
 # ---- lstm
 # Whole sequences in one call each way; equations, layouts and threading in cpp/nanonet/lstm.hpp.

@@ -27,6 +27,7 @@ import numpy as np
 
 from .. import callbacks as _callbacks
 from .. import distributed as _distributed
+from .. import ops as _ops
 from .. import optimizers as _optimizers
 from .. import privacy as _privacy
 from .. import random as _random
@@ -225,6 +226,9 @@ class Trainer:
 
     # -- steps -------------------------------------------------------------------------------
     def _train_step(self, xs, ys, sws):
+        logs = self._dense_chain_step(xs, ys, sws)
+        if logs is not None:
+            return logs
         if self._dp is not None and xs[0].shape[0] == 0:
             # Data parallel: this rank's share of a batch smaller than the ranks is empty; it
             # still takes part in the gradient and metric reductions.
@@ -244,6 +248,106 @@ class Trainer:
         self._apply_gradients(wgrads, regs)
         metric_set = self._metric_set("train", ys, outs)
         self._update_metrics(metric_set, total, values, ys, outs, sws, masks, xs[0].shape[0])
+        return self._logs(metric_set)
+
+    # -- the whole step of a chain of Dense layers in one C++ call ------------------------------
+    # For a model that is a chain of plain Dense layers (no regularizers, no activation that
+    # needs its pre-activation) with one loss the kernels cover (mse, mae, binary / categorical /
+    # sparse categorical cross-entropy, no label smoothing) and SGD or Adam (no clipnorm, no
+    # SGD weight decay), one training step without sample weights runs as one call of
+    # ops.dense_chain_train_step: the kernels _train_step would call, in the same order, so the
+    # weights, slots, loss and metrics come out bit-identical; it only drops the Python between
+    # them (a 4-3-2 model's train_on_batch: 65 -> see RESULTS.md). Anything else, and data
+    # parallel or private training, takes the general step.
+
+    def _dense_chain(self):
+        """(layers, loss op name, fused, sparse, from_logits, dtype) when this compiled model
+        is such a chain, else None; computed once per graph / optimizer / compile."""
+        from ..layers.core import Dense
+        from .. import losses as L
+        plan = self._plan
+        if plan is None or len(plan.input_slots) != 1 or len(plan.output_slots) != 1:
+            return None
+        layers, prev = [], plan.input_slots[0]
+        for layer, ins, outs, single_in, single_out in plan.steps:
+            if (type(layer) is not Dense or not (single_in and single_out) or ins != (prev,)
+                    or type(layer.activation) is not str
+                    or layer.activation in _ops.INPUT_ACTIVATIONS
+                    or any(r is not None for r in layer._weight_regularizers)
+                    or getattr(layer, "activity_regularizer", None) is not None):
+                return None
+            prev = outs[0]
+            layers.append(layer)
+        if not layers or prev != plan.output_slots[0]:
+            return None
+        dt = layers[0].kernel.dtype
+        if any(w.dtype != dt for lay in layers for w in (lay.kernel, lay.bias) if w is not None):
+            return None
+        cl = self.compiled_loss
+        loss = cl.losses[0]
+        if (type(loss) not in (L.MeanSquaredError, L.MeanAbsoluteError, L.BinaryCrossentropy,
+                               L.CategoricalCrossentropy, L.SparseCategoricalCrossentropy)
+                or getattr(loss, "label_smoothing", 0.0) or cl.weights != [1.0]):
+            return None
+        if type(self.optimizer) not in (_optimizers.SGD, _optimizers.Adam, _optimizers.AdamW):
+            return None
+        fused = (cl.fused if cl.fused is not None else cl.decide_fused(self))[0]
+        sparse = type(loss) is L.SparseCategoricalCrossentropy
+        if sparse and not fused:
+            return None
+        return tuple(layers), loss._op_name, bool(fused), sparse, bool(loss.from_logits), dt
+
+    def _dense_chain_step(self, xs, ys, sws):
+        """The logs of one step by ops.dense_chain_train_step, or None when it does not apply."""
+        entry = self.__dict__.get("_dense_chain_cache")
+        if (entry is None or entry[0] is not self._plan or entry[1] is not self.optimizer
+                or entry[2] is not self.compiled_loss):
+            entry = (self._plan, self.optimizer, self.compiled_loss, self._dense_chain())
+            self.__dict__["_dense_chain_cache"] = entry
+        chain = entry[3]
+        opt = self.optimizer
+        if (chain is None or self._dp is not None or not self.trainable or sws[0] is not None
+                or opt.clipnorm is not None or opt.global_clipnorm is not None):
+            return None
+        layers, loss_name, fused, sparse, from_logits, dt = chain
+        x, y = xs[0], ys[0]
+        if (type(x) is not np.ndarray or x.dtype != dt or x.ndim != 2
+                or type(y) is not np.ndarray):
+            return None
+        n = x.shape[0]
+        if sparse:
+            if y.dtype != np.int64 or y.shape not in ((n,), (n, 1)):
+                return None
+            y = y.reshape(n)
+        elif y.dtype != dt or y.shape != (n, layers[-1].units):
+            return None
+        x, y = np.ascontiguousarray(x), np.ascontiguousarray(y)
+        if type(opt) is _optimizers.SGD:
+            if opt.weight_decay:
+                return None
+            kind, hyper = "sgd", (opt.momentum, opt.nesterov)
+        else:
+            kind, hyper = "adam", (opt.iterations + 1, opt.beta_1, opt.beta_2, opt.epsilon,
+                                   opt.weight_decay or 0.0)
+        kernels, biases, acts, slots = [], [], [], []
+        for layer in layers:
+            if not layer.trainable:
+                return None
+            kernels.append(layer.kernel)
+            biases.append(layer.bias)
+            acts.append(layer.activation)
+            slots.append(opt._slots_of(layer.kernel))
+            if layer.bias is not None:
+                slots.append(opt._slots_of(layer.bias))
+        if fused:
+            acts[-1] = "linear"
+        value, y_pred = _ops.dense_chain_train_step(
+            x, y, kernels, biases, acts, loss_name, fused, from_logits, kind, opt.learning_rate,
+            hyper, opt._clipvalue, slots)
+        opt.iterations += 1
+        outs = [y_pred]
+        metric_set = self._metric_set("train", ys, outs)
+        self._update_metrics(metric_set, value, [value], ys, outs, sws, [None], n)
         return self._logs(metric_set)
 
     def _apply_gradients(self, wgrads, regs):
