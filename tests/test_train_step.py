@@ -194,3 +194,19 @@ def test_the_binding_checks_its_arrays():
         activations=["relu", "softmax"], loss="categorical_crossentropy")
     bad("needs the pre-activation", activations=["gelu", "linear"])
     bad("writeable", kernels=[np.broadcast_to(k1, k1.shape), k2])
+
+
+def test_a_functional_chain_takes_the_one_call_step_and_a_branch_does_not(spy):
+    x, y = _data("mse", "float32")
+    inp = nn.Input((7,))
+    chain = nn.Model(inp, L.Dense(3, activation="sigmoid")(L.Dense(5, activation="relu")(inp)))
+    chain.compile(optimizer="sgd", loss="mse")
+    chain.train_on_batch(x, y)
+    assert spy == ["sgd"]
+    inp = nn.Input((7,))
+    h = L.Dense(5, activation="relu")(inp)
+    out = L.Dense(3)(L.Add()([h, L.Dense(5)(inp)]))
+    branch = nn.Model(inp, out)
+    branch.compile(optimizer="sgd", loss="mse")
+    branch.train_on_batch(x, y)
+    assert spy == ["sgd"]
