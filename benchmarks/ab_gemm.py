@@ -5,6 +5,7 @@ A measurement with a B measurement taken under the same conditions; the per-roun
 is what to read (> 1: B faster), its median and range over rounds.
 
     python benchmarks/ab_gemm.py --a /work/base/python --b python [--rounds 12] [--numpy]
+        [--shapes 64x784x256 32x512x512 ...]
 
 --numpy: the A side is NumPy's BLAS instead (its threads pinned to 1), for B / OpenBLAS.
 Needs two cores and `taskset` (util-linux).
@@ -43,9 +44,9 @@ for m, k, n in SHAPES:
 """
 
 
-def side(path, core, what):
+def side(path, core, what, shapes):
     env = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1")
-    code = f"SHAPES = {SHAPES!r}\n" + SIDE
+    code = f"SHAPES = {shapes!r}\n" + SIDE
     return subprocess.Popen(["taskset", "-c", str(core), sys.executable, "-c", code, path, what],
                             env=env, stdout=subprocess.PIPE, text=True)
 
@@ -56,11 +57,16 @@ def main(argv=None):
     p.add_argument("--b", required=True, help="python/ folder of side B")
     p.add_argument("--rounds", type=int, default=12)
     p.add_argument("--numpy", action="store_true", help="side A is NumPy's BLAS")
+    p.add_argument("--shapes", nargs="+", metavar="MxKxN",
+                   help="products to time instead of the default set, e.g. 64x784x256")
     args = p.parse_args(argv)
+    shapes = SHAPES if not args.shapes else [tuple(int(v) for v in t.split("x"))
+                                             for t in args.shapes]
     gf = {"A": {}, "B": {}}
     for r in range(args.rounds):
-        procs = {"A": side(os.path.abspath(args.a), r % 2, "numpy" if args.numpy else "nanonet"),
-                 "B": side(os.path.abspath(args.b), 1 - r % 2, "nanonet")}
+        procs = {"A": side(os.path.abspath(args.a), r % 2, "numpy" if args.numpy else "nanonet",
+                           shapes),
+                 "B": side(os.path.abspath(args.b), 1 - r % 2, "nanonet", shapes)}
         for name, proc in procs.items():
             out, _ = proc.communicate()
             if proc.returncode:

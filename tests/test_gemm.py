@@ -149,3 +149,33 @@ def test_prepacked_serial_path(m, n, k, ta, tb, dtype):
     want = reference.matmul(a.astype(np.float64), b.astype(np.float64), ta, tb)
     for split in (0, 1, 3):
         _close(_core.matmul_prepacked(a, b, ta, tb, split), want, dtype, k)
+
+
+@pytest.mark.parametrize("isa", ["avx2", "avx512"])
+@pytest.mark.parametrize("k", [5, 300])  # 300 > KC: the edge kernels accumulate with beta = 1
+def test_edge_row_kernels_give_the_full_kernels_bits(isa, k):
+    """A block's last m < MR rows run a kernel of exactly m rows: every row of an M-row product
+    equals (bitwise) the same row of the product padded to whole MR-row tiles, where the full
+    kernel computed it."""
+    order = ["ref", "avx2", "avx512"]
+    if order.index(isa) > order.index(ops.detect_isa()):
+        pytest.skip(f"CPU lacks {isa}")
+    rng = np.random.default_rng(k)
+    before_isa, before_threads = ops.active_isa(), nn.get_num_threads()
+    try:
+        ops.set_isa(isa)
+        nn.set_num_threads(1)
+        mr = 12 if isa == "avx512" else 6
+        for n in (32, 45, 7):
+            b = rng.standard_normal((k, n)).astype(np.float32)
+            for tb in (False, True):
+                bb = np.ascontiguousarray(b.T) if tb else b
+                for m in list(range(1, mr)) + [mr + 4, 5 * mr + 4]:
+                    pad = -(-m // mr) * mr
+                    a = rng.standard_normal((pad, k)).astype(np.float32)
+                    full = ops.matmul(a, bb, transpose_b=tb)
+                    edge = ops.matmul(a[:m], bb, transpose_b=tb)
+                    assert np.array_equal(edge, full[:m]), (m, n, tb)
+    finally:
+        ops.set_isa(before_isa)
+        nn.set_num_threads(before_threads)

@@ -256,6 +256,59 @@ NN_TARGET_AVX512 void ukernel_avx512_12x32(index_t kc, const float* a, const flo
   }
 }
 
+// The last R < 12 rows of a block: R x 32, 2R accumulators, reading the same packed A panel
+// (stride 12). Each element is the same FMA chain as in the 12-row kernel, so an edge tile gives
+// the bits the full kernel gave for those rows; it just does not compute 12 - R discarded rows
+// (a 64-row product was 6 full tiles, now 5 and one of 4 rows: the classic MLP's GEMMs).
+template <int R>
+NN_TARGET_AVX512 void ukernel_avx512_rx32(index_t kc, const float* a, const float* b,
+                                          index_t ldb, float* c, index_t ldc, float beta,
+                                          index_t m, index_t n) {
+  static_assert(R >= 1 && R < 12, "R rows");
+  __m512 acc0[R], acc1[R];
+#pragma GCC unroll 12
+  for (int r = 0; r < R; ++r) {
+    acc0[r] = _mm512_setzero_ps();
+    acc1[r] = _mm512_setzero_ps();
+  }
+  const index_t k_fetch = kc > 32 ? kc - 32 : 0;
+  for (index_t k = 0; k < kc; ++k) {
+    if (k == k_fetch) nn_prefetch_c_tile(c, ldc, m, 31);
+    const __m512 b0 = _mm512_loadu_ps(b);
+    const __m512 b1 = _mm512_loadu_ps(b + 16);
+#pragma GCC unroll 12
+    for (int r = 0; r < R; ++r) {
+      const __m512 a_r = _mm512_set1_ps(a[r]);
+      acc0[r] = _mm512_fmadd_ps(a_r, b0, acc0[r]);
+      acc1[r] = _mm512_fmadd_ps(a_r, b1, acc1[r]);
+    }
+    a += 12;
+    b += ldb;
+  }
+  if (m == R && n == 32) {
+    const __m512 vbeta = _mm512_set1_ps(beta);
+#pragma GCC unroll 12
+    for (int r = 0; r < R; ++r) {
+      float* c_r = c + r * ldc;
+      if (beta == 0.0f) {
+        _mm512_storeu_ps(c_r, acc0[r]);
+        _mm512_storeu_ps(c_r + 16, acc1[r]);
+      } else {
+        _mm512_storeu_ps(c_r, _mm512_fmadd_ps(vbeta, _mm512_loadu_ps(c_r), acc0[r]));
+        _mm512_storeu_ps(c_r + 16, _mm512_fmadd_ps(vbeta, _mm512_loadu_ps(c_r + 16), acc1[r]));
+      }
+    }
+  } else {
+    alignas(64) float t[12 * 32];
+#pragma GCC unroll 12
+    for (int r = 0; r < R; ++r) {
+      _mm512_store_ps(t + r * 32, acc0[r]);
+      _mm512_store_ps(t + r * 32 + 16, acc1[r]);
+    }
+    store_tile(t, 32, c, ldc, beta, m, n);
+  }
+}
+
 NN_TARGET_AVX512 void ukernel_avx512_12x16(index_t kc, const double* a, const double* b,
                                            index_t ldb, double* c, index_t ldc, double beta,
                                            index_t m, index_t n) {
@@ -485,9 +538,13 @@ const UKernel<float>& gemm_ukernel_for<float>(Isa isa) {
                                    {nullptr, ukernel_avx2_rx16<1>, ukernel_avx2_rx16<2>,
                                     ukernel_avx2_rx16<3>, ukernel_avx2_rx16<4>,
                                     ukernel_avx2_rx16<5>}};
-  static const UKernel<float> avx512{ukernel_avx512_12x32, kBlockAvx512F32.mr, kBlockAvx512F32.nr,
-                                     kBlockAvx512F32.mc, kBlockAvx512F32.kc, kBlockAvx512F32.nc,
-                                     "ukernel_avx512_12x32"};
+  static const UKernel<float> avx512{
+      ukernel_avx512_12x32, kBlockAvx512F32.mr, kBlockAvx512F32.nr, kBlockAvx512F32.mc,
+      kBlockAvx512F32.kc, kBlockAvx512F32.nc, "ukernel_avx512_12x32",
+      {nullptr, ukernel_avx512_rx32<1>, ukernel_avx512_rx32<2>, ukernel_avx512_rx32<3>,
+       ukernel_avx512_rx32<4>, ukernel_avx512_rx32<5>, ukernel_avx512_rx32<6>,
+       ukernel_avx512_rx32<7>, ukernel_avx512_rx32<8>, ukernel_avx512_rx32<9>,
+       ukernel_avx512_rx32<10>, ukernel_avx512_rx32<11>}};
   if (isa == Isa::avx512) return avx512;
   if (isa == Isa::avx2) return avx2;
 #endif

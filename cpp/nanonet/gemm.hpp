@@ -49,7 +49,7 @@ template <typename T>
 using UKernelFn = void (*)(index_t kc, const T* a, const T* b, index_t ldb, T* c, index_t ldc,
                            T beta, index_t m, index_t n);
 
-constexpr index_t kMaxEdgeRows = 8;
+constexpr index_t kMaxEdgeRows = 12;  // the largest mr
 
 template <typename T>
 struct UKernel {
