@@ -13,15 +13,6 @@
 #define NN_ALWAYS_INLINE inline
 #endif
 
-#ifdef _OPENMP
-#define NN_PRAGMA(text) _Pragma(#text)
-#define NN_SIMD_SUM(var) NN_PRAGMA(omp simd reduction(+ : var))
-#define NN_SIMD_MAX(var) NN_PRAGMA(omp simd reduction(max : var))
-#else
-#define NN_SIMD_SUM(var)
-#define NN_SIMD_MAX(var)
-#endif
-
 namespace nanonet {
 
 // ---------------------------------------------------------------------------------------------

@@ -41,21 +41,16 @@ struct Args {
 // ---------------------------------------------------------------------------------------------
 // Small dense products on tiles. C (M, N) = or += A (M, K) * Bm (K, N); C and Bm row-major with
 // leading dimensions ldc, ldb; A(i, p) = A[i * ars + p * aps], so A may be a transposed view.
-// Blocks of 4 rows x NB = two 32-byte vectors of columns keep their 8 sums in registers
-// (GCC/Clang vector extensions: ymm in the AVX2/AVX-512 clones, pairs of xmm in the baseline
-// one); each step broadcasts one A element per row and loads one row of B.
+// Blocks of MB rows x NB = two VB-byte vectors of columns keep their 2 MB sums in registers
+// (GCC/Clang vector extensions; VB = 64 in the AVX-512 clones: 8 rows, 16 zmm; 32 in the others:
+// 4 rows, 8 ymm in the AVX2 one, pairs of xmm in the baseline one); each step broadcasts one A
+// element per row and loads one row of B.
 // The order of every sum is p = 0 .. K-1, as in the scalar edge loops. Edges take plain loops.
 #if defined(__GNUC__) || defined(__clang__)
 #define NN_ATTN_VEC 1
-template <typename S>
-struct Vec;
-template <>
-struct Vec<float> {
-  typedef float type __attribute__((vector_size(32)));
-};
-template <>
-struct Vec<double> {
-  typedef double type __attribute__((vector_size(32)));
+template <typename S, int VB>
+struct Vec {
+  typedef S type __attribute__((vector_size(VB)));
 };
 // By reference, never by value: a 32-byte vector argument or return value would change the ABI
 // of the baseline clone.
@@ -71,17 +66,17 @@ NN_ATTN_INLINE void storeu(S* p, const VT& v) {
 #define NN_ATTN_VEC 0
 #endif
 
-template <typename S>
+template <int VB, typename S>
 NN_ATTN_INLINE void mm_nn(S* C, index_t ldc, const S* A, index_t ars, index_t aps, const S* Bm,
                           index_t ldb, index_t M, index_t N, index_t K, bool accumulate) {
-  constexpr index_t MB = 4;
-  constexpr index_t W = 32 / sizeof(S);  // lanes per 32-byte vector
+  constexpr index_t MB = VB == 64 ? 8 : 4;
+  constexpr index_t W = VB / sizeof(S);  // lanes per vector
   constexpr index_t NB = 2 * W;
   index_t i = 0;
   for (; i + MB <= M; i += MB) {
     index_t j = 0;
 #if NN_ATTN_VEC
-    using VT = typename Vec<S>::type;
+    using VT = typename Vec<S, VB>::type;
     for (; j + NB <= N; j += NB) {
       VT c0[MB], c1[MB];
       for (index_t r = 0; r < MB; ++r) {
@@ -171,8 +166,8 @@ NN_ATTN_INLINE index_t key_end(const Args<S>& a, index_t i0, index_t ni) {
   return a.causal ? std::min(a.Tk, i0 + ni) : a.Tk;
 }
 
-// Row helpers on one tile row of nj scores, branch-free so they vectorise. Lane-wise partial
-// maxima / sums in a fixed order (the result does not depend on the thread count).
+// Row helpers on one tile row of nj scores, branch-free so they vectorise. The maxima and sums
+// are vectorised reductions (NN_SIMD_MAX / NN_SIMD_SUM: a fixed order, whatever the threads).
 // s_c = ok_c ? s_c * scale - sub : -inf; ok == nullptr: every key is valid.
 template <typename S>
 NN_ATTN_INLINE void scale_mask_row(S* s, const bool* ok, index_t nj, S scale, S sub) {
@@ -187,30 +182,21 @@ NN_ATTN_INLINE void scale_mask_row(S* s, const bool* ok, index_t nj, S scale, S 
 }
 template <typename S>
 NN_ATTN_INLINE S row_max(const S* s, index_t nj, S init) {
-  constexpr index_t L = 8;
-  S m[L];
-  for (index_t l = 0; l < L; ++l) m[l] = init;
-  index_t c = 0;
-  for (; c + L <= nj; c += L)
-    for (index_t l = 0; l < L; ++l) m[l] = vm::select(s[c + l] > m[l], s[c + l], m[l]);
-  for (; c < nj; ++c) m[0] = vm::select(s[c] > m[0], s[c], m[0]);
-  S r = m[0];
-  for (index_t l = 1; l < L; ++l) r = vm::select(m[l] > r, m[l], r);
+  S r = init;
+  NN_SIMD_MAX(r)
+  for (index_t c = 0; c < nj; ++c) r = s[c] > r ? s[c] : r;
   return r;
 }
 // s_c = exp(s_c - mx); returns sum_c s_c
 template <typename S>
 NN_ATTN_INLINE S exp_row_sum(S* s, index_t nj, S mx) {
-  NN_PRAGMA_SIMD
-  for (index_t c = 0; c < nj; ++c) s[c] = vm::exp(s[c] - mx);
-  constexpr index_t L = 8;
-  S t[L] = {};
-  index_t c = 0;
-  for (; c + L <= nj; c += L)
-    for (index_t l = 0; l < L; ++l) t[l] += s[c + l];
-  for (; c < nj; ++c) t[0] += s[c];
   S r = S(0);
-  for (index_t l = 0; l < L; ++l) r += t[l];
+  NN_SIMD_SUM(r)
+  for (index_t c = 0; c < nj; ++c) {
+    const S e = vm::exp(s[c] - mx);
+    s[c] = e;
+    r += e;
+  }
   return r;
 }
 
@@ -247,7 +233,7 @@ struct FwdWork {
   }
 };
 
-template <typename S>
+template <int VB, typename S>
 NN_ATTN_INLINE void forward_tile_body(S* out, S* lse, const Args<S>& a, index_t bh, index_t i0,
                                       FwdWork<S>& w) {
   const index_t D = a.D, Dv = a.Dv, Tk = a.Tk, b = bh / a.H;
@@ -267,7 +253,7 @@ NN_ATTN_INLINE void forward_tile_body(S* out, S* lse, const Args<S>& a, index_t 
   for (index_t j0 = 0; j0 < kend; j0 += kAttnBlockK) {
     const index_t nj = std::min(kAttnBlockK, kend - j0);
     // s (ni, nj) = q_i (ni, D) k_j^T (D, nj)
-    mm_nn(w.s.data(), nj, q_i, D, 1, kt + j0, Tk, ni, nj, D, false);
+    mm_nn<VB>(w.s.data(), nj, q_i, D, 1, kt + j0, Tk, ni, nj, D, false);
     for (index_t r = 0; r < ni; ++r) {
       S* s_r = w.s.data() + r * nj;
       scale_mask_row(s_r, valid_keys(ok, a, b, i0 + r, j0, nj), nj, a.scale, S(0));
@@ -280,10 +266,11 @@ NN_ATTN_INLINE void forward_tile_body(S* out, S* lse, const Args<S>& a, index_t 
       l[r] = l[r] * alpha + exp_row_sum(s_r, nj, mx);
       m[r] = mx;
       S* acc_r = acc + r * Dv;
+      NN_PRAGMA_SIMD
       for (index_t e = 0; e < Dv; ++e) acc_r[e] *= alpha;
     }
     // acc (ni, Dv) += p (ni, nj) v_j (nj, Dv)
-    mm_nn(acc, Dv, w.s.data(), nj, 1, v_bh + j0 * Dv, Dv, ni, Dv, nj, true);
+    mm_nn<VB>(acc, Dv, w.s.data(), nj, 1, v_bh + j0 * Dv, Dv, ni, Dv, nj, true);
   }
   S* out_i = out + (bh * a.Tq + i0) * Dv;
   S* lse_i = lse + bh * a.Tq + i0;
@@ -299,10 +286,11 @@ NN_ATTN_INLINE void forward_tile_body(S* out, S* lse, const Args<S>& a, index_t 
   }
 }
 
-NN_ISA_CLONES(void, forward_tile, (float* out, float* lse, const Args<float>& a, index_t bh,
-               index_t i0, FwdWork<float>& w), (out, lse, a, bh, i0, w), forward_tile_body)
-NN_ISA_CLONES_F64(void, forward_tile, (double* out, double* lse, const Args<double>& a, index_t bh,
-               index_t i0, FwdWork<double>& w), (out, lse, a, bh, i0, w), forward_tile_body)
+NN_ISA_CLONES_VB(void, forward_tile, (float* out, float* lse, const Args<float>& a, index_t bh,
+                  index_t i0, FwdWork<float>& w), (out, lse, a, bh, i0, w), forward_tile_body)
+NN_ISA_CLONES_F64_VB(void, forward_tile, (double* out, double* lse, const Args<double>& a,
+                     index_t bh, index_t i0, FwdWork<double>& w), (out, lse, a, bh, i0, w),
+                     forward_tile_body)
 
 // ---------------------------------------------------------------------------------------------
 // Backward. One block = query tile [i0, i0 + ni) x key tile [j0, j0 + nj) of one (b, h): it
@@ -331,7 +319,7 @@ struct BwdArgs {
   S* dv;
 };
 
-template <typename S>
+template <int VB, typename S>
 NN_ATTN_INLINE void block_p_ds(const BwdArgs<S>& g, index_t bh, index_t i0, index_t ni,
                                index_t j0, index_t nj, BwdWork<S>& w) {
   const Args<S>& a = g.a;
@@ -345,8 +333,8 @@ NN_ATTN_INLINE void block_p_ds(const BwdArgs<S>& g, index_t bh, index_t i0, inde
   bool* ok = reinterpret_cast<bool*>(w.ok.data());
   const S neg_inf = -std::numeric_limits<S>::infinity();
   // s = q_i k_j^T; dp = dout_i v_j^T
-  mm_nn(w.p.data(), nj, q_i, D, 1, kt + j0, Tk, ni, nj, D, false);
-  mm_nn(w.ds.data(), nj, do_i, Dv, 1, vt + j0, Tk, ni, nj, Dv, false);
+  mm_nn<VB>(w.p.data(), nj, q_i, D, 1, kt + j0, Tk, ni, nj, D, false);
+  mm_nn<VB>(w.ds.data(), nj, do_i, Dv, 1, vt + j0, Tk, ni, nj, Dv, false);
   for (index_t r = 0; r < ni; ++r) {
     S* p_r = w.p.data() + r * nj;
     S* ds_r = w.ds.data() + r * nj;
@@ -367,32 +355,32 @@ NN_ATTN_INLINE void block_p_ds(const BwdArgs<S>& g, index_t bh, index_t i0, inde
   }
 }
 
-template <typename S>
+template <int VB, typename S>
 NN_ATTN_INLINE void dkdv_block(const BwdArgs<S>& g, index_t bh, index_t i0, index_t ni,
                                index_t j0, index_t nj, BwdWork<S>& w) {
   const Args<S>& a = g.a;
   const index_t D = a.D, Dv = a.Dv;
   // dv_j (nj, Dv) += p^T (nj, ni) dout_i (ni, Dv); p^T read in place (strides 1, nj)
-  mm_nn(g.dv + (bh * a.Tk + j0) * Dv, Dv, w.p.data(), 1, nj, g.dout + (bh * a.Tq + i0) * Dv, Dv,
+  mm_nn<VB>(g.dv + (bh * a.Tk + j0) * Dv, Dv, w.p.data(), 1, nj, g.dout + (bh * a.Tq + i0) * Dv, Dv,
         nj, Dv, ni, true);
   // dk_j (nj, D) += ds^T (nj, ni) q_i (ni, D)
-  mm_nn(g.dk + (bh * a.Tk + j0) * D, D, w.ds.data(), 1, nj, a.q + (bh * a.Tq + i0) * D, D, nj, D,
+  mm_nn<VB>(g.dk + (bh * a.Tk + j0) * D, D, w.ds.data(), 1, nj, a.q + (bh * a.Tq + i0) * D, D, nj, D,
         ni, true);
 }
 
-template <typename S>
+template <int VB, typename S>
 NN_ATTN_INLINE void dq_block(const BwdArgs<S>& g, index_t bh, index_t i0, index_t ni, index_t j0,
                              index_t nj, BwdWork<S>& w) {
   const Args<S>& a = g.a;
   const index_t D = a.D;
   // dq_i (ni, D) += ds (ni, nj) k_j (nj, D)
-  mm_nn(g.dq + (bh * a.Tq + i0) * D, D, w.ds.data(), nj, 1, a.k + (bh * a.Tk + j0) * D, D, ni, D,
+  mm_nn<VB>(g.dq + (bh * a.Tq + i0) * D, D, w.ds.data(), nj, 1, a.k + (bh * a.Tk + j0) * D, D, ni, D,
         nj, true);
 }
 
 // mode 0: all of pair bh (dq, dk, dv); mode 1: key tile jt of pair bh (dk, dv);
 // mode 2: query tile it of pair bh (dq). Every mode visits blocks in the same order per output.
-template <typename S>
+template <int VB, typename S>
 NN_ATTN_INLINE void backward_item_body(const BwdArgs<S>& g, int mode, index_t bh, index_t tile,
                                BwdWork<S>& w) {
   const Args<S>& a = g.a;
@@ -403,8 +391,8 @@ NN_ATTN_INLINE void backward_item_body(const BwdArgs<S>& g, int mode, index_t bh
     for (index_t j0 = 0; j0 < Tk; j0 += kAttnBlockK) {
       if (!visible(i0, ni, j0)) break;
       const index_t nj = std::min(kAttnBlockK, Tk - j0);
-      block_p_ds(g, bh, i0, ni, j0, nj, w);
-      dq_block(g, bh, i0, ni, j0, nj, w);
+      block_p_ds<VB>(g, bh, i0, ni, j0, nj, w);
+      dq_block<VB>(g, bh, i0, ni, j0, nj, w);
     }
     return;
   }
@@ -415,19 +403,19 @@ NN_ATTN_INLINE void backward_item_body(const BwdArgs<S>& g, int mode, index_t bh
     for (index_t i0 = 0; i0 < Tq; i0 += kAttnBlockQ) {
       const index_t ni = std::min(kAttnBlockQ, Tq - i0);
       if (!visible(i0, ni, j0)) continue;
-      block_p_ds(g, bh, i0, ni, j0, nj, w);
-      dkdv_block(g, bh, i0, ni, j0, nj, w);
-      if (mode == 0) dq_block(g, bh, i0, ni, j0, nj, w);
+      block_p_ds<VB>(g, bh, i0, ni, j0, nj, w);
+      dkdv_block<VB>(g, bh, i0, ni, j0, nj, w);
+      if (mode == 0) dq_block<VB>(g, bh, i0, ni, j0, nj, w);
     }
   }
 }
 
-NN_ISA_CLONES(void, backward_item,
-              (const BwdArgs<float>& g, int mode, index_t bh, index_t tile, BwdWork<float>& w),
-              (g, mode, bh, tile, w), backward_item_body)
-NN_ISA_CLONES_F64(void, backward_item,
-              (const BwdArgs<double>& g, int mode, index_t bh, index_t tile, BwdWork<double>& w),
-              (g, mode, bh, tile, w), backward_item_body)
+NN_ISA_CLONES_VB(void, backward_item,
+                 (const BwdArgs<float>& g, int mode, index_t bh, index_t tile, BwdWork<float>& w),
+                 (g, mode, bh, tile, w), backward_item_body)
+NN_ISA_CLONES_F64_VB(void, backward_item,
+                     (const BwdArgs<double>& g, int mode, index_t bh, index_t tile,
+                      BwdWork<double>& w), (g, mode, bh, tile, w), backward_item_body)
 
 inline int threads_for(double flops) {
   return flops >= kAttnParallelFlops ? get_num_threads() : 1;

@@ -74,17 +74,49 @@
       return NAME##_v3 ARGS;                                                            \
     return NAME##_v0 ARGS;                                                              \
   }
+// The same for a BODY that is a template on the vector width in bytes it should use (its first
+// template argument): 64 in the AVX-512 copy, 32 in the others.
+#define NN_ISA_CLONES_VB(RET, NAME, PARAMS, ARGS, BODY)                                 \
+  NN_TARGET_V4 RET NAME##_v4 PARAMS { return BODY<64> ARGS; }                           \
+  NN_TARGET_V3 RET NAME##_v3 PARAMS { return BODY<32> ARGS; }                           \
+  RET NAME##_v0 PARAMS { return BODY<32> ARGS; }                                        \
+  RET NAME PARAMS {                                                                     \
+    switch (::nanonet::family_isa(::nanonet::Family::vecmath)) {                        \
+      case ::nanonet::Isa::avx512: return NAME##_v4 ARGS;                               \
+      case ::nanonet::Isa::avx2: return NAME##_v3 ARGS;                                 \
+      default: return NAME##_v0 ARGS;                                                   \
+    }                                                                                   \
+  }
+#define NN_ISA_CLONES_F64_VB(RET, NAME, PARAMS, ARGS, BODY)                             \
+  NN_TARGET_V3 RET NAME##_v3 PARAMS { return BODY<32> ARGS; }                           \
+  RET NAME##_v0 PARAMS { return BODY<32> ARGS; }                                        \
+  RET NAME PARAMS {                                                                     \
+    if (::nanonet::family_isa(::nanonet::Family::vecmath) != ::nanonet::Isa::ref)       \
+      return NAME##_v3 ARGS;                                                            \
+    return NAME##_v0 ARGS;                                                              \
+  }
 #else
 #define NN_ISA_CLONES(RET, NAME, PARAMS, ARGS, BODY) \
   RET NAME PARAMS { return BODY ARGS; }
 #define NN_ISA_CLONES_F64(RET, NAME, PARAMS, ARGS, BODY) \
   RET NAME PARAMS { return BODY ARGS; }
+#define NN_ISA_CLONES_VB(RET, NAME, PARAMS, ARGS, BODY) \
+  RET NAME PARAMS { return BODY<32> ARGS; }
+#define NN_ISA_CLONES_F64_VB(RET, NAME, PARAMS, ARGS, BODY) \
+  RET NAME PARAMS { return BODY<32> ARGS; }
 #endif
 
 #ifdef _OPENMP
 #define NN_PRAGMA_SIMD _Pragma("omp simd")
+#define NN_PRAGMA(text) _Pragma(#text)
+// Vectorised reductions: the lanes' partial sums / maxima combine in an order fixed by the
+// compiled copy (it may differ between ISAs by rounding, never between thread counts).
+#define NN_SIMD_SUM(var) NN_PRAGMA(omp simd reduction(+ : var))
+#define NN_SIMD_MAX(var) NN_PRAGMA(omp simd reduction(max : var))
 #else
 #define NN_PRAGMA_SIMD
+#define NN_SIMD_SUM(var)
+#define NN_SIMD_MAX(var)
 #endif
 
 namespace nanonet {
