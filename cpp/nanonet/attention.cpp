@@ -220,15 +220,15 @@ struct PairT {
 
 // ---------------------------------------------------------------------------------------------
 // Forward of one query tile of one (b, h) pair. Workspace: kt (D, Tk) (the pair's keys,
-// transposed once per pair), s (BQ, BK), acc (BQ, Dv), m, l (BQ), ok (BK).
+// transposed once per pair), s (BQ, BK), acc (BQ, Dv), m, l, mx, alpha (BQ), ok (BK).
 template <typename S>
 struct FwdWork {
   PairT<S> kt;
-  std::vector<S> s, acc, m, l;
+  std::vector<S> s, acc, m, l, mx, alpha;
   std::vector<char> ok;
   FwdWork(index_t D, index_t Dv, index_t Tk)
       : s(kAttnBlockQ * kAttnBlockK), acc(kAttnBlockQ * Dv), m(kAttnBlockQ), l(kAttnBlockQ),
-        ok(kAttnBlockK) {
+        mx(kAttnBlockQ), alpha(kAttnBlockQ), ok(kAttnBlockK) {
     kt.data.resize(static_cast<size_t>(D * Tk));
   }
 };
@@ -254,20 +254,31 @@ NN_ATTN_INLINE void forward_tile_body(S* out, S* lse, const Args<S>& a, index_t 
     const index_t nj = std::min(kAttnBlockK, kend - j0);
     // s (ni, nj) = q_i (ni, D) k_j^T (D, nj)
     mm_nn<VB>(w.s.data(), nj, q_i, D, 1, kt + j0, Tk, ni, nj, D, false);
+    // In phases over the tile's rows (not row by row), so the rows' maxima and rescale factors
+    // are independent work the core overlaps, and alpha is one vector exp for all rows.
+    S* mx = w.mx.data();
+    S* alpha = w.alpha.data();
     for (index_t r = 0; r < ni; ++r) {
       S* s_r = w.s.data() + r * nj;
       scale_mask_row(s_r, valid_keys(ok, a, b, i0 + r, j0, nj), nj, a.scale, S(0));
-      const S mx = row_max(s_r, nj, m[r]);
-      if (mx == neg_inf) {  // nothing valid so far in this row: p = 0 in this tile
+      mx[r] = row_max(s_r, nj, m[r]);
+    }
+    // m = -inf (nothing valid yet): alpha 0 (acc and l are 0 anyway)
+    NN_PRAGMA_SIMD
+    for (index_t r = 0; r < ni; ++r)
+      alpha[r] = vm::select(mx[r] == neg_inf, S(0), vm::exp(m[r] - mx[r]));
+    for (index_t r = 0; r < ni; ++r) {
+      S* s_r = w.s.data() + r * nj;
+      if (mx[r] == neg_inf) {  // nothing valid so far in this row: p = 0 in this tile
         for (index_t c = 0; c < nj; ++c) s_r[c] = S(0);
         continue;
       }
-      const S alpha = vm::exp(m[r] - mx);  // m = -inf: 0 (acc and l are 0 anyway)
-      l[r] = l[r] * alpha + exp_row_sum(s_r, nj, mx);
-      m[r] = mx;
+      l[r] = l[r] * alpha[r] + exp_row_sum(s_r, nj, mx[r]);
+      m[r] = mx[r];
       S* acc_r = acc + r * Dv;
+      const S al = alpha[r];
       NN_PRAGMA_SIMD
-      for (index_t e = 0; e < Dv; ++e) acc_r[e] *= alpha;
+      for (index_t e = 0; e < Dv; ++e) acc_r[e] *= al;
     }
     // acc (ni, Dv) += p (ni, nj) v_j (nj, Dv)
     mm_nn<VB>(acc, Dv, w.s.data(), nj, 1, v_bh + j0 * Dv, Dv, ni, Dv, nj, true);
