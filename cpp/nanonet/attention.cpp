@@ -8,6 +8,10 @@
 
 #include "nanonet/vecmath.hpp"
 
+#if defined(__SSE__) || defined(__x86_64__)
+#include <xmmintrin.h>
+#endif
+
 #ifdef _OPENMP
 #include <omp.h>
 #endif
@@ -122,7 +126,39 @@ NN_ATTN_INLINE void mm_nn(S* C, index_t ldc, const S* A, index_t ars, index_t ap
       }
       for (index_t r = 0; r < MB; ++r) storeu(C + (i + r) * ldc + j, c0[r]);
     }
-#endif
+    // The last N - j < W columns (e.g. T = 100 keys: 4): one vector too, over a zero-padded
+    // copy of B's tail taken KT rows at a time; C's tail goes through a buffer. Every sum keeps
+    // its order p = 0 .. K-1.
+    if (j < N) {
+      constexpr index_t KT = 64;
+      const index_t nt = N - j;
+      VT c0[MB];
+      for (index_t r = 0; r < MB; ++r) {
+        S t[W] = {};
+        if (accumulate) std::memcpy(t, C + (i + r) * ldc + j, size_t(nt) * sizeof(S));
+        loadu(c0[r], t);
+      }
+      const S* a_0 = A + i * ars;
+      for (index_t p0 = 0; p0 < K; p0 += KT) {
+        const index_t kt = std::min(KT, K - p0);
+        S bt[KT * W];
+        for (index_t p = 0; p < kt; ++p) {
+          const S* b_p = Bm + (p0 + p) * ldb + j;
+          for (index_t x = 0; x < W; ++x) bt[p * W + x] = x < nt ? b_p[x] : S(0);
+        }
+        for (index_t p = 0; p < kt; ++p) {
+          VT b0;
+          loadu(b0, bt + p * W);
+          for (index_t r = 0; r < MB; ++r) c0[r] += a_0[r * ars + (p0 + p) * aps] * b0;
+        }
+      }
+      for (index_t r = 0; r < MB; ++r) {
+        S t[W];
+        storeu(t, c0[r]);
+        std::memcpy(C + (i + r) * ldc + j, t, size_t(nt) * sizeof(S));
+      }
+    }
+#else
     if (j < N) {
       for (index_t r = 0; r < MB; ++r) {
         S* c_r = C + (i + r) * ldc;
@@ -135,6 +171,7 @@ NN_ATTN_INLINE void mm_nn(S* C, index_t ldc, const S* A, index_t ars, index_t ap
         }
       }
     }
+#endif
   }
   for (; i < M; ++i) {
     S* c_i = C + i * ldc;
@@ -158,6 +195,13 @@ NN_ATTN_INLINE const bool* valid_keys(bool* ok, const Args<S>& a, index_t b, ind
                          : nullptr;
   for (index_t c = 0; c < nj; ++c) ok[c] = (!m || m[c]) && (!a.causal || j0 + c <= i);
   return ok;
+}
+
+// Whether valid_keys gives every query row the same answer (no causal cut; no mask or one key
+// mask per batch row): then a tile computes it once for all its rows.
+template <typename S>
+NN_ATTN_INLINE bool keys_shared(const Args<S>& a) {
+  return !a.causal && (!a.mask || a.mask_rows == 1);
 }
 
 // Keys a query tile [i0, i0 + ni) may see: [0, kend).
@@ -258,9 +302,12 @@ NN_ATTN_INLINE void forward_tile_body(S* out, S* lse, const Args<S>& a, index_t 
     // are independent work the core overlaps, and alpha is one vector exp for all rows.
     S* mx = w.mx.data();
     S* alpha = w.alpha.data();
+    const bool shared = keys_shared(a);
+    const bool* tile_ok = shared ? valid_keys(ok, a, b, i0, j0, nj) : nullptr;
     for (index_t r = 0; r < ni; ++r) {
       S* s_r = w.s.data() + r * nj;
-      scale_mask_row(s_r, valid_keys(ok, a, b, i0 + r, j0, nj), nj, a.scale, S(0));
+      scale_mask_row(s_r, shared ? tile_ok : valid_keys(ok, a, b, i0 + r, j0, nj), nj, a.scale,
+                     S(0));
       mx[r] = row_max(s_r, nj, m[r]);
     }
     // m = -inf (nothing valid yet): alpha 0 (acc and l are 0 anyway)
@@ -313,7 +360,7 @@ struct BwdWork {
   std::vector<S> p, ds;
   std::vector<char> ok;
   BwdWork(index_t D, index_t Dv, index_t Tk)
-      : p(kAttnBlockQ * kAttnBlockK), ds(kAttnBlockQ * kAttnBlockK), ok(kAttnBlockK) {
+      : p(kAttnBlockQ * kAttnBlockK), ds(kAttnBlockQ * kAttnBlockK), ok(2 * kAttnBlockK) {
     kt.data.resize(static_cast<size_t>(D * Tk));
     vt.data.resize(static_cast<size_t>(Dv * Tk));
   }
@@ -346,14 +393,17 @@ NN_ATTN_INLINE void block_p_ds(const BwdArgs<S>& g, index_t bh, index_t i0, inde
   // s = q_i k_j^T; dp = dout_i v_j^T
   mm_nn<VB>(w.p.data(), nj, q_i, D, 1, kt + j0, Tk, ni, nj, D, false);
   mm_nn<VB>(w.ds.data(), nj, do_i, Dv, 1, vt + j0, Tk, ni, nj, Dv, false);
+  const bool shared = keys_shared(a);
+  bool* none = ok + kAttnBlockK;  // all false, for fully masked rows
+  const bool* tile_ok = shared ? valid_keys(ok, a, b, i0, j0, nj) : nullptr;
   for (index_t r = 0; r < ni; ++r) {
     S* p_r = w.p.data() + r * nj;
     S* ds_r = w.ds.data() + r * nj;
     const bool live = lse_i[r] != neg_inf;  // a fully masked row has p = 0
-    const bool* okr = valid_keys(ok, a, b, i0 + r, j0, nj);
+    const bool* okr = shared ? tile_ok : valid_keys(ok, a, b, i0 + r, j0, nj);
     if (!live) {
-      for (index_t c = 0; c < nj; ++c) ok[c] = false;
-      okr = ok;
+      for (index_t c = 0; c < nj; ++c) none[c] = false;
+      okr = none;
     }
     // p = exp(scale s - lse) where valid, 0 elsewhere
     scale_mask_row(p_r, okr, nj, a.scale, live ? lse_i[r] : S(0));
@@ -428,6 +478,19 @@ NN_ISA_CLONES_F64_VB(void, backward_item,
                      (const BwdArgs<double>& g, int mode, index_t bh, index_t tile,
                       BwdWork<double>& w), (g, mode, bh, tile, w), backward_item_body)
 
+// Flush-to-zero for one thread's share of a call, the previous mode restored after. Masked keys
+// (score -inf) and far-below-the-maximum ones give probabilities that underflow; computing
+// those as subnormals took a microcode assist per lane on Intel cores (a key-masked forward ran
+// 1.75x the time of an unmasked one). Flushed, they are 0 instead of below 1.2e-38 (float),
+// next to a row sum of at least 1. Inputs are not touched (no denormals-are-zero).
+struct FlushToZero {
+#if defined(__SSE__) || defined(__x86_64__)
+  unsigned saved;
+  FlushToZero() : saved(_mm_getcsr()) { _mm_setcsr(saved | 0x8000u); }
+  ~FlushToZero() { _mm_setcsr(saved); }
+#endif
+};
+
 inline int threads_for(double flops) {
   return flops >= kAttnParallelFlops ? get_num_threads() : 1;
 }
@@ -464,6 +527,7 @@ void attention_forward(S* out, S* lse, const S* q, const S* k, const S* v, const
   for (int t = 0; t < nt; ++t) works.emplace_back(D, Dv, Tk);
 #pragma omp parallel num_threads(nt) if (nt > 1)
   {
+    const FlushToZero ftz;
     FwdWork<S>& w = works[static_cast<size_t>(thread_index())];
 #pragma omp for schedule(static)
     for (index_t it = 0; it < items; ++it)
@@ -493,6 +557,7 @@ void attention_backward(S* dq, S* dk, S* dv, const S* dout, const S* q, const S*
   for (int t = 0; t < nt; ++t) works.emplace_back(D, Dv, Tk);
 #pragma omp parallel num_threads(nt) if (nt > 1)
   {
+    const FlushToZero ftz;
     // D_i = dout_i . out_i
 #pragma omp for schedule(static)
     for (index_t r = 0; r < BH * Tq; ++r) {
