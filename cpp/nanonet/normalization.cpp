@@ -1,9 +1,17 @@
 // Batch and layer normalization kernels; the contract is in normalization.hpp.
 #include "nanonet/normalization.hpp"
 
+#include "nanonet/vecmath.hpp"
+
 #include <algorithm>
 #include <cmath>
 #include <vector>
+
+#if defined(__GNUC__) || defined(__clang__)
+#define NN_ALWAYS_INLINE_NORM inline __attribute__((always_inline))
+#else
+#define NN_ALWAYS_INLINE_NORM inline
+#endif
 
 namespace nanonet {
 
@@ -308,15 +316,109 @@ inline void ln_row_backward(T* dx_n, double* sdy, double* sdyx, const T* dy_n, c
   }
 }
 
+
+// The fast rows: the same sums in double, as vectorised reductions (NN_SIMD_SUM: lane-wise
+// partial sums, so they differ from the sequential ones of the _ref twin by rounding), in
+// ISA-cloned loops over a span of rows. The row loops were scalar: 0.9 ms forward and 1.3 ms
+// backward for 3200 x 128 (the Transformer showcase's shape).
+template <typename T>
+NN_ALWAYS_INLINE_NORM void ln_rows_forward_body(T* y, T* mean, T* inv_std, const T* x,
+                                                const T* gamma, const T* beta, index_t n0,
+                                                index_t n1, index_t F, T epsilon) {
+  for (index_t n = n0; n < n1; ++n) {
+    const T* x_n = x + n * F;
+    T* y_n = y + n * F;
+    double s = 0.0;
+    NN_SIMD_SUM(s)
+    for (index_t f = 0; f < F; ++f) s += double(x_n[f]);
+    const double m = F > 0 ? s / double(F) : 0.0;
+    double q = 0.0;
+    NN_SIMD_SUM(q)
+    for (index_t f = 0; f < F; ++f) {
+      const double d = double(x_n[f]) - m;
+      q += d * d;
+    }
+    const T mt = T(m);
+    const T r = T(1) / std::sqrt(T(F > 0 ? q / double(F) : 0.0) + epsilon);
+    mean[n] = mt;
+    inv_std[n] = r;
+    if (gamma && beta) {
+      NN_PRAGMA_SIMD
+      for (index_t f = 0; f < F; ++f) y_n[f] = (x_n[f] - mt) * r * gamma[f] + beta[f];
+    } else {
+      NN_PRAGMA_SIMD
+      for (index_t f = 0; f < F; ++f)
+        y_n[f] = (x_n[f] - mt) * r * (gamma ? gamma[f] : T(1)) + (beta ? beta[f] : T(0));
+    }
+  }
+}
+
+// dx for rows [n0, n1); their column sums of dy and dy * x_hat added into sdy, sdyx. gamma:
+// never null here (ones when the layer has none).
+template <typename T>
+NN_ALWAYS_INLINE_NORM void ln_rows_backward_body(T* dx, double* sdy, double* sdyx, const T* dy,
+                                                 const T* x, const T* mean, const T* inv_std,
+                                                 const T* gamma, index_t n0, index_t n1,
+                                                 index_t F) {
+  for (index_t n = n0; n < n1; ++n) {
+    const T* x_n = x + n * F;
+    const T* dy_n = dy + n * F;
+    T* dx_n = dx + n * F;
+    const T mean_n = mean[n], inv_std_n = inv_std[n];
+    double sg = 0.0, sgx = 0.0;
+    NN_PRAGMA_SIMD
+    for (index_t f = 0; f < F; ++f) {
+      const double x_hat = double((x_n[f] - mean_n) * inv_std_n);
+      sdy[f] += double(dy_n[f]);
+      sdyx[f] += double(dy_n[f]) * x_hat;
+    }
+    NN_PRAGMA(omp simd reduction(+ : sg, sgx))
+    for (index_t f = 0; f < F; ++f) {
+      const double x_hat = double((x_n[f] - mean_n) * inv_std_n);
+      const double g = double(dy_n[f]) * double(gamma[f]);
+      sg += g;
+      sgx += g * x_hat;
+    }
+    const double mg = F > 0 ? sg / double(F) : 0.0;
+    const double mgx = F > 0 ? sgx / double(F) : 0.0;
+    NN_PRAGMA_SIMD
+    for (index_t f = 0; f < F; ++f) {
+      const double x_hat = double((x_n[f] - mean_n) * inv_std_n);
+      const double g = double(dy_n[f]) * double(gamma[f]);
+      dx_n[f] = T(double(inv_std_n) * (g - mg - x_hat * mgx));
+    }
+  }
+}
+
+NN_ISA_CLONES(void, ln_rows_forward, (float* y, float* mean, float* inv_std, const float* x,
+              const float* gamma, const float* beta, index_t n0, index_t n1, index_t F,
+              float epsilon), (y, mean, inv_std, x, gamma, beta, n0, n1, F, epsilon),
+              ln_rows_forward_body)
+NN_ISA_CLONES_F64(void, ln_rows_forward, (double* y, double* mean, double* inv_std,
+                  const double* x, const double* gamma, const double* beta, index_t n0,
+                  index_t n1, index_t F, double epsilon),
+                  (y, mean, inv_std, x, gamma, beta, n0, n1, F, epsilon), ln_rows_forward_body)
+NN_ISA_CLONES(void, ln_rows_backward, (float* dx, double* sdy, double* sdyx, const float* dy,
+              const float* x, const float* mean, const float* inv_std, const float* gamma,
+              index_t n0, index_t n1, index_t F),
+              (dx, sdy, sdyx, dy, x, mean, inv_std, gamma, n0, n1, F), ln_rows_backward_body)
+NN_ISA_CLONES_F64(void, ln_rows_backward, (double* dx, double* sdy, double* sdyx,
+                  const double* dy, const double* x, const double* mean, const double* inv_std,
+                  const double* gamma, index_t n0, index_t n1, index_t F),
+                  (dx, sdy, sdyx, dy, x, mean, inv_std, gamma, n0, n1, F),
+                  ln_rows_backward_body)
+
 }  // namespace
 
 template <typename T>
 void layer_norm_forward(T* y, T* mean, T* inv_std, const T* x, const T* gamma, const T* beta,
                         index_t N, index_t F, T epsilon) {
   const bool par = N * F >= kNormParallelWork;
+  const index_t nb = num_blocks(N);
 #pragma omp parallel for schedule(static) num_threads(get_num_threads()) if (par)
-  for (index_t n = 0; n < N; ++n)
-    ln_row_forward(y + n * F, mean + n, inv_std + n, x + n * F, gamma, beta, F, epsilon);
+  for (index_t b = 0; b < nb; ++b)
+    ln_rows_forward(y, mean, inv_std, x, gamma, beta, b * kNormRowBlock,
+                    std::min(N, (b + 1) * kNormRowBlock), F, epsilon);
 }
 
 template <typename T>
@@ -336,15 +438,15 @@ void layer_norm_backward(T* dx, T* dgamma, T* dbeta, const T* dy, const T* x, co
   const index_t nb = num_blocks(N);
   // dx by rows; the column sums of each block of rows into part[b][k][f].
   std::vector<double> part(static_cast<size_t>(nb * 2 * F));
+  std::vector<T> ones(gamma ? 0 : size_t(F), T(1));
+  const T* g = gamma ? gamma : ones.data();
 #pragma omp parallel for schedule(static) num_threads(get_num_threads()) if (par)
   for (index_t b = 0; b < nb; ++b) {
     double* sdy_b = part.data() + b * 2 * F;
     double* sdyx_b = sdy_b + F;
     for (index_t f = 0; f < 2 * F; ++f) sdy_b[f] = 0.0;
-    const index_t n1 = std::min(N, (b + 1) * kNormRowBlock);
-    for (index_t n = b * kNormRowBlock; n < n1; ++n)
-      ln_row_backward(dx + n * F, sdy_b, sdyx_b, dy + n * F, x + n * F, mean[n], inv_std[n],
-                      gamma, F);
+    ln_rows_backward(dx, sdy_b, sdyx_b, dy, x, mean, inv_std, g, b * kNormRowBlock,
+                     std::min(N, (b + 1) * kNormRowBlock), F);
   }
   std::vector<double> sums(2 * F);
   reduce_blocks(sums.data(), part, nb, 2 * F);
