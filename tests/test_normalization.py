@@ -323,3 +323,31 @@ def test_errors_name_argument_and_shapes():
     with pytest.raises(TypeError, match="dy must have the dtype of x"):
         ops.layer_norm_backward(x.astype(np.float64), x, np.zeros(5, np.float32),
                                 np.zeros(5, np.float32), g)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("which", ["neither", "gamma only", "beta only"])
+def test_layer_norm_without_gamma_or_beta_matches_reference(which, dtype):
+    """scale=False / center=False layers pass None: the fast rows' branch-free loops read ones
+    (backward) or take the general loop (forward); both against the NumPy twin and _ref."""
+    rng = np.random.default_rng(11)
+    F = 37  # not a multiple of the vector width
+    x = (rng.standard_normal((45, F)) * 3).astype(dtype)
+    gamma, beta = _params(rng, F, dtype)
+    gamma = gamma if which == "gamma only" else None
+    beta = beta if which == "beta only" else None
+    as64 = (lambda a: None if a is None else a.astype(np.float64))
+    want = reference.layer_norm_forward(x.astype(np.float64), as64(gamma), as64(beta), 1e-3)
+    for ref in (False, True):
+        got = ops.layer_norm_forward(x, gamma, beta, 1e-3, _ref=ref)
+        for g, w in zip(got, want):
+            _close(g, w, dtype)
+    _, mean, inv_std = got
+    dy = rng.standard_normal(x.shape).astype(dtype)
+    want = reference.layer_norm_backward(dy.astype(np.float64), x.astype(np.float64),
+                                         mean.astype(np.float64), inv_std.astype(np.float64),
+                                         as64(gamma))
+    for ref in (False, True):
+        got = ops.layer_norm_backward(dy, x, mean, inv_std, gamma, _ref=ref)
+        for g, w in zip(got, want):
+            _close(g, w, dtype)
