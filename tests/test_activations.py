@@ -380,3 +380,39 @@ def test_against_keras():
     for name, f in peers.items():
         np.testing.assert_allclose(ops.activation_forward(x, name), np.asarray(f(x)), rtol=2e-6,
                                    atol=1e-6, err_msg=name)
+
+
+@pytest.mark.parametrize("isa", ["ref", "avx2", "avx512"])
+def test_sigmoid_tanh_spans_on_every_path(isa):
+    """The span functions (vm::sigmoid_span / tanh_span: AVX-512 intrinsics on that path, the
+    vectorised loop elsewhere) over every remainder length and the special values, through the
+    activation and the Dense epilogue (bias + activation), against the twin. (The recurrent
+    gate passes call the same spans: tests/test_lstm.py and test_gru.py.)"""
+    order = ["ref", "avx2", "avx512"]
+    if order.index(isa) > order.index(ops.detect_isa()):
+        pytest.skip(f"CPU lacks {isa}")
+    before = ops.active_isa()
+    rng = np.random.default_rng(21)
+    special = np.array([np.nan, np.inf, -np.inf, 0.0, -0.0, -100.0, 100.0, 1e-30, -1e-30, 9.5,
+                        -9.5, 10.5, -10.5, 0.624, 0.626, -87.5, 88.5], np.float32)
+    try:
+        ops.set_isa(isa)
+        for n in list(range(1, 34)) + [257]:
+            x = np.concatenate([special, (rng.standard_normal(n) * 6).astype(np.float32)])[:, None]
+            x = np.ascontiguousarray(x.reshape(1, -1))
+            for act in ("sigmoid", "tanh"):
+                got = ops.activation_forward(x, act)
+                want = reference.activation_forward(x.astype(np.float64), act)
+                assert np.array_equal(np.isnan(got), np.isnan(want)), (isa, act, n)
+                ok = ~np.isnan(want)
+                np.testing.assert_allclose(got[ok], want[ok], rtol=4e-7, atol=1e-38)
+        xd = (rng.standard_normal((9, 13)) * 3).astype(np.float32)
+        k = (rng.standard_normal((13, 21)) * 0.5).astype(np.float32)
+        b = rng.standard_normal(21).astype(np.float32)
+        for act in ("sigmoid", "tanh"):
+            got = ops.dense_forward(xd, k, b, act)
+            want = reference.dense_forward(xd.astype(np.float64), k.astype(np.float64),
+                                           b.astype(np.float64), act)
+            np.testing.assert_allclose(got, want, rtol=2e-5, atol=2e-6)
+    finally:
+        ops.set_isa(before)

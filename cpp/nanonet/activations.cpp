@@ -305,6 +305,22 @@ NN_ALWAYS_INLINE void bias_op_block(T* c, index_t ldc, index_t m, index_t n, con
   }
 }
 
+// The same for sigmoid / tanh through their span functions (vm::sigmoid_span: the AVX-512 path's
+// intrinsics): the bias added in place first, then the row's activation.
+template <typename T, typename Span>
+NN_ALWAYS_INLINE void bias_span_block(T* c, index_t ldc, index_t m, index_t n, const T* bias,
+                                      Span span) {
+  for (index_t i = 0; i < m; ++i) {
+    T* __restrict c_i = c + i * ldc;
+    if (bias) {
+      const T* __restrict b = bias;
+      NN_PRAGMA_SIMD
+      for (index_t j = 0; j < n; ++j) c_i[j] += b[j];
+    }
+    span(c_i, c_i, n);
+  }
+}
+
 // The same, keeping the pre-activation: z_i[j] = c_i[j] + bias[j]; c_i[j] = op(z_i[j]).
 template <typename T, typename Op>
 NN_ALWAYS_INLINE void bias_op_block_z(T* c, index_t ldc, T* z, index_t ldz, index_t m, index_t n,
@@ -481,8 +497,8 @@ NN_NOINLINE void bias_act_block_z(T* c, index_t ldc, index_t m, index_t n, const
 template <typename T>
 NN_ALWAYS_INLINE void forward_span_body(T* y, const T* x, index_t n, Activation act) {
   switch (act) {
-    case Activation::sigmoid: map1(y, x, n, SigmoidFwd{}); break;
-    case Activation::tanh: map1(y, x, n, TanhFwd{}); break;
+    case Activation::sigmoid: vm::sigmoid_span(y, x, n); break;
+    case Activation::tanh: vm::tanh_span(y, x, n); break;
     case Activation::relu: map1(y, x, n, ReluFwd{}); break;
     case Activation::linear:
     case Activation::softmax:
@@ -518,8 +534,8 @@ NN_ALWAYS_INLINE void bias_act_block_body(T* c, index_t ldc, index_t m, index_t 
     return;
   }
   switch (act) {
-    case Activation::sigmoid: bias_op_block(c, ldc, m, n, bias, SigmoidFwd{}); break;
-    case Activation::tanh: bias_op_block(c, ldc, m, n, bias, TanhFwd{}); break;
+    case Activation::sigmoid: bias_span_block(c, ldc, m, n, bias, vm::sigmoid_span<T>); break;
+    case Activation::tanh: bias_span_block(c, ldc, m, n, bias, vm::tanh_span<T>); break;
     case Activation::relu: bias_op_block(c, ldc, m, n, bias, ReluFwd{}); break;
     case Activation::linear:
     case Activation::softmax:

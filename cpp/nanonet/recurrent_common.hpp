@@ -47,12 +47,10 @@ template <typename T>
 NN_RNN_INLINE void act_span(LstmAct a, T* v, index_t n) {
   switch (a) {
     case LstmAct::tanh:
-      NN_PRAGMA_SIMD
-      for (index_t r = 0; r < n; ++r) v[r] = vm::tanh(v[r]);
+      vm::tanh_span(v, v, n);
       break;
     case LstmAct::sigmoid:
-      NN_PRAGMA_SIMD
-      for (index_t r = 0; r < n; ++r) v[r] = vm::sigmoid(v[r]);
+      vm::sigmoid_span(v, v, n);
       break;
     case LstmAct::relu:
       NN_PRAGMA_SIMD

@@ -41,6 +41,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <type_traits>
 
 #include "nanonet/runtime.hpp"
 
@@ -301,6 +302,54 @@ inline double tanh(double x) {
   const double big = 1.0 - 2.0 / (exp(2.0 * a) + 1.0);
   const double big_signed = detail::select(x < 0.0, -big, big);
   return detail::select(a < 0.625, small, big_signed);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Spans: y[i] = sigmoid(x[i]) / tanh(x[i]) for i < n (y == x allowed), for the loops of
+// activations, Dense epilogues and the recurrent gate passes. float on the AVX-512 path runs
+// sigmoid_span_v4 / tanh_span_v4 (vecmath_avx512.cpp: the same formulas in intrinsics, 1.2-1.35x
+// the auto-vectorised loop); everything else the inline loop, vectorised for the copy it is
+// inlined into. Call them from inside an ISA-cloned body: the check is one load and compare.
+#if (defined(__GNUC__) || defined(__clang__)) && defined(__x86_64__)
+#define NN_VM_SPANS_V4 1
+void sigmoid_span_v4(float* y, const float* x, index_t n);
+void tanh_span_v4(float* y, const float* x, index_t n);
+#else
+#define NN_VM_SPANS_V4 0
+#endif
+
+template <typename T>
+inline bool use_span_v4() {
+#if NN_VM_SPANS_V4
+  return std::is_same<T, float>::value &&
+         ::nanonet::family_isa(::nanonet::Family::vecmath) == ::nanonet::Isa::avx512;
+#else
+  return false;
+#endif
+}
+
+template <typename T>
+inline void sigmoid_span(T* y, const T* x, index_t n) {
+#if NN_VM_SPANS_V4
+  if (use_span_v4<T>()) {
+    sigmoid_span_v4(reinterpret_cast<float*>(y), reinterpret_cast<const float*>(x), n);
+    return;
+  }
+#endif
+  NN_PRAGMA_SIMD
+  for (index_t i = 0; i < n; ++i) y[i] = sigmoid(x[i]);
+}
+
+template <typename T>
+inline void tanh_span(T* y, const T* x, index_t n) {
+#if NN_VM_SPANS_V4
+  if (use_span_v4<T>()) {
+    tanh_span_v4(reinterpret_cast<float*>(y), reinterpret_cast<const float*>(x), n);
+    return;
+  }
+#endif
+  NN_PRAGMA_SIMD
+  for (index_t i = 0; i < n; ++i) y[i] = tanh(x[i]);
 }
 
 }  // namespace vm
