@@ -53,8 +53,9 @@
 #define NN_TARGET_V4 __attribute__((target("avx512f,avx512dq,avx512vl,avx512bw,avx2,fma")))
 #define NN_TARGET_V3 __attribute__((target("avx2,fma")))
 #endif
-#define NN_ISA_CLONES(RET, NAME, PARAMS, ARGS, BODY)                                    \
-  NN_TARGET_V4 RET NAME##_v4 PARAMS { return BODY ARGS; }                               \
+// The three copies and the dispatcher; BODY_V4 runs in the AVX-512 copy, BODY in the others.
+#define NN_ISA_CLONES_2(RET, NAME, PARAMS, ARGS, BODY_V4, BODY)                         \
+  NN_TARGET_V4 RET NAME##_v4 PARAMS { return BODY_V4 ARGS; }                            \
   NN_TARGET_V3 RET NAME##_v3 PARAMS { return BODY ARGS; }                               \
   RET NAME##_v0 PARAMS { return BODY ARGS; }                                            \
   RET NAME PARAMS {                                                                     \
@@ -64,6 +65,8 @@
       default: return NAME##_v0 ARGS;                                                   \
     }                                                                                   \
   }
+#define NN_ISA_CLONES(RET, NAME, PARAMS, ARGS, BODY) \
+  NN_ISA_CLONES_2(RET, NAME, PARAMS, ARGS, BODY, BODY)
 // The float64 twins: AVX2 + FMA and the baseline only; avx512 runs the AVX2 copy. float64 is
 // for gradient checks and references, not speed, and an AVX-512 copy of every double loop
 // cost about 1/6 of the cloned code in the package budget.
@@ -77,25 +80,10 @@
   }
 // The same for a BODY that is a template on the vector width in bytes it should use (its first
 // template argument): 64 in the AVX-512 copy, 32 in the others.
-#define NN_ISA_CLONES_VB(RET, NAME, PARAMS, ARGS, BODY)                                 \
-  NN_TARGET_V4 RET NAME##_v4 PARAMS { return BODY<64> ARGS; }                           \
-  NN_TARGET_V3 RET NAME##_v3 PARAMS { return BODY<32> ARGS; }                           \
-  RET NAME##_v0 PARAMS { return BODY<32> ARGS; }                                        \
-  RET NAME PARAMS {                                                                     \
-    switch (::nanonet::family_isa(::nanonet::Family::vecmath)) {                        \
-      case ::nanonet::Isa::avx512: return NAME##_v4 ARGS;                               \
-      case ::nanonet::Isa::avx2: return NAME##_v3 ARGS;                                 \
-      default: return NAME##_v0 ARGS;                                                   \
-    }                                                                                   \
-  }
-#define NN_ISA_CLONES_F64_VB(RET, NAME, PARAMS, ARGS, BODY)                             \
-  NN_TARGET_V3 RET NAME##_v3 PARAMS { return BODY<32> ARGS; }                           \
-  RET NAME##_v0 PARAMS { return BODY<32> ARGS; }                                        \
-  RET NAME PARAMS {                                                                     \
-    if (::nanonet::family_isa(::nanonet::Family::vecmath) != ::nanonet::Isa::ref)       \
-      return NAME##_v3 ARGS;                                                            \
-    return NAME##_v0 ARGS;                                                              \
-  }
+#define NN_ISA_CLONES_VB(RET, NAME, PARAMS, ARGS, BODY) \
+  NN_ISA_CLONES_2(RET, NAME, PARAMS, ARGS, BODY<64>, BODY<32>)
+#define NN_ISA_CLONES_F64_VB(RET, NAME, PARAMS, ARGS, BODY) \
+  NN_ISA_CLONES_F64(RET, NAME, PARAMS, ARGS, BODY<32>)
 #else
 #define NN_ISA_CLONES(RET, NAME, PARAMS, ARGS, BODY) \
   RET NAME PARAMS { return BODY ARGS; }
@@ -328,29 +316,27 @@ inline bool use_span_v4() {
 #endif
 }
 
-template <typename T>
-inline void sigmoid_span(T* y, const T* x, index_t n) {
+// sigmoid_span(y, x, n) and tanh_span(y, x, n).
 #if NN_VM_SPANS_V4
-  if (use_span_v4<T>()) {
-    sigmoid_span_v4(reinterpret_cast<float*>(y), reinterpret_cast<const float*>(x), n);
-    return;
+#define NN_VM_SPAN_V4_CALL(NAME)                                                             \
+  if (use_span_v4<T>()) {                                                                    \
+    NAME##_span_v4(reinterpret_cast<float*>(y), reinterpret_cast<const float*>(x), n);     \
+    return;                                                                                  \
   }
+#else
+#define NN_VM_SPAN_V4_CALL(NAME)
 #endif
-  NN_PRAGMA_SIMD
-  for (index_t i = 0; i < n; ++i) y[i] = sigmoid(x[i]);
-}
-
-template <typename T>
-inline void tanh_span(T* y, const T* x, index_t n) {
-#if NN_VM_SPANS_V4
-  if (use_span_v4<T>()) {
-    tanh_span_v4(reinterpret_cast<float*>(y), reinterpret_cast<const float*>(x), n);
-    return;
+#define NN_VM_SPAN(NAME)                                                                     \
+  template <typename T>                                                                      \
+  inline void NAME##_span(T* y, const T* x, index_t n) {                                     \
+    NN_VM_SPAN_V4_CALL(NAME)                                                                 \
+    NN_PRAGMA_SIMD                                                                           \
+    for (index_t i = 0; i < n; ++i) y[i] = NAME(x[i]);                                       \
   }
-#endif
-  NN_PRAGMA_SIMD
-  for (index_t i = 0; i < n; ++i) y[i] = tanh(x[i]);
-}
+NN_VM_SPAN(sigmoid)
+NN_VM_SPAN(tanh)
+#undef NN_VM_SPAN
+#undef NN_VM_SPAN_V4_CALL
 
 }  // namespace vm
 }  // namespace nanonet
