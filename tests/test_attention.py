@@ -186,17 +186,45 @@ def test_bad_input():
         ops.attention_backward(dout.astype(np.float64), q, k, v, out, lse)
 
 
-def test_core_rejects_non_contiguous():
+def test_core_takes_head_views_and_rejects_a_strided_last_axis():
     from nanonet import _core
     rng = np.random.default_rng(5)
     q, k, v, _ = _inputs(rng, (1, 2, 3, 4, 5, 6), np.float32)
-    with pytest.raises(ValueError, match="q must be C-contiguous"):
-        _core.attention_forward(q.transpose(0, 2, 1, 3).copy().transpose(0, 2, 1, 3), k, v, None,
-                                False, 1.0)
-    # ops copies a non-contiguous view once
-    qt = q.transpose(0, 2, 1, 3).copy().transpose(0, 2, 1, 3)
-    np.testing.assert_array_equal(ops.attention_forward(qt, k, v)[0],
+    qt = q.transpose(0, 2, 1, 3).copy().transpose(0, 2, 1, 3)  # (B, T, H, D) memory
+    np.testing.assert_array_equal(_core.attention_forward(qt, k, v, None, False, 1.0)[0],
+                                  _core.attention_forward(q, k, v, None, False, 1.0)[0])
+    with pytest.raises(ValueError, match="q's last axis must be contiguous"):
+        _core.attention_forward(np.repeat(q, 2, axis=3)[..., ::2], k, v, None, False, 1.0)
+    with pytest.raises(ValueError, match="q must be C-contiguous"):  # the scalar twin
+        _core.attention_forward_ref(qt, k, v, None, False, 1.0)
+    # ops copies what the core does not take, once
+    qs = np.repeat(q, 2, axis=3)[..., ::2]
+    np.testing.assert_array_equal(ops.attention_forward(qs, k, v)[0],
                                   ops.attention_forward(q, k, v)[0])
+
+
+@pytest.mark.parametrize("masked", [False, True])
+def test_head_views_of_a_projection_give_the_contiguous_results(masked):
+    """q, k, v as views of one (B, T, 3 H D) projection and dout as a (B, T, H, D) view (what
+    MultiHeadAttention passes): forward and backward equal, bit for bit, those of the
+    contiguous copies."""
+    rng = np.random.default_rng(8)
+    B, T, H, D = 3, 37, 2, 20
+    y = rng.standard_normal((B, T, 3 * H * D)).astype(np.float32)
+    heads = [y[..., i * H * D:(i + 1) * H * D].reshape(B, T, H, D).transpose(0, 2, 1, 3)
+             for i in range(3)]
+    dout = rng.standard_normal((B, T, H * D)).astype(np.float32)
+    dview = dout.reshape(B, T, H, D).transpose(0, 2, 1, 3)
+    mask = (rng.random((B, T)) > 0.3) if masked else None
+    copies = [np.ascontiguousarray(h) for h in heads]
+    out_v, lse_v = ops.attention_forward(*heads, mask=mask)
+    out_c, lse_c = ops.attention_forward(*copies, mask=mask)
+    assert np.array_equal(out_v, out_c) and np.array_equal(lse_v, lse_c)
+    grads_v = ops.attention_backward(dview, *heads, out_v, lse_v, mask=mask)
+    grads_c = ops.attention_backward(np.ascontiguousarray(dview), *copies, out_c, lse_c,
+                                     mask=mask)
+    for gv, gc in zip(grads_v, grads_c):
+        assert np.array_equal(gv, gc)
 
 
 # -- the MultiHeadAttention layer -----------------------------------------------------------------

@@ -17,7 +17,25 @@ struct Dims {
   index_t B, H, Tq, Tk, D, Dv;
 };
 
-Dims check_qkv(const py::array& q, const py::array& k, const py::array& v, const char* fn) {
+// The element strides (batch, head, step) of a 4-D input whose last axis is contiguous, as the
+// fast kernels take them (views such as the heads of a (B, T, H * D) projection pass as they are).
+AttnStrides strides_of(const py::array& a, const char* fn, const char* name) {
+  const py::ssize_t item = a.itemsize();
+  if (a.shape(3) > 1 && a.strides(3) != item)
+    fail(fn, std::string(name) + "'s last axis must be contiguous (stride " +
+                 std::to_string(item) + " bytes); got " + std::to_string(a.strides(3)));
+  for (int ax = 0; ax < 3; ++ax)
+    if (a.strides(ax) < 0 || a.strides(ax) % item != 0)
+      fail(fn, std::string(name) + " must have non-negative strides that are multiples of its "
+                                   "item size; got " + std::to_string(a.strides(ax)) +
+                   " bytes on axis " + std::to_string(ax));
+  return AttnStrides{index_t(a.strides(0) / item), index_t(a.strides(1) / item),
+                     index_t(a.strides(2) / item)};
+}
+
+// Ref: the scalar twins read C-contiguous inputs; the fast kernels any strides_of view.
+Dims check_qkv(const py::array& q, const py::array& k, const py::array& v, const char* fn,
+               bool contiguous = true) {
   float_dtype(q, fn, "q");
   same_dtype(q, k, fn, "q", "k");
   same_dtype(q, v, fn, "q", "v");
@@ -27,9 +45,11 @@ Dims check_qkv(const py::array& q, const py::array& k, const py::array& v, const
   const Dims d{q.shape(0), q.shape(1), q.shape(2), k.shape(2), q.shape(3), v.shape(3)};
   check_shape(k, {d.B, d.H, d.Tk, d.D}, fn, "k", "(B, H, Tk, D)");
   check_shape(v, {d.B, d.H, d.Tk, d.Dv}, fn, "v", "(B, H, Tk, Dv)");
-  check_contiguous(q, fn, "q");
-  check_contiguous(k, fn, "k");
-  check_contiguous(v, fn, "v");
+  if (contiguous) {
+    check_contiguous(q, fn, "q");
+    check_contiguous(k, fn, "k");
+    check_contiguous(v, fn, "v");
+  }
   return d;
 }
 
@@ -56,7 +76,9 @@ const bool* opt_mask(const py::object& o, const Dims& d, index_t* rows, const ch
 template <bool Ref>
 py::tuple forward_impl(const char* fn, const py::array& q, const py::array& k,
                        const py::array& v, const py::object& mask, bool causal, double scale) {
-  const Dims d = check_qkv(q, k, v, fn);
+  const Dims d = check_qkv(q, k, v, fn, Ref);
+  const AttnStrides st[3] = {strides_of(q, fn, "q"), strides_of(k, fn, "k"),
+                             strides_of(v, fn, "v")};
   index_t rows = 1;
   const bool* pm = opt_mask(mask, d, &rows, fn);
   py::array out(q.dtype(), std::vector<py::ssize_t>{d.B, d.H, d.Tq, d.Dv});
@@ -74,7 +96,7 @@ py::tuple forward_impl(const char* fn, const py::array& q, const py::array& k,
                                d.Tk, d.D, d.Dv);
     else
       attention_forward<S>(po, pl, pq, pk, pv, pm, rows, causal, S(scale), d.B, d.H, d.Tq, d.Tk,
-                           d.D, d.Dv);
+                           d.D, d.Dv, st);
   };
   dispatch_float(q, run);
   return py::make_tuple(out, lse);
@@ -85,14 +107,17 @@ py::tuple backward_impl(const char* fn, const py::array& dout, const py::array& 
                         const py::array& k, const py::array& v, const py::array& out,
                         const py::array& lse, const py::object& mask, bool causal,
                         double scale) {
-  const Dims d = check_qkv(q, k, v, fn);
+  const Dims d = check_qkv(q, k, v, fn, Ref);
   same_dtype(q, dout, fn, "q", "dout");
   same_dtype(q, out, fn, "q", "out");
   same_dtype(q, lse, fn, "q", "lse");
   check_shape(dout, {d.B, d.H, d.Tq, d.Dv}, fn, "dout", "(B, H, Tq, Dv)");
   check_shape(out, {d.B, d.H, d.Tq, d.Dv}, fn, "out", "(B, H, Tq, Dv)");
   check_shape(lse, {d.B, d.H, d.Tq}, fn, "lse", "(B, H, Tq)");
-  check_contiguous(dout, fn, "dout");
+  check_ndim(dout, 4, fn, "dout");
+  if (Ref) check_contiguous(dout, fn, "dout");
+  const AttnStrides st[4] = {strides_of(q, fn, "q"), strides_of(k, fn, "k"),
+                             strides_of(v, fn, "v"), strides_of(dout, fn, "dout")};
   check_contiguous(out, fn, "out");
   check_contiguous(lse, fn, "lse");
   index_t rows = 1;
@@ -117,7 +142,7 @@ py::tuple backward_impl(const char* fn, const py::array& dout, const py::array& 
                                 S(scale), d.B, d.H, d.Tq, d.Tk, d.D, d.Dv);
     else
       attention_backward<S>(pdq, pdk, pdv, pdo, pq, pk, pv, po, pl, pm, rows, causal, S(scale),
-                            d.B, d.H, d.Tq, d.Tk, d.D, d.Dv);
+                            d.B, d.H, d.Tq, d.Tk, d.D, d.Dv, st);
   };
   dispatch_float(q, run);
   return py::make_tuple(dq, dk, dv);

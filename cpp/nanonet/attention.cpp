@@ -40,7 +40,19 @@ struct Args {
   bool causal;
   S scale;
   index_t B, H, Tq, Tk, D, Dv;
+  AttnStrides qs, ks, vs;  // element strides of q, k, v (attention.hpp)
 };
+
+inline AttnStrides contiguous_strides(index_t H, index_t T, index_t D) {
+  return AttnStrides{H * T * D, T * D, D};
+}
+
+// Row t of pair bh (= b H + h) of an input with strides st.
+template <typename S>
+NN_ATTN_INLINE const S* row_of(const S* base, const AttnStrides& st, index_t bh, index_t H,
+                               index_t t) {
+  return base + (bh / H) * st.b + (bh % H) * st.h + t * st.t;
+}
 
 // ---------------------------------------------------------------------------------------------
 // Small dense products on tiles. C (M, N) = or += A (M, K) * Bm (K, N); C and Bm row-major with
@@ -244,18 +256,18 @@ NN_ATTN_INLINE S exp_row_sum(S* s, index_t nj, S mx) {
   return r;
 }
 
-// dst (D, T) = src (T, D)^T for one (b, h) pair's keys or values, cached per pair: the tile
-// products then read a key tile's transpose at dst + j0 with leading dimension T.
+// dst (D, T) = src (T, D)^T for one (b, h) pair's keys or values (rows ld apart), cached per
+// pair: the tile products then read a key tile's transpose at dst + j0 with leading dimension T.
 template <typename S>
 struct PairT {
   std::vector<S> data;
   index_t bh = -1;
-  NN_ATTN_INLINE const S* get(const S* src, index_t pair, index_t T, index_t D) {
+  // src_bh: the pair's first row; rows ld apart.
+  NN_ATTN_INLINE const S* get(const S* src_bh, index_t ld, index_t pair, index_t T, index_t D) {
     if (bh != pair) {
       // data holds D * T elements already (sized before the parallel region)
-      const S* src_bh = src + pair * T * D;
       for (index_t d = 0; d < D; ++d)
-        for (index_t t = 0; t < T; ++t) data[d * T + t] = src_bh[t * D + d];
+        for (index_t t = 0; t < T; ++t) data[d * T + t] = src_bh[t * ld + d];
       bh = pair;
     }
     return data.data();
@@ -282,9 +294,9 @@ NN_ATTN_INLINE void forward_tile_body(S* out, S* lse, const Args<S>& a, index_t 
                                       FwdWork<S>& w) {
   const index_t D = a.D, Dv = a.Dv, Tk = a.Tk, b = bh / a.H;
   const index_t ni = std::min(kAttnBlockQ, a.Tq - i0);
-  const S* q_i = a.q + (bh * a.Tq + i0) * D;
-  const S* kt = w.kt.get(a.k, bh, Tk, D);
-  const S* v_bh = a.v + bh * Tk * Dv;
+  const S* q_i = row_of(a.q, a.qs, bh, a.H, i0);
+  const S* kt = w.kt.get(row_of(a.k, a.ks, bh, a.H, 0), a.ks.t, bh, Tk, D);
+  const S* v_bh = row_of(a.v, a.vs, bh, a.H, 0);
   const S neg_inf = -std::numeric_limits<S>::infinity();
   S* acc = w.acc.data();
   S* m = w.m.data();
@@ -297,7 +309,7 @@ NN_ATTN_INLINE void forward_tile_body(S* out, S* lse, const Args<S>& a, index_t 
   for (index_t j0 = 0; j0 < kend; j0 += kAttnBlockK) {
     const index_t nj = std::min(kAttnBlockK, kend - j0);
     // s (ni, nj) = q_i (ni, D) k_j^T (D, nj)
-    mm_nn<VB>(w.s.data(), nj, q_i, D, 1, kt + j0, Tk, ni, nj, D, false);
+    mm_nn<VB>(w.s.data(), nj, q_i, a.qs.t, 1, kt + j0, Tk, ni, nj, D, false);
     // In phases over the tile's rows (not row by row), so the rows' maxima and rescale factors
     // are independent work the core overlaps, and alpha is one vector exp for all rows.
     S* mx = w.mx.data();
@@ -328,7 +340,7 @@ NN_ATTN_INLINE void forward_tile_body(S* out, S* lse, const Args<S>& a, index_t 
       for (index_t e = 0; e < Dv; ++e) acc_r[e] *= al;
     }
     // acc (ni, Dv) += p (ni, nj) v_j (nj, Dv)
-    mm_nn<VB>(acc, Dv, w.s.data(), nj, 1, v_bh + j0 * Dv, Dv, ni, Dv, nj, true);
+    mm_nn<VB>(acc, Dv, w.s.data(), nj, 1, v_bh + j0 * a.vs.t, a.vs.t, ni, Dv, nj, true);
   }
   S* out_i = out + (bh * a.Tq + i0) * Dv;
   S* lse_i = lse + bh * a.Tq + i0;
@@ -370,6 +382,7 @@ template <typename S>
 struct BwdArgs {
   Args<S> a;
   const S* dout;
+  AttnStrides dos;  // dout's element strides
   const S* lse;
   const S* Drow;  // D_i = dout_i . out_i, (B, H, Tq)
   S* dq;
@@ -382,17 +395,17 @@ NN_ATTN_INLINE void block_p_ds(const BwdArgs<S>& g, index_t bh, index_t i0, inde
                                index_t j0, index_t nj, BwdWork<S>& w) {
   const Args<S>& a = g.a;
   const index_t D = a.D, Dv = a.Dv, Tk = a.Tk, b = bh / a.H;
-  const S* q_i = a.q + (bh * a.Tq + i0) * D;
-  const S* do_i = g.dout + (bh * a.Tq + i0) * Dv;
+  const S* q_i = row_of(a.q, a.qs, bh, a.H, i0);
+  const S* do_i = row_of(g.dout, g.dos, bh, a.H, i0);
   const S* lse_i = g.lse + bh * a.Tq + i0;
   const S* D_i = g.Drow + bh * a.Tq + i0;
-  const S* kt = w.kt.get(a.k, bh, Tk, D);
-  const S* vt = w.vt.get(a.v, bh, Tk, Dv);
+  const S* kt = w.kt.get(row_of(a.k, a.ks, bh, a.H, 0), a.ks.t, bh, Tk, D);
+  const S* vt = w.vt.get(row_of(a.v, a.vs, bh, a.H, 0), a.vs.t, bh, Tk, Dv);
   bool* ok = reinterpret_cast<bool*>(w.ok.data());
   const S neg_inf = -std::numeric_limits<S>::infinity();
   // s = q_i k_j^T; dp = dout_i v_j^T
-  mm_nn<VB>(w.p.data(), nj, q_i, D, 1, kt + j0, Tk, ni, nj, D, false);
-  mm_nn<VB>(w.ds.data(), nj, do_i, Dv, 1, vt + j0, Tk, ni, nj, Dv, false);
+  mm_nn<VB>(w.p.data(), nj, q_i, a.qs.t, 1, kt + j0, Tk, ni, nj, D, false);
+  mm_nn<VB>(w.ds.data(), nj, do_i, g.dos.t, 1, vt + j0, Tk, ni, nj, Dv, false);
   const bool shared = keys_shared(a);
   bool* none = ok + kAttnBlockK;  // all false, for fully masked rows
   const bool* tile_ok = shared ? valid_keys(ok, a, b, i0, j0, nj) : nullptr;
@@ -422,11 +435,11 @@ NN_ATTN_INLINE void dkdv_block(const BwdArgs<S>& g, index_t bh, index_t i0, inde
   const Args<S>& a = g.a;
   const index_t D = a.D, Dv = a.Dv;
   // dv_j (nj, Dv) += p^T (nj, ni) dout_i (ni, Dv); p^T read in place (strides 1, nj)
-  mm_nn<VB>(g.dv + (bh * a.Tk + j0) * Dv, Dv, w.p.data(), 1, nj, g.dout + (bh * a.Tq + i0) * Dv, Dv,
-        nj, Dv, ni, true);
+  mm_nn<VB>(g.dv + (bh * a.Tk + j0) * Dv, Dv, w.p.data(), 1, nj,
+            row_of(g.dout, g.dos, bh, a.H, i0), g.dos.t, nj, Dv, ni, true);
   // dk_j (nj, D) += ds^T (nj, ni) q_i (ni, D)
-  mm_nn<VB>(g.dk + (bh * a.Tk + j0) * D, D, w.ds.data(), 1, nj, a.q + (bh * a.Tq + i0) * D, D, nj, D,
-        ni, true);
+  mm_nn<VB>(g.dk + (bh * a.Tk + j0) * D, D, w.ds.data(), 1, nj, row_of(a.q, a.qs, bh, a.H, i0),
+            a.qs.t, nj, D, ni, true);
 }
 
 template <int VB, typename S>
@@ -435,8 +448,8 @@ NN_ATTN_INLINE void dq_block(const BwdArgs<S>& g, index_t bh, index_t i0, index_
   const Args<S>& a = g.a;
   const index_t D = a.D;
   // dq_i (ni, D) += ds (ni, nj) k_j (nj, D)
-  mm_nn<VB>(g.dq + (bh * a.Tq + i0) * D, D, w.ds.data(), nj, 1, a.k + (bh * a.Tk + j0) * D, D, ni, D,
-        nj, true);
+  mm_nn<VB>(g.dq + (bh * a.Tq + i0) * D, D, w.ds.data(), nj, 1, row_of(a.k, a.ks, bh, a.H, j0),
+            a.ks.t, ni, D, nj, true);
 }
 
 // mode 0: all of pair bh (dq, dk, dv); mode 1: key tile jt of pair bh (dk, dv);
@@ -509,8 +522,11 @@ inline int thread_index() {
 template <typename S>
 void attention_forward(S* out, S* lse, const S* q, const S* k, const S* v, const bool* mask,
                        index_t mask_rows, bool causal, S scale, index_t B, index_t H, index_t Tq,
-                       index_t Tk, index_t D, index_t Dv) {
-  const Args<S> a{q, k, v, mask, mask_rows, causal, scale, B, H, Tq, Tk, D, Dv};
+                       index_t Tk, index_t D, index_t Dv, const AttnStrides* qkv) {
+  const Args<S> a{q, k, v, mask, mask_rows, causal, scale, B, H, Tq, Tk, D, Dv,
+                  qkv ? qkv[0] : contiguous_strides(H, Tq, D),
+                  qkv ? qkv[1] : contiguous_strides(H, Tk, D),
+                  qkv ? qkv[2] : contiguous_strides(H, Tk, Dv)};
   const index_t BH = B * H;
   const index_t nqt = (Tq + kAttnBlockQ - 1) / kAttnBlockQ;
   const index_t items = BH * nqt;
@@ -539,15 +555,19 @@ template <typename S>
 void attention_backward(S* dq, S* dk, S* dv, const S* dout, const S* q, const S* k, const S* v,
                         const S* out, const S* lse, const bool* mask, index_t mask_rows,
                         bool causal, S scale, index_t B, index_t H, index_t Tq, index_t Tk,
-                        index_t D, index_t Dv) {
+                        index_t D, index_t Dv, const AttnStrides* qkvdo) {
   const index_t BH = B * H;
   std::fill(dq, dq + BH * Tq * D, S(0));
   std::fill(dk, dk + BH * Tk * D, S(0));
   std::fill(dv, dv + BH * Tk * Dv, S(0));
   if (Tq == 0 || Tk == 0 || BH == 0) return;
   std::vector<S> Drow(BH * Tq);
-  const BwdArgs<S> g{{q, k, v, mask, mask_rows, causal, scale, B, H, Tq, Tk, D, Dv},
-                     dout, lse, Drow.data(), dq, dk, dv};
+  const BwdArgs<S> g{{q, k, v, mask, mask_rows, causal, scale, B, H, Tq, Tk, D, Dv,
+                      qkvdo ? qkvdo[0] : contiguous_strides(H, Tq, D),
+                      qkvdo ? qkvdo[1] : contiguous_strides(H, Tk, D),
+                      qkvdo ? qkvdo[2] : contiguous_strides(H, Tk, Dv)},
+                     dout, qkvdo ? qkvdo[3] : contiguous_strides(H, Tq, Dv), lse, Drow.data(),
+                     dq, dk, dv};
   const int nt = threads_for(4.0 * double(BH) * Tq * Tk * (D + Dv));
   const index_t nqt = (Tq + kAttnBlockQ - 1) / kAttnBlockQ;
   const index_t nkt = (Tk + kAttnBlockK - 1) / kAttnBlockK;
@@ -561,8 +581,9 @@ void attention_backward(S* dq, S* dk, S* dv, const S* dout, const S* q, const S*
     // D_i = dout_i . out_i
 #pragma omp for schedule(static)
     for (index_t r = 0; r < BH * Tq; ++r) {
+      const S* do_r = row_of(dout, g.dos, r / Tq, H, r % Tq);
       S s = S(0);
-      for (index_t e = 0; e < Dv; ++e) s += dout[r * Dv + e] * out[r * Dv + e];
+      for (index_t e = 0; e < Dv; ++e) s += do_r[e] * out[r * Dv + e];
       Drow[r] = s;
     }
     BwdWork<S>& w = works[static_cast<size_t>(thread_index())];
@@ -660,13 +681,14 @@ void attention_backward_ref(S* dq, S* dk, S* dv, const S* dout, const S* q, cons
 #define NN_ATTN_INSTANTIATE(S)                                                                  \
   template void attention_forward<S>(S*, S*, const S*, const S*, const S*, const bool*, index_t, \
                                      bool, S, index_t, index_t, index_t, index_t, index_t,       \
-                                     index_t);                                                   \
+                                     index_t, const AttnStrides*);                               \
   template void attention_forward_ref<S>(S*, S*, const S*, const S*, const S*, const bool*,     \
                                          index_t, bool, S, index_t, index_t, index_t, index_t,   \
                                          index_t, index_t);                                      \
   template void attention_backward<S>(S*, S*, S*, const S*, const S*, const S*, const S*,       \
                                       const S*, const S*, const bool*, index_t, bool, S,         \
-                                      index_t, index_t, index_t, index_t, index_t, index_t);     \
+                                      index_t, index_t, index_t, index_t, index_t, index_t,      \
+                                      const AttnStrides*);                                       \
   template void attention_backward_ref<S>(S*, S*, S*, const S*, const S*, const S*, const S*,   \
                                           const S*, const S*, const bool*, index_t, bool, S,     \
                                           index_t, index_t, index_t, index_t, index_t, index_t);

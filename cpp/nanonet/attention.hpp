@@ -49,10 +49,18 @@ namespace nanonet {
 constexpr index_t kAttnBlockQ = 16;  // BQ: query rows per tile
 constexpr index_t kAttnBlockK = 128;  // BK: key rows per tile (16 x 128 measured best on AVX2)
 
+// Element strides (batch, head, step) of an input; its feature axis is contiguous. The fast
+// kernels take them for q, k, v (and dout), so a caller may pass views such as the heads of a
+// (B, T, H * D) projection without copying them to (B, H, T, D); nullptr: C-contiguous
+// (B, H, T, D). The outputs are always C-contiguous, and the _ref twins take contiguous inputs.
+struct AttnStrides {
+  index_t b, h, t;
+};
+
 template <typename S>
 void attention_forward(S* out, S* lse, const S* q, const S* k, const S* v, const bool* mask,
                        index_t mask_rows, bool causal, S scale, index_t B, index_t H, index_t Tq,
-                       index_t Tk, index_t D, index_t Dv);
+                       index_t Tk, index_t D, index_t Dv, const AttnStrides* qkv = nullptr);
 template <typename S>
 void attention_forward_ref(S* out, S* lse, const S* q, const S* k, const S* v, const bool* mask,
                            index_t mask_rows, bool causal, S scale, index_t B, index_t H,
@@ -62,7 +70,7 @@ template <typename S>
 void attention_backward(S* dq, S* dk, S* dv, const S* dout, const S* q, const S* k, const S* v,
                         const S* out, const S* lse, const bool* mask, index_t mask_rows,
                         bool causal, S scale, index_t B, index_t H, index_t Tq, index_t Tk,
-                        index_t D, index_t Dv);
+                        index_t D, index_t Dv, const AttnStrides* qkvdo = nullptr);
 template <typename S>
 void attention_backward_ref(S* dq, S* dk, S* dv, const S* dout, const S* q, const S* k,
                             const S* v, const S* out, const S* lse, const bool* mask,

@@ -1333,6 +1333,17 @@ def _attn_scale(scale, D: int, fn: str) -> float:
     return scale
 
 
+def _attn_rows(a):
+    """q, k, v or dout as the fast kernels take them: any (B, H, T, D) view whose last axis is
+    contiguous and whose strides are non-negative passes as it is (the heads of a projection,
+    y.reshape(B, T, H, D).transpose(0, 2, 1, 3), need no copy); anything else is copied."""
+    st = a.strides
+    if a.ndim == 4 and (a.shape[3] <= 1 or st[3] == a.itemsize) and \
+            all(s >= 0 and s % a.itemsize == 0 for s in st[:3]):
+        return a
+    return np.ascontiguousarray(a)
+
+
 def _attn_mask(mask):
     if mask is None:
         return None
@@ -1343,7 +1354,8 @@ def attention_forward(q, k, v, mask=None, causal=False, scale=None, *, _ref: boo
     """softmax(q k^T * scale + mask) v -> (out (B, H, Tq, Dv), lse (B, H, Tq)); lse is the
     per-row log-sum-exp of the scaled scores, what attention_backward needs."""
     fn = "attention_forward"
-    q, k, v = (_contiguous(_float_array(a, n, fn)) for a, n in ((q, "q"), (k, "k"), (v, "v")))
+    rows = _contiguous if _ref else _attn_rows
+    q, k, v = (rows(_float_array(a, n, fn)) for a, n in ((q, "q"), (k, "k"), (v, "v")))
     _same_dtype(fn, ("q", "k", "v"), q, k, v)
     s = _attn_scale(scale, q.shape[-1] if q.ndim == 4 else 0, fn)
     core = _core.attention_forward_ref if _ref else _core.attention_forward
@@ -1355,8 +1367,10 @@ def attention_backward(dout, q, k, v, out, lse, mask=None, causal=False, scale=N
     """Gradient of attention_forward: dout (B, H, Tq, Dv) and the forward's out and lse ->
     (dq, dk, dv), shaped like q, k, v."""
     fn = "attention_backward"
-    arrays = [_contiguous(_float_array(a, n, fn)) for a, n in
-              ((dout, "dout"), (q, "q"), (k, "k"), (v, "v"), (out, "out"), (lse, "lse"))]
+    rows = _contiguous if _ref else _attn_rows
+    arrays = [(rows if n in ("dout", "q", "k", "v") else _contiguous)(_float_array(a, n, fn))
+              for a, n in ((dout, "dout"), (q, "q"), (k, "k"), (v, "v"), (out, "out"),
+                           (lse, "lse"))]
     _same_dtype(fn, ("q", "dout", "k", "v", "out", "lse"), arrays[1], arrays[0], *arrays[2:])
     dout, q, k, v, out, lse = arrays
     s = _attn_scale(scale, q.shape[-1] if q.ndim == 4 else 0, fn)

@@ -319,8 +319,8 @@ class MultiHeadAttention(Layer):
         x2 = np.ascontiguousarray(x.reshape(B * T, d))
         y = ops.dense_forward(x2, kernel.reshape(d, -1),
                               None if bias is None else bias.reshape(-1))
-        return np.ascontiguousarray(y.reshape(B, T, self.num_heads, heads_dim)
-                                    .transpose(0, 2, 1, 3)), x2
+        # a (B, H, T, heads_dim) view: the attention kernels read strided heads, no copy
+        return y.reshape(B, T, self.num_heads, heads_dim).transpose(0, 2, 1, 3), x2
 
     def _qkv_kernel(self):
         """The three projection kernels side by side, (d, H * (2 key_dim + value_dim)), and
@@ -340,8 +340,8 @@ class MultiHeadAttention(Layer):
         kernel, bias = self._qkv_kernel()
         y = ops.dense_forward(x2, kernel, bias).reshape(B, T, H * (2 * kd + vd))
 
-        def heads(y, width):
-            return np.ascontiguousarray(y.reshape(B, T, H, width).transpose(0, 2, 1, 3))
+        def heads(y, width):  # a view; the attention kernels read strided heads
+            return y.reshape(B, T, H, width).transpose(0, 2, 1, 3)
         return (heads(y[..., :H * kd], kd), heads(y[..., H * kd:2 * H * kd], kd),
                 heads(y[..., 2 * H * kd:], vd), x2)
 
@@ -498,7 +498,7 @@ class MultiHeadAttention(Layer):
             dy2 = dy.reshape(B * Tq, out_dim)
             rows.append((o2, dy2))
             do2 = ops.matmul(dy2, self.output_kernel.reshape(H * vd, out_dim), transpose_b=True)
-        dO = np.ascontiguousarray(do2.reshape(B, Tq, H, vd).transpose(0, 2, 1, 3))
+        dO = do2.reshape(B, Tq, H, vd).transpose(0, 2, 1, 3)  # a view, read strided
         if drop is not None:
             dQ, dK, dV = self._dropout_attention_backward(dO, Q, K, V, drop, scale)
         else:
