@@ -36,25 +36,22 @@ py::tuple run(const py::array& x, const py::array& y_true, std::vector<py::array
               const std::vector<Activation>& acts, const std::vector<bool>& has_bias, Loss loss,
               bool fused, bool from_logits, const DenseChainOptimizer& opt) {
   const index_t B = x.shape(0), C = widths.back();
-  std::vector<DenseChainLayer<T>> layers(acts.size());
+  // params and slots run kernel, bias (when there is one), next layer ...
   size_t p = 0;
+  auto take = [&](T** param, T** slot) {
+    *param = mptr<T>(params[p]);
+    for (size_t s = 0; s < 2; ++s) slot[s] = s < slots[p].size() ? mptr<T>(slots[p][s]) : nullptr;
+    ++p;
+  };
+  std::vector<DenseChainLayer<T>> layers(acts.size());
   for (size_t l = 0; l < layers.size(); ++l) {
     DenseChainLayer<T>& d = layers[l];
     d.in = widths[l];
     d.out = widths[l + 1];
     d.act = acts[l];
-    for (int w = 0; w < 2; ++w) {
-      T* ptr = nullptr;
-      if (w == 0 || has_bias[l]) {
-        ptr = mptr<T>(params[p]);
-        for (int s = 0; s < 2; ++s)
-          d.slots[w][s] = s < int(slots[p].size()) ? mptr<T>(slots[p][size_t(s)]) : nullptr;
-        ++p;
-      } else {
-        d.slots[w][0] = d.slots[w][1] = nullptr;
-      }
-      (w == 0 ? d.kernel : d.bias) = ptr;
-    }
+    d.bias = d.slots[1][0] = d.slots[1][1] = nullptr;
+    take(&d.kernel, d.slots[0]);
+    if (has_bias[l]) take(&d.bias, d.slots[1]);
   }
   py::array y_pred(x.dtype(), std::vector<py::ssize_t>{B, C});
   T* yp = mptr<T>(y_pred);

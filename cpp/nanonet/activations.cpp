@@ -7,12 +7,6 @@
 
 #include "nanonet/vecmath.hpp"
 
-#if defined(__GNUC__) || defined(__clang__)
-#define NN_ALWAYS_INLINE inline __attribute__((always_inline))
-#else
-#define NN_ALWAYS_INLINE inline
-#endif
-
 namespace nanonet {
 
 // ---------------------------------------------------------------------------------------------

@@ -372,7 +372,8 @@ struct BwdWork {
   std::vector<S> p, ds;
   std::vector<char> ok;
   BwdWork(index_t D, index_t Dv, index_t Tk)
-      : p(kAttnBlockQ * kAttnBlockK), ds(kAttnBlockQ * kAttnBlockK), ok(2 * kAttnBlockK) {
+      : p(kAttnBlockQ * kAttnBlockK), ds(kAttnBlockQ * kAttnBlockK),
+        ok(2 * kAttnBlockK, 0) {  // [0, BK): valid_keys' answer; [BK, 2 BK): never written
     kt.data.resize(static_cast<size_t>(D * Tk));
     vt.data.resize(static_cast<size_t>(Dv * Tk));
   }
@@ -407,17 +408,14 @@ NN_ATTN_INLINE void block_p_ds(const BwdArgs<S>& g, index_t bh, index_t i0, inde
   mm_nn<VB>(w.p.data(), nj, q_i, a.qs.t, 1, kt + j0, Tk, ni, nj, D, false);
   mm_nn<VB>(w.ds.data(), nj, do_i, g.dos.t, 1, vt + j0, Tk, ni, nj, Dv, false);
   const bool shared = keys_shared(a);
-  bool* none = ok + kAttnBlockK;  // all false, for fully masked rows
+  const bool* none = ok + kAttnBlockK;  // all false (zeros from construction), for dead rows
   const bool* tile_ok = shared ? valid_keys(ok, a, b, i0, j0, nj) : nullptr;
   for (index_t r = 0; r < ni; ++r) {
     S* p_r = w.p.data() + r * nj;
     S* ds_r = w.ds.data() + r * nj;
     const bool live = lse_i[r] != neg_inf;  // a fully masked row has p = 0
     const bool* okr = shared ? tile_ok : valid_keys(ok, a, b, i0 + r, j0, nj);
-    if (!live) {
-      for (index_t c = 0; c < nj; ++c) none[c] = false;
-      okr = none;
-    }
+    if (!live) okr = none;
     // p = exp(scale s - lse) where valid, 0 elsewhere
     scale_mask_row(p_r, okr, nj, a.scale, live ? lse_i[r] : S(0));
     NN_PRAGMA_SIMD

@@ -1,17 +1,11 @@
 // Batch and layer normalization kernels; the contract is in normalization.hpp.
 #include "nanonet/normalization.hpp"
 
-#include "nanonet/vecmath.hpp"
-
 #include <algorithm>
 #include <cmath>
 #include <vector>
 
-#if defined(__GNUC__) || defined(__clang__)
-#define NN_ALWAYS_INLINE_NORM inline __attribute__((always_inline))
-#else
-#define NN_ALWAYS_INLINE_NORM inline
-#endif
+#include "nanonet/vecmath.hpp"
 
 namespace nanonet {
 
@@ -316,13 +310,12 @@ inline void ln_row_backward(T* dx_n, double* sdy, double* sdyx, const T* dy_n, c
   }
 }
 
-
 // The fast rows: the same sums in double, as vectorised reductions (NN_SIMD_SUM: lane-wise
 // partial sums, so they differ from the sequential ones of the _ref twin by rounding), in
 // ISA-cloned loops over a span of rows. The row loops were scalar: 0.9 ms forward and 1.3 ms
 // backward for 3200 x 128 (the Transformer showcase's shape).
 template <typename T>
-NN_ALWAYS_INLINE_NORM void ln_rows_forward_body(T* y, T* mean, T* inv_std, const T* x,
+NN_ALWAYS_INLINE void ln_rows_forward_body(T* y, T* mean, T* inv_std, const T* x,
                                                 const T* gamma, const T* beta, index_t n0,
                                                 index_t n1, index_t F, T epsilon) {
   for (index_t n = n0; n < n1; ++n) {
@@ -356,7 +349,7 @@ NN_ALWAYS_INLINE_NORM void ln_rows_forward_body(T* y, T* mean, T* inv_std, const
 // dx for rows [n0, n1); their column sums of dy and dy * x_hat added into sdy, sdyx. gamma:
 // never null here (ones when the layer has none).
 template <typename T>
-NN_ALWAYS_INLINE_NORM void ln_rows_backward_body(T* dx, double* sdy, double* sdyx, const T* dy,
+NN_ALWAYS_INLINE void ln_rows_backward_body(T* dx, double* sdy, double* sdyx, const T* dy,
                                                  const T* x, const T* mean, const T* inv_std,
                                                  const T* gamma, index_t n0, index_t n1,
                                                  index_t F) {

@@ -10,8 +10,6 @@
 #include <omp.h>
 #endif
 
-#define NN_ALWAYS_INLINE inline __attribute__((always_inline))
-
 namespace nanonet {
 
 namespace {

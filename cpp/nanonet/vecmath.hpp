@@ -45,6 +45,14 @@
 
 #include "nanonet/runtime.hpp"
 
+// What a BODY of NN_ISA_CLONES is declared with (and everything it calls that should be
+// compiled for each copy's ISA).
+#if defined(__GNUC__) || defined(__clang__)
+#define NN_ALWAYS_INLINE inline __attribute__((always_inline))
+#else
+#define NN_ALWAYS_INLINE inline
+#endif
+
 #if (defined(__GNUC__) || defined(__clang__)) && defined(__x86_64__)
 #if defined(__clang__) || __GNUC__ >= 12
 #define NN_TARGET_V4 __attribute__((target("arch=x86-64-v4")))

@@ -16,11 +16,9 @@ namespace vm {
 
 namespace {
 
-#define NN_V4 __attribute__((target("avx512f,avx512dq,avx512vl,avx512bw,avx2,fma")))
-
 // exp(x): clamp to [-110, 100] (NaN passes), n = round(x log2 e), r = x - n ln 2 in two pieces,
 // exp(r) = 1 + r + r^2 P(r), times 2^n.
-NN_V4 inline __m512 exp16(__m512 x) {
+NN_TARGET_V4 inline __m512 exp16(__m512 x) {
   x = _mm512_max_ps(_mm512_set1_ps(-110.0f), _mm512_min_ps(_mm512_set1_ps(100.0f), x));
   const __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
                                         _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
@@ -37,7 +35,7 @@ NN_V4 inline __m512 exp16(__m512 x) {
 }
 
 // sigmoid: e = exp(-|x|), s = 1 / (1 + e); x < 0 gives e s.
-NN_V4 inline __m512 sigmoid16(__m512 x) {
+NN_TARGET_V4 inline __m512 sigmoid16(__m512 x) {
   const __m512 e = exp16(_mm512_sub_ps(_mm512_setzero_ps(), _mm512_abs_ps(x)));
   const __m512 s = _mm512_div_ps(_mm512_set1_ps(1.0f), _mm512_add_ps(_mm512_set1_ps(1.0f), e));
   const __mmask16 neg = _mm512_cmp_ps_mask(x, _mm512_setzero_ps(), _CMP_LT_OQ);
@@ -46,7 +44,7 @@ NN_V4 inline __m512 sigmoid16(__m512 x) {
 
 // tanh: |x| < 0.625: x + x z P(z), z = x^2; else 1 - 2 / (exp(2 |x|) + 1) with x's sign
 // (|x| clamped at 10 first: tanh(10) rounds to 1 in float, and exp stays finite).
-NN_V4 inline __m512 tanh16(__m512 x) {
+NN_TARGET_V4 inline __m512 tanh16(__m512 x) {
   const __m512 a = _mm512_abs_ps(x);
   const __m512 z = _mm512_mul_ps(x, x);
   __m512 p = _mm512_set1_ps(-5.70498872745e-3f);
@@ -69,14 +67,14 @@ NN_V4 inline __m512 tanh16(__m512 x) {
 }
 
 struct Sigmoid16 {
-  NN_V4 __m512 operator()(__m512 v) const { return sigmoid16(v); }
+  NN_TARGET_V4 __m512 operator()(__m512 v) const { return sigmoid16(v); }
 };
 struct Tanh16 {
-  NN_V4 __m512 operator()(__m512 v) const { return tanh16(v); }
+  NN_TARGET_V4 __m512 operator()(__m512 v) const { return tanh16(v); }
 };
 
 template <typename F>
-NN_V4 inline void span16(float* y, const float* x, index_t n, F f) {
+NN_TARGET_V4 inline void span16(float* y, const float* x, index_t n, F f) {
   index_t i = 0;
   for (; i + 16 <= n; i += 16) _mm512_storeu_ps(y + i, f(_mm512_loadu_ps(x + i)));
   if (i < n) {
@@ -87,11 +85,13 @@ NN_V4 inline void span16(float* y, const float* x, index_t n, F f) {
 
 }  // namespace
 
-NN_V4 void sigmoid_span_v4(float* y, const float* x, index_t n) { span16(y, x, n, Sigmoid16{}); }
+NN_TARGET_V4 void sigmoid_span_v4(float* y, const float* x, index_t n) {
+  span16(y, x, n, Sigmoid16{});
+}
 
-NN_V4 void tanh_span_v4(float* y, const float* x, index_t n) { span16(y, x, n, Tanh16{}); }
-
-#undef NN_V4
+NN_TARGET_V4 void tanh_span_v4(float* y, const float* x, index_t n) {
+  span16(y, x, n, Tanh16{});
+}
 
 }  // namespace vm
 }  // namespace nanonet
